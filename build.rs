@@ -1,0 +1,21 @@
+//! Compiles `proto/` with protox (a protobuf compiler in Rust), so a fresh
+//! machine builds with cargo alone: no system `protoc`.
+
+use std::{env, fs, path::PathBuf};
+
+use prost::Message as _;
+
+const PROTOS: &[&str] = &["clusternet/v1/network.proto"];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let descriptors = protox::compile(PROTOS, ["proto"])?;
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    // Served by the reflection service, so grpcurl needs no proto files.
+    fs::write(out_dir.join("clusternet_descriptor.bin"), descriptors.encode_to_vec())?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

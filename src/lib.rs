@@ -1,0 +1,18 @@
+//! clusternet: a graph analytics server for industrial-cluster networks.
+//!
+//! The firm network (actors and their links) and the inter-cluster network
+//! (clusters, their sites and the ties between them) are kept in a sled store
+//! and in memory, and served over gRPC (`clusternet.v1.NetworkService`).
+//!
+//! The crate is layered: [`model`] holds plain domain types and their
+//! validation; [`store`] keeps the network durable and consistent; only
+//! [`service`] (and the binary) know about gRPC. See `ARCHITECTURE.md`.
+
+pub mod demo;
+pub mod error;
+pub mod import;
+pub mod model;
+pub mod service;
+pub mod store;
+
+pub use error::{Error, Result};

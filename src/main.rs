@@ -1,0 +1,216 @@
+//! The `clusternet` command: wiring only. `main` reports errors in one place.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Instant};
+
+use clap::{Args, Parser, Subcommand};
+use clusternet::{
+    demo, import,
+    service::{
+        import_client::{upload, UploadError},
+        server::{serve, ServerConfig},
+    },
+    store::{SledConfig, Store, StoreConfig},
+};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(
+    name = "clusternet",
+    version,
+    about = "Graph analytics server for industrial-cluster networks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the gRPC server.
+    Serve(ServeArgs),
+    /// Loads a directory of CSV files into a running server.
+    Import(ImportArgs),
+    /// Writes the demo networks as a CSV directory (the import format).
+    DemoCsv {
+        /// Directory to write clusters.csv, sites.csv, actors.csv, links.csv
+        /// and cluster_links.csv into.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "CLUSTERNET_LISTEN", default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+    /// Directory of the sled store; created if missing.
+    #[arg(long, env = "CLUSTERNET_DATA_DIR", default_value = "./clusternet-data")]
+    data_dir: PathBuf,
+    /// Load the demo networks if the store is empty.
+    #[arg(long)]
+    demo: bool,
+    /// Largest batch accepted, in changes; larger ones get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CLUSTERNET_MAX_BATCH_CHANGES", default_value_t = 10_000)]
+    max_batch_changes: usize,
+    /// sled's page cache, in MiB.
+    #[arg(long, env = "CLUSTERNET_CACHE_MB", default_value_t = 64)]
+    cache_mb: u64,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// The server's URL.
+    #[arg(long, env = "CLUSTERNET_SERVER", default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// Changes per batch (each batch is applied atomically).
+    #[arg(long, default_value_t = 5_000)]
+    batch_size: usize,
+    /// Directory holding the CSV files.
+    dir: PathBuf,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Serve(args) => run_server(args).await,
+        Command::Import(args) => run_import(args).await,
+        Command::DemoCsv { dir } => import::write_dir(&dir, &demo::demo_changes())
+            .map_err(|e| format!("error: cannot write {}: {e}", dir.display())),
+    }
+}
+
+async fn run_server(args: ServeArgs) -> Result<(), String> {
+    let started = Instant::now();
+    let sled = SledConfig {
+        cache_capacity: args.cache_mb << 20,
+    };
+    let config = StoreConfig {
+        max_batch_changes: args.max_batch_changes,
+        ..StoreConfig::default()
+    };
+    let data_dir = args.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open_sled(&data_dir, &sled, config))
+        .await
+        .map_err(|e| format!("error: {e}"))?
+        .map_err(|e| format!("error: cannot open the store in {}: {e}", args.data_dir.display()))?;
+    let store = Arc::new(store);
+    let snapshot = store.snapshot();
+    tracing::info!(
+        revision = snapshot.revision,
+        clusters = snapshot.network.clusters.len(),
+        actors = snapshot.network.actors.len(),
+        links = snapshot.network.links.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "store loaded from {}",
+        args.data_dir.display()
+    );
+    if args.demo
+        && demo::load_if_empty(&store)
+            .await
+            .map_err(|e| format!("error: cannot load the demo: {e}"))?
+    {
+        tracing::info!(revision = store.snapshot().revision, "demo networks loaded");
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("error: cannot listen on {}: {e}", args.listen))?;
+    let address = listener.local_addr().map_err(|e| format!("error: {e}"))?;
+    tracing::info!(%address, "clusternet listening");
+    serve(store.clone(), ServerConfig::default(), listener, shutdown_signal())
+        .await
+        .map_err(|e| format!("error: the server failed: {e}"))?;
+    tokio::task::spawn_blocking(move || store.close())
+        .await
+        .map_err(|e| format!("error: {e}"))?;
+    tracing::info!("store flushed; bye");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; only SIGINT stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {},
+            _ = terminate.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+async fn run_import(args: ImportArgs) -> Result<(), String> {
+    let changes = match import::read_dir(&args.dir) {
+        Ok(changes) => changes,
+        Err(errors) => {
+            let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            return Err(format!(
+                "{}\nerror: {} bad rows; nothing was imported",
+                lines.join("\n"),
+                errors.len()
+            ));
+        }
+    };
+    let total = changes.len() as u64;
+    let progress = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} changes ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let bar = progress.clone();
+    let started = Instant::now();
+    let result = upload(args.server.clone(), changes, args.batch_size, move |sent| {
+        bar.set_position(sent)
+    })
+    .await;
+    progress.finish_and_clear();
+    match result {
+        Ok(reply) => {
+            let counts = reply.counts.unwrap_or_default();
+            println!(
+                "imported {total} changes in {} batches in {:.1} s: {} clusters, {} actors, {} links, {} cluster links; revision {}",
+                reply.batches,
+                started.elapsed().as_secs_f64(),
+                counts.clusters_upserted,
+                counts.actors_upserted,
+                counts.links_upserted,
+                counts.cluster_links_upserted,
+                reply.revision
+            );
+            Ok(())
+        }
+        Err(error @ UploadError::Row { .. }) => Err(format!(
+            "{error}\nerror: the import stopped at this row; the batches before it are applied"
+        )),
+        Err(error) => Err(format!("error: {error}")),
+    }
+}

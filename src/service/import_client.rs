@@ -1,0 +1,83 @@
+//! The client side of `clusternet import`: streams changes read from CSV to
+//! `ImportChanges` in batches, and turns a server error back into the
+//! `file:line` of the row that caused it.
+
+use tokio_stream::StreamExt as _;
+
+use super::{
+    convert::change_to_pb,
+    pb::{self, network_service_client::NetworkServiceClient},
+};
+use crate::import::SourcedChange;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("cannot reach the server: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    /// The server refused a row; earlier batches are in.
+    #[error("{origin}: {message}")]
+    Row { origin: String, message: String },
+    #[error("the server refused the import: {0}")]
+    Status(tonic::Status),
+}
+
+/// Sends `changes` in batches of `batch_size`; `on_sent` is told how many
+/// changes have gone out after each batch.
+pub async fn upload(
+    server: String,
+    changes: Vec<SourcedChange>,
+    batch_size: usize,
+    on_sent: impl Fn(u64) + Send + 'static,
+) -> Result<pb::ImportChangesResponse, UploadError> {
+    let mut client = NetworkServiceClient::connect(server)
+        .await?
+        .max_encoding_message_size(64 << 20)
+        .max_decoding_message_size(64 << 20);
+    let batch_size = batch_size.max(1);
+    let origins: Vec<String> = changes.iter().map(|c| c.origin.to_string()).collect();
+    let batches: Vec<pb::ChangeBatch> = changes
+        .chunks(batch_size)
+        .map(|chunk| pb::ChangeBatch {
+            changes: chunk.iter().map(|c| change_to_pb(&c.change)).collect(),
+        })
+        .collect();
+    let mut sent = 0u64;
+    let stream = tokio_stream::iter(batches).map(move |batch| {
+        sent += batch.changes.len() as u64;
+        on_sent(sent);
+        batch
+    });
+    match client.import_changes(stream).await {
+        Ok(response) => Ok(response.into_inner()),
+        Err(status) => match locate(status.message(), batch_size) {
+            Some(index) if index < origins.len() => Err(UploadError::Row {
+                origin: origins[index].clone(),
+                message: format!("{:?}: {}", status.code(), status.message()),
+            }),
+            _ => Err(UploadError::Status(status)),
+        },
+    }
+}
+
+/// Finds the change a server message blames: "batch B (...): changes[I]..."
+/// means change I of batch B (1-based), so (B - 1) * batch_size + I overall.
+fn locate(message: &str, batch_size: usize) -> Option<usize> {
+    let number_after = |marker: &str| -> Option<usize> {
+        let rest = &message[message.find(marker)? + marker.len()..];
+        rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    };
+    let batch = number_after("batch ")?;
+    let item = number_after("changes[")?;
+    Some((batch.checked_sub(1)?) * batch_size + item)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_server_message_is_traced_to_the_change_it_blames() {
+        let message =
+            "batch 3 (after 2 applied batches, revision 7): changes[17].upsert_link.target: actor 'x' neither exists";
+        assert_eq!(super::locate(message, 100), Some(217));
+        assert_eq!(super::locate("storage failure", 100), None);
+    }
+}

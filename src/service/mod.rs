@@ -1,0 +1,20 @@
+//! The gRPC layer: generated code, proto <-> model conversion, the mapping of
+//! core errors to statuses, the service handlers and the server wiring.
+
+pub mod convert;
+pub mod import_client;
+mod network_api;
+mod paging;
+pub mod server;
+mod status;
+
+/// Code generated from `proto/clusternet/v1`.
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("clusternet.v1");
+
+    /// The descriptor set served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("clusternet_descriptor");
+}
+
+pub use network_api::NetworkApi;

@@ -1,0 +1,321 @@
+//! `clusternet.v1.NetworkService`: thin handlers that validate, call the
+//! store, and convert.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{
+    convert::{self, arc_rows},
+    paging::{next_page_token, page_request},
+    pb::{self, network_service_server::NetworkService},
+};
+use crate::{
+    error::Error,
+    model::{validate_id, ActorKind, Channel, ClusterLinkKey, ClusterLinkKind, Id, LinkKey, LinkKind, Segment},
+    store::{query, ChangeCounts, Store},
+};
+
+pub struct NetworkApi {
+    store: Arc<Store>,
+}
+
+impl NetworkApi {
+    pub fn new(store: Arc<Store>) -> Self {
+        NetworkApi { store }
+    }
+}
+
+const MAX_NEIGHBORHOOD: usize = 10_000;
+const DEFAULT_NEIGHBORHOOD: usize = 1_000;
+
+fn id_cursor(after: Option<Vec<u8>>) -> Result<Option<Id>, Error> {
+    after
+        .map(|bytes| {
+            String::from_utf8(bytes)
+                .map(Id::from)
+                .map_err(|_| Error::invalid("page_token", "is not a token this server issued"))
+        })
+        .transpose()
+}
+
+/// Links and cluster links are keyed by (source, target, kind); their cursor
+/// is `source NUL target NUL kind-number`.
+fn pair_cursor(source: &str, target: &str, kind: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(source.len() + target.len() + 3);
+    bytes.extend_from_slice(source.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(target.as_bytes());
+    bytes.push(0);
+    bytes.push(kind as u8);
+    bytes
+}
+
+fn parse_pair_cursor<K: Copy>(bytes: &[u8], all: &[K]) -> Result<(Id, Id, K), Error> {
+    let malformed = || Error::invalid("page_token", "is not a token this server issued");
+    let mut parts = bytes.splitn(3, |b| *b == 0);
+    let (Some(source), Some(target), Some(&[kind])) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(malformed());
+    };
+    let text = |part: &[u8]| std::str::from_utf8(part).map(Id::from).map_err(|_| malformed());
+    let kind = *all.get(kind as usize).ok_or_else(malformed)?;
+    Ok((text(source)?, text(target)?, kind))
+}
+
+fn position<T: PartialEq>(all: &[T], value: &T) -> usize {
+    all.iter().position(|v| v == value).unwrap_or(0)
+}
+
+#[tonic::async_trait]
+impl NetworkService for NetworkApi {
+    #[tracing::instrument(skip_all, fields(changes = request.get_ref().changes.len()))]
+    async fn apply_changes(
+        &self,
+        request: Request<pb::ChangeBatch>,
+    ) -> Result<Response<pb::ApplyChangesResponse>, Status> {
+        let changes = convert::batch_from_pb(request.into_inner())?;
+        let applied = self.store.apply(changes).await?;
+        Ok(Response::new(pb::ApplyChangesResponse {
+            revision: applied.revision,
+            counts: Some(convert::counts_to_pb(&applied.counts)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn import_changes(
+        &self,
+        request: Request<Streaming<pb::ChangeBatch>>,
+    ) -> Result<Response<pb::ImportChangesResponse>, Status> {
+        let mut stream = request.into_inner();
+        let mut batches = 0u64;
+        let mut counts = ChangeCounts::default();
+        let mut revision = self.store.snapshot().revision;
+        while let Some(batch) = stream.message().await? {
+            // Say how far the import got, so the client knows what is in.
+            let context = |status: Status| {
+                Status::new(
+                    status.code(),
+                    format!(
+                        "batch {} (after {batches} applied batches, revision {revision}): {}",
+                        batches + 1,
+                        status.message()
+                    ),
+                )
+            };
+            let changes = convert::batch_from_pb(batch).map_err(|e| context(e.into()))?;
+            let applied = self.store.apply(changes).await.map_err(|e| context(e.into()))?;
+            batches += 1;
+            revision = applied.revision;
+            counts.add(&applied.counts);
+        }
+        Ok(Response::new(pb::ImportChangesResponse {
+            batches,
+            counts: Some(convert::counts_to_pb(&counts)),
+            revision,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn get_cluster(
+        &self,
+        request: Request<pb::GetClusterRequest>,
+    ) -> Result<Response<pb::GetClusterResponse>, Status> {
+        let id = request.into_inner().id;
+        validate_id("id", &id)?;
+        let snapshot = self.store.snapshot();
+        let cluster = snapshot
+            .network
+            .clusters
+            .get(id.as_str())
+            .ok_or_else(|| Error::not_found("id", "cluster", &id))?;
+        Ok(Response::new(pb::GetClusterResponse {
+            cluster: Some(convert::cluster_to_pb(cluster)),
+            revision: snapshot.revision,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
+    async fn get_actor(&self, request: Request<pb::GetActorRequest>) -> Result<Response<pb::GetActorResponse>, Status> {
+        let id = request.into_inner().id;
+        validate_id("id", &id)?;
+        let snapshot = self.store.snapshot();
+        let actor = snapshot
+            .network
+            .actors
+            .get(id.as_str())
+            .ok_or_else(|| Error::not_found("id", "actor", &id))?;
+        Ok(Response::new(pb::GetActorResponse {
+            actor: Some(convert::actor_to_pb(actor)),
+            revision: snapshot.revision,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_clusters(
+        &self,
+        request: Request<pb::ListClustersRequest>,
+    ) -> Result<Response<pb::ListClustersResponse>, Status> {
+        let request = request.into_inner();
+        let page = page_request(request.page_size, &request.page_token, "")?;
+        let after = id_cursor(page.after)?;
+        let snapshot = self.store.snapshot();
+        let rows = query::clusters(&snapshot.network, after.as_ref(), page.size);
+        let next_page_token = match (rows.more, rows.rows.last()) {
+            (true, Some(last)) => next_page_token("", last.id.as_bytes()),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListClustersResponse {
+            clusters: arc_rows(&rows.rows, convert::cluster_to_pb),
+            next_page_token,
+            revision: snapshot.revision,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_actors(
+        &self,
+        request: Request<pb::ListActorsRequest>,
+    ) -> Result<Response<pb::ListActorsResponse>, Status> {
+        let request = request.into_inner();
+        let filter = query::ActorFilter {
+            cluster: (!request.cluster_id.is_empty()).then(|| Id::from(request.cluster_id.as_str())),
+            kind: convert::optional_enum(ActorKind::ALL, request.kind, "kind", "ActorKind")?,
+            segment: convert::optional_enum(Segment::ALL, request.segment, "segment", "Segment")?,
+        };
+        let filters = format!("{}\0{}\0{}", request.cluster_id, request.kind, request.segment);
+        let page = page_request(request.page_size, &request.page_token, &filters)?;
+        let after = id_cursor(page.after)?;
+        let snapshot = self.store.snapshot();
+        if let Some(cluster) = &filter.cluster {
+            if !snapshot.network.clusters.contains_key(cluster) {
+                return Err(Error::not_found("cluster_id", "cluster", &**cluster).into());
+            }
+        }
+        let rows = query::actors(&snapshot.network, &filter, after.as_ref(), page.size);
+        let next_page_token = match (rows.more, rows.rows.last()) {
+            (true, Some(last)) => next_page_token(&filters, last.id.as_bytes()),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListActorsResponse {
+            actors: arc_rows(&rows.rows, convert::actor_to_pb),
+            next_page_token,
+            revision: snapshot.revision,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_links(
+        &self,
+        request: Request<pb::ListLinksRequest>,
+    ) -> Result<Response<pb::ListLinksResponse>, Status> {
+        let request = request.into_inner();
+        let filter = query::LinkFilter {
+            actor: (!request.actor_id.is_empty()).then(|| Id::from(request.actor_id.as_str())),
+            kind: convert::optional_enum(LinkKind::ALL, request.kind, "kind", "LinkKind")?,
+            channel: convert::optional_enum(Channel::ALL, request.channel, "channel", "Channel")?,
+        };
+        let filters = format!("{}\0{}\0{}", request.actor_id, request.kind, request.channel);
+        let page = page_request(request.page_size, &request.page_token, &filters)?;
+        let after = page
+            .after
+            .map(|bytes| parse_pair_cursor(&bytes, LinkKind::ALL))
+            .transpose()?
+            .map(|(source, target, kind)| LinkKey { source, target, kind });
+        let snapshot = self.store.snapshot();
+        if let Some(actor) = &filter.actor {
+            if !snapshot.network.actors.contains_key(actor) {
+                return Err(Error::not_found("actor_id", "actor", &**actor).into());
+            }
+        }
+        let rows = query::links(&snapshot.network, &filter, after.as_ref(), page.size);
+        let next_page_token = match (rows.more, rows.rows.last()) {
+            (true, Some(last)) => next_page_token(
+                &filters,
+                &pair_cursor(&last.source, &last.target, position(LinkKind::ALL, &last.kind)),
+            ),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListLinksResponse {
+            links: arc_rows(&rows.rows, convert::link_to_pb),
+            next_page_token,
+            revision: snapshot.revision,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_cluster_links(
+        &self,
+        request: Request<pb::ListClusterLinksRequest>,
+    ) -> Result<Response<pb::ListClusterLinksResponse>, Status> {
+        let request = request.into_inner();
+        let filters = request.endpoint.clone();
+        let page = page_request(request.page_size, &request.page_token, &filters)?;
+        let after = page
+            .after
+            .map(|bytes| parse_pair_cursor(&bytes, ClusterLinkKind::ALL))
+            .transpose()?
+            .map(|(source, target, kind)| ClusterLinkKey { source, target, kind });
+        let endpoint = (!request.endpoint.is_empty()).then(|| Id::from(request.endpoint.as_str()));
+        let snapshot = self.store.snapshot();
+        if let Some(end) = &endpoint {
+            if !snapshot.network.clusters.contains_key(end) && !snapshot.network.sites.contains_key(end) {
+                return Err(Error::not_found("endpoint", "cluster or site", &**end).into());
+            }
+        }
+        let rows = query::cluster_links(&snapshot.network, endpoint.as_ref(), after.as_ref(), page.size);
+        let next_page_token = match (rows.more, rows.rows.last()) {
+            (true, Some(last)) => next_page_token(
+                &filters,
+                &pair_cursor(&last.source, &last.target, position(ClusterLinkKind::ALL, &last.kind)),
+            ),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListClusterLinksResponse {
+            cluster_links: arc_rows(&rows.rows, convert::cluster_link_to_pb),
+            next_page_token,
+            revision: snapshot.revision,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(actor = %request.get_ref().actor_id))]
+    async fn get_neighborhood(
+        &self,
+        request: Request<pb::GetNeighborhoodRequest>,
+    ) -> Result<Response<pb::GetNeighborhoodResponse>, Status> {
+        let request = request.into_inner();
+        validate_id("actor_id", &request.actor_id)?;
+        let depth = match request.depth {
+            0 => 1,
+            d @ 1..=3 => d as u32,
+            d => return Err(Error::invalid("depth", format!("{d} is outside 1..3")).into()),
+        };
+        let max_actors = match request.max_actors {
+            0 => DEFAULT_NEIGHBORHOOD,
+            n if n < 0 || n as usize > MAX_NEIGHBORHOOD => {
+                return Err(Error::invalid("max_actors", format!("{n} is outside 1..{MAX_NEIGHBORHOOD}")).into());
+            }
+            n => n as usize,
+        };
+        let kinds = request
+            .kinds
+            .iter()
+            .enumerate()
+            .map(|(i, k)| convert::link_kind(*k, &format!("kinds[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let snapshot = self.store.snapshot();
+        let centre = Id::from(request.actor_id.as_str());
+        let found = query::neighborhood(&snapshot.network, &centre, depth, &kinds, max_actors)
+            .ok_or_else(|| Error::not_found("actor_id", "actor", &request.actor_id))?;
+        Ok(Response::new(pb::GetNeighborhoodResponse {
+            hops: found.actors.iter().map(|(_, hops)| *hops as i32).collect(),
+            actors: found
+                .actors
+                .iter()
+                .map(|(actor, _)| convert::actor_to_pb(actor))
+                .collect(),
+            links: arc_rows(&found.links, convert::link_to_pb),
+            truncated: found.truncated,
+            revision: snapshot.revision,
+        }))
+    }
+}

@@ -1,0 +1,71 @@
+//! Server wiring: the services, health and reflection on one listener, with a
+//! graceful shutdown.
+
+use std::{future::Future, sync::Arc};
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use super::{
+    pb::{self, network_service_server::NetworkServiceServer},
+    NetworkApi,
+};
+use crate::store::Store;
+
+/// Settings of the gRPC layer.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Largest request or reply message, in bytes. Bulk-import batches are the
+    /// large ones: 10,000 links encode to about 1 MiB.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_message_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Serves every service on `listener` until `shutdown` resolves, then stops
+/// accepting, lets in-flight calls finish, and returns. The caller closes the
+/// store afterwards, which syncs it.
+pub async fn serve(
+    store: Arc<Store>,
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<NetworkServiceServer<NetworkApi>>().await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the compiled descriptor sets are valid");
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("the compiled descriptor sets are valid");
+
+    let network = NetworkServiceServer::new(NetworkApi::new(store))
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new calls, finishing those in flight");
+        health.set_not_serving::<NetworkServiceServer<NetworkApi>>().await;
+    };
+    Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(network)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}

@@ -1,0 +1,272 @@
+//! The store: the network in memory, kept durable by a [`Backend`].
+//!
+//! One writer thread owns every write. It takes the queued batches, applies
+//! each to a clone of the current network (a bad batch is dropped whole),
+//! writes each good one to the backend, makes the whole group durable with a
+//! single sync (group commit), and only then publishes the new snapshot and
+//! answers the callers. Readers load the published snapshot without a lock, so
+//! they never wait for writers and never see a batch that is half applied or
+//! not yet durable.
+
+mod network;
+pub mod query;
+mod sled_backend;
+
+use std::{path::Path, sync::Arc, thread};
+
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, oneshot};
+
+pub use network::{BatchOutcome, ChangeCounts, EntityKey, Network};
+pub use sled_backend::{SledBackend, SledConfig};
+
+use crate::{
+    error::{Error, Result},
+    model::Change,
+};
+
+/// Where the network is made durable. The sled backend is the one in use; the
+/// trait is the seam for another.
+pub trait Backend: Send + 'static {
+    /// Reads the stored network and the revision it is at.
+    fn load(&self) -> Result<(u64, Network)>;
+    /// Writes one applied batch atomically: after a crash, all of it or none.
+    /// `network` is the state after the batch; `outcome.dirty` names what changed.
+    fn write_batch(
+        &mut self,
+        revision: u64,
+        network: &Network,
+        outcome: &BatchOutcome,
+        changes: &[Change],
+    ) -> Result<()>;
+    /// Makes everything written so far durable.
+    fn sync(&mut self) -> Result<()>;
+}
+
+/// Limits and tuning of the store.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// A batch with more changes than this is refused whole.
+    pub max_batch_changes: usize,
+    /// At most this many queued batches share one sync.
+    pub max_group: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            max_batch_changes: 10_000,
+            max_group: 64,
+        }
+    }
+}
+
+/// The network as of one revision. Cheap to hold: it shares structure with
+/// the live network.
+pub struct Snapshot {
+    pub revision: u64,
+    pub network: Network,
+}
+
+/// The result of an applied batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub revision: u64,
+    pub counts: ChangeCounts,
+}
+
+struct WriteRequest {
+    changes: Vec<Change>,
+    reply: oneshot::Sender<Result<Applied>>,
+}
+
+pub struct Store {
+    current: Arc<ArcSwap<Snapshot>>,
+    queue: std::sync::Mutex<Option<mpsc::Sender<WriteRequest>>>,
+    writer: std::sync::Mutex<Option<thread::JoinHandle<()>>>,
+    config: StoreConfig,
+}
+
+impl Store {
+    /// Opens (or creates) a sled store in `path` and loads it into memory.
+    pub fn open_sled(path: &Path, sled: &SledConfig, config: StoreConfig) -> Result<Store> {
+        Store::open(Box::new(SledBackend::open(path, sled)?), config)
+    }
+
+    pub fn open(backend: Box<dyn Backend>, config: StoreConfig) -> Result<Store> {
+        let (revision, network) = backend.load()?;
+        let current = Arc::new(ArcSwap::from_pointee(Snapshot { revision, network }));
+        let (sender, receiver) = mpsc::channel(1024);
+        let writer = Writer {
+            backend,
+            current: current.clone(),
+            failure: None,
+            max_group: config.max_group.max(1),
+        };
+        let handle = thread::Builder::new()
+            .name("clusternet-writer".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(|e| Error::Unavailable {
+                message: format!("cannot start the writer thread: {e}"),
+            })?;
+        Ok(Store {
+            current,
+            queue: std::sync::Mutex::new(Some(sender)),
+            writer: std::sync::Mutex::new(Some(handle)),
+            config,
+        })
+    }
+
+    /// The latest durable network.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// Validates and applies one batch atomically; returns once it is durable.
+    pub async fn apply(&self, changes: Vec<Change>) -> Result<Applied> {
+        if changes.len() > self.config.max_batch_changes {
+            return Err(Error::ResourceExhausted {
+                message: format!(
+                    "changes: the batch has {} changes; at most {} are allowed per batch",
+                    changes.len(),
+                    self.config.max_batch_changes
+                ),
+            });
+        }
+        let changes = changes
+            .into_iter()
+            .enumerate()
+            .map(|(i, change)| {
+                let at = format!("changes[{i}].{}", change.field_name());
+                change.validated().map_err(|e| e.within(&at))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(queue) = queue else {
+            return Err(shutting_down());
+        };
+        let (reply, answer) = oneshot::channel();
+        queue
+            .send(WriteRequest { changes, reply })
+            .await
+            .map_err(|_| shutting_down())?;
+        answer.await.map_err(|_| shutting_down())?
+    }
+
+    /// Stops taking writes, lets queued batches finish, syncs and stops the
+    /// writer. Idempotent.
+    pub fn close(&self) {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle {
+            if handle.join().is_err() {
+                tracing::error!("the writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn shutting_down() -> Error {
+    Error::Unavailable {
+        message: "the store is shutting down".into(),
+    }
+}
+
+struct Writer {
+    backend: Box<dyn Backend>,
+    current: Arc<ArcSwap<Snapshot>>,
+    /// Set by a failed write or sync: after that, what is durable is unknown,
+    /// so the writer refuses further batches until restarted.
+    failure: Option<String>,
+    max_group: usize,
+}
+
+impl Writer {
+    fn run(mut self, mut queue: mpsc::Receiver<WriteRequest>) {
+        while let Some(first) = queue.blocking_recv() {
+            let mut group = vec![first];
+            while group.len() < self.max_group {
+                match queue.try_recv() {
+                    Ok(request) => group.push(request),
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group);
+        }
+        if self.failure.is_none() {
+            if let Err(error) = self.backend.sync() {
+                tracing::error!(%error, "final sync failed");
+            }
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<WriteRequest>) {
+        let _span = tracing::debug_span!("commit_group", batches = group.len()).entered();
+        let published = self.current.load_full();
+        let mut network = published.network.clone();
+        let mut revision = published.revision;
+        let mut results = Vec::with_capacity(group.len());
+        for request in &group {
+            if let Some(failure) = &self.failure {
+                results.push(Err(Error::Unavailable {
+                    message: format!("the store stopped writing after a storage failure: {failure}"),
+                }));
+                continue;
+            }
+            let mut candidate = network.clone();
+            let outcome = match candidate.apply(&request.changes) {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    results.push(Err(error));
+                    continue;
+                }
+            };
+            match self
+                .backend
+                .write_batch(revision + 1, &candidate, &outcome, &request.changes)
+            {
+                Ok(()) => {
+                    revision += 1;
+                    network = candidate;
+                    results.push(Ok(Applied {
+                        revision,
+                        counts: outcome.counts,
+                    }));
+                }
+                Err(error) => {
+                    self.failure = Some(error.to_string());
+                    results.push(Err(error));
+                }
+            }
+        }
+        if revision != published.revision {
+            if let Err(error) = self.backend.sync() {
+                tracing::error!(%error, "sync failed; refusing further writes");
+                self.failure = Some(error.to_string());
+                for result in &mut results {
+                    if result.is_ok() {
+                        *result = Err(Error::Unavailable {
+                            message: format!("the batch could not be made durable: {error}"),
+                        });
+                    }
+                }
+            } else {
+                self.current.store(Arc::new(Snapshot { revision, network }));
+            }
+        }
+        for (request, result) in group.into_iter().zip(results) {
+            // A caller that went away no longer needs its answer.
+            let _ = request.reply.send(result);
+        }
+    }
+}
