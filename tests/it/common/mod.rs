@@ -1,0 +1,166 @@
+//! A real server on 127.0.0.1:0 with its store in a directory the test owns,
+//! and helpers to build requests and check statuses.
+
+pub use clusternet::service::pb;
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use clusternet::{
+    service::{
+        pb::network_service_client::NetworkServiceClient,
+        server::{serve, ServerConfig},
+    },
+    store::{SledConfig, Store, StoreConfig},
+};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::{transport::Channel, Code, Status};
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    store: Arc<Store>,
+    shutdown: Option<oneshot::Sender<()>>,
+    serving: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start(dir: &Path) -> TestServer {
+        TestServer::start_with(dir, StoreConfig::default()).await
+    }
+
+    pub async fn start_with(dir: &Path, config: StoreConfig) -> TestServer {
+        let store = Arc::new(Store::open_sled(dir, &SledConfig::default(), config).expect("store opens"));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let (shutdown, signal) = oneshot::channel::<()>();
+        let serving = tokio::spawn(serve(store.clone(), ServerConfig::default(), listener, async {
+            let _ = signal.await;
+        }));
+        let serving = tokio::spawn(async move { serving.await.unwrap().expect("server runs") });
+        TestServer {
+            addr,
+            store,
+            shutdown: Some(shutdown),
+            serving: Some(serving),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url())
+            .unwrap()
+            .connect()
+            .await
+            .expect("connects")
+    }
+
+    pub async fn client(&self) -> NetworkServiceClient<Channel> {
+        NetworkServiceClient::new(self.channel().await)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Shuts down gracefully and closes the store, releasing its directory.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(serving) = self.serving.take() {
+            serving.await.unwrap();
+        }
+        // Connection tasks drop their handles to the service shortly after
+        // the server stops; the store's lock is released with the last one.
+        for _ in 0..200 {
+            if Arc::strong_count(&self.store) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.store.close();
+    }
+}
+
+pub fn site(id: &str, lat: f64, lon: f64) -> pb::Site {
+    pb::Site {
+        id: id.into(),
+        name: format!("Site {id}"),
+        lat,
+        lon,
+    }
+}
+
+pub fn cluster(id: &str, sites: Vec<pb::Site>) -> pb::Cluster {
+    pb::Cluster {
+        id: id.into(),
+        name: format!("Cluster {id}"),
+        region: "Shanghai, CN".into(),
+        industry: "M7410".into(),
+        sites,
+    }
+}
+
+pub fn actor(id: &str, clusters: &[&str]) -> pb::Actor {
+    pb::Actor {
+        id: id.into(),
+        name: format!("Actor {id}"),
+        kind: pb::ActorKind::Firm as i32,
+        industry: "C2930".into(),
+        segments: vec![pb::Segment::Manufacturing as i32],
+        cluster_ids: clusters.iter().map(|c| c.to_string()).collect(),
+        country: "CN".into(),
+        ..Default::default()
+    }
+}
+
+pub fn link(source: &str, target: &str, kind: pb::LinkKind) -> pb::Link {
+    pb::Link {
+        source: source.into(),
+        target: target.into(),
+        kind: kind as i32,
+        channel: pb::Channel::Physical as i32,
+        weight: 1.0,
+        ..Default::default()
+    }
+}
+
+pub fn upsert_cluster(c: pb::Cluster) -> pb::Change {
+    pb::Change {
+        change: Some(pb::change::Change::UpsertCluster(c)),
+    }
+}
+
+pub fn upsert_actor(a: pb::Actor) -> pb::Change {
+    pb::Change {
+        change: Some(pb::change::Change::UpsertActor(a)),
+    }
+}
+
+pub fn upsert_link(l: pb::Link) -> pb::Change {
+    pb::Change {
+        change: Some(pb::change::Change::UpsertLink(l)),
+    }
+}
+
+pub fn upsert_cluster_link(l: pb::ClusterLink) -> pb::Change {
+    pb::Change {
+        change: Some(pb::change::Change::UpsertClusterLink(l)),
+    }
+}
+
+pub fn batch(changes: Vec<pb::Change>) -> pb::ChangeBatch {
+    pb::ChangeBatch { changes }
+}
+
+/// Asserts a call failed with `code` and a message naming `field`.
+pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, field: &str) {
+    let status = result.expect_err("the call should fail");
+    assert_eq!(status.code(), code, "wrong code for {field}: {}", status.message());
+    assert!(
+        status.message().contains(field),
+        "message should name {field}: {}",
+        status.message()
+    );
+}

@@ -1,0 +1,107 @@
+//! What every deployment relies on: health, reflection, restarts.
+
+use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+use tonic_reflection::pb::v1::{
+    server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+    server_reflection_response::MessageResponse, ServerReflectionRequest,
+};
+
+use crate::common::*;
+
+#[tokio::test]
+async fn health_reports_serving_for_the_server_and_the_network_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut health = HealthClient::new(server.channel().await);
+    for service in ["", "clusternet.v1.NetworkService"] {
+        let reply = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(reply.status(), ServingStatus::Serving, "service '{service}'");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn reflection_lists_the_services() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut reflection = ServerReflectionClient::new(server.channel().await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = reflection
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = replies.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
+        panic!("unexpected reply {reply:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in ["clusternet.v1.NetworkService", "grpc.health.v1.Health"] {
+        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn data_and_revision_survive_a_restart_on_the_same_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    client
+        .apply_changes(batch(vec![upsert_cluster(cluster(
+            "c",
+            vec![site("park", 31.0, 121.0)],
+        ))]))
+        .await
+        .unwrap();
+    let reply = client
+        .apply_changes(batch(vec![
+            upsert_actor(actor("a", &["c"])),
+            upsert_actor(actor("b", &[])),
+            upsert_link(link("a", "b", pb::LinkKind::Supply)),
+        ]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.revision, 2);
+    server.stop().await;
+
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let actor = client
+        .get_actor(pb::GetActorRequest { id: "a".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(actor.revision, 2);
+    assert_eq!(actor.actor.unwrap().cluster_ids, vec!["c".to_string()]);
+    let links = client
+        .list_links(pb::ListLinksRequest {
+            actor_id: "b".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(links.links.len(), 1);
+    let next = client
+        .apply_changes(batch(vec![upsert_actor(actor_named("d"))]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next.revision, 3, "revisions go on from where they were");
+    server.stop().await;
+}
+
+fn actor_named(id: &str) -> pb::Actor {
+    actor(id, &[])
+}
