@@ -1,1 +1,194 @@
-fn main() {}
+//! Foundation benchmark: durable bulk import, restart and memory of the real
+//! server binary on a generated network (100k actors, 1M links, 1,000
+//! clusters by default; override with BENCH_ACTORS, BENCH_LINKS,
+//! BENCH_CLUSTERS, BENCH_RUNS).
+//!
+//! For each run: start `clusternet serve` on an empty directory, stream the
+//! network through `ImportChanges` in batches of 10,000 changes (each reply
+//! means durable), read the server's peak RSS, stop it with SIGTERM, then
+//! start it again on the same directory and time until health says SERVING.
+//! Prints the median and the spread of each figure.
+
+use std::{
+    net::TcpListener,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use clusternet::{
+    model::Change,
+    service::{
+        convert::change_to_pb,
+        pb::{self, network_service_client::NetworkServiceClient},
+    },
+    synthetic::{generate, SyntheticConfig},
+};
+use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+
+const BIN: &str = env!("CARGO_BIN_EXE_clusternet");
+const BATCH: usize = 10_000;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start(dir: &Path, port: u16) -> Child {
+    Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir)
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the server starts")
+}
+
+/// Polls health until SERVING; returns how long that took.
+async fn wait_serving(port: u16, since: Instant) -> Duration {
+    loop {
+        let endpoint = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).expect("valid URL");
+        if let Ok(channel) = endpoint.connect().await {
+            let mut health = HealthClient::new(channel);
+            if let Ok(reply) = health.check(HealthCheckRequest::default()).await {
+                if reply.into_inner().status() == ServingStatus::Serving {
+                    return since.elapsed();
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// (VmHWM, VmRSS) of a process, in MiB.
+fn memory_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+fn terminate(mut child: Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn summary(values: &mut [f64]) -> String {
+    let m = median(values);
+    format!(
+        "median {m:>10.1}   (min {:.1}, max {:.1}, n={})",
+        values[0],
+        values[values.len() - 1],
+        values.len()
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let config = SyntheticConfig {
+        clusters: env_or("BENCH_CLUSTERS", 1_000),
+        actors: env_or("BENCH_ACTORS", 100_000),
+        links: env_or("BENCH_LINKS", 1_000_000),
+        ..SyntheticConfig::default()
+    };
+    let runs = env_or("BENCH_RUNS", 3);
+    eprintln!(
+        "generating {} clusters, {} actors, {} links",
+        config.clusters, config.actors, config.links
+    );
+    let changes: Vec<Change> = generate(&config);
+    let batches: Vec<pb::ChangeBatch> = changes
+        .chunks(BATCH)
+        .map(|chunk| pb::ChangeBatch {
+            changes: chunk.iter().map(change_to_pb).collect(),
+        })
+        .collect();
+    drop(changes);
+
+    let (mut throughput, mut import_secs, mut peak_import, mut rss_loaded) = (vec![], vec![], vec![], vec![]);
+    let (mut restart_secs, mut peak_restart) = (vec![], vec![]);
+    for run in 1..=runs {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let server = start(dir.path(), port);
+        wait_serving(port, Instant::now()).await;
+        let mut client = NetworkServiceClient::connect(format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap()
+            .max_encoding_message_size(64 << 20);
+        let started = Instant::now();
+        let reply = client
+            .import_changes(tokio_stream::iter(batches.clone()))
+            .await
+            .expect("import succeeds")
+            .into_inner();
+        let elapsed = started.elapsed().as_secs_f64();
+        let links = reply.counts.unwrap_or_default().links_upserted as f64;
+        let (hwm, rss) = memory_mib(server.id());
+        eprintln!(
+            "run {run}: imported {links} links in {elapsed:.2} s ({:.0} links/s), peak RSS {hwm:.0} MiB",
+            links / elapsed
+        );
+        throughput.push(links / elapsed);
+        import_secs.push(elapsed);
+        peak_import.push(hwm);
+        rss_loaded.push(rss);
+        terminate(server);
+
+        let started = Instant::now();
+        let server = start(dir.path(), port);
+        let took = wait_serving(port, started).await.as_secs_f64();
+        let (hwm, _) = memory_mib(server.id());
+        eprintln!("run {run}: restart to SERVING in {took:.2} s, peak RSS {hwm:.0} MiB");
+        restart_secs.push(took);
+        peak_restart.push(hwm);
+        terminate(server);
+    }
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "\nclusternet foundation benchmark: {} actors, {} links, {} clusters; {cpus} CPUs",
+        config.actors, config.links, config.clusters
+    );
+    println!(
+        "ImportChanges throughput (links/s, durable): {}",
+        summary(&mut throughput)
+    );
+    println!(
+        "ImportChanges wall time (s):                 {}",
+        summary(&mut import_secs)
+    );
+    println!(
+        "peak RSS after import (MiB):                 {}",
+        summary(&mut peak_import)
+    );
+    println!(
+        "RSS with the network loaded (MiB):           {}",
+        summary(&mut rss_loaded)
+    );
+    println!(
+        "restart to SERVING (s):                      {}",
+        summary(&mut restart_secs)
+    );
+    println!(
+        "peak RSS after restart (MiB):                {}",
+        summary(&mut peak_restart)
+    );
+}

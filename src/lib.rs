@@ -14,5 +14,6 @@ pub mod import;
 pub mod model;
 pub mod service;
 pub mod store;
+pub mod synthetic;
 
 pub use error::{Error, Result};

@@ -1,7 +1,7 @@
 //! `clusternet.v1.NetworkService`: thin handlers that validate, call the
 //! store, and convert.
 
-use std::sync::Arc;
+use std::{collections::VecDeque, sync::Arc};
 
 use tonic::{Request, Response, Status, Streaming};
 
@@ -12,8 +12,8 @@ use super::{
 };
 use crate::{
     error::Error,
-    model::{validate_id, ActorKind, Channel, ClusterLinkKey, ClusterLinkKind, Id, LinkKey, LinkKind, Segment},
-    store::{query, ChangeCounts, Store},
+    model::{validate_id, ActorKind, Channel, ClusterLinkKey, ClusterLinkKind, Id, LinkKind, Segment},
+    store::{query, ChangeCounts, EdgeKey, PendingBatch, Sequence, Store},
 };
 
 pub struct NetworkApi {
@@ -27,6 +27,8 @@ impl NetworkApi {
 }
 
 const MAX_NEIGHBORHOOD: usize = 10_000;
+/// Batches of one import queued at the writer at once.
+const PIPELINE: usize = 2;
 const DEFAULT_NEIGHBORHOOD: usize = 1_000;
 
 fn id_cursor(after: Option<Vec<u8>>) -> Result<Option<Id>, Error> {
@@ -62,6 +64,27 @@ fn parse_pair_cursor<K: Copy>(bytes: &[u8], all: &[K]) -> Result<(Id, Id, K), Er
     Ok((text(source)?, text(target)?, kind))
 }
 
+/// A link cursor: source index, target index (big-endian u32) and kind number.
+fn edge_cursor(key: &EdgeKey) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(9);
+    bytes.extend_from_slice(&key.source.to_be_bytes());
+    bytes.extend_from_slice(&key.target.to_be_bytes());
+    bytes.push(position(LinkKind::ALL, &key.kind) as u8);
+    bytes
+}
+
+fn parse_edge_cursor(bytes: &[u8]) -> Result<EdgeKey, Error> {
+    let malformed = || Error::invalid("page_token", "is not a token this server issued");
+    let [s0, s1, s2, s3, t0, t1, t2, t3, kind] = bytes else {
+        return Err(malformed());
+    };
+    Ok(EdgeKey {
+        source: u32::from_be_bytes([*s0, *s1, *s2, *s3]),
+        target: u32::from_be_bytes([*t0, *t1, *t2, *t3]),
+        kind: *LinkKind::ALL.get(*kind as usize).ok_or_else(malformed)?,
+    })
+}
+
 fn position<T: PartialEq>(all: &[T], value: &T) -> usize {
     all.iter().position(|v| v == value).unwrap_or(0)
 }
@@ -90,20 +113,50 @@ impl NetworkService for NetworkApi {
         let mut batches = 0u64;
         let mut counts = ChangeCounts::default();
         let mut revision = self.store.snapshot().revision;
-        while let Some(batch) = stream.message().await? {
-            // Say how far the import got, so the client knows what is in.
-            let context = |status: Status| {
-                Status::new(
-                    status.code(),
-                    format!(
-                        "batch {} (after {batches} applied batches, revision {revision}): {}",
-                        batches + 1,
-                        status.message()
-                    ),
-                )
+        let sequence = Sequence::default();
+        // Up to PIPELINE batches are queued at the writer while the next one is
+        // received and decoded; `sequence` stops the queue at a failure.
+        let mut in_flight: VecDeque<PendingBatch> = VecDeque::new();
+        let fail = |status: Status, batches: u64, revision: u64| {
+            Status::new(
+                status.code(),
+                format!(
+                    "batch {} (after {batches} applied batches, revision {revision}): {}",
+                    batches + 1,
+                    status.message()
+                ),
+            )
+        };
+        let mut ended = false;
+        loop {
+            // Keep the pipeline full while the stream has batches.
+            while !ended && in_flight.len() < PIPELINE {
+                let Some(batch) = stream.message().await? else {
+                    ended = true;
+                    break;
+                };
+                let submitted = match convert::batch_from_pb(batch) {
+                    Ok(changes) => self.store.submit(changes, Some(sequence.clone())).await,
+                    Err(error) => Err(error),
+                };
+                match submitted {
+                    Ok(pending) => in_flight.push_back(pending),
+                    Err(error) => {
+                        // The batches queued before this one still land.
+                        for pending in in_flight.drain(..) {
+                            let applied = pending.outcome().await.map_err(|e| fail(e.into(), batches, revision))?;
+                            batches += 1;
+                            revision = applied.revision;
+                            counts.add(&applied.counts);
+                        }
+                        return Err(fail(error.into(), batches, revision));
+                    }
+                }
+            }
+            let Some(pending) = in_flight.pop_front() else {
+                break;
             };
-            let changes = convert::batch_from_pb(batch).map_err(|e| context(e.into()))?;
-            let applied = self.store.apply(changes).await.map_err(|e| context(e.into()))?;
+            let applied = pending.outcome().await.map_err(|e| fail(e.into(), batches, revision))?;
             batches += 1;
             revision = applied.revision;
             counts.add(&applied.counts);
@@ -209,34 +262,29 @@ impl NetworkService for NetworkApi {
         request: Request<pb::ListLinksRequest>,
     ) -> Result<Response<pb::ListLinksResponse>, Status> {
         let request = request.into_inner();
-        let filter = query::LinkFilter {
-            actor: (!request.actor_id.is_empty()).then(|| Id::from(request.actor_id.as_str())),
-            kind: convert::optional_enum(LinkKind::ALL, request.kind, "kind", "LinkKind")?,
-            channel: convert::optional_enum(Channel::ALL, request.channel, "channel", "Channel")?,
-        };
+        let kind = convert::optional_enum(LinkKind::ALL, request.kind, "kind", "LinkKind")?;
+        let channel = convert::optional_enum(Channel::ALL, request.channel, "channel", "Channel")?;
         let filters = format!("{}\0{}\0{}", request.actor_id, request.kind, request.channel);
         let page = page_request(request.page_size, &request.page_token, &filters)?;
-        let after = page
-            .after
-            .map(|bytes| parse_pair_cursor(&bytes, LinkKind::ALL))
-            .transpose()?
-            .map(|(source, target, kind)| LinkKey { source, target, kind });
+        let after = page.after.map(|bytes| parse_edge_cursor(&bytes)).transpose()?;
         let snapshot = self.store.snapshot();
-        if let Some(actor) = &filter.actor {
-            if !snapshot.network.actors.contains_key(actor) {
-                return Err(Error::not_found("actor_id", "actor", &**actor).into());
-            }
-        }
-        let rows = query::links(&snapshot.network, &filter, after.as_ref(), page.size);
-        let next_page_token = match (rows.more, rows.rows.last()) {
-            (true, Some(last)) => next_page_token(
-                &filters,
-                &pair_cursor(&last.source, &last.target, position(LinkKind::ALL, &last.kind)),
+        let actor = match request.actor_id.as_str() {
+            "" => None,
+            id => Some(
+                snapshot
+                    .network
+                    .ix_of(id)
+                    .ok_or_else(|| Error::not_found("actor_id", "actor", id))?,
             ),
+        };
+        let filter = query::LinkFilter { actor, kind, channel };
+        let (rows, more) = query::links(&snapshot.network, &filter, after.as_ref(), page.size);
+        let next_page_token = match (more, rows.last()) {
+            (true, Some((key, _))) => next_page_token(&filters, &edge_cursor(key)),
             _ => String::new(),
         };
         Ok(Response::new(pb::ListLinksResponse {
-            links: arc_rows(&rows.rows, convert::link_to_pb),
+            links: rows.iter().map(|(_, link)| convert::link_to_pb(link)).collect(),
             next_page_token,
             revision: snapshot.revision,
         }))
@@ -303,8 +351,7 @@ impl NetworkService for NetworkApi {
             .map(|(i, k)| convert::link_kind(*k, &format!("kinds[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
         let snapshot = self.store.snapshot();
-        let centre = Id::from(request.actor_id.as_str());
-        let found = query::neighborhood(&snapshot.network, &centre, depth, &kinds, max_actors)
+        let found = query::neighborhood(&snapshot.network, &request.actor_id, depth, &kinds, max_actors)
             .ok_or_else(|| Error::not_found("actor_id", "actor", &request.actor_id))?;
         Ok(Response::new(pb::GetNeighborhoodResponse {
             hops: found.actors.iter().map(|(_, hops)| *hops as i32).collect(),
@@ -313,7 +360,7 @@ impl NetworkService for NetworkApi {
                 .iter()
                 .map(|(actor, _)| convert::actor_to_pb(actor))
                 .collect(),
-            links: arc_rows(&found.links, convert::link_to_pb),
+            links: found.links.iter().map(convert::link_to_pb).collect(),
             truncated: found.truncated,
             revision: snapshot.revision,
         }))

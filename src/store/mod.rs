@@ -17,7 +17,7 @@ use std::{path::Path, sync::Arc, thread};
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot};
 
-pub use network::{BatchOutcome, ChangeCounts, EntityKey, Network};
+pub use network::{ChangeCounts, EdgeKey, IdIndex, Ix, Network};
 pub use sled_backend::{SledBackend, SledConfig};
 
 use crate::{
@@ -29,18 +29,23 @@ use crate::{
 /// trait is the seam for another.
 pub trait Backend: Send + 'static {
     /// Reads the stored network and the revision it is at.
-    fn load(&self) -> Result<(u64, Network)>;
-    /// Writes one applied batch atomically: after a crash, all of it or none.
-    /// `network` is the state after the batch; `outcome.dirty` names what changed.
-    fn write_batch(
-        &mut self,
-        revision: u64,
-        network: &Network,
-        outcome: &BatchOutcome,
-        changes: &[Change],
-    ) -> Result<()>;
-    /// Makes everything written so far durable.
+    fn load(&self) -> Result<Loaded>;
+    /// Records one applied batch atomically (all of it or none after a crash),
+    /// not yet durably.
+    fn append(&mut self, revision: u64, changes: &[Change]) -> Result<()>;
+    /// Stores the whole network as of `revision`, durably, so loading need
+    /// not replay the changes before it.
+    fn checkpoint(&mut self, revision: u64, network: &Network) -> Result<()>;
+    /// Makes everything appended so far durable.
     fn sync(&mut self) -> Result<()>;
+}
+
+/// What a backend holds.
+pub struct Loaded {
+    pub revision: u64,
+    pub network: Network,
+    /// Changes replayed from the log after the last checkpoint.
+    pub changes_since_checkpoint: u64,
 }
 
 /// Limits and tuning of the store.
@@ -50,6 +55,10 @@ pub struct StoreConfig {
     pub max_batch_changes: usize,
     /// At most this many queued batches share one sync.
     pub max_group: usize,
+    /// A checkpoint is taken once the log since the last one holds at least
+    /// this many changes and at least as many as the network has entities,
+    /// so checkpoint work stays proportional to the changes written.
+    pub checkpoint_min_changes: u64,
 }
 
 impl Default for StoreConfig {
@@ -57,6 +66,7 @@ impl Default for StoreConfig {
         StoreConfig {
             max_batch_changes: 10_000,
             max_group: 64,
+            checkpoint_min_changes: 100_000,
         }
     }
 }
@@ -77,7 +87,37 @@ pub struct Applied {
 
 struct WriteRequest {
     changes: Vec<Change>,
+    sequence: Option<Sequence>,
     reply: oneshot::Sender<Result<Applied>>,
+}
+
+/// Ties queued batches together: once one fails, the later ones of the same
+/// sequence are refused rather than applied, so a bulk import stops exactly at
+/// its first bad batch even though later batches were already queued.
+#[derive(Clone, Default)]
+pub struct Sequence {
+    failed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Sequence {
+    fn has_failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn fail(&self) {
+        self.failed.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// A batch in the writer's queue; await it for the outcome.
+pub struct PendingBatch {
+    answer: oneshot::Receiver<Result<Applied>>,
+}
+
+impl PendingBatch {
+    pub async fn outcome(self) -> Result<Applied> {
+        self.answer.await.map_err(|_| shutting_down())?
+    }
 }
 
 pub struct Store {
@@ -94,7 +134,11 @@ impl Store {
     }
 
     pub fn open(backend: Box<dyn Backend>, config: StoreConfig) -> Result<Store> {
-        let (revision, network) = backend.load()?;
+        let Loaded {
+            revision,
+            network,
+            changes_since_checkpoint,
+        } = backend.load()?;
         let current = Arc::new(ArcSwap::from_pointee(Snapshot { revision, network }));
         let (sender, receiver) = mpsc::channel(1024);
         let writer = Writer {
@@ -102,6 +146,8 @@ impl Store {
             current: current.clone(),
             failure: None,
             max_group: config.max_group.max(1),
+            checkpoint_min_changes: config.checkpoint_min_changes,
+            since_checkpoint: changes_since_checkpoint,
         };
         let handle = thread::Builder::new()
             .name("clusternet-writer".into())
@@ -128,6 +174,13 @@ impl Store {
 
     /// Validates and applies one batch atomically; returns once it is durable.
     pub async fn apply(&self, changes: Vec<Change>) -> Result<Applied> {
+        self.submit(changes, None).await?.outcome().await
+    }
+
+    /// Validates a batch and queues it behind those already queued; the
+    /// returned handle resolves once it is applied and durable. Lets a caller
+    /// prepare its next batch while this one is written.
+    pub async fn submit(&self, changes: Vec<Change>, sequence: Option<Sequence>) -> Result<PendingBatch> {
         if changes.len() > self.config.max_batch_changes {
             return Err(Error::ResourceExhausted {
                 message: format!(
@@ -151,10 +204,14 @@ impl Store {
         };
         let (reply, answer) = oneshot::channel();
         queue
-            .send(WriteRequest { changes, reply })
+            .send(WriteRequest {
+                changes,
+                sequence,
+                reply,
+            })
             .await
             .map_err(|_| shutting_down())?;
-        answer.await.map_err(|_| shutting_down())?
+        Ok(PendingBatch { answer })
     }
 
     /// Stops taking writes, lets queued batches finish, syncs and stops the
@@ -189,6 +246,9 @@ struct Writer {
     /// so the writer refuses further batches until restarted.
     failure: Option<String>,
     max_group: usize,
+    checkpoint_min_changes: u64,
+    /// Changes logged since the last checkpoint.
+    since_checkpoint: u64,
 }
 
 impl Writer {
@@ -204,9 +264,40 @@ impl Writer {
             self.commit_group(group);
         }
         if self.failure.is_none() {
-            if let Err(error) = self.backend.sync() {
-                tracing::error!(%error, "final sync failed");
+            // A checkpoint at shutdown makes the next start a plain read.
+            let published = self.current.load_full();
+            let result = if self.since_checkpoint > 0 {
+                self.backend.checkpoint(published.revision, &published.network)
+            } else {
+                self.backend.sync()
+            };
+            if let Err(error) = result {
+                tracing::error!(%error, "final checkpoint failed; the next start replays the log");
             }
+        }
+    }
+
+    fn entities(network: &Network) -> u64 {
+        (network.clusters.len() + network.actors.len() + network.links.len() + network.cluster_links.len()) as u64
+    }
+
+    fn maybe_checkpoint(&mut self) {
+        let published = self.current.load_full();
+        if self.failure.is_some()
+            || self.since_checkpoint < self.checkpoint_min_changes.max(Self::entities(&published.network))
+        {
+            return;
+        }
+        let _span = tracing::info_span!("checkpoint", revision = published.revision).entered();
+        let started = std::time::Instant::now();
+        match self.backend.checkpoint(published.revision, &published.network) {
+            Ok(()) => {
+                self.since_checkpoint = 0;
+                tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "checkpoint written");
+            }
+            // The log still holds everything, so a failed checkpoint costs
+            // only a longer replay at the next start.
+            Err(error) => tracing::warn!(%error, "checkpoint failed"),
         }
     }
 
@@ -223,25 +314,30 @@ impl Writer {
                 }));
                 continue;
             }
+            if request.sequence.as_ref().is_some_and(Sequence::has_failed) {
+                results.push(Err(Error::precondition(
+                    "",
+                    "not applied: an earlier batch of the same stream failed",
+                )));
+                continue;
+            }
             let mut candidate = network.clone();
-            let outcome = match candidate.apply(&request.changes) {
-                Ok(outcome) => outcome,
+            let counts = match candidate.apply(&request.changes) {
+                Ok(counts) => counts,
                 Err(error) => {
+                    if let Some(sequence) = &request.sequence {
+                        sequence.fail();
+                    }
                     results.push(Err(error));
                     continue;
                 }
             };
-            match self
-                .backend
-                .write_batch(revision + 1, &candidate, &outcome, &request.changes)
-            {
+            match self.backend.append(revision + 1, &request.changes) {
                 Ok(()) => {
                     revision += 1;
                     network = candidate;
-                    results.push(Ok(Applied {
-                        revision,
-                        counts: outcome.counts,
-                    }));
+                    self.since_checkpoint += request.changes.len() as u64;
+                    results.push(Ok(Applied { revision, counts }));
                 }
                 Err(error) => {
                     self.failure = Some(error.to_string());
@@ -268,5 +364,6 @@ impl Writer {
             // A caller that went away no longer needs its answer.
             let _ = request.reply.send(result);
         }
+        self.maybe_checkpoint();
     }
 }

@@ -3,16 +3,17 @@
 //! costs its size (plus the rows its filter skips), not the network's size.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{HashMap, VecDeque},
     ops::Bound,
     sync::Arc,
 };
 
-use crate::model::{
-    Actor, ActorKind, Channel, Cluster, ClusterLink, ClusterLinkKey, Id, Link, LinkKey, LinkKind, Segment,
-};
+use crate::model::{Actor, ActorKind, Channel, Cluster, ClusterLink, ClusterLinkKey, Id, Link, LinkKind, Segment};
 
-use super::Network;
+use super::{
+    network::{source_range, LinkData},
+    EdgeKey, Ix, Network,
+};
 
 /// One page of rows and whether more follow the last one.
 pub struct Page<T> {
@@ -85,30 +86,66 @@ pub fn actors(network: &Network, filter: &ActorFilter, cursor: Option<&Id>, limi
 
 #[derive(Clone, Debug, Default)]
 pub struct LinkFilter {
-    pub actor: Option<Id>,
+    /// Links with this actor at either end.
+    pub actor: Option<Ix>,
     pub kind: Option<LinkKind>,
     pub channel: Option<Channel>,
 }
 
-pub fn links(network: &Network, filter: &LinkFilter, cursor: Option<&LinkKey>, limit: usize) -> Page<Link> {
-    let keep = |link: &Link| {
-        filter.kind.is_none_or(|kind| link.kind == kind) && filter.channel.is_none_or(|channel| link.channel == channel)
+/// Links in key order: by source index, target index and kind (indexes are
+/// given in the order ids first appear, so roughly creation order). Returns
+/// each link with its key, the cursor of the next page.
+pub fn links(
+    network: &Network,
+    filter: &LinkFilter,
+    cursor: Option<&EdgeKey>,
+    limit: usize,
+) -> (Vec<(EdgeKey, Link)>, bool) {
+    let keep = |data: &LinkData, key: &EdgeKey| {
+        filter.kind.is_none_or(|kind| key.kind == kind) && filter.channel.is_none_or(|channel| data.channel == channel)
     };
-    match &filter.actor {
+    let rows: Box<dyn Iterator<Item = (&EdgeKey, &LinkData)>> = match filter.actor {
+        // An actor's links are its out-links, then its in-links; the cursor
+        // says which of the two the previous page ended in.
         Some(actor) => {
-            let Some(incident) = network.incident.get(actor) else {
-                return Page {
-                    rows: Vec::new(),
-                    more: false,
-                };
+            let starts = move |key: &&EdgeKey| key.source == actor;
+            let from = |cursor: Option<EdgeKey>| match cursor {
+                Some(key) => (Bound::Excluded(key), Bound::Unbounded),
+                None => source_range(actor),
             };
-            let rows = incident
-                .range(after(cursor))
-                .filter_map(|key| network.links.get_key_value(key));
-            take_page(rows, limit, keep)
+            let in_cursor = cursor.filter(|key| key.source != actor).map(EdgeKey::swapped);
+            let outs: Box<dyn Iterator<Item = EdgeKey>> = if in_cursor.is_some() {
+                Box::new(std::iter::empty())
+            } else {
+                Box::new(
+                    network
+                        .links
+                        .range(from(cursor.copied()))
+                        .map(|(key, _)| key)
+                        .take_while(starts)
+                        .copied(),
+                )
+            };
+            let ins = network
+                .reverse
+                .range(from(in_cursor))
+                .take_while(starts)
+                .map(EdgeKey::swapped);
+            Box::new(outs.chain(ins).filter_map(|key| network.links.get_key_value(&key)))
         }
-        None => take_page(network.links.range(after(cursor)), limit, keep),
+        None => Box::new(network.links.range(after(cursor))),
+    };
+    let mut page = Vec::new();
+    for (key, data) in rows {
+        if !keep(data, key) {
+            continue;
+        }
+        if page.len() == limit {
+            return (page, true);
+        }
+        page.push((*key, network.link_from(key, data)));
     }
+    (page, false)
 }
 
 pub fn cluster_links(
@@ -126,7 +163,7 @@ pub fn cluster_links(
 pub struct Neighborhood {
     /// The centre first, then by hop distance and id, with each actor's hops.
     pub actors: Vec<(Arc<Actor>, u32)>,
-    pub links: Vec<Arc<Link>>,
+    pub links: Vec<Link>,
     /// True when `max_actors` cut the walk short.
     pub truncated: bool,
 }
@@ -136,56 +173,54 @@ pub struct Neighborhood {
 /// exist.
 pub fn neighborhood(
     network: &Network,
-    centre: &Id,
+    centre: &str,
     depth: u32,
     kinds: &[LinkKind],
     max_actors: usize,
 ) -> Option<Neighborhood> {
-    let centre_actor = network.actors.get(centre)?.clone();
+    let centre = network.ix_of(centre)?;
     let follows = |kind: LinkKind| kinds.is_empty() || kinds.contains(&kind);
-    // Hop distance by id; BTreeMap so ties at one distance come out in id order.
-    let mut hops: BTreeMap<Id, u32> = BTreeMap::from([(centre.clone(), 0)]);
-    let mut frontier = VecDeque::from([centre.clone()]);
+    let mut hops: HashMap<Ix, u32> = HashMap::from([(centre, 0)]);
+    let mut frontier = VecDeque::from([centre]);
     let mut truncated = false;
-    'walk: while let Some(id) = frontier.pop_front() {
-        let distance = hops[&id];
+    'walk: while let Some(ix) = frontier.pop_front() {
+        let distance = hops[&ix];
         if distance == depth {
             continue;
         }
-        for key in network.incident.get(&id).into_iter().flatten() {
+        for key in network.incident(ix) {
             if !follows(key.kind) {
                 continue;
             }
-            let other = if key.source == id { &key.target } else { &key.source };
-            if hops.contains_key(other) {
+            let other = if key.source == ix { key.target } else { key.source };
+            if hops.contains_key(&other) {
                 continue;
             }
             if hops.len() == max_actors {
                 truncated = true;
                 break 'walk;
             }
-            hops.insert(other.clone(), distance + 1);
-            frontier.push_back(other.clone());
+            hops.insert(other, distance + 1);
+            frontier.push_back(other);
         }
     }
     let mut actors: Vec<(Arc<Actor>, u32)> = hops
         .iter()
-        .filter(|(id, _)| *id != centre)
-        .filter_map(|(id, distance)| network.actors.get(id).map(|a| (a.clone(), *distance)))
+        .filter_map(|(ix, distance)| network.actor(*ix).map(|a| (a.clone(), *distance)))
         .collect();
+    // The centre first (distance 0), then by distance and id.
     actors.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.id.cmp(&b.0.id)));
-    actors.insert(0, (centre_actor, 0));
-    let mut links: Vec<Arc<Link>> = Vec::new();
-    for id in hops.keys() {
-        for key in network.incident.get(id).into_iter().flatten() {
-            // Each link is seen from both ends; keep it once, from its source.
-            if key.source == *id && follows(key.kind) && hops.contains_key(&key.target) {
-                if let Some(link) = network.links.get(key) {
-                    links.push(link.clone());
+    let mut links: Vec<Link> = Vec::new();
+    for ix in hops.keys() {
+        for key in network.out_links(*ix) {
+            if follows(key.kind) && hops.contains_key(&key.target) {
+                if let Some(link) = network.link(&key) {
+                    links.push(link);
                 }
             }
         }
     }
+    links.sort_by(|a, b| (&a.source, &a.target, a.kind).cmp(&(&b.source, &b.target, b.kind)));
     Some(Neighborhood {
         actors,
         links,
