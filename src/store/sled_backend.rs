@@ -83,14 +83,27 @@ impl Default for SledConfig {
 
 impl SledBackend {
     pub fn open(path: &Path, config: &SledConfig) -> Result<SledBackend> {
-        let db = sled::Config::new()
+        let sled_config = sled::Config::new()
             .path(path)
             .cache_capacity(config.cache_capacity)
             // The store's writer flushes after each group of batches; sled's own
             // timer would add a second, concurrent flusher (concurrent flushes
             // can deadlock in sled 0.34.7).
-            .flush_every_ms(None)
-            .open()?;
+            .flush_every_ms(None);
+        // sled's background I/O threads let go of the directory's lock a little
+        // after the previous owner closed it; a quick reopen waits for that.
+        let mut attempts = 0;
+        let db = loop {
+            match sled_config.open() {
+                Err(sled::Error::Io(error))
+                    if attempts < 100 && error.to_string().contains("could not acquire lock") =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         match db.get(META_FORMAT)? {
             None => {
                 db.insert(META_FORMAT, &FORMAT_VERSION.to_be_bytes())?;

@@ -4,3 +4,4 @@ mod common;
 mod import_cli;
 mod network;
 mod server;
+mod store;

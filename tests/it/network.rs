@@ -190,7 +190,39 @@ async fn paging_visits_every_row_exactly_once() {
             )));
         }
     }
+    // a000 also has out-links to a200..a219 and in-links from a100..a129, so
+    // its own listing crosses from out-links to in-links mid-page.
+    for n in 100..130 {
+        changes.push(upsert_link(link(&format!("a{n:03}"), "a000", pb::LinkKind::Investment)));
+    }
+    for n in 200..220 {
+        changes.push(upsert_link(link("a000", &format!("a{n:03}"), pb::LinkKind::Ownership)));
+    }
     client.apply_changes(batch(changes)).await.unwrap();
+
+    let mut around_hub = BTreeSet::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_links(pb::ListLinksRequest {
+                page_size: 4,
+                page_token: token,
+                actor_id: "a000".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        for l in page.links {
+            assert!(l.source == "a000" || l.target == "a000");
+            assert!(around_hub.insert((l.source, l.target, l.kind)), "a link came twice");
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(around_hub.len(), 1 + 30 + 20);
 
     let mut seen = Vec::new();
     let mut token = String::new();
@@ -257,7 +289,7 @@ async fn paging_visits_every_row_exactly_once() {
         }
         token = page.next_page_token;
     }
-    assert_eq!(links.len(), 249);
+    assert_eq!(links.len(), 249 + 30 + 20);
     server.stop().await;
 }
 

@@ -1,0 +1,306 @@
+//! The store against a plain model: whatever sequence of batches, checkpoints
+//! and reopenings, it holds exactly what a BTreeMap model says. And a server
+//! killed mid-write recovers every acknowledged batch, each whole.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use clusternet::{
+    model::{Actor, ActorKind, Change, Channel, Id, Link, LinkKey, LinkKind, SegmentSet, Validity},
+    store::{SledConfig, Store, StoreConfig},
+};
+use proptest::prelude::*;
+
+use crate::common::*;
+
+#[derive(Clone, Debug)]
+enum Op {
+    UpsertActor(u8),
+    DeleteActor(u8),
+    UpsertLink(u8, u8, u8, u8),
+    DeleteLink(u8, u8, u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0..12u8).prop_map(Op::UpsertActor),
+        1 => (0..12u8).prop_map(Op::DeleteActor),
+        4 => (0..12u8, 0..12u8, 0..3u8, 1..5u8).prop_map(|(a, b, k, w)| Op::UpsertLink(a, b, k, w)),
+        1 => (0..12u8, 0..12u8, 0..3u8).prop_map(|(a, b, k)| Op::DeleteLink(a, b, k)),
+    ]
+}
+
+const KINDS: [LinkKind; 3] = [LinkKind::Supply, LinkKind::Cooperation, LinkKind::Investment];
+
+fn actor(n: u8) -> Actor {
+    Actor {
+        id: Id::from(format!("a{n}")),
+        name: format!("Actor {n}"),
+        kind: ActorKind::Firm,
+        industry: String::new(),
+        segments: SegmentSet::default(),
+        cluster_ids: vec![],
+        site_id: None,
+        country: None,
+        employees: Some(n as u64),
+        revenue: None,
+        validity: Validity::default(),
+    }
+}
+
+/// The model: actors by id, links by their stored key (undirected kinds with
+/// ordered ends), with weights. A batch applies whole or not at all.
+#[derive(Clone, Default, PartialEq, Debug)]
+struct Model {
+    actors: BTreeSet<String>,
+    links: BTreeMap<(String, String, LinkKind), f64>,
+}
+
+impl Model {
+    fn key(a: u8, b: u8, kind: LinkKind) -> (String, String, LinkKind) {
+        let (mut s, mut t) = (format!("a{a}"), format!("a{b}"));
+        if !kind.is_directed() && t < s {
+            std::mem::swap(&mut s, &mut t);
+        }
+        (s, t, kind)
+    }
+
+    /// Applies a batch; None if the store must refuse it.
+    fn apply(&self, ops: &[Op]) -> Option<Model> {
+        let mut next = self.clone();
+        for op in ops {
+            match *op {
+                Op::UpsertActor(n) => {
+                    next.actors.insert(format!("a{n}"));
+                }
+                Op::DeleteActor(n) => {
+                    let id = format!("a{n}");
+                    if !next.actors.remove(&id) {
+                        return None;
+                    }
+                    next.links.retain(|(s, t, _), _| *s != id && *t != id);
+                }
+                Op::UpsertLink(a, b, k, w) => {
+                    if a == b {
+                        return None;
+                    }
+                    next.links.insert(Model::key(a, b, KINDS[k as usize]), w as f64);
+                }
+                Op::DeleteLink(a, b, k) => {
+                    next.links.remove(&Model::key(a, b, KINDS[k as usize]))?;
+                }
+            }
+        }
+        // References are checked at the end of the batch.
+        let dangling = next
+            .links
+            .keys()
+            .any(|(s, t, _)| !next.actors.contains(s) || !next.actors.contains(t));
+        (!dangling).then_some(next)
+    }
+}
+
+fn change(op: &Op) -> Change {
+    match *op {
+        Op::UpsertActor(n) => Change::UpsertActor(actor(n)),
+        Op::DeleteActor(n) => Change::DeleteActor {
+            id: Id::from(format!("a{n}")),
+            cascade: true,
+        },
+        Op::UpsertLink(a, b, k, w) => Change::UpsertLink(Link {
+            source: Id::from(format!("a{a}")),
+            target: Id::from(format!("a{b}")),
+            kind: KINDS[k as usize],
+            channel: Channel::Physical,
+            weight: w as f64,
+            validity: Validity::default(),
+        }),
+        Op::DeleteLink(a, b, k) => Change::DeleteLink(LinkKey {
+            source: Id::from(format!("a{a}")),
+            target: Id::from(format!("a{b}")),
+            kind: KINDS[k as usize],
+        }),
+    }
+}
+
+fn contents(store: &Store) -> Model {
+    let snapshot = store.snapshot();
+    let network = &snapshot.network;
+    Model {
+        actors: network.actors.keys().map(|id| id.to_string()).collect(),
+        links: network
+            .links
+            .iter()
+            .map(|(key, data)| {
+                let link = network.link_from(key, data);
+                (
+                    (link.source.to_string(), link.target.to_string(), link.kind),
+                    link.weight,
+                )
+            })
+            .collect(),
+    }
+}
+
+fn open(dir: &std::path::Path) -> Store {
+    let config = StoreConfig {
+        // Checkpoint often, so reopening mixes checkpoints and log replay.
+        checkpoint_min_changes: 7,
+        ..StoreConfig::default()
+    };
+    Store::open_sled(dir, &SledConfig::default(), config).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_store_holds_what_the_model_says_across_checkpoints_and_reopening(
+        batches in prop::collection::vec((prop::collection::vec(op(), 1..6), any::<bool>()), 1..25)
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let mut model = Model::default();
+        let mut revision = 0;
+        for (ops, reopen) in batches {
+            let expected = model.apply(&ops);
+            let result = runtime.block_on(store.apply(ops.iter().map(change).collect()));
+            match expected {
+                Some(next) => {
+                    let applied = result.expect("the model accepts this batch");
+                    revision += 1;
+                    prop_assert_eq!(applied.revision, revision);
+                    model = next;
+                }
+                None => prop_assert!(result.is_err(), "the model refuses {:?}", ops),
+            }
+            if reopen {
+                store.close();
+                drop(store);
+                store = open(dir.path());
+                prop_assert_eq!(store.snapshot().revision, revision);
+            }
+            prop_assert_eq!(&contents(&store), &model);
+        }
+    }
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_clusternet");
+
+/// Batch n creates two actors and a link between them: after any crash, a
+/// batch is either entirely there or entirely absent.
+fn crash_batch(n: u64) -> pb::ChangeBatch {
+    let x = format!("b{n}-x");
+    let y = format!("b{n}-y");
+    batch(vec![
+        upsert_actor(pb::Actor {
+            id: x.clone(),
+            kind: pb::ActorKind::Firm as i32,
+            ..Default::default()
+        }),
+        upsert_actor(pb::Actor {
+            id: y.clone(),
+            kind: pb::ActorKind::Firm as i32,
+            ..Default::default()
+        }),
+        upsert_link(link(&x, &y, pb::LinkKind::Supply)),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_recovers_every_acknowledged_batch_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    const ROUNDS: u64 = 3;
+    let mut acknowledged_before = 0;
+    for round in 0..=ROUNDS {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        let mut client = loop {
+            match pb::network_service_client::NetworkServiceClient::connect(url.clone()).await {
+                Ok(client) => break client,
+                Err(_) if started.elapsed() < Duration::from_secs(20) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Err(e) => panic!("the server did not start: {e}"),
+            }
+        };
+        // What the previous rounds acknowledged must all be here, whole.
+        let actors = list_all_actor_ids(&mut client).await;
+        let present: BTreeSet<u64> = actors
+            .iter()
+            .filter_map(|id| id.strip_suffix("-x")?.strip_prefix('b')?.parse().ok())
+            .collect();
+        for n in &present {
+            assert!(actors.contains(&format!("b{n}-y")), "batch {n} is half there");
+        }
+        let first = present.iter().max().map_or(0, |n| n + 1);
+        assert!(
+            first >= acknowledged_before,
+            "acknowledged batches were lost: {first} < {acknowledged_before}"
+        );
+        for n in 0..first {
+            assert!(present.contains(&n), "acknowledged batch {n} was lost");
+        }
+        if round == ROUNDS {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break;
+        }
+        // Write for a while, then kill without warning while writes are in flight.
+        let writer = tokio::spawn(async move {
+            let mut acknowledged = first;
+            loop {
+                match client.apply_changes(crash_batch(acknowledged)).await {
+                    Ok(_) => acknowledged += 1,
+                    Err(_) => return acknowledged,
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(150 + 100 * round)).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let acknowledged = writer.await.unwrap();
+        assert!(acknowledged > first, "round {round} wrote nothing");
+        acknowledged_before = acknowledged;
+    }
+}
+
+async fn list_all_actor_ids(
+    client: &mut pb::network_service_client::NetworkServiceClient<tonic::transport::Channel>,
+) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_actors(pb::ListActorsRequest {
+                page_size: 1000,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        ids.extend(page.actors.into_iter().map(|a| a.id));
+        if page.next_page_token.is_empty() {
+            return ids;
+        }
+        token = page.next_page_token;
+    }
+}
