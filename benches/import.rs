@@ -4,7 +4,7 @@
 //! BENCH_CLUSTERS, BENCH_RUNS).
 //!
 //! For each run: start `clusternet serve` on an empty directory, stream the
-//! network through `ImportChanges` in batches of 10,000 changes (each reply
+//! network through `ImportChanges` in batches of 10,000 changes (BENCH_BATCH; each reply
 //! means durable), read the server's peak RSS, stop it with SIGTERM, then
 //! start it again on the same directory and time until health says SERVING.
 //! Prints the median and the spread of each figure.
@@ -27,7 +27,6 @@ use clusternet::{
 use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clusternet");
-const BATCH: usize = 10_000;
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -39,7 +38,7 @@ fn free_port() -> u16 {
 
 fn start(dir: &Path, port: u16) -> Child {
     Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--max-batch-changes", "100000", "--data-dir"])
         .arg(dir)
         .env(
             "RUST_LOG",
@@ -110,13 +109,14 @@ async fn main() {
         ..SyntheticConfig::default()
     };
     let runs = env_or("BENCH_RUNS", 3);
+    let batch_size = env_or("BENCH_BATCH", 10_000);
     eprintln!(
         "generating {} clusters, {} actors, {} links",
         config.clusters, config.actors, config.links
     );
     let changes: Vec<Change> = generate(&config);
     let batches: Vec<pb::ChangeBatch> = changes
-        .chunks(BATCH)
+        .chunks(batch_size)
         .map(|chunk| pb::ChangeBatch {
             changes: chunk.iter().map(change_to_pb).collect(),
         })
@@ -164,7 +164,7 @@ async fn main() {
     }
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "\nclusternet foundation benchmark: {} actors, {} links, {} clusters; {cpus} CPUs",
+        "\nclusternet foundation benchmark: {} actors, {} links, {} clusters; batches of {batch_size} changes; {cpus} CPUs",
         config.actors, config.links, config.clusters
     );
     println!(
