@@ -38,7 +38,14 @@ fn free_port() -> u16 {
 
 fn start(dir: &Path, port: u16) -> Child {
     Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--max-batch-changes", "100000", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--max-batch-changes",
+            "100000",
+            "--data-dir",
+        ])
         .arg(dir)
         .env(
             "RUST_LOG",

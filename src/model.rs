@@ -423,9 +423,7 @@ pub struct LinkKey {
 impl LinkKey {
     /// The stored form: endpoints of an undirected link in ascending order.
     pub fn canonical(mut self) -> LinkKey {
-        if !self.kind.is_directed() && self.target < self.source {
-            std::mem::swap(&mut self.source, &mut self.target);
-        }
+        order_ends(self.kind.is_directed(), &mut self.source, &mut self.target);
         self
     }
 }
@@ -452,31 +450,37 @@ impl Link {
 
     /// Checks the link and returns it in stored form.
     pub fn validated(mut self) -> Result<Link> {
-        validate_id("source", &self.source)?;
-        validate_id("target", &self.target)?;
-        if self.source == self.target {
-            return Err(Error::invalid(
-                "target",
-                format!("a link cannot join actor '{}' to itself", self.source),
-            ));
-        }
-        validate_weight(self.weight)?;
+        validate_ends(&self.source, &self.target, self.weight)?;
         self.validity.validate()?;
-        if !self.kind.is_directed() && self.target < self.source {
-            std::mem::swap(&mut self.source, &mut self.target);
-        }
+        order_ends(self.kind.is_directed(), &mut self.source, &mut self.target);
         Ok(self)
     }
 }
 
-fn validate_weight(weight: f64) -> Result<()> {
-    if weight.is_finite() && weight > 0.0 {
-        Ok(())
-    } else {
-        Err(Error::invalid(
+/// Checks the ends and weight shared by links and cluster links: two valid,
+/// distinct ids (no self-loops) and a finite, positive weight.
+fn validate_ends(source: &Id, target: &Id, weight: f64) -> Result<()> {
+    validate_id("source", source)?;
+    validate_id("target", target)?;
+    if source == target {
+        return Err(Error::invalid(
+            "target",
+            format!("a link cannot join '{source}' to itself"),
+        ));
+    }
+    if !(weight.is_finite() && weight > 0.0) {
+        return Err(Error::invalid(
             "weight",
             format!("{weight} is not a finite number greater than 0"),
-        ))
+        ));
+    }
+    Ok(())
+}
+
+/// Puts the ends of an undirected tie in ascending order: its stored form.
+fn order_ends(directed: bool, source: &mut Id, target: &mut Id) {
+    if !directed && *target < *source {
+        std::mem::swap(source, target);
     }
 }
 
@@ -490,9 +494,7 @@ pub struct ClusterLinkKey {
 
 impl ClusterLinkKey {
     pub fn canonical(mut self) -> ClusterLinkKey {
-        if !self.kind.is_directed() && self.target < self.source {
-            std::mem::swap(&mut self.source, &mut self.target);
-        }
+        order_ends(self.kind.is_directed(), &mut self.source, &mut self.target);
         self
     }
 }
@@ -519,18 +521,8 @@ impl ClusterLink {
     }
 
     pub fn validated(mut self) -> Result<ClusterLink> {
-        validate_id("source", &self.source)?;
-        validate_id("target", &self.target)?;
-        if self.source == self.target {
-            return Err(Error::invalid(
-                "target",
-                format!("a cluster link cannot join '{}' to itself", self.source),
-            ));
-        }
-        validate_weight(self.weight)?;
-        if !self.kind.is_directed() && self.target < self.source {
-            std::mem::swap(&mut self.source, &mut self.target);
-        }
+        validate_ends(&self.source, &self.target, self.weight)?;
+        order_ends(self.kind.is_directed(), &mut self.source, &mut self.target);
         Ok(self)
     }
 }

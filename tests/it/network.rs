@@ -200,96 +200,53 @@ async fn paging_visits_every_row_exactly_once() {
     }
     client.apply_changes(batch(changes)).await.unwrap();
 
-    let mut around_hub = BTreeSet::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_links(pb::ListLinksRequest {
-                page_size: 4,
-                page_token: token,
-                actor_id: "a000".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        for l in page.links {
-            assert!(l.source == "a000" || l.target == "a000");
-            assert!(around_hub.insert((l.source, l.target, l.kind)), "a link came twice");
-        }
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
-    assert_eq!(around_hub.len(), 1 + 30 + 20);
+    let around_hub = all_links(
+        &mut client,
+        pb::ListLinksRequest {
+            page_size: 4,
+            actor_id: "a000".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let distinct: BTreeSet<_> = around_hub.iter().map(|l| (&l.source, &l.target, l.kind)).collect();
+    assert!(around_hub.iter().all(|l| l.source == "a000" || l.target == "a000"));
+    assert_eq!((around_hub.len(), distinct.len()), (1 + 30 + 20, 1 + 30 + 20));
 
-    let mut seen = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_actors(pb::ListActorsRequest {
-                page_size: 7,
-                page_token: token,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(page.actors.len() <= 7);
-        seen.extend(page.actors.into_iter().map(|a| a.id));
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
+    let everyone = all_actors(
+        &mut client,
+        pb::ListActorsRequest {
+            page_size: 7,
+            ..Default::default()
+        },
+    )
+    .await;
+    let ids: Vec<String> = everyone.into_iter().map(|a| a.id).collect();
     let expected: Vec<String> = (0..250).map(|n| format!("a{n:03}")).collect();
-    assert_eq!(seen, expected);
+    assert_eq!(ids, expected, "every actor once, in id order");
 
-    // With a filter, and over links.
-    let mut odd = BTreeSet::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_actors(pb::ListActorsRequest {
-                page_size: 10,
-                page_token: token,
-                cluster_id: "odd".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        for a in page.actors {
-            assert!(odd.insert(a.id), "a row came twice");
-        }
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
-    assert_eq!(odd.len(), 125);
-    let mut links = BTreeSet::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_links(pb::ListLinksRequest {
-                page_size: 13,
-                page_token: token,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        for l in page.links {
-            assert!(links.insert((l.source, l.target)), "a link came twice");
-        }
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
-    assert_eq!(links.len(), 249 + 30 + 20);
+    let odd = all_actors(
+        &mut client,
+        pb::ListActorsRequest {
+            page_size: 10,
+            cluster_id: "odd".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let distinct: BTreeSet<_> = odd.iter().map(|a| &a.id).collect();
+    assert_eq!((odd.len(), distinct.len()), (125, 125));
+
+    let links = all_links(
+        &mut client,
+        pb::ListLinksRequest {
+            page_size: 13,
+            ..Default::default()
+        },
+    )
+    .await;
+    let distinct: BTreeSet<_> = links.iter().map(|l| (&l.source, &l.target, l.kind)).collect();
+    assert_eq!((links.len(), distinct.len()), (249 + 30 + 20, 249 + 30 + 20));
     server.stop().await;
 }
 

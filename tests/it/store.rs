@@ -242,7 +242,17 @@ async fn a_killed_server_recovers_every_acknowledged_batch_whole() {
             }
         };
         // What the previous rounds acknowledged must all be here, whole.
-        let actors = list_all_actor_ids(&mut client).await;
+        let actors: BTreeSet<String> = all_actors(
+            &mut client,
+            pb::ListActorsRequest {
+                page_size: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
         let present: BTreeSet<u64> = actors
             .iter()
             .filter_map(|id| id.strip_suffix("-x")?.strip_prefix('b')?.parse().ok())
@@ -279,28 +289,5 @@ async fn a_killed_server_recovers_every_acknowledged_batch_whole() {
         let acknowledged = writer.await.unwrap();
         assert!(acknowledged > first, "round {round} wrote nothing");
         acknowledged_before = acknowledged;
-    }
-}
-
-async fn list_all_actor_ids(
-    client: &mut pb::network_service_client::NetworkServiceClient<tonic::transport::Channel>,
-) -> BTreeSet<String> {
-    let mut ids = BTreeSet::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_actors(pb::ListActorsRequest {
-                page_size: 1000,
-                page_token: token,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        ids.extend(page.actors.into_iter().map(|a| a.id));
-        if page.next_page_token.is_empty() {
-            return ids;
-        }
-        token = page.next_page_token;
     }
 }

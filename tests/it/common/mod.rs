@@ -164,3 +164,34 @@ pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, 
         status.message()
     );
 }
+
+type Client = NetworkServiceClient<Channel>;
+
+/// Every actor a listing yields, following page tokens to the end; checks no
+/// page is larger than asked.
+pub async fn all_actors(client: &mut Client, mut request: pb::ListActorsRequest) -> Vec<pb::Actor> {
+    let mut rows = Vec::new();
+    loop {
+        let page = client.list_actors(request.clone()).await.unwrap().into_inner();
+        assert!(request.page_size == 0 || page.actors.len() <= request.page_size as usize);
+        rows.extend(page.actors);
+        if page.next_page_token.is_empty() {
+            return rows;
+        }
+        request.page_token = page.next_page_token;
+    }
+}
+
+/// Every link a listing yields, following page tokens to the end.
+pub async fn all_links(client: &mut Client, mut request: pb::ListLinksRequest) -> Vec<pb::Link> {
+    let mut rows = Vec::new();
+    loop {
+        let page = client.list_links(request.clone()).await.unwrap().into_inner();
+        assert!(request.page_size == 0 || page.links.len() <= request.page_size as usize);
+        rows.extend(page.links);
+        if page.next_page_token.is_empty() {
+            return rows;
+        }
+        request.page_token = page.next_page_token;
+    }
+}
