@@ -8,8 +8,10 @@
 //! validation; [`store`] keeps the network durable and consistent; only
 //! [`service`] (and the binary) know about gRPC. See `ARCHITECTURE.md`.
 
+pub mod analysis;
 pub mod demo;
 pub mod error;
+pub mod graph;
 pub mod import;
 pub mod model;
 pub mod service;

@@ -3,5 +3,6 @@
 mod common;
 mod import_cli;
 mod network;
+mod reference;
 mod server;
 mod store;

@@ -1,0 +1,98 @@
+//! Graph analyses: pure functions of an [`AnalysisGraph`](crate::graph::AnalysisGraph)
+//! and a config. They do no I/O; a [`Control`] lets the caller watch progress
+//! and stop a run.
+
+pub mod centrality;
+pub mod community;
+
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+/// The run was stopped through its [`Control`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the analysis was cancelled")]
+pub struct Cancelled;
+
+/// Progress reports and cancellation for one run. Algorithms call `check`
+/// between units of work (a source, an iteration) and `progress` as often as
+/// they like: reports are passed on at most every `interval`.
+pub struct Control<'a> {
+    cancel: &'a AtomicBool,
+    report: &'a (dyn Fn(&str, u64, u64) + Sync),
+    interval: Duration,
+    last: std::sync::Mutex<Instant>,
+}
+
+static NEVER: AtomicBool = AtomicBool::new(false);
+
+impl<'a> Control<'a> {
+    pub fn new(cancel: &'a AtomicBool, report: &'a (dyn Fn(&str, u64, u64) + Sync), interval: Duration) -> Self {
+        Control {
+            cancel,
+            report,
+            interval,
+            last: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    /// A control that never cancels and reports nowhere.
+    pub fn none() -> Control<'static> {
+        Control {
+            cancel: &NEVER,
+            report: &|_, _, _| {},
+            interval: Duration::from_secs(3600),
+            last: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    pub fn check(&self) -> Result<(), Cancelled> {
+        if self.cancel.load(Ordering::Relaxed) {
+            Err(Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Reports `done` of `total` units of `phase`, if the interval has passed.
+    pub fn progress(&self, phase: &str, done: u64, total: u64) {
+        let Ok(mut last) = self.last.try_lock() else {
+            return; // another thread is reporting right now
+        };
+        if last.elapsed() >= self.interval {
+            *last = Instant::now();
+            (self.report)(phase, done, total);
+        }
+    }
+}
+
+/// Scores per node and how the iteration that produced them ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scores {
+    pub values: Vec<f64>,
+    pub iterations: u32,
+    pub converged: bool,
+}
+
+impl Scores {
+    fn exact(values: Vec<f64>) -> Scores {
+        Scores {
+            values,
+            iterations: 0,
+            converged: true,
+        }
+    }
+}
+
+/// Ranks nodes by value, highest first, ties by id: returns node indexes in
+/// rank order (rank 1 first).
+pub fn rank_order(values: &[f64], ids: &[crate::model::Id], descending: bool) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| {
+        let by_value = values[b].total_cmp(&values[a]);
+        let by_value = if descending { by_value } else { by_value.reverse() };
+        by_value.then_with(|| ids[a].cmp(&ids[b]))
+    });
+    order
+}

@@ -1,0 +1,400 @@
+//! Analysis graphs: compact, immutable projections of a network snapshot, built
+//! for one analysis from a layer and a filter.
+//!
+//! * The FIRM layer has one node per actor and one edge per pair of actors that
+//!   some selected link joins. Links of several kinds between the same pair
+//!   become one edge whose weight is the sum of theirs (or 1 when unweighted).
+//! * The CLUSTER (or SITE) layer has one node per cluster (or site). Firm links
+//!   whose ends lie in different clusters are aggregated into edges between
+//!   them, and the explicit cluster links are added (see `inter_cluster`).
+//!
+//! A directed graph follows SUPPLY, INVESTMENT and OWNERSHIP from source to
+//! target and the undirected kinds both ways; an undirected graph follows
+//! every link both ways. Adjacency is held in petgraph's compressed sparse
+//! row form (`petgraph::csr::Csr`), out-edges and in-edges both, so analyses
+//! walk plain slices.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use petgraph::{csr::Csr, Directed};
+
+use crate::{
+    model::{Channel, ClusterLinkKind, Date, Id, LinkKind},
+    store::Network,
+};
+
+/// Which network an analysis runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Layer {
+    Firm,
+    Cluster,
+    Site,
+}
+
+/// Which part of the network an analysis sees. Empty lists mean "all".
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct GraphFilter {
+    pub link_kinds: Vec<LinkKind>,
+    pub channels: Vec<Channel>,
+    /// Only actors in these clusters (FIRM layer), or only these clusters and
+    /// their sites (CLUSTER and SITE layers).
+    pub clusters: Vec<Id>,
+    /// Only actors and links valid on this date.
+    pub as_of: Option<Date>,
+}
+
+impl GraphFilter {
+    fn keeps_link(&self, kind: LinkKind, channel: Channel) -> bool {
+        (self.link_kinds.is_empty() || self.link_kinds.contains(&kind))
+            && (self.channels.is_empty() || self.channels.contains(&channel))
+    }
+}
+
+/// How edges are formed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EdgeMode {
+    /// Follow every link both ways.
+    pub undirected: bool,
+    /// Sum link weights; otherwise every edge weighs 1.
+    pub weighted: bool,
+}
+
+pub type Adjacency = Csr<(), f64, Directed, u32>;
+
+/// A graph ready for analysis: nodes 0..n with ids and names, and adjacency
+/// both ways. For an undirected graph `incoming` equals `outgoing`.
+pub struct AnalysisGraph {
+    pub ids: Vec<Id>,
+    pub names: Vec<String>,
+    pub directed: bool,
+    pub outgoing: Adjacency,
+    pub incoming: Adjacency,
+}
+
+impl AnalysisGraph {
+    /// Builds a graph from an edge list over nodes `0..ids.len()`. Parallel
+    /// edges are merged, their weights summed when `weighted` (otherwise every
+    /// edge weighs 1); self-loops are dropped. When `directed` is false each
+    /// edge is followed both ways.
+    pub fn from_edges(
+        ids: Vec<Id>,
+        names: Vec<String>,
+        edges: &[(u32, u32, f64)],
+        directed: bool,
+        weighted: bool,
+    ) -> AnalysisGraph {
+        let n = ids.len();
+        let mut forward: Vec<(u32, u32, f64)> = Vec::with_capacity(edges.len() * if directed { 1 } else { 2 });
+        for &(u, v, w) in edges {
+            if u == v {
+                continue;
+            }
+            forward.push((u, v, w));
+            if !directed {
+                forward.push((v, u, w));
+            }
+        }
+        let outgoing = csr(n, &mut forward, weighted);
+        let incoming = if directed {
+            let mut backward: Vec<(u32, u32, f64)> = forward.iter().map(|&(u, v, w)| (v, u, w)).collect();
+            csr(n, &mut backward, weighted)
+        } else {
+            outgoing.clone()
+        };
+        AnalysisGraph {
+            ids,
+            names,
+            directed,
+            outgoing,
+            incoming,
+        }
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Edges as the analysis sees them: for an undirected graph each pair once.
+    pub fn edge_count(&self) -> usize {
+        let arcs = self.outgoing.edge_count();
+        if self.directed {
+            arcs
+        } else {
+            arcs / 2
+        }
+    }
+
+    pub fn out_neighbors(&self, v: usize) -> &[u32] {
+        self.outgoing.neighbors_slice(v as u32)
+    }
+
+    pub fn out_weights(&self, v: usize) -> &[f64] {
+        self.outgoing.edges_slice(v as u32)
+    }
+
+    pub fn in_neighbors(&self, v: usize) -> &[u32] {
+        self.incoming.neighbors_slice(v as u32)
+    }
+
+    pub fn in_weights(&self, v: usize) -> &[f64] {
+        self.incoming.edges_slice(v as u32)
+    }
+
+    /// The node of an id, by linear search: for tests and small lookups.
+    pub fn node_of(&self, id: &str) -> Option<usize> {
+        self.ids.iter().position(|i| &**i == id)
+    }
+}
+
+/// Sorts, merges parallel arcs and builds a CSR with exactly `n` nodes.
+fn csr(n: usize, arcs: &mut [(u32, u32, f64)], weighted: bool) -> Adjacency {
+    arcs.sort_unstable_by_key(|a| (a.0, a.1));
+    let mut merged: Vec<(u32, u32, f64)> = Vec::with_capacity(arcs.len());
+    for &(u, v, w) in arcs.iter() {
+        let w = if weighted { w } else { 1.0 };
+        match merged.last_mut() {
+            Some(last) if last.0 == u && last.1 == v => {
+                if weighted {
+                    last.2 += w;
+                }
+            }
+            _ => merged.push((u, v, w)),
+        }
+    }
+    let mut graph = Adjacency::from_sorted_edges(&merged).expect("arcs are sorted and unique");
+    // `from_sorted_edges` stops at the highest node with an edge.
+    while graph.node_count() < n {
+        graph.add_node(());
+    }
+    graph
+}
+
+/// The FIRM layer: actors and the selected links between them.
+pub fn firm_graph(network: &Network, filter: &GraphFilter, mode: EdgeMode) -> AnalysisGraph {
+    let clusters: BTreeSet<&Id> = filter.clusters.iter().collect();
+    let mut node_of: HashMap<u32, u32> = HashMap::new();
+    let mut ids = Vec::new();
+    let mut names = Vec::new();
+    for (ix, actor) in network.actor_at.iter().enumerate() {
+        let Some(actor) = actor else { continue };
+        if filter.as_of.is_some_and(|date| !actor.validity.contains(date)) {
+            continue;
+        }
+        if !clusters.is_empty() && !actor.cluster_ids.iter().any(|c| clusters.contains(c)) {
+            continue;
+        }
+        node_of.insert(ix as u32, ids.len() as u32);
+        ids.push(actor.id.clone());
+        names.push(actor.name.clone());
+    }
+    let mut edges = Vec::new();
+    let mut undirected_pairs = Vec::new();
+    for (key, data) in network.links.iter() {
+        if !filter.keeps_link(key.kind, data.channel) || filter.as_of.is_some_and(|d| !data.validity.contains(d)) {
+            continue;
+        }
+        let (Some(&u), Some(&v)) = (node_of.get(&key.source), node_of.get(&key.target)) else {
+            continue;
+        };
+        let w = if mode.weighted { data.weight } else { 1.0 };
+        if mode.undirected || !key.kind.is_directed() {
+            undirected_pairs.push((u, v, w));
+        } else {
+            edges.push((u, v, w));
+        }
+    }
+    if mode.undirected {
+        edges.append(&mut undirected_pairs);
+        return AnalysisGraph::from_edges(ids, names, &edges, false, mode.weighted);
+    }
+    for (u, v, w) in undirected_pairs {
+        edges.push((u, v, w));
+        edges.push((v, u, w));
+    }
+    AnalysisGraph::from_edges(ids, names, &edges, true, mode.weighted)
+}
+
+/// One aggregated tie between two clusters (or sites) of the inter-cluster network.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InterClusterEdge {
+    pub source: Id,
+    pub target: Id,
+    /// Firm links crossing between the two, by kind and channel: (count, summed weight).
+    pub firm_links: BTreeMap<(LinkKind, Channel), (u64, f64)>,
+    /// Explicit cluster links between the two.
+    pub cluster_links: Vec<(ClusterLinkKind, Channel, f64)>,
+}
+
+impl InterClusterEdge {
+    pub fn total_weight(&self) -> f64 {
+        self.firm_links.values().map(|(_, w)| w).sum::<f64>()
+            + self.cluster_links.iter().map(|(_, _, w)| w).sum::<f64>()
+    }
+
+    pub fn firm_link_count(&self) -> u64 {
+        self.firm_links.values().map(|(c, _)| c).sum()
+    }
+}
+
+/// A node of the inter-cluster network.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InterClusterNode {
+    pub id: Id,
+    pub name: String,
+    /// The cluster a site belongs to (the cluster itself on the CLUSTER layer).
+    pub cluster: Id,
+    /// Member actors placed here (valid at `as_of`).
+    pub actors: u64,
+}
+
+/// The inter-cluster network: nodes, and undirected aggregated edges keyed by
+/// their ordered ends. A firm link between actors of several clusters counts
+/// once for every pair of distinct clusters (sites) it joins.
+pub struct InterClusterNetwork {
+    pub nodes: Vec<InterClusterNode>,
+    pub edges: Vec<InterClusterEdge>,
+}
+
+/// Builds the CLUSTER or SITE layer. On the SITE layer an actor's place is its
+/// site; actors without a site do not take part.
+pub fn inter_cluster(network: &Network, filter: &GraphFilter, layer: Layer) -> InterClusterNetwork {
+    let wanted = |cluster: &Id| filter.clusters.is_empty() || filter.clusters.contains(cluster);
+    let mut nodes = Vec::new();
+    let mut node_ids: BTreeSet<Id> = BTreeSet::new();
+    for cluster in network.clusters.values().filter(|c| wanted(&c.id)) {
+        if layer == Layer::Site {
+            for site in &cluster.sites {
+                nodes.push(InterClusterNode {
+                    id: site.id.clone(),
+                    name: site.name.clone(),
+                    cluster: cluster.id.clone(),
+                    actors: 0,
+                });
+                node_ids.insert(site.id.clone());
+            }
+        } else {
+            nodes.push(InterClusterNode {
+                id: cluster.id.clone(),
+                name: cluster.name.clone(),
+                cluster: cluster.id.clone(),
+                actors: 0,
+            });
+            node_ids.insert(cluster.id.clone());
+        }
+    }
+    // Where each actor is: its clusters, or its site.
+    let places = |ix: u32| -> Vec<Id> {
+        let Some(actor) = network.actor(ix) else {
+            return Vec::new();
+        };
+        if filter.as_of.is_some_and(|d| !actor.validity.contains(d)) {
+            return Vec::new();
+        }
+        match layer {
+            Layer::Site => actor
+                .site_id
+                .iter()
+                .filter(|s| node_ids.contains(*s))
+                .cloned()
+                .collect(),
+            _ => actor
+                .cluster_ids
+                .iter()
+                .filter(|c| node_ids.contains(*c))
+                .cloned()
+                .collect(),
+        }
+    };
+    let position: HashMap<Id, usize> = nodes.iter().enumerate().map(|(i, n)| (n.id.clone(), i)).collect();
+    for ix in 0..network.actor_at.len() as u32 {
+        for place in places(ix) {
+            nodes[position[&place]].actors += 1;
+        }
+    }
+    let mut edges: BTreeMap<(Id, Id), InterClusterEdge> = BTreeMap::new();
+    fn edge<'e>(edges: &'e mut BTreeMap<(Id, Id), InterClusterEdge>, a: &Id, b: &Id) -> &'e mut InterClusterEdge {
+        let (s, t) = if a <= b {
+            (a.clone(), b.clone())
+        } else {
+            (b.clone(), a.clone())
+        };
+        edges.entry((s.clone(), t.clone())).or_insert_with(|| InterClusterEdge {
+            source: s,
+            target: t,
+            ..InterClusterEdge::default()
+        })
+    }
+    for (key, data) in network.links.iter() {
+        if !filter.keeps_link(key.kind, data.channel) || filter.as_of.is_some_and(|d| !data.validity.contains(d)) {
+            continue;
+        }
+        let (from, to) = (places(key.source), places(key.target));
+        let mut pairs = BTreeSet::new();
+        for a in &from {
+            for b in &to {
+                if a != b {
+                    pairs.insert(if a <= b { (a, b) } else { (b, a) });
+                }
+            }
+        }
+        for (a, b) in pairs {
+            let entry = edge(&mut edges, a, b)
+                .firm_links
+                .entry((key.kind, data.channel))
+                .or_default();
+            entry.0 += 1;
+            entry.1 += data.weight;
+        }
+    }
+    // Explicit cluster links, placed on this layer: a site-to-site link joins
+    // the two clusters on the CLUSTER layer (unless both sites are in one).
+    let lift = |end: &Id| -> Option<Id> {
+        if node_ids.contains(end) {
+            return Some(end.clone());
+        }
+        match layer {
+            Layer::Site => None,
+            _ => network.sites.get(end).filter(|c| node_ids.contains(*c)).cloned(),
+        }
+    };
+    for link in network.cluster_links.values() {
+        if !filter.channels.is_empty() && !filter.channels.contains(&link.channel) {
+            continue;
+        }
+        let (Some(a), Some(b)) = (lift(&link.source), lift(&link.target)) else {
+            continue;
+        };
+        if a != b {
+            edge(&mut edges, &a, &b)
+                .cluster_links
+                .push((link.kind, link.channel, link.weight));
+        }
+    }
+    InterClusterNetwork {
+        nodes,
+        edges: edges.into_values().collect(),
+    }
+}
+
+/// The CLUSTER or SITE layer as an (undirected) analysis graph: edge weight is
+/// the summed weight of the crossing firm links and explicit links (1 per
+/// edge when unweighted).
+pub fn cluster_graph(network: &Network, filter: &GraphFilter, layer: Layer, weighted: bool) -> AnalysisGraph {
+    let inter = inter_cluster(network, filter, layer);
+    let position: HashMap<&Id, u32> = inter.nodes.iter().enumerate().map(|(i, n)| (&n.id, i as u32)).collect();
+    let edges: Vec<(u32, u32, f64)> = inter
+        .edges
+        .iter()
+        .map(|e| {
+            let w = if weighted { e.total_weight() } else { 1.0 };
+            (position[&e.source], position[&e.target], w)
+        })
+        .collect();
+    AnalysisGraph::from_edges(
+        inter.nodes.iter().map(|n| n.id.clone()).collect(),
+        inter.nodes.iter().map(|n| n.name.clone()).collect(),
+        &edges,
+        false,
+        weighted,
+    )
+}
