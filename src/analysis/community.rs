@@ -1,1 +1,495 @@
-//! placeholder
+//! Communities: groups of nodes tied more densely among themselves than to
+//! the rest (the supporting systems around a core firm, the parks of a
+//! creative cluster).
+//!
+//! Community detection treats the graph as undirected: the weight between u
+//! and v is the sum of the arcs u→v and v→u. Modularity (Newman 2004, with
+//! resolution γ as in Reichardt and Bornholdt 2006) is
+//! Q = Σ_c [ W_c / 2m − γ (K_c / 2m)² ], with W_c the weight inside c counted
+//! from both ends, K_c the summed degree of c and 2m the summed degree of all
+//! (`nx.community.modularity` on undirected graphs).
+
+use std::collections::HashMap;
+
+use rand::{seq::SliceRandom, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::{Cancelled, Control};
+use crate::graph::AnalysisGraph;
+
+/// A community per node, numbered 0.. by decreasing size (ties by smallest
+/// member), so labels are stable for a given partition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Partition {
+    pub community: Vec<u32>,
+    pub sizes: Vec<usize>,
+    pub modularity: f64,
+    /// Sweeps (label propagation) or levels (Louvain) run.
+    pub iterations: u32,
+    pub converged: bool,
+}
+
+/// The undirected, weighted view used by community detection.
+struct Symmetric {
+    neighbors: Vec<Vec<(u32, f64)>>,
+}
+
+impl Symmetric {
+    fn new(graph: &AnalysisGraph) -> Symmetric {
+        let n = graph.node_count();
+        let neighbors = (0..n)
+            .map(|v| {
+                let mut all: Vec<(u32, f64)> = graph
+                    .out_neighbors(v)
+                    .iter()
+                    .copied()
+                    .zip(graph.out_weights(v).iter().copied())
+                    .collect();
+                if graph.directed {
+                    all.extend(
+                        graph
+                            .in_neighbors(v)
+                            .iter()
+                            .copied()
+                            .zip(graph.in_weights(v).iter().copied()),
+                    );
+                    all.sort_unstable_by_key(|(u, _)| *u);
+                    all.dedup_by(|b, a| {
+                        if a.0 == b.0 {
+                            a.1 += b.1;
+                            true
+                        } else {
+                            false
+                        }
+                    });
+                }
+                all
+            })
+            .collect();
+        Symmetric { neighbors }
+    }
+}
+
+/// Renumbers communities by decreasing size, ties by smallest member.
+fn canonical(labels: &[u32]) -> (Vec<u32>, Vec<usize>) {
+    let mut first_and_size: HashMap<u32, (usize, usize)> = HashMap::new();
+    for (v, &c) in labels.iter().enumerate() {
+        let entry = first_and_size.entry(c).or_insert((v, 0));
+        entry.1 += 1;
+    }
+    let mut order: Vec<(u32, usize, usize)> = first_and_size.into_iter().map(|(c, (f, s))| (c, f, s)).collect();
+    order.sort_by(|a, b| b.2.cmp(&a.2).then(a.1.cmp(&b.1)));
+    let renumber: HashMap<u32, u32> = order.iter().enumerate().map(|(i, (c, _, _))| (*c, i as u32)).collect();
+    let sizes = order.iter().map(|(_, _, s)| *s).collect();
+    (labels.iter().map(|c| renumber[c]).collect(), sizes)
+}
+
+fn modularity_of(sym: &Symmetric, labels: &[u32], resolution: f64) -> f64 {
+    let communities = labels.iter().copied().max().map_or(0, |m| m as usize + 1);
+    let mut inside = vec![0.0; communities];
+    let mut degree = vec![0.0; communities];
+    let mut two_m = 0.0;
+    for (v, list) in sym.neighbors.iter().enumerate() {
+        let c = labels[v] as usize;
+        for &(u, w) in list {
+            two_m += w;
+            degree[c] += w;
+            if labels[u as usize] as usize == c {
+                inside[c] += w;
+            }
+        }
+    }
+    if two_m == 0.0 {
+        return 0.0;
+    }
+    inside
+        .iter()
+        .zip(&degree)
+        .map(|(w_in, k)| w_in / two_m - resolution * (k / two_m).powi(2))
+        .sum()
+}
+
+/// Modularity of any labelling of the graph's nodes.
+pub fn modularity(graph: &AnalysisGraph, labels: &[u32], resolution: f64) -> f64 {
+    modularity_of(&Symmetric::new(graph), labels, resolution)
+}
+
+fn finish(sym: &Symmetric, labels: &[u32], resolution: f64, iterations: u32, converged: bool) -> Partition {
+    let (community, sizes) = canonical(labels);
+    let modularity = modularity_of(sym, &community, resolution);
+    Partition {
+        community,
+        sizes,
+        modularity,
+        iterations,
+        converged,
+    }
+}
+
+/// Weakly connected components (links followed either way).
+pub fn connected_components(graph: &AnalysisGraph) -> Partition {
+    let n = graph.node_count();
+    let mut parent: Vec<u32> = (0..n as u32).collect();
+    fn find(parent: &mut [u32], mut v: u32) -> u32 {
+        while parent[v as usize] != v {
+            parent[v as usize] = parent[parent[v as usize] as usize];
+            v = parent[v as usize];
+        }
+        v
+    }
+    for v in 0..n {
+        for &u in graph.out_neighbors(v) {
+            let (a, b) = (find(&mut parent, v as u32), find(&mut parent, u));
+            if a != b {
+                parent[a.max(b) as usize] = a.min(b);
+            }
+        }
+    }
+    let labels: Vec<u32> = (0..n as u32).map(|v| find(&mut parent, v)).collect();
+    finish(&Symmetric::new(graph), &labels, 1.0, 1, true)
+}
+
+/// Strongly connected components (Tarjan's algorithm, from petgraph).
+pub fn strongly_connected_components(graph: &AnalysisGraph) -> Partition {
+    let mut labels = vec![0u32; graph.node_count()];
+    for (c, component) in petgraph::algo::tarjan_scc(&graph.outgoing).into_iter().enumerate() {
+        for v in component {
+            labels[v as usize] = c as u32;
+        }
+    }
+    finish(&Symmetric::new(graph), &labels, 1.0, 1, true)
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LabelPropagationConfig {
+    pub seed: u64,
+    pub max_iterations: u32,
+}
+
+impl Default for LabelPropagationConfig {
+    fn default() -> Self {
+        LabelPropagationConfig {
+            seed: 0,
+            max_iterations: 100,
+        }
+    }
+}
+
+/// Asynchronous label propagation (Raghavan, Albert and Kumara 2007): in a
+/// seeded random order each node takes the label with the most weight among
+/// its neighbours (ties to the smallest label), until no label changes.
+pub fn label_propagation(
+    graph: &AnalysisGraph,
+    config: &LabelPropagationConfig,
+    control: &Control,
+) -> Result<Partition, Cancelled> {
+    let sym = Symmetric::new(graph);
+    let n = graph.node_count();
+    let mut labels: Vec<u32> = (0..n as u32).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut weight_of = vec![0.0f64; n];
+    let mut touched: Vec<u32> = Vec::new();
+    for sweep in 1..=config.max_iterations {
+        control.check()?;
+        control.progress("label_propagation", sweep as u64, config.max_iterations as u64);
+        order.shuffle(&mut rng);
+        let mut changed = false;
+        for &v in &order {
+            if sym.neighbors[v].is_empty() {
+                continue;
+            }
+            for &(u, w) in &sym.neighbors[v] {
+                let label = labels[u as usize];
+                if weight_of[label as usize] == 0.0 {
+                    touched.push(label);
+                }
+                weight_of[label as usize] += w;
+            }
+            let mut best = labels[v];
+            let mut best_weight = weight_of[best as usize];
+            for &label in &touched {
+                let w = weight_of[label as usize];
+                if w > best_weight || (w == best_weight && label < best) {
+                    best = label;
+                    best_weight = w;
+                }
+            }
+            for &label in &touched {
+                weight_of[label as usize] = 0.0;
+            }
+            touched.clear();
+            if best != labels[v] {
+                labels[v] = best;
+                changed = true;
+            }
+        }
+        if !changed {
+            return Ok(finish(&sym, &labels, 1.0, sweep, true));
+        }
+    }
+    Ok(finish(&sym, &labels, 1.0, config.max_iterations, false))
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LouvainConfig {
+    /// γ: above 1 favours smaller communities, below 1 larger ones.
+    pub resolution: f64,
+    pub seed: u64,
+    /// Stop a level's sweeps when a sweep gains less modularity than this.
+    pub min_gain: f64,
+    pub max_levels: u32,
+}
+
+impl Default for LouvainConfig {
+    fn default() -> Self {
+        LouvainConfig {
+            resolution: 1.0,
+            seed: 0,
+            min_gain: 1e-7,
+            max_levels: 50,
+        }
+    }
+}
+
+/// A level of the Louvain hierarchy: a weighted undirected graph whose
+/// diagonal holds the weight inside each (aggregated) node.
+struct Level {
+    neighbors: Vec<Vec<(u32, f64)>>,
+    self_weight: Vec<f64>,
+}
+
+/// Louvain (Blondel, Guillaume, Lambiotte and Lefebvre 2008): move nodes to
+/// the neighbouring community with the best modularity gain until none
+/// improves, aggregate communities into nodes, repeat. Node order is shuffled
+/// with `seed`, so a seed gives one result.
+pub fn louvain(graph: &AnalysisGraph, config: &LouvainConfig, control: &Control) -> Result<Partition, Cancelled> {
+    let sym = Symmetric::new(graph);
+    let n = graph.node_count();
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    // membership[v]: v's node in the current level.
+    let mut membership: Vec<u32> = (0..n as u32).collect();
+    let mut level = Level {
+        neighbors: sym.neighbors.clone(),
+        self_weight: vec![0.0; n],
+    };
+    let two_m: f64 = level.neighbors.iter().flatten().map(|(_, w)| w).sum();
+    if two_m == 0.0 {
+        return Ok(finish(&sym, &membership, config.resolution, 0, true));
+    }
+    let base = Level {
+        neighbors: sym.neighbors.clone(),
+        self_weight: vec![0.0; n],
+    };
+    let mut levels = 0;
+    let mut best = f64::NEG_INFINITY;
+    loop {
+        loop {
+            control.check()?;
+            levels += 1;
+            control.progress("louvain", levels as u64, config.max_levels as u64);
+            let singletons: Vec<u32> = (0..level.neighbors.len() as u32).collect();
+            let (community, moved) = local_moving(&level, singletons, two_m, config, &mut rng, control)?;
+            if !moved {
+                break;
+            }
+            let (renumbered, count) = compact(&community);
+            for m in membership.iter_mut() {
+                *m = renumbered[*m as usize];
+            }
+            level = aggregate(&level, &renumbered, count);
+            if levels >= config.max_levels {
+                return Ok(finish(&sym, &membership, config.resolution, levels, false));
+            }
+        }
+        // A sweep over the original nodes, starting from the partition found:
+        // a node that joined a community early, before it grew, can still
+        // leave. If that helps, climb the hierarchy again from there.
+        let (refined, moved) = local_moving(&base, membership.clone(), two_m, config, &mut rng, control)?;
+        let quality = modularity_of(&sym, &refined, config.resolution);
+        if !moved || quality <= best + config.min_gain {
+            let keep = if quality > best { refined } else { membership };
+            return Ok(finish(&sym, &keep, config.resolution, levels, true));
+        }
+        best = quality;
+        let (renumbered, count) = compact(&refined);
+        membership = renumbered.clone();
+        level = aggregate(&base, &renumbered, count);
+    }
+}
+
+fn compact(community: &[u32]) -> (Vec<u32>, usize) {
+    let mut map: HashMap<u32, u32> = HashMap::new();
+    let renumbered = community
+        .iter()
+        .map(|c| {
+            let next = map.len() as u32;
+            *map.entry(*c).or_insert(next)
+        })
+        .collect();
+    (renumbered, map.len())
+}
+
+/// One level's local moving phase. Returns each node's community and whether
+/// any node moved.
+fn local_moving(
+    level: &Level,
+    start: Vec<u32>,
+    two_m: f64,
+    config: &LouvainConfig,
+    rng: &mut ChaCha8Rng,
+    control: &Control,
+) -> Result<(Vec<u32>, bool), Cancelled> {
+    let n = level.neighbors.len();
+    let degree: Vec<f64> = (0..n)
+        .map(|v| level.neighbors[v].iter().map(|(_, w)| w).sum::<f64>() + level.self_weight[v])
+        .collect();
+    let mut community = start;
+    let mut total: Vec<f64> = vec![0.0; n];
+    for (v, &c) in community.iter().enumerate() {
+        total[c as usize] += degree[v];
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut link_to = vec![0.0f64; n];
+    let mut touched: Vec<u32> = Vec::new();
+    let mut moved_any = false;
+    let gamma = config.resolution;
+    loop {
+        control.check()?;
+        order.shuffle(rng);
+        let mut gain_sum = 0.0;
+        let mut moves = 0usize;
+        for &v in &order {
+            let own = community[v];
+            let k = degree[v];
+            for &(u, w) in &level.neighbors[v] {
+                let c = community[u as usize];
+                if link_to[c as usize] == 0.0 {
+                    touched.push(c);
+                }
+                link_to[c as usize] += w;
+            }
+            total[own as usize] -= k;
+            // Gain of joining c, up to a constant factor 1/m: k_{v,c} − γ·tot_c·k_v/2m.
+            let gain = |c: u32, link: f64| link - gamma * total[c as usize] * k / two_m;
+            let stay = gain(own, link_to[own as usize]);
+            let (mut best, mut best_gain) = (own, stay);
+            for &c in &touched {
+                let g = gain(c, link_to[c as usize]);
+                if g > best_gain || (g == best_gain && c < best && best != own) {
+                    best = c;
+                    best_gain = g;
+                }
+            }
+            total[best as usize] += k;
+            if best != own {
+                community[v] = best;
+                moves += 1;
+                gain_sum += best_gain - stay;
+            }
+            for &c in &touched {
+                link_to[c as usize] = 0.0;
+            }
+            touched.clear();
+        }
+        if moves > 0 {
+            moved_any = true;
+        }
+        if moves == 0 || gain_sum / two_m < config.min_gain {
+            break;
+        }
+    }
+    Ok((community, moved_any))
+}
+
+/// Collapses each community into one node; weights between communities add
+/// up, weights inside become the node's self weight.
+fn aggregate(level: &Level, community: &[u32], count: usize) -> Level {
+    let mut members: Vec<Vec<u32>> = vec![Vec::new(); count];
+    for (v, &c) in community.iter().enumerate() {
+        members[c as usize].push(v as u32);
+    }
+    let mut neighbors = Vec::with_capacity(count);
+    let mut self_weight = vec![0.0; count];
+    let mut weight_to = vec![0.0f64; count];
+    let mut touched: Vec<u32> = Vec::new();
+    for (c, group) in members.iter().enumerate() {
+        for &v in group {
+            self_weight[c] += level.self_weight[v as usize];
+            for &(u, w) in &level.neighbors[v as usize] {
+                let d = community[u as usize];
+                if d as usize == c {
+                    self_weight[c] += w;
+                    continue;
+                }
+                if weight_to[d as usize] == 0.0 {
+                    touched.push(d);
+                }
+                weight_to[d as usize] += w;
+            }
+        }
+        touched.sort_unstable();
+        neighbors.push(touched.iter().map(|&d| (d, weight_to[d as usize])).collect());
+        for &d in &touched {
+            weight_to[d as usize] = 0.0;
+        }
+        touched.clear();
+    }
+    Level { neighbors, self_weight }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Id;
+
+    fn graph(n: usize, edges: &[(u32, u32)]) -> AnalysisGraph {
+        let ids: Vec<Id> = (0..n).map(|i| Id::from(format!("n{i}"))).collect();
+        let names = ids.iter().map(|i| i.to_string()).collect();
+        let edges: Vec<(u32, u32, f64)> = edges.iter().map(|&(u, v)| (u, v, 1.0)).collect();
+        AnalysisGraph::from_edges(ids, names, &edges, false, true)
+    }
+
+    /// Two triangles joined by one edge.
+    fn barbell() -> AnalysisGraph {
+        graph(6, &[(0, 1), (1, 2), (0, 2), (3, 4), (4, 5), (3, 5), (2, 3)])
+    }
+
+    #[test]
+    fn modularity_of_two_joined_triangles_by_hand() {
+        // m = 7. Each triangle: inside weight 6 (3 edges, both ends), degree 7.
+        // Q = 2 · (6/14 − (7/14)²) = 2 · (0.428571 − 0.25) = 0.357143.
+        let q = modularity(&barbell(), &[0, 0, 0, 1, 1, 1], 1.0);
+        assert!((q - 5.0 / 14.0).abs() < 1e-12, "{q}");
+    }
+
+    #[test]
+    fn louvain_finds_the_two_triangles() {
+        let p = louvain(&barbell(), &LouvainConfig::default(), &Control::none()).unwrap();
+        assert_eq!(p.community, vec![0, 0, 0, 1, 1, 1]);
+        assert_eq!(p.sizes, vec![3, 3]);
+    }
+
+    #[test]
+    fn label_propagation_separates_disconnected_groups() {
+        let g = graph(6, &[(0, 1), (1, 2), (0, 2), (3, 4), (4, 5), (3, 5)]);
+        let p = label_propagation(&g, &LabelPropagationConfig::default(), &Control::none()).unwrap();
+        assert_eq!(p.community, vec![0, 0, 0, 1, 1, 1]);
+    }
+
+    #[test]
+    fn components_weak_and_strong() {
+        let ids: Vec<Id> = (0..5).map(|i| Id::from(format!("n{i}"))).collect();
+        let names = ids.iter().map(|i| i.to_string()).collect();
+        // 0 -> 1 -> 2 -> 0 is a cycle; 3 -> 4 hangs off nothing.
+        let g = AnalysisGraph::from_edges(
+            ids,
+            names,
+            &[(0, 1, 1.0), (1, 2, 1.0), (2, 0, 1.0), (3, 4, 1.0)],
+            true,
+            true,
+        );
+        assert_eq!(connected_components(&g).sizes, vec![3, 2]);
+        assert_eq!(strongly_connected_components(&g).sizes, vec![3, 1, 1]);
+    }
+}

@@ -168,3 +168,34 @@ fn eigenvector_and_core_numbers_match_networkx() {
         f.check("core", &g, &centrality::k_core(&g).values);
     }
 }
+
+#[test]
+fn louvain_modularity_is_within_0_02_of_networkx() {
+    use clusternet::analysis::community::{louvain, modularity, LouvainConfig};
+    for name in UNDIRECTED {
+        let f = fixture(name);
+        for (measure, weighted) in [("louvain_modularity", false), ("louvain_modularity_weighted", true)] {
+            let g = f.graph(weighted);
+            let theirs = f.expected["measures"][format!("{measure}_median")].as_f64().unwrap();
+            let mut ours: Vec<f64> = (0..10)
+                .map(|seed| {
+                    let config = LouvainConfig {
+                        seed,
+                        ..LouvainConfig::default()
+                    };
+                    let p = louvain(&g, &config, &Control::none()).unwrap();
+                    // The reported modularity is that of the partition returned.
+                    assert!((modularity(&g, &p.community, 1.0) - p.modularity).abs() < 1e-12);
+                    p.modularity
+                })
+                .collect();
+            let default_seed = ours[0];
+            ours.sort_by(f64::total_cmp);
+            let median = ours[4];
+            assert!(
+                default_seed > theirs - 0.02 && median > theirs - 0.02,
+                "{name} {measure}: ours {default_seed} (median {median}) vs NetworkX median {theirs}"
+            );
+        }
+    }
+}
