@@ -23,6 +23,9 @@ pub enum Error {
     /// A configured limit was exceeded.
     #[error("{message}")]
     ResourceExhausted { message: String },
+    /// The caller went away or asked to stop.
+    #[error("the analysis was cancelled")]
+    Cancelled,
     /// The store is shutting down or was stopped by an earlier storage failure.
     #[error("{message}")]
     Unavailable { message: String },

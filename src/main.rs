@@ -55,6 +55,9 @@ struct ServeArgs {
     /// sled's page cache, in MiB.
     #[arg(long, env = "CLUSTERNET_CACHE_MB", default_value_t = 64)]
     cache_mb: u64,
+    /// Heavy analyses run at once; more get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CLUSTERNET_MAX_ANALYSES", default_value_t = 2)]
+    max_analyses: usize,
 }
 
 #[derive(Args)]
@@ -137,7 +140,11 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("error: cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr().map_err(|e| format!("error: {e}"))?;
     tracing::info!(%address, "clusternet listening");
-    serve(store.clone(), ServerConfig::default(), listener, shutdown_signal())
+    let server_config = ServerConfig {
+        max_analyses: args.max_analyses,
+        ..ServerConfig::default()
+    };
+    serve(store.clone(), server_config, listener, shutdown_signal())
         .await
         .map_err(|e| format!("error: the server failed: {e}"))?;
     tokio::task::spawn_blocking(move || store.close())

@@ -86,8 +86,8 @@ impl Default for PageRankConfig {
     fn default() -> Self {
         PageRankConfig {
             damping: 0.85,
-            tolerance: 1e-10,
-            max_iterations: 100,
+            tolerance: 1e-9,
+            max_iterations: 1000,
             weighted: true,
             personalization: None,
         }

@@ -318,6 +318,147 @@ pub fn louvain(graph: &AnalysisGraph, config: &LouvainConfig, control: &Control)
     }
 }
 
+/// Leiden (Traag, Waltman and van Eck 2019): Louvain's moving phase, then a
+/// refinement that splits each community into well-connected parts, merging
+/// singletons only into sub-communities of their own community that stay
+/// well connected; the refined parts are aggregated, the unrefined
+/// communities seed the next level. This guarantees connected communities.
+/// The refinement here takes the best merge (Leiden's randomness parameter
+/// θ → 0), so a seed gives one result.
+pub fn leiden(graph: &AnalysisGraph, config: &LouvainConfig, control: &Control) -> Result<Partition, Cancelled> {
+    let sym = Symmetric::new(graph);
+    let n = graph.node_count();
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let mut level = Level {
+        neighbors: sym.neighbors.clone(),
+        self_weight: vec![0.0; n],
+    };
+    let two_m: f64 = level.neighbors.iter().flatten().map(|(_, w)| w).sum();
+    // membership[v]: v's node in the current level; start: the partition of
+    // the current level's nodes that moving starts from.
+    let mut membership: Vec<u32> = (0..n as u32).collect();
+    let mut start: Vec<u32> = (0..n as u32).collect();
+    if two_m == 0.0 {
+        return Ok(finish(&sym, &membership, config.resolution, 0, true));
+    }
+    let mut levels = 0;
+    loop {
+        control.check()?;
+        levels += 1;
+        control.progress("leiden", levels as u64, config.max_levels as u64);
+        let (community, moved) = local_moving(&level, start.clone(), two_m, config, &mut rng, control)?;
+        let refined = refine(&level, &community, two_m, config.resolution, &mut rng);
+        let (refined, count) = compact(&refined);
+        let done = !moved || count == level.neighbors.len() || levels >= config.max_levels;
+        if done {
+            let labels: Vec<u32> = membership.iter().map(|&m| community[m as usize]).collect();
+            return Ok(finish(
+                &sym,
+                &labels,
+                config.resolution,
+                levels,
+                levels < config.max_levels,
+            ));
+        }
+        // Each refined part starts the next level inside its unrefined community.
+        let mut next_start = vec![0u32; count];
+        for (v, &r) in refined.iter().enumerate() {
+            next_start[r as usize] = community[v];
+        }
+        let (next_start, _) = compact(&next_start);
+        for m in membership.iter_mut() {
+            *m = refined[*m as usize];
+        }
+        level = aggregate(&level, &refined, count);
+        start = next_start;
+    }
+}
+
+/// Leiden's refinement of one level's partition: returns sub-community labels.
+fn refine(level: &Level, community: &[u32], two_m: f64, gamma: f64, rng: &mut ChaCha8Rng) -> Vec<u32> {
+    let n = level.neighbors.len();
+    let degree: Vec<f64> = (0..n)
+        .map(|v| level.neighbors[v].iter().map(|(_, w)| w).sum::<f64>() + level.self_weight[v])
+        .collect();
+    let mut community_total = vec![0.0; n];
+    for v in 0..n {
+        community_total[community[v] as usize] += degree[v];
+    }
+    // Weight from each node to the rest of its community.
+    let inside: Vec<f64> = (0..n)
+        .map(|v| {
+            level.neighbors[v]
+                .iter()
+                .filter(|(u, _)| community[*u as usize] == community[v])
+                .map(|(_, w)| w)
+                .sum()
+        })
+        .collect();
+    let mut sub: Vec<u32> = (0..n as u32).collect();
+    let mut sub_total = degree.clone();
+    // Weight from each sub-community to the rest of its community.
+    let mut sub_external = inside.clone();
+    let mut singleton = vec![true; n];
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(rng);
+    let mut weight_to = vec![0.0f64; n];
+    let mut touched: Vec<u32> = Vec::new();
+    for &v in &order {
+        if !singleton[v] {
+            continue;
+        }
+        let c = community[v];
+        let k = degree[v];
+        let total_c = community_total[c as usize];
+        // Only a node well connected to its community may join a part of it.
+        if inside[v] < gamma * k * (total_c - k) / two_m {
+            continue;
+        }
+        for &(u, w) in &level.neighbors[v] {
+            if community[u as usize] != c {
+                continue;
+            }
+            let s = sub[u as usize];
+            if weight_to[s as usize] == 0.0 {
+                touched.push(s);
+            }
+            weight_to[s as usize] += w;
+        }
+        let mut best: Option<(u32, f64)> = None;
+        for &s in &touched {
+            if s == sub[v] {
+                continue;
+            }
+            let total_s = sub_total[s as usize];
+            let well_connected = sub_external[s as usize] >= gamma * total_s * (total_c - total_s) / two_m;
+            let gain = weight_to[s as usize] - gamma * total_s * k / two_m;
+            if well_connected && gain >= 0.0 && best.is_none_or(|(b, g)| gain > g || (gain == g && s < b)) {
+                best = Some((s, gain));
+            }
+        }
+        if let Some((s, _)) = best {
+            let own = sub[v];
+            sub[v] = s;
+            sub_total[own as usize] -= k;
+            sub_total[s as usize] += k;
+            sub_external[s as usize] += inside[v] - 2.0 * weight_to[s as usize];
+            sub_external[own as usize] = 0.0;
+            singleton[v] = false;
+            // The part v joined is no longer a singleton either.
+            for &(u, _) in &level.neighbors[v] {
+                if sub[u as usize] == s {
+                    singleton[u as usize] = false;
+                }
+            }
+        }
+        for &s in &touched {
+            weight_to[s as usize] = 0.0;
+        }
+        touched.clear();
+    }
+    sub
+}
+
 fn compact(community: &[u32]) -> (Vec<u32>, usize) {
     let mut map: HashMap<u32, u32> = HashMap::new();
     let renumbered = community

@@ -4,6 +4,7 @@
 
 pub mod centrality;
 pub mod community;
+pub mod run;
 
 use std::{
     sync::atomic::{AtomicBool, Ordering},
@@ -23,6 +24,7 @@ pub struct Control<'a> {
     report: &'a (dyn Fn(&str, u64, u64) + Sync),
     interval: Duration,
     last: std::sync::Mutex<Instant>,
+    deadline: Option<Instant>,
 }
 
 static NEVER: AtomicBool = AtomicBool::new(false);
@@ -34,7 +36,19 @@ impl<'a> Control<'a> {
             report,
             interval,
             last: std::sync::Mutex::new(Instant::now()),
+            deadline: None,
         }
+    }
+
+    /// Also stops the run once `deadline` has passed.
+    pub fn with_deadline(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Whether the run stopped because its deadline passed.
+    pub fn expired(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     /// A control that never cancels and reports nowhere.
@@ -44,11 +58,12 @@ impl<'a> Control<'a> {
             report: &|_, _, _| {},
             interval: Duration::from_secs(3600),
             last: std::sync::Mutex::new(Instant::now()),
+            deadline: None,
         }
     }
 
     pub fn check(&self) -> Result<(), Cancelled> {
-        if self.cancel.load(Ordering::Relaxed) {
+        if self.cancel.load(Ordering::Relaxed) || self.expired() {
             Err(Cancelled)
         } else {
             Ok(())

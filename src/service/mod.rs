@@ -1,6 +1,8 @@
 //! The gRPC layer: generated code, proto <-> model conversion, the mapping of
 //! core errors to statuses, the service handlers and the server wiring.
 
+mod analysis_api;
+mod analysis_params;
 pub mod convert;
 pub mod import_client;
 mod network_api;
@@ -17,4 +19,5 @@ pub mod pb {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("clusternet_descriptor");
 }
 
+pub use analysis_api::AnalysisApi;
 pub use network_api::NetworkApi;

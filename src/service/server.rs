@@ -8,8 +8,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use super::{
-    pb::{self, network_service_server::NetworkServiceServer},
-    NetworkApi,
+    pb::{self, analysis_service_server::AnalysisServiceServer, network_service_server::NetworkServiceServer},
+    AnalysisApi, NetworkApi,
 };
 use crate::store::Store;
 
@@ -19,12 +19,15 @@ pub struct ServerConfig {
     /// Largest request or reply message, in bytes. Bulk-import batches are the
     /// large ones: 10,000 links encode to about 1 MiB.
     pub max_message_bytes: usize,
+    /// Heavy analyses run at once; more get RESOURCE_EXHAUSTED.
+    pub max_analyses: usize,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_message_bytes: 64 << 20,
+            max_analyses: 2,
         }
     }
 }
@@ -40,6 +43,7 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<NetworkServiceServer<NetworkApi>>().await;
+    health.set_serving::<AnalysisServiceServer<AnalysisApi>>().await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -52,6 +56,8 @@ pub async fn serve(
         .build_v1alpha()
         .expect("the compiled descriptor sets are valid");
 
+    let analysis = AnalysisServiceServer::new(AnalysisApi::new(store.clone(), config.max_analyses))
+        .max_encoding_message_size(config.max_message_bytes);
     let network = NetworkServiceServer::new(NetworkApi::new(store))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
@@ -60,12 +66,14 @@ pub async fn serve(
         shutdown.await;
         tracing::info!("shutting down: no new calls, finishing those in flight");
         health.set_not_serving::<NetworkServiceServer<NetworkApi>>().await;
+        health.set_not_serving::<AnalysisServiceServer<AnalysisApi>>().await;
     };
     Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(network)
+        .add_service(analysis)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
 }

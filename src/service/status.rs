@@ -12,6 +12,7 @@ impl From<Error> for Status {
             Error::FailedPrecondition { .. } => Code::FailedPrecondition,
             Error::ResourceExhausted { .. } => Code::ResourceExhausted,
             Error::Unavailable { .. } => Code::Unavailable,
+            Error::Cancelled => Code::Cancelled,
             Error::Storage(_) | Error::Corrupt(_) => Code::Internal,
         };
         if code == Code::Internal {

@@ -1,5 +1,6 @@
 //! One integration-test binary: each module drives a real server over a socket.
 
+mod analysis;
 mod common;
 mod import_cli;
 mod network;

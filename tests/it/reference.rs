@@ -170,8 +170,21 @@ fn eigenvector_and_core_numbers_match_networkx() {
 }
 
 #[test]
-fn louvain_modularity_is_within_0_02_of_networkx() {
-    use clusternet::analysis::community::{louvain, modularity, LouvainConfig};
+fn louvain_and_leiden_modularity_are_within_0_02_of_networkx_louvain() {
+    use clusternet::analysis::community::{leiden, louvain, modularity};
+    for (algorithm, run) in [("louvain", louvain as Detect), ("leiden", leiden as Detect)] {
+        check_modularity(algorithm, run, modularity);
+    }
+}
+
+type Detect = fn(
+    &AnalysisGraph,
+    &clusternet::analysis::community::LouvainConfig,
+    &Control,
+) -> Result<clusternet::analysis::community::Partition, clusternet::analysis::Cancelled>;
+
+fn check_modularity(algorithm: &str, run: Detect, modularity: fn(&AnalysisGraph, &[u32], f64) -> f64) {
+    use clusternet::analysis::community::LouvainConfig;
     for name in UNDIRECTED {
         let f = fixture(name);
         for (measure, weighted) in [("louvain_modularity", false), ("louvain_modularity_weighted", true)] {
@@ -183,7 +196,7 @@ fn louvain_modularity_is_within_0_02_of_networkx() {
                         seed,
                         ..LouvainConfig::default()
                     };
-                    let p = louvain(&g, &config, &Control::none()).unwrap();
+                    let p = run(&g, &config, &Control::none()).unwrap();
                     // The reported modularity is that of the partition returned.
                     assert!((modularity(&g, &p.community, 1.0) - p.modularity).abs() < 1e-12);
                     p.modularity
@@ -194,7 +207,7 @@ fn louvain_modularity_is_within_0_02_of_networkx() {
             let median = ours[4];
             assert!(
                 default_seed > theirs - 0.02 && median > theirs - 0.02,
-                "{name} {measure}: ours {default_seed} (median {median}) vs NetworkX median {theirs}"
+                "{algorithm} on {name} {measure}: ours {default_seed} (median {median}) vs NetworkX median {theirs}"
             );
         }
     }

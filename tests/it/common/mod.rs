@@ -27,11 +27,22 @@ impl TestServer {
     }
 
     pub async fn start_with(dir: &Path, config: StoreConfig) -> TestServer {
+        TestServer::start_configured(dir, config, ServerConfig::default()).await
+    }
+
+    /// A server with the demo networks loaded.
+    pub async fn start_demo(dir: &Path, server: ServerConfig) -> TestServer {
+        let started = TestServer::start_configured(dir, StoreConfig::default(), server).await;
+        assert!(clusternet::demo::load_if_empty(started.store()).await.unwrap());
+        started
+    }
+
+    pub async fn start_configured(dir: &Path, config: StoreConfig, server: ServerConfig) -> TestServer {
         let store = Arc::new(Store::open_sled(dir, &SledConfig::default(), config).expect("store opens"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
         let (shutdown, signal) = oneshot::channel::<()>();
-        let serving = tokio::spawn(serve(store.clone(), ServerConfig::default(), listener, async {
+        let serving = tokio::spawn(serve(store.clone(), server, listener, async {
             let _ = signal.await;
         }));
         let serving = tokio::spawn(async move { serving.await.unwrap().expect("server runs") });

@@ -1,0 +1,229 @@
+//! Analysis jobs: a request in model terms (layer, filter, algorithm and its
+//! parameters), run against a network snapshot into result rows and a
+//! summary. The service layer only translates and streams.
+
+use std::{collections::HashMap, time::Instant};
+
+use super::{
+    centrality::{self, BetweennessConfig, Direction, EigenvectorConfig, PageRankConfig},
+    community::{self, LabelPropagationConfig, LouvainConfig, Partition},
+    rank_order, Control, Scores,
+};
+use crate::{
+    error::{Error, Result},
+    graph::{cluster_graph, firm_graph, AnalysisGraph, EdgeMode, GraphFilter, Layer},
+    model::Id,
+    store::Network,
+};
+
+/// What the graph of a job is built from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GraphSpec {
+    pub layer: Layer,
+    pub filter: GraphFilter,
+    /// Follow every link both ways (FIRM layer; the others are undirected).
+    pub undirected: bool,
+    pub weighted: bool,
+}
+
+/// How a run went, for the summary.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunSummary {
+    pub nodes: usize,
+    pub edges: usize,
+    pub directed: bool,
+    pub iterations: u32,
+    pub converged: bool,
+    pub elapsed_seconds: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Measure {
+    Degree { direction: Direction, normalized: bool },
+    PageRank(PageRankConfig),
+    Betweenness(BetweennessConfig),
+    Closeness,
+    Harmonic,
+    Eigenvector(EigenvectorConfig),
+    KCore,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CentralityJob {
+    pub graph: GraphSpec,
+    pub measure: Measure,
+    /// PageRank jump weights by node id (the config's vector is filled from it).
+    pub personalization: HashMap<Id, f64>,
+    /// 0 for every node.
+    pub top_k: usize,
+    pub ascending: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RankedRow {
+    pub node: Id,
+    pub name: String,
+    pub value: f64,
+    pub rank: u32,
+}
+
+pub fn build_graph(network: &Network, spec: &GraphSpec, control: &Control) -> AnalysisGraph {
+    control.progress("build_graph", 0, 1);
+    match spec.layer {
+        Layer::Firm => firm_graph(
+            network,
+            &spec.filter,
+            EdgeMode {
+                undirected: spec.undirected,
+                weighted: spec.weighted,
+            },
+        ),
+        layer => cluster_graph(network, &spec.filter, layer, spec.weighted),
+    }
+}
+
+fn cancelled(_: super::Cancelled) -> Error {
+    Error::Cancelled
+}
+
+/// Runs a centrality job: scores every node, ranks them, keeps the top k.
+pub fn run_centrality(
+    network: &Network,
+    job: &CentralityJob,
+    control: &Control,
+) -> Result<(Vec<RankedRow>, RunSummary)> {
+    let started = Instant::now();
+    let graph = build_graph(network, &job.graph, control);
+    control.check().map_err(cancelled)?;
+    let weighted = job.graph.weighted;
+    let scores: Scores = match &job.measure {
+        Measure::Degree { direction, normalized } => centrality::degree(&graph, *direction, weighted, *normalized),
+        Measure::PageRank(config) => {
+            let mut config = PageRankConfig {
+                weighted,
+                ..config.clone()
+            };
+            if !job.personalization.is_empty() {
+                let mut jump = vec![0.0; graph.node_count()];
+                for (v, id) in graph.ids.iter().enumerate() {
+                    jump[v] = job.personalization.get(id).copied().unwrap_or(0.0);
+                }
+                if jump.iter().sum::<f64>() <= 0.0 {
+                    return Err(Error::invalid(
+                        "pagerank.personalization",
+                        "gives no weight to any node of the analysed graph",
+                    ));
+                }
+                config.personalization = Some(jump);
+            }
+            centrality::pagerank(&graph, &config, control).map_err(cancelled)?
+        }
+        Measure::Betweenness(config) => {
+            let config = BetweennessConfig {
+                weighted,
+                ..config.clone()
+            };
+            centrality::betweenness(&graph, &config, control).map_err(cancelled)?
+        }
+        Measure::Closeness => centrality::closeness(&graph, weighted, control).map_err(cancelled)?,
+        Measure::Harmonic => centrality::harmonic(&graph, weighted, control).map_err(cancelled)?,
+        Measure::Eigenvector(config) => {
+            let config = EigenvectorConfig {
+                weighted,
+                ..config.clone()
+            };
+            centrality::eigenvector(&graph, &config, control).map_err(cancelled)?
+        }
+        Measure::KCore => centrality::k_core(&graph),
+    };
+    let order = rank_order(&scores.values, &graph.ids, !job.ascending);
+    let keep = if job.top_k == 0 {
+        order.len()
+    } else {
+        job.top_k.min(order.len())
+    };
+    let rows = order[..keep]
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| RankedRow {
+            node: graph.ids[v].clone(),
+            name: graph.names[v].clone(),
+            value: scores.values[v],
+            rank: i as u32 + 1,
+        })
+        .collect();
+    let summary = RunSummary {
+        nodes: graph.node_count(),
+        edges: graph.edge_count(),
+        directed: graph.directed,
+        iterations: scores.iterations,
+        converged: scores.converged,
+        elapsed_seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((rows, summary))
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum CommunityAlgorithm {
+    Louvain(LouvainConfig),
+    Leiden(LouvainConfig),
+    LabelPropagation(LabelPropagationConfig),
+    ConnectedComponents,
+    StronglyConnectedComponents,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommunityJob {
+    pub graph: GraphSpec,
+    pub algorithm: CommunityAlgorithm,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommunityRow {
+    pub node: Id,
+    pub name: String,
+    pub community: u32,
+}
+
+/// Runs a community job; rows come by community, then by node id.
+pub fn run_communities(
+    network: &Network,
+    job: &CommunityJob,
+    control: &Control,
+) -> Result<(Vec<CommunityRow>, Partition, RunSummary)> {
+    let started = Instant::now();
+    let graph = build_graph(network, &job.graph, control);
+    control.check().map_err(cancelled)?;
+    let partition = match &job.algorithm {
+        CommunityAlgorithm::Louvain(config) => community::louvain(&graph, config, control).map_err(cancelled)?,
+        CommunityAlgorithm::Leiden(config) => community::leiden(&graph, config, control).map_err(cancelled)?,
+        CommunityAlgorithm::LabelPropagation(config) => {
+            community::label_propagation(&graph, config, control).map_err(cancelled)?
+        }
+        CommunityAlgorithm::ConnectedComponents => community::connected_components(&graph),
+        CommunityAlgorithm::StronglyConnectedComponents => community::strongly_connected_components(&graph),
+    };
+    let mut order: Vec<usize> = (0..graph.node_count()).collect();
+    order.sort_by(|&a, &b| {
+        partition.community[a]
+            .cmp(&partition.community[b])
+            .then_with(|| graph.ids[a].cmp(&graph.ids[b]))
+    });
+    let rows = order
+        .into_iter()
+        .map(|v| CommunityRow {
+            node: graph.ids[v].clone(),
+            name: graph.names[v].clone(),
+            community: partition.community[v],
+        })
+        .collect();
+    let summary = RunSummary {
+        nodes: graph.node_count(),
+        edges: graph.edge_count(),
+        directed: graph.directed,
+        iterations: partition.iterations,
+        converged: partition.converged,
+        elapsed_seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((rows, partition, summary))
+}

@@ -1,0 +1,348 @@
+//! `clusternet.v1.AnalysisService`: each call validates its request, takes an
+//! analysis slot, and runs the job on the blocking pool against one snapshot.
+//! The job streams progress, rows in batches and a summary through a bounded
+//! channel. Dropping the response stream (the client cancelled or its
+//! deadline passed) raises the job's cancel flag, which the algorithms check
+//! between units of work.
+
+use std::{
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio_stream::{wrappers::ReceiverStream, Stream};
+use tonic::{Request, Response, Status};
+
+use super::{
+    analysis_params::{self, layer_to_pb},
+    pb::{self, analysis_service_server::AnalysisService},
+};
+use crate::{
+    analysis::{
+        run::{run_centrality, run_communities, RunSummary},
+        Control,
+    },
+    error::{Error, Result},
+    graph::{inter_cluster, Layer},
+    model::{Channel, ClusterLinkKind, LinkKind},
+    store::Store,
+};
+
+/// Rows per streamed message.
+const ROWS_PER_MESSAGE: usize = 1000;
+/// How often a long run reports progress.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+
+pub struct AnalysisApi {
+    store: Arc<Store>,
+    slots: Arc<Semaphore>,
+    max_running: usize,
+}
+
+impl AnalysisApi {
+    /// `max_running`: heavy analyses allowed at once; more get RESOURCE_EXHAUSTED.
+    pub fn new(store: Arc<Store>, max_running: usize) -> Self {
+        let max_running = max_running.max(1);
+        AnalysisApi {
+            store,
+            slots: Arc::new(Semaphore::new(max_running)),
+            max_running,
+        }
+    }
+
+    /// Runs `job` on the blocking pool; returns the stream of its events.
+    fn spawn<E: Send + 'static>(
+        &self,
+        deadline: Option<Instant>,
+        progress_event: fn(pb::Progress) -> E,
+        job: impl FnOnce(&Control, &Sink<E>) -> Result<()> + Send + 'static,
+    ) -> Result<EventStream<E>, Status> {
+        let permit = self.slots.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "{} analyses are already running, the most this server runs at once; retry later",
+                self.max_running
+            ))
+        })?;
+        let (sender, receiver) = mpsc::channel(16);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let flag = cancel.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _entered = span.enter();
+            let progress = sender.clone();
+            let report = move |phase: &str, done: u64, total: u64| {
+                // A full channel means a slow reader: skip this report.
+                let _ = progress.try_send(Ok(progress_event(pb::Progress {
+                    phase: phase.to_string(),
+                    done,
+                    total,
+                })));
+            };
+            let control = Control::new(&flag, &report, PROGRESS_INTERVAL).with_deadline(deadline);
+            let sink = Sink { sender: sender.clone() };
+            match job(&control, &sink) {
+                Ok(()) => {}
+                Err(Error::Cancelled) if control.expired() => {
+                    tracing::info!("analysis stopped at its deadline");
+                    let _ = sender.blocking_send(Err(Status::deadline_exceeded(
+                        "the analysis did not finish before the call's deadline (grpc-timeout)",
+                    )));
+                }
+                Err(Error::Cancelled) => tracing::info!("analysis cancelled"),
+                Err(error) => {
+                    let _ = sender.blocking_send(Err(error.into()));
+                }
+            }
+        });
+        Ok(EventStream {
+            inner: ReceiverStream::new(receiver),
+            cancel,
+        })
+    }
+}
+
+/// Where a job sends its events; a failed send means the client is gone.
+struct Sink<E> {
+    sender: mpsc::Sender<Result<E, Status>>,
+}
+
+impl<E> Sink<E> {
+    fn send(&self, event: E) -> Result<()> {
+        self.sender.blocking_send(Ok(event)).map_err(|_| Error::Cancelled)
+    }
+}
+
+/// The response stream; dropping it cancels the job.
+pub struct EventStream<E> {
+    inner: ReceiverStream<Result<E, Status>>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl<E> Stream for EventStream<E> {
+    type Item = Result<E, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
+
+impl<E> Drop for EventStream<E> {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The call's deadline from its `grpc-timeout` header. tonic applies the
+/// header to the response headers only, not to a stream's body, so analyses
+/// enforce it themselves.
+fn deadline_of<T>(request: &Request<T>) -> Option<Instant> {
+    let header = request.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = header.split_at(header.len().checked_sub(1)?);
+    let amount: u64 = digits.parse().ok()?;
+    let timeout = match unit {
+        "H" => Duration::from_secs(amount.saturating_mul(3600)),
+        "M" => Duration::from_secs(amount.saturating_mul(60)),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    };
+    Instant::now().checked_add(timeout)
+}
+
+fn summary(revision: u64, layer: Layer, run: &RunSummary) -> pb::AnalysisSummary {
+    pb::AnalysisSummary {
+        revision,
+        layer: layer_to_pb(layer) as i32,
+        nodes: run.nodes as u64,
+        edges: run.edges as u64,
+        directed: run.directed,
+        iterations: run.iterations,
+        converged: run.converged,
+        elapsed_seconds: run.elapsed_seconds,
+    }
+}
+
+fn wire<T: Copy + PartialEq>(all: &[T], value: T) -> i32 {
+    all.iter().position(|v| *v == value).map_or(0, |i| i as i32 + 1)
+}
+
+#[tonic::async_trait]
+impl AnalysisService for AnalysisApi {
+    type CentralityStream = EventStream<pb::CentralityEvent>;
+    type CommunitiesStream = EventStream<pb::CommunityEvent>;
+    type InterClusterNetworkStream = EventStream<pb::InterClusterEvent>;
+
+    #[tracing::instrument(skip_all, fields(measure = request.get_ref().measure, layer = request.get_ref().layer))]
+    async fn centrality(
+        &self,
+        request: Request<pb::CentralityRequest>,
+    ) -> Result<Response<Self::CentralityStream>, Status> {
+        let deadline = deadline_of(&request);
+        let snapshot = self.store.snapshot();
+        let job = analysis_params::centrality_job(request.into_inner(), &snapshot.network)?;
+        let progress = |p| pb::CentralityEvent {
+            event: Some(pb::centrality_event::Event::Progress(p)),
+        };
+        let stream = self.spawn(deadline, progress, move |control, sink| {
+            let (rows, run) = run_centrality(&snapshot.network, &job, control)?;
+            for chunk in rows.chunks(ROWS_PER_MESSAGE) {
+                let rows = chunk
+                    .iter()
+                    .map(|row| pb::CentralityRow {
+                        node_id: row.node.to_string(),
+                        name: row.name.clone(),
+                        value: row.value,
+                        rank: row.rank,
+                    })
+                    .collect();
+                sink.send(pb::CentralityEvent {
+                    event: Some(pb::centrality_event::Event::Rows(pb::CentralityRows { rows })),
+                })?;
+            }
+            sink.send(pb::CentralityEvent {
+                event: Some(pb::centrality_event::Event::Summary(summary(
+                    snapshot.revision,
+                    job.graph.layer,
+                    &run,
+                ))),
+            })
+        })?;
+        Ok(Response::new(stream))
+    }
+
+    #[tracing::instrument(skip_all, fields(algorithm = request.get_ref().algorithm, layer = request.get_ref().layer))]
+    async fn communities(
+        &self,
+        request: Request<pb::CommunitiesRequest>,
+    ) -> Result<Response<Self::CommunitiesStream>, Status> {
+        let deadline = deadline_of(&request);
+        let snapshot = self.store.snapshot();
+        let job = analysis_params::community_job(request.into_inner(), &snapshot.network)?;
+        let progress = |p| pb::CommunityEvent {
+            event: Some(pb::community_event::Event::Progress(p)),
+        };
+        let stream = self.spawn(deadline, progress, move |control, sink| {
+            let (rows, partition, run) = run_communities(&snapshot.network, &job, control)?;
+            for chunk in rows.chunks(ROWS_PER_MESSAGE) {
+                let rows = chunk
+                    .iter()
+                    .map(|row| pb::CommunityRow {
+                        node_id: row.node.to_string(),
+                        name: row.name.clone(),
+                        community: row.community,
+                    })
+                    .collect();
+                sink.send(pb::CommunityEvent {
+                    event: Some(pb::community_event::Event::Rows(pb::CommunityRows { rows })),
+                })?;
+            }
+            sink.send(pb::CommunityEvent {
+                event: Some(pb::community_event::Event::Summary(pb::CommunitiesSummary {
+                    analysis: Some(summary(snapshot.revision, job.graph.layer, &run)),
+                    modularity: partition.modularity,
+                    communities: partition.sizes.len() as u32,
+                    sizes: partition.sizes.iter().map(|s| *s as u64).collect(),
+                })),
+            })
+        })?;
+        Ok(Response::new(stream))
+    }
+
+    #[tracing::instrument(skip_all, fields(layer = request.get_ref().layer))]
+    async fn inter_cluster_network(
+        &self,
+        request: Request<pb::InterClusterNetworkRequest>,
+    ) -> Result<Response<Self::InterClusterNetworkStream>, Status> {
+        let deadline = deadline_of(&request);
+        let request = request.into_inner();
+        let snapshot = self.store.snapshot();
+        let layer = match analysis_params::layer(request.layer, Layer::Cluster)? {
+            Layer::Firm => {
+                return Err(Error::invalid("layer", "must be LAYER_CLUSTER or LAYER_SITE").into());
+            }
+            layer => layer,
+        };
+        let filter = analysis_params::filter(request.filter, &snapshot.network)?;
+        let progress = |p| pb::InterClusterEvent {
+            event: Some(pb::inter_cluster_event::Event::Progress(p)),
+        };
+        let stream = self.spawn(deadline, progress, move |control, sink| {
+            let started = Instant::now();
+            control.progress("aggregate", 0, 1);
+            let network = inter_cluster(&snapshot.network, &filter, layer);
+            control.check().map_err(|_| Error::Cancelled)?;
+            for chunk in network.nodes.chunks(ROWS_PER_MESSAGE) {
+                let nodes = chunk
+                    .iter()
+                    .map(|n| pb::InterClusterNode {
+                        id: n.id.to_string(),
+                        name: n.name.clone(),
+                        cluster_id: n.cluster.to_string(),
+                        actors: n.actors,
+                    })
+                    .collect();
+                sink.send(pb::InterClusterEvent {
+                    event: Some(pb::inter_cluster_event::Event::Nodes(pb::InterClusterNodes { nodes })),
+                })?;
+            }
+            for chunk in network.edges.chunks(ROWS_PER_MESSAGE) {
+                let edges = chunk
+                    .iter()
+                    .map(|e| pb::InterClusterEdge {
+                        source: e.source.to_string(),
+                        target: e.target.to_string(),
+                        firm_links: e
+                            .firm_links
+                            .iter()
+                            .map(|((kind, channel), (count, weight))| pb::FirmLinkAggregate {
+                                kind: wire(LinkKind::ALL, *kind),
+                                channel: wire(Channel::ALL, *channel),
+                                count: *count,
+                                weight: *weight,
+                            })
+                            .collect(),
+                        cluster_links: e
+                            .cluster_links
+                            .iter()
+                            .map(|(kind, channel, weight)| pb::ExplicitClusterLink {
+                                kind: wire(ClusterLinkKind::ALL, *kind),
+                                channel: wire(Channel::ALL, *channel),
+                                weight: *weight,
+                            })
+                            .collect(),
+                        firm_link_count: e.firm_link_count(),
+                        total_weight: e.total_weight(),
+                    })
+                    .collect();
+                sink.send(pb::InterClusterEvent {
+                    event: Some(pb::inter_cluster_event::Event::Edges(pb::InterClusterEdges { edges })),
+                })?;
+            }
+            let run = RunSummary {
+                nodes: network.nodes.len(),
+                edges: network.edges.len(),
+                directed: false,
+                iterations: 0,
+                converged: true,
+                elapsed_seconds: started.elapsed().as_secs_f64(),
+            };
+            sink.send(pb::InterClusterEvent {
+                event: Some(pb::inter_cluster_event::Event::Summary(summary(
+                    snapshot.revision,
+                    layer,
+                    &run,
+                ))),
+            })
+        })?;
+        Ok(Response::new(stream))
+    }
+}

@@ -1,0 +1,280 @@
+//! Analysis requests to jobs: defaults filled in, every parameter checked,
+//! errors naming the field.
+
+use std::collections::HashMap;
+
+use super::{convert, pb};
+use crate::{
+    analysis::{
+        centrality::{BetweennessConfig, Direction, EigenvectorConfig, PageRankConfig},
+        community::{LabelPropagationConfig, LouvainConfig},
+        run::{CentralityJob, CommunityAlgorithm, CommunityJob, GraphSpec, Measure},
+    },
+    error::{Error, Result},
+    graph::{GraphFilter, Layer},
+    model::{Channel, Id},
+    store::Network,
+};
+
+/// The most rows a caller may ask for with `top_k`.
+pub const MAX_TOP_K: i32 = 1_000_000;
+const MAX_ITERATIONS: i32 = 10_000;
+
+pub fn layer(value: i32, default: Layer) -> Result<Layer> {
+    match pb::Layer::try_from(value) {
+        Ok(pb::Layer::Unspecified) => Ok(default),
+        Ok(pb::Layer::Firm) => Ok(Layer::Firm),
+        Ok(pb::Layer::Cluster) => Ok(Layer::Cluster),
+        Ok(pb::Layer::Site) => Ok(Layer::Site),
+        Err(_) => Err(Error::invalid("layer", format!("{value} is not a known Layer value"))),
+    }
+}
+
+pub fn layer_to_pb(layer: Layer) -> pb::Layer {
+    match layer {
+        Layer::Firm => pb::Layer::Firm,
+        Layer::Cluster => pb::Layer::Cluster,
+        Layer::Site => pb::Layer::Site,
+    }
+}
+
+pub fn filter(filter: Option<pb::NetworkFilter>, network: &Network) -> Result<GraphFilter> {
+    let filter = filter.unwrap_or_default();
+    let link_kinds = filter
+        .link_kinds
+        .iter()
+        .enumerate()
+        .map(|(i, k)| convert::link_kind(*k, &format!("filter.link_kinds[{i}]")))
+        .collect::<Result<Vec<_>>>()?;
+    let channels = filter
+        .channels
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            convert::optional_enum(Channel::ALL, *c, &format!("filter.channels[{i}]"), "Channel")?
+                .ok_or_else(|| Error::invalid(format!("filter.channels[{i}]"), "must be set to a Channel value"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut clusters = Vec::new();
+    for (i, id) in filter.cluster_ids.iter().enumerate() {
+        if !network.clusters.contains_key(id.as_str()) {
+            return Err(Error::not_found(format!("filter.cluster_ids[{i}]"), "cluster", id));
+        }
+        clusters.push(Id::from(id.as_str()));
+    }
+    let as_of = match filter.as_of.as_str() {
+        "" => None,
+        text => Some(text.parse().map_err(|e: String| Error::invalid("filter.as_of", e))?),
+    };
+    Ok(GraphFilter {
+        link_kinds,
+        channels,
+        clusters,
+        as_of,
+    })
+}
+
+fn iterations(value: i32, default: u32, field: &str) -> Result<u32> {
+    match value {
+        0 => Ok(default),
+        v if (1..=MAX_ITERATIONS).contains(&v) => Ok(v as u32),
+        v => Err(Error::invalid(field, format!("{v} is outside 1..{MAX_ITERATIONS}"))),
+    }
+}
+
+fn pagerank(
+    params: &pb::PageRankParams,
+    layer: Layer,
+    network: &Network,
+) -> Result<(PageRankConfig, HashMap<Id, f64>)> {
+    let defaults = PageRankConfig::default();
+    let damping = match params.damping {
+        0.0 => defaults.damping,
+        d if d > 0.0 && d < 1.0 => d,
+        d => return Err(Error::invalid("pagerank.damping", format!("{d} is outside (0, 1)"))),
+    };
+    let tolerance = match params.tolerance {
+        0.0 => defaults.tolerance,
+        t if t.is_finite() && t > 0.0 => t,
+        t => {
+            return Err(Error::invalid(
+                "pagerank.tolerance",
+                format!("{t} is not a positive number"),
+            ))
+        }
+    };
+    let max_iterations = iterations(
+        params.max_iterations,
+        defaults.max_iterations,
+        "pagerank.max_iterations",
+    )?;
+    let mut personalization = HashMap::new();
+    for (id, weight) in &params.personalization {
+        let field = format!("pagerank.personalization[{id}]");
+        if !(weight.is_finite() && *weight >= 0.0) {
+            return Err(Error::invalid(field, format!("{weight} is not a non-negative number")));
+        }
+        let known = match layer {
+            Layer::Firm => network.actors.contains_key(id.as_str()),
+            Layer::Cluster => network.clusters.contains_key(id.as_str()),
+            Layer::Site => network.sites.contains_key(id.as_str()),
+        };
+        if !known {
+            return Err(Error::not_found(field, "node", id));
+        }
+        personalization.insert(Id::from(id.as_str()), *weight);
+    }
+    if !personalization.is_empty() && personalization.values().all(|w| *w == 0.0) {
+        return Err(Error::invalid("pagerank.personalization", "gives every node weight 0"));
+    }
+    let config = PageRankConfig {
+        damping,
+        tolerance,
+        max_iterations,
+        ..defaults
+    };
+    Ok((config, personalization))
+}
+
+fn graph_spec(layer: Layer, filter: GraphFilter, undirected: bool, weighted: bool) -> GraphSpec {
+    GraphSpec {
+        layer,
+        filter,
+        undirected: undirected || layer != Layer::Firm,
+        weighted,
+    }
+}
+
+pub fn centrality_job(request: pb::CentralityRequest, network: &Network) -> Result<CentralityJob> {
+    let layer = layer(request.layer, Layer::Firm)?;
+    let filter = filter(request.filter, network)?;
+    let mut personalization = HashMap::new();
+    let measure = match pb::CentralityMeasure::try_from(request.measure) {
+        Ok(pb::CentralityMeasure::Unspecified) => {
+            return Err(Error::invalid("measure", "must be set to a CentralityMeasure value"))
+        }
+        Err(_) => {
+            return Err(Error::invalid(
+                "measure",
+                format!("{} is not a known CentralityMeasure value", request.measure),
+            ))
+        }
+        Ok(pb::CentralityMeasure::Degree) => {
+            let params = request.degree.unwrap_or_default();
+            let direction = match pb::DegreeDirection::try_from(params.direction) {
+                Ok(pb::DegreeDirection::Total) => Direction::Total,
+                Ok(pb::DegreeDirection::In) => Direction::In,
+                Ok(pb::DegreeDirection::Out) => Direction::Out,
+                Err(_) => {
+                    return Err(Error::invalid(
+                        "degree.direction",
+                        format!("{} is not a known DegreeDirection value", params.direction),
+                    ))
+                }
+            };
+            Measure::Degree {
+                direction,
+                normalized: params.normalized,
+            }
+        }
+        Ok(pb::CentralityMeasure::Pagerank) => {
+            let (config, jump) = pagerank(&request.pagerank.unwrap_or_default(), layer, network)?;
+            personalization = jump;
+            Measure::PageRank(config)
+        }
+        Ok(pb::CentralityMeasure::Betweenness) => {
+            let params = request.betweenness.unwrap_or_default();
+            let samples = match params.samples {
+                0 => None,
+                s if s > 0 => Some(s as usize),
+                s => return Err(Error::invalid("betweenness.samples", format!("{s} is negative"))),
+            };
+            Measure::Betweenness(BetweennessConfig {
+                normalized: params.normalized.unwrap_or(true),
+                weighted: request.weighted,
+                samples,
+                seed: params.seed,
+            })
+        }
+        Ok(pb::CentralityMeasure::Closeness) => Measure::Closeness,
+        Ok(pb::CentralityMeasure::Harmonic) => Measure::Harmonic,
+        Ok(pb::CentralityMeasure::Eigenvector) => Measure::Eigenvector(EigenvectorConfig::default()),
+        Ok(pb::CentralityMeasure::KCore) => Measure::KCore,
+    };
+    let top_k = match request.top_k {
+        k if (0..=MAX_TOP_K).contains(&k) => k as usize,
+        k => return Err(Error::invalid("top_k", format!("{k} is outside 0..{MAX_TOP_K}"))),
+    };
+    let ascending = match pb::SortOrder::try_from(request.order) {
+        Ok(pb::SortOrder::Descending) => false,
+        Ok(pb::SortOrder::Ascending) => true,
+        Err(_) => {
+            return Err(Error::invalid(
+                "order",
+                format!("{} is not a known SortOrder value", request.order),
+            ))
+        }
+    };
+    Ok(CentralityJob {
+        graph: graph_spec(layer, filter, request.undirected, request.weighted),
+        measure,
+        personalization,
+        top_k,
+        ascending,
+    })
+}
+
+pub fn community_job(request: pb::CommunitiesRequest, network: &Network) -> Result<CommunityJob> {
+    let layer = layer(request.layer, Layer::Firm)?;
+    let filter = filter(request.filter, network)?;
+    let resolution = match request.resolution {
+        0.0 => 1.0,
+        r if r.is_finite() && r > 0.0 => r,
+        r => return Err(Error::invalid("resolution", format!("{r} is not a positive number"))),
+    };
+    let algorithm = match pb::CommunityAlgorithm::try_from(request.algorithm) {
+        Ok(pb::CommunityAlgorithm::Unspecified) => {
+            return Err(Error::invalid("algorithm", "must be set to a CommunityAlgorithm value"))
+        }
+        Err(_) => {
+            return Err(Error::invalid(
+                "algorithm",
+                format!("{} is not a known CommunityAlgorithm value", request.algorithm),
+            ))
+        }
+        Ok(pb::CommunityAlgorithm::Louvain) => CommunityAlgorithm::Louvain(LouvainConfig {
+            resolution,
+            seed: request.seed,
+            max_levels: iterations(
+                request.max_iterations,
+                LouvainConfig::default().max_levels,
+                "max_iterations",
+            )?,
+            ..LouvainConfig::default()
+        }),
+        Ok(pb::CommunityAlgorithm::Leiden) => CommunityAlgorithm::Leiden(LouvainConfig {
+            resolution,
+            seed: request.seed,
+            max_levels: iterations(
+                request.max_iterations,
+                LouvainConfig::default().max_levels,
+                "max_iterations",
+            )?,
+            ..LouvainConfig::default()
+        }),
+        Ok(pb::CommunityAlgorithm::LabelPropagation) => CommunityAlgorithm::LabelPropagation(LabelPropagationConfig {
+            seed: request.seed,
+            max_iterations: iterations(
+                request.max_iterations,
+                LabelPropagationConfig::default().max_iterations,
+                "max_iterations",
+            )?,
+        }),
+        Ok(pb::CommunityAlgorithm::ConnectedComponents) => CommunityAlgorithm::ConnectedComponents,
+        Ok(pb::CommunityAlgorithm::StronglyConnectedComponents) => CommunityAlgorithm::StronglyConnectedComponents,
+    };
+    Ok(CommunityJob {
+        graph: graph_spec(layer, filter, false, request.weighted),
+        algorithm,
+    })
+}

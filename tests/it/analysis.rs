@@ -1,0 +1,385 @@
+//! AnalysisService over a real socket: streamed results on the demo,
+//! cancellation, the concurrency limit and bad parameters.
+
+use std::time::{Duration, Instant};
+
+use clusternet::{
+    demo,
+    service::{pb::analysis_service_client::AnalysisServiceClient, server::ServerConfig},
+    synthetic::{generate, SyntheticConfig},
+};
+use tonic::{transport::Channel, Code, Streaming};
+
+use crate::common::*;
+
+type Analysis = AnalysisServiceClient<Channel>;
+
+async fn analysis(server: &TestServer) -> Analysis {
+    AnalysisServiceClient::new(server.channel().await)
+}
+
+/// Reads a centrality stream to its end: rows and summary.
+async fn centrality_rows(mut stream: Streaming<pb::CentralityEvent>) -> (Vec<pb::CentralityRow>, pb::AnalysisSummary) {
+    let mut rows = Vec::new();
+    let mut summary = None;
+    while let Some(event) = stream.message().await.unwrap() {
+        match event.event.unwrap() {
+            pb::centrality_event::Event::Rows(batch) => rows.extend(batch.rows),
+            pb::centrality_event::Event::Summary(s) => summary = Some(s),
+            pb::centrality_event::Event::Progress(_) => {}
+        }
+    }
+    (rows, summary.expect("a summary closes the stream"))
+}
+
+fn in_cluster(cluster: &str) -> Option<pb::NetworkFilter> {
+    Some(pb::NetworkFilter {
+        cluster_ids: vec![cluster.into()],
+        ..Default::default()
+    })
+}
+
+#[tokio::test]
+async fn the_changchun_core_firm_ranks_first_by_degree_and_pagerank_in_its_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_demo(dir.path(), ServerConfig::default()).await;
+    let mut client = analysis(&server).await;
+    for measure in [pb::CentralityMeasure::Degree, pb::CentralityMeasure::Pagerank] {
+        let stream = client
+            .centrality(pb::CentralityRequest {
+                layer: pb::Layer::Firm as i32,
+                filter: in_cluster(demo::CHANGCHUN),
+                measure: measure as i32,
+                top_k: 5,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let (rows, summary) = centrality_rows(stream).await;
+        assert_eq!(rows.len(), 5);
+        assert_eq!(rows[0].node_id, demo::FAW, "{measure:?}: {rows:?}");
+        assert_eq!(rows[0].rank, 1);
+        assert!(rows.windows(2).all(|w| w[0].value >= w[1].value));
+        assert!(summary.converged);
+        assert_eq!(summary.revision, server.store().snapshot().revision);
+        assert!(summary.nodes > 100, "the whole Changchun cluster: {}", summary.nodes);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_seed_gives_the_same_communities() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_demo(dir.path(), ServerConfig::default()).await;
+    let mut client = analysis(&server).await;
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let mut stream = client
+            .communities(pb::CommunitiesRequest {
+                algorithm: pb::CommunityAlgorithm::Louvain as i32,
+                weighted: true,
+                seed: 42,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut rows = Vec::new();
+        let mut summary = None;
+        while let Some(event) = stream.message().await.unwrap() {
+            match event.event.unwrap() {
+                pb::community_event::Event::Rows(batch) => rows.extend(batch.rows),
+                pb::community_event::Event::Summary(s) => summary = Some(s),
+                pb::community_event::Event::Progress(_) => {}
+            }
+        }
+        let summary = summary.unwrap();
+        assert!(
+            summary.modularity > 0.3,
+            "the demo clusters are communities: {}",
+            summary.modularity
+        );
+        assert_eq!(summary.sizes.iter().sum::<u64>() as usize, rows.len());
+        runs.push(rows);
+    }
+    assert_eq!(runs[0], runs[1]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_changning_sites_are_joined_by_the_metro_and_the_platform() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_demo(dir.path(), ServerConfig::default()).await;
+    let mut client = analysis(&server).await;
+    let mut stream = client
+        .inter_cluster_network(pb::InterClusterNetworkRequest {
+            layer: pb::Layer::Site as i32,
+            filter: in_cluster(demo::CHANGNING),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut nodes, mut edges) = (Vec::new(), Vec::new());
+    while let Some(event) = stream.message().await.unwrap() {
+        match event.event.unwrap() {
+            pb::inter_cluster_event::Event::Nodes(batch) => nodes.extend(batch.nodes),
+            pb::inter_cluster_event::Event::Edges(batch) => edges.extend(batch.edges),
+            _ => {}
+        }
+    }
+    assert_eq!(nodes.len(), 3);
+    let [east, central, west] = demo::CHANGNING_SITES;
+    let between = |a: &str, b: &str| {
+        edges
+            .iter()
+            .find(|e| (e.source == a && e.target == b) || (e.source == b && e.target == a))
+            .unwrap_or_else(|| panic!("no edge between {a} and {b}"))
+    };
+    for (a, b) in [(east, central), (central, west)] {
+        let edge = between(a, b);
+        let kinds: Vec<i32> = edge.cluster_links.iter().map(|l| l.kind).collect();
+        assert!(
+            kinds.contains(&(pb::ClusterLinkKind::Transport as i32)),
+            "metro between {a} and {b}"
+        );
+        assert!(
+            kinds.contains(&(pb::ClusterLinkKind::Platform as i32)),
+            "platform between {a} and {b}"
+        );
+        // Firm ties between parks run mostly over the platform: VIRTUAL links.
+        assert!(edge
+            .firm_links
+            .iter()
+            .any(|l| l.channel == pb::Channel::Virtual as i32 && l.count > 0));
+    }
+    server.stop().await;
+}
+
+/// Loads a network big enough that exact betweenness takes many seconds.
+async fn load_large(server: &TestServer) {
+    let changes = generate(&SyntheticConfig {
+        clusters: 10,
+        actors: 4_000,
+        links: 30_000,
+        ..SyntheticConfig::default()
+    });
+    for chunk in changes.chunks(10_000) {
+        server.store().apply(chunk.to_vec()).await.unwrap();
+    }
+}
+
+fn slow_request() -> pb::CentralityRequest {
+    pb::CentralityRequest {
+        measure: pb::CentralityMeasure::Betweenness as i32,
+        weighted: true,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_analysis_stops_and_frees_its_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        max_analyses: 1,
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_configured(dir.path(), Default::default(), config).await;
+    load_large(&server).await;
+    let mut client = analysis(&server).await;
+
+    let mut stream = client.centrality(slow_request()).await.unwrap().into_inner();
+    // Progress arrives while the work runs...
+    let event = stream.message().await.unwrap().unwrap();
+    assert!(matches!(event.event, Some(pb::centrality_event::Event::Progress(_))));
+    // ...and the one slot is taken.
+    let busy = client.centrality(slow_request()).await;
+    assert_status(busy, Code::ResourceExhausted, "analyses are already running");
+
+    // The client goes away: the computation stops and the slot frees up,
+    // long before the betweenness could have finished.
+    drop(stream);
+    let cancelled_at = Instant::now();
+    let cheap = pb::CentralityRequest {
+        measure: pb::CentralityMeasure::Degree as i32,
+        ..Default::default()
+    };
+    loop {
+        match client.centrality(cheap.clone()).await {
+            Ok(_) => break,
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                assert!(
+                    cancelled_at.elapsed() < Duration::from_secs(5),
+                    "the cancelled job kept its slot"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(status) => panic!("{status}"),
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passed_deadline_stops_the_analysis() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        max_analyses: 1,
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_configured(dir.path(), Default::default(), config).await;
+    load_large(&server).await;
+    let mut client = analysis(&server).await;
+    let mut request = tonic::Request::new(slow_request());
+    request.set_timeout(Duration::from_millis(300));
+    let mut stream = client.centrality(request).await.unwrap().into_inner();
+    let ended = loop {
+        match stream.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the analysis should not finish within its deadline"),
+            Err(status) => break status,
+        }
+    };
+    assert!(
+        matches!(ended.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{ended}"
+    );
+    let deadline_at = Instant::now();
+    let cheap = pb::CentralityRequest {
+        measure: pb::CentralityMeasure::Degree as i32,
+        ..Default::default()
+    };
+    while let Err(status) = client.centrality(cheap.clone()).await {
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(
+            deadline_at.elapsed() < Duration::from_secs(5),
+            "the expired job kept its slot"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_parameters_name_their_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_demo(dir.path(), ServerConfig::default()).await;
+    let mut client = analysis(&server).await;
+    let pagerank = |params: pb::PageRankParams| pb::CentralityRequest {
+        measure: pb::CentralityMeasure::Pagerank as i32,
+        pagerank: Some(params),
+        ..Default::default()
+    };
+    let cases: Vec<(&str, pb::CentralityRequest, Code, &str)> = vec![
+        (
+            "damping above 1",
+            pagerank(pb::PageRankParams {
+                damping: 1.5,
+                ..Default::default()
+            }),
+            Code::InvalidArgument,
+            "pagerank.damping",
+        ),
+        (
+            "negative tolerance",
+            pagerank(pb::PageRankParams {
+                tolerance: -1.0,
+                ..Default::default()
+            }),
+            Code::InvalidArgument,
+            "pagerank.tolerance",
+        ),
+        (
+            "personalisation of an unknown actor",
+            pagerank(pb::PageRankParams {
+                personalization: [("nobody".to_string(), 1.0)].into(),
+                ..Default::default()
+            }),
+            Code::NotFound,
+            "pagerank.personalization[nobody]",
+        ),
+        (
+            "negative samples",
+            pb::CentralityRequest {
+                measure: pb::CentralityMeasure::Betweenness as i32,
+                betweenness: Some(pb::BetweennessParams {
+                    samples: -3,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "betweenness.samples",
+        ),
+        (
+            "unknown cluster",
+            pb::CentralityRequest {
+                measure: pb::CentralityMeasure::Degree as i32,
+                filter: in_cluster("atlantis"),
+                ..Default::default()
+            },
+            Code::NotFound,
+            "filter.cluster_ids[0]",
+        ),
+        (
+            "huge top_k",
+            pb::CentralityRequest {
+                measure: pb::CentralityMeasure::Degree as i32,
+                top_k: 2_000_000_000,
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "top_k",
+        ),
+        (
+            "no measure",
+            pb::CentralityRequest::default(),
+            Code::InvalidArgument,
+            "measure",
+        ),
+        (
+            "malformed as_of",
+            pb::CentralityRequest {
+                measure: pb::CentralityMeasure::Degree as i32,
+                filter: Some(pb::NetworkFilter {
+                    as_of: "last year".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "filter.as_of",
+        ),
+    ];
+    for (what, request, code, field) in cases {
+        let status = client.centrality(request).await.expect_err(what);
+        assert_eq!(status.code(), code, "{what}: {}", status.message());
+        assert!(
+            status.message().contains(field),
+            "{what}: '{}' should name {field}",
+            status.message()
+        );
+    }
+    assert_status(
+        client
+            .communities(pb::CommunitiesRequest {
+                algorithm: pb::CommunityAlgorithm::Louvain as i32,
+                resolution: -1.0,
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "resolution",
+    );
+    assert_status(
+        client
+            .inter_cluster_network(pb::InterClusterNetworkRequest {
+                layer: pb::Layer::Firm as i32,
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "layer",
+    );
+    server.stop().await;
+}
