@@ -1,0 +1,135 @@
+//! Analysis benchmark driver, run by `benches/compare.py` (which also times
+//! python-igraph on the same graphs, side by side).
+//!
+//! `cargo bench --bench analysis -- generate NODES EDGES_PER_NODE SEED FILE`
+//!     writes a Barabási–Albert graph (preferential attachment, each new node
+//!     linking to EDGES_PER_NODE earlier ones) as a text edge list "u v".
+//! `cargo bench --bench analysis -- run ALGORITHM FILE`
+//!     loads the graph, runs one of pagerank | betweenness | betweenness256 |
+//!     louvain, and prints one JSON line: seconds for the algorithm alone,
+//!     seconds to build the graph, and the process's peak RSS.
+
+use std::{
+    io::{BufRead, BufWriter, Write},
+    time::Instant,
+};
+
+use clusternet::{
+    analysis::{
+        centrality::{betweenness, pagerank, BetweennessConfig, PageRankConfig},
+        community::{louvain, LouvainConfig},
+        Control,
+    },
+    graph::AnalysisGraph,
+    model::Id,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn generate(nodes: usize, per_node: usize, seed: u64, path: &str) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    // Every edge end, so a uniform pick from it is a pick by degree.
+    let mut ends: Vec<u32> = Vec::with_capacity(2 * nodes * per_node);
+    let mut out = BufWriter::new(std::fs::File::create(path).unwrap());
+    // A small clique to start from.
+    for u in 0..=per_node as u32 {
+        for v in 0..u {
+            writeln!(out, "{u} {v}").unwrap();
+            ends.extend([u, v]);
+        }
+    }
+    let mut targets = Vec::with_capacity(per_node);
+    for u in (per_node + 1) as u32..nodes as u32 {
+        targets.clear();
+        while targets.len() < per_node {
+            let v = ends[rng.gen_range(0..ends.len())];
+            if !targets.contains(&v) {
+                targets.push(v);
+            }
+        }
+        for &v in &targets {
+            writeln!(out, "{u} {v}").unwrap();
+            ends.extend([u, v]);
+        }
+    }
+    out.flush().unwrap();
+}
+
+fn load(path: &str) -> Vec<(u32, u32, f64)> {
+    let file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+    file.lines()
+        .map(|line| {
+            let line = line.unwrap();
+            let mut parts = line.split_whitespace().map(|p| p.parse::<u32>().unwrap());
+            (parts.next().unwrap(), parts.next().unwrap(), 1.0)
+        })
+        .collect()
+}
+
+fn run(algorithm: &str, path: &str) {
+    let edges = load(path);
+    let n = edges.iter().map(|(u, v, _)| u.max(v) + 1).max().unwrap_or(0) as usize;
+    let ids: Vec<Id> = (0..n).map(|i| Id::from(i.to_string())).collect();
+    let names = vec![String::new(); n];
+    let directed = algorithm == "pagerank";
+    let started = Instant::now();
+    let graph = AnalysisGraph::from_edges(ids, names, &edges, directed, false);
+    drop(edges);
+    let build_seconds = started.elapsed().as_secs_f64();
+    let control = Control::none();
+    let started = Instant::now();
+    let (checksum, detail) = match algorithm {
+        "pagerank" => {
+            let config = PageRankConfig {
+                weighted: false,
+                ..PageRankConfig::default()
+            };
+            let scores = pagerank(&graph, &config, &control).unwrap();
+            (scores.values.iter().sum::<f64>(), format!("iterations {}", scores.iterations))
+        }
+        "betweenness" | "betweenness256" => {
+            let config = BetweennessConfig {
+                samples: (algorithm == "betweenness256").then_some(256),
+                seed: 1,
+                ..BetweennessConfig::default()
+            };
+            let scores = betweenness(&graph, &config, &control).unwrap();
+            (scores.values.iter().sum::<f64>(), String::new())
+        }
+        "louvain" => {
+            let p = louvain(&graph, &LouvainConfig::default(), &control).unwrap();
+            (p.modularity, format!("communities {}", p.sizes.len()))
+        }
+        other => panic!("unknown algorithm {other}"),
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{{\"tool\": \"clusternet\", \"algorithm\": \"{algorithm}\", \"nodes\": {n}, \"arcs\": {}, \"seconds\": {seconds:.4}, \"build_seconds\": {build_seconds:.4}, \"peak_rss_mib\": {:.1}, \"checksum\": {checksum}, \"detail\": \"{detail}\"}}",
+        graph.outgoing.edge_count(),
+        peak_rss_mib()
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    match args.first().map(String::as_str) {
+        Some("generate") => generate(
+            args[1].parse().unwrap(),
+            args[2].parse().unwrap(),
+            args[3].parse().unwrap(),
+            &args[4],
+        ),
+        Some("run") => run(&args[1], &args[2]),
+        _ => eprintln!("usage: see benches/compare.py (generate NODES M SEED FILE | run ALGORITHM FILE)"),
+    }
+}
