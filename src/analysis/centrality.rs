@@ -287,33 +287,14 @@ impl BrandesState {
         } else {
             self.bfs(graph, s);
         }
-        if weighted {
-            for &w in self.order.iter().rev() {
-                let w = w as usize;
-                for &v in &self.preds[w] {
-                    let v = v as usize;
-                    self.delta[v] += self.sigma[v] / self.sigma[w] * (1.0 + self.delta[w]);
-                }
-                if w != s {
-                    sums[w] += self.delta[w];
-                }
+        for &w in self.order.iter().rev() {
+            let w = w as usize;
+            for &v in &self.preds[w] {
+                let v = v as usize;
+                self.delta[v] += self.sigma[v] / self.sigma[w] * (1.0 + self.delta[w]);
             }
-        } else {
-            // Unweighted: a predecessor of w is an in-neighbour one hop
-            // closer, found again from the CSR instead of stored per pass.
-            for &w in self.order.iter().rev() {
-                let w = w as usize;
-                let coefficient = (1.0 + self.delta[w]) / self.sigma[w];
-                let closer = self.dist[w] - 1.0;
-                for &v in graph.in_neighbors(w) {
-                    let v = v as usize;
-                    if self.dist[v] == closer {
-                        self.delta[v] += self.sigma[v] * coefficient;
-                    }
-                }
-                if w != s {
-                    sums[w] += self.delta[w];
-                }
+            if w != s {
+                sums[w] += self.delta[w];
             }
         }
     }
@@ -331,6 +312,7 @@ impl BrandesState {
                 }
                 if self.dist[wi] == self.dist[v] + 1.0 {
                     self.sigma[wi] += self.sigma[v];
+                    self.preds[wi].push(v as u32);
                 }
             }
         }
