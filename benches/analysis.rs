@@ -95,7 +95,10 @@ fn run(algorithm: &str, path: &str) {
                 ..PageRankConfig::default()
             };
             let scores = pagerank(&graph, &config, &control).unwrap();
-            (scores.values.iter().sum::<f64>(), format!("iterations {}", scores.iterations))
+            (
+                scores.values.iter().sum::<f64>(),
+                format!("iterations {}", scores.iterations),
+            )
         }
         "betweenness" | "betweenness256" => {
             let config = BetweennessConfig {

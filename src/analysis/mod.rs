@@ -23,7 +23,8 @@ pub struct Control<'a> {
     cancel: &'a AtomicBool,
     report: &'a (dyn Fn(&str, u64, u64) + Sync),
     interval: Duration,
-    last: std::sync::Mutex<Instant>,
+    /// When the last report went out, and its phase.
+    last: std::sync::Mutex<(Instant, String)>,
     deadline: Option<Instant>,
 }
 
@@ -35,7 +36,7 @@ impl<'a> Control<'a> {
             cancel,
             report,
             interval,
-            last: std::sync::Mutex::new(Instant::now()),
+            last: std::sync::Mutex::new((Instant::now(), String::new())),
             deadline: None,
         }
     }
@@ -57,7 +58,7 @@ impl<'a> Control<'a> {
             cancel: &NEVER,
             report: &|_, _, _| {},
             interval: Duration::from_secs(3600),
-            last: std::sync::Mutex::new(Instant::now()),
+            last: std::sync::Mutex::new((Instant::now(), String::new())),
             deadline: None,
         }
     }
@@ -70,13 +71,14 @@ impl<'a> Control<'a> {
         }
     }
 
-    /// Reports `done` of `total` units of `phase`, if the interval has passed.
+    /// Reports `done` of `total` units of `phase`: at once when a new phase
+    /// starts, otherwise if the interval has passed since the last report.
     pub fn progress(&self, phase: &str, done: u64, total: u64) {
         let Ok(mut last) = self.last.try_lock() else {
             return; // another thread is reporting right now
         };
-        if last.elapsed() >= self.interval {
-            *last = Instant::now();
+        if last.1 != phase || last.0.elapsed() >= self.interval {
+            *last = (Instant::now(), phase.to_string());
             (self.report)(phase, done, total);
         }
     }

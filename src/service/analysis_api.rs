@@ -38,6 +38,8 @@ use crate::{
 const ROWS_PER_MESSAGE: usize = 1000;
 /// How often a long run reports progress.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+/// The longest a running analysis stays silent.
+const HEARTBEAT: Duration = Duration::from_millis(400);
 
 pub struct AnalysisApi {
     store: Arc<Store>,
@@ -76,35 +78,73 @@ impl AnalysisApi {
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let _entered = span.enter();
+            // The last progress sent, so a heartbeat can repeat it through
+            // phases that report nothing (sorting edges, aggregating).
+            let last = Arc::new(std::sync::Mutex::new((Instant::now(), None::<pb::Progress>)));
             let progress = sender.clone();
+            let remember = last.clone();
             let report = move |phase: &str, done: u64, total: u64| {
-                // A full channel means a slow reader: skip this report.
-                let _ = progress.try_send(Ok(progress_event(pb::Progress {
+                let event = pb::Progress {
                     phase: phase.to_string(),
                     done,
                     total,
-                })));
+                };
+                if let Ok(mut last) = remember.lock() {
+                    *last = (Instant::now(), Some(event.clone()));
+                }
+                // A full channel means a slow reader: skip this report.
+                let _ = progress.try_send(Ok(progress_event(event)));
             };
             let control = Control::new(&flag, &report, PROGRESS_INTERVAL).with_deadline(deadline);
             let sink = Sink { sender: sender.clone() };
-            match job(&control, &sink) {
-                Ok(()) => {}
-                Err(Error::Cancelled) if control.expired() => {
-                    tracing::info!("analysis stopped at its deadline");
-                    let _ = sender.blocking_send(Err(Status::deadline_exceeded(
-                        "the analysis did not finish before the call's deadline (grpc-timeout)",
-                    )));
+            let finished = AtomicBool::new(false);
+            std::thread::scope(|scope| {
+                scope.spawn(|| heartbeat(&finished, &flag, &last, &sender, progress_event));
+                let outcome = job(&control, &sink);
+                finished.store(true, Ordering::Relaxed);
+                match outcome {
+                    Ok(()) => {}
+                    Err(Error::Cancelled) if control.expired() => {
+                        tracing::info!("analysis stopped at its deadline");
+                        let _ = sender.blocking_send(Err(Status::deadline_exceeded(
+                            "the analysis did not finish before the call's deadline (grpc-timeout)",
+                        )));
+                    }
+                    Err(Error::Cancelled) => tracing::info!("analysis cancelled"),
+                    Err(error) => {
+                        let _ = sender.blocking_send(Err(error.into()));
+                    }
                 }
-                Err(Error::Cancelled) => tracing::info!("analysis cancelled"),
-                Err(error) => {
-                    let _ = sender.blocking_send(Err(error.into()));
-                }
-            }
+            });
         });
         Ok(EventStream {
             inner: ReceiverStream::new(receiver),
             cancel,
         })
+    }
+}
+
+/// Repeats the last progress event whenever HEARTBEAT passes without one, so
+/// a client always hears from a long run at least that often.
+fn heartbeat<E>(
+    finished: &AtomicBool,
+    cancelled: &AtomicBool,
+    last: &std::sync::Mutex<(Instant, Option<pb::Progress>)>,
+    sender: &mpsc::Sender<Result<E, Status>>,
+    progress_event: fn(pb::Progress) -> E,
+) {
+    while !finished.load(Ordering::Relaxed) && !cancelled.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        let Ok(mut last) = last.lock() else { return };
+        if last.0.elapsed() >= HEARTBEAT {
+            let event = last.1.clone().unwrap_or(pb::Progress {
+                phase: "starting".into(),
+                done: 0,
+                total: 0,
+            });
+            last.0 = Instant::now();
+            let _ = sender.try_send(Ok(progress_event(event)));
+        }
     }
 }
 
