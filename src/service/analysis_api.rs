@@ -25,6 +25,7 @@ use super::{
 };
 use crate::{
     analysis::{
+        overlap::for_each_pair,
         run::{run_centrality, run_communities, RunSummary},
         Control,
     },
@@ -220,6 +221,72 @@ impl AnalysisService for AnalysisApi {
     type CentralityStream = EventStream<pb::CentralityEvent>;
     type CommunitiesStream = EventStream<pb::CommunityEvent>;
     type InterClusterNetworkStream = EventStream<pb::InterClusterEvent>;
+    type ClusterOverlapStream = EventStream<pb::ClusterOverlapEvent>;
+
+    #[tracing::instrument(skip_all, fields(a = %request.get_ref().cluster_a, b = %request.get_ref().cluster_b))]
+    async fn cluster_overlap(
+        &self,
+        request: Request<pb::ClusterOverlapRequest>,
+    ) -> Result<Response<Self::ClusterOverlapStream>, Status> {
+        let deadline = deadline_of(&request);
+        let snapshot = self.store.snapshot();
+        let job = analysis_params::overlap_job(request.into_inner(), &snapshot.network)?;
+        let progress = |p| pb::ClusterOverlapEvent {
+            event: Some(pb::cluster_overlap_event::Event::Progress(p)),
+        };
+        let stream = self.spawn(deadline, progress, move |control, sink| {
+            let started = Instant::now();
+            let mut batch = Vec::with_capacity(ROWS_PER_MESSAGE);
+            let send = |rows: Vec<pb::ClusterOverlapRow>| {
+                sink.send(pb::ClusterOverlapEvent {
+                    event: Some(pb::cluster_overlap_event::Event::Rows(pb::ClusterOverlapRows { rows })),
+                })
+            };
+            let pairs = for_each_pair(&snapshot.network, &job, control, |pair| {
+                batch.push(pb::ClusterOverlapRow {
+                    cluster_a: pair.a.to_string(),
+                    cluster_b: pair.b.to_string(),
+                    dimensions: pair
+                        .dimensions
+                        .into_iter()
+                        .map(|d| pb::DimensionOverlap {
+                            dimension: analysis_params::dimension_to_pb(d.dimension) as i32,
+                            jaccard: d.jaccard,
+                            overlap_coefficient: d.overlap_coefficient,
+                            cosine: d.cosine,
+                            size_a: d.size_a as u64,
+                            size_b: d.size_b as u64,
+                            shared_count: d.shared_count as u64,
+                            shared: d.shared,
+                        })
+                        .collect(),
+                });
+                if batch.len() == ROWS_PER_MESSAGE {
+                    send(std::mem::take(&mut batch))?;
+                }
+                Ok(())
+            })?;
+            if !batch.is_empty() {
+                send(batch)?;
+            }
+            let run = RunSummary {
+                nodes: snapshot.network.clusters.len(),
+                edges: pairs,
+                directed: false,
+                iterations: 0,
+                converged: true,
+                elapsed_seconds: started.elapsed().as_secs_f64(),
+            };
+            sink.send(pb::ClusterOverlapEvent {
+                event: Some(pb::cluster_overlap_event::Event::Summary(summary(
+                    snapshot.revision,
+                    Layer::Cluster,
+                    &run,
+                ))),
+            })
+        })?;
+        Ok(Response::new(stream))
+    }
 
     #[tracing::instrument(skip_all, fields(measure = request.get_ref().measure, layer = request.get_ref().layer))]
     async fn centrality(

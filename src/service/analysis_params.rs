@@ -8,6 +8,7 @@ use crate::{
     analysis::{
         centrality::{BetweennessConfig, Direction, EigenvectorConfig, PageRankConfig},
         community::{LabelPropagationConfig, LouvainConfig},
+        overlap::{Dimension, OverlapJob, Pairs},
         run::{CentralityJob, CommunityAlgorithm, CommunityJob, GraphSpec, Measure},
     },
     error::{Error, Result},
@@ -222,6 +223,63 @@ pub fn centrality_job(request: pb::CentralityRequest, network: &Network) -> Resu
         top_k,
         ascending,
     })
+}
+
+pub fn overlap_job(request: pb::ClusterOverlapRequest, network: &Network) -> Result<OverlapJob> {
+    let known = |field: &str, id: &str| -> Result<Id> {
+        if network.clusters.contains_key(id) {
+            Ok(Id::from(id))
+        } else {
+            Err(Error::not_found(field, "cluster", id))
+        }
+    };
+    let pairs = match (request.cluster_a.as_str(), request.cluster_b.as_str()) {
+        ("", "") => Pairs::All,
+        (a, "") => Pairs::Against(known("cluster_a", a)?),
+        ("", _) => return Err(Error::invalid("cluster_a", "must be set when cluster_b is")),
+        (a, b) => Pairs::One(known("cluster_a", a)?, known("cluster_b", b)?),
+    };
+    let mut dimensions = Vec::new();
+    for (i, value) in request.dimensions.iter().enumerate() {
+        let dimension = match pb::OverlapDimension::try_from(*value) {
+            Ok(pb::OverlapDimension::Members) => Dimension::Members,
+            Ok(pb::OverlapDimension::Segments) => Dimension::Segments,
+            Ok(pb::OverlapDimension::Industries) => Dimension::Industries,
+            Ok(pb::OverlapDimension::Partners) => Dimension::Partners,
+            _ => {
+                return Err(Error::invalid(
+                    format!("dimensions[{i}]"),
+                    format!("{value} is not an OverlapDimension value"),
+                ))
+            }
+        };
+        if !dimensions.contains(&dimension) {
+            dimensions.push(dimension);
+        }
+    }
+    if dimensions.is_empty() {
+        dimensions = Dimension::ALL.to_vec();
+    }
+    let shared_limit = match request.shared_limit {
+        0 => 10,
+        n @ 1..=1000 => n as usize,
+        n => return Err(Error::invalid("shared_limit", format!("{n} is outside 0..1000"))),
+    };
+    Ok(OverlapJob {
+        pairs,
+        dimensions,
+        filter: filter(request.filter, network)?,
+        shared_limit,
+    })
+}
+
+pub fn dimension_to_pb(dimension: Dimension) -> pb::OverlapDimension {
+    match dimension {
+        Dimension::Members => pb::OverlapDimension::Members,
+        Dimension::Segments => pb::OverlapDimension::Segments,
+        Dimension::Industries => pb::OverlapDimension::Industries,
+        Dimension::Partners => pb::OverlapDimension::Partners,
+    }
 }
 
 pub fn community_job(request: pb::CommunitiesRequest, network: &Network) -> Result<CommunityJob> {

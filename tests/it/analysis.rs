@@ -385,3 +385,132 @@ async fn bad_parameters_name_their_field() {
     );
     server.stop().await;
 }
+
+/// Reads a ClusterOverlap stream's rows.
+async fn overlap_rows(client: &mut Analysis, request: pb::ClusterOverlapRequest) -> Vec<pb::ClusterOverlapRow> {
+    let mut stream = client.cluster_overlap(request).await.unwrap().into_inner();
+    let mut rows = Vec::new();
+    while let Some(event) = stream.message().await.unwrap() {
+        if let Some(pb::cluster_overlap_event::Event::Rows(batch)) = event.event {
+            rows.extend(batch.rows);
+        }
+    }
+    rows
+}
+
+#[tokio::test]
+async fn cluster_overlap_reports_shared_members_segments_industries_and_partners() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut network = server.client().await;
+    let firm = |id: &str, clusters: &[&str], industry: &str, segments: &[pb::Segment]| {
+        let mut a = actor(id, clusters);
+        a.industry = industry.into();
+        a.segments = segments.iter().map(|s| *s as i32).collect();
+        upsert_actor(a)
+    };
+    use pb::Segment::{Design, Manufacturing, Sales};
+    // A = {a1 (design), both (design, manufacturing)}, B = {both, b1 (sales)};
+    // both clusters' members link to the external actor x; only A's to y.
+    network
+        .apply_changes(batch(vec![
+            upsert_cluster(cluster("A", vec![])),
+            upsert_cluster(cluster("B", vec![])),
+            firm("a1", &["A"], "M7410", &[Design]),
+            firm("both", &["A", "B"], "M7410", &[Design, Manufacturing]),
+            firm("b1", &["B"], "J6201", &[Sales]),
+            firm("x", &[], "C2610", &[]),
+            firm("y", &[], "C2610", &[]),
+            upsert_link(link("x", "a1", pb::LinkKind::Supply)),
+            upsert_link(link("x", "b1", pb::LinkKind::Supply)),
+            upsert_link(link("y", "a1", pb::LinkKind::Supply)),
+        ]))
+        .await
+        .unwrap();
+    let mut client = analysis(&server).await;
+    let rows = overlap_rows(
+        &mut client,
+        pb::ClusterOverlapRequest {
+            cluster_a: "A".into(),
+            cluster_b: "B".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(rows.len(), 1);
+    let by = |d: pb::OverlapDimension| {
+        rows[0]
+            .dimensions
+            .iter()
+            .find(|x| x.dimension == d as i32)
+            .unwrap()
+            .clone()
+    };
+    // Members: shared {both}; |A ∪ B| = 3 → Jaccard 1/3, overlap 1/2, cosine 1/(√2·√2) = 1/2.
+    let members = by(pb::OverlapDimension::Members);
+    assert!((members.jaccard - 1.0 / 3.0).abs() < 1e-12);
+    assert!((members.overlap_coefficient - 0.5).abs() < 1e-12);
+    assert!((members.cosine - 0.5).abs() < 1e-12);
+    assert_eq!(members.shared, vec!["both".to_string()]);
+    // Segments: A {DESIGN: 2, MANUFACTURING: 1}, B {DESIGN: 1, MANUFACTURING: 1, SALES: 1};
+    // shared 2 of 3 → Jaccard 2/3, overlap 1, cosine (2+1)/(√5·√3) = 0.774597.
+    let segments = by(pb::OverlapDimension::Segments);
+    assert!((segments.jaccard - 2.0 / 3.0).abs() < 1e-12);
+    assert!((segments.overlap_coefficient - 1.0).abs() < 1e-12);
+    assert!((segments.cosine - 3.0 / 15f64.sqrt()).abs() < 1e-12);
+    // Industries: A {M7410: 2}, B {M7410: 1, J6201: 1} → Jaccard 1/2, cosine 2/(2·√2).
+    let industries = by(pb::OverlapDimension::Industries);
+    assert!((industries.jaccard - 0.5).abs() < 1e-12);
+    assert!((industries.cosine - 1.0 / 2f64.sqrt()).abs() < 1e-12);
+    // Partners: A {x: 1, y: 1}, B {x: 1} → shared {x}; Jaccard 1/2, overlap 1.
+    let partners = by(pb::OverlapDimension::Partners);
+    assert_eq!(partners.shared, vec!["x".to_string()]);
+    assert!((partners.jaccard - 0.5).abs() < 1e-12);
+    assert!((partners.overlap_coefficient - 1.0).abs() < 1e-12);
+
+    // A cluster compared with itself scores 1 on every dimension it has.
+    let rows = overlap_rows(
+        &mut client,
+        pb::ClusterOverlapRequest {
+            cluster_a: "A".into(),
+            cluster_b: "A".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    for d in &rows[0].dimensions {
+        assert!(
+            (d.jaccard - 1.0).abs() < 1e-12 && (d.cosine - 1.0).abs() < 1e-12,
+            "{d:?}"
+        );
+    }
+    // All pairs: one pair of two clusters; bad requests name their field.
+    assert_eq!(
+        overlap_rows(&mut client, pb::ClusterOverlapRequest::default())
+            .await
+            .len(),
+        1
+    );
+    assert_status(
+        client
+            .cluster_overlap(pb::ClusterOverlapRequest {
+                cluster_a: "A".into(),
+                cluster_b: "nowhere".into(),
+                ..Default::default()
+            })
+            .await,
+        Code::NotFound,
+        "cluster_b",
+    );
+    assert_status(
+        client
+            .cluster_overlap(pb::ClusterOverlapRequest {
+                cluster_b: "B".into(),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "cluster_a",
+    );
+    server.stop().await;
+}
