@@ -8,6 +8,9 @@
 //!     loads the graph, runs one of pagerank | betweenness | betweenness256 |
 //!     louvain, and prints one JSON line: seconds for the algorithm alone,
 //!     seconds to build the graph, and the process's peak RSS.
+//! `cargo bench --bench analysis -- overlap CLUSTERS ACTORS LINKS`
+//!     times all-pairs ClusterOverlap (all four dimensions) on a generated
+//!     network (`clusternet::synthetic`).
 
 use std::{
     io::{BufRead, BufWriter, Write},
@@ -123,6 +126,45 @@ fn run(algorithm: &str, path: &str) {
     );
 }
 
+/// All-pairs ClusterOverlap on a generated network (clusters, actors, links).
+fn overlap_all_pairs(clusters: usize, actors: usize, links: usize) {
+    use clusternet::{
+        analysis::overlap::{for_each_pair, Dimension, OverlapJob, Pairs},
+        store::Network,
+        synthetic::{generate, SyntheticConfig},
+    };
+    let changes: Vec<_> = generate(&SyntheticConfig {
+        clusters,
+        actors,
+        links,
+        ..SyntheticConfig::default()
+    })
+    .into_iter()
+    .map(|c| c.validated().unwrap())
+    .collect();
+    let mut network = Network::default();
+    network.apply(&changes).unwrap();
+    drop(changes);
+    let job = OverlapJob {
+        pairs: Pairs::All,
+        dimensions: Dimension::ALL.to_vec(),
+        filter: Default::default(),
+        shared_limit: 10,
+    };
+    let started = Instant::now();
+    let mut shared = 0usize;
+    let pairs = for_each_pair(&network, &job, &Control::none(), |pair| {
+        shared += pair.dimensions.iter().map(|d| d.shared_count).sum::<usize>();
+        Ok(())
+    })
+    .unwrap();
+    println!(
+        "{{\"tool\": \"clusternet\", \"algorithm\": \"overlap_all_pairs\", \"pairs\": {pairs}, \"seconds\": {:.4}, \"peak_rss_mib\": {:.1}, \"checksum\": {shared}}}",
+        started.elapsed().as_secs_f64(),
+        peak_rss_mib()
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     match args.first().map(String::as_str) {
@@ -133,6 +175,11 @@ fn main() {
             &args[4],
         ),
         Some("run") => run(&args[1], &args[2]),
+        Some("overlap") => overlap_all_pairs(
+            args[1].parse().unwrap(),
+            args[2].parse().unwrap(),
+            args[3].parse().unwrap(),
+        ),
         _ => eprintln!("usage: see benches/compare.py (generate NODES M SEED FILE | run ALGORITHM FILE)"),
     }
 }
