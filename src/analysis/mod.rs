@@ -4,6 +4,7 @@
 
 pub mod centrality;
 pub mod community;
+pub mod crossing;
 pub mod overlap;
 pub mod run;
 

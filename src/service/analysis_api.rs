@@ -25,6 +25,7 @@ use super::{
 };
 use crate::{
     analysis::{
+        crossing::crossings,
         overlap::for_each_pair,
         run::{run_centrality, run_communities, RunSummary},
         Control,
@@ -222,6 +223,88 @@ impl AnalysisService for AnalysisApi {
     type CommunitiesStream = EventStream<pb::CommunityEvent>;
     type InterClusterNetworkStream = EventStream<pb::InterClusterEvent>;
     type ClusterOverlapStream = EventStream<pb::ClusterOverlapEvent>;
+    type CrossingsStream = EventStream<pb::CrossingsEvent>;
+
+    #[tracing::instrument(skip_all)]
+    async fn crossings(
+        &self,
+        request: Request<pb::CrossingsRequest>,
+    ) -> Result<Response<Self::CrossingsStream>, Status> {
+        let deadline = deadline_of(&request);
+        let snapshot = self.store.snapshot();
+        let filter = analysis_params::filter(request.into_inner().filter, &snapshot.network)?;
+        let progress = |p| pb::CrossingsEvent {
+            event: Some(pb::crossings_event::Event::Progress(p)),
+        };
+        let stream = self.spawn(deadline, progress, move |control, sink| {
+            let started = Instant::now();
+            control.progress("crossings", 0, 1);
+            let (pairs, clusters) = crossings(&snapshot.network, &filter);
+            control.check().map_err(|_| Error::Cancelled)?;
+            let tally = |t: &crate::analysis::crossing::Tally| pb::LinkTally {
+                count: t.count,
+                weight: t.weight,
+            };
+            for chunk in pairs.chunks(ROWS_PER_MESSAGE) {
+                let pairs = chunk
+                    .iter()
+                    .map(|p| pb::ClusterPairCrossing {
+                        cluster_a: p.a.to_string(),
+                        cluster_b: p.b.to_string(),
+                        by_kind: p
+                            .by_kind
+                            .iter()
+                            .map(|((kind, channel), t)| pb::FirmLinkAggregate {
+                                kind: wire(LinkKind::ALL, *kind),
+                                channel: wire(Channel::ALL, *channel),
+                                count: t.count,
+                                weight: t.weight,
+                            })
+                            .collect(),
+                        capital_a_to_b: Some(tally(&p.capital_a_to_b)),
+                        capital_b_to_a: Some(tally(&p.capital_b_to_a)),
+                        mutual: p.mutual,
+                        reciprocity: p.reciprocity,
+                        capital_share: p.capital_share,
+                    })
+                    .collect();
+                sink.send(pb::CrossingsEvent {
+                    event: Some(pb::crossings_event::Event::Pairs(pb::CrossingPairs { pairs })),
+                })?;
+            }
+            for chunk in clusters.chunks(ROWS_PER_MESSAGE) {
+                let clusters = chunk
+                    .iter()
+                    .map(|c| pb::ClusterCrossingIndex {
+                        cluster_id: c.cluster.to_string(),
+                        capital_ties: c.capital_ties,
+                        crossing_capital_ties: c.crossing_capital_ties,
+                        cross_investment_index: c.cross_investment_index,
+                        crossing_ties: c.crossing_ties,
+                    })
+                    .collect();
+                sink.send(pb::CrossingsEvent {
+                    event: Some(pb::crossings_event::Event::Clusters(pb::CrossingIndexes { clusters })),
+                })?;
+            }
+            let run = RunSummary {
+                nodes: clusters.len(),
+                edges: pairs.len(),
+                directed: true,
+                iterations: 0,
+                converged: true,
+                elapsed_seconds: started.elapsed().as_secs_f64(),
+            };
+            sink.send(pb::CrossingsEvent {
+                event: Some(pb::crossings_event::Event::Summary(summary(
+                    snapshot.revision,
+                    Layer::Cluster,
+                    &run,
+                ))),
+            })
+        })?;
+        Ok(Response::new(stream))
+    }
 
     #[tracing::instrument(skip_all, fields(a = %request.get_ref().cluster_a, b = %request.get_ref().cluster_b))]
     async fn cluster_overlap(

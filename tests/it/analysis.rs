@@ -514,3 +514,43 @@ async fn cluster_overlap_reports_shared_members_segments_industries_and_partners
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn changning_and_zhangjiang_invest_in_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_demo(dir.path(), ServerConfig::default()).await;
+    let mut client = analysis(&server).await;
+    let mut stream = client
+        .crossings(pb::CrossingsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut pairs, mut clusters) = (Vec::new(), Vec::new());
+    while let Some(event) = stream.message().await.unwrap() {
+        match event.event.unwrap() {
+            pb::crossings_event::Event::Pairs(batch) => pairs.extend(batch.pairs),
+            pb::crossings_event::Event::Clusters(batch) => clusters.extend(batch.clusters),
+            _ => {}
+        }
+    }
+    let pair = pairs
+        .iter()
+        .find(|p| p.cluster_a == demo::CHANGNING && p.cluster_b == demo::ZHANGJIANG)
+        .expect("Changning and Zhangjiang are tied");
+    assert!(pair.mutual, "{pair:?}");
+    // The demo has cn-central-03 -> zj-soft-04 and cn-east-05 -> zj-soft-11
+    // one way, zj-soft-02 -> cn-central-07, zj-soft-09 -> cn-west-04 and
+    // zj-soft-15 -> cn-east-12 (ownership) the other.
+    assert_eq!(pair.capital_a_to_b.unwrap().count, 2);
+    assert_eq!(pair.capital_b_to_a.unwrap().count, 3);
+    assert!(pair
+        .by_kind
+        .iter()
+        .any(|k| k.kind == pb::LinkKind::Cooperation as i32 && k.channel == pb::Channel::Virtual as i32));
+    let changchun = clusters.iter().find(|c| c.cluster_id == demo::CHANGCHUN).unwrap();
+    assert_eq!(
+        changchun.crossing_capital_ties, 0,
+        "Changchun's capital stays local or abroad"
+    );
+    server.stop().await;
+}
