@@ -11,6 +11,8 @@
 //! `cargo bench --bench analysis -- overlap CLUSTERS ACTORS LINKS`
 //!     times all-pairs ClusterOverlap (all four dimensions) on a generated
 //!     network (`clusternet::synthetic`).
+//! `cargo bench --bench analysis -- substitutes CLUSTERS ACTORS LINKS`
+//!     times Substitutes for 100 random actors and the busiest one.
 
 use std::{
     io::{BufRead, BufWriter, Write},
@@ -126,13 +128,8 @@ fn run(algorithm: &str, path: &str) {
     );
 }
 
-/// All-pairs ClusterOverlap on a generated network (clusters, actors, links).
-fn overlap_all_pairs(clusters: usize, actors: usize, links: usize) {
-    use clusternet::{
-        analysis::overlap::{for_each_pair, Dimension, OverlapJob, Pairs},
-        store::Network,
-        synthetic::{generate, SyntheticConfig},
-    };
+fn synthetic_network(clusters: usize, actors: usize, links: usize) -> clusternet::store::Network {
+    use clusternet::synthetic::{generate, SyntheticConfig};
     let changes: Vec<_> = generate(&SyntheticConfig {
         clusters,
         actors,
@@ -142,9 +139,44 @@ fn overlap_all_pairs(clusters: usize, actors: usize, links: usize) {
     .into_iter()
     .map(|c| c.validated().unwrap())
     .collect();
-    let mut network = Network::default();
+    let mut network = clusternet::store::Network::default();
     network.apply(&changes).unwrap();
-    drop(changes);
+    network
+}
+
+/// Substitutes for 100 actors drawn at random (seeded), plus the busiest one.
+fn substitutes_per_actor(clusters: usize, actors: usize, links: usize) {
+    use clusternet::analysis::substitution::{substitutes, SubstituteConfig};
+    let network = synthetic_network(clusters, actors, links);
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut targets: Vec<u32> = (0..100).map(|_| rng.gen_range(0..actors as u32)).collect();
+    let busiest = (0..actors as u32)
+        .max_by_key(|ix| network.incident(*ix).count())
+        .unwrap();
+    targets.push(busiest);
+    let mut times = Vec::new();
+    for &ix in &targets {
+        let started = Instant::now();
+        let rows = substitutes(&network, &Default::default(), ix, &SubstituteConfig::default());
+        times.push((started.elapsed().as_secs_f64() * 1000.0, rows.len(), ix == busiest));
+    }
+    let busiest_ms = times.iter().find(|t| t.2).map_or(f64::NAN, |t| t.0);
+    let mut ms: Vec<f64> = times.iter().map(|t| t.0).collect();
+    ms.sort_by(f64::total_cmp);
+    println!(
+        "{{\"tool\": \"clusternet\", \"algorithm\": \"substitutes\", \"actors_timed\": {}, \"median_ms\": {:.2}, \"p99_ms\": {:.2}, \"max_ms\": {:.2}, \"busiest_actor_ms\": {busiest_ms:.2}, \"busiest_actor_links\": {}}}",
+        ms.len(),
+        ms[ms.len() / 2],
+        ms[ms.len() * 99 / 100],
+        ms[ms.len() - 1],
+        network.incident(busiest).count()
+    );
+}
+
+/// All-pairs ClusterOverlap on a generated network (clusters, actors, links).
+fn overlap_all_pairs(clusters: usize, actors: usize, links: usize) {
+    use clusternet::analysis::overlap::{for_each_pair, Dimension, OverlapJob, Pairs};
+    let network = synthetic_network(clusters, actors, links);
     let job = OverlapJob {
         pairs: Pairs::All,
         dimensions: Dimension::ALL.to_vec(),
@@ -175,6 +207,11 @@ fn main() {
             &args[4],
         ),
         Some("run") => run(&args[1], &args[2]),
+        Some("substitutes") => substitutes_per_actor(
+            args[1].parse().unwrap(),
+            args[2].parse().unwrap(),
+            args[3].parse().unwrap(),
+        ),
         Some("overlap") => overlap_all_pairs(
             args[1].parse().unwrap(),
             args[2].parse().unwrap(),

@@ -7,6 +7,7 @@ pub mod community;
 pub mod crossing;
 pub mod overlap;
 pub mod run;
+pub mod substitution;
 
 use std::{
     sync::atomic::{AtomicBool, Ordering},

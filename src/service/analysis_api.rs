@@ -28,6 +28,7 @@ use crate::{
         crossing::crossings,
         overlap::for_each_pair,
         run::{run_centrality, run_communities, RunSummary},
+        substitution::substitutes,
         Control,
     },
     error::{Error, Result},
@@ -78,7 +79,6 @@ impl AnalysisApi {
         let flag = cancel.clone();
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
-            let _permit = permit;
             let _entered = span.enter();
             // The last progress sent, so a heartbeat can repeat it through
             // phases that report nothing (sorting edges, aggregating).
@@ -118,6 +118,9 @@ impl AnalysisApi {
                     }
                 }
             });
+            // Free the slot before the senders drop and the client sees the
+            // stream end, so a client that calls again at once finds it free.
+            drop(permit);
         });
         Ok(EventStream {
             inner: ReceiverStream::new(receiver),
@@ -224,6 +227,72 @@ impl AnalysisService for AnalysisApi {
     type InterClusterNetworkStream = EventStream<pb::InterClusterEvent>;
     type ClusterOverlapStream = EventStream<pb::ClusterOverlapEvent>;
     type CrossingsStream = EventStream<pb::CrossingsEvent>;
+    type SubstitutesStream = EventStream<pb::SubstitutesEvent>;
+
+    #[tracing::instrument(skip_all, fields(actor = %request.get_ref().actor_id))]
+    async fn substitutes(
+        &self,
+        request: Request<pb::SubstitutesRequest>,
+    ) -> Result<Response<Self::SubstitutesStream>, Status> {
+        let deadline = deadline_of(&request);
+        let snapshot = self.store.snapshot();
+        let (target, filter, config) = analysis_params::substitutes_job(request.get_ref(), &snapshot.network)?;
+        let progress = |p| pb::SubstitutesEvent {
+            event: Some(pb::substitutes_event::Event::Progress(p)),
+        };
+        let stream = self.spawn(deadline, progress, move |control, sink| {
+            let started = Instant::now();
+            control.progress("substitutes", 0, 1);
+            let rows = substitutes(&snapshot.network, &filter, target, &config);
+            control.check().map_err(|_| Error::Cancelled)?;
+            let rows: Vec<pb::SubstituteRow> = rows
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| pb::SubstituteRow {
+                    actor_id: r.actor.to_string(),
+                    name: r.name,
+                    score: r.score,
+                    structural: r.structural,
+                    segments: r.segments,
+                    industry: r.industry,
+                    shared_neighbor_count: r.shared_neighbor_count as u64,
+                    shared_neighbors: r
+                        .shared_neighbors
+                        .into_iter()
+                        .map(|(role, id)| pb::SharedNeighbor {
+                            role: role.as_str().to_string(),
+                            actor_id: id.to_string(),
+                        })
+                        .collect(),
+                    shared_segments: r
+                        .shared_segments
+                        .iter()
+                        .filter_map(|s| pb::Segment::from_str_name(&format!("SEGMENT_{s}")).map(|s| s as i32))
+                        .collect(),
+                    rank: i as u32 + 1,
+                })
+                .collect();
+            let run = RunSummary {
+                nodes: rows.len(),
+                edges: 0,
+                directed: true,
+                iterations: 0,
+                converged: true,
+                elapsed_seconds: started.elapsed().as_secs_f64(),
+            };
+            sink.send(pb::SubstitutesEvent {
+                event: Some(pb::substitutes_event::Event::Rows(pb::SubstituteRows { rows })),
+            })?;
+            sink.send(pb::SubstitutesEvent {
+                event: Some(pb::substitutes_event::Event::Summary(summary(
+                    snapshot.revision,
+                    Layer::Firm,
+                    &run,
+                ))),
+            })
+        })?;
+        Ok(Response::new(stream))
+    }
 
     #[tracing::instrument(skip_all)]
     async fn crossings(

@@ -10,6 +10,7 @@ use crate::{
         community::{LabelPropagationConfig, LouvainConfig},
         overlap::{Dimension, OverlapJob, Pairs},
         run::{CentralityJob, CommunityAlgorithm, CommunityJob, GraphSpec, Measure},
+        substitution::SubstituteConfig,
     },
     error::{Error, Result},
     graph::{GraphFilter, Layer},
@@ -271,6 +272,64 @@ pub fn overlap_job(request: pb::ClusterOverlapRequest, network: &Network) -> Res
         filter: filter(request.filter, network)?,
         shared_limit,
     })
+}
+
+pub fn substitutes_job(
+    request: &pb::SubstitutesRequest,
+    network: &Network,
+) -> Result<(u32, GraphFilter, SubstituteConfig)> {
+    let target = network
+        .ix_of(&request.actor_id)
+        .ok_or_else(|| Error::not_found("actor_id", "actor", &request.actor_id))?;
+    let defaults = SubstituteConfig::default();
+    let top_k = match request.top_k {
+        0 => defaults.top_k,
+        k @ 1..=10_000 => k as usize,
+        k => return Err(Error::invalid("top_k", format!("{k} is outside 0..10000"))),
+    };
+    if !(0.0..=1.0).contains(&request.min_similarity) {
+        return Err(Error::invalid(
+            "min_similarity",
+            format!("{} is outside [0, 1]", request.min_similarity),
+        ));
+    }
+    let weights = [
+        ("structural_weight", request.structural_weight),
+        ("segment_weight", request.segment_weight),
+        ("industry_weight", request.industry_weight),
+    ];
+    for (field, w) in weights {
+        if !(w.is_finite() && w >= 0.0) {
+            return Err(Error::invalid(field, format!("{w} is not a non-negative number")));
+        }
+    }
+    let (structural_weight, segment_weight, industry_weight) = if weights.iter().all(|(_, w)| *w == 0.0) {
+        (
+            defaults.structural_weight,
+            defaults.segment_weight,
+            defaults.industry_weight,
+        )
+    } else {
+        (
+            request.structural_weight,
+            request.segment_weight,
+            request.industry_weight,
+        )
+    };
+    let shared_limit = match request.shared_limit {
+        0 => defaults.shared_limit,
+        n @ 1..=1000 => n as usize,
+        n => return Err(Error::invalid("shared_limit", format!("{n} is outside 0..1000"))),
+    };
+    let config = SubstituteConfig {
+        structural_weight,
+        segment_weight,
+        industry_weight,
+        min_similarity: request.min_similarity,
+        top_k,
+        shared_limit,
+    };
+    Ok((target, filter(request.filter.clone(), network)?, config))
 }
 
 pub fn dimension_to_pb(dimension: Dimension) -> pb::OverlapDimension {

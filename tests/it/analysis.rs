@@ -554,3 +554,64 @@ async fn changning_and_zhangjiang_invest_in_each_other() {
     );
     server.stop().await;
 }
+
+async fn top_substitute(client: &mut Analysis, actor: &str) -> pb::SubstituteRow {
+    let mut stream = client
+        .substitutes(pb::SubstitutesRequest {
+            actor_id: actor.into(),
+            top_k: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut best = None;
+    while let Some(event) = stream.message().await.unwrap() {
+        if let Some(pb::substitutes_event::Event::Rows(batch)) = event.event {
+            best = batch.rows.first().cloned();
+        }
+    }
+    best.unwrap_or_else(|| panic!("no rows for {actor}"))
+}
+
+#[tokio::test]
+async fn the_two_tier_1_suppliers_of_a_supporting_system_substitute_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_demo(dir.path(), ServerConfig::default()).await;
+    let mut client = analysis(&server).await;
+    for system in demo::SUPPORTING_SYSTEMS {
+        let (one, two) = (format!("cc-{system}-t1-1"), format!("cc-{system}-t1-2"));
+        let best = top_substitute(&mut client, &one).await;
+        assert_eq!(best.actor_id, two, "{system}: {best:?}");
+        assert_eq!(best.rank, 1);
+        // The evidence: they share FAW as customer and tier-2 suppliers.
+        assert!(best
+            .shared_neighbors
+            .iter()
+            .any(|n| n.role == "CUSTOMER" && n.actor_id == demo::FAW));
+        assert!(best.shared_neighbors.iter().any(|n| n.role == "SUPPLIER"));
+        assert_eq!(top_substitute(&mut client, &two).await.actor_id, one, "{system}");
+    }
+    assert_status(
+        client
+            .substitutes(pb::SubstitutesRequest {
+                actor_id: "nobody".into(),
+                ..Default::default()
+            })
+            .await,
+        Code::NotFound,
+        "actor_id",
+    );
+    assert_status(
+        client
+            .substitutes(pb::SubstitutesRequest {
+                actor_id: demo::FAW.into(),
+                segment_weight: -1.0,
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "segment_weight",
+    );
+    server.stop().await;
+}
