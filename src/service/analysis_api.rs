@@ -26,6 +26,7 @@ use super::{
 use crate::{
     analysis::{
         crossing::crossings,
+        gaps::{substitution_gaps, GapConfig},
         overlap::for_each_pair,
         run::{run_centrality, run_communities, RunSummary},
         substitution::substitutes,
@@ -228,6 +229,77 @@ impl AnalysisService for AnalysisApi {
     type ClusterOverlapStream = EventStream<pb::ClusterOverlapEvent>;
     type CrossingsStream = EventStream<pb::CrossingsEvent>;
     type SubstitutesStream = EventStream<pb::SubstitutesEvent>;
+    type SubstitutionGapsStream = EventStream<pb::SubstitutionGapsEvent>;
+
+    #[tracing::instrument(skip_all)]
+    async fn substitution_gaps(
+        &self,
+        request: Request<pb::SubstitutionGapsRequest>,
+    ) -> Result<Response<Self::SubstitutionGapsStream>, Status> {
+        let deadline = deadline_of(&request);
+        let request = request.into_inner();
+        let snapshot = self.store.snapshot();
+        let mut config = GapConfig::default();
+        match request.min_substitute_score {
+            0.0 => {}
+            s if s > 0.0 && s <= 1.0 => config.min_substitute_score = s,
+            s => return Err(Error::invalid("min_substitute_score", format!("{s} is outside (0, 1]")).into()),
+        }
+        match request.lost_limit {
+            0 => {}
+            n @ 1..=1000 => config.lost_limit = n as usize,
+            n => return Err(Error::invalid("lost_limit", format!("{n} is outside 0..1000")).into()),
+        }
+        let filter = analysis_params::filter(request.filter, &snapshot.network)?;
+        let progress = |p| pb::SubstitutionGapsEvent {
+            event: Some(pb::substitution_gaps_event::Event::Progress(p)),
+        };
+        let stream = self.spawn(deadline, progress, move |control, sink| {
+            let started = Instant::now();
+            control.progress("substitution_gaps", 0, 1);
+            let gaps = substitution_gaps(&snapshot.network, &filter, &config);
+            control.check().map_err(|_| Error::Cancelled)?;
+            for chunk in gaps.chunks(ROWS_PER_MESSAGE) {
+                let rows = chunk
+                    .iter()
+                    .map(|g| pb::SubstitutionGapRow {
+                        actor_id: g.actor.to_string(),
+                        name: g.name.clone(),
+                        downstream_lost: g.downstream_lost as u64,
+                        lost: g.lost.iter().map(|id| id.to_string()).collect(),
+                        articulation_point: g.articulation_point,
+                        best_substitute_id: g
+                            .best_substitute
+                            .as_ref()
+                            .map(|(id, _)| id.to_string())
+                            .unwrap_or_default(),
+                        best_substitute_score: g.best_substitute.as_ref().map_or(0.0, |(_, s)| *s),
+                    })
+                    .collect();
+                sink.send(pb::SubstitutionGapsEvent {
+                    event: Some(pb::substitution_gaps_event::Event::Rows(pb::SubstitutionGapRows {
+                        rows,
+                    })),
+                })?;
+            }
+            let run = RunSummary {
+                nodes: gaps.len(),
+                edges: 0,
+                directed: true,
+                iterations: 0,
+                converged: true,
+                elapsed_seconds: started.elapsed().as_secs_f64(),
+            };
+            sink.send(pb::SubstitutionGapsEvent {
+                event: Some(pb::substitution_gaps_event::Event::Summary(summary(
+                    snapshot.revision,
+                    Layer::Firm,
+                    &run,
+                ))),
+            })
+        })?;
+        Ok(Response::new(stream))
+    }
 
     #[tracing::instrument(skip_all, fields(actor = %request.get_ref().actor_id))]
     async fn substitutes(

@@ -615,3 +615,42 @@ async fn the_two_tier_1_suppliers_of_a_supporting_system_substitute_each_other()
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_changchun_core_firm_is_a_substitution_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_demo(dir.path(), ServerConfig::default()).await;
+    let mut client = analysis(&server).await;
+    let mut stream = client
+        .substitution_gaps(pb::SubstitutionGapsRequest {
+            filter: in_cluster(demo::CHANGCHUN),
+            lost_limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut rows = Vec::new();
+    while let Some(event) = stream.message().await.unwrap() {
+        if let Some(pb::substitution_gaps_event::Event::Rows(batch)) = event.event {
+            rows.extend(batch.rows);
+        }
+    }
+    let faw = rows.iter().find(|r| r.actor_id == demo::FAW).expect("FAW is a gap");
+    // FAW is the only supplier of the ten dealers.
+    assert!(faw.downstream_lost >= 10, "{faw:?}");
+    assert!(faw.lost.iter().any(|id| id == "cc-dealer-01"));
+    assert!(faw.articulation_point);
+    assert!(faw.best_substitute_score < 0.5);
+    assert_status(
+        client
+            .substitution_gaps(pb::SubstitutionGapsRequest {
+                min_substitute_score: 2.0,
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "min_substitute_score",
+    );
+    server.stop().await;
+}
