@@ -14,13 +14,16 @@
 //! row form (`petgraph::csr::Csr`), out-edges and in-edges both, so analyses
 //! walk plain slices.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::Arc,
+};
 
 use petgraph::{csr::Csr, Directed};
 
 use crate::{
-    model::{Channel, ClusterLinkKind, Date, Id, LinkKind},
-    store::Network,
+    model::{Actor, Channel, ClusterLinkKind, Date, Id, LinkKind},
+    store::{Ix, LinkData, Network},
 };
 
 /// Which network an analysis runs on.
@@ -44,9 +47,22 @@ pub struct GraphFilter {
 }
 
 impl GraphFilter {
-    fn keeps_link(&self, kind: LinkKind, channel: Channel) -> bool {
+    /// Whether the filter keeps a link: its kind, its channel, and its
+    /// validity at `as_of`.
+    pub fn keeps_link(&self, kind: LinkKind, data: &LinkData) -> bool {
         (self.link_kinds.is_empty() || self.link_kinds.contains(&kind))
-            && (self.channels.is_empty() || self.channels.contains(&channel))
+            && (self.channels.is_empty() || self.channels.contains(&data.channel))
+            && self.as_of.is_none_or(|d| data.validity.contains(d))
+    }
+
+    /// Whether the filter keeps an actor: valid at `as_of`.
+    pub fn keeps_actor(&self, actor: &Actor) -> bool {
+        self.as_of.is_none_or(|d| actor.validity.contains(d))
+    }
+
+    /// The actor at an index, if it exists and the filter keeps it.
+    pub fn actor<'n>(&self, network: &'n Network, ix: Ix) -> Option<&'n Arc<Actor>> {
+        network.actor(ix).filter(|a| self.keeps_actor(a))
     }
 }
 
@@ -176,10 +192,9 @@ pub fn firm_graph(network: &Network, filter: &GraphFilter, mode: EdgeMode) -> An
     let mut ids = Vec::new();
     let mut names = Vec::new();
     for (ix, actor) in network.actor_at.iter().enumerate() {
-        let Some(actor) = actor else { continue };
-        if filter.as_of.is_some_and(|date| !actor.validity.contains(date)) {
+        let Some(actor) = actor.as_ref().filter(|a| filter.keeps_actor(a)) else {
             continue;
-        }
+        };
         if !clusters.is_empty() && !actor.cluster_ids.iter().any(|c| clusters.contains(c)) {
             continue;
         }
@@ -190,7 +205,7 @@ pub fn firm_graph(network: &Network, filter: &GraphFilter, mode: EdgeMode) -> An
     let mut edges = Vec::new();
     let mut undirected_pairs = Vec::new();
     for (key, data) in network.links.iter() {
-        if !filter.keeps_link(key.kind, data.channel) || filter.as_of.is_some_and(|d| !data.validity.contains(d)) {
+        if !filter.keeps_link(key.kind, data) {
             continue;
         }
         let (Some(&u), Some(&v)) = (node_of.get(&key.source), node_of.get(&key.target)) else {
@@ -284,12 +299,9 @@ pub fn inter_cluster(network: &Network, filter: &GraphFilter, layer: Layer) -> I
     }
     // Where each actor is: its clusters, or its site.
     let places = |ix: u32| -> Vec<Id> {
-        let Some(actor) = network.actor(ix) else {
+        let Some(actor) = filter.actor(network, ix) else {
             return Vec::new();
         };
-        if filter.as_of.is_some_and(|d| !actor.validity.contains(d)) {
-            return Vec::new();
-        }
         match layer {
             Layer::Site => actor
                 .site_id
@@ -325,7 +337,7 @@ pub fn inter_cluster(network: &Network, filter: &GraphFilter, layer: Layer) -> I
         })
     }
     for (key, data) in network.links.iter() {
-        if !filter.keeps_link(key.kind, data.channel) || filter.as_of.is_some_and(|d| !data.validity.contains(d)) {
+        if !filter.keeps_link(key.kind, data) {
             continue;
         }
         let (from, to) = (places(key.source), places(key.target));

@@ -73,9 +73,8 @@ pub fn crossings(network: &Network, filter: &GraphFilter) -> (Vec<PairCrossing>,
         filter.clusters.iter().collect()
     };
     let places = |ix: u32| -> Vec<&Id> {
-        network
-            .actor(ix)
-            .filter(|a| filter.as_of.is_none_or(|d| a.validity.contains(d)))
+        filter
+            .actor(network, ix)
             .map(|a| a.cluster_ids.iter().filter(|c| wanted.contains(c)).collect())
             .unwrap_or_default()
     };
@@ -93,9 +92,7 @@ pub fn crossings(network: &Network, filter: &GraphFilter) -> (Vec<PairCrossing>,
         })
         .collect();
     for (key, data) in network.links.iter() {
-        let kind_ok = filter.link_kinds.is_empty() || filter.link_kinds.contains(&key.kind);
-        let channel_ok = filter.channels.is_empty() || filter.channels.contains(&data.channel);
-        if !kind_ok || !channel_ok || filter.as_of.is_some_and(|d| !data.validity.contains(d)) {
+        if !filter.keeps_link(key.kind, data) {
             continue;
         }
         let (from, to) = (places(key.source), places(key.target));

@@ -65,11 +65,7 @@ pub fn substitution_gaps(network: &Network, filter: &GraphFilter, config: &GapCo
         link_kinds: vec![LinkKind::Supply],
         ..filter.clone()
     };
-    let valid = |ix: Ix| {
-        network
-            .actor(ix)
-            .is_some_and(|a| filter.as_of.is_none_or(|d| a.validity.contains(d)))
-    };
+    let valid = |ix: Ix| filter.actor(network, ix).is_some();
     // Nodes: every valid actor touched by a kept supply link; node 0 is the root.
     let mut graph: Graph<Ix, ()> = Graph::new();
     let root = graph.add_node(Ix::MAX);
@@ -77,11 +73,7 @@ pub fn substitution_gaps(network: &Network, filter: &GraphFilter, config: &GapCo
     let mut node = |graph: &mut Graph<Ix, ()>, ix: Ix| *node_of.entry(ix).or_insert_with(|| graph.add_node(ix));
     let mut arcs = Vec::new();
     for (key, data) in network.links.iter() {
-        let keep = key.kind == LinkKind::Supply
-            && (supply_filter.channels.is_empty() || supply_filter.channels.contains(&data.channel))
-            && filter.as_of.is_none_or(|d| data.validity.contains(d))
-            && valid(key.source)
-            && valid(key.target);
+        let keep = supply_filter.keeps_link(key.kind, data) && valid(key.source) && valid(key.target);
         if keep {
             let (u, v) = (node(&mut graph, key.source), node(&mut graph, key.target));
             graph.add_edge(u, v, ());

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use crate::{
     graph::GraphFilter,
-    model::{Id, LinkKind, Segment},
+    model::{Id, Segment},
     store::Network,
 };
 
@@ -118,11 +118,7 @@ pub fn profiles(network: &Network, filter: &GraphFilter, clusters: &[Id]) -> Pro
     } else {
         clusters.to_vec()
     };
-    let valid = |ix: u32| -> Option<&std::sync::Arc<crate::model::Actor>> {
-        network
-            .actor(ix)
-            .filter(|a| filter.as_of.is_none_or(|d| a.validity.contains(d)))
-    };
+    let valid = |ix: u32| filter.actor(network, ix);
     let mut industry_keys: BTreeMap<String, u32> = BTreeMap::new();
     // Industry keys in code order, so shared industries list alphabetically.
     for actor in network.actors.values() {
@@ -155,7 +151,7 @@ pub fn profiles(network: &Network, filter: &GraphFilter, clusters: &[Id]) -> Pro
             }
             for key in network.incident(ix) {
                 let Some(data) = network.links.get(&key) else { continue };
-                if !keeps(filter, key.kind, data.channel) || filter.as_of.is_some_and(|d| !data.validity.contains(d)) {
+                if !filter.keeps_link(key.kind, data) {
                     continue;
                 }
                 let other = if key.source == ix { key.target } else { key.source };
@@ -186,11 +182,6 @@ pub fn profiles(network: &Network, filter: &GraphFilter, clusters: &[Id]) -> Pro
             .map(|a| a.as_ref().map(|a| a.id.clone()))
             .collect(),
     }
-}
-
-fn keeps(filter: &GraphFilter, kind: LinkKind, channel: crate::model::Channel) -> bool {
-    (filter.link_kinds.is_empty() || filter.link_kinds.contains(&kind))
-        && (filter.channels.is_empty() || filter.channels.contains(&channel))
 }
 
 /// Overlap of two clusters on one dimension. Partners that are members of

@@ -92,17 +92,9 @@ pub struct Substitute {
 fn ties<'a>(network: &'a Network, filter: &'a GraphFilter, ix: Ix) -> impl Iterator<Item = (Role, Ix, f64)> + 'a {
     network.incident(ix).filter_map(move |key| {
         let data = network.links.get(&key)?;
-        let kind_ok = filter.link_kinds.is_empty() || filter.link_kinds.contains(&key.kind);
-        let channel_ok = filter.channels.is_empty() || filter.channels.contains(&data.channel);
-        if !kind_ok || !channel_ok || filter.as_of.is_some_and(|d| !data.validity.contains(d)) {
-            return None;
-        }
         let outgoing = key.source == ix;
         let other = if outgoing { key.target } else { key.source };
-        let valid = network
-            .actor(other)
-            .is_some_and(|a| filter.as_of.is_none_or(|d| a.validity.contains(d)));
-        if !valid {
+        if !filter.keeps_link(key.kind, data) || filter.actor(network, other).is_none() {
             return None;
         }
         let role = match (key.kind, outgoing) {

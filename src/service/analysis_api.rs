@@ -21,6 +21,7 @@ use tonic::{Request, Response, Status};
 
 use super::{
     analysis_params::{self, layer_to_pb},
+    convert::wire,
     pb::{self, analysis_service_server::AnalysisService},
 };
 use crate::{
@@ -215,10 +216,6 @@ fn summary(revision: u64, layer: Layer, run: &RunSummary) -> pb::AnalysisSummary
         converged: run.converged,
         elapsed_seconds: run.elapsed_seconds,
     }
-}
-
-fn wire<T: Copy + PartialEq>(all: &[T], value: T) -> i32 {
-    all.iter().position(|v| *v == value).map_or(0, |i| i as i32 + 1)
 }
 
 #[tonic::async_trait]

@@ -341,9 +341,20 @@ pub fn dimension_to_pb(dimension: Dimension) -> pb::OverlapDimension {
     }
 }
 
+/// The settings Louvain and Leiden share.
+fn modularity_config(request: &pb::CommunitiesRequest, resolution: f64) -> Result<LouvainConfig> {
+    let defaults = LouvainConfig::default();
+    Ok(LouvainConfig {
+        resolution,
+        seed: request.seed,
+        max_levels: iterations(request.max_iterations, defaults.max_levels, "max_iterations")?,
+        ..defaults
+    })
+}
+
 pub fn community_job(request: pb::CommunitiesRequest, network: &Network) -> Result<CommunityJob> {
     let layer = layer(request.layer, Layer::Firm)?;
-    let filter = filter(request.filter, network)?;
+    let filter = filter(request.filter.clone(), network)?;
     let resolution = match request.resolution {
         0.0 => 1.0,
         r if r.is_finite() && r > 0.0 => r,
@@ -359,26 +370,8 @@ pub fn community_job(request: pb::CommunitiesRequest, network: &Network) -> Resu
                 format!("{} is not a known CommunityAlgorithm value", request.algorithm),
             ))
         }
-        Ok(pb::CommunityAlgorithm::Louvain) => CommunityAlgorithm::Louvain(LouvainConfig {
-            resolution,
-            seed: request.seed,
-            max_levels: iterations(
-                request.max_iterations,
-                LouvainConfig::default().max_levels,
-                "max_iterations",
-            )?,
-            ..LouvainConfig::default()
-        }),
-        Ok(pb::CommunityAlgorithm::Leiden) => CommunityAlgorithm::Leiden(LouvainConfig {
-            resolution,
-            seed: request.seed,
-            max_levels: iterations(
-                request.max_iterations,
-                LouvainConfig::default().max_levels,
-                "max_iterations",
-            )?,
-            ..LouvainConfig::default()
-        }),
+        Ok(pb::CommunityAlgorithm::Louvain) => CommunityAlgorithm::Louvain(modularity_config(&request, resolution)?),
+        Ok(pb::CommunityAlgorithm::Leiden) => CommunityAlgorithm::Leiden(modularity_config(&request, resolution)?),
         Ok(pb::CommunityAlgorithm::LabelPropagation) => CommunityAlgorithm::LabelPropagation(LabelPropagationConfig {
             seed: request.seed,
             max_iterations: iterations(

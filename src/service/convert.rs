@@ -33,7 +33,7 @@ pub fn optional_enum<T: Copy>(all: &[T], value: i32, field: &str, type_name: &st
     }
 }
 
-fn wire<T: Copy + PartialEq>(all: &[T], value: T) -> i32 {
+pub fn wire<T: Copy + PartialEq>(all: &[T], value: T) -> i32 {
     all.iter().position(|v| *v == value).map_or(0, |i| i as i32 + 1)
 }
 

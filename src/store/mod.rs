@@ -17,7 +17,7 @@ use std::{path::Path, sync::Arc, thread};
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, oneshot};
 
-pub use network::{ChangeCounts, EdgeKey, IdIndex, Ix, Network};
+pub use network::{ChangeCounts, EdgeKey, IdIndex, Ix, LinkData, Network};
 pub use sled_backend::{SledBackend, SledConfig};
 
 use crate::{
