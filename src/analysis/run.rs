@@ -37,6 +37,20 @@ pub struct RunSummary {
     pub elapsed_seconds: f64,
 }
 
+impl RunSummary {
+    /// A one-pass run (no iterations) that produced `nodes` and `edges` items.
+    pub fn counted(nodes: usize, edges: usize, directed: bool, started: Instant) -> RunSummary {
+        RunSummary {
+            nodes,
+            edges,
+            directed,
+            iterations: 0,
+            converged: true,
+            elapsed_seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Measure {
     Degree { direction: Direction, normalized: bool },

@@ -164,6 +164,22 @@ impl<E> Sink<E> {
     fn send(&self, event: E) -> Result<()> {
         self.sender.blocking_send(Ok(event)).map_err(|_| Error::Cancelled)
     }
+
+    /// Sends `rows` in messages of at most ROWS_PER_MESSAGE, each made by `event`.
+    fn send_rows<R>(&self, rows: impl IntoIterator<Item = R>, event: impl Fn(Vec<R>) -> E) -> Result<()> {
+        let mut batch = Vec::with_capacity(ROWS_PER_MESSAGE);
+        for row in rows {
+            batch.push(row);
+            if batch.len() == ROWS_PER_MESSAGE {
+                self.send(event(std::mem::take(&mut batch)))?;
+            }
+        }
+        if batch.is_empty() {
+            Ok(())
+        } else {
+            self.send(event(batch))
+        }
+    }
 }
 
 /// The response stream; dropping it cancels the job.
@@ -256,37 +272,27 @@ impl AnalysisService for AnalysisApi {
             control.progress("substitution_gaps", 0, 1);
             let gaps = substitution_gaps(&snapshot.network, &filter, &config);
             control.check().map_err(|_| Error::Cancelled)?;
-            for chunk in gaps.chunks(ROWS_PER_MESSAGE) {
-                let rows = chunk
-                    .iter()
-                    .map(|g| pb::SubstitutionGapRow {
-                        actor_id: g.actor.to_string(),
-                        name: g.name.clone(),
-                        downstream_lost: g.downstream_lost as u64,
-                        lost: g.lost.iter().map(|id| id.to_string()).collect(),
-                        articulation_point: g.articulation_point,
-                        best_substitute_id: g
-                            .best_substitute
-                            .as_ref()
-                            .map(|(id, _)| id.to_string())
-                            .unwrap_or_default(),
-                        best_substitute_score: g.best_substitute.as_ref().map_or(0.0, |(_, s)| *s),
-                    })
-                    .collect();
-                sink.send(pb::SubstitutionGapsEvent {
+            sink.send_rows(
+                gaps.iter().map(|g| pb::SubstitutionGapRow {
+                    actor_id: g.actor.to_string(),
+                    name: g.name.clone(),
+                    downstream_lost: g.downstream_lost as u64,
+                    lost: g.lost.iter().map(|id| id.to_string()).collect(),
+                    articulation_point: g.articulation_point,
+                    best_substitute_id: g
+                        .best_substitute
+                        .as_ref()
+                        .map(|(id, _)| id.to_string())
+                        .unwrap_or_default(),
+                    best_substitute_score: g.best_substitute.as_ref().map_or(0.0, |(_, s)| *s),
+                }),
+                |rows| pb::SubstitutionGapsEvent {
                     event: Some(pb::substitution_gaps_event::Event::Rows(pb::SubstitutionGapRows {
                         rows,
                     })),
-                })?;
-            }
-            let run = RunSummary {
-                nodes: gaps.len(),
-                edges: 0,
-                directed: true,
-                iterations: 0,
-                converged: true,
-                elapsed_seconds: started.elapsed().as_secs_f64(),
-            };
+                },
+            )?;
+            let run = RunSummary::counted(gaps.len(), 0, true, started);
             sink.send(pb::SubstitutionGapsEvent {
                 event: Some(pb::substitution_gaps_event::Event::Summary(summary(
                     snapshot.revision,
@@ -341,14 +347,7 @@ impl AnalysisService for AnalysisApi {
                     rank: i as u32 + 1,
                 })
                 .collect();
-            let run = RunSummary {
-                nodes: rows.len(),
-                edges: 0,
-                directed: true,
-                iterations: 0,
-                converged: true,
-                elapsed_seconds: started.elapsed().as_secs_f64(),
-            };
+            let run = RunSummary::counted(rows.len(), 0, true, started);
             sink.send(pb::SubstitutesEvent {
                 event: Some(pb::substitutes_event::Event::Rows(pb::SubstituteRows { rows })),
             })?;
@@ -383,56 +382,43 @@ impl AnalysisService for AnalysisApi {
                 count: t.count,
                 weight: t.weight,
             };
-            for chunk in pairs.chunks(ROWS_PER_MESSAGE) {
-                let pairs = chunk
-                    .iter()
-                    .map(|p| pb::ClusterPairCrossing {
-                        cluster_a: p.a.to_string(),
-                        cluster_b: p.b.to_string(),
-                        by_kind: p
-                            .by_kind
-                            .iter()
-                            .map(|((kind, channel), t)| pb::FirmLinkAggregate {
-                                kind: wire(LinkKind::ALL, *kind),
-                                channel: wire(Channel::ALL, *channel),
-                                count: t.count,
-                                weight: t.weight,
-                            })
-                            .collect(),
-                        capital_a_to_b: Some(tally(&p.capital_a_to_b)),
-                        capital_b_to_a: Some(tally(&p.capital_b_to_a)),
-                        mutual: p.mutual,
-                        reciprocity: p.reciprocity,
-                        capital_share: p.capital_share,
-                    })
-                    .collect();
-                sink.send(pb::CrossingsEvent {
+            sink.send_rows(
+                pairs.iter().map(|p| pb::ClusterPairCrossing {
+                    cluster_a: p.a.to_string(),
+                    cluster_b: p.b.to_string(),
+                    by_kind: p
+                        .by_kind
+                        .iter()
+                        .map(|((kind, channel), t)| pb::FirmLinkAggregate {
+                            kind: wire(LinkKind::ALL, *kind),
+                            channel: wire(Channel::ALL, *channel),
+                            count: t.count,
+                            weight: t.weight,
+                        })
+                        .collect(),
+                    capital_a_to_b: Some(tally(&p.capital_a_to_b)),
+                    capital_b_to_a: Some(tally(&p.capital_b_to_a)),
+                    mutual: p.mutual,
+                    reciprocity: p.reciprocity,
+                    capital_share: p.capital_share,
+                }),
+                |pairs| pb::CrossingsEvent {
                     event: Some(pb::crossings_event::Event::Pairs(pb::CrossingPairs { pairs })),
-                })?;
-            }
-            for chunk in clusters.chunks(ROWS_PER_MESSAGE) {
-                let clusters = chunk
-                    .iter()
-                    .map(|c| pb::ClusterCrossingIndex {
-                        cluster_id: c.cluster.to_string(),
-                        capital_ties: c.capital_ties,
-                        crossing_capital_ties: c.crossing_capital_ties,
-                        cross_investment_index: c.cross_investment_index,
-                        crossing_ties: c.crossing_ties,
-                    })
-                    .collect();
-                sink.send(pb::CrossingsEvent {
+                },
+            )?;
+            sink.send_rows(
+                clusters.iter().map(|c| pb::ClusterCrossingIndex {
+                    cluster_id: c.cluster.to_string(),
+                    capital_ties: c.capital_ties,
+                    crossing_capital_ties: c.crossing_capital_ties,
+                    cross_investment_index: c.cross_investment_index,
+                    crossing_ties: c.crossing_ties,
+                }),
+                |clusters| pb::CrossingsEvent {
                     event: Some(pb::crossings_event::Event::Clusters(pb::CrossingIndexes { clusters })),
-                })?;
-            }
-            let run = RunSummary {
-                nodes: clusters.len(),
-                edges: pairs.len(),
-                directed: true,
-                iterations: 0,
-                converged: true,
-                elapsed_seconds: started.elapsed().as_secs_f64(),
-            };
+                },
+            )?;
+            let run = RunSummary::counted(clusters.len(), pairs.len(), true, started);
             sink.send(pb::CrossingsEvent {
                 event: Some(pb::crossings_event::Event::Summary(summary(
                     snapshot.revision,
@@ -490,14 +476,7 @@ impl AnalysisService for AnalysisApi {
             if !batch.is_empty() {
                 send(batch)?;
             }
-            let run = RunSummary {
-                nodes: snapshot.network.clusters.len(),
-                edges: pairs,
-                directed: false,
-                iterations: 0,
-                converged: true,
-                elapsed_seconds: started.elapsed().as_secs_f64(),
-            };
+            let run = RunSummary::counted(snapshot.network.clusters.len(), pairs, false, started);
             sink.send(pb::ClusterOverlapEvent {
                 event: Some(pb::cluster_overlap_event::Event::Summary(summary(
                     snapshot.revision,
@@ -522,20 +501,17 @@ impl AnalysisService for AnalysisApi {
         };
         let stream = self.spawn(deadline, progress, move |control, sink| {
             let (rows, run) = run_centrality(&snapshot.network, &job, control)?;
-            for chunk in rows.chunks(ROWS_PER_MESSAGE) {
-                let rows = chunk
-                    .iter()
-                    .map(|row| pb::CentralityRow {
-                        node_id: row.node.to_string(),
-                        name: row.name.clone(),
-                        value: row.value,
-                        rank: row.rank,
-                    })
-                    .collect();
-                sink.send(pb::CentralityEvent {
+            sink.send_rows(
+                rows.iter().map(|row| pb::CentralityRow {
+                    node_id: row.node.to_string(),
+                    name: row.name.clone(),
+                    value: row.value,
+                    rank: row.rank,
+                }),
+                |rows| pb::CentralityEvent {
                     event: Some(pb::centrality_event::Event::Rows(pb::CentralityRows { rows })),
-                })?;
-            }
+                },
+            )?;
             sink.send(pb::CentralityEvent {
                 event: Some(pb::centrality_event::Event::Summary(summary(
                     snapshot.revision,
@@ -560,19 +536,16 @@ impl AnalysisService for AnalysisApi {
         };
         let stream = self.spawn(deadline, progress, move |control, sink| {
             let (rows, partition, run) = run_communities(&snapshot.network, &job, control)?;
-            for chunk in rows.chunks(ROWS_PER_MESSAGE) {
-                let rows = chunk
-                    .iter()
-                    .map(|row| pb::CommunityRow {
-                        node_id: row.node.to_string(),
-                        name: row.name.clone(),
-                        community: row.community,
-                    })
-                    .collect();
-                sink.send(pb::CommunityEvent {
+            sink.send_rows(
+                rows.iter().map(|row| pb::CommunityRow {
+                    node_id: row.node.to_string(),
+                    name: row.name.clone(),
+                    community: row.community,
+                }),
+                |rows| pb::CommunityEvent {
                     event: Some(pb::community_event::Event::Rows(pb::CommunityRows { rows })),
-                })?;
-            }
+                },
+            )?;
             sink.send(pb::CommunityEvent {
                 event: Some(pb::community_event::Event::Summary(pb::CommunitiesSummary {
                     analysis: Some(summary(snapshot.revision, job.graph.layer, &run)),
@@ -608,61 +581,48 @@ impl AnalysisService for AnalysisApi {
             control.progress("aggregate", 0, 1);
             let network = inter_cluster(&snapshot.network, &filter, layer);
             control.check().map_err(|_| Error::Cancelled)?;
-            for chunk in network.nodes.chunks(ROWS_PER_MESSAGE) {
-                let nodes = chunk
-                    .iter()
-                    .map(|n| pb::InterClusterNode {
-                        id: n.id.to_string(),
-                        name: n.name.clone(),
-                        cluster_id: n.cluster.to_string(),
-                        actors: n.actors,
-                    })
-                    .collect();
-                sink.send(pb::InterClusterEvent {
+            sink.send_rows(
+                network.nodes.iter().map(|n| pb::InterClusterNode {
+                    id: n.id.to_string(),
+                    name: n.name.clone(),
+                    cluster_id: n.cluster.to_string(),
+                    actors: n.actors,
+                }),
+                |nodes| pb::InterClusterEvent {
                     event: Some(pb::inter_cluster_event::Event::Nodes(pb::InterClusterNodes { nodes })),
-                })?;
-            }
-            for chunk in network.edges.chunks(ROWS_PER_MESSAGE) {
-                let edges = chunk
-                    .iter()
-                    .map(|e| pb::InterClusterEdge {
-                        source: e.source.to_string(),
-                        target: e.target.to_string(),
-                        firm_links: e
-                            .firm_links
-                            .iter()
-                            .map(|((kind, channel), (count, weight))| pb::FirmLinkAggregate {
-                                kind: wire(LinkKind::ALL, *kind),
-                                channel: wire(Channel::ALL, *channel),
-                                count: *count,
-                                weight: *weight,
-                            })
-                            .collect(),
-                        cluster_links: e
-                            .cluster_links
-                            .iter()
-                            .map(|(kind, channel, weight)| pb::ExplicitClusterLink {
-                                kind: wire(ClusterLinkKind::ALL, *kind),
-                                channel: wire(Channel::ALL, *channel),
-                                weight: *weight,
-                            })
-                            .collect(),
-                        firm_link_count: e.firm_link_count(),
-                        total_weight: e.total_weight(),
-                    })
-                    .collect();
-                sink.send(pb::InterClusterEvent {
+                },
+            )?;
+            sink.send_rows(
+                network.edges.iter().map(|e| pb::InterClusterEdge {
+                    source: e.source.to_string(),
+                    target: e.target.to_string(),
+                    firm_links: e
+                        .firm_links
+                        .iter()
+                        .map(|((kind, channel), (count, weight))| pb::FirmLinkAggregate {
+                            kind: wire(LinkKind::ALL, *kind),
+                            channel: wire(Channel::ALL, *channel),
+                            count: *count,
+                            weight: *weight,
+                        })
+                        .collect(),
+                    cluster_links: e
+                        .cluster_links
+                        .iter()
+                        .map(|(kind, channel, weight)| pb::ExplicitClusterLink {
+                            kind: wire(ClusterLinkKind::ALL, *kind),
+                            channel: wire(Channel::ALL, *channel),
+                            weight: *weight,
+                        })
+                        .collect(),
+                    firm_link_count: e.firm_link_count(),
+                    total_weight: e.total_weight(),
+                }),
+                |edges| pb::InterClusterEvent {
                     event: Some(pb::inter_cluster_event::Event::Edges(pb::InterClusterEdges { edges })),
-                })?;
-            }
-            let run = RunSummary {
-                nodes: network.nodes.len(),
-                edges: network.edges.len(),
-                directed: false,
-                iterations: 0,
-                converged: true,
-                elapsed_seconds: started.elapsed().as_secs_f64(),
-            };
+                },
+            )?;
+            let run = RunSummary::counted(network.nodes.len(), network.edges.len(), false, started);
             sink.send(pb::InterClusterEvent {
                 event: Some(pb::inter_cluster_event::Event::Summary(summary(
                     snapshot.revision,
