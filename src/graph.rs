@@ -85,6 +85,9 @@ pub struct AnalysisGraph {
     pub directed: bool,
     pub outgoing: Adjacency,
     pub incoming: Adjacency,
+    /// `out_offsets[v]` is the index of v's first out-arc among all out-arcs
+    /// (CSR row offsets), so an arc has one number across the graph.
+    out_offsets: Vec<usize>,
 }
 
 impl AnalysisGraph {
@@ -117,12 +120,18 @@ impl AnalysisGraph {
         } else {
             outgoing.clone()
         };
+        let mut out_offsets = Vec::with_capacity(n + 1);
+        out_offsets.push(0);
+        for v in 0..n as u32 {
+            out_offsets.push(out_offsets[v as usize] + outgoing.neighbors_slice(v).len());
+        }
         AnalysisGraph {
             ids,
             names,
             directed,
             outgoing,
             incoming,
+            out_offsets,
         }
     }
 
@@ -146,6 +155,18 @@ impl AnalysisGraph {
 
     pub fn out_weights(&self, v: usize) -> &[f64] {
         self.outgoing.edges_slice(v as u32)
+    }
+
+    /// The number of v's first out-arc; its i-th out-arc is `out_arc(v) + i`.
+    /// `out_arc(node_count())` is the number of arcs.
+    pub fn out_arc(&self, v: usize) -> usize {
+        self.out_offsets[v]
+    }
+
+    /// The number of the arc u → v, if there is one (out-neighbours are sorted).
+    pub fn arc(&self, u: usize, v: usize) -> Option<usize> {
+        let position = self.out_neighbors(u).binary_search(&(v as u32)).ok()?;
+        Some(self.out_offsets[u] + position)
     }
 
     pub fn in_neighbors(&self, v: usize) -> &[u32] {

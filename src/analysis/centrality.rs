@@ -13,6 +13,8 @@
 //!   1 / weight, so strong ties are short. Normalised by 1/((n−1)(n−2)),
 //!   doubled on undirected graphs; the approximation sums over `samples`
 //!   random pivots and scales by n / samples (`nx.betweenness_centrality`).
+//! * edge betweenness: the same pass credits each arc on a shortest path
+//!   (`nx.edge_betweenness_centrality`).
 //! * closeness: Wasserman and Faust's form for disconnected graphs,
 //!   ((r−1)/(n−1)) · ((r−1)/Σd), with r the nodes that reach v and d the
 //!   distances from them (incoming distances on directed graphs, as NetworkX).
@@ -186,37 +188,7 @@ const SOURCE_CHUNK: usize = 32;
 /// Brandes' betweenness, exact or from sampled pivots.
 pub fn betweenness(graph: &AnalysisGraph, config: &BetweennessConfig, control: &Control) -> Result<Scores, Cancelled> {
     let n = graph.node_count();
-    let sources: Vec<usize> = match config.samples {
-        Some(k) if k < n => {
-            let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-            let mut picked = sample(&mut rng, n, k).into_vec();
-            picked.sort_unstable();
-            picked
-        }
-        _ => (0..n).collect(),
-    };
-    let total = sources.len() as u64;
-    let done = std::sync::atomic::AtomicU64::new(0);
-    let partials: Vec<Result<Vec<f64>, Cancelled>> = sources
-        .par_chunks(SOURCE_CHUNK)
-        .map(|chunk| {
-            let mut state = BrandesState::new(n);
-            let mut sums = vec![0.0; n];
-            for &s in chunk {
-                control.check()?;
-                state.accumulate(graph, s, config.weighted, &mut sums);
-                let finished = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                control.progress("betweenness", finished, total);
-            }
-            Ok(sums)
-        })
-        .collect();
-    let mut values = vec![0.0; n];
-    for partial in partials {
-        for (v, x) in values.iter_mut().zip(partial?) {
-            *v += x;
-        }
-    }
+    let (mut values, _) = brandes(graph, config, false, control)?;
     // Each pair is counted from both ends on an undirected graph.
     let mut scale = if graph.directed { 1.0 } else { 0.5 };
     if let Some(k) = config.samples.filter(|k| *k < n && *k > 0) {
@@ -230,12 +202,101 @@ pub fn betweenness(graph: &AnalysisGraph, config: &BetweennessConfig, control: &
     Ok(Scores::exact(values))
 }
 
+/// Edge betweenness (Girvan and Newman 2002): for each arc, the share of
+/// shortest paths that use it, indexed by arc number (see
+/// [`AnalysisGraph::arc`]). On an undirected graph both arcs of an edge hold
+/// the edge's value. Scaled as `nx.edge_betweenness_centrality`: normalised
+/// by 1/(n(n−1)), otherwise halved on undirected graphs; by n / samples
+/// when sampled.
+pub fn edge_betweenness(
+    graph: &AnalysisGraph,
+    config: &BetweennessConfig,
+    control: &Control,
+) -> Result<Vec<f64>, Cancelled> {
+    let n = graph.node_count();
+    let (_, mut arcs) = brandes(graph, config, true, control)?;
+    if !graph.directed {
+        // Paths from either end use the edge by one arc or the other.
+        for u in 0..n {
+            for (i, &v) in graph.out_neighbors(u).iter().enumerate() {
+                let v = v as usize;
+                if u < v {
+                    if let Some(back) = graph.arc(v, u) {
+                        let forth = graph.out_arc(u) + i;
+                        let total = arcs[forth] + arcs[back];
+                        arcs[forth] = total;
+                        arcs[back] = total;
+                    }
+                }
+            }
+        }
+    }
+    let mut scale = match (config.normalized, graph.directed) {
+        (true, _) if n > 1 => 1.0 / (n * (n - 1)) as f64,
+        (false, false) => 0.5,
+        _ => 1.0,
+    };
+    if let Some(k) = config.samples.filter(|k| *k < n && *k > 0) {
+        scale *= n as f64 / k as f64;
+    }
+    arcs.iter_mut().for_each(|v| *v *= scale);
+    Ok(arcs)
+}
+
+/// Unscaled Brandes sums over all sources or sampled pivots: per node, and
+/// per arc when `with_arcs`.
+fn brandes(
+    graph: &AnalysisGraph,
+    config: &BetweennessConfig,
+    with_arcs: bool,
+    control: &Control,
+) -> Result<(Vec<f64>, Vec<f64>), Cancelled> {
+    let n = graph.node_count();
+    let arc_count = if with_arcs { graph.out_arc(n) } else { 0 };
+    let sources: Vec<usize> = match config.samples {
+        Some(k) if k < n => {
+            let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+            let mut picked = sample(&mut rng, n, k).into_vec();
+            picked.sort_unstable();
+            picked
+        }
+        _ => (0..n).collect(),
+    };
+    let total = sources.len() as u64;
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let partials: Vec<Result<(Vec<f64>, Vec<f64>), Cancelled>> = sources
+        .par_chunks(SOURCE_CHUNK)
+        .map(|chunk| {
+            let mut state = BrandesState::new(n);
+            let mut sums = vec![0.0; n];
+            let mut arc_sums = vec![0.0; arc_count];
+            for &s in chunk {
+                control.check()?;
+                let arcs = with_arcs.then_some(&mut arc_sums[..]);
+                state.accumulate(graph, s, config.weighted, &mut sums, arcs);
+                let finished = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                control.progress("betweenness", finished, total);
+            }
+            Ok((sums, arc_sums))
+        })
+        .collect();
+    let mut values = vec![0.0; n];
+    let mut arcs = vec![0.0; arc_count];
+    for partial in partials {
+        let (sums, arc_sums) = partial?;
+        values.iter_mut().zip(sums).for_each(|(v, x)| *v += x);
+        arcs.iter_mut().zip(arc_sums).for_each(|(v, x)| *v += x);
+    }
+    Ok((values, arcs))
+}
+
 /// Reusable buffers for one Brandes pass.
 struct BrandesState {
     sigma: Vec<f64>,
     dist: Vec<f64>,
     delta: Vec<f64>,
-    preds: Vec<Vec<u32>>,
+    /// For each node its predecessors on shortest paths, as (node, arc into it).
+    preds: Vec<Vec<(u32, u32)>>,
     settled: Vec<bool>,
     order: Vec<u32>,
 }
@@ -270,7 +331,15 @@ impl BrandesState {
         }
     }
 
-    fn accumulate(&mut self, graph: &AnalysisGraph, s: usize, weighted: bool, sums: &mut [f64]) {
+    /// Adds the dependencies of source `s` to node sums and, if given, arc sums.
+    fn accumulate(
+        &mut self,
+        graph: &AnalysisGraph,
+        s: usize,
+        weighted: bool,
+        sums: &mut [f64],
+        mut arc_sums: Option<&mut [f64]>,
+    ) {
         for &v in &self.order {
             let v = v as usize;
             self.sigma[v] = 0.0;
@@ -289,9 +358,13 @@ impl BrandesState {
         }
         for &w in self.order.iter().rev() {
             let w = w as usize;
-            for &v in &self.preds[w] {
+            for &(v, arc) in &self.preds[w] {
                 let v = v as usize;
-                self.delta[v] += self.sigma[v] / self.sigma[w] * (1.0 + self.delta[w]);
+                let share = self.sigma[v] / self.sigma[w] * (1.0 + self.delta[w]);
+                self.delta[v] += share;
+                if let Some(arc_sums) = arc_sums.as_deref_mut() {
+                    arc_sums[arc as usize] += share;
+                }
             }
             if w != s {
                 sums[w] += self.delta[w];
@@ -304,7 +377,8 @@ impl BrandesState {
         while let Some(v) = queue.pop_front() {
             self.order.push(v);
             let v = v as usize;
-            for &w in graph.out_neighbors(v) {
+            let first_arc = graph.out_arc(v);
+            for (i, &w) in graph.out_neighbors(v).iter().enumerate() {
                 let wi = w as usize;
                 if self.dist[wi].is_infinite() {
                     self.dist[wi] = self.dist[v] + 1.0;
@@ -312,7 +386,7 @@ impl BrandesState {
                 }
                 if self.dist[wi] == self.dist[v] + 1.0 {
                     self.sigma[wi] += self.sigma[v];
-                    self.preds[wi].push(v as u32);
+                    self.preds[wi].push((v as u32, (first_arc + i) as u32));
                 }
             }
         }
@@ -327,7 +401,9 @@ impl BrandesState {
             }
             self.settled[vi] = true;
             self.order.push(v);
-            for (&w, &weight) in graph.out_neighbors(vi).iter().zip(graph.out_weights(vi)) {
+            let first_arc = graph.out_arc(vi);
+            for (i, (&w, &weight)) in graph.out_neighbors(vi).iter().zip(graph.out_weights(vi)).enumerate() {
+                let arc = (first_arc + i) as u32;
                 let wi = w as usize;
                 if self.settled[wi] {
                     continue;
@@ -339,11 +415,11 @@ impl BrandesState {
                     self.dist[wi] = candidate;
                     self.sigma[wi] = self.sigma[vi];
                     self.preds[wi].clear();
-                    self.preds[wi].push(v);
+                    self.preds[wi].push((v, arc));
                     heap.push(Queued(candidate, w));
                 } else if candidate == self.dist[wi] {
                     self.sigma[wi] += self.sigma[vi];
-                    self.preds[wi].push(v);
+                    self.preds[wi].push((v, arc));
                 }
             }
         }

@@ -133,6 +133,33 @@ fn exact_betweenness_matches_networkx_with_hops_and_with_1_over_weight() {
 }
 
 #[test]
+fn edge_betweenness_matches_networkx_with_hops_and_with_1_over_weight() {
+    for name in ALL {
+        let f = fixture(name);
+        for (measure, weighted) in [("edge_betweenness", false), ("edge_betweenness_weighted", true)] {
+            let g = f.graph(true);
+            let config = BetweennessConfig {
+                weighted,
+                ..BetweennessConfig::default()
+            };
+            let arcs = centrality::edge_betweenness(&g, &config, &Control::none()).unwrap();
+            let expected = f.expected["measures"][measure].as_object().unwrap();
+            assert_eq!(expected.len(), g.edge_count(), "{name} {measure}: edge count");
+            for (edge, want) in expected {
+                let (u, v) = edge.split_once('|').unwrap();
+                let arc = g.arc(g.node_of(u).unwrap(), g.node_of(v).unwrap()).unwrap();
+                let want = want.as_f64().unwrap();
+                assert!(
+                    (arcs[arc] - want).abs() < TOLERANCE,
+                    "{name} {measure} of {edge}: {} but NetworkX says {want}",
+                    arcs[arc]
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn closeness_and_harmonic_match_networkx() {
     for name in ALL {
         let f = fixture(name);
