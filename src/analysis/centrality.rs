@@ -243,14 +243,17 @@ pub fn edge_betweenness(
     Ok(arcs)
 }
 
+/// Betweenness sums per node and per arc.
+type Sums = (Vec<f64>, Vec<f64>);
+
 /// Unscaled Brandes sums over all sources or sampled pivots: per node, and
-/// per arc when `with_arcs`.
+/// per arc when `with_arcs` (otherwise the arc sums are empty).
 fn brandes(
     graph: &AnalysisGraph,
     config: &BetweennessConfig,
     with_arcs: bool,
     control: &Control,
-) -> Result<(Vec<f64>, Vec<f64>), Cancelled> {
+) -> Result<Sums, Cancelled> {
     let n = graph.node_count();
     let arc_count = if with_arcs { graph.out_arc(n) } else { 0 };
     let sources: Vec<usize> = match config.samples {
@@ -264,7 +267,7 @@ fn brandes(
     };
     let total = sources.len() as u64;
     let done = std::sync::atomic::AtomicU64::new(0);
-    let partials: Vec<Result<(Vec<f64>, Vec<f64>), Cancelled>> = sources
+    let partials: Vec<Result<Sums, Cancelled>> = sources
         .par_chunks(SOURCE_CHUNK)
         .map(|chunk| {
             let mut state = BrandesState::new(n);
