@@ -17,5 +17,7 @@ pub mod model;
 pub mod service;
 pub mod store;
 pub mod synthetic;
+#[cfg(test)]
+mod testing;
 
 pub use error::{Error, Result};

@@ -172,42 +172,19 @@ pub fn crossings(network: &Network, filter: &GraphFilter) -> (Vec<PairCrossing>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Actor, ActorKind, Change, Cluster, Link, SegmentSet, Validity};
+    use crate::{
+        model::{Change, Link},
+        testing::{actor, cluster, network},
+    };
 
-    fn actor(id: &str, clusters: &[&str]) -> Change {
-        Change::UpsertActor(Actor {
-            id: id.into(),
-            name: id.into(),
-            kind: ActorKind::Firm,
-            industry: String::new(),
-            segments: SegmentSet::default(),
-            cluster_ids: clusters.iter().map(|c| Id::from(*c)).collect(),
-            site_id: None,
-            country: None,
-            employees: None,
-            revenue: None,
-            validity: Validity::default(),
-        })
+    fn actor_in(id: &str, clusters: &[&str]) -> Change {
+        Change::UpsertActor(actor(id, clusters))
     }
 
     fn link(source: &str, target: &str, kind: LinkKind) -> Change {
         Change::UpsertLink(Link {
-            source: source.into(),
-            target: target.into(),
-            kind,
-            channel: Channel::Physical,
             weight: 2.0,
-            validity: Validity::default(),
-        })
-    }
-
-    fn cluster(id: &str) -> Change {
-        Change::UpsertCluster(Cluster {
-            id: id.into(),
-            name: id.into(),
-            region: String::new(),
-            industry: String::new(),
-            sites: vec![],
+            ..crate::testing::link(source, target, kind)
         })
     }
 
@@ -215,22 +192,17 @@ mod tests {
     fn cross_investment_by_hand() {
         // a1 in A and b1 in B invest in each other; external x invests in a1;
         // a1 and b1 also cooperate.
-        let changes: Vec<Change> = vec![
-            cluster("A"),
-            cluster("B"),
-            actor("a1", &["A"]),
-            actor("b1", &["B"]),
-            actor("x", &[]),
+        let network = network([
+            Change::UpsertCluster(cluster("A")),
+            Change::UpsertCluster(cluster("B")),
+            actor_in("a1", &["A"]),
+            actor_in("b1", &["B"]),
+            actor_in("x", &[]),
             link("a1", "b1", LinkKind::Investment),
             link("b1", "a1", LinkKind::Ownership),
             link("x", "a1", LinkKind::Investment),
             link("a1", "b1", LinkKind::Cooperation),
-        ]
-        .into_iter()
-        .map(|c| c.validated().unwrap())
-        .collect();
-        let mut network = Network::default();
-        network.apply(&changes).unwrap();
+        ]);
         let (pairs, clusters) = crossings(&network, &GraphFilter::default());
         assert_eq!(pairs.len(), 1);
         let pair = &pairs[0];

@@ -5,6 +5,7 @@
 pub mod centrality;
 pub mod community;
 pub mod crossing;
+pub mod fusion;
 pub mod gaps;
 pub mod overlap;
 pub mod run;

@@ -282,53 +282,33 @@ pub fn substitutes(network: &Network, filter: &GraphFilter, target: Ix, config: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ActorKind, Change, Channel, Link, Segment, SegmentSet, Validity};
+    use crate::{
+        model::{Change, Segment},
+        testing::{actor, link, network},
+    };
 
     fn firm(id: &str) -> Change {
         Change::UpsertActor(Actor {
-            id: id.into(),
-            name: id.into(),
-            kind: ActorKind::Firm,
-            industry: "C2930".into(),
-            segments: [Segment::Manufacturing].into_iter().collect::<SegmentSet>(),
-            cluster_ids: vec![],
-            site_id: None,
-            country: None,
-            employees: None,
-            revenue: None,
-            validity: Validity::default(),
+            segments: [Segment::Manufacturing].into_iter().collect(),
+            ..actor(id, &[])
         })
     }
 
     fn supply(source: &str, target: &str) -> Change {
-        Change::UpsertLink(Link {
-            source: source.into(),
-            target: target.into(),
-            kind: LinkKind::Supply,
-            channel: Channel::Physical,
-            weight: 1.0,
-            validity: Validity::default(),
-        })
+        Change::UpsertLink(link(source, target, LinkKind::Supply))
     }
 
     #[test]
     fn a_supplier_with_the_same_customers_is_the_best_substitute() {
         // s1 and s2 both supply c1 and c2; s3 supplies c1 only. All three make
         // the same thing in the same industry.
-        let changes: Vec<Change> = ["s1", "s2", "s3", "c1", "c2"]
-            .into_iter()
-            .map(firm)
-            .chain([
-                supply("s1", "c1"),
-                supply("s1", "c2"),
-                supply("s2", "c1"),
-                supply("s2", "c2"),
-                supply("s3", "c1"),
-            ])
-            .map(|c| c.validated().unwrap())
-            .collect();
-        let mut network = Network::default();
-        network.apply(&changes).unwrap();
+        let network = network(["s1", "s2", "s3", "c1", "c2"].into_iter().map(firm).chain([
+            supply("s1", "c1"),
+            supply("s1", "c2"),
+            supply("s2", "c1"),
+            supply("s2", "c2"),
+            supply("s3", "c1"),
+        ]));
         let s1 = network.ix_of("s1").unwrap();
         let rows = substitutes(&network, &GraphFilter::default(), s1, &SubstituteConfig::default());
         let ids: Vec<&str> = rows.iter().map(|r| &*r.actor).collect();

@@ -571,7 +571,7 @@ impl Network {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ActorKind, Channel, LinkKind, SegmentSet, Site, Validity};
+    use crate::model::{Channel, LinkKind, Site, Validity};
 
     fn cluster(id: &str, sites: &[&str]) -> Change {
         Change::UpsertCluster(Cluster {
@@ -592,20 +592,9 @@ mod tests {
     }
 
     fn actor(id: &str, clusters: &[&str]) -> Change {
-        Change::UpsertActor(Actor {
-            id: id.into(),
-            name: id.into(),
-            kind: ActorKind::Firm,
-            industry: "C2930".into(),
-            segments: SegmentSet::default(),
-            cluster_ids: clusters.iter().map(|c| Id::from(*c)).collect(),
-            site_id: None,
-            country: None,
-            employees: None,
-            revenue: None,
-            validity: Validity::default(),
-        })
+        Change::UpsertActor(crate::testing::actor(id, clusters))
     }
+
 
     fn supply(source: &str, target: &str) -> Change {
         Change::UpsertLink(Link {
