@@ -39,6 +39,12 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl From<crate::analysis::Cancelled> for Error {
+    fn from(_: crate::analysis::Cancelled) -> Error {
+        Error::Cancelled
+    }
+}
+
 impl Error {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error::InvalidArgument {

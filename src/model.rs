@@ -188,6 +188,13 @@ named_enum!(
     }
 );
 
+impl ActorKind {
+    /// Firms, as opposed to the related institutions.
+    pub fn is_enterprise(self) -> bool {
+        matches!(self, ActorKind::Firm | ActorKind::CoreFirm)
+    }
+}
+
 named_enum!(
     /// The segments of the global value chain, in the article's order.
     Segment {

@@ -18,6 +18,11 @@
 //! ranks the strong bridges the same way; a request can ask for exact values
 //! or another pivot count.
 //!
+//! Only ties between enterprises (FIRM, CORE_FIRM) are judged by default: a
+//! government office or an industry association has an industry code, but a
+//! firm's tie to it does not join two industries. The communities and the
+//! betweenness still see every actor, since institutions do bridge.
+//!
 //! Per pair of clusters (a cluster with itself for the ties inside it) the
 //! **fusion index** is the share of cross-industry ties among all ties between
 //! them, with the industry pairs behind it. A link between actors of several
@@ -96,6 +101,8 @@ pub struct FusionConfig {
     pub only_new: bool,
     /// Links listed, best first; 0 for all.
     pub top_k: usize,
+    /// Also judge ties with institutions (universities, government, platforms...).
+    pub include_institutions: bool,
 }
 
 impl Default for FusionConfig {
@@ -108,6 +115,7 @@ impl Default for FusionConfig {
             since: None,
             only_new: false,
             top_k: 100,
+            include_institutions: false,
         }
     }
 }
@@ -206,6 +214,10 @@ pub fn fusion_links(
         let (Some(source), Some(target)) = (network.actor(key.source), network.actor(key.target)) else {
             continue;
         };
+        let enterprises = source.kind.is_enterprise() && target.kind.is_enterprise();
+        if !(config.include_institutions || enterprises) {
+            continue;
+        }
         let industries = config
             .level
             .key(&source.industry)

@@ -131,7 +131,7 @@ pub fn substitution_gaps(network: &Network, filter: &GraphFilter, config: &GapCo
         let best = substitutes(network, filter, ix, &config.substitutes)
             .into_iter()
             .next()
-            .map(|s| (s.actor, s.score));
+            .map(|s| (s.id, s.score));
         if best
             .as_ref()
             .is_some_and(|(_, score)| *score >= config.min_substitute_score)

@@ -96,10 +96,6 @@ pub fn build_graph(network: &Network, spec: &GraphSpec, control: &Control) -> An
     }
 }
 
-fn cancelled(_: super::Cancelled) -> Error {
-    Error::Cancelled
-}
-
 /// Runs a centrality job: scores every node, ranks them, keeps the top k.
 pub fn run_centrality(
     network: &Network,
@@ -108,7 +104,7 @@ pub fn run_centrality(
 ) -> Result<(Vec<RankedRow>, RunSummary)> {
     let started = Instant::now();
     let graph = build_graph(network, &job.graph, control);
-    control.check().map_err(cancelled)?;
+    control.check()?;
     let weighted = job.graph.weighted;
     let scores: Scores = match &job.measure {
         Measure::Degree { direction, normalized } => centrality::degree(&graph, *direction, weighted, *normalized),
@@ -130,23 +126,23 @@ pub fn run_centrality(
                 }
                 config.personalization = Some(jump);
             }
-            centrality::pagerank(&graph, &config, control).map_err(cancelled)?
+            centrality::pagerank(&graph, &config, control)?
         }
         Measure::Betweenness(config) => {
             let config = BetweennessConfig {
                 weighted,
                 ..config.clone()
             };
-            centrality::betweenness(&graph, &config, control).map_err(cancelled)?
+            centrality::betweenness(&graph, &config, control)?
         }
-        Measure::Closeness => centrality::closeness(&graph, weighted, control).map_err(cancelled)?,
-        Measure::Harmonic => centrality::harmonic(&graph, weighted, control).map_err(cancelled)?,
+        Measure::Closeness => centrality::closeness(&graph, weighted, control)?,
+        Measure::Harmonic => centrality::harmonic(&graph, weighted, control)?,
         Measure::Eigenvector(config) => {
             let config = EigenvectorConfig {
                 weighted,
                 ..config.clone()
             };
-            centrality::eigenvector(&graph, &config, control).map_err(cancelled)?
+            centrality::eigenvector(&graph, &config, control)?
         }
         Measure::KCore => centrality::k_core(&graph),
     };
@@ -207,13 +203,11 @@ pub fn run_communities(
 ) -> Result<(Vec<CommunityRow>, Partition, RunSummary)> {
     let started = Instant::now();
     let graph = build_graph(network, &job.graph, control);
-    control.check().map_err(cancelled)?;
+    control.check()?;
     let partition = match &job.algorithm {
-        CommunityAlgorithm::Louvain(config) => community::louvain(&graph, config, control).map_err(cancelled)?,
-        CommunityAlgorithm::Leiden(config) => community::leiden(&graph, config, control).map_err(cancelled)?,
-        CommunityAlgorithm::LabelPropagation(config) => {
-            community::label_propagation(&graph, config, control).map_err(cancelled)?
-        }
+        CommunityAlgorithm::Louvain(config) => community::louvain(&graph, config, control)?,
+        CommunityAlgorithm::Leiden(config) => community::leiden(&graph, config, control)?,
+        CommunityAlgorithm::LabelPropagation(config) => community::label_propagation(&graph, config, control)?,
         CommunityAlgorithm::ConnectedComponents => community::connected_components(&graph),
         CommunityAlgorithm::StronglyConnectedComponents => community::strongly_connected_components(&graph),
     };

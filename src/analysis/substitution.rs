@@ -19,12 +19,20 @@
 //! normalised to sum 1. Defaults 0.6 / 0.25 / 0.15: ties say most about what
 //! an actor does for the network; segments and industry say whether it could.
 //! These defaults are ours.
+//!
+//! A cluster's substitutes are found the same way one level up: a cluster's
+//! neighbour profile holds the actors outside it that its members tie to,
+//! each in the role it plays for the cluster (a member's supplier outside
+//! the cluster is the cluster's supplier); segment and industry similarity
+//! are the cosines of the clusters' segment and industry mixes (members per
+//! segment, per industry code), as in [`overlap`](super::overlap).
 
 use std::collections::HashMap;
 
+use super::overlap::{self, Dimension};
 use crate::{
     graph::GraphFilter,
-    model::{Actor, Id, LinkKind},
+    model::{Actor, Id, LinkKind, Segment},
     store::{Ix, Network},
 };
 
@@ -73,9 +81,36 @@ impl Default for SubstituteConfig {
     }
 }
 
+impl SubstituteConfig {
+    /// The combined score: the weighted mean of the three similarities.
+    fn combine(&self, structural: f64, segments: f64, industry: f64) -> Similarity {
+        let total = self.structural_weight + self.segment_weight + self.industry_weight;
+        let total = if total > 0.0 { total } else { 1.0 };
+        Similarity {
+            score: (self.structural_weight * structural
+                + self.segment_weight * segments
+                + self.industry_weight * industry)
+                / total,
+            structural,
+            segments,
+            industry,
+        }
+    }
+}
+
+/// A candidate's three similarities and their combination.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Similarity {
+    score: f64,
+    structural: f64,
+    segments: f64,
+    industry: f64,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Substitute {
-    pub actor: Id,
+    /// The actor, or the cluster when the target is a cluster.
+    pub id: Id,
     pub name: String,
     pub score: f64,
     pub structural: f64,
@@ -97,15 +132,63 @@ fn ties<'a>(network: &'a Network, filter: &'a GraphFilter, ix: Ix) -> impl Itera
         if !filter.keeps_link(key.kind, data) || filter.actor(network, other).is_none() {
             return None;
         }
-        let role = match (key.kind, outgoing) {
-            (LinkKind::Supply, true) => Role::Customer,
-            (LinkKind::Supply, false) => Role::Supplier,
-            (LinkKind::Investment | LinkKind::Ownership, true) => Role::Investee,
-            (LinkKind::Investment | LinkKind::Ownership, false) => Role::Investor,
-            _ => Role::Partner,
-        };
-        Some((role, other, data.weight))
+        Some((role_of_other(key.kind, outgoing), other, data.weight))
     })
+}
+
+/// The role the other end of a link plays for this end; `outgoing` when this
+/// end is the link's source.
+fn role_of_other(kind: LinkKind, outgoing: bool) -> Role {
+    match (kind, outgoing) {
+        (LinkKind::Supply, true) => Role::Customer,
+        (LinkKind::Supply, false) => Role::Supplier,
+        (LinkKind::Investment | LinkKind::Ownership, true) => Role::Investee,
+        (LinkKind::Investment | LinkKind::Ownership, false) => Role::Investor,
+        _ => Role::Partner,
+    }
+}
+
+/// Per role: (squared norm, distinct neighbours) of one profile, or (dot
+/// product, shared neighbours) of two.
+type ByRole = [(f64, usize); 5];
+
+/// The role-balanced cosine (see the module docs): each role's cosine
+/// weighted by the distinct neighbours it has in the two profiles together.
+fn role_balanced(dots: &ByRole, mine: &ByRole, theirs: &ByRole) -> f64 {
+    let (mut weighted, mut entries) = (0.0, 0usize);
+    for role in 0..5 {
+        let (dot, shared) = dots[role];
+        let count = mine[role].1 + theirs[role].1 - shared;
+        let norms = (mine[role].0 * theirs[role].0).sqrt();
+        let cosine = if norms == 0.0 { 0.0 } else { (dot / norms).min(1.0) };
+        weighted += cosine * count as f64;
+        entries += count;
+    }
+    if entries == 0 {
+        0.0
+    } else {
+        weighted / entries as f64
+    }
+}
+
+fn norms_of<K>(profile: &HashMap<(Role, K), f64>) -> ByRole {
+    let mut norms = [(0.0, 0usize); 5];
+    for ((role, _), w) in profile {
+        norms[*role as usize].0 += w * w;
+        norms[*role as usize].1 += 1;
+    }
+    norms
+}
+
+/// The shared (role, neighbour) entries of two profiles, strongest (largest
+/// product of weights) first.
+fn shared_entries(mine: &HashMap<(Role, Ix), f64>, theirs: &HashMap<(Role, Ix), f64>) -> Vec<(Role, Ix)> {
+    let mut shared: Vec<((Role, Ix), f64)> = mine
+        .iter()
+        .filter_map(|(k, w)| theirs.get(k).map(|v| (*k, w * v)))
+        .collect();
+    shared.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    shared.into_iter().map(|(k, _)| k).collect()
 }
 
 /// The typed neighbour profile of an actor, as (role, neighbour) → weight.
@@ -118,7 +201,7 @@ fn profile(network: &Network, filter: &GraphFilter, ix: Ix) -> HashMap<(Role, Ix
 }
 
 /// Per role, an actor's squared norm and number of distinct neighbours.
-fn role_norms(network: &Network, filter: &GraphFilter, ix: Ix) -> [(f64, usize); 5] {
+fn role_norms(network: &Network, filter: &GraphFilter, ix: Ix) -> ByRole {
     let mut entries: Vec<(Role, Ix, f64)> = ties(network, filter, ix).collect();
     entries.sort_unstable_by_key(|(role, other, _)| (*role, *other));
     let mut norms = [(0.0, 0usize); 5];
@@ -178,11 +261,7 @@ pub fn substitutes(network: &Network, filter: &GraphFilter, target: Ix, config: 
         return Vec::new();
     };
     let mine = profile(network, filter, target);
-    let mut my_norms = [(0.0, 0usize); 5];
-    for ((role, _), w) in &mine {
-        my_norms[*role as usize].0 += w * w;
-        my_norms[*role as usize].1 += 1;
-    }
+    let my_norms = norms_of(&mine);
     // (candidate, role) -> (dot product, shared neighbours).
     let mut dots: HashMap<(Ix, Role), (f64, usize)> = HashMap::new();
     for (&(role, neighbor), &w) in &mine {
@@ -200,13 +279,11 @@ pub fn substitutes(network: &Network, filter: &GraphFilter, target: Ix, config: 
             last = Some((candidate, role));
         }
     }
-    let mut by_candidate: HashMap<Ix, [(f64, usize); 5]> = HashMap::new();
+    let mut by_candidate: HashMap<Ix, ByRole> = HashMap::new();
     for ((candidate, role), (dot, shared)) in dots {
         by_candidate.entry(candidate).or_insert([(0.0, 0); 5])[role as usize] = (dot, shared);
     }
-    let total = config.structural_weight + config.segment_weight + config.industry_weight;
-    let total = if total > 0.0 { total } else { 1.0 };
-    let mut scored: Vec<(f64, f64, f64, f64, Ix)> = by_candidate
+    let mut scored: Vec<(Similarity, Ix)> = by_candidate
         .into_iter()
         .filter_map(|(candidate, dot_by_role)| {
             let other = network.actor(candidate)?;
@@ -214,67 +291,159 @@ pub fn substitutes(network: &Network, filter: &GraphFilter, target: Ix, config: 
                 return None;
             }
             let theirs = role_norms(network, filter, candidate);
-            // Role-balanced cosine: each role's cosine weighted by the distinct
-            // neighbours it has in the two profiles together.
-            let (mut weighted, mut entries) = (0.0, 0usize);
-            for role in 0..5 {
-                let (dot, shared) = dot_by_role[role];
-                let count = my_norms[role].1 + theirs[role].1 - shared;
-                let norms = (my_norms[role].0 * theirs[role].0).sqrt();
-                let cosine = if norms == 0.0 { 0.0 } else { (dot / norms).min(1.0) };
-                weighted += cosine * count as f64;
-                entries += count;
-            }
-            let structural = if entries == 0 { 0.0 } else { weighted / entries as f64 };
-            let segments = segment_similarity(actor, other);
-            let industry = industry_similarity(actor, other);
-            let score = (config.structural_weight * structural
-                + config.segment_weight * segments
-                + config.industry_weight * industry)
-                / total;
-            (score >= config.min_similarity).then_some((score, structural, segments, industry, candidate))
+            let structural = role_balanced(&dot_by_role, &my_norms, &theirs);
+            let similarity = config.combine(
+                structural,
+                segment_similarity(actor, other),
+                industry_similarity(actor, other),
+            );
+            (similarity.score >= config.min_similarity).then_some((similarity, candidate))
         })
         .collect();
     scored.sort_by(|a, b| {
-        b.0.total_cmp(&a.0).then_with(|| {
+        b.0.score.total_cmp(&a.0.score).then_with(|| {
             network
-                .actor(a.4)
+                .actor(a.1)
                 .map(|x| &x.id)
-                .cmp(&network.actor(b.4).map(|x| &x.id))
+                .cmp(&network.actor(b.1).map(|x| &x.id))
         })
     });
     scored.truncate(config.top_k);
     scored
         .into_iter()
-        .filter_map(|(score, structural, segments, industry, candidate)| {
+        .filter_map(|(similarity, candidate)| {
             let other = network.actor(candidate)?;
             // The evidence, for the rows kept: the shared neighbours, strongest first.
-            let theirs = profile(network, filter, candidate);
-            let mut shared: Vec<((Role, Ix), f64)> = mine
+            let shared = shared_entries(&mine, &profile(network, filter, candidate));
+            let shared_segments = actor.segments.iter().filter(|s| other.segments.contains(*s));
+            Some(substitute(
+                network,
+                (&other.id, &other.name),
+                similarity,
+                &shared,
+                config.shared_limit,
+                shared_segments,
+            ))
+        })
+        .collect()
+}
+
+/// A result row: the substitute, its scores and the evidence.
+fn substitute(
+    network: &Network,
+    (id, name): (&Id, &String),
+    similarity: Similarity,
+    shared: &[(Role, Ix)],
+    shared_limit: usize,
+    shared_segments: impl Iterator<Item = Segment>,
+) -> Substitute {
+    Substitute {
+        id: id.clone(),
+        name: name.clone(),
+        score: similarity.score,
+        structural: similarity.structural,
+        segments: similarity.segments,
+        industry: similarity.industry,
+        shared_neighbor_count: shared.len(),
+        shared_neighbors: shared
+            .iter()
+            .take(shared_limit)
+            .filter_map(|(role, ix)| network.actor(*ix).map(|a| (*role, a.id.clone())))
+            .collect(),
+        shared_segments: shared_segments.map(|s| s.as_str()).collect(),
+    }
+}
+
+/// Every cluster's neighbour profile: (role, actor outside it) → summed
+/// link weight.
+fn cluster_profiles(network: &Network, filter: &GraphFilter) -> HashMap<Id, HashMap<(Role, Ix), f64>> {
+    let mut out: HashMap<Id, HashMap<(Role, Ix), f64>> = HashMap::new();
+    for (key, data) in network.links.iter() {
+        if !filter.keeps_link(key.kind, data) {
+            continue;
+        }
+        let (Some(source), Some(target)) = (filter.actor(network, key.source), filter.actor(network, key.target))
+        else {
+            continue;
+        };
+        for (this, other, other_ix, outgoing) in
+            [(source, target, key.target, true), (target, source, key.source, false)]
+        {
+            for cluster in this.cluster_ids.iter().filter(|c| !other.cluster_ids.contains(c)) {
+                *out.entry(cluster.clone())
+                    .or_default()
+                    .entry((role_of_other(key.kind, outgoing), other_ix))
+                    .or_default() += data.weight;
+            }
+        }
+    }
+    out
+}
+
+/// The clusters most able to replace cluster `target`, best first: every
+/// other cluster (those in `filter.clusters`, if any) is scored.
+pub fn cluster_substitutes(
+    network: &Network,
+    filter: &GraphFilter,
+    target: &Id,
+    config: &SubstituteConfig,
+) -> Vec<Substitute> {
+    let role_profiles = cluster_profiles(network, filter);
+    let mix = overlap::profiles(network, filter, &[]);
+    let empty = HashMap::new();
+    let mine = role_profiles.get(target).unwrap_or(&empty);
+    let my_norms = norms_of(mine);
+    let Some(my_mix) = mix.by_cluster.get(target) else {
+        return Vec::new();
+    };
+    let mut scored: Vec<(Similarity, &Id)> = mix
+        .by_cluster
+        .iter()
+        .filter(|(id, _)| *id != target && (filter.clusters.is_empty() || filter.clusters.contains(id)))
+        .map(|(id, their_mix)| {
+            let theirs = role_profiles.get(id).unwrap_or(&empty);
+            let mut dots = [(0.0, 0usize); 5];
+            let (small, large) = if mine.len() <= theirs.len() {
+                (mine, theirs)
+            } else {
+                (theirs, mine)
+            };
+            for (key, w) in small {
+                if let Some(v) = large.get(key) {
+                    dots[key.0 as usize].0 += w * v;
+                    dots[key.0 as usize].1 += 1;
+                }
+            }
+            let similarity = config.combine(
+                role_balanced(&dots, &my_norms, &norms_of(theirs)),
+                overlap::overlap(my_mix, their_mix, Dimension::Segments).cosine,
+                overlap::overlap(my_mix, their_mix, Dimension::Industries).cosine,
+            );
+            (similarity, id)
+        })
+        .filter(|row| row.0.score >= config.min_similarity)
+        .collect();
+    scored.sort_by(|a, b| b.0.score.total_cmp(&a.0.score).then_with(|| a.1.cmp(b.1)));
+    scored.truncate(config.top_k);
+    scored
+        .into_iter()
+        .map(|(similarity, id)| {
+            let shared = shared_entries(mine, role_profiles.get(id).unwrap_or(&empty));
+            let their_segments = &mix.by_cluster[id].segments;
+            let shared_segments = my_mix
+                .segments
                 .iter()
-                .filter_map(|(k, w)| theirs.get(k).map(|v| (*k, w * v)))
-                .collect();
-            shared.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            Some(Substitute {
-                actor: other.id.clone(),
-                name: other.name.clone(),
-                score,
-                structural,
-                segments,
-                industry,
-                shared_neighbor_count: shared.len(),
-                shared_neighbors: shared
-                    .iter()
-                    .take(config.shared_limit)
-                    .filter_map(|((role, ix), _)| network.actor(*ix).map(|a| (*role, a.id.clone())))
-                    .collect(),
-                shared_segments: actor
-                    .segments
-                    .iter()
-                    .filter(|s| other.segments.contains(*s))
-                    .map(|s| s.as_str())
-                    .collect(),
-            })
+                .filter(|(k, _)| their_segments.iter().any(|(j, _)| j == k))
+                .map(|(k, _)| Segment::ALL[*k as usize]);
+            let name = network.clusters.get(id).map(|c| c.name.clone()).unwrap_or_default();
+            substitute(
+                network,
+                (id, &name),
+                similarity,
+                &shared,
+                config.shared_limit,
+                shared_segments,
+            )
         })
         .collect()
 }
@@ -311,7 +480,7 @@ mod tests {
         ]));
         let s1 = network.ix_of("s1").unwrap();
         let rows = substitutes(&network, &GraphFilter::default(), s1, &SubstituteConfig::default());
-        let ids: Vec<&str> = rows.iter().map(|r| &*r.actor).collect();
+        let ids: Vec<&str> = rows.iter().map(|r| &*r.id).collect();
         assert_eq!(ids, ["s2", "s3"], "customers c1, c2 are not substitutes of a supplier");
         // s2: structural 1, segments 1, industry 1 → score 1.
         assert!((rows[0].score - 1.0).abs() < 1e-12);
@@ -319,5 +488,52 @@ mod tests {
         // s3: structural 1/(√2·1) = 0.707107 → 0.6·0.707107 + 0.25 + 0.15 = 0.824264.
         assert!((rows[1].structural - 1.0 / 2f64.sqrt()).abs() < 1e-12);
         assert!((rows[1].score - (0.6 / 2f64.sqrt() + 0.4)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_cluster_selling_the_same_things_to_the_same_customer_is_the_best_substitute() {
+        use crate::{model::Segment::*, testing::cluster};
+        // A: a1 (manufacturing, C2930) supplies x. B: b1 (manufacturing,
+        // C2930) supplies x, and b2 (design, M7410). C: c1 (design, M7410)
+        // supplies y. x and y belong to no cluster.
+        let member = |id: &str, c: &str, segment, industry: &str| {
+            Change::UpsertActor(Actor {
+                segments: [segment].into_iter().collect(),
+                industry: industry.into(),
+                ..actor(id, &[c])
+            })
+        };
+        let network = network([
+            Change::UpsertCluster(cluster("A")),
+            Change::UpsertCluster(cluster("B")),
+            Change::UpsertCluster(cluster("C")),
+            member("a1", "A", Manufacturing, "C2930"),
+            member("b1", "B", Manufacturing, "C2930"),
+            member("b2", "B", Design, "M7410"),
+            member("c1", "C", Design, "M7410"),
+            firm("x"),
+            firm("y"),
+            supply("a1", "x"),
+            supply("b1", "x"),
+            supply("c1", "y"),
+        ]);
+        let rows = cluster_substitutes(
+            &network,
+            &GraphFilter::default(),
+            &"A".into(),
+            &SubstituteConfig::default(),
+        );
+        let ids: Vec<&str> = rows.iter().map(|r| &*r.id).collect();
+        assert_eq!(ids, ["B", "C"]);
+        // B: x is a customer of both, structural 1. Segment mix (1 manufacturing)
+        // against (1 manufacturing, 1 design): cosine 1/√2; the same for the
+        // industry mix. 0.6 · 1 + 0.25/√2 + 0.15/√2 = 0.882843.
+        assert!((rows[0].structural - 1.0).abs() < 1e-12);
+        assert!((rows[0].segments - 1.0 / 2f64.sqrt()).abs() < 1e-12);
+        assert!((rows[0].score - (0.6 + 0.4 / 2f64.sqrt())).abs() < 1e-12);
+        assert_eq!(rows[0].shared_neighbors, [(Role::Customer, "x".into())]);
+        assert_eq!(rows[0].shared_segments, ["MANUFACTURING"]);
+        // C: another customer, another segment, another industry: 0.
+        assert_eq!(rows[1].score, 0.0);
     }
 }

@@ -20,17 +20,18 @@ use tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Request, Response, Status};
 
 use super::{
-    analysis_params::{self, layer_to_pb},
-    convert::wire,
+    analysis_params::{self, layer_to_pb, SubstituteTarget},
+    convert::{text_of, wire},
     pb::{self, analysis_service_server::AnalysisService},
 };
 use crate::{
     analysis::{
         crossing::crossings,
+        fusion::fusion_links,
         gaps::{substitution_gaps, GapConfig},
         overlap::for_each_pair,
         run::{run_centrality, run_communities, RunSummary},
-        substitution::substitutes,
+        substitution::{cluster_substitutes, substitutes},
         Control,
     },
     error::{Error, Result},
@@ -243,6 +244,77 @@ impl AnalysisService for AnalysisApi {
     type CrossingsStream = EventStream<pb::CrossingsEvent>;
     type SubstitutesStream = EventStream<pb::SubstitutesEvent>;
     type SubstitutionGapsStream = EventStream<pb::SubstitutionGapsEvent>;
+    type FusionLinksStream = EventStream<pb::FusionLinksEvent>;
+
+    #[tracing::instrument(skip_all)]
+    async fn fusion_links(
+        &self,
+        request: Request<pb::FusionLinksRequest>,
+    ) -> Result<Response<Self::FusionLinksStream>, Status> {
+        let deadline = deadline_of(&request);
+        let snapshot = self.store.snapshot();
+        let (filter, config) = analysis_params::fusion_job(request.into_inner(), &snapshot.network)?;
+        let progress = |p| pb::FusionLinksEvent {
+            event: Some(pb::fusion_links_event::Event::Progress(p)),
+        };
+        let stream = self.spawn(deadline, progress, move |control, sink| {
+            let started = Instant::now();
+            let fusion = fusion_links(&snapshot.network, &filter, &config, control)?;
+            let end = |e: &crate::analysis::fusion::LinkEnd| pb::FusionLinkEnd {
+                actor_id: e.actor.to_string(),
+                industry: e.industry.clone(),
+                community: e.community,
+                cluster_ids: e.clusters.iter().map(|c| c.to_string()).collect(),
+                site_id: e.site.as_ref().map(|s| s.to_string()).unwrap_or_default(),
+            };
+            let links = fusion.links.iter().enumerate().map(|(i, l)| pb::FusionLinkRow {
+                source: Some(end(&l.source)),
+                target: Some(end(&l.target)),
+                kind: wire(LinkKind::ALL, l.kind),
+                channel: wire(Channel::ALL, l.channel),
+                weight: l.weight,
+                valid_from: text_of(l.valid_from),
+                betweenness: l.betweenness,
+                new: l.new,
+                rank: i as u32 + 1,
+            });
+            sink.send_rows(links, |links| pb::FusionLinksEvent {
+                event: Some(pb::fusion_links_event::Event::Links(pb::FusionLinkRows { links })),
+            })?;
+            let pairs = fusion.pairs.iter().map(|p| pb::ClusterPairFusion {
+                cluster_a: p.a.to_string(),
+                cluster_b: p.b.to_string(),
+                ties: p.ties,
+                cross_industry_ties: p.cross_industry_ties,
+                fusion_index: p.fusion_index,
+                fusion_links: p.fusion_links,
+                new_fusion_links: p.new_fusion_links,
+                industry_pairs: p
+                    .industry_pairs
+                    .iter()
+                    .map(|(a, b, ties)| pb::IndustryPairTies {
+                        industry_a: a.clone(),
+                        industry_b: b.clone(),
+                        ties: *ties,
+                    })
+                    .collect(),
+            });
+            sink.send_rows(pairs, |pairs| pb::FusionLinksEvent {
+                event: Some(pb::fusion_links_event::Event::Pairs(pb::ClusterPairFusions { pairs })),
+            })?;
+            let run = RunSummary::counted(fusion.nodes, fusion.edges, false, started);
+            sink.send(pb::FusionLinksEvent {
+                event: Some(pb::fusion_links_event::Event::Summary(pb::FusionLinksSummary {
+                    analysis: Some(summary(snapshot.revision, Layer::Firm, &run)),
+                    communities: fusion.communities as u32,
+                    modularity: fusion.modularity,
+                    betweenness_pivots: fusion.pivots.unwrap_or(0) as u32,
+                    fusion_links: fusion.total_fusion_links as u64,
+                })),
+            })
+        })?;
+        Ok(Response::new(stream))
+    }
 
     #[tracing::instrument(skip_all)]
     async fn substitution_gaps(
@@ -271,7 +343,7 @@ impl AnalysisService for AnalysisApi {
             let started = Instant::now();
             control.progress("substitution_gaps", 0, 1);
             let gaps = substitution_gaps(&snapshot.network, &filter, &config);
-            control.check().map_err(|_| Error::Cancelled)?;
+            control.check()?;
             sink.send_rows(
                 gaps.iter().map(|g| pb::SubstitutionGapRow {
                     actor_id: g.actor.to_string(),
@@ -304,7 +376,7 @@ impl AnalysisService for AnalysisApi {
         Ok(Response::new(stream))
     }
 
-    #[tracing::instrument(skip_all, fields(actor = %request.get_ref().actor_id))]
+    #[tracing::instrument(skip_all, fields(actor = %request.get_ref().actor_id, cluster = %request.get_ref().cluster_id))]
     async fn substitutes(
         &self,
         request: Request<pb::SubstitutesRequest>,
@@ -318,13 +390,28 @@ impl AnalysisService for AnalysisApi {
         let stream = self.spawn(deadline, progress, move |control, sink| {
             let started = Instant::now();
             control.progress("substitutes", 0, 1);
-            let rows = substitutes(&snapshot.network, &filter, target, &config);
-            control.check().map_err(|_| Error::Cancelled)?;
+            let (rows, layer) = match &target {
+                SubstituteTarget::Actor(ix) => (substitutes(&snapshot.network, &filter, *ix, &config), Layer::Firm),
+                SubstituteTarget::Cluster(id) => (
+                    cluster_substitutes(&snapshot.network, &filter, id, &config),
+                    Layer::Cluster,
+                ),
+            };
+            control.check()?;
             let rows: Vec<pb::SubstituteRow> = rows
                 .into_iter()
                 .enumerate()
                 .map(|(i, r)| pb::SubstituteRow {
-                    actor_id: r.actor.to_string(),
+                    actor_id: if layer == Layer::Firm {
+                        r.id.to_string()
+                    } else {
+                        String::new()
+                    },
+                    cluster_id: if layer == Layer::Cluster {
+                        r.id.to_string()
+                    } else {
+                        String::new()
+                    },
                     name: r.name,
                     score: r.score,
                     structural: r.structural,
@@ -354,7 +441,7 @@ impl AnalysisService for AnalysisApi {
             sink.send(pb::SubstitutesEvent {
                 event: Some(pb::substitutes_event::Event::Summary(summary(
                     snapshot.revision,
-                    Layer::Firm,
+                    layer,
                     &run,
                 ))),
             })
@@ -377,7 +464,7 @@ impl AnalysisService for AnalysisApi {
             let started = Instant::now();
             control.progress("crossings", 0, 1);
             let (pairs, clusters) = crossings(&snapshot.network, &filter);
-            control.check().map_err(|_| Error::Cancelled)?;
+            control.check()?;
             let tally = |t: &crate::analysis::crossing::Tally| pb::LinkTally {
                 count: t.count,
                 weight: t.weight,
@@ -580,7 +667,7 @@ impl AnalysisService for AnalysisApi {
             let started = Instant::now();
             control.progress("aggregate", 0, 1);
             let network = inter_cluster(&snapshot.network, &filter, layer);
-            control.check().map_err(|_| Error::Cancelled)?;
+            control.check()?;
             sink.send_rows(
                 network.nodes.iter().map(|n| pb::InterClusterNode {
                     id: n.id.to_string(),

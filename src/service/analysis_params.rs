@@ -8,6 +8,7 @@ use crate::{
     analysis::{
         centrality::{BetweennessConfig, Direction, EigenvectorConfig, PageRankConfig},
         community::{LabelPropagationConfig, LouvainConfig},
+        fusion::{FusionConfig, IndustryLevel, Pivots},
         overlap::{Dimension, OverlapJob, Pairs},
         run::{CentralityJob, CommunityAlgorithm, CommunityJob, GraphSpec, Measure},
         substitution::SubstituteConfig,
@@ -274,13 +275,32 @@ pub fn overlap_job(request: pb::ClusterOverlapRequest, network: &Network) -> Res
     })
 }
 
+/// Whom a Substitutes call is about.
+pub enum SubstituteTarget {
+    Actor(u32),
+    Cluster(Id),
+}
+
 pub fn substitutes_job(
     request: &pb::SubstitutesRequest,
     network: &Network,
-) -> Result<(u32, GraphFilter, SubstituteConfig)> {
-    let target = network
-        .ix_of(&request.actor_id)
-        .ok_or_else(|| Error::not_found("actor_id", "actor", &request.actor_id))?;
+) -> Result<(SubstituteTarget, GraphFilter, SubstituteConfig)> {
+    let target = match (request.actor_id.as_str(), request.cluster_id.as_str()) {
+        ("", "") => return Err(Error::invalid("actor_id", "set actor_id or cluster_id")),
+        (_, "") => SubstituteTarget::Actor(
+            network
+                .ix_of(&request.actor_id)
+                .ok_or_else(|| Error::not_found("actor_id", "actor", &request.actor_id))?,
+        ),
+        ("", id) if network.clusters.contains_key(id) => SubstituteTarget::Cluster(id.into()),
+        ("", id) => return Err(Error::not_found("cluster_id", "cluster", id)),
+        _ => {
+            return Err(Error::invalid(
+                "cluster_id",
+                "set either actor_id or cluster_id, not both",
+            ))
+        }
+    };
     let defaults = SubstituteConfig::default();
     let top_k = match request.top_k {
         0 => defaults.top_k,
@@ -341,6 +361,71 @@ pub fn dimension_to_pb(dimension: Dimension) -> pb::OverlapDimension {
     }
 }
 
+pub fn fusion_job(request: pb::FusionLinksRequest, network: &Network) -> Result<(GraphFilter, FusionConfig)> {
+    let filter = filter(request.filter, network)?;
+    let defaults = FusionConfig::default();
+    let level = match pb::IndustryLevel::try_from(request.industry_level) {
+        Ok(pb::IndustryLevel::Unspecified) => defaults.level,
+        Ok(pb::IndustryLevel::Section) => IndustryLevel::Section,
+        Ok(pb::IndustryLevel::Division) => IndustryLevel::Division,
+        Ok(pb::IndustryLevel::Group) => IndustryLevel::Group,
+        Ok(pb::IndustryLevel::Class) => IndustryLevel::Class,
+        Err(_) => {
+            return Err(Error::invalid(
+                "industry_level",
+                format!("{} is not a known IndustryLevel value", request.industry_level),
+            ))
+        }
+    };
+    let pivots = match (request.exact_betweenness, request.betweenness_samples) {
+        (true, 0) => Pivots::Exact,
+        (true, _) => {
+            return Err(Error::invalid(
+                "betweenness_samples",
+                "leave it 0 when exact_betweenness is set",
+            ))
+        }
+        (false, 0) => Pivots::Auto,
+        (false, n) if n > 0 => Pivots::Sampled(n as usize),
+        (false, n) => return Err(Error::invalid("betweenness_samples", format!("{n} is negative"))),
+    };
+    let since = convert::date(&request.since, "since")?;
+    if request.only_new && since.is_none() {
+        return Err(Error::invalid("since", "only_new needs a since date"));
+    }
+    let top_k = match request.top_k {
+        0 => defaults.top_k,
+        k @ 1..=MAX_TOP_K => k as usize,
+        k => return Err(Error::invalid("top_k", format!("{k} is outside 0..{MAX_TOP_K}"))),
+    };
+    Ok((
+        filter,
+        FusionConfig {
+            level,
+            communities: LouvainConfig {
+                resolution: resolution(request.resolution)?,
+                seed: request.seed,
+                ..LouvainConfig::default()
+            },
+            weighted: request.weighted,
+            pivots,
+            since,
+            only_new: request.only_new,
+            top_k,
+            include_institutions: request.include_institutions,
+        },
+    ))
+}
+
+/// A modularity resolution: 0 means 1.
+fn resolution(value: f64) -> Result<f64> {
+    match value {
+        0.0 => Ok(1.0),
+        r if r.is_finite() && r > 0.0 => Ok(r),
+        r => Err(Error::invalid("resolution", format!("{r} is not a positive number"))),
+    }
+}
+
 /// The settings Louvain and Leiden share.
 fn modularity_config(request: &pb::CommunitiesRequest, resolution: f64) -> Result<LouvainConfig> {
     let defaults = LouvainConfig::default();
@@ -355,11 +440,7 @@ fn modularity_config(request: &pb::CommunitiesRequest, resolution: f64) -> Resul
 pub fn community_job(request: pb::CommunitiesRequest, network: &Network) -> Result<CommunityJob> {
     let layer = layer(request.layer, Layer::Firm)?;
     let filter = filter(request.filter.clone(), network)?;
-    let resolution = match request.resolution {
-        0.0 => 1.0,
-        r if r.is_finite() && r > 0.0 => r,
-        r => return Err(Error::invalid("resolution", format!("{r} is not a positive number"))),
-    };
+    let resolution = resolution(request.resolution)?;
     let algorithm = match pb::CommunityAlgorithm::try_from(request.algorithm) {
         Ok(pb::CommunityAlgorithm::Unspecified) => {
             return Err(Error::invalid("algorithm", "must be set to a CommunityAlgorithm value"))

@@ -41,7 +41,7 @@ pub fn link_kind(value: i32, field: &str) -> Result<LinkKind> {
     required_enum(LinkKind::ALL, value, field, "LinkKind")
 }
 
-fn date(text: &str, field: &str) -> Result<Option<Date>> {
+pub fn date(text: &str, field: &str) -> Result<Option<Date>> {
     if text.is_empty() {
         return Ok(None);
     }
@@ -55,7 +55,7 @@ fn validity(from: &str, to: &str) -> Result<Validity> {
     })
 }
 
-fn text_of(date: Option<Date>) -> String {
+pub fn text_of(date: Option<Date>) -> String {
     date.map(|d| d.to_string()).unwrap_or_default()
 }
 

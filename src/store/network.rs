@@ -595,7 +595,6 @@ mod tests {
         Change::UpsertActor(crate::testing::actor(id, clusters))
     }
 
-
     fn supply(source: &str, target: &str) -> Change {
         Change::UpsertLink(Link {
             source: source.into(),

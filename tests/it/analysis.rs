@@ -654,3 +654,235 @@ async fn the_changchun_core_firm_is_a_substitution_gap() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_two_manufacturing_clusters_are_each_others_best_cluster_substitute() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_demo(dir.path(), ServerConfig::default()).await;
+    let mut client = analysis(&server).await;
+    for (cluster, other) in [(demo::CHANGCHUN, demo::KUNSHAN), (demo::KUNSHAN, demo::CHANGCHUN)] {
+        let mut stream = client
+            .substitutes(pb::SubstitutesRequest {
+                cluster_id: cluster.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut rows = Vec::new();
+        let mut summary = None;
+        while let Some(event) = stream.message().await.unwrap() {
+            match event.event.unwrap() {
+                pb::substitutes_event::Event::Rows(batch) => rows.extend(batch.rows),
+                pb::substitutes_event::Event::Summary(s) => summary = Some(s),
+                pb::substitutes_event::Event::Progress(_) => {}
+            }
+        }
+        assert_eq!(summary.unwrap().layer, pb::Layer::Cluster as i32);
+        assert_eq!(rows.len(), 3, "every other cluster is scored");
+        let best = &rows[0];
+        assert_eq!((best.cluster_id.as_str(), best.actor_id.as_str()), (other, ""));
+        // Both make things: their segment mixes are nearly parallel.
+        assert!(best.segments > 0.9, "{best:?}");
+        assert!(best.shared_segments.contains(&(pb::Segment::Manufacturing as i32)));
+        assert!(rows.windows(2).all(|w| w[0].score >= w[1].score));
+    }
+    let bad = |actor: &str, cluster: &str| pb::SubstitutesRequest {
+        actor_id: actor.into(),
+        cluster_id: cluster.into(),
+        ..Default::default()
+    };
+    assert_status(
+        client.substitutes(bad("", "atlantis")).await,
+        Code::NotFound,
+        "cluster_id",
+    );
+    assert_status(
+        client.substitutes(bad(demo::FAW, demo::CHANGCHUN)).await,
+        Code::InvalidArgument,
+        "cluster_id",
+    );
+    assert_status(client.substitutes(bad("", "")).await, Code::InvalidArgument, "actor_id");
+    server.stop().await;
+}
+
+/// Reads a FusionLinks stream: links, pairs and summary.
+async fn fusion(
+    client: &mut Analysis,
+    request: pb::FusionLinksRequest,
+) -> (
+    Vec<pb::FusionLinkRow>,
+    Vec<pb::ClusterPairFusion>,
+    pb::FusionLinksSummary,
+) {
+    let mut stream = client.fusion_links(request).await.unwrap().into_inner();
+    let (mut links, mut pairs, mut summary) = (Vec::new(), Vec::new(), None);
+    while let Some(event) = stream.message().await.unwrap() {
+        match event.event.unwrap() {
+            pb::fusion_links_event::Event::Links(batch) => links.extend(batch.links),
+            pb::fusion_links_event::Event::Pairs(batch) => pairs.extend(batch.pairs),
+            pb::fusion_links_event::Event::Summary(s) => summary = Some(s),
+            pb::fusion_links_event::Event::Progress(_) => {}
+        }
+    }
+    (links, pairs, summary.expect("a summary closes the stream"))
+}
+
+#[tokio::test]
+async fn the_changning_sites_show_crossing_and_fusion_ties_with_the_it_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_demo(dir.path(), ServerConfig::default()).await;
+    let mut client = analysis(&server).await;
+    let both = Some(pb::NetworkFilter {
+        cluster_ids: vec![demo::CHANGNING.into(), demo::ZHANGJIANG.into()],
+        ..Default::default()
+    });
+
+    // Crossing: on the SITE layer every Changning park has firm ties to Zhangjiang's site.
+    let mut stream = client
+        .inter_cluster_network(pb::InterClusterNetworkRequest {
+            layer: pb::Layer::Site as i32,
+            filter: both.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut nodes, mut edges) = (Vec::new(), Vec::new());
+    while let Some(event) = stream.message().await.unwrap() {
+        match event.event.unwrap() {
+            pb::inter_cluster_event::Event::Nodes(batch) => nodes.extend(batch.nodes),
+            pb::inter_cluster_event::Event::Edges(batch) => edges.extend(batch.edges),
+            _ => {}
+        }
+    }
+    let it_sites: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.cluster_id == demo::ZHANGJIANG)
+        .map(|n| n.id.as_str())
+        .collect();
+    for site in demo::CHANGNING_SITES {
+        let crossing: u64 = edges
+            .iter()
+            .filter(|e| {
+                (e.source == site && it_sites.contains(&e.target.as_str()))
+                    || (e.target == site && it_sites.contains(&e.source.as_str()))
+            })
+            .map(|e| e.firm_link_count)
+            .sum();
+        assert!(crossing > 0, "{site} has no crossing ties with the IT cluster");
+    }
+
+    // Fusion: every park has a tie to an IT firm that joins two industries
+    // across communities; every Changning–Zhangjiang tie joins two industries.
+    let (links, pairs, summary) = fusion(
+        &mut client,
+        pb::FusionLinksRequest {
+            top_k: 1000,
+            ..Default::default()
+        },
+    )
+    .await;
+    for site in demo::CHANGNING_SITES {
+        let to_it = links.iter().find(|l| {
+            let (s, t) = (l.source.as_ref().unwrap(), l.target.as_ref().unwrap());
+            (s.site_id == site && t.cluster_ids.contains(&demo::ZHANGJIANG.to_string()))
+                || (t.site_id == site && s.cluster_ids.contains(&demo::ZHANGJIANG.to_string()))
+        });
+        let link = to_it.unwrap_or_else(|| panic!("{site} has no fusion link with the IT cluster"));
+        let (s, t) = (link.source.as_ref().unwrap(), link.target.as_ref().unwrap());
+        assert_ne!(s.industry, t.industry);
+        assert_ne!(s.community, t.community);
+        assert!(link.betweenness > 0.0);
+    }
+    assert!(links.windows(2).all(|w| w[0].betweenness >= w[1].betweenness));
+    assert_eq!(links[0].rank, 1);
+    let pair = pairs
+        .iter()
+        .find(|p| p.cluster_a == demo::CHANGNING && p.cluster_b == demo::ZHANGJIANG)
+        .expect("a Changning–Zhangjiang pair");
+    assert_eq!(pair.fusion_index, 1.0, "{pair:?}");
+    assert!(pair.fusion_links > 0);
+    assert!(pair
+        .industry_pairs
+        .iter()
+        .any(|p| p.industry_a == "J62" && p.industry_b == "M74"));
+    assert_eq!(summary.fusion_links as usize, links.len());
+    assert_eq!(
+        summary.betweenness_pivots, 0,
+        "the demo is small enough for exact betweenness"
+    );
+    // Changchun's ties stay within its automotive industry far more.
+    let changchun = pairs
+        .iter()
+        .find(|p| p.cluster_a == demo::CHANGCHUN && p.cluster_b == demo::CHANGCHUN)
+        .unwrap();
+    assert!(changchun.fusion_index < pair.fusion_index / 4.0, "{changchun:?}");
+
+    // New ones: the cooperation ties from 2019 on.
+    let (new, _, _) = fusion(
+        &mut client,
+        pb::FusionLinksRequest {
+            since: "2019-01-01".into(),
+            only_new: true,
+            top_k: 1000,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(!new.is_empty() && new.len() < links.len());
+    assert!(new.iter().all(|l| l.new && l.valid_from.as_str() >= "2019-01-01"));
+
+    let bad = |request: pb::FusionLinksRequest| {
+        let mut client = client.clone();
+        async move { client.fusion_links(request).await }
+    };
+    let cases = [
+        (
+            pb::FusionLinksRequest {
+                only_new: true,
+                ..Default::default()
+            },
+            "since",
+        ),
+        (
+            pb::FusionLinksRequest {
+                since: "yesterday".into(),
+                ..Default::default()
+            },
+            "since",
+        ),
+        (
+            pb::FusionLinksRequest {
+                betweenness_samples: -1,
+                ..Default::default()
+            },
+            "betweenness_samples",
+        ),
+        (
+            pb::FusionLinksRequest {
+                exact_betweenness: true,
+                betweenness_samples: 10,
+                ..Default::default()
+            },
+            "betweenness_samples",
+        ),
+        (
+            pb::FusionLinksRequest {
+                industry_level: 9,
+                ..Default::default()
+            },
+            "industry_level",
+        ),
+        (
+            pb::FusionLinksRequest {
+                resolution: -1.0,
+                ..Default::default()
+            },
+            "resolution",
+        ),
+    ];
+    for (request, field) in cases {
+        assert_status(bad(request).await, Code::InvalidArgument, field);
+    }
+    server.stop().await;
+}
