@@ -12,7 +12,11 @@
 //!     times all-pairs ClusterOverlap (all four dimensions) on a generated
 //!     network (`clusternet::synthetic`).
 //! `cargo bench --bench analysis -- substitutes CLUSTERS ACTORS LINKS`
-//!     times Substitutes for 100 random actors and the busiest one.
+//!     times Substitutes for 100 random actors and the busiest one, and for
+//!     one cluster.
+//! `cargo bench --bench analysis -- fusion CLUSTERS ACTORS LINKS`
+//!     times FusionLinks over the whole network with its defaults (Leiden,
+//!     256-pivot edge betweenness), three runs.
 
 use std::{
     io::{BufRead, BufWriter, Write},
@@ -146,7 +150,7 @@ fn synthetic_network(clusters: usize, actors: usize, links: usize) -> clusternet
 
 /// Substitutes for 100 actors drawn at random (seeded), plus the busiest one.
 fn substitutes_per_actor(clusters: usize, actors: usize, links: usize) {
-    use clusternet::analysis::substitution::{substitutes, SubstituteConfig};
+    use clusternet::analysis::substitution::{cluster_substitutes, substitutes, SubstituteConfig};
     let network = synthetic_network(clusters, actors, links);
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let mut targets: Vec<u32> = (0..100).map(|_| rng.gen_range(0..actors as u32)).collect();
@@ -171,6 +175,34 @@ fn substitutes_per_actor(clusters: usize, actors: usize, links: usize) {
         ms[ms.len() - 1],
         network.incident(busiest).count()
     );
+    let cluster = network.clusters.keys().next().unwrap().clone();
+    let started = Instant::now();
+    let rows = cluster_substitutes(&network, &Default::default(), &cluster, &SubstituteConfig::default());
+    println!(
+        "{{\"tool\": \"clusternet\", \"algorithm\": \"cluster_substitutes\", \"seconds\": {:.4}, \"rows\": {}}}",
+        started.elapsed().as_secs_f64(),
+        rows.len()
+    );
+}
+
+/// FusionLinks over the whole generated network, three runs.
+fn fusion(clusters: usize, actors: usize, links: usize) {
+    use clusternet::analysis::fusion::{fusion_links, FusionConfig};
+    let network = synthetic_network(clusters, actors, links);
+    for run in 0..3 {
+        let started = Instant::now();
+        let found = fusion_links(&network, &Default::default(), &FusionConfig::default(), &Control::none()).unwrap();
+        println!(
+            "{{\"tool\": \"clusternet\", \"algorithm\": \"fusion_links\", \"run\": {run}, \"seconds\": {:.4}, \"nodes\": {}, \"edges\": {}, \"communities\": {}, \"fusion_links\": {}, \"pivots\": {:?}, \"peak_rss_mib\": {:.1}}}",
+            started.elapsed().as_secs_f64(),
+            found.nodes,
+            found.edges,
+            found.communities,
+            found.total_fusion_links,
+            found.pivots,
+            peak_rss_mib()
+        );
+    }
 }
 
 /// All-pairs ClusterOverlap on a generated network (clusters, actors, links).
@@ -208,6 +240,11 @@ fn main() {
         ),
         Some("run") => run(&args[1], &args[2]),
         Some("substitutes") => substitutes_per_actor(
+            args[1].parse().unwrap(),
+            args[2].parse().unwrap(),
+            args[3].parse().unwrap(),
+        ),
+        Some("fusion") => fusion(
             args[1].parse().unwrap(),
             args[2].parse().unwrap(),
             args[3].parse().unwrap(),
