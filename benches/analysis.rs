@@ -191,7 +191,13 @@ fn fusion(clusters: usize, actors: usize, links: usize) {
     let network = synthetic_network(clusters, actors, links);
     for run in 0..3 {
         let started = Instant::now();
-        let found = fusion_links(&network, &Default::default(), &FusionConfig::default(), &Control::none()).unwrap();
+        let found = fusion_links(
+            &network,
+            &Default::default(),
+            &FusionConfig::default(),
+            &Control::none(),
+        )
+        .unwrap();
         println!(
             "{{\"tool\": \"clusternet\", \"algorithm\": \"fusion_links\", \"run\": {run}, \"seconds\": {:.4}, \"nodes\": {}, \"edges\": {}, \"communities\": {}, \"fusion_links\": {}, \"pivots\": {:?}, \"peak_rss_mib\": {:.1}}}",
             started.elapsed().as_secs_f64(),
