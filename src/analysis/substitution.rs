@@ -536,4 +536,65 @@ mod tests {
         // C: another customer, another segment, another industry: 0.
         assert_eq!(rows[1].score, 0.0);
     }
+
+    /// The changes making a random network of 8 actors in two clusters, with
+    /// random segments, industries and links of every kind.
+    fn arbitrary_network() -> impl proptest::strategy::Strategy<Value = Vec<Change>> {
+        use crate::{model::Segment, testing::cluster};
+        use proptest::prelude::*;
+        let actors = prop::collection::vec((0usize..3, 0usize..4, any::<bool>()), 8);
+        let links = prop::collection::vec((0usize..8, 0usize..8, 0usize..LinkKind::ALL.len(), 1u8..4), 0..24);
+        (actors, links).prop_map(|(actors, links)| {
+            let industries = ["C2930", "C2910", "M7410"];
+            let mut changes = vec![Change::UpsertCluster(cluster("A")), Change::UpsertCluster(cluster("B"))];
+            for (i, (industry, segment, in_a)) in actors.into_iter().enumerate() {
+                changes.push(Change::UpsertActor(Actor {
+                    industry: industries[industry].into(),
+                    segments: [Segment::ALL[segment], Segment::ALL[segment + 1]].into_iter().collect(),
+                    ..actor(&format!("a{i}"), &[if in_a { "A" } else { "B" }])
+                }));
+            }
+            for (s, t, kind, weight) in links.into_iter().filter(|(s, t, _, _)| s != t) {
+                changes.push(Change::UpsertLink(crate::model::Link {
+                    weight: f64::from(weight),
+                    ..link(&format!("a{s}"), &format!("a{t}"), LinkKind::ALL[kind])
+                }));
+            }
+            changes
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn actor_substitution_is_symmetric_and_in_the_unit_interval(changes in arbitrary_network()) {
+            let net = network(changes);
+            let config = SubstituteConfig { top_k: 100, ..SubstituteConfig::default() };
+            let filter = GraphFilter::default();
+            for a in 0..8u32 {
+                let Some(ix) = net.ix_of(&format!("a{a}")) else { continue };
+                for row in substitutes(&net, &filter, ix, &config) {
+                    for x in [row.score, row.structural, row.segments, row.industry] {
+                        proptest::prop_assert!((0.0..=1.0 + 1e-12).contains(&x), "{row:?}");
+                    }
+                    let back = substitutes(&net, &filter, net.ix_of(&row.id).unwrap(), &config);
+                    let mirror = back.iter().find(|r| *r.id == *format!("a{a}"));
+                    proptest::prop_assert!(mirror.is_some(), "a{a} lists {} but not back", row.id);
+                    proptest::prop_assert!((mirror.unwrap().score - row.score).abs() < 1e-9);
+                }
+            }
+        }
+
+        #[test]
+        fn cluster_substitution_is_symmetric_and_in_the_unit_interval(changes in arbitrary_network()) {
+            let net = network(changes);
+            let filter = GraphFilter::default();
+            let config = SubstituteConfig::default();
+            let ab = cluster_substitutes(&net, &filter, &"A".into(), &config);
+            let ba = cluster_substitutes(&net, &filter, &"B".into(), &config);
+            proptest::prop_assert_eq!(ab.len(), 1);
+            proptest::prop_assert_eq!(ba.len(), 1);
+            proptest::prop_assert!((0.0..=1.0 + 1e-12).contains(&ab[0].score));
+            proptest::prop_assert!((ab[0].score - ba[0].score).abs() < 1e-9);
+        }
+    }
 }
