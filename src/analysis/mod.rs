@@ -8,8 +8,12 @@ pub mod crossing;
 pub mod fusion;
 pub mod gaps;
 pub mod overlap;
+pub mod places;
 pub mod run;
+pub mod stage;
+pub mod stage_config;
 pub mod substitution;
+pub mod virtual_integration;
 
 use std::{
     sync::atomic::{AtomicBool, Ordering},
