@@ -23,7 +23,7 @@ use petgraph::{csr::Csr, Directed};
 
 use crate::{
     model::{Actor, Channel, ClusterLinkKind, Date, Id, LinkKind},
-    store::{Ix, LinkData, Network},
+    store::{EdgeKey, Ix, LinkData, Network},
 };
 
 /// Which network an analysis runs on.
@@ -58,6 +58,24 @@ impl GraphFilter {
     /// Whether the filter keeps an actor: valid at `as_of`.
     pub fn keeps_actor(&self, actor: &Actor) -> bool {
         self.as_of.is_none_or(|d| actor.validity.contains(d))
+    }
+
+    /// The links the filter keeps whose two ends it keeps, with both actors.
+    pub fn links<'n>(
+        &'n self,
+        network: &'n Network,
+    ) -> impl Iterator<Item = (&'n EdgeKey, &'n LinkData, &'n Arc<Actor>, &'n Arc<Actor>)> + 'n {
+        network.links.iter().filter_map(move |(key, data)| {
+            if !self.keeps_link(key.kind, data) {
+                return None;
+            }
+            Some((
+                key,
+                data,
+                self.actor(network, key.source)?,
+                self.actor(network, key.target)?,
+            ))
+        })
     }
 
     /// The actor at an index, if it exists and the filter keeps it.

@@ -328,14 +328,7 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
     // The places of each assessed cluster, as indexes into all_places.
     let place_cluster: Vec<Option<usize>> = all_places.iter().map(|p| index.get(&p.cluster).copied()).collect();
 
-    for (key, data) in network.links.iter() {
-        if !filter.keeps_link(key.kind, data) {
-            continue;
-        }
-        let (Some(source), Some(target)) = (filter.actor(network, key.source), filter.actor(network, key.target))
-        else {
-            continue;
-        };
+    for (key, data, source, target) in filter.links(network) {
         let ends = [
             (key.source, source, key.target, target),
             (key.target, target, key.source, source),

@@ -358,14 +358,7 @@ fn substitute(
 /// link weight.
 fn cluster_profiles(network: &Network, filter: &GraphFilter) -> HashMap<Id, HashMap<(Role, Ix), f64>> {
     let mut out: HashMap<Id, HashMap<(Role, Ix), f64>> = HashMap::new();
-    for (key, data) in network.links.iter() {
-        if !filter.keeps_link(key.kind, data) {
-            continue;
-        }
-        let (Some(source), Some(target)) = (filter.actor(network, key.source), filter.actor(network, key.target))
-        else {
-            continue;
-        };
+    for (key, data, source, target) in filter.links(network) {
         for (this, other, other_ix, outgoing) in
             [(source, target, key.target, true), (target, source, key.source, false)]
         {

@@ -186,13 +186,7 @@ pub fn detect(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
     for actor in network.actor_at.iter().flatten() {
         kept_actors += u64::from(filter.keeps_actor(actor));
     }
-    for (key, data) in network.links.iter() {
-        if !filter.keeps_link(key.kind, data)
-            || filter.actor(network, key.source).is_none()
-            || filter.actor(network, key.target).is_none()
-        {
-            continue;
-        }
+    for (key, data, _, _) in filter.links(network) {
         let (ps, pt) = (place_of.get(&key.source).copied(), place_of.get(&key.target).copied());
         for (mine, theirs) in [(ps, pt), (pt, ps)] {
             if let Some(p) = mine {
