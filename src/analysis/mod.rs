@@ -4,6 +4,7 @@
 
 pub mod centrality;
 pub mod community;
+pub mod core_firms;
 pub mod crossing;
 pub mod fusion;
 pub mod gaps;

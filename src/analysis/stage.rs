@@ -20,9 +20,10 @@
 //! (the stages are steps: a cluster in a later one keeps much of the earlier
 //! ones, as Changning keeps its local ties), or UNCLASSIFIED.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
 use super::{
+    core_firms::cores_of,
     places::{places, Place},
     stage_config::StageConfig,
 };
@@ -75,8 +76,8 @@ pub struct Evidence {
     pub mean_segment_value: f64,
     /// Enterprises with a foreign investor or owner.
     pub foreign_capital_enterprises: u64,
-    /// The member reaching most others by supply paths if it reaches at
-    /// least `core_firms.min_reach` of them, and the share the best reaches.
+    /// The core firm with most reach (see `core_firms`), and the best reach
+    /// of any member not supplied by a core.
     pub core_firm: Option<Id>,
     pub core_reach: f64,
     pub places: Vec<Id>,
@@ -216,50 +217,6 @@ pub fn interaction_lift(
     }
     let seen: u64 = observed.values().sum();
     (expected > 0.0).then(|| seen as f64 / expected)
-}
-
-/// The member reaching most others of `members` by directed supply paths
-/// (upstream or downstream, inside the cluster), and the share it reaches.
-pub fn supply_reach(network: &Network, filter: &GraphFilter, members: &HashSet<Ix>) -> Vec<(Ix, f64, usize, usize)> {
-    // Internal supply arcs, both ways.
-    let mut down: HashMap<Ix, Vec<Ix>> = HashMap::new();
-    let mut up: HashMap<Ix, Vec<Ix>> = HashMap::new();
-    for &ix in members {
-        for key in network.out_links(ix) {
-            if key.kind != LinkKind::Supply || !members.contains(&key.target) {
-                continue;
-            }
-            if network.links.get(&key).is_some_and(|d| filter.keeps_link(key.kind, d)) {
-                down.entry(ix).or_default().push(key.target);
-                up.entry(key.target).or_default().push(ix);
-            }
-        }
-    }
-    let walk = |from: Ix, arcs: &HashMap<Ix, Vec<Ix>>| -> HashSet<Ix> {
-        let mut seen = HashSet::from([from]);
-        let mut queue = VecDeque::from([from]);
-        while let Some(v) = queue.pop_front() {
-            for &w in arcs.get(&v).into_iter().flatten() {
-                if seen.insert(w) {
-                    queue.push_back(w);
-                }
-            }
-        }
-        seen.remove(&from);
-        seen
-    };
-    let others = members.len().saturating_sub(1).max(1) as f64;
-    let mut out: Vec<(Ix, f64, usize, usize)> = members
-        .iter()
-        .filter(|ix| down.contains_key(ix) || up.contains_key(ix))
-        .map(|&ix| {
-            let (upstream, downstream) = (walk(ix, &up), walk(ix, &down));
-            let reach = upstream.union(&downstream).count() as f64 / others;
-            (ix, reach, upstream.len(), downstream.len())
-        })
-        .collect();
-    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    out
 }
 
 /// Per-cluster tallies gathered in one pass over the links.
@@ -552,12 +509,8 @@ fn evaluate(
         .copied()
         .filter(|s| mix[*s as usize] > 0.0)
         .collect();
-    let reach = supply_reach(network, filter, &t.members);
-    let core_reach = reach.first().map_or(0.0, |r| r.1);
-    let core_firm = reach
-        .first()
-        .filter(|r| r.1 >= config.core_firms.min_reach)
-        .and_then(|r| network.actor(r.0).map(|a| a.id.clone()));
+    let (cores, core_reach) = cores_of(network, filter, &t.members, config.core_firms.min_reach);
+    let core_firm = cores.first().and_then(|r| network.actor(r.actor).map(|a| a.id.clone()));
 
     // Places: distinctness of their segment mixes and their interaction.
     let place_mixes: Vec<[f64; 8]> = cluster_places

@@ -1,0 +1,341 @@
+//! Hub and spoke (the Changchun case): a cluster's core firms and their
+//! supporting systems.
+//!
+//! Within a cluster, the supply network is its members and the SUPPLY links
+//! between them. A member's **reach** is the share of the other members that
+//! supply it, directly or through others: where supply converges. A **core
+//! firm** reaches at least `core_firms.min_reach` of the cluster (default 0.3:
+//! a third of the cluster works towards it; a carmaker's tier-1 supplier
+//! reaches a tenth) and is not itself supplied by another such firm (its
+//! dealers, downstream, see all of its supply too). Its **supporting
+//! systems** are the groups of its upstream suppliers that
+//! are connected to each other by supply without passing through a core:
+//! the weakly connected components of the upstream supply network with the
+//! cores taken out. Each lists the members that supply the core directly
+//! (tier 1).
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use super::stage_config::StageConfig;
+use crate::{
+    graph::GraphFilter,
+    model::{ActorKind, Id, LinkKind, Segment},
+    store::{Ix, Network},
+};
+
+/// The supply arcs between a set of actors, both ways.
+struct SupplyNetwork {
+    down: HashMap<Ix, Vec<Ix>>,
+    up: HashMap<Ix, Vec<Ix>>,
+}
+
+impl SupplyNetwork {
+    fn new(network: &Network, filter: &GraphFilter, members: &HashSet<Ix>) -> SupplyNetwork {
+        let mut down: HashMap<Ix, Vec<Ix>> = HashMap::new();
+        let mut up: HashMap<Ix, Vec<Ix>> = HashMap::new();
+        for &ix in members {
+            for key in network.out_links(ix) {
+                if key.kind != LinkKind::Supply || !members.contains(&key.target) {
+                    continue;
+                }
+                if network.links.get(&key).is_some_and(|d| filter.keeps_link(key.kind, d)) {
+                    down.entry(ix).or_default().push(key.target);
+                    up.entry(key.target).or_default().push(ix);
+                }
+            }
+        }
+        SupplyNetwork { down, up }
+    }
+
+    /// The actors reached from `from` along `arcs`, without `from`.
+    fn walk(from: Ix, arcs: &HashMap<Ix, Vec<Ix>>) -> HashSet<Ix> {
+        let mut seen = HashSet::from([from]);
+        let mut queue = VecDeque::from([from]);
+        while let Some(v) = queue.pop_front() {
+            for &w in arcs.get(&v).into_iter().flatten() {
+                if seen.insert(w) {
+                    queue.push_back(w);
+                }
+            }
+        }
+        seen.remove(&from);
+        seen
+    }
+
+    fn upstream(&self, ix: Ix) -> HashSet<Ix> {
+        Self::walk(ix, &self.up)
+    }
+
+    fn downstream(&self, ix: Ix) -> HashSet<Ix> {
+        Self::walk(ix, &self.down)
+    }
+}
+
+/// A member of the supply network: its reach and its upstream and
+/// downstream counts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Reach {
+    pub actor: Ix,
+    pub reach: f64,
+    pub upstream: usize,
+    pub downstream: usize,
+}
+
+/// The core firms among `members`, most reach first, and the best reach of
+/// any member not supplied by a core.
+fn find_cores(supply: &SupplyNetwork, members: &HashSet<Ix>, min_reach: f64) -> (Vec<Reach>, f64) {
+    let others = members.len().saturating_sub(1).max(1) as f64;
+    let mut all: Vec<(Reach, HashSet<Ix>)> = members
+        .iter()
+        .filter(|ix| supply.up.contains_key(ix))
+        .map(|&ix| {
+            let upstream = supply.upstream(ix);
+            let reach = Reach {
+                actor: ix,
+                reach: upstream.len() as f64 / others,
+                upstream: upstream.len(),
+                downstream: supply.downstream(ix).len(),
+            };
+            (reach, upstream)
+        })
+        .collect();
+    all.sort_by(|a, b| b.0.reach.total_cmp(&a.0.reach).then(a.0.actor.cmp(&b.0.actor)));
+    let candidates: HashSet<Ix> = all
+        .iter()
+        .filter(|(r, _)| r.reach >= min_reach)
+        .map(|(r, _)| r.actor)
+        .collect();
+    let supplied_by_candidate = |upstream: &HashSet<Ix>| upstream.iter().any(|u| candidates.contains(u));
+    let cores: Vec<Reach> = all
+        .iter()
+        .filter(|(r, upstream)| candidates.contains(&r.actor) && !supplied_by_candidate(upstream))
+        .map(|(r, _)| *r)
+        .collect();
+    let best = all
+        .iter()
+        .filter(|(_, upstream)| !supplied_by_candidate(upstream))
+        .map(|(r, _)| r.reach)
+        .fold(0.0, f64::max);
+    (cores, best)
+}
+
+/// The core firms of a set of members (a cluster), most reach first, and the
+/// best reach of any member not supplied by a core: AssessStage's
+/// hub-and-spoke figure.
+pub fn cores_of(network: &Network, filter: &GraphFilter, members: &HashSet<Ix>, min_reach: f64) -> (Vec<Reach>, f64) {
+    find_cores(&SupplyNetwork::new(network, filter, members), members, min_reach)
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SupportingSystem {
+    pub members: Vec<Id>,
+    /// Members supplying the core directly.
+    pub tier1: Vec<Id>,
+    /// Segments by how many members perform them, most first.
+    pub segments: Vec<(Segment, u64)>,
+    pub industries: Vec<(String, u64)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CoreFirm {
+    pub actor: Id,
+    pub name: String,
+    pub kind: ActorKind,
+    pub reach: f64,
+    pub upstream: u64,
+    pub downstream: u64,
+    /// Largest first.
+    pub systems: Vec<SupportingSystem>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CoreStructure {
+    pub members: u64,
+    /// Most reach first; empty when no member reaches `min_reach`.
+    pub cores: Vec<CoreFirm>,
+    /// The best reach of any member (the hub-and-spoke figure of AssessStage).
+    pub best_reach: f64,
+}
+
+fn counted<T: Ord + Clone>(items: impl Iterator<Item = T>) -> Vec<(T, u64)> {
+    let mut counts: BTreeMap<T, u64> = BTreeMap::new();
+    for item in items {
+        *counts.entry(item).or_default() += 1;
+    }
+    let mut out: Vec<(T, u64)> = counts.into_iter().collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out
+}
+
+/// The core firms of a cluster and their supporting systems.
+pub fn core_firms(network: &Network, filter: &GraphFilter, cluster: &Id, config: &StageConfig) -> CoreStructure {
+    let members: HashSet<Ix> = network
+        .members
+        .get(cluster)
+        .into_iter()
+        .flatten()
+        .filter_map(|id| network.ix_of(id))
+        .filter(|ix| filter.actor(network, *ix).is_some())
+        .collect();
+    let supply = SupplyNetwork::new(network, filter, &members);
+    let (cores, best_reach) = find_cores(&supply, &members, config.core_firms.min_reach);
+    let core_set: HashSet<Ix> = cores.iter().map(|r| r.actor).collect();
+    let id_of = |ix: Ix| network.actor(ix).map(|a| a.id.clone()).unwrap_or_default();
+    let cores = cores
+        .iter()
+        .map(|r| {
+            let core = r.actor;
+            let suppliers: HashSet<Ix> = supply.upstream(core).difference(&core_set).copied().collect();
+            // Components of the suppliers' supply network, cores taken out.
+            let mut system_of: HashMap<Ix, usize> = HashMap::new();
+            let mut systems: Vec<Vec<Ix>> = Vec::new();
+            let mut start: Vec<Ix> = suppliers.iter().copied().collect();
+            start.sort_unstable();
+            for s in start {
+                if system_of.contains_key(&s) {
+                    continue;
+                }
+                let n = systems.len();
+                let mut queue = VecDeque::from([s]);
+                system_of.insert(s, n);
+                let mut group = Vec::new();
+                while let Some(v) = queue.pop_front() {
+                    group.push(v);
+                    let next = supply.down.get(&v).into_iter().chain(supply.up.get(&v)).flatten();
+                    for &w in next {
+                        if suppliers.contains(&w) && !system_of.contains_key(&w) {
+                            system_of.insert(w, n);
+                            queue.push_back(w);
+                        }
+                    }
+                }
+                systems.push(group);
+            }
+            let direct: HashSet<Ix> = supply.up.get(&core).into_iter().flatten().copied().collect();
+            let mut systems: Vec<SupportingSystem> = systems
+                .into_iter()
+                .map(|group| {
+                    let actors: Vec<_> = group.iter().filter_map(|ix| network.actor(*ix)).collect();
+                    let mut members: Vec<Id> = actors.iter().map(|a| a.id.clone()).collect();
+                    members.sort();
+                    let mut tier1: Vec<Id> = group
+                        .iter()
+                        .filter(|ix| direct.contains(ix))
+                        .map(|ix| id_of(*ix))
+                        .collect();
+                    tier1.sort();
+                    SupportingSystem {
+                        members,
+                        tier1,
+                        segments: counted(actors.iter().flat_map(|a| a.segments.iter())),
+                        industries: counted(
+                            actors
+                                .iter()
+                                .filter(|a| !a.industry.is_empty())
+                                .map(|a| a.industry.clone()),
+                        ),
+                    }
+                })
+                .collect();
+            systems.sort_by(|a, b| {
+                b.members
+                    .len()
+                    .cmp(&a.members.len())
+                    .then_with(|| a.members.cmp(&b.members))
+            });
+            let actor = network.actor(core);
+            CoreFirm {
+                actor: id_of(core),
+                name: actor.map(|a| a.name.clone()).unwrap_or_default(),
+                kind: actor.map_or(ActorKind::Firm, |a| a.kind),
+                reach: r.reach,
+                upstream: r.upstream as u64,
+                downstream: r.downstream as u64,
+                systems,
+            }
+        })
+        .collect();
+    CoreStructure {
+        members: members.len() as u64,
+        cores,
+        best_reach,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        model::Change,
+        testing::{actor, cluster, link, network},
+    };
+
+    #[test]
+    fn a_hub_with_two_supplier_groups_by_hand() {
+        // In cluster K: s1 → hub and s2 → hub (tier 1), t1 → s1, t2 → s2
+        // (tier 2), hub → d (a dealer). Four of the five others supply hub:
+        // reach 0.8. d is supplied by all five (1.0) but by hub too, so it is
+        // no core; s1 is supplied by t1 only (0.2). Hub's systems: {s1, t1}
+        // and {s2, t2}, each with one tier-1 member.
+        let supply = |a: &str, b: &str| Change::UpsertLink(link(a, b, LinkKind::Supply));
+        let member = |id: &str| Change::UpsertActor(actor(id, &["K"]));
+        let network = network([
+            Change::UpsertCluster(cluster("K")),
+            member("hub"),
+            member("s1"),
+            member("s2"),
+            member("t1"),
+            member("t2"),
+            member("d"),
+            supply("s1", "hub"),
+            supply("s2", "hub"),
+            supply("t1", "s1"),
+            supply("t2", "s2"),
+            supply("hub", "d"),
+        ]);
+        let structure = core_firms(&network, &GraphFilter::default(), &"K".into(), &StageConfig::default());
+        assert_eq!(structure.cores.len(), 1);
+        let hub = &structure.cores[0];
+        assert_eq!(
+            (&*hub.actor, hub.reach, hub.upstream, hub.downstream),
+            ("hub", 0.8, 4, 1)
+        );
+        let systems: Vec<(Vec<&str>, Vec<&str>)> = hub
+            .systems
+            .iter()
+            .map(|s| {
+                (
+                    s.members.iter().map(|m| &**m).collect(),
+                    s.tier1.iter().map(|m| &**m).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            systems,
+            [(vec!["s1", "t1"], vec!["s1"]), (vec!["s2", "t2"], vec!["s2"])]
+        );
+    }
+
+    #[test]
+    fn faw_is_the_core_of_changchun_with_seven_supporting_systems() {
+        let network = network(crate::demo::demo_changes());
+        let structure = core_firms(
+            &network,
+            &GraphFilter::default(),
+            &crate::demo::CHANGCHUN.into(),
+            &StageConfig::default(),
+        );
+        assert_eq!(
+            structure.cores.len(),
+            1,
+            "{:?}",
+            structure.cores.iter().map(|c| (&c.actor, c.reach)).collect::<Vec<_>>()
+        );
+        let faw = &structure.cores[0];
+        assert_eq!(&*faw.actor, crate::demo::FAW);
+        assert_eq!(faw.systems.len(), crate::demo::SUPPORTING_SYSTEMS.len());
+        for system in &faw.systems {
+            assert_eq!(system.tier1.len(), 2, "{system:?}");
+        }
+    }
+}
