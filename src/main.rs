@@ -4,6 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::In
 
 use clap::{Args, Parser, Subcommand};
 use clusternet::{
+    analysis::stage_config::StageConfig,
     demo, import,
     service::{
         import_client::{upload, UploadError},
@@ -36,6 +37,9 @@ enum Command {
         /// and cluster_links.csv into.
         dir: PathBuf,
     },
+    /// Prints the default stage-analysis settings as TOML, a starting point
+    /// for `serve --config`.
+    Config,
 }
 
 #[derive(Args)]
@@ -58,6 +62,10 @@ struct ServeArgs {
     /// Heavy analyses run at once; more get RESOURCE_EXHAUSTED.
     #[arg(long, env = "CLUSTERNET_MAX_ANALYSES", default_value_t = 2)]
     max_analyses: usize,
+    /// TOML file of stage-analysis settings (weights, thresholds, smile
+    /// curve); missing values keep their defaults (`clusternet config`).
+    #[arg(long, env = "CLUSTERNET_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -100,11 +108,24 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Import(args) => run_import(args).await,
         Command::DemoCsv { dir } => import::write_dir(&dir, &demo::demo_changes())
             .map_err(|e| format!("error: cannot write {}: {e}", dir.display())),
+        Command::Config => {
+            print!("{}", StageConfig::default().to_toml());
+            Ok(())
+        }
     }
 }
 
 async fn run_server(args: ServeArgs) -> Result<(), String> {
     let started = Instant::now();
+    let stage = match &args.config {
+        None => StageConfig::default(),
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("error: cannot read {}: {e}", path.display()))?;
+            StageConfig::from_toml(&text)
+                .map_err(|bad| format!("error: {}: {}: {}", path.display(), bad.name, bad.message))?
+        }
+    };
     let sled = SledConfig {
         cache_capacity: args.cache_mb << 20,
     };
@@ -142,6 +163,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
     tracing::info!(%address, "clusternet listening");
     let server_config = ServerConfig {
         max_analyses: args.max_analyses,
+        stage,
         ..ServerConfig::default()
     };
     serve(store.clone(), server_config, listener, shutdown_signal())

@@ -131,6 +131,40 @@ pub struct Assessment {
     pub evidence: Evidence,
 }
 
+impl Assessment {
+    /// The verdict in a sentence, naming the figures behind it.
+    pub fn explanation(&self) -> String {
+        let describe = |s: &StageScore| format!("{} {:.2} (threshold {:.2})", s.stage.as_str(), s.score, s.threshold);
+        match self.scores.iter().find(|s| s.stage == self.stage) {
+            Some(chosen) => {
+                let mut factors: Vec<&Factor> = chosen.factors.iter().filter(|f| f.weight > 0.0).collect();
+                factors.sort_by(|a, b| (b.value * b.weight).total_cmp(&(a.value * a.weight)));
+                let strongest: Vec<String> = factors
+                    .iter()
+                    .take(3)
+                    .map(|f| format!("{} {:.2}", f.name, f.value))
+                    .collect();
+                format!(
+                    "{}: the most advanced stage whose score reaches its threshold; strongest factors: {}",
+                    describe(chosen),
+                    strongest.join(", ")
+                )
+            }
+            None => {
+                let parts: Vec<String> = self
+                    .scores
+                    .iter()
+                    .map(|s| match &s.unmet {
+                        Some(why) => format!("{}, ruled out: {why}", describe(s)),
+                        None => describe(s),
+                    })
+                    .collect();
+                format!("UNCLASSIFIED: no stage qualifies: {}", parts.join("; "))
+            }
+        }
+    }
+}
+
 fn share(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         0.0

@@ -20,23 +20,27 @@ use tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Request, Response, Status};
 
 use super::{
-    analysis_params::{self, layer_to_pb, SubstituteTarget},
+    analysis_params::{self, layer_to_pb, stage_to_pb, SubstituteTarget},
     convert::{text_of, wire},
     pb::{self, analysis_service_server::AnalysisService},
 };
 use crate::{
     analysis::{
+        core_firms::core_firms,
         crossing::crossings,
         fusion::fusion_links,
         gaps::{substitution_gaps, GapConfig},
         overlap::for_each_pair,
         run::{run_centrality, run_communities, RunSummary},
+        stage::{assess, Assessment},
+        stage_config::StageConfig,
         substitution::{cluster_substitutes, substitutes},
+        virtual_integration::{detect, Pattern},
         Control,
     },
     error::{Error, Result},
     graph::{inter_cluster, Layer},
-    model::{Channel, ClusterLinkKind, LinkKind},
+    model::{ActorKind, Channel, ClusterLinkKind, LinkKind, Segment},
     store::Store,
 };
 
@@ -51,16 +55,19 @@ pub struct AnalysisApi {
     store: Arc<Store>,
     slots: Arc<Semaphore>,
     max_running: usize,
+    /// Weights, thresholds and smile curve of the stage analyses.
+    stage_config: Arc<StageConfig>,
 }
 
 impl AnalysisApi {
     /// `max_running`: heavy analyses allowed at once; more get RESOURCE_EXHAUSTED.
-    pub fn new(store: Arc<Store>, max_running: usize) -> Self {
+    pub fn new(store: Arc<Store>, max_running: usize, stage_config: StageConfig) -> Self {
         let max_running = max_running.max(1);
         AnalysisApi {
             store,
             slots: Arc::new(Semaphore::new(max_running)),
             max_running,
+            stage_config: Arc::new(stage_config),
         }
     }
 
@@ -222,6 +229,129 @@ fn deadline_of<T>(request: &Request<T>) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
 
+fn segments_to_pb(segments: &[Segment]) -> Vec<i32> {
+    segments.iter().map(|s| wire(Segment::ALL, *s)).collect()
+}
+
+fn assessment_to_pb(a: &Assessment) -> pb::StageAssessment {
+    let e = &a.evidence;
+    pb::StageAssessment {
+        cluster_id: a.cluster.to_string(),
+        name: a.name.clone(),
+        stage: stage_to_pb(a.stage) as i32,
+        scores: a
+            .scores
+            .iter()
+            .map(|s| pb::StageScore {
+                stage: stage_to_pb(s.stage) as i32,
+                score: s.score,
+                threshold: s.threshold,
+                passed: s.passed(),
+                factors: s
+                    .factors
+                    .iter()
+                    .map(|f| pb::StageFactor {
+                        name: f.name.to_string(),
+                        value: f.value,
+                        weight: f.weight,
+                    })
+                    .collect(),
+                unmet: s.unmet.clone().unwrap_or_default(),
+            })
+            .collect(),
+        evidence: Some(pb::StageEvidence {
+            members: e.members,
+            enterprises: e.enterprises,
+            home_country: e.home_country.clone(),
+            ties: e.ties,
+            internal_ties: e.internal_ties,
+            domestic_external_ties: e.domestic_external_ties,
+            foreign_ties: e.foreign_ties,
+            virtual_ties: e.virtual_ties,
+            segments_covered: segments_to_pb(&e.segments_covered),
+            segments_per_enterprise: e.segments_per_enterprise,
+            mean_segment_value: e.mean_segment_value,
+            foreign_capital_enterprises: e.foreign_capital_enterprises,
+            core_firm: e.core_firm.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+            core_reach: e.core_reach,
+            places: e.places.iter().map(|p| p.to_string()).collect(),
+            cross_place_ties: e.cross_place_ties,
+            interaction_lift: e.interaction_lift,
+            place_distinctness: e.place_distinctness,
+            platforms: e.platforms.iter().map(|p| p.to_string()).collect(),
+            corridors: e.corridors,
+            overlap: e.overlap.0,
+            overlap_with: e.overlap.1.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+            substitution: e.substitution.0,
+            substitution_with: e.substitution.1.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+            cross_investment_index: e.cross_investment_index,
+            fusion_index: e.fusion_index,
+        }),
+        explanation: a.explanation(),
+    }
+}
+
+fn pattern_to_pb(p: &Pattern) -> pb::VirtualIntegrationPattern {
+    let links = |links: &[(crate::model::Id, crate::model::Id)]| {
+        links
+            .iter()
+            .map(|(s, t)| pb::PlaceLink {
+                source: s.to_string(),
+                target: t.to_string(),
+            })
+            .collect()
+    };
+    pb::VirtualIntegrationPattern {
+        parts: p
+            .parts
+            .iter()
+            .map(|part| pb::PatternPart {
+                place_id: part.place.to_string(),
+                cluster_id: part.cluster.to_string(),
+                site_ids: part.sites.iter().map(|s| s.to_string()).collect(),
+                members: part.members,
+                segments: part
+                    .segments
+                    .iter()
+                    .map(|(segment, share)| pb::SegmentShare {
+                        segment: wire(Segment::ALL, *segment),
+                        share: *share,
+                    })
+                    .collect(),
+                industries: part
+                    .industries
+                    .iter()
+                    .map(|(industry, share)| pb::IndustryShare {
+                        industry: industry.clone(),
+                        share: *share,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        platforms: p
+            .platforms
+            .iter()
+            .map(|(id, tied)| pb::PlatformActor {
+                actor_id: id.to_string(),
+                members_tied: *tied,
+            })
+            .collect(),
+        platform_links: links(&p.platform_links),
+        corridors: links(&p.corridors),
+        ties_between_parts: p.ties_between_parts,
+        virtual_ties_between_parts: p.virtual_ties_between_parts,
+        interaction_lift: p.interaction_lift,
+        distinctness: p.distinctness,
+        segments_covered: segments_to_pb(&p.segments_covered),
+        reaches_final_customers: p.reaches_final_customers,
+        virtual_factor: p.factors[0],
+        distinctness_factor: p.factors[1],
+        interaction_factor: p.factors[2],
+        coverage_factor: p.factors[3],
+        confidence: p.confidence,
+    }
+}
+
 fn summary(revision: u64, layer: Layer, run: &RunSummary) -> pb::AnalysisSummary {
     pb::AnalysisSummary {
         revision,
@@ -245,6 +375,165 @@ impl AnalysisService for AnalysisApi {
     type SubstitutesStream = EventStream<pb::SubstitutesEvent>;
     type SubstitutionGapsStream = EventStream<pb::SubstitutionGapsEvent>;
     type FusionLinksStream = EventStream<pb::FusionLinksEvent>;
+    type AssessStageStream = EventStream<pb::AssessStageEvent>;
+    type DetectVirtualIntegrationStream = EventStream<pb::DetectVirtualIntegrationEvent>;
+    type CoreFirmsStream = EventStream<pb::CoreFirmsEvent>;
+
+    #[tracing::instrument(skip_all)]
+    async fn assess_stage(
+        &self,
+        request: Request<pb::AssessStageRequest>,
+    ) -> Result<Response<Self::AssessStageStream>, Status> {
+        let deadline = deadline_of(&request);
+        let request = request.into_inner();
+        let snapshot = self.store.snapshot();
+        let filter = analysis_params::filter(request.filter, &snapshot.network)?;
+        let config = analysis_params::stage_config(&self.stage_config, &request.overrides)?;
+        let progress = |p| pb::AssessStageEvent {
+            event: Some(pb::assess_stage_event::Event::Progress(p)),
+        };
+        let stream = self.spawn(deadline, progress, move |control, sink| {
+            let started = Instant::now();
+            control.progress("assess_stage", 0, 1);
+            let assessments = assess(&snapshot.network, &filter, &config);
+            control.check()?;
+            let count = assessments.len();
+            sink.send_rows(assessments.iter().map(assessment_to_pb), |clusters| {
+                pb::AssessStageEvent {
+                    event: Some(pb::assess_stage_event::Event::Assessments(pb::StageAssessments {
+                        clusters,
+                    })),
+                }
+            })?;
+            let run = RunSummary::counted(count, 0, false, started);
+            sink.send(pb::AssessStageEvent {
+                event: Some(pb::assess_stage_event::Event::Summary(summary(
+                    snapshot.revision,
+                    Layer::Cluster,
+                    &run,
+                ))),
+            })
+        })?;
+        Ok(Response::new(stream))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn detect_virtual_integration(
+        &self,
+        request: Request<pb::DetectVirtualIntegrationRequest>,
+    ) -> Result<Response<Self::DetectVirtualIntegrationStream>, Status> {
+        let deadline = deadline_of(&request);
+        let request = request.into_inner();
+        let snapshot = self.store.snapshot();
+        let filter = analysis_params::filter(request.filter, &snapshot.network)?;
+        let config = analysis_params::stage_config(&self.stage_config, &request.overrides)?;
+        let progress = |p| pb::DetectVirtualIntegrationEvent {
+            event: Some(pb::detect_virtual_integration_event::Event::Progress(p)),
+        };
+        let stream = self.spawn(deadline, progress, move |control, sink| {
+            let started = Instant::now();
+            control.progress("detect_virtual_integration", 0, 1);
+            let patterns = detect(&snapshot.network, &filter, &config);
+            control.check()?;
+            let count = patterns.len();
+            sink.send_rows(patterns.iter().map(pattern_to_pb), |patterns| {
+                pb::DetectVirtualIntegrationEvent {
+                    event: Some(pb::detect_virtual_integration_event::Event::Patterns(
+                        pb::VirtualIntegrationPatterns { patterns },
+                    )),
+                }
+            })?;
+            let run = RunSummary::counted(count, 0, false, started);
+            sink.send(pb::DetectVirtualIntegrationEvent {
+                event: Some(pb::detect_virtual_integration_event::Event::Summary(summary(
+                    snapshot.revision,
+                    Layer::Site,
+                    &run,
+                ))),
+            })
+        })?;
+        Ok(Response::new(stream))
+    }
+
+    #[tracing::instrument(skip_all, fields(cluster = %request.get_ref().cluster_id))]
+    async fn core_firms(
+        &self,
+        request: Request<pb::CoreFirmsRequest>,
+    ) -> Result<Response<Self::CoreFirmsStream>, Status> {
+        let deadline = deadline_of(&request);
+        let request = request.into_inner();
+        let snapshot = self.store.snapshot();
+        let cluster = match request.cluster_id.as_str() {
+            "" => return Err(Error::invalid("cluster_id", "must name a cluster").into()),
+            id if !snapshot.network.clusters.contains_key(id) => {
+                return Err(Error::not_found("cluster_id", "cluster", id).into())
+            }
+            id => crate::model::Id::from(id),
+        };
+        let filter = analysis_params::filter(request.filter, &snapshot.network)?;
+        let config = analysis_params::stage_config(&self.stage_config, &request.overrides)?;
+        let progress = |p| pb::CoreFirmsEvent {
+            event: Some(pb::core_firms_event::Event::Progress(p)),
+        };
+        let stream = self.spawn(deadline, progress, move |control, sink| {
+            let started = Instant::now();
+            control.progress("core_firms", 0, 1);
+            let structure = core_firms(&snapshot.network, &filter, &cluster, &config);
+            control.check()?;
+            let cores = structure
+                .cores
+                .iter()
+                .map(|c| pb::CoreFirm {
+                    actor_id: c.actor.to_string(),
+                    name: c.name.clone(),
+                    kind: wire(ActorKind::ALL, c.kind),
+                    reach: c.reach,
+                    upstream: c.upstream,
+                    downstream: c.downstream,
+                    systems: c
+                        .systems
+                        .iter()
+                        .map(|s| pb::SupportingSystem {
+                            member_ids: s.members.iter().map(|m| m.to_string()).collect(),
+                            tier1_ids: s.tier1.iter().map(|m| m.to_string()).collect(),
+                            segments: s
+                                .segments
+                                .iter()
+                                .map(|(segment, members)| pb::SegmentCount {
+                                    segment: wire(Segment::ALL, *segment),
+                                    members: *members,
+                                })
+                                .collect(),
+                            industries: s
+                                .industries
+                                .iter()
+                                .map(|(industry, members)| pb::IndustryCount {
+                                    industry: industry.clone(),
+                                    members: *members,
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                })
+                .collect();
+            sink.send(pb::CoreFirmsEvent {
+                event: Some(pb::core_firms_event::Event::Cores(pb::CoreFirmList {
+                    members: structure.members,
+                    cores,
+                    best_reach: structure.best_reach,
+                })),
+            })?;
+            let run = RunSummary::counted(structure.members as usize, 0, true, started);
+            sink.send(pb::CoreFirmsEvent {
+                event: Some(pb::core_firms_event::Event::Summary(summary(
+                    snapshot.revision,
+                    Layer::Firm,
+                    &run,
+                ))),
+            })
+        })?;
+        Ok(Response::new(stream))
+    }
 
     #[tracing::instrument(skip_all)]
     async fn fusion_links(

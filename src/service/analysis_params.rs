@@ -1,7 +1,7 @@
 //! Analysis requests to jobs: defaults filled in, every parameter checked,
 //! errors naming the field.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{convert, pb};
 use crate::{
@@ -11,6 +11,8 @@ use crate::{
         fusion::{FusionConfig, IndustryLevel, Pivots},
         overlap::{Dimension, OverlapJob, Pairs},
         run::{CentralityJob, CommunityAlgorithm, CommunityJob, GraphSpec, Measure},
+        stage::Stage,
+        stage_config::StageConfig,
         substitution::SubstituteConfig,
     },
     error::{Error, Result},
@@ -415,6 +417,22 @@ pub fn fusion_job(request: pb::FusionLinksRequest, network: &Network) -> Result<
             include_institutions: request.include_institutions,
         },
     ))
+}
+
+/// The server's stage settings with a request's overrides applied.
+pub fn stage_config(base: &StageConfig, overrides: &HashMap<String, f64>) -> Result<StageConfig> {
+    let overrides: BTreeMap<String, f64> = overrides.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    base.with_overrides(&overrides)
+        .map_err(|bad| Error::invalid(format!("overrides[{}]", bad.name), bad.message))
+}
+
+pub fn stage_to_pb(stage: Stage) -> pb::Stage {
+    match stage {
+        Stage::Unclassified => pb::Stage::Unclassified,
+        Stage::RegionalIntegration => pb::Stage::RegionalIntegration,
+        Stage::GlobalValueChain => pb::Stage::GlobalValueChain,
+        Stage::VirtualIntegration => pb::Stage::VirtualIntegration,
+    }
 }
 
 /// A modularity resolution: 0 means 1.

@@ -11,7 +11,7 @@ use super::{
     pb::{self, analysis_service_server::AnalysisServiceServer, network_service_server::NetworkServiceServer},
     AnalysisApi, NetworkApi,
 };
-use crate::store::Store;
+use crate::{analysis::stage_config::StageConfig, store::Store};
 
 /// Settings of the gRPC layer.
 #[derive(Clone, Debug)]
@@ -21,6 +21,8 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// Heavy analyses run at once; more get RESOURCE_EXHAUSTED.
     pub max_analyses: usize,
+    /// Weights, thresholds and smile curve of the stage analyses.
+    pub stage: StageConfig,
 }
 
 impl Default for ServerConfig {
@@ -28,6 +30,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_message_bytes: 64 << 20,
             max_analyses: 2,
+            stage: StageConfig::default(),
         }
     }
 }
@@ -56,7 +59,7 @@ pub async fn serve(
         .build_v1alpha()
         .expect("the compiled descriptor sets are valid");
 
-    let analysis = AnalysisServiceServer::new(AnalysisApi::new(store.clone(), config.max_analyses))
+    let analysis = AnalysisServiceServer::new(AnalysisApi::new(store.clone(), config.max_analyses, config.stage))
         .max_encoding_message_size(config.max_message_bytes);
     let network = NetworkServiceServer::new(NetworkApi::new(store))
         .max_decoding_message_size(config.max_message_bytes)
