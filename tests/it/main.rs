@@ -6,4 +6,5 @@ mod import_cli;
 mod network;
 mod reference;
 mod server;
+mod stages;
 mod store;

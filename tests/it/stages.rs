@@ -1,0 +1,435 @@
+//! The stage analyses over a real socket: the demo's verdicts, and variants
+//! of the demo, changed through the API, whose verdicts move the way the
+//! article says they should, with the evidence saying why.
+
+use clusternet::{
+    demo,
+    service::{pb::analysis_service_client::AnalysisServiceClient, server::ServerConfig},
+};
+use tonic::{transport::Channel, Code};
+
+use crate::common::*;
+
+type Analysis = AnalysisServiceClient<Channel>;
+
+async fn assess(client: &mut Analysis, request: pb::AssessStageRequest) -> Vec<pb::StageAssessment> {
+    let mut stream = client.assess_stage(request).await.unwrap().into_inner();
+    let mut rows = Vec::new();
+    while let Some(event) = stream.message().await.unwrap() {
+        if let Some(pb::assess_stage_event::Event::Assessments(batch)) = event.event {
+            rows.extend(batch.clusters);
+        }
+    }
+    rows
+}
+
+async fn assessment(client: &mut Analysis, cluster: &str) -> pb::StageAssessment {
+    let rows = assess(
+        client,
+        pb::AssessStageRequest {
+            filter: Some(pb::NetworkFilter {
+                cluster_ids: vec![cluster.into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(rows.len(), 1);
+    rows.into_iter().next().unwrap()
+}
+
+async fn patterns(client: &mut Analysis) -> Vec<pb::VirtualIntegrationPattern> {
+    let mut stream = client
+        .detect_virtual_integration(pb::DetectVirtualIntegrationRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut rows = Vec::new();
+    while let Some(event) = stream.message().await.unwrap() {
+        if let Some(pb::detect_virtual_integration_event::Event::Patterns(batch)) = event.event {
+            rows.extend(batch.patterns);
+        }
+    }
+    rows
+}
+
+async fn core_firms(client: &mut Analysis, cluster: &str) -> pb::CoreFirmList {
+    let request = pb::CoreFirmsRequest {
+        cluster_id: cluster.into(),
+        ..Default::default()
+    };
+    let mut stream = client.core_firms(request).await.unwrap().into_inner();
+    let mut list = None;
+    while let Some(event) = stream.message().await.unwrap() {
+        if let Some(pb::core_firms_event::Event::Cores(cores)) = event.event {
+            list = Some(cores);
+        }
+    }
+    list.expect("a list of core firms")
+}
+
+fn stage(a: &pb::StageAssessment) -> pb::Stage {
+    pb::Stage::try_from(a.stage).unwrap()
+}
+
+fn score(a: &pb::StageAssessment, stage: pb::Stage) -> &pb::StageScore {
+    a.scores.iter().find(|s| s.stage == stage as i32).unwrap()
+}
+
+fn factor(score: &pb::StageScore, name: &str) -> f64 {
+    score.factors.iter().find(|f| f.name == name).unwrap().value
+}
+
+async fn start() -> (tempfile::TempDir, TestServer, Analysis) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_demo(dir.path(), ServerConfig::default()).await;
+    let client = AnalysisServiceClient::new(server.channel().await);
+    (dir, server, client)
+}
+
+#[tokio::test]
+async fn the_demo_clusters_are_in_the_articles_three_stages() {
+    let (_dir, server, mut client) = start().await;
+    let all = assess(&mut client, pb::AssessStageRequest::default()).await;
+    assert_eq!(all.len(), 4);
+    let of = |id: &str| all.iter().find(|a| a.cluster_id == id).unwrap();
+
+    let changchun = of(demo::CHANGCHUN);
+    assert_eq!(
+        stage(changchun),
+        pb::Stage::RegionalIntegration,
+        "{}",
+        changchun.explanation
+    );
+    let evidence = changchun.evidence.as_ref().unwrap();
+    assert_eq!(evidence.core_firm, demo::FAW, "hub and spoke around FAW");
+    assert!(evidence.internal_ties as f64 > 0.9 * evidence.ties as f64);
+
+    let kunshan = of(demo::KUNSHAN);
+    assert_eq!(stage(kunshan), pb::Stage::GlobalValueChain, "{}", kunshan.explanation);
+    let evidence = kunshan.evidence.as_ref().unwrap();
+    assert!(evidence.foreign_ties as f64 > 0.5 * evidence.ties as f64);
+    assert!(evidence.foreign_capital_enterprises > 0);
+
+    let changning = of(demo::CHANGNING);
+    assert_eq!(
+        stage(changning),
+        pb::Stage::VirtualIntegration,
+        "{}",
+        changning.explanation
+    );
+    let evidence = changning.evidence.as_ref().unwrap();
+    assert_eq!(evidence.places, demo::CHANGNING_SITES);
+    assert_eq!(evidence.platforms, [demo::CHANGNING_PLATFORM]);
+    assert!(evidence.interaction_lift > 2.0 && evidence.place_distinctness > 0.5);
+    assert!(changning.explanation.starts_with("VIRTUAL_INTEGRATION"));
+    // Every score is traceable: a weighted mean of its factors (regional).
+    let regional = score(changning, pb::Stage::RegionalIntegration);
+    let mean = regional.factors.iter().map(|f| f.value * f.weight).sum::<f64>()
+        / regional.factors.iter().map(|f| f.weight).sum::<f64>();
+    assert!((mean - regional.score).abs() < 1e-12);
+
+    // The Changning parks are one virtual whole, with the platform and the metro.
+    let found = patterns(&mut client).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    let pattern = &found[0];
+    let parts: Vec<&str> = pattern.parts.iter().map(|p| p.place_id.as_str()).collect();
+    assert_eq!(parts, demo::CHANGNING_SITES);
+    assert_eq!(pattern.platforms[0].actor_id, demo::CHANGNING_PLATFORM);
+    assert_eq!(pattern.platform_links.len(), 3);
+    assert_eq!(pattern.corridors.len(), 2, "Metro Line 2: east–central, central–west");
+    assert!(pattern.reaches_final_customers);
+    // Each park has its own character: design, digital media, advertising and sales.
+    let mixes: Vec<Vec<i32>> = pattern
+        .parts
+        .iter()
+        .map(|p| {
+            let mut segments: Vec<i32> = p.segments.iter().map(|s| s.segment).collect();
+            segments.sort();
+            segments
+        })
+        .collect();
+    assert!(
+        mixes[0] != mixes[1] && mixes[1] != mixes[2] && mixes[0] != mixes[2],
+        "{mixes:?}"
+    );
+    assert!(pattern.confidence >= 0.5);
+
+    // Overrides per request: a stricter virtual threshold moves Changning back a step.
+    let strict = assess(
+        &mut client,
+        pb::AssessStageRequest {
+            overrides: [("thresholds.virtual".to_string(), 0.95)].into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let changning = strict.iter().find(|a| a.cluster_id == demo::CHANGNING).unwrap();
+    assert_eq!(stage(changning), pb::Stage::RegionalIntegration);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn faw_is_the_core_firm_with_seven_supporting_systems() {
+    let (_dir, server, mut client) = start().await;
+    let list = core_firms(&mut client, demo::CHANGCHUN).await;
+    assert_eq!(list.cores.len(), 1);
+    let faw = &list.cores[0];
+    assert_eq!(faw.actor_id, demo::FAW);
+    assert_eq!(faw.systems.len(), demo::SUPPORTING_SYSTEMS.len());
+    for (system, name) in faw.systems.iter().zip(demo::SUPPORTING_SYSTEMS) {
+        assert_eq!(system.tier1_ids.len(), 2, "{name}: {system:?}");
+        let prefix = system.tier1_ids[0].split("-t1-").next().unwrap().to_string();
+        assert!(
+            system.member_ids.iter().all(|m| m.starts_with(&prefix)),
+            "one system's suppliers all belong to it"
+        );
+    }
+    // Kunshan's manufacturers supply foreign buyers, not a local core.
+    let kunshan = core_firms(&mut client, demo::KUNSHAN).await;
+    assert!(kunshan.cores.is_empty(), "{kunshan:?}");
+    assert_status(
+        client
+            .core_firms(pb::CoreFirmsRequest {
+                cluster_id: "atlantis".into(),
+                ..Default::default()
+            })
+            .await,
+        Code::NotFound,
+        "cluster_id",
+    );
+    assert_status(
+        client.core_firms(pb::CoreFirmsRequest::default()).await,
+        Code::InvalidArgument,
+        "cluster_id",
+    );
+    assert_status(
+        client
+            .assess_stage(pb::AssessStageRequest {
+                overrides: [("thresholds.teleportation".to_string(), 0.5)].into(),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "overrides[thresholds.teleportation]",
+    );
+    assert_status(
+        client
+            .detect_virtual_integration(pb::DetectVirtualIntegrationRequest {
+                overrides: [("detection.min_confidence".to_string(), 2.0)].into(),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "overrides[detection.min_confidence]",
+    );
+    server.stop().await;
+}
+
+/// Applies `changes` through ApplyChanges.
+async fn apply(server: &TestServer, changes: Vec<pb::Change>) {
+    server.client().await.apply_changes(batch(changes)).await.unwrap();
+}
+
+fn delete_link(l: &pb::Link) -> pb::Change {
+    pb::Change {
+        change: Some(pb::change::Change::DeleteLink(pb::LinkKey {
+            source: l.source.clone(),
+            target: l.target.clone(),
+            kind: l.kind,
+        })),
+    }
+}
+
+async fn members(server: &TestServer, cluster: &str) -> Vec<pb::Actor> {
+    all_actors(
+        &mut server.client().await,
+        pb::ListActorsRequest {
+            cluster_id: cluster.into(),
+            page_size: 1000,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn without_the_platform_and_its_virtual_ties_changning_is_no_longer_virtual() {
+    let (_dir, server, mut client) = start().await;
+    let ids: Vec<String> = members(&server, demo::CHANGNING)
+        .await
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    let links = all_links(&mut server.client().await, pb::ListLinksRequest::default()).await;
+    let mut changes: Vec<pb::Change> = links
+        .iter()
+        .filter(|l| {
+            l.channel == pb::Channel::Virtual as i32
+                && (ids.contains(&l.source) || ids.contains(&l.target))
+                && l.source != demo::CHANGNING_PLATFORM
+                && l.target != demo::CHANGNING_PLATFORM
+        })
+        .map(delete_link)
+        .collect();
+    changes.push(pb::Change {
+        change: Some(pb::change::Change::DeleteActor(pb::DeleteActor {
+            id: demo::CHANGNING_PLATFORM.into(),
+            cascade: true,
+        })),
+    });
+    let [east, central, west] = demo::CHANGNING_SITES;
+    for (a, b) in [(east, central), (central, west), (east, west)] {
+        changes.push(pb::Change {
+            change: Some(pb::change::Change::DeleteClusterLink(pb::ClusterLinkKey {
+                source: a.into(),
+                target: b.into(),
+                kind: pb::ClusterLinkKind::Platform as i32,
+            })),
+        });
+    }
+    apply(&server, changes).await;
+
+    let changning = assessment(&mut client, demo::CHANGNING).await;
+    assert_eq!(
+        stage(&changning),
+        pb::Stage::RegionalIntegration,
+        "{}",
+        changning.explanation
+    );
+    let evidence = changning.evidence.as_ref().unwrap();
+    assert_eq!(evidence.virtual_ties, 0);
+    assert!(evidence.platforms.is_empty());
+    let virtual_score = score(&changning, pb::Stage::VirtualIntegration);
+    assert_eq!(
+        factor(virtual_score, "virtual"),
+        0.0,
+        "the evidence names the missing virtual ties"
+    );
+    assert!(!virtual_score.passed);
+    assert!(
+        patterns(&mut client).await.is_empty(),
+        "nothing joins the parks virtually"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn with_the_three_parks_in_one_place_changning_is_a_regional_cluster() {
+    let (_dir, server, mut client) = start().await;
+    let mut network = server.client().await;
+    let mut cluster = network
+        .get_cluster(pb::GetClusterRequest {
+            id: demo::CHANGNING.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .cluster
+        .unwrap();
+    let (lat, lon) = (cluster.sites[0].lat, cluster.sites[0].lon);
+    for site in &mut cluster.sites {
+        (site.lat, site.lon) = (lat, lon);
+    }
+    apply(&server, vec![upsert_cluster(cluster)]).await;
+
+    let changning = assessment(&mut client, demo::CHANGNING).await;
+    assert_eq!(
+        stage(&changning),
+        pb::Stage::RegionalIntegration,
+        "{}",
+        changning.explanation
+    );
+    let evidence = changning.evidence.as_ref().unwrap();
+    assert_eq!(
+        evidence.places.len(),
+        1,
+        "co-located parks are one place: {:?}",
+        evidence.places
+    );
+    let virtual_score = score(&changning, pb::Stage::VirtualIntegration);
+    assert!(virtual_score.unmet.contains("one place"), "{}", virtual_score.unmet);
+    assert!(patterns(&mut client).await.is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn with_one_specialisation_for_all_three_parks_changning_is_no_virtual_whole() {
+    let (_dir, server, mut client) = start().await;
+    let every_segment = vec![
+        pb::Segment::Design as i32,
+        pb::Segment::ProductDevelopment as i32,
+        pb::Segment::Marketing as i32,
+        pb::Segment::Sales as i32,
+        pb::Segment::Consumption as i32,
+        pb::Segment::AfterSalesService as i32,
+    ];
+    let changes: Vec<pb::Change> = members(&server, demo::CHANGNING)
+        .await
+        .into_iter()
+        .filter(|a| a.kind == pb::ActorKind::Firm as i32)
+        .map(|a| {
+            upsert_actor(pb::Actor {
+                segments: every_segment.clone(),
+                ..a
+            })
+        })
+        .collect();
+    apply(&server, changes).await;
+
+    let changning = assessment(&mut client, demo::CHANGNING).await;
+    assert_ne!(
+        stage(&changning),
+        pb::Stage::VirtualIntegration,
+        "{}",
+        changning.explanation
+    );
+    let evidence = changning.evidence.as_ref().unwrap();
+    assert!(
+        evidence.place_distinctness < 0.05,
+        "the parks no longer differ: {}",
+        evidence.place_distinctness
+    );
+    assert!(patterns(&mut client).await.is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn without_its_foreign_ties_kunshan_leaves_the_global_value_chain() {
+    let (_dir, server, mut client) = start().await;
+    let ids: Vec<String> = members(&server, demo::KUNSHAN)
+        .await
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    let foreign: Vec<String> = all_actors(&mut server.client().await, pb::ListActorsRequest::default())
+        .await
+        .into_iter()
+        .filter(|a| !a.country.is_empty() && a.country != "CN")
+        .map(|a| a.id)
+        .collect();
+    let changes: Vec<pb::Change> = all_links(&mut server.client().await, pb::ListLinksRequest::default())
+        .await
+        .iter()
+        .filter(|l| {
+            (ids.contains(&l.source) && foreign.contains(&l.target))
+                || (foreign.contains(&l.source) && ids.contains(&l.target))
+        })
+        .map(delete_link)
+        .collect();
+    assert!(changes.len() > 100);
+    apply(&server, changes).await;
+
+    let kunshan = assessment(&mut client, demo::KUNSHAN).await;
+    assert_ne!(stage(&kunshan), pb::Stage::GlobalValueChain, "{}", kunshan.explanation);
+    let evidence = kunshan.evidence.as_ref().unwrap();
+    assert_eq!(evidence.foreign_ties, 0);
+    assert_eq!(evidence.foreign_capital_enterprises, 0);
+    let global = score(&kunshan, pb::Stage::GlobalValueChain);
+    assert_eq!(factor(global, "foreign_embedding"), 0.0);
+    // Assembly alone is not a complete regional chain either.
+    assert_eq!(stage(&kunshan), pb::Stage::Unclassified, "{}", kunshan.explanation);
+    assert!(kunshan.explanation.contains("ruled out"));
+    server.stop().await;
+}
