@@ -14,6 +14,10 @@
 //! `cargo bench --bench analysis -- substitutes CLUSTERS ACTORS LINKS`
 //!     times Substitutes for 100 random actors and the busiest one, and for
 //!     one cluster.
+//! `cargo bench --bench analysis -- stages CLUSTERS ACTORS LINKS`
+//!     times AssessStage for all clusters and DetectVirtualIntegration over
+//!     the whole network, three runs each, on a generated network whose
+//!     clusters have three sites and a platform actor each.
 //! `cargo bench --bench analysis -- fusion CLUSTERS ACTORS LINKS`
 //!     times FusionLinks over the whole network with its defaults (Leiden,
 //!     256-pivot edge betweenness), three runs.
@@ -133,11 +137,16 @@ fn run(algorithm: &str, path: &str) {
 }
 
 fn synthetic_network(clusters: usize, actors: usize, links: usize) -> clusternet::store::Network {
+    synthetic_with_sites(clusters, actors, links, 1)
+}
+
+fn synthetic_with_sites(clusters: usize, actors: usize, links: usize, sites: usize) -> clusternet::store::Network {
     use clusternet::synthetic::{generate, SyntheticConfig};
     let changes: Vec<_> = generate(&SyntheticConfig {
         clusters,
         actors,
         links,
+        sites_per_cluster: sites,
         ..SyntheticConfig::default()
     })
     .into_iter()
@@ -183,6 +192,33 @@ fn substitutes_per_actor(clusters: usize, actors: usize, links: usize) {
         started.elapsed().as_secs_f64(),
         rows.len()
     );
+}
+
+/// AssessStage for every cluster and DetectVirtualIntegration, three runs each.
+fn stages(clusters: usize, actors: usize, links: usize) {
+    use clusternet::analysis::{stage::assess, stage_config::StageConfig, virtual_integration::detect};
+    let network = synthetic_with_sites(clusters, actors, links, 3);
+    let config = StageConfig::default();
+    for run in 0..3 {
+        let started = Instant::now();
+        let assessments = assess(&network, &Default::default(), &config);
+        let assess_seconds = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let patterns = detect(&network, &Default::default(), &config);
+        let detect_seconds = started.elapsed().as_secs_f64();
+        let mut counts = std::collections::BTreeMap::new();
+        for a in &assessments {
+            *counts.entry(a.stage.as_str()).or_insert(0) += 1;
+        }
+        let stages: Vec<String> = counts.iter().map(|(s, n)| format!("{s}={n}")).collect();
+        let stages = stages.join(" ");
+        println!(
+            "{{\"tool\": \"clusternet\", \"algorithm\": \"stages\", \"run\": {run}, \"assess_seconds\": {assess_seconds:.4}, \"detect_seconds\": {detect_seconds:.4}, \"clusters\": {}, \"stages\": \"{stages}\", \"patterns\": {}, \"peak_rss_mib\": {:.1}}}",
+            assessments.len(),
+            patterns.len(),
+            peak_rss_mib()
+        );
+    }
 }
 
 /// FusionLinks over the whole generated network, three runs.
@@ -246,6 +282,11 @@ fn main() {
         ),
         Some("run") => run(&args[1], &args[2]),
         Some("substitutes") => substitutes_per_actor(
+            args[1].parse().unwrap(),
+            args[2].parse().unwrap(),
+            args[3].parse().unwrap(),
+        ),
+        Some("stages") => stages(
             args[1].parse().unwrap(),
             args[2].parse().unwrap(),
             args[3].parse().unwrap(),

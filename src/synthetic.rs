@@ -23,6 +23,10 @@ pub struct SyntheticConfig {
     pub links: usize,
     /// Share of links whose ends are in the same cluster.
     pub local_share: f64,
+    /// Sites (parks) per cluster, each a few km apart; members are spread
+    /// over them. With more than one, the second actor of each cluster is an
+    /// information platform (kind PLATFORM), as in a virtual cluster.
+    pub sites_per_cluster: usize,
     pub seed: u64,
 }
 
@@ -33,6 +37,7 @@ impl Default for SyntheticConfig {
             actors: 100_000,
             links: 1_000_000,
             local_share: 0.8,
+            sites_per_cluster: 1,
             seed: 7,
         }
     }
@@ -53,18 +58,30 @@ pub fn generate(config: &SyntheticConfig) -> Vec<Change> {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let clusters = config.clusters.max(1);
     let mut changes = Vec::with_capacity(clusters + config.actors + config.links);
+    let sites_per_cluster = config.sites_per_cluster.max(1);
+    let site_id = |c: usize, s: usize| {
+        if s == 0 {
+            Id::from(format!("site-{c:04}"))
+        } else {
+            Id::from(format!("site-{c:04}-{s}"))
+        }
+    };
     for c in 0..clusters {
+        let (lat, lon) = (rng.gen_range(20.0..45.0), rng.gen_range(100.0..125.0));
         changes.push(Change::UpsertCluster(Cluster {
             id: cluster_id(c),
             name: format!("Cluster {c}"),
             region: format!("Region {}", c % 30),
             industry: INDUSTRIES[c % INDUSTRIES.len()].into(),
-            sites: vec![Site {
-                id: Id::from(format!("site-{c:04}")),
-                name: format!("Park {c}"),
-                lat: rng.gen_range(20.0..45.0),
-                lon: rng.gen_range(100.0..125.0),
-            }],
+            sites: (0..sites_per_cluster)
+                .map(|s| Site {
+                    id: site_id(c, s),
+                    name: format!("Park {c}.{s}"),
+                    // About 5 km apart.
+                    lat: lat + 0.045 * s as f64,
+                    lon,
+                })
+                .collect(),
         }));
     }
     // Actors [0, clustered) are in clusters, in contiguous blocks; the rest are global.
@@ -79,15 +96,15 @@ pub fn generate(config: &SyntheticConfig) -> Vec<Change> {
         changes.push(Change::UpsertActor(Actor {
             id: actor_id(a),
             name: format!("Firm {a}"),
-            kind: if a % block == 0 {
-                ActorKind::CoreFirm
-            } else {
-                ActorKind::Firm
+            kind: match a % block {
+                0 => ActorKind::CoreFirm,
+                1 if sites_per_cluster > 1 => ActorKind::Platform,
+                _ => ActorKind::Firm,
             },
             industry: INDUSTRIES[cluster.unwrap_or(a) % INDUSTRIES.len()].into(),
             segments,
             cluster_ids: cluster.map(cluster_id).into_iter().collect(),
-            site_id: cluster.map(|c| Id::from(format!("site-{c:04}"))),
+            site_id: cluster.map(|c| site_id(c, a % sites_per_cluster)),
             country: Some(if cluster.is_some() { "CN" } else { "DE" }.parse().expect("valid")),
             employees: Some(rng.gen_range(5..5_000)),
             revenue: None,
