@@ -369,6 +369,39 @@ impl FromStr for Country {
     }
 }
 
+/// What an actor was before a date: its industry, segments and size until
+/// `until` (exclusive), back to its previous profile's `until`. The actor's
+/// own record holds what it is from its last profile's `until` on, so
+/// history is added without touching the present: a firm that moved from
+/// manufacturing into design has a profile with MANUFACTURING until the
+/// move, and DESIGN in its record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ActorProfile {
+    pub actor_id: Id,
+    pub until: Date,
+    pub industry: String,
+    pub segments: SegmentSet,
+    pub employees: Option<u64>,
+    pub revenue: Option<f64>,
+}
+
+impl ActorProfile {
+    pub fn validate(&self) -> Result<()> {
+        validate_id("actor_id", &self.actor_id)?;
+        validate_revenue(self.revenue)
+    }
+}
+
+fn validate_revenue(revenue: Option<f64>) -> Result<()> {
+    match revenue {
+        Some(r) if !r.is_finite() || r < 0.0 => Err(Error::invalid(
+            "revenue",
+            format!("{r} is not a finite, non-negative amount"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A firm or related institution.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Actor {
@@ -407,14 +440,7 @@ impl Actor {
                 ));
             }
         }
-        if let Some(revenue) = self.revenue {
-            if !revenue.is_finite() || revenue < 0.0 {
-                return Err(Error::invalid(
-                    "revenue",
-                    format!("{revenue} is not a finite, non-negative amount"),
-                ));
-            }
-        }
+        validate_revenue(self.revenue)?;
         self.validity.validate()
     }
 }
@@ -545,6 +571,9 @@ pub enum Change {
     DeleteActor { id: Id, cascade: bool },
     DeleteLink(LinkKey),
     DeleteClusterLink(ClusterLinkKey),
+    // New variants go last: stored logs name variants by position.
+    UpsertActorProfile(ActorProfile),
+    DeleteActorProfile { actor_id: Id, until: Date },
 }
 
 impl Change {
@@ -559,6 +588,8 @@ impl Change {
             Change::DeleteActor { .. } => "delete_actor",
             Change::DeleteLink(_) => "delete_link",
             Change::DeleteClusterLink(_) => "delete_cluster_link",
+            Change::UpsertActorProfile(_) => "upsert_actor_profile",
+            Change::DeleteActorProfile { .. } => "delete_actor_profile",
         }
     }
 
@@ -593,6 +624,14 @@ impl Change {
                 validate_id("source", &key.source)?;
                 validate_id("target", &key.target)?;
                 Change::DeleteClusterLink(key.canonical())
+            }
+            Change::UpsertActorProfile(profile) => {
+                profile.validate()?;
+                Change::UpsertActorProfile(profile)
+            }
+            Change::DeleteActorProfile { actor_id, until } => {
+                validate_id("actor_id", &actor_id)?;
+                Change::DeleteActorProfile { actor_id, until }
             }
         })
     }

@@ -14,6 +14,7 @@ pub mod run;
 pub mod stage;
 pub mod stage_config;
 pub mod substitution;
+pub mod upgrading;
 pub mod virtual_integration;
 
 use std::{

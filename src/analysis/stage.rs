@@ -29,7 +29,7 @@ use super::{
 };
 use crate::{
     graph::GraphFilter,
-    model::{Actor, ActorKind, Channel, Country, Id, LinkKind, Segment},
+    model::{Actor, ActorKind, Channel, Country, Date, Id, LinkKind, Segment},
     store::{Ix, Network},
 };
 
@@ -192,11 +192,11 @@ fn cosine(a: &[f64], b: &[f64]) -> f64 {
     }
 }
 
-/// Members performing each segment.
-fn segment_mix<'a>(actors: impl Iterator<Item = &'a Actor>) -> [f64; 8] {
+/// Members performing each segment, on `as_of` (today when None).
+pub fn segment_mix(network: &Network, members: impl Iterator<Item = Ix>, as_of: Option<Date>) -> [f64; 8] {
     let mut mix = [0.0; 8];
-    for actor in actors {
-        for segment in actor.segments.iter() {
+    for actor in members.filter_map(|m| network.actor(m)) {
+        for segment in network.attributes_at(actor, as_of).segments.iter() {
             mix[segment as usize] += 1.0;
         }
     }
@@ -294,13 +294,14 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
             continue;
         };
         kept_actors += 1;
+        let attributes = network.attributes_at(actor, filter.as_of);
         for c in clusters_of(actor) {
             tallies[c].members.insert(ix as Ix);
-            for segment in actor.segments.iter() {
+            for segment in attributes.segments.iter() {
                 mixes[c][segment as usize] += 1.0;
             }
-            if !actor.industry.is_empty() {
-                *industries[c].entry(&actor.industry).or_default() += 1.0;
+            if !attributes.industry.is_empty() {
+                *industries[c].entry(attributes.industry).or_default() += 1.0;
             }
             if let Some(country) = actor.country {
                 *countries[c].entry(country).or_default() += 1;
@@ -383,7 +384,10 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
                 }
                 if other_clustered && my_actor.kind.is_enterprise() && other_actor.kind.is_enterprise() {
                     t.crossing_enterprise_ties += 1;
-                    let division = |a: &Actor| a.industry.get(..3).map(str::to_string).unwrap_or_default();
+                    let division = |a: &Actor| {
+                        let code = network.attributes_at(a, filter.as_of).industry;
+                        code.get(..3).unwrap_or(code).to_string()
+                    };
                     if division(my_actor) != division(other_actor) {
                         t.crossing_cross_industry += 1;
                     }
@@ -520,7 +524,7 @@ fn evaluate(
     let enterprises: Vec<&&std::sync::Arc<Actor>> = actors.iter().filter(|a| a.kind.is_enterprise()).collect();
     let with_segments: Vec<usize> = enterprises
         .iter()
-        .map(|a| a.segments.len())
+        .map(|a| network.attributes_at(a, filter.as_of).segments.len())
         .filter(|n| *n > 0)
         .collect();
     let segments_per_enterprise = if with_segments.is_empty() {
@@ -551,7 +555,7 @@ fn evaluate(
         .iter()
         .map(|(_, p)| {
             let here = p.members.iter().filter(|m| t.members.contains(m));
-            segment_mix(here.filter_map(|m| network.actor(*m)).map(|a| &**a))
+            segment_mix(network, here.copied(), filter.as_of)
         })
         .collect();
     let sizes: Vec<u64> = cluster_places

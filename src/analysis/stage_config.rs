@@ -23,6 +23,27 @@ pub struct StageConfig {
     pub places: PlaceSettings,
     pub detection: DetectionSettings,
     pub core_firms: CoreFirmSettings,
+    pub upgrading: UpgradingSettings,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpgradingSettings {
+    /// Functional upgrading: the mean smile value of the members' segments
+    /// rises by at least this much.
+    pub min_value_gain: f64,
+    /// Process upgrading: the median revenue per employee grows by at least
+    /// this share.
+    pub min_productivity_growth: f64,
+}
+
+impl Default for UpgradingSettings {
+    fn default() -> Self {
+        UpgradingSettings {
+            min_value_gain: 0.05,
+            min_productivity_growth: 0.1,
+        }
+    }
 }
 
 /// A stage is a candidate when its score reaches its threshold.

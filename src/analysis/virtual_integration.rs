@@ -29,12 +29,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{
     places::{places, Place},
-    stage::{distinctness, interaction_lift},
+    stage::{distinctness, interaction_lift, segment_mix},
     stage_config::StageConfig,
 };
 use crate::{
     graph::GraphFilter,
-    model::{ActorKind, Channel, ClusterLinkKind, Id, LinkKind, Segment},
+    model::{ActorKind, Channel, ClusterLinkKind, Date, Id, LinkKind, Segment},
     store::Network,
 };
 
@@ -223,15 +223,7 @@ pub fn detect(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
             let parts: Vec<&Place> = members.iter().map(|p| &all[*p]).collect();
             let mixes: Vec<[f64; 8]> = parts
                 .iter()
-                .map(|p| {
-                    let mut mix = [0.0; 8];
-                    for actor in p.members.iter().filter_map(|m| network.actor(*m)) {
-                        for segment in actor.segments.iter() {
-                            mix[segment as usize] += 1.0;
-                        }
-                    }
-                    mix
-                })
+                .map(|p| segment_mix(network, p.members.iter().copied(), filter.as_of))
                 .collect();
             let (ties, virtual_ties) = between.get(root).copied().unwrap_or_default();
             let sizes: Vec<u64> = parts.iter().map(|p| p.members.len() as u64).collect();
@@ -269,7 +261,7 @@ pub fn detect(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
                 parts: parts
                     .iter()
                     .zip(&mixes)
-                    .map(|(place, mix)| describe(network, place, mix))
+                    .map(|(place, mix)| describe(network, place, mix, filter.as_of))
                     .collect(),
                 platforms: platform_reach
                     .iter()
@@ -310,7 +302,7 @@ pub fn detect(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
 }
 
 /// A place's specialisation: its segment and industry shares.
-fn describe(network: &Network, place: &Place, mix: &[f64; 8]) -> Part {
+fn describe(network: &Network, place: &Place, mix: &[f64; 8], as_of: Option<Date>) -> Part {
     let total: f64 = mix.iter().sum();
     let mut segments: Vec<(Segment, f64)> = Segment::ALL
         .iter()
@@ -321,8 +313,9 @@ fn describe(network: &Network, place: &Place, mix: &[f64; 8]) -> Part {
     let mut industries: HashMap<&str, f64> = HashMap::new();
     let actors: Vec<_> = place.members.iter().filter_map(|m| network.actor(*m)).collect();
     for actor in &actors {
-        if !actor.industry.is_empty() {
-            *industries.entry(&actor.industry).or_default() += 1.0;
+        let industry = network.attributes_at(actor, as_of).industry;
+        if !industry.is_empty() {
+            *industries.entry(industry).or_default() += 1.0;
         }
     }
     let mut industries: Vec<(String, f64)> = industries

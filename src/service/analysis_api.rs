@@ -35,6 +35,7 @@ use crate::{
         stage::{assess, Assessment},
         stage_config::StageConfig,
         substitution::{cluster_substitutes, substitutes},
+        upgrading::{upgrading, Move},
         virtual_integration::{detect, Pattern},
         Control,
     },
@@ -229,6 +230,16 @@ fn deadline_of<T>(request: &Request<T>) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
 
+fn move_to_pb(m: &Move) -> pb::ActorMove {
+    pb::ActorMove {
+        actor_id: m.actor.to_string(),
+        segments_before: m.segments_before.iter().map(|s| wire(Segment::ALL, s)).collect(),
+        segments_after: m.segments_after.iter().map(|s| wire(Segment::ALL, s)).collect(),
+        industry_before: m.industry_before.clone(),
+        industry_after: m.industry_after.clone(),
+    }
+}
+
 fn segments_to_pb(segments: &[Segment]) -> Vec<i32> {
     segments.iter().map(|s| wire(Segment::ALL, *s)).collect()
 }
@@ -378,6 +389,101 @@ impl AnalysisService for AnalysisApi {
     type AssessStageStream = EventStream<pb::AssessStageEvent>;
     type DetectVirtualIntegrationStream = EventStream<pb::DetectVirtualIntegrationEvent>;
     type CoreFirmsStream = EventStream<pb::CoreFirmsEvent>;
+    type UpgradingStream = EventStream<pb::UpgradingEvent>;
+
+    #[tracing::instrument(skip_all, fields(cluster = %request.get_ref().cluster_id))]
+    async fn upgrading(
+        &self,
+        request: Request<pb::UpgradingRequest>,
+    ) -> Result<Response<Self::UpgradingStream>, Status> {
+        let deadline = deadline_of(&request);
+        let request = request.into_inner();
+        let snapshot = self.store.snapshot();
+        let cluster = analysis_params::cluster_id(&request.cluster_id, &snapshot.network)?;
+        let (from, to) = analysis_params::date_range(&request.from, &request.to)?;
+        let filter = analysis_params::filter(request.filter, &snapshot.network)?;
+        let config = analysis_params::stage_config(&self.stage_config, &request.overrides)?;
+        let progress = |p| pb::UpgradingEvent {
+            event: Some(pb::upgrading_event::Event::Progress(p)),
+        };
+        let stream = self.spawn(deadline, progress, move |control, sink| {
+            let started = Instant::now();
+            control.progress("upgrading", 0, 1);
+            let u = upgrading(&snapshot.network, &filter, &cluster, from, to, &config);
+            control.check()?;
+            let report = pb::UpgradingReport {
+                cluster_id: cluster.to_string(),
+                from: from.to_string(),
+                to: to.to_string(),
+                members_before: u.members_before,
+                members_after: u.members_after,
+                functional: Some(pb::FunctionalUpgrading {
+                    detected: u.functional.detected,
+                    value_before: u.functional.value_before,
+                    value_after: u.functional.value_after,
+                    segments: u
+                        .functional
+                        .segments
+                        .iter()
+                        .map(|(segment, before, after)| pb::SegmentChange {
+                            segment: wire(Segment::ALL, *segment),
+                            members_before: *before,
+                            members_after: *after,
+                        })
+                        .collect(),
+                    moved: u.functional.moved.iter().map(move_to_pb).collect(),
+                    entered: u.functional.entered,
+                    exited: u.functional.exited,
+                }),
+                chain: Some(pb::ChainUpgrading {
+                    detected: u.chain.detected,
+                    new_partner_industries: u
+                        .chain
+                        .new_partner_industries
+                        .iter()
+                        .map(|(industry, ties, related)| pb::NewIndustry {
+                            industry: industry.clone(),
+                            ties: *ties,
+                            related: *related,
+                        })
+                        .collect(),
+                    new_member_industries: u
+                        .chain
+                        .new_member_industries
+                        .iter()
+                        .map(|(industry, related)| pb::NewIndustry {
+                            industry: industry.clone(),
+                            ties: 0,
+                            related: *related,
+                        })
+                        .collect(),
+                }),
+                product: Some(pb::ProductUpgrading {
+                    detected: u.product.detected,
+                    actors_with_data: u.product.actors_with_data,
+                    new_product_lines: u.product.new_product_lines.iter().map(move_to_pb).collect(),
+                }),
+                process: Some(pb::ProcessUpgrading {
+                    detected: u.process.detected,
+                    actors_with_data: u.process.actors_with_data,
+                    median_productivity_growth: u.process.median_productivity_growth,
+                    improved: u.process.improved,
+                }),
+            };
+            sink.send(pb::UpgradingEvent {
+                event: Some(pb::upgrading_event::Event::Report(report)),
+            })?;
+            let run = RunSummary::counted(u.members_after as usize, 0, true, started);
+            sink.send(pb::UpgradingEvent {
+                event: Some(pb::upgrading_event::Event::Summary(summary(
+                    snapshot.revision,
+                    Layer::Firm,
+                    &run,
+                ))),
+            })
+        })?;
+        Ok(Response::new(stream))
+    }
 
     #[tracing::instrument(skip_all)]
     async fn assess_stage(
@@ -463,13 +569,7 @@ impl AnalysisService for AnalysisApi {
         let deadline = deadline_of(&request);
         let request = request.into_inner();
         let snapshot = self.store.snapshot();
-        let cluster = match request.cluster_id.as_str() {
-            "" => return Err(Error::invalid("cluster_id", "must name a cluster").into()),
-            id if !snapshot.network.clusters.contains_key(id) => {
-                return Err(Error::not_found("cluster_id", "cluster", id).into())
-            }
-            id => crate::model::Id::from(id),
-        };
+        let cluster = analysis_params::cluster_id(&request.cluster_id, &snapshot.network)?;
         let filter = analysis_params::filter(request.filter, &snapshot.network)?;
         let config = analysis_params::stage_config(&self.stage_config, &request.overrides)?;
         let progress = |p| pb::CoreFirmsEvent {

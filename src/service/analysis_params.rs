@@ -17,7 +17,7 @@ use crate::{
     },
     error::{Error, Result},
     graph::{GraphFilter, Layer},
-    model::{Channel, Id},
+    model::{Channel, Date, Id},
     store::Network,
 };
 
@@ -417,6 +417,27 @@ pub fn fusion_job(request: pb::FusionLinksRequest, network: &Network) -> Result<
             include_institutions: request.include_institutions,
         },
     ))
+}
+
+/// A cluster the request names, which must exist.
+pub fn cluster_id(id: &str, network: &Network) -> Result<Id> {
+    match id {
+        "" => Err(Error::invalid("cluster_id", "must name a cluster")),
+        id if !network.clusters.contains_key(id) => Err(Error::not_found("cluster_id", "cluster", id)),
+        id => Ok(Id::from(id)),
+    }
+}
+
+/// Two dates, `from` before `to`.
+pub fn date_range(from: &str, to: &str) -> Result<(Date, Date)> {
+    let required = |text: &str, field: &str| {
+        convert::date(text, field)?.ok_or_else(|| Error::invalid(field, "must be a date (YYYY-MM-DD)"))
+    };
+    let (from, to) = (required(from, "from")?, required(to, "to")?);
+    if to <= from {
+        return Err(Error::invalid("to", format!("{to} is not after from {from}")));
+    }
+    Ok((from, to))
 }
 
 /// The server's stage settings with a request's overrides applied.

@@ -8,8 +8,8 @@ use super::pb;
 use crate::{
     error::{Error, Result},
     model::{
-        Actor, ActorKind, Change, Channel, Cluster, ClusterLink, ClusterLinkKey, ClusterLinkKind, Country, Date, Id,
-        Link, LinkKey, LinkKind, Segment, Site, Validity,
+        Actor, ActorKind, ActorProfile, Change, Channel, Cluster, ClusterLink, ClusterLinkKey, ClusterLinkKind,
+        Country, Date, Id, Link, LinkKey, LinkKind, Segment, SegmentSet, Site, Validity,
     },
     store::ChangeCounts,
 };
@@ -106,12 +106,7 @@ pub fn cluster_to_pb(cluster: &Cluster) -> pb::Cluster {
 }
 
 pub fn actor_from_pb(actor: pb::Actor) -> Result<Actor> {
-    let segments = actor
-        .segments
-        .iter()
-        .enumerate()
-        .map(|(i, s)| required_enum(Segment::ALL, *s, &format!("segments[{i}]"), "Segment"))
-        .collect::<Result<_>>()?;
+    let segments = segments_from_pb(&actor.segments)?;
     let country = match actor.country.as_str() {
         "" => None,
         code => Some(code.parse::<Country>().map_err(|e| Error::invalid("country", e))?),
@@ -129,6 +124,40 @@ pub fn actor_from_pb(actor: pb::Actor) -> Result<Actor> {
         revenue: actor.revenue,
         validity: validity(&actor.valid_from, &actor.valid_to)?,
     })
+}
+
+fn segments_from_pb(segments: &[i32]) -> Result<SegmentSet> {
+    segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| required_enum(Segment::ALL, *s, &format!("segments[{i}]"), "Segment"))
+        .collect()
+}
+
+fn required_date(text: &str, field: &str) -> Result<Date> {
+    date(text, field)?.ok_or_else(|| Error::invalid(field, "must be a date (YYYY-MM-DD)"))
+}
+
+pub fn profile_from_pb(profile: pb::ActorProfile) -> Result<ActorProfile> {
+    Ok(ActorProfile {
+        actor_id: id(profile.actor_id),
+        until: required_date(&profile.until, "until")?,
+        industry: profile.industry,
+        segments: segments_from_pb(&profile.segments)?,
+        employees: profile.employees,
+        revenue: profile.revenue,
+    })
+}
+
+pub fn profile_to_pb(profile: &ActorProfile) -> pb::ActorProfile {
+    pb::ActorProfile {
+        actor_id: profile.actor_id.to_string(),
+        until: profile.until.to_string(),
+        industry: profile.industry.clone(),
+        segments: profile.segments.iter().map(|s| wire(Segment::ALL, s)).collect(),
+        employees: profile.employees,
+        revenue: profile.revenue,
+    }
 }
 
 pub fn actor_to_pb(actor: &Actor) -> pb::Actor {
@@ -229,6 +258,17 @@ fn change_from_pb(change: pb::Change) -> Result<Change> {
                 })
             }),
         ),
+        C::UpsertActorProfile(p) => (
+            "upsert_actor_profile",
+            profile_from_pb(p).map(Change::UpsertActorProfile),
+        ),
+        C::DeleteActorProfile(k) => (
+            "delete_actor_profile",
+            required_date(&k.until, "until").map(|until| Change::DeleteActorProfile {
+                actor_id: id(k.actor_id),
+                until,
+            }),
+        ),
         C::DeleteClusterLink(k) => (
             "delete_cluster_link",
             required_enum(ClusterLinkKind::ALL, k.kind, "kind", "ClusterLinkKind").map(|kind| {
@@ -278,6 +318,11 @@ pub fn change_to_pb(change: &Change) -> pb::Change {
             target: k.target.to_string(),
             kind: wire(ClusterLinkKind::ALL, k.kind),
         }),
+        Change::UpsertActorProfile(p) => C::UpsertActorProfile(profile_to_pb(p)),
+        Change::DeleteActorProfile { actor_id, until } => C::DeleteActorProfile(pb::ActorProfileKey {
+            actor_id: actor_id.to_string(),
+            until: until.to_string(),
+        }),
     };
     pb::Change { change: Some(change) }
 }
@@ -292,6 +337,8 @@ pub fn counts_to_pb(counts: &ChangeCounts) -> pb::ChangeCounts {
         actors_deleted: counts.actors_deleted,
         links_deleted: counts.links_deleted,
         cluster_links_deleted: counts.cluster_links_deleted,
+        actor_profiles_upserted: counts.actor_profiles_upserted,
+        actor_profiles_deleted: counts.actor_profiles_deleted,
     }
 }
 

@@ -197,9 +197,15 @@ impl NetworkService for NetworkApi {
             .actors
             .get(id.as_str())
             .ok_or_else(|| Error::not_found("id", "actor", &id))?;
+        let profiles = snapshot.network.profiles.get(id.as_str());
         Ok(Response::new(pb::GetActorResponse {
             actor: Some(convert::actor_to_pb(actor)),
             revision: snapshot.revision,
+            profiles: profiles
+                .into_iter()
+                .flat_map(|p| p.iter())
+                .map(convert::profile_to_pb)
+                .collect(),
         }))
     }
 

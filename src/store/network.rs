@@ -18,7 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Error, Result},
-    model::{Actor, Change, Channel, Cluster, ClusterLink, ClusterLinkKey, Id, Link, LinkKey, LinkKind, Validity},
+    model::{
+        Actor, ActorProfile, Change, Channel, Cluster, ClusterLink, ClusterLinkKey, Date, Id, Link, LinkKey, LinkKind,
+        SegmentSet, Validity,
+    },
 };
 
 /// The dense index of an actor id.
@@ -89,6 +92,17 @@ pub struct Network {
     /// actor are a range, as the links out of it are a range of `links`.
     pub reverse: OrdSet<EdgeKey>,
     pub cluster_links: OrdMap<ClusterLinkKey, Arc<ClusterLink>>,
+    /// Each actor's earlier profiles, by `until` ascending.
+    pub profiles: OrdMap<Id, Arc<Vec<ActorProfile>>>,
+}
+
+/// An actor's attributes as they were on a date.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Attributes<'a> {
+    pub industry: &'a str,
+    pub segments: &'a SegmentSet,
+    pub employees: Option<u64>,
+    pub revenue: Option<f64>,
 }
 
 /// How many entities of each kind a batch touched.
@@ -102,6 +116,8 @@ pub struct ChangeCounts {
     pub actors_deleted: u64,
     pub links_deleted: u64,
     pub cluster_links_deleted: u64,
+    pub actor_profiles_upserted: u64,
+    pub actor_profiles_deleted: u64,
 }
 
 impl ChangeCounts {
@@ -114,6 +130,8 @@ impl ChangeCounts {
         self.actors_deleted += other.actors_deleted;
         self.links_deleted += other.links_deleted;
         self.cluster_links_deleted += other.cluster_links_deleted;
+        self.actor_profiles_upserted += other.actor_profiles_upserted;
+        self.actor_profiles_deleted += other.actor_profiles_deleted;
     }
 
     pub fn total(&self) -> u64 {
@@ -125,6 +143,8 @@ impl ChangeCounts {
             + self.actors_deleted
             + self.links_deleted
             + self.cluster_links_deleted
+            + self.actor_profiles_upserted
+            + self.actor_profiles_deleted
     }
 }
 
@@ -138,6 +158,7 @@ struct DeferredChecks {
     cluster_links: Vec<(usize, ClusterLinkKey)>,
     deleted_actors: Vec<(usize, Id)>,
     deleted_clusters: Vec<(usize, Id)>,
+    profiles: Vec<(usize, Id)>,
 }
 
 fn item(index: usize, change: &Change) -> String {
@@ -145,6 +166,30 @@ fn item(index: usize, change: &Change) -> String {
 }
 
 impl Network {
+    /// An actor's attributes on `date` (today's record when None or when no
+    /// earlier profile covers the date).
+    pub fn attributes_at<'a>(&'a self, actor: &'a Actor, date: Option<Date>) -> Attributes<'a> {
+        let earlier = date.and_then(|d| {
+            self.profiles
+                .get(&actor.id)
+                .and_then(|profiles| profiles.iter().find(|p| d < p.until))
+        });
+        match earlier {
+            Some(p) => Attributes {
+                industry: &p.industry,
+                segments: &p.segments,
+                employees: p.employees,
+                revenue: p.revenue,
+            },
+            None => Attributes {
+                industry: &actor.industry,
+                segments: &actor.segments,
+                employees: actor.employees,
+                revenue: actor.revenue,
+            },
+        }
+    }
+
     /// The actor at an index, if it exists.
     pub fn actor(&self, ix: Ix) -> Option<&Arc<Actor>> {
         self.actor_at.get(ix as usize).and_then(Option::as_ref)
@@ -271,6 +316,10 @@ impl Network {
                     for cluster in &actor.cluster_ids {
                         self.remove_member(cluster, id);
                     }
+                    // Profiles are the actor's own history: they go with it.
+                    if let Some(profiles) = self.profiles.remove(id) {
+                        counts.actor_profiles_deleted += profiles.len() as u64;
+                    }
                     if *cascade {
                         let keys: Vec<EdgeKey> = self.incident(ix).collect();
                         for key in keys {
@@ -302,6 +351,41 @@ impl Network {
                         ));
                     }
                     counts.cluster_links_deleted += 1;
+                }
+                Change::UpsertActorProfile(profile) => {
+                    let mut list: Vec<ActorProfile> = self
+                        .profiles
+                        .get(&profile.actor_id)
+                        .map(|p| p.as_ref().clone())
+                        .unwrap_or_default();
+                    list.retain(|p| p.until != profile.until);
+                    list.push(profile.clone());
+                    list.sort_by_key(|p| p.until);
+                    self.profiles.insert(profile.actor_id.clone(), Arc::new(list));
+                    checks.profiles.push((index, profile.actor_id.clone()));
+                    counts.actor_profiles_upserted += 1;
+                }
+                Change::DeleteActorProfile { actor_id, until } => {
+                    let mut list: Vec<ActorProfile> = self
+                        .profiles
+                        .get(actor_id)
+                        .map(|p| p.as_ref().clone())
+                        .unwrap_or_default();
+                    let before = list.len();
+                    list.retain(|p| p.until != *until);
+                    if list.len() == before {
+                        return Err(Error::not_found(
+                            at(),
+                            "actor profile",
+                            format!("{actor_id} until {until}"),
+                        ));
+                    }
+                    if list.is_empty() {
+                        self.profiles.remove(actor_id);
+                    } else {
+                        self.profiles.insert(actor_id.clone(), Arc::new(list));
+                    }
+                    counts.actor_profiles_deleted += 1;
                 }
             }
         }
@@ -434,6 +518,14 @@ impl Network {
     }
 
     fn check_references(&self, changes: &[Change], checks: &DeferredChecks) -> Result<()> {
+        for (index, id) in &checks.profiles {
+            if self.profiles.contains_key(id) && !self.actors.contains_key(id) {
+                return Err(Error::precondition(
+                    format!("{}.actor_id", item(*index, &changes[*index])),
+                    format!("actor '{id}' neither exists nor is created in this batch"),
+                ));
+            }
+        }
         for (index, key) in &checks.links {
             if !self.links.contains_key(key) {
                 continue; // deleted again later in the batch

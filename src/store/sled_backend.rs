@@ -24,7 +24,7 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    model::{Actor, Change, Cluster, ClusterLink, Id, Link},
+    model::{Actor, ActorProfile, Change, Cluster, ClusterLink, Id, Link},
 };
 
 const META_REVISION: &[u8] = b"m/revision";
@@ -48,6 +48,8 @@ enum Record {
     Actor(Actor),
     Link(Link),
     ClusterLink(ClusterLink),
+    // New variants go last: stored checkpoints name variants by position.
+    Profile(ActorProfile),
 }
 
 /// The borrowed twin of [`Record`], for writing without copying the network.
@@ -59,6 +61,7 @@ enum RecordRef<'a> {
     Actor(&'a Actor),
     Link(&'a Link),
     ClusterLink(&'a ClusterLink),
+    Profile(&'a ActorProfile),
 }
 
 pub struct SledBackend {
@@ -179,6 +182,7 @@ impl SledBackend {
                     Record::Actor(a) => pending.push(Change::UpsertActor(a)),
                     Record::Link(l) => pending.push(Change::UpsertLink(l)),
                     Record::ClusterLink(l) => pending.push(Change::UpsertClusterLink(l)),
+                    Record::Profile(p) => pending.push(Change::UpsertActorProfile(p)),
                 }
             }
             // Chunks hold one kind of record each, in dependency order, so each
@@ -251,6 +255,7 @@ impl Backend for SledBackend {
             put(&mut chunk.iter().map(RecordRef::Link));
         }
         put(&mut network.cluster_links.values().map(|l| RecordRef::ClusterLink(l)));
+        put(&mut network.profiles.values().flat_map(|p| p.iter()).map(RecordRef::Profile));
         batch.insert(META_CHECKPOINT, &revision.to_be_bytes());
         self.db.apply_batch(batch)?;
         self.db.flush()?;

@@ -1,0 +1,400 @@
+//! Upgrading over time (产业升级) between two dates, the four kinds the
+//! article names. A cluster's members on a date are its actors valid then,
+//! with their attributes on that date (`ActorProfile` history).
+//!
+//! * **Functional**: the mean smile-curve value of the segments the members
+//!   perform rises by at least `upgrading.min_value_gain` (moving towards
+//!   design, development, marketing and service). Evidence: members per
+//!   segment before and after, the members whose segments changed, entries
+//!   and exits.
+//! * **Chain**: the cluster gains ties into, or members in, an industry
+//!   (ISIC division) it had neither among its members nor among its partners
+//!   before; *related* when it shares the ISIC section with one of the
+//!   cluster's industries before. Detected when a related new industry appears.
+//! * **Product**: members that moved to another industry class within their
+//!   division (a new product line in the same trade), where the data carry
+//!   industry codes at both dates.
+//! * **Process**: the median growth of revenue per employee reaches
+//!   `upgrading.min_productivity_growth`, over the members that carry revenue
+//!   and employees at both dates.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::stage_config::StageConfig;
+use crate::{
+    graph::GraphFilter,
+    model::{Date, Id, Segment, SegmentSet},
+    store::{Ix, Network},
+};
+
+/// A member whose segments or industry changed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Move {
+    pub actor: Id,
+    pub segments_before: SegmentSet,
+    pub segments_after: SegmentSet,
+    pub industry_before: String,
+    pub industry_after: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Functional {
+    pub detected: bool,
+    pub value_before: f64,
+    pub value_after: f64,
+    /// (segment, members performing it before, after).
+    pub segments: Vec<(Segment, u64, u64)>,
+    pub moved: Vec<Move>,
+    pub entered: u64,
+    pub exited: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Chain {
+    pub detected: bool,
+    /// (ISIC division, ties into it after, related to the cluster's industries).
+    pub new_partner_industries: Vec<(String, u64, bool)>,
+    /// Divisions new among the members, related or not.
+    pub new_member_industries: Vec<(String, bool)>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Product {
+    pub detected: bool,
+    pub actors_with_data: u64,
+    pub new_product_lines: Vec<Move>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Process {
+    pub detected: bool,
+    pub actors_with_data: u64,
+    pub median_productivity_growth: f64,
+    pub improved: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Upgrading {
+    pub members_before: u64,
+    pub members_after: u64,
+    pub functional: Functional,
+    pub chain: Chain,
+    pub product: Product,
+    pub process: Process,
+}
+
+fn division(code: &str) -> Option<&str> {
+    (!code.is_empty()).then(|| code.get(..3).unwrap_or(code))
+}
+
+fn section(code: &str) -> Option<&str> {
+    code.get(..1)
+}
+
+/// Upgrading of `cluster` from `from` to `to`; the filter's link kinds and
+/// channels select the ties.
+pub fn upgrading(
+    network: &Network,
+    filter: &GraphFilter,
+    cluster: &Id,
+    from: Date,
+    to: Date,
+    config: &StageConfig,
+) -> Upgrading {
+    let members: Vec<Ix> = network
+        .members
+        .get(cluster)
+        .into_iter()
+        .flatten()
+        .filter_map(|id| network.ix_of(id))
+        .collect();
+    let valid_on = |ix: Ix, date: Date| network.actor(ix).filter(|a| a.validity.contains(date));
+    let before: Vec<Ix> = members
+        .iter()
+        .copied()
+        .filter(|ix| valid_on(*ix, from).is_some())
+        .collect();
+    let after: Vec<Ix> = members
+        .iter()
+        .copied()
+        .filter(|ix| valid_on(*ix, to).is_some())
+        .collect();
+    let both: Vec<Ix> = before.iter().copied().filter(|ix| after.contains(ix)).collect();
+    let at = |ix: Ix, date: Date| network.actor(ix).map(|a| network.attributes_at(a, Some(date)));
+
+    // Functional: the segment mix and its smile value.
+    let mix = |set: &[Ix], date: Date| {
+        let mut counts = [0u64; 8];
+        for &ix in set {
+            for segment in at(ix, date).into_iter().flat_map(|a| a.segments.iter()) {
+                counts[segment as usize] += 1;
+            }
+        }
+        counts
+    };
+    let value = |counts: &[u64; 8]| {
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            0.0
+        } else {
+            Segment::ALL
+                .iter()
+                .map(|s| counts[*s as usize] as f64 * config.smile.value(*s))
+                .sum::<f64>()
+                / total as f64
+        }
+    };
+    let (mix_before, mix_after) = (mix(&before, from), mix(&after, to));
+    let moves: Vec<Move> = both
+        .iter()
+        .filter_map(|&ix| {
+            let (a, b) = (at(ix, from)?, at(ix, to)?);
+            (a.segments != b.segments || a.industry != b.industry).then(|| Move {
+                actor: network.actor(ix).map(|x| x.id.clone()).unwrap_or_default(),
+                segments_before: *a.segments,
+                segments_after: *b.segments,
+                industry_before: a.industry.to_string(),
+                industry_after: b.industry.to_string(),
+            })
+        })
+        .collect();
+    let (value_before, value_after) = (value(&mix_before), value(&mix_after));
+    let functional = Functional {
+        detected: value_after - value_before >= config.upgrading.min_value_gain,
+        value_before,
+        value_after,
+        segments: Segment::ALL
+            .iter()
+            .map(|s| (*s, mix_before[*s as usize], mix_after[*s as usize]))
+            .filter(|(_, a, b)| a + b > 0)
+            .collect(),
+        moved: moves
+            .iter()
+            .filter(|m| m.segments_before != m.segments_after)
+            .cloned()
+            .collect(),
+        entered: after.iter().filter(|ix| !before.contains(ix)).count() as u64,
+        exited: before.iter().filter(|ix| !after.contains(ix)).count() as u64,
+    };
+
+    // Chain: industries new to the cluster, among members or partners.
+    let member_set = |set: &[Ix]| -> BTreeSet<Ix> { set.iter().copied().collect() };
+    let (inside_before, inside_after) = (member_set(&before), member_set(&after));
+    let member_divisions = |set: &[Ix], date: Date| -> BTreeSet<String> {
+        set.iter()
+            .filter_map(|ix| at(*ix, date))
+            .filter_map(|a| division(a.industry).map(str::to_string))
+            .collect()
+    };
+    let (divisions_before, divisions_after) = (member_divisions(&before, from), member_divisions(&after, to));
+    // Partners' divisions on a date, with the number of ties into each.
+    let partner_divisions = |inside: &BTreeSet<Ix>, date: Date| -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for &ix in inside {
+            for key in network.incident(ix) {
+                let Some(data) = network.links.get(&key) else { continue };
+                if !filter.keeps_link(key.kind, data) || !data.validity.contains(date) {
+                    continue;
+                }
+                let other = if key.source == ix { key.target } else { key.source };
+                if inside.contains(&other) || valid_on(other, date).is_none() {
+                    continue;
+                }
+                if let Some(d) = at(other, date).and_then(|a| division(a.industry)) {
+                    *out.entry(d.to_string()).or_default() += 1;
+                }
+            }
+        }
+        out
+    };
+    let (partners_before, partners_after) = (
+        partner_divisions(&inside_before, from),
+        partner_divisions(&inside_after, to),
+    );
+    let sections: BTreeSet<&str> = divisions_before.iter().filter_map(|d| section(d)).collect();
+    let related = |d: &str| section(d).is_some_and(|s| sections.contains(s));
+    let known = |d: &str| divisions_before.contains(d) || partners_before.contains_key(d);
+    let new_partner_industries: Vec<(String, u64, bool)> = partners_after
+        .iter()
+        .filter(|(d, _)| !known(d))
+        .map(|(d, n)| (d.clone(), *n, related(d)))
+        .collect();
+    let new_member_industries: Vec<(String, bool)> = divisions_after
+        .iter()
+        .filter(|d| !known(d))
+        .map(|d| (d.clone(), related(d)))
+        .collect();
+    let chain = Chain {
+        detected: new_partner_industries.iter().any(|x| x.2) || new_member_industries.iter().any(|x| x.1),
+        new_partner_industries,
+        new_member_industries,
+    };
+
+    // Product: a new industry class within the same division.
+    let with_codes = both
+        .iter()
+        .filter(|ix| {
+            at(**ix, from).is_some_and(|a| !a.industry.is_empty())
+                && at(**ix, to).is_some_and(|a| !a.industry.is_empty())
+        })
+        .count() as u64;
+    let new_product_lines: Vec<Move> = moves
+        .iter()
+        .filter(|m| {
+            m.industry_before != m.industry_after && division(&m.industry_before) == division(&m.industry_after)
+        })
+        .cloned()
+        .collect();
+    let product = Product {
+        detected: !new_product_lines.is_empty(),
+        actors_with_data: with_codes,
+        new_product_lines,
+    };
+
+    // Process: revenue per employee.
+    let productivity = |ix: Ix, date: Date| {
+        let a = at(ix, date)?;
+        match (a.revenue, a.employees) {
+            (Some(r), Some(e)) if e > 0 && r > 0.0 => Some(r / e as f64),
+            _ => None,
+        }
+    };
+    let mut growth: Vec<f64> = both
+        .iter()
+        .filter_map(|&ix| Some(productivity(ix, to)? / productivity(ix, from)? - 1.0))
+        .collect();
+    growth.sort_by(f64::total_cmp);
+    let median = match growth.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => growth[n / 2],
+        n => (growth[n / 2 - 1] + growth[n / 2]) / 2.0,
+    };
+    let process = Process {
+        detected: !growth.is_empty() && median >= config.upgrading.min_productivity_growth,
+        actors_with_data: growth.len() as u64,
+        median_productivity_growth: median,
+        improved: growth.iter().filter(|g| **g > 0.0).count() as u64,
+    };
+    Upgrading {
+        members_before: before.len() as u64,
+        members_after: after.len() as u64,
+        functional,
+        chain,
+        product,
+        process,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        model::{Actor, ActorProfile, Change, LinkKind, Segment::*},
+        testing::{actor, cluster, link, network},
+    };
+
+    fn date(text: &str) -> Date {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn firms_moving_from_manufacturing_into_design_is_functional_upgrading() {
+        // Cluster K: f1 and f2 manufactured until 2015 and design since; f3
+        // still manufactures. Smile values: manufacturing 0.2, design 1.0.
+        // 2010: three manufacturers, mean 0.2. 2020: two designers and one
+        // manufacturer, (1.0 + 1.0 + 0.2) / 3 = 0.733. Gain 0.533 ≥ 0.05.
+        let firm = |id: &str, segment| {
+            Change::UpsertActor(Actor {
+                segments: [segment].into_iter().collect(),
+                employees: Some(10),
+                revenue: Some(100.0),
+                ..actor(id, &["K"])
+            })
+        };
+        let past = |id: &str| {
+            Change::UpsertActorProfile(ActorProfile {
+                actor_id: id.into(),
+                until: date("2015-01-01"),
+                industry: "C2930".into(),
+                segments: [Manufacturing].into_iter().collect(),
+                employees: Some(10),
+                revenue: Some(50.0),
+            })
+        };
+        let network = network([
+            Change::UpsertCluster(cluster("K")),
+            firm("f1", Design),
+            firm("f2", Design),
+            firm("f3", Manufacturing),
+            past("f1"),
+            past("f2"),
+        ]);
+        let result = upgrading(
+            &network,
+            &GraphFilter::default(),
+            &"K".into(),
+            date("2010-06-01"),
+            date("2020-06-01"),
+            &StageConfig::default(),
+        );
+        let f = &result.functional;
+        assert!(f.detected);
+        assert!((f.value_before - 0.2).abs() < 1e-12);
+        assert!((f.value_after - 2.2 / 3.0).abs() < 1e-12);
+        assert_eq!(f.moved.len(), 2);
+        assert!(f.segments.contains(&(Manufacturing, 3, 1)));
+        assert!(f.segments.contains(&(Design, 0, 2)));
+        // Revenue per employee of f1 and f2 doubled (5 → 10), f3 has no past
+        // profile so it is unchanged: growths 0, 1, 1; median 1 ≥ 0.1.
+        assert!(result.process.detected);
+        assert_eq!(result.process.median_productivity_growth, 1.0);
+        // Same code C2930 before and after: no new product line.
+        assert!(!result.product.detected);
+    }
+
+    #[test]
+    fn ties_into_a_new_related_industry_are_chain_upgrading() {
+        // K makes car parts (C29). In 2020 it also supplies a firm making
+        // electrical equipment (C27, section C: related) and cooperates with
+        // a software firm (J62: not related).
+        let dated = |l: crate::model::Link, year: &str| {
+            Change::UpsertLink(crate::model::Link {
+                validity: crate::model::Validity {
+                    from: Some(date(year)),
+                    to: None,
+                },
+                ..l
+            })
+        };
+        let outside = |id: &str, industry: &str| {
+            Change::UpsertActor(Actor {
+                industry: industry.into(),
+                ..actor(id, &[])
+            })
+        };
+        let network = network([
+            Change::UpsertCluster(cluster("K")),
+            Change::UpsertActor(actor("k1", &["K"])),
+            outside("carmaker", "C2910"),
+            outside("electrics", "C2710"),
+            outside("software", "J6201"),
+            dated(link("k1", "carmaker", LinkKind::Supply), "2005-01-01"),
+            dated(link("k1", "electrics", LinkKind::Supply), "2018-01-01"),
+            dated(link("k1", "software", LinkKind::Cooperation), "2018-01-01"),
+        ]);
+        let result = upgrading(
+            &network,
+            &GraphFilter::default(),
+            &"K".into(),
+            date("2010-01-01"),
+            date("2020-01-01"),
+            &StageConfig::default(),
+        );
+        assert!(result.chain.detected);
+        assert_eq!(
+            result.chain.new_partner_industries,
+            [("C27".to_string(), 1, true), ("J62".to_string(), 1, false)]
+        );
+        assert!(!result.functional.detected);
+    }
+}
