@@ -170,11 +170,7 @@ fn counted<T: Ord + Clone>(items: impl Iterator<Item = T>) -> Vec<(T, u64)> {
 /// The core firms of a cluster and their supporting systems.
 pub fn core_firms(network: &Network, filter: &GraphFilter, cluster: &Id, config: &StageConfig) -> CoreStructure {
     let members: HashSet<Ix> = network
-        .members
-        .get(cluster)
-        .into_iter()
-        .flatten()
-        .filter_map(|id| network.ix_of(id))
+        .member_indexes(cluster)
         .filter(|ix| filter.actor(network, *ix).is_some())
         .collect();
     let supply = SupplyNetwork::new(network, filter, &members);

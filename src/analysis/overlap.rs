@@ -132,11 +132,7 @@ pub fn profiles(network: &Network, filter: &GraphFilter, clusters: &[Id]) -> Pro
     let mut by_cluster = BTreeMap::new();
     for cluster in wanted {
         let member_ix: Vec<u32> = network
-            .members
-            .get(&cluster)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| network.ix_of(id))
+            .member_indexes(&cluster)
             .filter(|ix| valid(*ix).is_some())
             .collect();
         let is_member: std::collections::HashSet<u32> = member_ix.iter().copied().collect();

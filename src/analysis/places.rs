@@ -43,11 +43,7 @@ pub fn places(network: &Network, filter: &GraphFilter, colocation_km: f64) -> (V
             continue;
         }
         let members: Vec<Ix> = network
-            .members
-            .get(&cluster.id)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| network.ix_of(id))
+            .member_indexes(&cluster.id)
             .filter(|ix| filter.actor(network, *ix).is_some())
             .collect();
         let first = out.len();

@@ -101,13 +101,7 @@ pub fn upgrading(
     to: Date,
     config: &StageConfig,
 ) -> Upgrading {
-    let members: Vec<Ix> = network
-        .members
-        .get(cluster)
-        .into_iter()
-        .flatten()
-        .filter_map(|id| network.ix_of(id))
-        .collect();
+    let members: Vec<Ix> = network.member_indexes(cluster).collect();
     let valid_on = |ix: Ix, date: Date| network.actor(ix).filter(|a| a.validity.contains(date));
     let before: Vec<Ix> = members
         .iter()

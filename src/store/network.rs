@@ -190,6 +190,15 @@ impl Network {
         }
     }
 
+    /// The indexes of a cluster's members.
+    pub fn member_indexes<'a>(&'a self, cluster: &Id) -> impl Iterator<Item = Ix> + 'a {
+        self.members
+            .get(cluster)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.ix_of(id))
+    }
+
     /// The actor at an index, if it exists.
     pub fn actor(&self, ix: Ix) -> Option<&Arc<Actor>> {
         self.actor_at.get(ix as usize).and_then(Option::as_ref)
