@@ -68,6 +68,14 @@ async fn data_and_revision_survive_a_restart_on_the_same_directory() {
             upsert_actor(actor("a", &["c"])),
             upsert_actor(actor("b", &[])),
             upsert_link(link("a", "b", pb::LinkKind::Supply)),
+            pb::Change {
+                change: Some(pb::change::Change::UpsertActorProfile(pb::ActorProfile {
+                    actor_id: "a".into(),
+                    until: "2016-01-01".into(),
+                    segments: vec![pb::Segment::Manufacturing as i32],
+                    ..Default::default()
+                })),
+            },
         ]))
         .await
         .unwrap()
@@ -84,6 +92,7 @@ async fn data_and_revision_survive_a_restart_on_the_same_directory() {
         .into_inner();
     assert_eq!(actor.revision, 2);
     assert_eq!(actor.actor.unwrap().cluster_ids, vec!["c".to_string()]);
+    assert_eq!(actor.profiles.len(), 1, "profiles come back from the checkpoint");
     let links = client
         .list_links(pb::ListLinksRequest {
             actor_id: "b".into(),

@@ -433,3 +433,125 @@ async fn without_its_foreign_ties_kunshan_leaves_the_global_value_chain() {
     assert!(kunshan.explanation.contains("ruled out"));
     server.stop().await;
 }
+
+async fn upgrading(client: &mut Analysis, cluster: &str, from: &str, to: &str) -> pb::UpgradingReport {
+    let request = pb::UpgradingRequest {
+        cluster_id: cluster.into(),
+        from: from.into(),
+        to: to.into(),
+        ..Default::default()
+    };
+    let mut stream = client.upgrading(request).await.unwrap().into_inner();
+    let mut report = None;
+    while let Some(event) = stream.message().await.unwrap() {
+        if let Some(pb::upgrading_event::Event::Report(r)) = event.event {
+            report = Some(r);
+        }
+    }
+    report.expect("a report")
+}
+
+#[tokio::test]
+async fn firms_moving_from_manufacturing_into_design_show_functional_upgrading() {
+    let (_dir, server, mut client) = start().await;
+    // Thirty Kunshan manufacturers moved into design and development in 2016:
+    // their records say so now, their profiles say what they did until then.
+    let movers: Vec<pb::Actor> = members(&server, demo::KUNSHAN)
+        .await
+        .into_iter()
+        .filter(|a| a.id.starts_with("ks-firm-"))
+        .take(30)
+        .collect();
+    let mut changes = Vec::new();
+    for actor in movers {
+        changes.push(pb::Change {
+            change: Some(pb::change::Change::UpsertActorProfile(pb::ActorProfile {
+                actor_id: actor.id.clone(),
+                until: "2016-01-01".into(),
+                industry: actor.industry.clone(),
+                segments: actor.segments.clone(),
+                employees: actor.employees,
+                revenue: actor.revenue,
+            })),
+        });
+        changes.push(upsert_actor(pb::Actor {
+            segments: vec![pb::Segment::Design as i32, pb::Segment::ProductDevelopment as i32],
+            ..actor
+        }));
+    }
+    apply(&server, changes).await;
+
+    let report = upgrading(&mut client, demo::KUNSHAN, "2012-01-01", "2020-01-01").await;
+    let functional = report.functional.unwrap();
+    assert!(functional.detected, "{functional:?}");
+    assert!(functional.value_after > functional.value_before + 0.2);
+    assert_eq!(functional.moved.len(), 30);
+    let design = functional
+        .segments
+        .iter()
+        .find(|s| s.segment == pb::Segment::Design as i32)
+        .unwrap();
+    assert_eq!((design.members_before, design.members_after), (0, 30));
+    // The history is kept with the actor.
+    let actor = server
+        .client()
+        .await
+        .get_actor(pb::GetActorRequest {
+            id: functional.moved[0].actor_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(actor.profiles.len(), 1);
+    assert_eq!(actor.profiles[0].segments, [pb::Segment::Manufacturing as i32]);
+    // Changchun did not move.
+    let changchun = upgrading(&mut client, demo::CHANGCHUN, "2012-01-01", "2020-01-01").await;
+    assert!(!changchun.functional.unwrap().detected);
+
+    let bad = |cluster: &str, from: &str, to: &str| pb::UpgradingRequest {
+        cluster_id: cluster.into(),
+        from: from.into(),
+        to: to.into(),
+        ..Default::default()
+    };
+    assert_status(
+        client.upgrading(bad(demo::KUNSHAN, "2020-01-01", "2012-01-01")).await,
+        Code::InvalidArgument,
+        "to",
+    );
+    assert_status(
+        client.upgrading(bad(demo::KUNSHAN, "", "2012-01-01")).await,
+        Code::InvalidArgument,
+        "from",
+    );
+    assert_status(
+        client.upgrading(bad("atlantis", "2010-01-01", "2012-01-01")).await,
+        Code::NotFound,
+        "cluster_id",
+    );
+    let orphan = pb::Change {
+        change: Some(pb::change::Change::UpsertActorProfile(pb::ActorProfile {
+            actor_id: "nobody".into(),
+            until: "2016-01-01".into(),
+            ..Default::default()
+        })),
+    };
+    assert_status(
+        server.client().await.apply_changes(batch(vec![orphan])).await,
+        Code::FailedPrecondition,
+        "changes[0].upsert_actor_profile.actor_id",
+    );
+    let undated = pb::Change {
+        change: Some(pb::change::Change::UpsertActorProfile(pb::ActorProfile {
+            actor_id: demo::FAW.into(),
+            until: "soon".into(),
+            ..Default::default()
+        })),
+    };
+    assert_status(
+        server.client().await.apply_changes(batch(vec![undated])).await,
+        Code::InvalidArgument,
+        "changes[0].upsert_actor_profile.until",
+    );
+    server.stop().await;
+}
