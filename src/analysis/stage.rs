@@ -272,14 +272,15 @@ struct Tally {
     outside_of_place: HashMap<usize, u64>,
 }
 
-/// Assesses the clusters in the filter (all when it names none).
+/// Assesses the clusters in the filter (all when it names none). Their
+/// relations are measured against every cluster, so a verdict does not
+/// depend on which others are assessed with it.
 pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> Vec<Assessment> {
     let (all_places, place_of) = places(network, &GraphFilter::default(), config.places.colocation_km);
-    let cluster_ids: Vec<Id> = network
-        .clusters
-        .keys()
-        .filter(|c| filter.clusters.is_empty() || filter.clusters.contains(c))
-        .cloned()
+    let cluster_ids: Vec<Id> = network.clusters.keys().cloned().collect();
+    let assessed: Vec<bool> = cluster_ids
+        .iter()
+        .map(|c| filter.clusters.is_empty() || filter.clusters.contains(c))
         .collect();
     let index: HashMap<&Id, usize> = cluster_ids.iter().enumerate().map(|(i, c)| (c, i)).collect();
     let clusters_of =
@@ -327,6 +328,7 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
         ];
         let mut touched: Vec<usize> = clusters_of(source);
         touched.extend(clusters_of(target));
+        touched.retain(|c| assessed[*c]);
         touched.sort_unstable();
         touched.dedup();
         let capital = matches!(key.kind, LinkKind::Investment | LinkKind::Ownership);
@@ -459,6 +461,9 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
     let mut substitution: Vec<(f64, Option<usize>)> = vec![(0.0, None); cluster_ids.len()];
     for a in 0..cluster_ids.len() {
         for b in a + 1..cluster_ids.len() {
+            if !assessed[a] && !assessed[b] {
+                continue;
+            }
             // The Substitutes weights for segments and industry, 0.25 and 0.15, renormalised.
             let similarity = 0.625 * cosine(&mixes[a], &mixes[b])
                 + 0.375 * sparse_cosine(&industry_vectors[a], &industry_vectors[b]);
@@ -482,6 +487,7 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
     cluster_ids
         .iter()
         .enumerate()
+        .filter(|(c, _)| assessed[*c])
         .map(|(c, id)| {
             let t = &tallies[c];
             let cluster_places: Vec<(usize, &Place)> = places_of_cluster[c]
@@ -782,5 +788,20 @@ mod tests {
         assert_eq!(stage(demo::CHANGCHUN), Stage::RegionalIntegration);
         assert_eq!(stage(demo::KUNSHAN), Stage::GlobalValueChain);
         assert_eq!(stage(demo::CHANGNING), Stage::VirtualIntegration);
+    }
+
+    #[test]
+    fn a_cluster_assessed_alone_gets_the_same_figures_as_with_all_the_others() {
+        let network = demo_network();
+        let all = assess(&network, &GraphFilter::default(), &StageConfig::default());
+        for cluster in [demo::CHANGNING, demo::KUNSHAN] {
+            let filter = GraphFilter {
+                clusters: vec![cluster.into()],
+                ..GraphFilter::default()
+            };
+            let alone = assess(&network, &filter, &StageConfig::default());
+            let together = all.iter().find(|a| &*a.cluster == cluster).unwrap();
+            assert_eq!(alone, [together.clone()]);
+        }
     }
 }
