@@ -801,7 +801,7 @@ mod tests {
             };
             let alone = assess(&network, &filter, &StageConfig::default());
             let together = all.iter().find(|a| &*a.cluster == cluster).unwrap();
-            assert_eq!(alone, [together.clone()]);
+            assert_eq!(alone, std::slice::from_ref(together));
         }
     }
 }
