@@ -12,6 +12,7 @@
 //! | `actors.csv` | id, kind | name, industry, segments, clusters, site_id, country, employees, revenue, valid_from, valid_to |
 //! | `links.csv` | source, target, kind | channel (PHYSICAL), weight (1), valid_from, valid_to |
 //! | `cluster_links.csv` | source, target, kind | channel (VIRTUAL for PLATFORM, else PHYSICAL), weight (1) |
+//! | `actor_profiles.csv` | actor_id, until | industry, segments, employees, revenue |
 
 use std::{
     collections::HashMap,
@@ -21,8 +22,8 @@ use std::{
 };
 
 use crate::model::{
-    Actor, ActorKind, Change, Channel, Cluster, ClusterLink, ClusterLinkKind, Country, Date, Id, Link, LinkKind,
-    Segment, Site, Validity,
+    Actor, ActorKind, ActorProfile, Change, Channel, Cluster, ClusterLink, ClusterLinkKind, Country, Date, Id, Link,
+    LinkKind, Segment, Site, Validity,
 };
 
 /// Where a change came from: `file:line`.
@@ -56,12 +57,13 @@ pub struct SourcedChange {
     pub origin: Origin,
 }
 
-pub const FILES: [&str; 5] = [
+pub const FILES: [&str; 6] = [
     "clusters.csv",
     "sites.csv",
     "actors.csv",
     "links.csv",
     "cluster_links.csv",
+    "actor_profiles.csv",
 ];
 
 /// Reads every CSV file of the format in `dir`, in dependency order. Returns
@@ -154,7 +156,17 @@ pub fn read_dir(dir: &Path) -> Result<Vec<SourcedChange>, Vec<RowError>> {
             weight: row.number("weight")?.unwrap_or(1.0),
         }))
     });
-    for (origin, change) in actors.into_iter().chain(links).chain(cluster_links) {
+    let profiles = reader.rows(dir, "actor_profiles.csv", &["actor_id", "until"], |row| {
+        Ok(Change::UpsertActorProfile(ActorProfile {
+            actor_id: row.id("actor_id")?,
+            until: row.parse::<Date>("until")?.ok_or("until: must not be empty")?,
+            industry: row.text("industry"),
+            segments: row.list::<Segment>("segments")?.into_iter().collect(),
+            employees: row.parse::<u64>("employees")?,
+            revenue: row.number("revenue")?,
+        }))
+    });
+    for (origin, change) in actors.into_iter().chain(links).chain(cluster_links).chain(profiles) {
         changes.push(SourcedChange { change, origin });
     }
     // Item-level checks (weights, coordinates, dates) here, so every bad row
@@ -339,6 +351,8 @@ pub fn write_dir(dir: &Path, changes: &[Change]) -> std::io::Result<()> {
     let mut actors = open("actors.csv")?;
     let mut links = open("links.csv")?;
     let mut cluster_links = open("cluster_links.csv")?;
+    let mut profiles = open("actor_profiles.csv")?;
+    profiles.write_record(["actor_id", "until", "industry", "segments", "employees", "revenue"])?;
     clusters.write_record(["id", "name", "region", "industry"])?;
     sites.write_record(["id", "cluster_id", "name", "lat", "lon"])?;
     actors.write_record([
@@ -408,10 +422,21 @@ pub fn write_dir(dir: &Path, changes: &[Change]) -> std::io::Result<()> {
                 l.channel.to_string(),
                 l.weight.to_string(),
             ])?,
+            Change::UpsertActorProfile(p) => {
+                let segments: Vec<&str> = p.segments.iter().map(Segment::as_str).collect();
+                profiles.write_record([
+                    p.actor_id.to_string(),
+                    p.until.to_string(),
+                    p.industry.clone(),
+                    segments.join(";"),
+                    p.employees.map(|e| e.to_string()).unwrap_or_default(),
+                    p.revenue.map(|r| r.to_string()).unwrap_or_default(),
+                ])?;
+            }
             _ => {}
         }
     }
-    for mut writer in [clusters, sites, actors, links, cluster_links] {
+    for mut writer in [clusters, sites, actors, links, cluster_links, profiles] {
         writer.flush()?;
     }
     Ok(())
@@ -449,7 +474,17 @@ mod tests {
     #[test]
     fn the_demo_survives_a_round_trip_through_csv() {
         let dir = tempfile::tempdir().unwrap();
-        let demo = crate::demo::demo_changes();
+        let mut demo = crate::demo::demo_changes();
+        demo.push(Change::UpsertActorProfile(ActorProfile {
+            actor_id: "ks-firm-10".into(),
+            until: "2016-01-01".parse().unwrap(),
+            industry: "C2620".into(),
+            segments: [Segment::Manufacturing, Segment::ProductDevelopment]
+                .into_iter()
+                .collect(),
+            employees: Some(1200),
+            revenue: Some(3.5e8),
+        }));
         write_dir(dir.path(), &demo).unwrap();
         let read: Vec<Change> = read_dir(dir.path())
             .ok()
