@@ -64,6 +64,10 @@ pub struct Evidence {
     pub internal_ties: u64,
     /// Ties to actors outside the cluster in the home country (or of unknown country).
     pub domestic_external_ties: u64,
+    /// Of those, ties to members of clusters in another region (the
+    /// clusters' `region` differs); the rest are in the same region or to
+    /// actors in no cluster.
+    pub other_region_ties: u64,
     /// Ties to actors in another country.
     pub foreign_ties: u64,
     /// Ties over the VIRTUAL channel or of kind PLATFORM.
@@ -260,6 +264,7 @@ struct Tally {
     ties: u64,
     internal: u64,
     domestic_external: u64,
+    other_region: u64,
     foreign: u64,
     virtual_ties: u64,
     foreign_capital: HashSet<Ix>,
@@ -278,6 +283,10 @@ struct Tally {
 pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> Vec<Assessment> {
     let (all_places, place_of) = places(network, &GraphFilter::default(), config.places.colocation_km);
     let cluster_ids: Vec<Id> = network.clusters.keys().cloned().collect();
+    let regions: Vec<&str> = cluster_ids
+        .iter()
+        .map(|c| network.clusters.get(c).map_or("", |c| c.region.as_str()))
+        .collect();
     let assessed: Vec<bool> = cluster_ids
         .iter()
         .map(|c| filter.clusters.is_empty() || filter.clusters.contains(c))
@@ -379,6 +388,11 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
                     }
                 } else {
                     t.domestic_external += 1;
+                    let elsewhere = other_actor
+                        .cluster_ids
+                        .iter()
+                        .any(|o| network.clusters.get(o).is_some_and(|oc| oc.region != regions[c]));
+                    t.other_region += u64::from(elsewhere);
                 }
                 let other_clustered = !other_actor.cluster_ids.is_empty();
                 if capital && other_clustered {
@@ -592,6 +606,7 @@ fn evaluate(
         ties: t.ties,
         internal_ties: t.internal,
         domestic_external_ties: t.domestic_external,
+        other_region_ties: t.other_region,
         foreign_ties: t.foreign,
         virtual_ties: t.virtual_ties,
         segments_covered,
@@ -788,6 +803,13 @@ mod tests {
         assert_eq!(stage(demo::CHANGCHUN), Stage::RegionalIntegration);
         assert_eq!(stage(demo::KUNSHAN), Stage::GlobalValueChain);
         assert_eq!(stage(demo::CHANGNING), Stage::VirtualIntegration);
+        // Changning's external ties in China go to Zhangjiang, also in Shanghai.
+        let changning = &assessments
+            .iter()
+            .find(|a| &*a.cluster == demo::CHANGNING)
+            .unwrap()
+            .evidence;
+        assert_eq!((changning.domestic_external_ties, changning.other_region_ties), (21, 0));
     }
 
     #[test]

@@ -277,6 +277,7 @@ fn assessment_to_pb(a: &Assessment) -> pb::StageAssessment {
             ties: e.ties,
             internal_ties: e.internal_ties,
             domestic_external_ties: e.domestic_external_ties,
+            other_region_ties: e.other_region_ties,
             foreign_ties: e.foreign_ties,
             virtual_ties: e.virtual_ties,
             segments_covered: segments_to_pb(&e.segments_covered),
