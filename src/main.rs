@@ -62,6 +62,10 @@ struct ServeArgs {
     /// Heavy analyses run at once; more get RESOURCE_EXHAUSTED.
     #[arg(long, env = "CLUSTERNET_MAX_ANALYSES", default_value_t = 2)]
     max_analyses: usize,
+    /// Applied batches kept for WatchChanges, counting back from the latest
+    /// (0 keeps all). Older ones are dropped at checkpoints.
+    #[arg(long, env = "CLUSTERNET_HISTORY_REVISIONS", default_value_t = 100_000)]
+    history_revisions: u64,
     /// TOML file of stage-analysis settings (weights, thresholds, smile
     /// curve); missing values keep their defaults (`clusternet config`).
     #[arg(long, env = "CLUSTERNET_CONFIG")]
@@ -131,6 +135,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
     };
     let config = StoreConfig {
         max_batch_changes: args.max_batch_changes,
+        history_revisions: (args.history_revisions > 0).then_some(args.history_revisions),
         ..StoreConfig::default()
     };
     let data_dir = args.data_dir.clone();

@@ -3,6 +3,7 @@
 
 mod analysis_api;
 mod analysis_params;
+mod change_feed;
 pub mod convert;
 pub mod import_client;
 mod network_api;

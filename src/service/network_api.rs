@@ -3,9 +3,12 @@
 
 use std::{collections::VecDeque, sync::Arc};
 
+use tokio::sync::watch;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{
+    change_feed::watch_changes,
     convert::{self, arc_rows},
     paging::{next_page_token, page_request},
     pb::{self, network_service_server::NetworkService},
@@ -18,11 +21,13 @@ use crate::{
 
 pub struct NetworkApi {
     store: Arc<Store>,
+    /// Turns true when the server shuts down, ending the change feeds.
+    shutdown: watch::Receiver<bool>,
 }
 
 impl NetworkApi {
-    pub fn new(store: Arc<Store>) -> Self {
-        NetworkApi { store }
+    pub fn new(store: Arc<Store>, shutdown: watch::Receiver<bool>) -> Self {
+        NetworkApi { store, shutdown }
     }
 }
 
@@ -91,6 +96,18 @@ fn position<T: PartialEq>(all: &[T], value: &T) -> usize {
 
 #[tonic::async_trait]
 impl NetworkService for NetworkApi {
+    type WatchChangesStream = ReceiverStream<Result<pb::ChangeEvent, Status>>;
+
+    #[tracing::instrument(skip_all, fields(from = request.get_ref().from_revision))]
+    async fn watch_changes(
+        &self,
+        request: Request<pb::WatchChangesRequest>,
+    ) -> Result<Response<Self::WatchChangesStream>, Status> {
+        let from = request.into_inner().from_revision;
+        let stream = watch_changes(self.store.clone(), from, self.shutdown.clone()).await?;
+        Ok(Response::new(stream))
+    }
+
     #[tracing::instrument(skip_all, fields(changes = request.get_ref().changes.len()))]
     async fn apply_changes(
         &self,

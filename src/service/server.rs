@@ -61,13 +61,16 @@ pub async fn serve(
 
     let analysis = AnalysisServiceServer::new(AnalysisApi::new(store.clone(), config.max_analyses, config.stage))
         .max_encoding_message_size(config.max_message_bytes);
-    let network = NetworkServiceServer::new(NetworkApi::new(store))
+    let (stop_feeds, feeds_stop) = tokio::sync::watch::channel(false);
+    let network = NetworkServiceServer::new(NetworkApi::new(store, feeds_stop))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
 
     let shutdown = async move {
         shutdown.await;
         tracing::info!("shutting down: no new calls, finishing those in flight");
+        // Change feeds would otherwise run forever: end them with UNAVAILABLE.
+        let _ = stop_feeds.send(true);
         health.set_not_serving::<NetworkServiceServer<NetworkApi>>().await;
         health.set_not_serving::<AnalysisServiceServer<AnalysisApi>>().await;
     };

@@ -15,7 +15,7 @@ mod sled_backend;
 use std::{path::Path, sync::Arc, thread};
 
 use arc_swap::ArcSwap;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use network::{ChangeCounts, EdgeKey, IdIndex, Ix, LinkData, Network};
 pub use sled_backend::{SledBackend, SledConfig};
@@ -38,6 +38,26 @@ pub trait Backend: Send + 'static {
     fn checkpoint(&mut self, revision: u64, network: &Network) -> Result<()>;
     /// Makes everything appended so far durable.
     fn sync(&mut self) -> Result<()>;
+    /// A reader of the change log that other threads can use.
+    fn log_reader(&self) -> Arc<dyn LogReader>;
+    /// Drops the log records of revisions before `before` (all of them
+    /// covered by a checkpoint); returns how many.
+    fn compact_log(&mut self, before: u64) -> Result<u64>;
+}
+
+/// Reads the change log: the batches applied, by revision.
+pub trait LogReader: Send + Sync {
+    /// Up to `limit` batches from revision `from` on, in order.
+    fn read(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<Change>)>>;
+    /// The oldest revision still in the log.
+    fn oldest(&self) -> Result<Option<u64>>;
+}
+
+/// A batch as committed, for live watchers.
+#[derive(Debug)]
+pub struct Committed {
+    pub revision: u64,
+    pub changes: Vec<Change>,
 }
 
 /// What a backend holds.
@@ -59,6 +79,10 @@ pub struct StoreConfig {
     /// this many changes and at least as many as the network has entities,
     /// so checkpoint work stays proportional to the changes written.
     pub checkpoint_min_changes: u64,
+    /// Batches kept in the change log for watchers, counting back from the
+    /// latest; older ones are dropped at checkpoints (the log after the last
+    /// checkpoint is always kept). None keeps every batch.
+    pub history_revisions: Option<u64>,
 }
 
 impl Default for StoreConfig {
@@ -67,6 +91,7 @@ impl Default for StoreConfig {
             max_batch_changes: 10_000,
             max_group: 64,
             checkpoint_min_changes: 100_000,
+            history_revisions: Some(100_000),
         }
     }
 }
@@ -122,6 +147,8 @@ impl PendingBatch {
 
 pub struct Store {
     current: Arc<ArcSwap<Snapshot>>,
+    log: Arc<dyn LogReader>,
+    committed: broadcast::Sender<Arc<Committed>>,
     queue: std::sync::Mutex<Option<mpsc::Sender<WriteRequest>>>,
     writer: std::sync::Mutex<Option<thread::JoinHandle<()>>>,
     config: StoreConfig,
@@ -141,9 +168,15 @@ impl Store {
         } = backend.load()?;
         let current = Arc::new(ArcSwap::from_pointee(Snapshot { revision, network }));
         let (sender, receiver) = mpsc::channel(1024);
+        let log = backend.log_reader();
+        // Live watchers that fall more than this many batches behind catch up
+        // from the log instead; the writer never waits for them.
+        let (committed, _) = broadcast::channel(WATCH_BUFFER);
         let writer = Writer {
             backend,
             current: current.clone(),
+            committed: committed.clone(),
+            history_revisions: config.history_revisions,
             failure: None,
             max_group: config.max_group.max(1),
             checkpoint_min_changes: config.checkpoint_min_changes,
@@ -157,6 +190,8 @@ impl Store {
             })?;
         Ok(Store {
             current,
+            log,
+            committed,
             queue: std::sync::Mutex::new(Some(sender)),
             writer: std::sync::Mutex::new(Some(handle)),
             config,
@@ -170,6 +205,17 @@ impl Store {
 
     pub fn config(&self) -> &StoreConfig {
         &self.config
+    }
+
+    /// The batches applied from now on, as they are published. A receiver
+    /// that falls behind gets `Lagged` and should read the log.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Committed>> {
+        self.committed.subscribe()
+    }
+
+    /// The change log, for catching up.
+    pub fn log(&self) -> &Arc<dyn LogReader> {
+        &self.log
     }
 
     /// Validates and applies one batch atomically; returns once it is durable.
@@ -239,9 +285,14 @@ fn shutting_down() -> Error {
     }
 }
 
+/// Batches a live watcher may fall behind before it catches up from the log.
+const WATCH_BUFFER: usize = 1024;
+
 struct Writer {
     backend: Box<dyn Backend>,
     current: Arc<ArcSwap<Snapshot>>,
+    committed: broadcast::Sender<Arc<Committed>>,
+    history_revisions: Option<u64>,
     /// Set by a failed write or sync: after that, what is durable is unknown,
     /// so the writer refuses further batches until restarted.
     failure: Option<String>,
@@ -294,10 +345,24 @@ impl Writer {
             Ok(()) => {
                 self.since_checkpoint = 0;
                 tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "checkpoint written");
+                self.compact(published.revision);
             }
             // The log still holds everything, so a failed checkpoint costs
             // only a longer replay at the next start.
             Err(error) => tracing::warn!(%error, "checkpoint failed"),
+        }
+    }
+
+    /// Drops log records older than the history kept; the checkpoint at
+    /// `checkpoint` covers them.
+    fn compact(&mut self, checkpoint: u64) {
+        let Some(keep) = self.history_revisions else { return };
+        let latest = self.current.load().revision;
+        let before = (checkpoint + 1).min(latest.saturating_sub(keep) + 1);
+        match self.backend.compact_log(before) {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, oldest_kept = before, "change log compacted"),
+            Err(error) => tracing::warn!(%error, "change log compaction failed"),
         }
     }
 
@@ -307,6 +372,7 @@ impl Writer {
         let mut network = published.network.clone();
         let mut revision = published.revision;
         let mut results = Vec::with_capacity(group.len());
+        let mut committed = Vec::new();
         for request in &group {
             if let Some(failure) = &self.failure {
                 results.push(Err(Error::Unavailable {
@@ -338,6 +404,12 @@ impl Writer {
                     network = candidate;
                     self.since_checkpoint += request.changes.len() as u64;
                     results.push(Ok(Applied { revision, counts }));
+                    if self.committed.receiver_count() > 0 {
+                        committed.push(Arc::new(Committed {
+                            revision,
+                            changes: request.changes.clone(),
+                        }));
+                    }
                 }
                 Err(error) => {
                     self.failure = Some(error.to_string());
@@ -358,6 +430,10 @@ impl Writer {
                 }
             } else {
                 self.current.store(Arc::new(Snapshot { revision, network }));
+                // Published and durable: tell the watchers (no receivers is fine).
+                for batch in committed {
+                    let _ = self.committed.send(batch);
+                }
             }
         }
         for (request, result) in group.into_iter().zip(results) {

@@ -14,13 +14,13 @@
 //! same data as a few large values takes a fraction of a second. Entities are
 //! read from memory, never from sled, so keys per entity would buy nothing.
 
-use std::path::Path;
+use std::{path::Path, sync::Arc};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::{
     network::{Ix, Network},
-    Backend, Loaded,
+    Backend, Loaded, LogReader,
 };
 use crate::{
     error::{Error, Result},
@@ -66,6 +66,35 @@ enum RecordRef<'a> {
 
 pub struct SledBackend {
     db: sled::Db,
+}
+
+/// Reads the change log while the writer owns the backend (sled trees are
+/// safe to share between threads).
+struct SledLog {
+    db: sled::Db,
+}
+
+impl LogReader for SledLog {
+    fn read(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<Change>)>> {
+        let mut out = Vec::new();
+        for entry in self.db.range(log_key(from)..log_key(u64::MAX)).take(limit) {
+            let (key, bytes) = entry?;
+            out.push((revision_of(&key)?, decode(&bytes)?));
+        }
+        Ok(out)
+    }
+
+    fn oldest(&self) -> Result<Option<u64>> {
+        match self.db.scan_prefix(LOG_PREFIX).next() {
+            Some(entry) => Ok(Some(revision_of(&entry?.0)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The revision in a log key.
+fn revision_of(key: &[u8]) -> Result<u64> {
+    decode_u64(key.get(LOG_PREFIX.len()..).unwrap_or_default())
 }
 
 /// Settings of the sled store.
@@ -273,5 +302,22 @@ impl Backend for SledBackend {
     fn sync(&mut self) -> Result<()> {
         self.db.flush()?;
         Ok(())
+    }
+
+    fn log_reader(&self) -> Arc<dyn LogReader> {
+        Arc::new(SledLog { db: self.db.clone() })
+    }
+
+    fn compact_log(&mut self, before: u64) -> Result<u64> {
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        for key in self.db.range(log_key(0)..log_key(before)).keys() {
+            batch.remove(key?);
+            removed += 1;
+        }
+        if removed > 0 {
+            self.db.apply_batch(batch)?;
+        }
+        Ok(removed)
     }
 }

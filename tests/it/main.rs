@@ -1,6 +1,7 @@
 //! One integration-test binary: each module drives a real server over a socket.
 
 mod analysis;
+mod changes;
 mod common;
 mod import_cli;
 mod network;
