@@ -206,6 +206,14 @@ fn stages(clusters: usize, actors: usize, links: usize) {
         let started = Instant::now();
         let patterns = detect(&network, &Default::default(), &config);
         let detect_seconds = started.elapsed().as_secs_f64();
+        let one = clusternet::graph::GraphFilter {
+            clusters: vec![clusternet::synthetic::cluster_id(run)],
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let single = assess(&network, &one, &config);
+        let one_cluster_ms = started.elapsed().as_secs_f64() * 1000.0;
+        assert_eq!(single.len(), 1);
         let mut counts = std::collections::BTreeMap::new();
         for a in &assessments {
             *counts.entry(a.stage.as_str()).or_insert(0) += 1;
@@ -213,7 +221,7 @@ fn stages(clusters: usize, actors: usize, links: usize) {
         let stages: Vec<String> = counts.iter().map(|(s, n)| format!("{s}={n}")).collect();
         let stages = stages.join(" ");
         println!(
-            "{{\"tool\": \"clusternet\", \"algorithm\": \"stages\", \"run\": {run}, \"assess_seconds\": {assess_seconds:.4}, \"detect_seconds\": {detect_seconds:.4}, \"clusters\": {}, \"stages\": \"{stages}\", \"patterns\": {}, \"peak_rss_mib\": {:.1}}}",
+            "{{\"tool\": \"clusternet\", \"algorithm\": \"stages\", \"run\": {run}, \"assess_seconds\": {assess_seconds:.4}, \"detect_seconds\": {detect_seconds:.4}, \"one_cluster_ms\": {one_cluster_ms:.1}, \"clusters\": {}, \"stages\": \"{stages}\", \"patterns\": {}, \"peak_rss_mib\": {:.1}}}",
             assessments.len(),
             patterns.len(),
             peak_rss_mib()

@@ -330,7 +330,39 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
     // The places of each assessed cluster, as indexes into all_places.
     let place_cluster: Vec<Option<usize>> = all_places.iter().map(|p| index.get(&p.cluster).copied()).collect();
 
-    for (key, data, source, target) in filter.links(network) {
+    // The links with an end in an assessed cluster: when few clusters are
+    // assessed, their members' own links; otherwise one pass over all links.
+    let assessed_members: HashSet<Ix> = tallies
+        .iter()
+        .zip(&assessed)
+        .filter(|(_, a)| **a)
+        .flat_map(|(t, _)| t.members.iter().copied())
+        .collect();
+    let members = &assessed_members;
+    let links: Box<dyn Iterator<Item = _>> = if members.len() * 4 < kept_actors as usize {
+        Box::new(members.iter().flat_map(move |&ix| {
+            network.incident(ix).filter_map(move |key| {
+                let other = if key.source == ix { key.target } else { key.source };
+                // A link between two assessed members is taken from its lower end.
+                if members.contains(&other) && other < ix {
+                    return None;
+                }
+                let data = network.links.get(&key)?;
+                if !filter.keeps_link(key.kind, data) {
+                    return None;
+                }
+                Some((
+                    key,
+                    data,
+                    filter.actor(network, key.source)?,
+                    filter.actor(network, key.target)?,
+                ))
+            })
+        }))
+    } else {
+        Box::new(filter.links(network).map(|(key, data, s, t)| (*key, data, s, t)))
+    };
+    for (key, data, source, target) in links {
         let ends = [
             (key.source, source, key.target, target),
             (key.target, target, key.source, source),
