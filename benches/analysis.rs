@@ -18,9 +18,13 @@
 //!     times AssessStage for all clusters and DetectVirtualIntegration over
 //!     the whole network, three runs each, on a generated network whose
 //!     clusters have three sites and a platform actor each.
-//! `cargo bench --bench analysis -- fusion CLUSTERS ACTORS LINKS`
+//! `cargo bench --bench analysis -- fusion-pivots CLUSTERS ACTORS LINKS`
+//!     how far FusionLinks' default 256-pivot ranking agrees with exact edge
+//!     betweenness: the share of the exact top 100 and top 1000 that the
+//!     sampled ranking also puts there.
+//! `cargo bench --bench analysis -- fusion CLUSTERS ACTORS LINKS [PIVOTS]`
 //!     times FusionLinks over the whole network with its defaults (Leiden,
-//!     256-pivot edge betweenness), three runs.
+//!     sampled edge betweenness) or PIVOTS pivots, three runs.
 
 use std::{
     io::{BufRead, BufWriter, Write},
@@ -229,19 +233,59 @@ fn stages(clusters: usize, actors: usize, links: usize) {
     }
 }
 
-/// FusionLinks over the whole generated network, three runs.
-fn fusion(clusters: usize, actors: usize, links: usize) {
-    use clusternet::analysis::fusion::{fusion_links, FusionConfig};
+/// Exact against 256-pivot edge betweenness for the fusion-link ranking.
+fn fusion_pivots(clusters: usize, actors: usize, links: usize) {
+    use clusternet::analysis::fusion::{fusion_links, FusionConfig, Pivots};
     let network = synthetic_network(clusters, actors, links);
+    let run = |pivots| {
+        let config = FusionConfig {
+            pivots,
+            top_k: 0,
+            ..FusionConfig::default()
+        };
+        let started = Instant::now();
+        let found = fusion_links(&network, &Default::default(), &config, &Control::none()).unwrap();
+        let keys: Vec<((String, String), f64)> = found
+            .links
+            .iter()
+            .map(|l| ((l.source.actor.to_string(), l.target.actor.to_string()), l.betweenness))
+            .collect();
+        (keys, started.elapsed().as_secs_f64())
+    };
+    let (exact, exact_seconds) = run(Pivots::Exact);
+    for pivots in [256, 1024, 4096] {
+        let (sampled, sampled_seconds) = run(Pivots::Sampled(pivots));
+        let exact_value: std::collections::HashMap<&(String, String), f64> =
+            exact.iter().map(|(key, b)| (key, *b)).collect();
+        // Share of the exact top k found, and the exact betweenness the
+        // sampled top k carries against the exact top k's.
+        let agreement = |k: usize| {
+            let top: std::collections::HashSet<&(String, String)> = exact.iter().take(k).map(|(key, _)| key).collect();
+            let found = sampled.iter().take(k).filter(|(key, _)| top.contains(key)).count() as f64;
+            let best: f64 = exact.iter().take(k).map(|(_, b)| b).sum();
+            let got: f64 = sampled.iter().take(k).map(|(key, _)| exact_value[key]).sum();
+            (found / k.min(exact.len()).max(1) as f64, got / best)
+        };
+        let ((set100, mass100), (set1000, mass1000)) = (agreement(100), agreement(1000));
+        println!(
+            "{{\"tool\": \"clusternet\", \"algorithm\": \"fusion_pivots\", \"pivots\": {pivots}, \"fusion_links\": {}, \"exact_seconds\": {exact_seconds:.2}, \"sampled_seconds\": {sampled_seconds:.2}, \"top100_found\": {set100:.3}, \"top100_mass\": {mass100:.3}, \"top1000_found\": {set1000:.3}, \"top1000_mass\": {mass1000:.3}}}",
+            exact.len(),
+        );
+    }
+}
+
+/// FusionLinks over the whole generated network, three runs, with its
+/// default pivots or `pivots`.
+fn fusion(clusters: usize, actors: usize, links: usize, pivots: Option<usize>) {
+    use clusternet::analysis::fusion::{fusion_links, FusionConfig, Pivots};
+    let network = synthetic_network(clusters, actors, links);
+    let config = FusionConfig {
+        pivots: pivots.map_or(Pivots::Auto, Pivots::Sampled),
+        ..FusionConfig::default()
+    };
     for run in 0..3 {
         let started = Instant::now();
-        let found = fusion_links(
-            &network,
-            &Default::default(),
-            &FusionConfig::default(),
-            &Control::none(),
-        )
-        .unwrap();
+        let found = fusion_links(&network, &Default::default(), &config, &Control::none()).unwrap();
         println!(
             "{{\"tool\": \"clusternet\", \"algorithm\": \"fusion_links\", \"run\": {run}, \"seconds\": {:.4}, \"nodes\": {}, \"edges\": {}, \"communities\": {}, \"fusion_links\": {}, \"pivots\": {:?}, \"peak_rss_mib\": {:.1}}}",
             started.elapsed().as_secs_f64(),
@@ -299,10 +343,16 @@ fn main() {
             args[2].parse().unwrap(),
             args[3].parse().unwrap(),
         ),
+        Some("fusion-pivots") => fusion_pivots(
+            args[1].parse().unwrap(),
+            args[2].parse().unwrap(),
+            args[3].parse().unwrap(),
+        ),
         Some("fusion") => fusion(
             args[1].parse().unwrap(),
             args[2].parse().unwrap(),
             args[3].parse().unwrap(),
+            args.get(4).map(|p| p.parse().unwrap()),
         ),
         Some("overlap") => overlap_all_pairs(
             args[1].parse().unwrap(),

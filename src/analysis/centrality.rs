@@ -184,6 +184,8 @@ impl Default for BetweennessConfig {
 /// Sources per unit of parallel work. Partial sums are added in chunk order,
 /// so results do not depend on the number of threads.
 const SOURCE_CHUNK: usize = 32;
+/// Chunks whose partial sums are held at once.
+const CHUNKS_PER_WAVE: usize = 8;
 
 /// Brandes' betweenness, exact or from sampled pivots.
 pub fn betweenness(graph: &AnalysisGraph, config: &BetweennessConfig, control: &Control) -> Result<Scores, Cancelled> {
@@ -267,28 +269,32 @@ fn brandes(
     };
     let total = sources.len() as u64;
     let done = std::sync::atomic::AtomicU64::new(0);
-    let partials: Vec<Result<Sums, Cancelled>> = sources
-        .par_chunks(SOURCE_CHUNK)
-        .map(|chunk| {
-            let mut state = BrandesState::new(n);
-            let mut sums = vec![0.0; n];
-            let mut arc_sums = vec![0.0; arc_count];
-            for &s in chunk {
-                control.check()?;
-                let arcs = with_arcs.then_some(&mut arc_sums[..]);
-                state.accumulate(graph, s, config.weighted, &mut sums, arcs);
-                let finished = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                control.progress("betweenness", finished, total);
-            }
-            Ok((sums, arc_sums))
-        })
-        .collect();
     let mut values = vec![0.0; n];
     let mut arcs = vec![0.0; arc_count];
-    for partial in partials {
-        let (sums, arc_sums) = partial?;
-        values.iter_mut().zip(sums).for_each(|(v, x)| *v += x);
-        arcs.iter_mut().zip(arc_sums).for_each(|(v, x)| *v += x);
+    // Chunks run in waves and are added in chunk order after each wave, so
+    // memory holds one wave of partial sums, not one per chunk.
+    for wave in sources.chunks(SOURCE_CHUNK * CHUNKS_PER_WAVE) {
+        let partials: Vec<Result<Sums, Cancelled>> = wave
+            .par_chunks(SOURCE_CHUNK)
+            .map(|chunk| {
+                let mut state = BrandesState::new(n);
+                let mut sums = vec![0.0; n];
+                let mut arc_sums = vec![0.0; arc_count];
+                for &s in chunk {
+                    control.check()?;
+                    let arcs = with_arcs.then_some(&mut arc_sums[..]);
+                    state.accumulate(graph, s, config.weighted, &mut sums, arcs);
+                    let finished = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    control.progress("betweenness", finished, total);
+                }
+                Ok((sums, arc_sums))
+            })
+            .collect();
+        for partial in partials {
+            let (sums, arc_sums) = partial?;
+            values.iter_mut().zip(sums).for_each(|(v, x)| *v += x);
+            arcs.iter_mut().zip(arc_sums).for_each(|(v, x)| *v += x);
+        }
     }
     Ok((values, arcs))
 }
