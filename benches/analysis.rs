@@ -18,6 +18,9 @@
 //!     times AssessStage for all clusters and DetectVirtualIntegration over
 //!     the whole network, three runs each, on a generated network whose
 //!     clusters have three sites and a platform actor each.
+//! `cargo bench --bench analysis -- gaps CLUSTERS ACTORS LINKS`
+//!     times SubstitutionGaps for one cluster (three different ones) and for
+//!     the whole network.
 //! `cargo bench --bench analysis -- fusion-pivots CLUSTERS ACTORS LINKS`
 //!     how far FusionLinks' default 256-pivot ranking agrees with exact edge
 //!     betweenness: the share of the exact top 100 and top 1000 that the
@@ -233,7 +236,36 @@ fn stages(clusters: usize, actors: usize, links: usize) {
     }
 }
 
-/// Exact against 256-pivot edge betweenness for the fusion-link ranking.
+/// SubstitutionGaps for single clusters and for the whole network.
+fn gaps(clusters: usize, actors: usize, links: usize) {
+    use clusternet::analysis::gaps::{substitution_gaps, GapConfig};
+    let network = synthetic_network(clusters, actors, links);
+    let config = GapConfig::default();
+    for c in 0..3 {
+        let filter = clusternet::graph::GraphFilter {
+            clusters: vec![clusternet::synthetic::cluster_id(c * 300)],
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let found = substitution_gaps(&network, &filter, &config);
+        println!(
+            "{{\"tool\": \"clusternet\", \"algorithm\": \"gaps_one_cluster\", \"cluster\": {}, \"seconds\": {:.3}, \"gaps\": {}}}",
+            c * 300,
+            started.elapsed().as_secs_f64(),
+            found.len()
+        );
+    }
+    let started = Instant::now();
+    let found = substitution_gaps(&network, &Default::default(), &config);
+    println!(
+        "{{\"tool\": \"clusternet\", \"algorithm\": \"gaps_whole_network\", \"seconds\": {:.3}, \"gaps\": {}, \"peak_rss_mib\": {:.1}}}",
+        started.elapsed().as_secs_f64(),
+        found.len(),
+        peak_rss_mib()
+    );
+}
+
+/// Exact against sampled edge betweenness for the fusion-link ranking.
 fn fusion_pivots(clusters: usize, actors: usize, links: usize) {
     use clusternet::analysis::fusion::{fusion_links, FusionConfig, Pivots};
     let network = synthetic_network(clusters, actors, links);
@@ -339,6 +371,11 @@ fn main() {
             args[3].parse().unwrap(),
         ),
         Some("stages") => stages(
+            args[1].parse().unwrap(),
+            args[2].parse().unwrap(),
+            args[3].parse().unwrap(),
+        ),
+        Some("gaps") => gaps(
             args[1].parse().unwrap(),
             args[2].parse().unwrap(),
             args[3].parse().unwrap(),
