@@ -1,4 +1,4 @@
-//! `clusternet import` and `clusternet demo-csv`, run as a user would run them.
+//! The command line as a user runs it: `clusternet import`, `demo-csv`, `config` and `serve --config`.
 
 use std::process::Command;
 
@@ -100,4 +100,88 @@ async fn a_row_the_server_refuses_is_traced_back_to_its_line() {
     assert!(stderr.contains("links.csv:3: FailedPrecondition"), "{stderr}");
     assert!(stderr.contains("missing"), "{stderr}");
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_reads_its_stage_settings_from_a_config_file() {
+    // `clusternet config` prints the defaults, a file to start from.
+    let out = run(vec!["config".into()]).await;
+    assert!(out.status.success());
+    let defaults = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        defaults.contains("[thresholds]") && defaults.contains("[smile]"),
+        "{defaults}"
+    );
+
+    // A bad value stops the server before it listens, naming the setting.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("stages.toml");
+    std::fs::write(&config, "[thresholds]\nvirtual = 1.5\n").unwrap();
+    let data = dir.path().join("data");
+    let out = run(vec![
+        "serve".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--config".into(),
+        config.display().to_string(),
+        "--data-dir".into(),
+        data.display().to_string(),
+    ])
+    .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("thresholds.virtual: 1.5 is outside [0, 1]"), "{stderr}");
+
+    // A good one is used: AssessStage reports its threshold.
+    std::fs::write(&config, "[thresholds]\nvirtual = 0.7\n").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}"), "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    let mut client = loop {
+        match pb::analysis_service_client::AnalysisServiceClient::connect(url.clone()).await {
+            Ok(client) => break client,
+            Err(_) if started.elapsed() < std::time::Duration::from_secs(20) => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("the server did not start: {e}"),
+        }
+    };
+    let mut stream = client
+        .assess_stage(pb::AssessStageRequest {
+            filter: Some(pb::NetworkFilter {
+                cluster_ids: vec![clusternet::demo::CHANGNING.into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut threshold = None;
+    while let Some(event) = stream.message().await.unwrap() {
+        if let Some(pb::assess_stage_event::Event::Assessments(batch)) = event.event {
+            let scores = &batch.clusters[0].scores;
+            threshold = scores
+                .iter()
+                .find(|s| s.stage == pb::Stage::VirtualIntegration as i32)
+                .map(|s| s.threshold);
+        }
+    }
+    assert_eq!(threshold, Some(0.7));
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
