@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use petgraph::unionfind::UnionFind;
+
 use crate::{
     graph::GraphFilter,
     model::{Id, Site},
@@ -57,19 +59,18 @@ pub fn places(network: &Network, filter: &GraphFilter, colocation_km: f64) -> (V
         } else {
             // Union the sites closer than colocation_km (a handful per cluster).
             let n = cluster.sites.len();
-            let mut group: Vec<usize> = (0..n).collect();
+            let mut group: UnionFind<usize> = UnionFind::new(n);
             for i in 0..n {
                 for j in i + 1..n {
                     if distance_km(&cluster.sites[i], &cluster.sites[j]) < colocation_km {
-                        let (from, to) = (group[j], group[i]);
-                        group.iter_mut().filter(|g| **g == from).for_each(|g| *g = to);
+                        group.union(i, j);
                     }
                 }
             }
             let mut index_of_group: HashMap<usize, usize> = HashMap::new();
             let mut place_of_site: HashMap<&Id, usize> = HashMap::new();
             for (i, site) in cluster.sites.iter().enumerate() {
-                let place = *index_of_group.entry(group[i]).or_insert_with(|| {
+                let place = *index_of_group.entry(group.find_mut(i)).or_insert_with(|| {
                     out.push(Place {
                         id: Id::default(),
                         cluster: cluster.id.clone(),

@@ -27,6 +27,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use petgraph::unionfind::UnionFind;
+
 use super::{
     places::{places, Place},
     stage::{distinctness, interaction_lift, segment_mix},
@@ -71,21 +73,6 @@ pub struct Pattern {
     pub confidence: f64,
 }
 
-fn find(parent: &mut [usize], mut v: usize) -> usize {
-    while parent[v] != v {
-        parent[v] = parent[parent[v]];
-        v = parent[v];
-    }
-    v
-}
-
-fn union(parent: &mut [usize], a: usize, b: usize) {
-    let (a, b) = (find(parent, a), find(parent, b));
-    if a != b {
-        parent[a.max(b)] = a.min(b);
-    }
-}
-
 const FINAL_CUSTOMER_SEGMENTS: [Segment; 3] = [Segment::Sales, Segment::Consumption, Segment::AfterSalesService];
 
 /// Finds the virtual-integration patterns among the places of the clusters
@@ -100,7 +87,7 @@ pub fn detect(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
             place_of.entry(ix).or_insert(p);
         }
     }
-    let mut parent: Vec<usize> = (0..all.len()).collect();
+    let mut joins: UnionFind<usize> = UnionFind::new(all.len());
 
     // Joined by PLATFORM cluster links (between sites, or whole clusters).
     let places_named = |end: &Id| -> Vec<usize> {
@@ -119,7 +106,7 @@ pub fn detect(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
                 for &a in &from {
                     for &b in &to {
                         if a != b {
-                            union(&mut parent, a, b);
+                            joins.union(a, b);
                         }
                     }
                 }
@@ -155,7 +142,7 @@ pub fn detect(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
             .collect();
         let parts: Vec<usize> = joined.keys().copied().collect();
         for pair in parts.windows(2) {
-            union(&mut parent, pair[0], pair[1]);
+            joins.union(pair[0], pair[1]);
         }
         if parts.len() >= 2 {
             platform_reach.push((ix, joined));
@@ -164,7 +151,7 @@ pub fn detect(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
 
     let mut components: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for p in 0..all.len() {
-        let root = find(&mut parent, p);
+        let root = joins.find_mut(p);
         components.entry(root).or_default().push(p);
     }
     components.retain(|_, parts| parts.len() >= 2);
