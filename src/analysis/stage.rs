@@ -24,6 +24,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{
     core_firms::cores_of,
+    fusion::IndustryLevel,
     places::{places, Place},
     stage_config::StageConfig,
 };
@@ -432,11 +433,9 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
                 }
                 if other_clustered && my_actor.kind.is_enterprise() && other_actor.kind.is_enterprise() {
                     t.crossing_enterprise_ties += 1;
-                    let division = |a: &Actor| {
-                        let code = network.attributes_at(a, filter.as_of).industry;
-                        code.get(..3).unwrap_or(code).to_string()
-                    };
-                    if division(my_actor) != division(other_actor) {
+                    let mine = network.attributes_at(my_actor, filter.as_of).industry;
+                    let theirs = network.attributes_at(other_actor, filter.as_of).industry;
+                    if IndustryLevel::Division.key(mine) != IndustryLevel::Division.key(theirs) {
                         t.crossing_cross_industry += 1;
                     }
                 }

@@ -29,7 +29,10 @@
 
 use std::collections::HashMap;
 
-use super::overlap::{self, Dimension};
+use super::{
+    fusion::IndustryLevel,
+    overlap::{self, Dimension},
+};
 use crate::{
     graph::GraphFilter,
     model::{Actor, Id, LinkKind, Segment},
@@ -235,7 +238,7 @@ fn industry_similarity(a: &Actor, b: &Actor) -> f64 {
         0.0
     } else if a.industry == b.industry {
         1.0
-    } else if a.industry.get(..3).is_some() && a.industry.get(..3) == b.industry.get(..3) {
+    } else if IndustryLevel::Division.key(&a.industry) == IndustryLevel::Division.key(&b.industry) {
         0.5
     } else {
         0.0

@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::stage_config::StageConfig;
+use super::{fusion::IndustryLevel, stage_config::StageConfig};
 use crate::{
     graph::GraphFilter,
     model::{Date, Id, Segment, SegmentSet},
@@ -81,10 +81,6 @@ pub struct Upgrading {
     pub chain: Chain,
     pub product: Product,
     pub process: Process,
-}
-
-fn division(code: &str) -> Option<&str> {
-    (!code.is_empty()).then(|| code.get(..3).unwrap_or(code))
 }
 
 fn section(code: &str) -> Option<&str> {
@@ -177,7 +173,7 @@ pub fn upgrading(
     let member_divisions = |set: &[Ix], date: Date| -> BTreeSet<String> {
         set.iter()
             .filter_map(|ix| at(*ix, date))
-            .filter_map(|a| division(a.industry).map(str::to_string))
+            .filter_map(|a| IndustryLevel::Division.key(a.industry).map(str::to_string))
             .collect()
     };
     let (divisions_before, divisions_after) = (member_divisions(&before, from), member_divisions(&after, to));
@@ -194,7 +190,7 @@ pub fn upgrading(
                 if inside.contains(&other) || valid_on(other, date).is_none() {
                     continue;
                 }
-                if let Some(d) = at(other, date).and_then(|a| division(a.industry)) {
+                if let Some(d) = at(other, date).and_then(|a| IndustryLevel::Division.key(a.industry)) {
                     *out.entry(d.to_string()).or_default() += 1;
                 }
             }
@@ -235,7 +231,8 @@ pub fn upgrading(
     let new_product_lines: Vec<Move> = moves
         .iter()
         .filter(|m| {
-            m.industry_before != m.industry_after && division(&m.industry_before) == division(&m.industry_after)
+            m.industry_before != m.industry_after
+                && IndustryLevel::Division.key(&m.industry_before) == IndustryLevel::Division.key(&m.industry_after)
         })
         .cloned()
         .collect();
