@@ -583,16 +583,7 @@ fn evaluate(
     } else {
         with_segments.iter().sum::<usize>() as f64 / with_segments.len() as f64
     };
-    let performances: f64 = mix.iter().sum();
-    let mean_segment_value = if performances == 0.0 {
-        0.0
-    } else {
-        Segment::ALL
-            .iter()
-            .map(|s| mix[*s as usize] * config.smile.value(*s))
-            .sum::<f64>()
-            / performances
-    };
+    let mean_segment_value = config.smile.mean_value(mix);
     let segments_covered: Vec<Segment> = Segment::ALL
         .iter()
         .copied()

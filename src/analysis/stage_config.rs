@@ -191,6 +191,20 @@ impl Default for SmileCurve {
 }
 
 impl SmileCurve {
+    /// The mean value of a segment mix (members performing each segment);
+    /// 0 for an empty mix.
+    pub fn mean_value(&self, mix: &[f64; 8]) -> f64 {
+        let performances: f64 = mix.iter().sum();
+        if performances == 0.0 {
+            return 0.0;
+        }
+        Segment::ALL
+            .iter()
+            .map(|s| mix[*s as usize] * self.value(*s))
+            .sum::<f64>()
+            / performances
+    }
+
     pub fn value(&self, segment: Segment) -> f64 {
         match segment {
             Segment::Design => self.design,

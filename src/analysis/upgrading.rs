@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{fusion::IndustryLevel, stage_config::StageConfig};
+use super::{fusion::IndustryLevel, stage::segment_mix, stage_config::StageConfig};
 use crate::{
     graph::GraphFilter,
     model::{Date, Id, Segment, SegmentSet},
@@ -113,28 +113,8 @@ pub fn upgrading(
     let at = |ix: Ix, date: Date| network.actor(ix).map(|a| network.attributes_at(a, Some(date)));
 
     // Functional: the segment mix and its smile value.
-    let mix = |set: &[Ix], date: Date| {
-        let mut counts = [0u64; 8];
-        for &ix in set {
-            for segment in at(ix, date).into_iter().flat_map(|a| a.segments.iter()) {
-                counts[segment as usize] += 1;
-            }
-        }
-        counts
-    };
-    let value = |counts: &[u64; 8]| {
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            0.0
-        } else {
-            Segment::ALL
-                .iter()
-                .map(|s| counts[*s as usize] as f64 * config.smile.value(*s))
-                .sum::<f64>()
-                / total as f64
-        }
-    };
-    let (mix_before, mix_after) = (mix(&before, from), mix(&after, to));
+    let mix_before = segment_mix(network, before.iter().copied(), Some(from));
+    let mix_after = segment_mix(network, after.iter().copied(), Some(to));
     let moves: Vec<Move> = both
         .iter()
         .filter_map(|&ix| {
@@ -148,14 +128,17 @@ pub fn upgrading(
             })
         })
         .collect();
-    let (value_before, value_after) = (value(&mix_before), value(&mix_after));
+    let (value_before, value_after) = (
+        config.smile.mean_value(&mix_before),
+        config.smile.mean_value(&mix_after),
+    );
     let functional = Functional {
         detected: value_after - value_before >= config.upgrading.min_value_gain,
         value_before,
         value_after,
         segments: Segment::ALL
             .iter()
-            .map(|s| (*s, mix_before[*s as usize], mix_after[*s as usize]))
+            .map(|s| (*s, mix_before[*s as usize] as u64, mix_after[*s as usize] as u64))
             .filter(|(_, a, b)| a + b > 0)
             .collect(),
         moved: moves
