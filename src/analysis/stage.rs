@@ -282,7 +282,13 @@ struct Tally {
 /// relations are measured against every cluster, so a verdict does not
 /// depend on which others are assessed with it.
 pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> Vec<Assessment> {
-    let (all_places, place_of) = places(network, &GraphFilter::default(), config.places.colocation_km);
+    // Places of the assessed clusters only (all members, whatever `as_of`:
+    // members are filtered below).
+    let placed = GraphFilter {
+        clusters: filter.clusters.clone(),
+        ..GraphFilter::default()
+    };
+    let (all_places, place_of) = places(network, &placed, config.places.colocation_km);
     let cluster_ids: Vec<Id> = network.clusters.keys().cloned().collect();
     let regions: Vec<&str> = cluster_ids
         .iter()
