@@ -366,14 +366,14 @@ impl Writer {
         }
     }
 
-    fn commit_group(&mut self, group: Vec<WriteRequest>) {
+    fn commit_group(&mut self, mut group: Vec<WriteRequest>) {
         let _span = tracing::debug_span!("commit_group", batches = group.len()).entered();
         let published = self.current.load_full();
         let mut network = published.network.clone();
         let mut revision = published.revision;
         let mut results = Vec::with_capacity(group.len());
         let mut committed = Vec::new();
-        for request in &group {
+        for request in &mut group {
             if let Some(failure) = &self.failure {
                 results.push(Err(Error::Unavailable {
                     message: format!("the store stopped writing after a storage failure: {failure}"),
@@ -405,9 +405,10 @@ impl Writer {
                     self.since_checkpoint += request.changes.len() as u64;
                     results.push(Ok(Applied { revision, counts }));
                     if self.committed.receiver_count() > 0 {
+                        // The batch is durable and needed no more here: hand it on.
                         committed.push(Arc::new(Committed {
                             revision,
-                            changes: request.changes.clone(),
+                            changes: std::mem::take(&mut request.changes),
                         }));
                     }
                 }
