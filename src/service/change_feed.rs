@@ -60,6 +60,14 @@ pub async fn watch_changes(
     let live = store.subscribe();
     let current = store.snapshot().revision;
     let start = if from_revision == 0 { current + 1 } else { from_revision };
+    if start > current + 1 {
+        // Waiting would skip the revisions in between without a word; a client
+        // this far ahead resumes against a store that lost history (a restore).
+        return Err(Status::out_of_range(format!(
+            "from_revision: revision {start} is beyond the next one, {}; the latest is {current}",
+            current + 1
+        )));
+    }
     if start <= current {
         match oldest(store.log()).await? {
             Some(oldest) if oldest <= start => {}

@@ -50,6 +50,12 @@ async fn a_watcher_gets_the_history_then_the_live_batches_in_order() {
         let event = next(&mut from_two).await;
         assert_eq!((event.revision, actor_of(&event)), (revision, id));
     }
+    // A revision past the next one would silently skip those in between.
+    assert_status(
+        watch(&server, 5).await,
+        Code::OutOfRange,
+        "from_revision: revision 5 is beyond the next one, 4",
+    );
     let reply = client.apply_changes(add("d")).await.unwrap().into_inner();
     assert_eq!(reply.revision, 4);
     for stream in [&mut from_two, &mut from_now] {
