@@ -10,9 +10,7 @@
 //! Prints the median and the spread of each figure.
 
 use std::{
-    net::TcpListener,
-    path::Path,
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
@@ -26,36 +24,10 @@ use clusternet::{
 };
 use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
 
-const BIN: &str = env!("CARGO_BIN_EXE_clusternet");
+#[path = "support/mod.rs"]
+mod support;
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn start(dir: &Path, port: u16) -> Child {
-    Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--max-batch-changes",
-            "100000",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .env(
-            "RUST_LOG",
-            std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the server starts")
-}
+use support::{env_or, free_port, start};
 
 /// Polls health until SERVING; returns how long that took.
 async fn wait_serving(port: u16, since: Instant) -> Duration {

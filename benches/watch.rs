@@ -10,8 +10,7 @@
 
 use std::{
     collections::HashMap,
-    net::TcpListener,
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -25,22 +24,10 @@ use clusternet::{
     synthetic::{actor_id, generate, SyntheticConfig},
 };
 
-const BIN: &str = env!("CARGO_BIN_EXE_clusternet");
+#[path = "support/mod.rs"]
+mod support;
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn start(dir: &std::path::Path, port: u16) -> Child {
-    Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the server starts")
-}
+use support::{env_or, free_port, start};
 
 /// CPU seconds (user + system) a process has used.
 fn cpu_seconds(pid: &str) -> f64 {
@@ -91,7 +78,7 @@ async fn main() {
         env_or("BENCH_RUNS", 2),
     );
     let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let mut server = start(dir.path(), port);
     let url = format!("http://127.0.0.1:{port}");
     let mut client = loop {
