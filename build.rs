@@ -5,7 +5,11 @@ use std::{env, fs, path::PathBuf};
 
 use prost::Message as _;
 
-const PROTOS: &[&str] = &["clusternet/v1/network.proto", "clusternet/v1/analysis.proto"];
+const PROTOS: &[&str] = &[
+    "clusternet/v1/network.proto",
+    "clusternet/v1/analysis.proto",
+    "clusternet/v1/alert.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");

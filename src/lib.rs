@@ -8,6 +8,7 @@
 //! validation; [`store`] keeps the network durable and consistent; only
 //! [`service`] (and the binary) know about gRPC. See `ARCHITECTURE.md`.
 
+pub mod alert;
 pub mod analysis;
 pub mod demo;
 pub mod error;

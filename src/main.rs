@@ -4,6 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::In
 
 use clap::{Args, Parser, Subcommand};
 use clusternet::{
+    alert::{engine::AlertEngine, log::AlertLog},
     analysis::stage_config::StageConfig,
     demo, import,
     service::{
@@ -161,6 +162,18 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
     {
         tracing::info!(revision = store.snapshot().revision, "demo networks loaded");
     }
+    let alerts_dir = args.data_dir.join("alerts");
+    let alert_log = tokio::task::spawn_blocking(move || AlertLog::open(&alerts_dir))
+        .await
+        .map_err(|e| format!("error: {e}"))?
+        .map_err(|e| {
+            format!(
+                "error: cannot open the alert log in {}: {e}",
+                args.data_dir.join("alerts").display()
+            )
+        })?;
+    let alerts = AlertEngine::start(store.clone(), alert_log, stage.clone())
+        .map_err(|e| format!("error: cannot start the alert engine: {e}"))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("error: cannot listen on {}: {e}", args.listen))?;
@@ -171,12 +184,22 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
         stage,
         ..ServerConfig::default()
     };
-    serve(store.clone(), server_config, listener, shutdown_signal())
-        .await
-        .map_err(|e| format!("error: the server failed: {e}"))?;
-    tokio::task::spawn_blocking(move || store.close())
-        .await
-        .map_err(|e| format!("error: {e}"))?;
+    serve(
+        store.clone(),
+        alerts.clone(),
+        server_config,
+        listener,
+        shutdown_signal(),
+    )
+    .await
+    .map_err(|e| format!("error: the server failed: {e}"))?;
+    // The store first, so the alert engine evaluates every committed batch.
+    tokio::task::spawn_blocking(move || {
+        store.close();
+        alerts.close();
+    })
+    .await
+    .map_err(|e| format!("error: {e}"))?;
     tracing::info!("store flushed; bye");
     Ok(())
 }

@@ -255,19 +255,25 @@ fn segment_similarity(a: &Actor, b: &Actor) -> f64 {
     }
 }
 
-/// The actors most able to replace `target`, best first. Candidates share at
-/// least one (role, neighbour) with the target: walking each neighbour's ties
-/// finds them and accumulates the dot products, so the work is the target's
-/// neighbourhood two hops out, not the whole network.
-pub fn substitutes(network: &Network, filter: &GraphFilter, target: Ix, config: &SubstituteConfig) -> Vec<Substitute> {
+/// Every candidate scoring at least `min_similarity`, best first (ties by
+/// id), without the evidence rows. Candidates share at least one (role,
+/// neighbour) with the target: walking each neighbour's ties finds them and
+/// accumulates the dot products, so the work is the target's neighbourhood
+/// two hops out, not the whole network.
+fn scored(
+    network: &Network,
+    filter: &GraphFilter,
+    target: Ix,
+    mine: &HashMap<(Role, Ix), f64>,
+    config: &SubstituteConfig,
+) -> Vec<(Similarity, Ix)> {
     let Some(actor) = network.actor(target) else {
         return Vec::new();
     };
-    let mine = profile(network, filter, target);
-    let my_norms = norms_of(&mine);
+    let my_norms = norms_of(mine);
     // (candidate, role) -> (dot product, shared neighbours).
     let mut dots: HashMap<(Ix, Role), (f64, usize)> = HashMap::new();
-    for (&(role, neighbor), &w) in &mine {
+    for (&(role, neighbor), &w) in mine {
         // Consecutive ties to one candidate (several kinds) make one entry.
         let mut last: Option<(Ix, Role)> = None;
         for (role_of_candidate, candidate, weight) in ties(network, filter, neighbor) {
@@ -311,6 +317,32 @@ pub fn substitutes(network: &Network, filter: &GraphFilter, target: Ix, config: 
                 .cmp(&network.actor(b.1).map(|x| &x.id))
         })
     });
+    scored
+}
+
+/// The ids and scores of every actor that can replace `target` (scoring at
+/// least `config.min_similarity`), best first: `substitutes` without the
+/// evidence, for callers that only need to know who.
+pub fn substitute_scores(
+    network: &Network,
+    filter: &GraphFilter,
+    target: Ix,
+    config: &SubstituteConfig,
+) -> Vec<(Ix, f64)> {
+    let mine = profile(network, filter, target);
+    scored(network, filter, target, &mine, config)
+        .into_iter()
+        .map(|(similarity, ix)| (ix, similarity.score))
+        .collect()
+}
+
+/// The actors most able to replace `target`, best first, with the evidence.
+pub fn substitutes(network: &Network, filter: &GraphFilter, target: Ix, config: &SubstituteConfig) -> Vec<Substitute> {
+    let Some(actor) = network.actor(target) else {
+        return Vec::new();
+    };
+    let mine = profile(network, filter, target);
+    let mut scored = scored(network, filter, target, &mine, config);
     scored.truncate(config.top_k);
     scored
         .into_iter()

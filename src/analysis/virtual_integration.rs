@@ -37,7 +37,7 @@ use super::{
 use crate::{
     graph::GraphFilter,
     model::{ActorKind, Channel, ClusterLinkKind, Date, Id, LinkKind, Segment},
-    store::Network,
+    store::{EdgeKey, LinkData, Network},
 };
 
 /// One place of a pattern and what it specialises in.
@@ -74,6 +74,30 @@ pub struct Pattern {
 }
 
 const FINAL_CUSTOMER_SEGMENTS: [Segment; 3] = [Segment::Sales, Segment::Consumption, Segment::AfterSalesService];
+
+/// The links the filter keeps (both ends kept) that have an end at a place:
+/// the only ones the scoring counts. With clusters named, their members'
+/// own links are walked instead of every link in the network, so scoring one
+/// cluster costs its neighbourhood, not the whole network.
+fn links_at_places<'n>(
+    network: &'n Network,
+    filter: &'n GraphFilter,
+    place_of: &HashMap<u32, usize>,
+) -> Box<dyn Iterator<Item = (EdgeKey, &'n LinkData)> + 'n> {
+    if filter.clusters.is_empty() {
+        return Box::new(filter.links(network).map(|(key, data, _, _)| (*key, data)));
+    }
+    let mut keys: Vec<EdgeKey> = place_of.keys().flat_map(|&ix| network.incident(ix)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    Box::new(keys.into_iter().filter_map(move |key| {
+        let data = network.links.get(&key)?;
+        let kept = filter.keeps_link(key.kind, data)
+            && filter.actor(network, key.source).is_some()
+            && filter.actor(network, key.target).is_some();
+        kept.then_some((key, data))
+    }))
+}
 
 /// Finds the virtual-integration patterns among the places of the clusters
 /// in the filter (all when it names none), most confident first.
@@ -173,7 +197,7 @@ pub fn detect(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
     for actor in network.actor_at.iter().flatten() {
         kept_actors += u64::from(filter.keeps_actor(actor));
     }
-    for (key, data, _, _) in filter.links(network) {
+    for (key, data) in links_at_places(network, filter, &place_of) {
         let (ps, pt) = (place_of.get(&key.source).copied(), place_of.get(&key.target).copied());
         for (mine, theirs) in [(ps, pt), (pt, ps)] {
             if let Some(p) = mine {

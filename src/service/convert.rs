@@ -16,7 +16,7 @@ use crate::{
 
 /// Proto enum numbers are the model's `ALL` order plus one (0 is UNSPECIFIED);
 /// `wire_enums_match_the_model` checks the names line up.
-fn required_enum<T: Copy>(all: &[T], value: i32, field: &str, type_name: &str) -> Result<T> {
+pub fn required_enum<T: Copy>(all: &[T], value: i32, field: &str, type_name: &str) -> Result<T> {
     match value {
         0 => Err(Error::invalid(field, format!("must be set to a {type_name} value"))),
         v if v > 0 && (v as usize) <= all.len() => Ok(all[v as usize - 1]),

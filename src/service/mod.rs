@@ -1,10 +1,12 @@
 //! The gRPC layer: generated code, proto <-> model conversion, the mapping of
 //! core errors to statuses, the service handlers and the server wiring.
 
+mod alert_api;
 mod analysis_api;
 mod analysis_params;
 mod change_feed;
 pub mod convert;
+mod feed;
 pub mod import_client;
 mod network_api;
 mod paging;
@@ -20,5 +22,6 @@ pub mod pb {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("clusternet_descriptor");
 }
 
+pub use alert_api::AlertApi;
 pub use analysis_api::AnalysisApi;
 pub use network_api::NetworkApi;

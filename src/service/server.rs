@@ -8,10 +8,13 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use super::{
-    pb::{self, analysis_service_server::AnalysisServiceServer, network_service_server::NetworkServiceServer},
-    AnalysisApi, NetworkApi,
+    pb::{
+        self, alert_service_server::AlertServiceServer, analysis_service_server::AnalysisServiceServer,
+        network_service_server::NetworkServiceServer,
+    },
+    AlertApi, AnalysisApi, NetworkApi,
 };
-use crate::{analysis::stage_config::StageConfig, store::Store};
+use crate::{alert::engine::AlertEngine, analysis::stage_config::StageConfig, store::Store};
 
 /// Settings of the gRPC layer.
 #[derive(Clone, Debug)]
@@ -37,9 +40,11 @@ impl Default for ServerConfig {
 
 /// Serves every service on `listener` until `shutdown` resolves, then stops
 /// accepting, lets in-flight calls finish, and returns. The caller closes the
-/// store afterwards, which syncs it.
+/// store afterwards, which syncs it, and then the alert engine, which
+/// evaluates the last batches.
 pub async fn serve(
     store: Arc<Store>,
+    alerts: Arc<AlertEngine>,
     config: ServerConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
@@ -47,6 +52,7 @@ pub async fn serve(
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<NetworkServiceServer<NetworkApi>>().await;
     health.set_serving::<AnalysisServiceServer<AnalysisApi>>().await;
+    health.set_serving::<AlertServiceServer<AlertApi>>().await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -62,6 +68,7 @@ pub async fn serve(
     let analysis = AnalysisServiceServer::new(AnalysisApi::new(store.clone(), config.max_analyses, config.stage))
         .max_encoding_message_size(config.max_message_bytes);
     let (stop_feeds, feeds_stop) = tokio::sync::watch::channel(false);
+    let alert = AlertServiceServer::new(AlertApi::new(alerts, feeds_stop.clone()));
     let network = NetworkServiceServer::new(NetworkApi::new(store, feeds_stop))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
@@ -69,10 +76,11 @@ pub async fn serve(
     let shutdown = async move {
         shutdown.await;
         tracing::info!("shutting down: no new calls, finishing those in flight");
-        // Change feeds would otherwise run forever: end them with UNAVAILABLE.
+        // Change and alert feeds would otherwise run forever: end them with UNAVAILABLE.
         let _ = stop_feeds.send(true);
         health.set_not_serving::<NetworkServiceServer<NetworkApi>>().await;
         health.set_not_serving::<AnalysisServiceServer<AnalysisApi>>().await;
+        health.set_not_serving::<AlertServiceServer<AlertApi>>().await;
     };
     Server::builder()
         .add_service(health_service)
@@ -80,6 +88,7 @@ pub async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(network)
         .add_service(analysis)
+        .add_service(alert)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
 }

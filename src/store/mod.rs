@@ -18,7 +18,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use network::{ChangeCounts, EdgeKey, IdIndex, Ix, LinkData, Network};
-pub use sled_backend::{SledBackend, SledConfig};
+pub use sled_backend::{open_db, SledBackend, SledConfig};
 
 use crate::{
     error::{Error, Result},

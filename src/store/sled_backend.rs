@@ -122,20 +122,7 @@ impl SledBackend {
             // timer would add a second, concurrent flusher (concurrent flushes
             // can deadlock in sled 0.34.7).
             .flush_every_ms(None);
-        // sled's background I/O threads let go of the directory's lock a little
-        // after the previous owner closed it; a quick reopen waits for that.
-        let mut attempts = 0;
-        let db = loop {
-            match sled_config.open() {
-                Err(sled::Error::Io(error))
-                    if attempts < 100 && error.to_string().contains("could not acquire lock") =>
-                {
-                    attempts += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                other => break other?,
-            }
-        };
+        let db = open_db(&sled_config)?;
         match db.get(META_FORMAT)? {
             None => {
                 db.insert(META_FORMAT, &FORMAT_VERSION.to_be_bytes())?;
@@ -154,6 +141,22 @@ impl SledBackend {
 
     fn counter(&self, key: &[u8]) -> Result<Option<u64>> {
         self.db.get(key)?.map(|bytes| decode_u64(&bytes)).transpose()
+    }
+}
+
+/// Opens a sled database. sled's background I/O threads let go of the
+/// directory's lock a little after the previous owner closed it; a quick
+/// reopen waits for that.
+pub fn open_db(config: &sled::Config) -> Result<sled::Db> {
+    let mut attempts = 0;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(error)) if attempts < 100 && error.to_string().contains("could not acquire lock") => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
     }
 }
 

@@ -5,6 +5,7 @@ pub use clusternet::service::pb;
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use clusternet::{
+    alert::{engine::AlertEngine, log::AlertLog},
     service::{
         pb::network_service_client::NetworkServiceClient,
         server::{serve, ServerConfig},
@@ -17,6 +18,7 @@ use tonic::{transport::Channel, Code, Status};
 pub struct TestServer {
     pub addr: SocketAddr,
     store: Arc<Store>,
+    alerts: Arc<AlertEngine>,
     shutdown: Option<oneshot::Sender<()>>,
     serving: Option<JoinHandle<()>>,
 }
@@ -39,16 +41,19 @@ impl TestServer {
 
     pub async fn start_configured(dir: &Path, config: StoreConfig, server: ServerConfig) -> TestServer {
         let store = Arc::new(Store::open_sled(dir, &SledConfig::default(), config).expect("store opens"));
+        let log = AlertLog::open(&dir.join("alerts")).expect("alert log opens");
+        let alerts = AlertEngine::start(store.clone(), log, server.stage.clone()).expect("alert engine starts");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
         let (shutdown, signal) = oneshot::channel::<()>();
-        let serving = tokio::spawn(serve(store.clone(), server, listener, async {
+        let serving = tokio::spawn(serve(store.clone(), alerts.clone(), server, listener, async {
             let _ = signal.await;
         }));
         let serving = tokio::spawn(async move { serving.await.unwrap().expect("server runs") });
         TestServer {
             addr,
             store,
+            alerts,
             shutdown: Some(shutdown),
             serving: Some(serving),
         }
@@ -82,15 +87,17 @@ impl TestServer {
         if let Some(serving) = self.serving.take() {
             serving.await.unwrap();
         }
-        // Connection tasks drop their handles to the service shortly after
+        // Connection tasks drop their handles to the services shortly after
         // the server stops; the store's lock is released with the last one.
+        // The alert thread holds one more until it is closed, after the store.
         for _ in 0..200 {
-            if Arc::strong_count(&self.store) == 1 {
+            if Arc::strong_count(&self.store) <= 2 && Arc::strong_count(&self.alerts) == 1 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         self.store.close();
+        self.alerts.close();
     }
 }
 

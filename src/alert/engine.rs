@@ -1,0 +1,375 @@
+//! The alert engine: a thread that follows the store's committed batches,
+//! evaluates them in rounds, makes each round's alerts durable and then
+//! hands them to live subscribers.
+//!
+//! * **Coalescing.** A round takes every batch committed since the last one,
+//!   so under a burst the engine evaluates the union once instead of each
+//!   batch; the writer never waits for it.
+//! * **Duty cycle.** After a round that took long (a bulk load touches every
+//!   cluster), the engine rests as long as it worked before the next one, so
+//!   evaluation takes at most half a core from the writer on a small machine.
+//! * **Catching up.** Batches the live broadcast dropped (the engine fell
+//!   behind) are read back from the change log.
+//! * **Restart.** The log holds the revision evaluated and the figures kept,
+//!   so a restart resumes where the last round ended. Batches a crash left
+//!   unevaluated are evaluated against the kept figures (see
+//!   [`Evaluator::evaluate`] for what that cannot tell).
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use arc_swap::ArcSwap;
+use tokio::sync::{broadcast, watch};
+
+use super::{
+    evaluate::{ClusterState, Evaluator},
+    log::AlertLog,
+    Alert, AlertRules,
+};
+use crate::{
+    analysis::stage_config::StageConfig,
+    error::{Error, Result},
+    model::Id,
+    store::{Committed, Snapshot, Store},
+};
+
+/// Alerts a live subscriber may fall behind before it reads the log instead.
+const LIVE_BUFFER: usize = 4096;
+/// Rounds shorter than this need no rest.
+const REST_AFTER: Duration = Duration::from_millis(50);
+/// The longest rest after a round.
+const MAX_REST: Duration = Duration::from_secs(5);
+/// Batches read from the change log at once when catching up.
+const LOG_CHUNK: usize = 256;
+/// How long to wait before retrying a round whose alerts could not be stored.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The engine as the service layer sees it.
+pub struct AlertEngine {
+    log: Arc<AlertLog>,
+    rules: ArcSwap<AlertRules>,
+    /// The latest sequence number that is durable (and so may be sent).
+    latest: AtomicU64,
+    /// The latest revision evaluated.
+    evaluated: AtomicU64,
+    live: broadcast::Sender<Arc<Alert>>,
+    stop: watch::Sender<bool>,
+    thread: std::sync::Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+impl AlertEngine {
+    /// Loads the log and starts evaluating `store`'s batches.
+    pub fn start(store: Arc<Store>, log: AlertLog, stage: StageConfig) -> Result<Arc<AlertEngine>> {
+        let loaded = log.load()?;
+        let (live, _) = broadcast::channel(LIVE_BUFFER);
+        let (stop, stopped) = watch::channel(false);
+        let engine = Arc::new(AlertEngine {
+            log: Arc::new(log),
+            rules: ArcSwap::from_pointee(loaded.rules),
+            latest: AtomicU64::new(loaded.last_sequence),
+            evaluated: AtomicU64::new(loaded.evaluated.unwrap_or(0)),
+            live,
+            stop,
+            thread: std::sync::Mutex::new(None),
+        });
+        // Subscribed before anything is read, so no batch falls in between.
+        let committed = store.subscribe();
+        let worker = Worker {
+            engine: engine.clone(),
+            store,
+            stage,
+            evaluated: loaded.evaluated,
+            states: loaded.states,
+            before: None,
+        };
+        let handle = thread::Builder::new()
+            .name("clusternet-alerts".into())
+            .spawn(move || worker.run(committed, stopped))
+            .map_err(|e| Error::Unavailable {
+                message: format!("cannot start the alert thread: {e}"),
+            })?;
+        *engine.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        Ok(engine)
+    }
+
+    /// Alerts as they are made durable, from now on. A receiver that falls
+    /// behind gets `Lagged` and should read the log.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Alert>> {
+        self.live.subscribe()
+    }
+
+    /// The latest durable sequence number (0: no alert yet).
+    pub fn latest_sequence(&self) -> u64 {
+        self.latest.load(Ordering::Acquire)
+    }
+
+    pub fn evaluated_revision(&self) -> u64 {
+        self.evaluated.load(Ordering::Acquire)
+    }
+
+    /// Up to `limit` alerts from sequence `from` on, from the log.
+    pub fn read(&self, from: u64, limit: usize) -> Result<Vec<Alert>> {
+        self.log.read(from, limit)
+    }
+
+    pub fn rules(&self) -> AlertRules {
+        AlertRules::clone(&self.rules.load())
+    }
+
+    /// Validates, stores durably, then applies the rules to later rounds.
+    pub fn set_rules(&self, rules: AlertRules) -> Result<AlertRules> {
+        let rules = rules.validated()?;
+        self.log.set_rules(&rules)?;
+        self.rules.store(Arc::new(rules.clone()));
+        Ok(rules)
+    }
+
+    /// Evaluates what the store has committed, then stops the thread. Close
+    /// the store first, so nothing is committed after. Idempotent.
+    pub fn close(&self) {
+        let _ = self.stop.send(true);
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle {
+            if handle.join().is_err() {
+                tracing::error!("the alert thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for AlertEngine {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+struct Worker {
+    engine: Arc<AlertEngine>,
+    store: Arc<Store>,
+    stage: StageConfig,
+    /// The revision the kept figures are of (None: nothing evaluated yet).
+    evaluated: Option<u64>,
+    states: HashMap<Id, ClusterState>,
+    /// The network as of `evaluated`, when known (not after a restart).
+    before: Option<Arc<Snapshot>>,
+}
+
+impl Worker {
+    fn run(mut self, mut committed: broadcast::Receiver<Arc<Committed>>, mut stopped: watch::Receiver<bool>) {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                tracing::error!(%error, "the alert thread cannot start; no alerts will be raised");
+                return;
+            }
+        };
+        let mut pending: BTreeMap<u64, Arc<Committed>> = BTreeMap::new();
+        self.start_up();
+        loop {
+            let stopping = runtime.block_on(async {
+                tokio::select! {
+                    received = committed.recv() => {
+                        if let Ok(batch) = received {
+                            pending.insert(batch.revision, batch);
+                        }
+                        // Lagged: the log has what was dropped.
+                        false
+                    }
+                    _ = stopped.wait_for(|stop| *stop) => true,
+                }
+            });
+            // Take the rest of the burst.
+            loop {
+                match committed.try_recv() {
+                    Ok(batch) => {
+                        pending.insert(batch.revision, batch);
+                    }
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                }
+            }
+            let started = Instant::now();
+            let evaluated = self.catch_up(&mut pending);
+            if stopping {
+                return;
+            }
+            let took = started.elapsed();
+            let rest = if !evaluated {
+                RETRY_AFTER
+            } else if took >= REST_AFTER {
+                took.min(MAX_REST)
+            } else {
+                Duration::ZERO
+            };
+            if !rest.is_zero() {
+                let stop = runtime
+                    .block_on(async { tokio::time::timeout(rest, stopped.wait_for(|stop| *stop)).await.is_ok() });
+                if stop {
+                    self.catch_up(&mut pending);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The first round after start: a baseline when nothing was kept, or
+    /// the batches committed since the last round.
+    fn start_up(&mut self) {
+        let now = self.store.snapshot();
+        match self.evaluated {
+            None => {
+                let rules = self.engine.rules();
+                let evaluator = Evaluator {
+                    stage: &self.stage,
+                    rules: &rules,
+                    revision: now.revision,
+                    now_unix_ms: unix_ms(),
+                };
+                let baseline = evaluator.baseline(&now.network);
+                let states: Vec<(Id, Option<ClusterState>)> = baseline.into_iter().map(|(c, s)| (c, Some(s))).collect();
+                match self.engine.log.commit(now.revision, &[], &states) {
+                    Ok(()) => {
+                        self.states = states.into_iter().filter_map(|(c, s)| Some((c, s?))).collect();
+                        self.finish(now, Vec::new());
+                        tracing::info!(clusters = self.states.len(), "alert baseline taken");
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "cannot store the alert baseline; retrying with the next batch")
+                    }
+                }
+            }
+            Some(evaluated) if evaluated == now.revision => self.before = Some(now),
+            Some(evaluated) if evaluated > now.revision => {
+                tracing::warn!(
+                    evaluated,
+                    revision = now.revision,
+                    "the alert log is ahead of the store (restored from an older copy?); taking a new baseline"
+                );
+                self.evaluated = None;
+                self.states.clear();
+                self.start_up();
+            }
+            Some(_) => {
+                self.catch_up(&mut BTreeMap::new());
+            }
+        }
+    }
+
+    /// Evaluates every batch from the one after `evaluated` to the latest
+    /// published; returns false if the round could not be stored.
+    fn catch_up(&mut self, pending: &mut BTreeMap<u64, Arc<Committed>>) -> bool {
+        let Some(evaluated) = self.evaluated else {
+            self.start_up();
+            return self.evaluated.is_some();
+        };
+        let next = self.store.snapshot();
+        pending.retain(|revision, _| *revision > evaluated);
+        if next.revision <= evaluated {
+            return true;
+        }
+        let mut batches: Vec<Arc<Committed>> = Vec::new();
+        let mut complete = true;
+        let mut revision = evaluated + 1;
+        while revision <= next.revision {
+            if let Some(batch) = pending.remove(&revision) {
+                batches.push(batch);
+                revision += 1;
+                continue;
+            }
+            match self.store.log().read(revision, LOG_CHUNK) {
+                Ok(read) if read.first().map(|(r, _)| *r) == Some(revision) => {
+                    for (r, changes) in read.into_iter().take_while(|(r, _)| *r <= next.revision) {
+                        if r != revision {
+                            break;
+                        }
+                        batches.push(Arc::new(Committed { revision: r, changes }));
+                        revision += 1;
+                    }
+                }
+                Ok(_) => {
+                    tracing::warn!(
+                        revision,
+                        "batches to evaluate were compacted away; re-evaluating every cluster"
+                    );
+                    complete = false;
+                    break;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the change log; re-evaluating every cluster");
+                    complete = false;
+                    break;
+                }
+            }
+        }
+        pending.retain(|r, _| *r > next.revision);
+        let before = if complete { self.before.clone() } else { None };
+        self.round(before, next, &batches)
+    }
+
+    fn round(&mut self, before: Option<Arc<Snapshot>>, next: Arc<Snapshot>, batches: &[Arc<Committed>]) -> bool {
+        let _span = tracing::debug_span!("alert_round", revision = next.revision, batches = batches.len()).entered();
+        let rules = self.engine.rules();
+        let evaluator = Evaluator {
+            stage: &self.stage,
+            rules: &rules,
+            revision: next.revision,
+            now_unix_ms: unix_ms(),
+        };
+        let changes = batches.iter().flat_map(|b| b.changes.iter());
+        let outcome = evaluator.evaluate(
+            before.as_deref().map(|s| &s.network),
+            &next.network,
+            changes,
+            &self.states,
+        );
+        let mut alerts = outcome.alerts;
+        let mut sequence = self.engine.latest_sequence();
+        for alert in &mut alerts {
+            sequence += 1;
+            alert.sequence = sequence;
+        }
+        if let Err(error) = self.engine.log.commit(next.revision, &alerts, &outcome.states) {
+            // Nothing was sent; the same batches are evaluated again.
+            tracing::error!(%error, "cannot store alerts; retrying");
+            return false;
+        }
+        for (cluster, state) in outcome.states {
+            match state {
+                Some(state) => self.states.insert(cluster, state),
+                None => self.states.remove(&cluster),
+            };
+        }
+        if !alerts.is_empty() {
+            tracing::debug!(alerts = alerts.len(), "alerts raised");
+        }
+        self.finish(next, alerts);
+        true
+    }
+
+    /// Durable: publish the sequence and revision, then send.
+    fn finish(&mut self, next: Arc<Snapshot>, alerts: Vec<Alert>) {
+        self.evaluated = Some(next.revision);
+        if let Some(last) = alerts.last() {
+            self.engine.latest.store(last.sequence, Ordering::Release);
+        }
+        self.engine.evaluated.store(next.revision, Ordering::Release);
+        self.before = Some(next);
+        for alert in alerts {
+            // No subscriber is fine.
+            let _ = self.engine.live.send(Arc::new(alert));
+        }
+    }
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,880 @@
+//! Alert evaluation: what a round of applied batches changed that matters.
+//!
+//! Two sorts of alert, evaluated differently:
+//!
+//! * **State alerts** compare figures kept per cluster ([`ClusterState`]:
+//!   stage verdict and scores, virtual-integration pattern, PageRank top-k,
+//!   components of its own network, member overlaps) with the same figures
+//!   computed now. Only the clusters the round can have changed are
+//!   recomputed ([`affected_clusters`]); the kept figures are persisted with
+//!   the alerts, so a restart resumes from them.
+//! * **Event alerts** (FUSION_LINK_ADDED, CROSS_INVESTMENT_ADDED,
+//!   SUBSTITUTE_LOST) look at the round's changes themselves and compare the
+//!   network before the round with the network after it.
+//!
+//! Every figure is cluster-local or actor-local, so a small batch costs
+//! milliseconds even on a million links; `docs/alerts.md` gives the rules.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use petgraph::unionfind::UnionFind;
+use serde::{Deserialize, Serialize};
+
+use super::{Alert, AlertKind, AlertRules, Figure, Severity};
+use crate::{
+    analysis::{
+        centrality::{pagerank, PageRankConfig},
+        fusion::IndustryLevel,
+        rank_order,
+        stage::{assess, Stage},
+        stage_config::StageConfig,
+        substitution::{substitute_scores, SubstituteConfig},
+        virtual_integration::detect,
+        Control,
+    },
+    graph::{AnalysisGraph, GraphFilter},
+    model::{Change, Id, LinkKind},
+    store::{EdgeKey, Ix, Network},
+};
+
+/// Actors with a score, best first.
+type Ranked = Vec<(Id, f64)>;
+/// Each member with its component's label.
+type Components = Vec<(Id, u32)>;
+
+/// The figures kept per cluster between evaluations.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub stage: Stage,
+    /// REGIONAL, GLOBAL, VIRTUAL scores and whether each passed.
+    pub scores: [f64; 3],
+    pub passed: [bool; 3],
+    /// The most confident virtual-integration pattern: confidence and parts.
+    pub pattern: Option<(f64, u32)>,
+    /// PageRank top-k of the cluster's own network, best first, and the k
+    /// it was taken with (a top-k taken with another k is not compared).
+    pub top: Vec<(Id, f64)>,
+    pub top_k: u32,
+    /// Each member with the label of its component in the cluster's own network.
+    pub components: Vec<(Id, u32)>,
+    /// Member Jaccard with every cluster sharing a member.
+    pub overlaps: Vec<(Id, f64)>,
+}
+
+/// What one evaluation found: alerts (not yet numbered) and the new figures
+/// of the clusters it recomputed (`None`: the cluster is gone).
+#[derive(Default)]
+pub struct Outcome {
+    pub alerts: Vec<Alert>,
+    pub states: Vec<(Id, Option<ClusterState>)>,
+}
+
+pub struct Evaluator<'a> {
+    pub stage: &'a StageConfig,
+    pub rules: &'a AlertRules,
+    pub revision: u64,
+    pub now_unix_ms: i64,
+}
+
+const STAGE_NAMES: [&str; 3] = ["REGIONAL_INTEGRATION", "GLOBAL_VALUE_CHAIN", "VIRTUAL_INTEGRATION"];
+/// Actors named in one fragmentation alert, at most.
+const CUT_OFF_LISTED: usize = 20;
+/// Actors named in one link alert, at most.
+const ACTORS_LISTED: usize = 20;
+
+impl Evaluator<'_> {
+    /// Figures of every cluster: the baseline when nothing is kept yet.
+    pub fn baseline(&self, network: &Network) -> Vec<(Id, ClusterState)> {
+        let all: Vec<Id> = network.clusters.keys().cloned().collect();
+        self.states(network, &all)
+    }
+
+    /// Evaluates a round: `changes` took `before` to `after`. Without
+    /// `before` (a restart after a crash left batches unevaluated) every
+    /// cluster is recomputed and the event alerts of those batches are
+    /// skipped: whether a link was new cannot be told any more.
+    pub fn evaluate<'c>(
+        &self,
+        before: Option<&Network>,
+        after: &Network,
+        changes: impl Iterator<Item = &'c Change> + Clone,
+        kept: &HashMap<Id, ClusterState>,
+    ) -> Outcome {
+        let mut outcome = Outcome::default();
+        let affected: Vec<Id> = match before {
+            Some(before) => affected_clusters(before, after, changes.clone()),
+            None => kept
+                .keys()
+                .chain(after.clusters.keys())
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        };
+        let (live, gone): (Vec<Id>, Vec<Id>) = affected.into_iter().partition(|c| after.clusters.contains_key(c));
+        outcome.states.extend(gone.into_iter().map(|c| (c, None)));
+        let fresh = self.states(after, &live);
+        let mut pairs_seen: HashSet<(Id, Id)> = HashSet::new();
+        for (cluster, new) in &fresh {
+            if let Some(old) = kept.get(cluster) {
+                self.compare(cluster, old, new, &mut pairs_seen, &mut outcome.alerts);
+            }
+        }
+        outcome.states.extend(fresh.into_iter().map(|(c, s)| (c, Some(s))));
+        if let Some(before) = before {
+            self.link_events(before, after, changes.clone(), kept, &mut outcome.alerts);
+            if self.rules.enabled(AlertKind::SubstituteLost) {
+                self.lost_substitutes(before, after, changes, &mut outcome.alerts);
+            }
+        }
+        outcome.alerts.retain(|a| self.rules.enabled(a.kind));
+        outcome
+    }
+
+    fn alert(
+        &self,
+        kind: AlertKind,
+        severity: Severity,
+        clusters: Vec<Id>,
+        actors: Vec<Id>,
+        figures: Vec<Figure>,
+        message: String,
+    ) -> Alert {
+        Alert {
+            sequence: 0,
+            revision: self.revision,
+            kind,
+            severity,
+            clusters,
+            actors,
+            figures,
+            message,
+            raised_at_unix_ms: self.now_unix_ms,
+        }
+    }
+
+    /// The figures of the named clusters.
+    fn states(&self, network: &Network, clusters: &[Id]) -> Vec<(Id, ClusterState)> {
+        if clusters.is_empty() {
+            return Vec::new();
+        }
+        let filter = GraphFilter {
+            clusters: clusters.to_vec(),
+            ..GraphFilter::default()
+        };
+        let assessed: HashMap<Id, _> = assess(network, &filter, self.stage)
+            .into_iter()
+            .map(|a| (a.cluster.clone(), a))
+            .collect();
+        clusters
+            .iter()
+            .map(|cluster| {
+                let (stage, scores, passed) = match assessed.get(cluster) {
+                    Some(a) => {
+                        let mut scores = [0.0; 3];
+                        let mut passed = [false; 3];
+                        for (i, s) in a.scores.iter().take(3).enumerate() {
+                            scores[i] = s.score;
+                            passed[i] = s.passed();
+                        }
+                        (a.stage, scores, passed)
+                    }
+                    None => (Stage::Unclassified, [0.0; 3], [false; 3]),
+                };
+                let own = GraphFilter {
+                    clusters: vec![cluster.clone()],
+                    ..GraphFilter::default()
+                };
+                let pattern = detect(network, &own, self.stage)
+                    .first()
+                    .map(|p| (p.confidence, p.parts.len() as u32));
+                let (top, components) = own_network(network, cluster, self.rules.centrality_top_k as usize);
+                let state = ClusterState {
+                    stage,
+                    scores,
+                    passed,
+                    pattern,
+                    top,
+                    top_k: self.rules.centrality_top_k,
+                    components,
+                    overlaps: member_overlaps(network, cluster),
+                };
+                (cluster.clone(), state)
+            })
+            .collect()
+    }
+
+    fn compare(
+        &self,
+        cluster: &Id,
+        old: &ClusterState,
+        new: &ClusterState,
+        pairs_seen: &mut HashSet<(Id, Id)>,
+        alerts: &mut Vec<Alert>,
+    ) {
+        let one = || vec![cluster.clone()];
+        // STAGE_CHANGED: the verdict, or a score crossing its threshold.
+        if old.stage != new.stage || old.passed != new.passed {
+            let mut figures = vec![Figure::new("stage", stage_number(old.stage), stage_number(new.stage))];
+            for (i, name) in STAGE_NAMES.iter().enumerate() {
+                figures.push(Figure::new(format!("score.{name}"), old.scores[i], new.scores[i]));
+            }
+            let (severity, message) = if old.stage != new.stage {
+                (
+                    Severity::Warning,
+                    format!(
+                        "cluster {cluster} moved from {} to {}",
+                        old.stage.as_str(),
+                        new.stage.as_str()
+                    ),
+                )
+            } else {
+                let crossed: Vec<String> = (0..3)
+                    .filter(|&i| old.passed[i] != new.passed[i])
+                    .map(|i| {
+                        let way = if new.passed[i] { "now reaches" } else { "fell below" };
+                        format!(
+                            "the {} score ({:.3}) {way} its threshold",
+                            STAGE_NAMES[i], new.scores[i]
+                        )
+                    })
+                    .collect();
+                (
+                    Severity::Info,
+                    format!(
+                        "cluster {cluster}: {}; the verdict stays {}",
+                        crossed.join(", "),
+                        new.stage.as_str()
+                    ),
+                )
+            };
+            alerts.push(self.alert(AlertKind::StageChanged, severity, one(), Vec::new(), figures, message));
+        }
+        // VIRTUAL_INTEGRATION_DETECTED / _LOST.
+        match (old.pattern, new.pattern) {
+            (None, Some((confidence, parts))) => alerts.push(self.alert(
+                AlertKind::VirtualIntegrationDetected,
+                Severity::Info,
+                one(),
+                Vec::new(),
+                vec![
+                    Figure::new("confidence", 0.0, confidence),
+                    Figure::new("parts", 0.0, parts as f64),
+                ],
+                format!("cluster {cluster}: {parts} places now form a virtual-integration pattern (confidence {confidence:.3})"),
+            )),
+            (Some((confidence, parts)), None) => alerts.push(self.alert(
+                AlertKind::VirtualIntegrationLost,
+                Severity::Warning,
+                one(),
+                Vec::new(),
+                vec![
+                    Figure::new("confidence", confidence, 0.0),
+                    Figure::new("parts", parts as f64, 0.0),
+                ],
+                format!("cluster {cluster}: its places no longer form a virtual-integration pattern (it had {parts} parts, confidence {confidence:.3})"),
+            )),
+            _ => {}
+        }
+        self.centrality_shift(cluster, old, new, alerts);
+        self.fragmentation(cluster, old, new, alerts);
+        // OVERLAP_CROSSED: each pair once, with the figures kept for it.
+        let threshold = self.rules.overlap_threshold;
+        let jaccard = |list: &[(Id, f64)], other: &Id| list.iter().find(|(c, _)| c == other).map_or(0.0, |(_, j)| *j);
+        let others: BTreeSet<&Id> = old.overlaps.iter().chain(&new.overlaps).map(|(c, _)| c).collect();
+        for other in others {
+            let pair = if cluster < other {
+                (cluster.clone(), other.clone())
+            } else {
+                (other.clone(), cluster.clone())
+            };
+            if !pairs_seen.insert(pair.clone()) {
+                continue;
+            }
+            let (before, after) = (jaccard(&old.overlaps, other), jaccard(&new.overlaps, other));
+            if (before >= threshold) != (after >= threshold) {
+                let way = if after >= threshold { "rose to" } else { "fell to" };
+                alerts.push(self.alert(
+                    AlertKind::OverlapCrossed,
+                    Severity::Info,
+                    vec![pair.0, pair.1],
+                    Vec::new(),
+                    vec![Figure::new("member_jaccard", before, after)],
+                    format!("the member overlap of {cluster} and {other} {way} {after:.3} (threshold {threshold})"),
+                ));
+            }
+        }
+    }
+
+    /// CENTRALITY_SHIFT: a member that stayed in the cluster entered or left
+    /// its top-k, or moved `centrality_rank_move` places within it.
+    fn centrality_shift(&self, cluster: &Id, old: &ClusterState, new: &ClusterState, alerts: &mut Vec<Alert>) {
+        if old.top_k != new.top_k {
+            return;
+        }
+        let k = new.top_k as usize;
+        let rank = |top: &[(Id, f64)], id: &Id| top.iter().take(k).position(|(a, _)| a == id).map(|r| r + 1);
+        let value = |top: &[(Id, f64)], id: &Id| top.iter().find(|(a, _)| a == id).map_or(0.0, |(_, v)| *v);
+        let was_member: HashSet<&Id> = old.components.iter().map(|(a, _)| a).collect();
+        let is_member: HashSet<&Id> = new.components.iter().map(|(a, _)| a).collect();
+        let mut named: Vec<Id> = Vec::new();
+        let mut figures = Vec::new();
+        let mut stayer_moved = false;
+        let candidates: BTreeSet<&Id> = old
+            .top
+            .iter()
+            .take(k)
+            .chain(new.top.iter().take(k))
+            .map(|(a, _)| a)
+            .collect();
+        for id in candidates {
+            let (before, after) = (rank(&old.top, id), rank(&new.top, id));
+            let moved = match (before, after) {
+                (Some(b), Some(a)) => b.abs_diff(a) >= self.rules.centrality_rank_move as usize,
+                (None, None) => false,
+                _ => true,
+            };
+            if !moved {
+                continue;
+            }
+            stayer_moved |= was_member.contains(id) && is_member.contains(id);
+            named.push(id.clone());
+            figures.push(Figure::new(
+                format!("rank.{id}"),
+                before.unwrap_or(0) as f64,
+                after.unwrap_or(0) as f64,
+            ));
+            figures.push(Figure::new(
+                format!("pagerank.{id}"),
+                value(&old.top, id),
+                value(&new.top, id),
+            ));
+        }
+        if !stayer_moved {
+            // Only members joining or leaving: a membership change, not a shift.
+            return;
+        }
+        let leader_changed = old.top.first().map(|(a, _)| a) != new.top.first().map(|(a, _)| a);
+        let severity = if leader_changed {
+            Severity::Warning
+        } else {
+            Severity::Info
+        };
+        let message = format!(
+            "cluster {cluster}: the PageRank top {k} changed for {}{}",
+            named.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
+            if leader_changed {
+                format!(
+                    "; the most central member is now {}",
+                    new.top.first().map_or("none".to_string(), |(a, _)| a.to_string())
+                )
+            } else {
+                String::new()
+            }
+        );
+        alerts.push(self.alert(
+            AlertKind::CentralityShift,
+            severity,
+            vec![cluster.clone()],
+            named,
+            figures,
+            message,
+        ));
+    }
+
+    /// CLUSTER_FRAGMENTED: members that were in one component (and still
+    /// are members) are now in several.
+    fn fragmentation(&self, cluster: &Id, old: &ClusterState, new: &ClusterState, alerts: &mut Vec<Alert>) {
+        let now: HashMap<&Id, u32> = new.components.iter().map(|(a, c)| (a, *c)).collect();
+        // Old component -> new component -> the members that went there.
+        let mut split: BTreeMap<u32, BTreeMap<u32, Vec<&Id>>> = BTreeMap::new();
+        for (actor, was) in &old.components {
+            if let Some(&is) = now.get(actor) {
+                split.entry(*was).or_default().entry(is).or_default().push(actor);
+            }
+        }
+        let mut cut_off: Vec<Id> = Vec::new();
+        for parts in split.values().filter(|parts| parts.len() > 1) {
+            let largest = parts
+                .iter()
+                .max_by_key(|(label, members)| (members.len(), std::cmp::Reverse(**label)));
+            let largest = largest.map(|(label, _)| *label);
+            for (label, members) in parts {
+                if Some(*label) != largest {
+                    cut_off.extend(members.iter().map(|a| (*a).clone()));
+                }
+            }
+        }
+        if cut_off.is_empty() {
+            return;
+        }
+        let (components_before, largest_before) = component_sizes(&old.components);
+        let (components_after, largest_after) = component_sizes(&new.components);
+        let message = format!(
+            "cluster {cluster}'s network split: {} members are cut off from the rest ({components_before} components before, {components_after} now)",
+            cut_off.len()
+        );
+        cut_off.sort();
+        cut_off.truncate(CUT_OFF_LISTED);
+        alerts.push(self.alert(
+            AlertKind::ClusterFragmented,
+            Severity::Warning,
+            vec![cluster.clone()],
+            cut_off,
+            vec![
+                Figure::new("components", components_before as f64, components_after as f64),
+                Figure::new("largest_component", largest_before as f64, largest_after as f64),
+            ],
+            message,
+        ));
+    }
+
+    /// FUSION_LINK_ADDED and CROSS_INVESTMENT_ADDED: links new this round,
+    /// one alert per pair of clusters (a burst of new ties between two
+    /// clusters is one event, not hundreds). A pair of clusters that were
+    /// both unknown before the round (a bulk load) sets its baseline quietly.
+    fn link_events<'c>(
+        &self,
+        before: &Network,
+        after: &Network,
+        changes: impl Iterator<Item = &'c Change>,
+        kept: &HashMap<Id, ClusterState>,
+        alerts: &mut Vec<Alert>,
+    ) {
+        // (cluster, other cluster or "" for none) -> the new links' ends.
+        let mut fusion: BTreeMap<(Id, Id), Vec<(Id, Id)>> = BTreeMap::new();
+        let mut capital: BTreeMap<(Id, Id), Vec<(Id, Id)>> = BTreeMap::new();
+        let mut seen: HashSet<EdgeKey> = HashSet::new();
+        let outside: Id = Id::from("");
+        for change in changes {
+            let Change::UpsertLink(link) = change else { continue };
+            let key = link.key().canonical();
+            let Some(edge) = after.edge_key(&key).filter(|e| after.links.contains_key(e)) else {
+                continue;
+            };
+            let existed = before.edge_key(&key).is_some_and(|e| before.links.contains_key(&e));
+            if existed || !seen.insert(edge) {
+                continue;
+            }
+            let (Some(source), Some(target)) = (after.actor(edge.source), after.actor(edge.target)) else {
+                continue;
+            };
+            if source.cluster_ids.iter().any(|c| target.cluster_ids.contains(c)) {
+                continue; // inside a cluster
+            }
+            let ends = (source.id.clone(), target.id.clone());
+            let known = |c: &Id| kept.contains_key(c);
+            let sides = |clusters: &[Id]| -> Vec<Id> {
+                if clusters.is_empty() {
+                    vec![outside.clone()]
+                } else {
+                    clusters.to_vec()
+                }
+            };
+            let division = |code: &str| IndustryLevel::Division.key(code).map(str::to_string);
+            let (from, to) = (division(&source.industry), division(&target.industry));
+            let cross_industry = source.kind.is_enterprise()
+                && target.kind.is_enterprise()
+                && from.is_some()
+                && to.is_some()
+                && from != to;
+            for a in sides(&source.cluster_ids) {
+                for b in sides(&target.cluster_ids) {
+                    if !(known(&a) || known(&b)) {
+                        continue;
+                    }
+                    // The cluster first; "" (no cluster) second.
+                    let pair = if b.is_empty() || (!a.is_empty() && a < b) {
+                        (a.clone(), b.clone())
+                    } else {
+                        (b.clone(), a.clone())
+                    };
+                    if cross_industry {
+                        fusion.entry(pair.clone()).or_default().push(ends.clone());
+                    }
+                    let both_clustered = !a.is_empty() && !b.is_empty();
+                    if both_clustered && matches!(key.kind, LinkKind::Investment | LinkKind::Ownership) {
+                        capital.entry(pair).or_default().push(ends.clone());
+                    }
+                }
+            }
+        }
+        let named = |links: &[(Id, Id)]| -> Vec<Id> {
+            let mut actors: Vec<Id> = links.iter().flat_map(|(s, t)| [s.clone(), t.clone()]).collect();
+            actors.dedup();
+            actors.truncate(ACTORS_LISTED);
+            actors
+        };
+        let listed = |links: &[(Id, Id)]| -> String {
+            let shown: Vec<String> = links.iter().take(3).map(|(s, t)| format!("{s} -> {t}")).collect();
+            let more = links.len().saturating_sub(3);
+            if more > 0 {
+                format!("{} and {more} more", shown.join(", "))
+            } else {
+                shown.join(", ")
+            }
+        };
+        for ((a, b), links) in fusion {
+            let other = (!b.is_empty()).then_some(&b);
+            let clusters: Vec<Id> = [a.clone(), b.clone()].into_iter().filter(|c| !c.is_empty()).collect();
+            alerts.push(self.alert(
+                AlertKind::FusionLinkAdded,
+                Severity::Info,
+                clusters,
+                named(&links),
+                vec![
+                    Figure::new("new_links", 0.0, links.len() as f64),
+                    Figure::new(
+                        "cross_industry_ties",
+                        fusion_ties(before, &a, other) as f64,
+                        fusion_ties(after, &a, other) as f64,
+                    ),
+                ],
+                format!(
+                    "{} new cross-industry tie(s) between {a} and {}: {}",
+                    links.len(),
+                    other.map_or("actors outside any cluster".to_string(), |b| b.to_string()),
+                    listed(&links)
+                ),
+            ));
+        }
+        for ((a, b), links) in capital {
+            alerts.push(self.alert(
+                AlertKind::CrossInvestmentAdded,
+                Severity::Info,
+                vec![a.clone(), b.clone()],
+                named(&links),
+                vec![
+                    Figure::new("new_links", 0.0, links.len() as f64),
+                    Figure::new(
+                        "capital_ties",
+                        capital_ties(before, &a, &b) as f64,
+                        capital_ties(after, &a, &b) as f64,
+                    ),
+                ],
+                format!(
+                    "{} new investment or ownership tie(s) between clusters {a} and {b}: {}",
+                    links.len(),
+                    listed(&links)
+                ),
+            ));
+        }
+    }
+
+    /// SUBSTITUTE_LOST. Substitution scores are symmetric and depend on the
+    /// two actors' ties and attributes only, so an enterprise can lose a
+    /// substitute only when its own ties or attributes change, or those of
+    /// the substitute do. For each actor whose ties were cut or whose
+    /// attributes changed (or that was deleted), the substitutes it had
+    /// before and has now tell who lost whom; only those are checked.
+    fn lost_substitutes<'c>(
+        &self,
+        before: &Network,
+        after: &Network,
+        changes: impl Iterator<Item = &'c Change>,
+        alerts: &mut Vec<Alert>,
+    ) {
+        let config = SubstituteConfig {
+            min_similarity: self.rules.substitute_min_score,
+            ..SubstituteConfig::default()
+        };
+        let all = GraphFilter::default();
+        let changed = changed_profiles(before, after, changes);
+        let ids_of = |network: &Network, list: Vec<(Ix, f64)>| -> Vec<(Id, f64)> {
+            list.into_iter()
+                .filter_map(|(ix, score)| network.actor(ix).map(|a| (a.id.clone(), score)))
+                .collect()
+        };
+        let substitutes_in = |network: &Network, id: &Id| -> Vec<(Id, f64)> {
+            match network.ix_of(id) {
+                Some(ix) => ids_of(network, substitute_scores(network, &all, ix, &config)),
+                None => Vec::new(),
+            }
+        };
+        // Actor left without substitutes -> the substitutes it lost.
+        let mut stranded: BTreeMap<Id, BTreeSet<Id>> = BTreeMap::new();
+        for id in &changed {
+            let had = substitutes_in(before, id);
+            let has = substitutes_in(after, id);
+            if after.ix_of(id).is_some() && !had.is_empty() && has.is_empty() {
+                stranded
+                    .entry(id.clone())
+                    .or_default()
+                    .extend(had.iter().map(|(a, _)| a.clone()));
+            }
+            for (lost, _) in had.iter().filter(|(a, _)| !has.iter().any(|(b, _)| a == b)) {
+                if changed.contains(lost) || after.ix_of(lost).is_none() {
+                    continue; // judged in its own right, or gone
+                }
+                if substitutes_in(after, lost).is_empty() {
+                    stranded.entry(lost.clone()).or_default().insert(id.clone());
+                }
+            }
+        }
+        for (id, lost) in stranded {
+            let Some(actor) = after.ix_of(&id).and_then(|ix| after.actor(ix)) else {
+                continue;
+            };
+            if !actor.kind.is_enterprise() {
+                continue;
+            }
+            let had = substitutes_in(before, &id);
+            let best = had.first().map_or(0.0, |(_, s)| *s);
+            let mut actors = vec![id.clone()];
+            actors.extend(lost.iter().cloned());
+            alerts.push(self.alert(
+                AlertKind::SubstituteLost,
+                Severity::Critical,
+                actor.cluster_ids.clone(),
+                actors,
+                vec![
+                    Figure::new("substitutes", had.len() as f64, 0.0),
+                    Figure::new("best_score", best, 0.0),
+                ],
+                format!(
+                    "{id} has no substitute any more: it lost {}",
+                    lost.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
+}
+
+/// The number the proto's Stage enum gives a stage.
+fn stage_number(stage: Stage) -> f64 {
+    match stage {
+        Stage::Unclassified => 1.0,
+        Stage::RegionalIntegration => 2.0,
+        Stage::GlobalValueChain => 3.0,
+        Stage::VirtualIntegration => 4.0,
+    }
+}
+
+fn component_sizes(components: &[(Id, u32)]) -> (usize, usize) {
+    let mut sizes: HashMap<u32, usize> = HashMap::new();
+    for (_, label) in components {
+        *sizes.entry(*label).or_default() += 1;
+    }
+    (sizes.len(), sizes.values().copied().max().unwrap_or(0))
+}
+
+/// The clusters a round can have changed: those of every actor, link end,
+/// cluster link end and cluster it touches, before and after, and for an
+/// actor whose attributes changed also those of its partners (their stage
+/// figures count its country, industry and segments).
+pub fn affected_clusters<'c>(before: &Network, after: &Network, changes: impl Iterator<Item = &'c Change>) -> Vec<Id> {
+    let mut out: BTreeSet<Id> = BTreeSet::new();
+    let of_actor = |id: &str, partners: bool, out: &mut BTreeSet<Id>| {
+        for network in [before, after] {
+            let Some(ix) = network.ix_of(id) else { continue };
+            let Some(actor) = network.actor(ix) else { continue };
+            out.extend(actor.cluster_ids.iter().cloned());
+            if partners {
+                for key in network.incident(ix) {
+                    let other = if key.source == ix { key.target } else { key.source };
+                    if let Some(other) = network.actor(other) {
+                        out.extend(other.cluster_ids.iter().cloned());
+                    }
+                }
+            }
+        }
+    };
+    let cluster_of = |end: &Id| -> Option<Id> {
+        [before, after].iter().find_map(|n| {
+            n.clusters
+                .contains_key(end)
+                .then(|| end.clone())
+                .or_else(|| n.sites.get(end).cloned())
+        })
+    };
+    for change in changes {
+        match change {
+            Change::UpsertCluster(c) => {
+                out.insert(c.id.clone());
+            }
+            Change::DeleteCluster { id, .. } => {
+                out.insert(id.clone());
+            }
+            Change::UpsertActor(a) => of_actor(&a.id, true, &mut out),
+            Change::DeleteActor { id, .. } => of_actor(id, true, &mut out),
+            Change::UpsertActorProfile(p) => of_actor(&p.actor_id, true, &mut out),
+            Change::DeleteActorProfile { actor_id, .. } => of_actor(actor_id, true, &mut out),
+            Change::UpsertLink(l) => {
+                of_actor(&l.source, false, &mut out);
+                of_actor(&l.target, false, &mut out);
+            }
+            Change::DeleteLink(k) => {
+                of_actor(&k.source, false, &mut out);
+                of_actor(&k.target, false, &mut out);
+            }
+            Change::UpsertClusterLink(l) => out.extend([&l.source, &l.target].into_iter().filter_map(cluster_of)),
+            Change::DeleteClusterLink(k) => out.extend([&k.source, &k.target].into_iter().filter_map(cluster_of)),
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Actors whose substitution profile the round changed: deleted actors,
+/// ends of removed links (also those a deleted actor took with it), and
+/// actors whose industry or segments changed.
+fn changed_profiles<'c>(before: &Network, after: &Network, changes: impl Iterator<Item = &'c Change>) -> BTreeSet<Id> {
+    let mut out = BTreeSet::new();
+    let removed_link = |key: EdgeKey, out: &mut BTreeSet<Id>| {
+        let present = before
+            .actor(key.source)
+            .zip(before.actor(key.target))
+            .and_then(|(s, t)| {
+                after.edge_key(&crate::model::LinkKey {
+                    source: s.id.clone(),
+                    target: t.id.clone(),
+                    kind: key.kind,
+                })
+            })
+            .is_some_and(|e| after.links.contains_key(&e));
+        if !present {
+            for ix in [key.source, key.target] {
+                if let Some(actor) = before.actor(ix) {
+                    out.insert(actor.id.clone());
+                }
+            }
+        }
+    };
+    for change in changes {
+        match change {
+            Change::DeleteLink(key) => {
+                if let Some(edge) = before
+                    .edge_key(&key.clone().canonical())
+                    .filter(|e| before.links.contains_key(e))
+                {
+                    removed_link(edge, &mut out);
+                }
+            }
+            Change::DeleteActor { id, .. } => {
+                if let Some(ix) = before.ix_of(id) {
+                    out.insert(id.clone());
+                    for key in before.incident(ix) {
+                        removed_link(key, &mut out);
+                    }
+                }
+            }
+            Change::UpsertActor(actor) => {
+                let was = before.ix_of(&actor.id).and_then(|ix| before.actor(ix));
+                if was.is_some_and(|was| was.industry != actor.industry || was.segments != actor.segments) {
+                    out.insert(actor.id.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The cluster's own network (links with both ends members): its PageRank
+/// top-k and each member's component.
+fn own_network(network: &Network, cluster: &Id, k: usize) -> (Ranked, Components) {
+    let members: Vec<Ix> = network.member_indexes(cluster).collect();
+    let local: HashMap<Ix, u32> = members.iter().enumerate().map(|(i, ix)| (*ix, i as u32)).collect();
+    let mut edges = Vec::new();
+    for &ix in &members {
+        for key in network.out_links(ix) {
+            let (Some(&u), Some(&v)) = (local.get(&key.source), local.get(&key.target)) else {
+                continue;
+            };
+            let weight = network.links.get(&key).map_or(1.0, |d| d.weight);
+            edges.push((u, v, weight));
+            if !key.kind.is_directed() {
+                edges.push((v, u, weight));
+            }
+        }
+    }
+    let ids: Vec<Id> = members
+        .iter()
+        .filter_map(|ix| network.actor(*ix).map(|a| a.id.clone()))
+        .collect();
+    let mut joined: UnionFind<u32> = UnionFind::new(members.len());
+    for &(u, v, _) in &edges {
+        joined.union(u, v);
+    }
+    // Label each component by its first member, so labels are stable.
+    let mut label_of_root: HashMap<u32, u32> = HashMap::new();
+    let components = (0..members.len() as u32)
+        .map(|i| {
+            let root = joined.find_mut(i);
+            let label = *label_of_root.entry(root).or_insert(i);
+            (ids[i as usize].clone(), label)
+        })
+        .collect();
+    let graph = AnalysisGraph::from_edges(ids.clone(), vec![String::new(); ids.len()], &edges, true, true);
+    let top = match pagerank(&graph, &PageRankConfig::default(), &Control::none()) {
+        Ok(scores) => rank_order(&scores.values, &ids, true)
+            .into_iter()
+            .take(k)
+            .map(|i| (ids[i].clone(), scores.values[i]))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    (top, components)
+}
+
+/// Member Jaccard of a cluster with every cluster sharing a member.
+fn member_overlaps(network: &Network, cluster: &Id) -> Vec<(Id, f64)> {
+    let size = |c: &Id| network.members.get(c).map_or(0, |m| m.len());
+    let mut shared: BTreeMap<Id, usize> = BTreeMap::new();
+    for ix in network.member_indexes(cluster) {
+        let Some(actor) = network.actor(ix) else { continue };
+        for other in actor.cluster_ids.iter().filter(|c| *c != cluster) {
+            *shared.entry(other.clone()).or_default() += 1;
+        }
+    }
+    let mine = size(cluster);
+    shared
+        .into_iter()
+        .map(|(other, n)| {
+            let union = (mine + size(&other)).saturating_sub(n).max(1);
+            (other, n as f64 / union as f64)
+        })
+        .collect()
+}
+
+/// Ties from enterprise members of `cluster` to enterprises of another
+/// industry division in `other` (or in no cluster, when `other` is None).
+fn fusion_ties(network: &Network, cluster: &Id, other: Option<&Id>) -> u64 {
+    let mut count = 0;
+    for ix in network.member_indexes(cluster) {
+        let Some(member) = network.actor(ix).filter(|a| a.kind.is_enterprise()) else {
+            continue;
+        };
+        let mine = IndustryLevel::Division.key(&member.industry);
+        for key in network.incident(ix) {
+            let end = if key.source == ix { key.target } else { key.source };
+            let Some(end) = network.actor(end) else { continue };
+            let theirs = IndustryLevel::Division.key(&end.industry);
+            let there = match other {
+                Some(other) => end.cluster_ids.contains(other) && !end.cluster_ids.contains(cluster),
+                None => end.cluster_ids.is_empty(),
+            };
+            if there && end.kind.is_enterprise() && mine.is_some() && theirs.is_some() && mine != theirs {
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+/// INVESTMENT and OWNERSHIP links between members of `a` and members of
+/// `b`, either way.
+fn capital_ties(network: &Network, a: &Id, b: &Id) -> u64 {
+    let mut count = 0;
+    for ix in network.member_indexes(a) {
+        for key in network.incident(ix) {
+            if !matches!(key.kind, LinkKind::Investment | LinkKind::Ownership) {
+                continue;
+            }
+            let other = if key.source == ix { key.target } else { key.source };
+            if network.actor(other).is_some_and(|o| o.cluster_ids.contains(b)) {
+                count += 1;
+            }
+        }
+    }
+    count
+}

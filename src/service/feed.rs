@@ -1,0 +1,190 @@
+//! A resumable feed, behind `WatchChanges` and `WatchAlerts`: the items of a
+//! numbered range read from a durable log, then the live ones as they are
+//! published.
+//!
+//! A feed subscribes to the live broadcast before it reads the log, so no
+//! item falls between the two. The publisher never waits for a feed: one
+//! that falls behind the broadcast (or sees a gap) goes back to the log,
+//! which holds every durable item, and catches up from there. Each feed has a
+//! small buffer towards its client; a slow client only slows its own feed.
+
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+/// Events buffered towards one client.
+const CLIENT_BUFFER: usize = 64;
+/// How long the closing status waits for room in a full client buffer.
+const FINAL_STATUS_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+/// Items read from the log at once.
+const LOG_CHUNK: usize = 256;
+
+/// Where a feed's items come from. Items are numbered 1, 2, 3, ... without
+/// gaps; `published` is the latest number that is durable.
+pub trait Source: Send + Sync + 'static {
+    type Item: Send + Sync + 'static;
+    type Event: Send + 'static;
+    /// The request field that picks the first item, for statuses.
+    const FIELD: &'static str;
+    /// What an item's number is called, for statuses.
+    const NOUN: &'static str;
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Self::Item>>;
+    fn published(&self) -> u64;
+    fn number(item: &Self::Item) -> u64;
+    /// Up to `limit` items from number `from` on, in order (blocking I/O).
+    fn read(&self, from: u64, limit: usize) -> crate::Result<Vec<Arc<Self::Item>>>;
+    /// The oldest number still in the log.
+    fn oldest(&self) -> crate::Result<Option<u64>>;
+    /// What to send for an item; None when this client does not want it.
+    fn event(&self, item: &Self::Item) -> Option<Self::Event>;
+}
+
+pub type Events<E> = ReceiverStream<Result<E, Status>>;
+
+fn out_of_range<S: Source>(asked: u64, oldest: u64) -> Status {
+    Status::out_of_range(format!(
+        "{}: {} {asked} is no longer kept; the oldest kept is {oldest}",
+        S::FIELD,
+        S::NOUN
+    ))
+}
+
+fn unavailable<S: Source>(next: u64) -> Status {
+    Status::unavailable(format!(
+        "the server is shutting down; reconnect with {} {next}",
+        S::FIELD
+    ))
+}
+
+async fn blocking<S: Source, T: Send + 'static>(
+    source: &Arc<S>,
+    read: impl FnOnce(&S) -> crate::Result<T> + Send + 'static,
+) -> Result<T, Status> {
+    let source = source.clone();
+    tokio::task::spawn_blocking(move || read(&source))
+        .await
+        .map_err(|e| Status::internal(format!("reading the {} log: {e}", S::NOUN)))?
+        .map_err(Status::from)
+}
+
+/// Starts a feed from number `from` (0: from the next one published).
+pub async fn start<S: Source>(
+    source: Arc<S>,
+    from: u64,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Events<S::Event>, Status> {
+    let live = source.subscribe();
+    let current = source.published();
+    let start = if from == 0 { current + 1 } else { from };
+    if start > current + 1 {
+        // Waiting would skip the numbers in between without a word; a client
+        // this far ahead resumes against a server that lost history (a restore).
+        return Err(Status::out_of_range(format!(
+            "{}: {} {start} is beyond the next one, {}; the latest is {current}",
+            S::FIELD,
+            S::NOUN,
+            current + 1
+        )));
+    }
+    if start <= current {
+        match blocking(&source, |s| s.oldest()).await? {
+            Some(oldest) if oldest <= start => {}
+            Some(oldest) => return Err(out_of_range::<S>(start, oldest)),
+            None => return Err(out_of_range::<S>(start, current + 1)),
+        }
+    }
+    let (sender, receiver) = mpsc::channel(CLIENT_BUFFER);
+    tokio::spawn(
+        Feed {
+            source,
+            sender,
+            shutdown,
+        }
+        .run(start, live),
+    );
+    Ok(ReceiverStream::new(receiver))
+}
+
+struct Feed<S: Source> {
+    source: Arc<S>,
+    sender: mpsc::Sender<Result<S::Event, Status>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Why a feed stops.
+enum Stop {
+    /// The client went away.
+    Gone,
+    /// End the stream with this status.
+    With(Status),
+}
+
+impl<S: Source> Feed<S> {
+    async fn run(mut self, start: u64, mut live: broadcast::Receiver<Arc<S::Item>>) {
+        let mut next = start;
+        let stop = loop {
+            if let Err(stop) = self.catch_up(&mut next).await {
+                break stop;
+            }
+            let shutting_down = async {
+                let _ = self.shutdown.wait_for(|stop| *stop).await;
+            };
+            tokio::select! {
+                _ = shutting_down => break Stop::With(unavailable::<S>(next)),
+                _ = self.sender.closed() => break Stop::Gone,
+                received = live.recv() => match received {
+                    Ok(item) if S::number(&item) < next => {}
+                    Ok(item) if S::number(&item) == next => {
+                        if let Err(stop) = self.send(&item, next).await {
+                            break stop;
+                        }
+                        next += 1;
+                    }
+                    // A gap or a lag: the log has what was missed.
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break Stop::With(unavailable::<S>(next)),
+                },
+            }
+        };
+        if let Stop::With(status) = stop {
+            // A client that stopped reading gets a short grace, not a hold on shutdown.
+            let _ = tokio::time::timeout(FINAL_STATUS_GRACE, self.sender.send(Err(status))).await;
+        }
+    }
+
+    /// Sends every durable item from `next` on, from the log.
+    async fn catch_up(&mut self, next: &mut u64) -> Result<(), Stop> {
+        loop {
+            let published = self.source.published();
+            if *next > published {
+                return Ok(());
+            }
+            let from = *next;
+            let items = blocking(&self.source, move |s| s.read(from, LOG_CHUNK))
+                .await
+                .map_err(Stop::With)?;
+            if items.first().map(|item| S::number(item)) != Some(*next) {
+                // Compacted while this feed was behind.
+                let oldest = items.first().map_or(published + 1, |item| S::number(item));
+                return Err(Stop::With(out_of_range::<S>(*next, oldest)));
+            }
+            for item in items.iter().take_while(|item| S::number(item) <= published) {
+                self.send(item, S::number(item)).await?;
+                *next = S::number(item) + 1;
+            }
+        }
+    }
+
+    async fn send(&mut self, item: &S::Item, number: u64) -> Result<(), Stop> {
+        let Some(event) = self.source.event(item) else {
+            return Ok(());
+        };
+        tokio::select! {
+            sent = self.sender.send(Ok(event)) => sent.map_err(|_| Stop::Gone),
+            _ = self.shutdown.wait_for(|stop| *stop) => Err(Stop::With(unavailable::<S>(number))),
+        }
+    }
+}
