@@ -1,5 +1,6 @@
 //! One integration-test binary: each module drives a real server over a socket.
 
+mod alert_feed;
 mod alerts;
 mod analysis;
 mod changes;
