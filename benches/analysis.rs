@@ -25,6 +25,10 @@
 //!     how far FusionLinks' default 256-pivot ranking agrees with exact edge
 //!     betweenness: the share of the exact top 100 and top 1000 that the
 //!     sampled ranking also puts there.
+//! `cargo bench --bench analysis -- alert-round CLUSTERS ACTORS LINKS`
+//!     times the alert engine's baseline over every cluster, then 50 rounds
+//!     of one new OWNERSHIP link between two clusters (what a small batch
+//!     costs the engine before its alerts can be sent), in process.
 //! `cargo bench --bench analysis -- fusion CLUSTERS ACTORS LINKS [PIVOTS]`
 //!     times FusionLinks over the whole network with its defaults (Leiden,
 //!     sampled edge betweenness) or PIVOTS pivots, three runs.
@@ -355,6 +359,53 @@ fn overlap_all_pairs(clusters: usize, actors: usize, links: usize) {
     );
 }
 
+fn alert_round(clusters: usize, actors: usize, links: usize) {
+    use clusternet::{
+        alert::{evaluate::Evaluator, AlertRules},
+        analysis::stage_config::StageConfig,
+        model::{Change, Channel, Link, LinkKind},
+        synthetic::actor_id,
+    };
+    let network = synthetic_network(clusters, actors, links);
+    let (stage, rules) = (StageConfig::default(), AlertRules::default());
+    let evaluator = Evaluator {
+        stage: &stage,
+        rules: &rules,
+        revision: 1,
+        now_unix_ms: 0,
+    };
+    let started = Instant::now();
+    let kept: std::collections::HashMap<Id, _> = evaluator.baseline(&network).into_iter().collect();
+    let baseline_seconds = started.elapsed().as_secs_f64();
+    let block = (actors * 9 / 10 / clusters).max(1);
+    let mut rounds_ms = Vec::new();
+    let mut alerts = 0;
+    for p in 0..50 {
+        let (a, b) = (p * 7 % clusters, (p * 7 + 1) % clusters);
+        let change = Change::UpsertLink(Link {
+            source: actor_id(a * block + 2),
+            target: actor_id(b * block + 3),
+            kind: LinkKind::Ownership,
+            channel: Channel::Physical,
+            weight: 1.0,
+            validity: Default::default(),
+        });
+        let mut after = network.clone();
+        after.apply(std::slice::from_ref(&change)).unwrap();
+        let started = Instant::now();
+        let outcome = evaluator.evaluate(Some(&network), &after, std::iter::once(&change), &kept);
+        rounds_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        alerts += outcome.alerts.len();
+    }
+    rounds_ms.sort_by(f64::total_cmp);
+    println!(
+        "{{\"tool\": \"clusternet\", \"algorithm\": \"alert_round\", \"baseline_seconds\": {baseline_seconds:.3}, \"round_ms_p50\": {:.1}, \"round_ms_p90\": {:.1}, \"round_ms_max\": {:.1}, \"alerts\": {alerts}}}",
+        rounds_ms[rounds_ms.len() / 2],
+        rounds_ms[rounds_ms.len() * 9 / 10],
+        rounds_ms[rounds_ms.len() - 1]
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     match args.first().map(String::as_str) {
@@ -390,6 +441,11 @@ fn main() {
             args[2].parse().unwrap(),
             args[3].parse().unwrap(),
             args.get(4).map(|p| p.parse().unwrap()),
+        ),
+        Some("alert-round") => alert_round(
+            args[1].parse().unwrap(),
+            args[2].parse().unwrap(),
+            args[3].parse().unwrap(),
         ),
         Some("overlap") => overlap_all_pairs(
             args[1].parse().unwrap(),

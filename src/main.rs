@@ -67,6 +67,10 @@ struct ServeArgs {
     /// (0 keeps all). Older ones are dropped at checkpoints.
     #[arg(long, env = "CLUSTERNET_HISTORY_REVISIONS", default_value_t = 100_000)]
     history_revisions: u64,
+    /// Run without the alert engine (no AlertService): for measuring what
+    /// alerts cost, or a read-mostly replica.
+    #[arg(long, env = "CLUSTERNET_NO_ALERTS")]
+    no_alerts: bool,
     /// TOML file of stage-analysis settings (weights, thresholds, smile
     /// curve); missing values keep their defaults (`clusternet config`).
     #[arg(long, env = "CLUSTERNET_CONFIG")]
@@ -162,18 +166,20 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
     {
         tracing::info!(revision = store.snapshot().revision, "demo networks loaded");
     }
-    let alerts_dir = args.data_dir.join("alerts");
-    let alert_log = tokio::task::spawn_blocking(move || AlertLog::open(&alerts_dir))
-        .await
-        .map_err(|e| format!("error: {e}"))?
-        .map_err(|e| {
-            format!(
-                "error: cannot open the alert log in {}: {e}",
-                args.data_dir.join("alerts").display()
-            )
-        })?;
-    let alerts = AlertEngine::start(store.clone(), alert_log, stage.clone())
-        .map_err(|e| format!("error: cannot start the alert engine: {e}"))?;
+    let alerts = if args.no_alerts {
+        None
+    } else {
+        let alerts_dir = args.data_dir.join("alerts");
+        let opened = alerts_dir.clone();
+        let alert_log = tokio::task::spawn_blocking(move || AlertLog::open(&opened))
+            .await
+            .map_err(|e| format!("error: {e}"))?
+            .map_err(|e| format!("error: cannot open the alert log in {}: {e}", alerts_dir.display()))?;
+        Some(
+            AlertEngine::start(store.clone(), alert_log, stage.clone())
+                .map_err(|e| format!("error: cannot start the alert engine: {e}"))?,
+        )
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("error: cannot listen on {}: {e}", args.listen))?;
@@ -196,7 +202,9 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
     // The store first, so the alert engine evaluates every committed batch.
     tokio::task::spawn_blocking(move || {
         store.close();
-        alerts.close();
+        if let Some(alerts) = alerts {
+            alerts.close();
+        }
     })
     .await
     .map_err(|e| format!("error: {e}"))?;

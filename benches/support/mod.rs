@@ -19,7 +19,13 @@ pub fn free_port() -> u16 {
 
 /// Starts `clusternet serve` on `port` with its store in `dir`; logs at
 /// BENCH_SERVER_LOG (default warn) go to this process's stderr.
+#[allow(dead_code)] // each bench includes this file; not every one starts a plain server
 pub fn start(dir: &Path, port: u16) -> Child {
+    start_with(dir, port, &[])
+}
+
+/// `start` with more `serve` flags.
+pub fn start_with(dir: &Path, port: u16, flags: &[&str]) -> Child {
     Command::new(BIN)
         .args([
             "serve",
@@ -30,6 +36,7 @@ pub fn start(dir: &Path, port: u16) -> Child {
             "--data-dir",
         ])
         .arg(dir)
+        .args(flags)
         .env(
             "RUST_LOG",
             std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),

@@ -7,7 +7,7 @@
 //!   batch; the writer never waits for it.
 //! * **Duty cycle.** After a round that took long (a bulk load touches every
 //!   cluster), the engine rests as long as it worked before the next one, so
-//!   evaluation takes at most half a core from the writer on a small machine.
+//!   under a bulk load evaluation takes at most half a core from the writer.
 //! * **Catching up.** Batches the live broadcast dropped (the engine fell
 //!   behind) are read back from the change log.
 //! * **Restart.** The log holds the revision evaluated and the figures kept,
@@ -40,16 +40,34 @@ use crate::{
     store::{Committed, Snapshot, Store},
 };
 
-/// Alerts a live subscriber may fall behind before it reads the log instead.
-const LIVE_BUFFER: usize = 4096;
-/// Rounds shorter than this need no rest.
-const REST_AFTER: Duration = Duration::from_millis(50);
+/// Rounds a live subscriber may fall behind before it reads the log instead.
+/// A round's alerts go out as one message, so a bulk round of thousands of
+/// alerts does not push every subscriber into the log at once.
+const LIVE_BUFFER: usize = 256;
+/// Rounds shorter than this need no rest: a stream of small batches is
+/// evaluated as it comes, which keeps alerts prompt, and costs one core at
+/// most. Only bulk rounds (a load touching every cluster) rest.
+const REST_AFTER: Duration = Duration::from_secs(1);
 /// The longest rest after a round.
 const MAX_REST: Duration = Duration::from_secs(5);
 /// Batches read from the change log at once when catching up.
 const LOG_CHUNK: usize = 256;
 /// How long to wait before retrying a round whose alerts could not be stored.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The alerts of one round, in sequence order; never empty.
+pub struct Raised {
+    pub alerts: Vec<Alert>,
+}
+
+impl Raised {
+    /// The first and last sequence numbers.
+    pub fn span(&self) -> (u64, u64) {
+        let first = self.alerts.first().map_or(0, |a| a.sequence);
+        let last = self.alerts.last().map_or(0, |a| a.sequence);
+        (first, last)
+    }
+}
 
 /// The engine as the service layer sees it.
 pub struct AlertEngine {
@@ -59,7 +77,7 @@ pub struct AlertEngine {
     latest: AtomicU64,
     /// The latest revision evaluated.
     evaluated: AtomicU64,
-    live: broadcast::Sender<Arc<Alert>>,
+    live: broadcast::Sender<Arc<Raised>>,
     stop: watch::Sender<bool>,
     thread: std::sync::Mutex<Option<thread::JoinHandle<()>>>,
 }
@@ -99,9 +117,9 @@ impl AlertEngine {
         Ok(engine)
     }
 
-    /// Alerts as they are made durable, from now on. A receiver that falls
-    /// behind gets `Lagged` and should read the log.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Alert>> {
+    /// Alerts as they are made durable, from now on, a round at a time. A
+    /// receiver that falls behind gets `Lagged` and should read the log.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Raised>> {
         self.live.subscribe()
     }
 
@@ -315,6 +333,7 @@ impl Worker {
 
     fn round(&mut self, before: Option<Arc<Snapshot>>, next: Arc<Snapshot>, batches: &[Arc<Committed>]) -> bool {
         let _span = tracing::debug_span!("alert_round", revision = next.revision, batches = batches.len()).entered();
+        let started = Instant::now();
         let rules = self.engine.rules();
         let evaluator = Evaluator {
             stage: &self.stage,
@@ -329,6 +348,7 @@ impl Worker {
             changes,
             &self.states,
         );
+        let evaluated_ms = started.elapsed().as_millis() as u64;
         let mut alerts = outcome.alerts;
         let mut sequence = self.engine.latest_sequence();
         for alert in &mut alerts {
@@ -346,9 +366,12 @@ impl Worker {
                 None => self.states.remove(&cluster),
             };
         }
-        if !alerts.is_empty() {
-            tracing::debug!(alerts = alerts.len(), "alerts raised");
-        }
+        tracing::debug!(
+            alerts = alerts.len(),
+            evaluated_ms,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "round evaluated and stored"
+        );
         self.finish(next, alerts);
         true
     }
@@ -361,9 +384,9 @@ impl Worker {
         }
         self.engine.evaluated.store(next.revision, Ordering::Release);
         self.before = Some(next);
-        for alert in alerts {
+        if !alerts.is_empty() {
             // No subscriber is fine.
-            let _ = self.engine.live.send(Arc::new(alert));
+            let _ = self.engine.live.send(Arc::new(Raised { alerts }));
         }
     }
 }

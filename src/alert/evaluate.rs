@@ -162,10 +162,12 @@ impl Evaluator<'_> {
             clusters: clusters.to_vec(),
             ..GraphFilter::default()
         };
+        let t = std::time::Instant::now();
         let assessed: HashMap<Id, _> = assess(network, &filter, self.stage)
             .into_iter()
             .map(|a| (a.cluster.clone(), a))
             .collect();
+        tracing::debug!(assess_ms = t.elapsed().as_millis() as u64, "TEMP");
         clusters
             .iter()
             .map(|cluster| {
@@ -185,9 +187,11 @@ impl Evaluator<'_> {
                     clusters: vec![cluster.clone()],
                     ..GraphFilter::default()
                 };
+                let t = std::time::Instant::now();
                 let pattern = detect(network, &own, self.stage)
                     .first()
                     .map(|p| (p.confidence, p.parts.len() as u32));
+                tracing::debug!(detect_us = t.elapsed().as_micros() as u64, "TEMP");
                 let (top, components) = own_network(network, cluster, self.rules.centrality_top_k as usize);
                 let state = ClusterState {
                     stage,
@@ -514,6 +518,10 @@ impl Evaluator<'_> {
                 shown.join(", ")
             }
         };
+        // Tie counts per cluster, each walked once per network however many
+        // pairs it is in (a bulk load makes thousands of pairs).
+        let mut fusion_counts = TieCounts::new(fusion_ties_by_other);
+        let mut capital_counts = TieCounts::new(capital_ties_by_other);
         for ((a, b), links) in fusion {
             let other = (!b.is_empty()).then_some(&b);
             let clusters: Vec<Id> = [a.clone(), b.clone()].into_iter().filter(|c| !c.is_empty()).collect();
@@ -526,8 +534,8 @@ impl Evaluator<'_> {
                     Figure::new("new_links", 0.0, links.len() as f64),
                     Figure::new(
                         "cross_industry_ties",
-                        fusion_ties(before, &a, other) as f64,
-                        fusion_ties(after, &a, other) as f64,
+                        fusion_counts.between(before, 0, &a, &b) as f64,
+                        fusion_counts.between(after, 1, &a, &b) as f64,
                     ),
                 ],
                 format!(
@@ -548,8 +556,8 @@ impl Evaluator<'_> {
                     Figure::new("new_links", 0.0, links.len() as f64),
                     Figure::new(
                         "capital_ties",
-                        capital_ties(before, &a, &b) as f64,
-                        capital_ties(after, &a, &b) as f64,
+                        capital_counts.between(before, 0, &a, &b) as f64,
+                        capital_counts.between(after, 1, &a, &b) as f64,
                     ),
                 ],
                 format!(
@@ -836,45 +844,79 @@ fn member_overlaps(network: &Network, cluster: &Id) -> Vec<(Id, f64)> {
         .collect()
 }
 
+/// Tie counts from one cluster to every other, computed once per cluster
+/// and network (0: before, 1: after).
+struct TieCounts {
+    count: fn(&Network, &Id) -> HashMap<Id, u64>,
+    memo: HashMap<(usize, Id), HashMap<Id, u64>>,
+}
+
+impl TieCounts {
+    fn new(count: fn(&Network, &Id) -> HashMap<Id, u64>) -> TieCounts {
+        TieCounts {
+            count,
+            memo: HashMap::new(),
+        }
+    }
+
+    fn between(&mut self, network: &Network, which: usize, a: &Id, b: &Id) -> u64 {
+        let count = self.count;
+        let by_other = self.memo.entry((which, a.clone())).or_insert_with(|| count(network, a));
+        by_other.get(b).copied().unwrap_or(0)
+    }
+}
+
 /// Ties from enterprise members of `cluster` to enterprises of another
-/// industry division in `other` (or in no cluster, when `other` is None).
-fn fusion_ties(network: &Network, cluster: &Id, other: Option<&Id>) -> u64 {
-    let mut count = 0;
+/// industry division, by the other end's cluster ("" for none; an end in
+/// `cluster` too is not counted).
+fn fusion_ties_by_other(network: &Network, cluster: &Id) -> HashMap<Id, u64> {
+    let mut out: HashMap<Id, u64> = HashMap::new();
+    let none = Id::from("");
     for ix in network.member_indexes(cluster) {
         let Some(member) = network.actor(ix).filter(|a| a.kind.is_enterprise()) else {
             continue;
         };
-        let mine = IndustryLevel::Division.key(&member.industry);
+        let Some(mine) = IndustryLevel::Division.key(&member.industry) else {
+            continue;
+        };
         for key in network.incident(ix) {
             let end = if key.source == ix { key.target } else { key.source };
             let Some(end) = network.actor(end) else { continue };
             let theirs = IndustryLevel::Division.key(&end.industry);
-            let there = match other {
-                Some(other) => end.cluster_ids.contains(other) && !end.cluster_ids.contains(cluster),
-                None => end.cluster_ids.is_empty(),
-            };
-            if there && end.kind.is_enterprise() && mine.is_some() && theirs.is_some() && mine != theirs {
-                count += 1;
+            if !end.kind.is_enterprise()
+                || theirs.is_none()
+                || theirs == Some(mine)
+                || end.cluster_ids.contains(cluster)
+            {
+                continue;
+            }
+            if end.cluster_ids.is_empty() {
+                *out.entry(none.clone()).or_default() += 1;
+            }
+            for other in &end.cluster_ids {
+                *out.entry(other.clone()).or_default() += 1;
             }
         }
     }
-    count
+    out
 }
 
-/// INVESTMENT and OWNERSHIP links between members of `a` and members of
-/// `b`, either way.
-fn capital_ties(network: &Network, a: &Id, b: &Id) -> u64 {
-    let mut count = 0;
-    for ix in network.member_indexes(a) {
+/// INVESTMENT and OWNERSHIP links between members of `cluster` and members
+/// of each other cluster, either way.
+fn capital_ties_by_other(network: &Network, cluster: &Id) -> HashMap<Id, u64> {
+    let mut out: HashMap<Id, u64> = HashMap::new();
+    for ix in network.member_indexes(cluster) {
         for key in network.incident(ix) {
             if !matches!(key.kind, LinkKind::Investment | LinkKind::Ownership) {
                 continue;
             }
-            let other = if key.source == ix { key.target } else { key.source };
-            if network.actor(other).is_some_and(|o| o.cluster_ids.contains(b)) {
-                count += 1;
+            let end = if key.source == ix { key.target } else { key.source };
+            if let Some(end) = network.actor(end) {
+                for other in &end.cluster_ids {
+                    *out.entry(other.clone()).or_default() += 1;
+                }
             }
         }
     }
-    count
+    out
 }

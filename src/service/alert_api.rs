@@ -12,7 +12,10 @@ use super::{
     pb,
 };
 use crate::{
-    alert::{engine::AlertEngine, Alert, AlertFilter, AlertKind, AlertRules, Severity},
+    alert::{
+        engine::{AlertEngine, Raised},
+        Alert, AlertFilter, AlertKind, AlertRules, Severity,
+    },
     error::{Error, Result},
     model::Id,
 };
@@ -35,12 +38,12 @@ struct Alerts {
 }
 
 impl Source for Alerts {
-    type Item = Alert;
+    type Item = Raised;
     type Event = pb::Alert;
     const FIELD: &'static str = "from_sequence";
     const NOUN: &'static str = "sequence";
 
-    fn subscribe(&self) -> broadcast::Receiver<Arc<Alert>> {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Raised>> {
         self.engine.subscribe()
     }
 
@@ -48,12 +51,16 @@ impl Source for Alerts {
         self.engine.latest_sequence()
     }
 
-    fn number(item: &Alert) -> u64 {
-        item.sequence
+    fn span(item: &Raised) -> (u64, u64) {
+        item.span()
     }
 
-    fn read(&self, from: u64, limit: usize) -> Result<Vec<Arc<Alert>>> {
-        Ok(self.engine.read(from, limit)?.into_iter().map(Arc::new).collect())
+    fn read(&self, from: u64, limit: usize) -> Result<Vec<Arc<Raised>>> {
+        let alerts = self.engine.read(from, limit)?;
+        Ok(alerts
+            .into_iter()
+            .map(|a| Arc::new(Raised { alerts: vec![a] }))
+            .collect())
     }
 
     fn oldest(&self) -> Result<Option<u64>> {
@@ -61,8 +68,12 @@ impl Source for Alerts {
         Ok(Some(1))
     }
 
-    fn event(&self, item: &Alert) -> Option<pb::Alert> {
-        self.filter.matches(item).then(|| alert_to_pb(item))
+    fn events(&self, item: &Raised, from: u64) -> Vec<(u64, pb::Alert)> {
+        item.alerts
+            .iter()
+            .filter(|a| a.sequence >= from && self.filter.matches(a))
+            .map(|a| (a.sequence, alert_to_pb(a)))
+            .collect()
     }
 }
 

@@ -32,8 +32,8 @@ impl Source for Changes {
         self.store.snapshot().revision
     }
 
-    fn number(item: &Committed) -> u64 {
-        item.revision
+    fn span(item: &Committed) -> (u64, u64) {
+        (item.revision, item.revision)
     }
 
     fn read(&self, from: u64, limit: usize) -> crate::Result<Vec<Arc<Committed>>> {
@@ -50,11 +50,12 @@ impl Source for Changes {
         self.store.log().oldest()
     }
 
-    fn event(&self, item: &Committed) -> Option<pb::ChangeEvent> {
-        Some(pb::ChangeEvent {
+    fn events(&self, item: &Committed, _from: u64) -> Vec<(u64, pb::ChangeEvent)> {
+        let event = pb::ChangeEvent {
             revision: item.revision,
             changes: item.changes.iter().map(change_to_pb).collect(),
-        })
+        };
+        vec![(item.revision, event)]
     }
 }
 

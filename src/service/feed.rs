@@ -21,25 +21,31 @@ const FINAL_STATUS_GRACE: std::time::Duration = std::time::Duration::from_secs(1
 /// Items read from the log at once.
 const LOG_CHUNK: usize = 256;
 
-/// Where a feed's items come from. Items are numbered 1, 2, 3, ... without
-/// gaps; `published` is the latest number that is durable.
+/// Where a feed's items come from. What is fed is numbered 1, 2, 3, ...
+/// without gaps; an item covers a run of numbers (`span`): one batch is one
+/// revision, one round of alerts is several sequence numbers, sent live as
+/// one item so a burst is one broadcast message. `published` is the latest
+/// number that is durable.
 pub trait Source: Send + Sync + 'static {
     type Item: Send + Sync + 'static;
     type Event: Send + 'static;
-    /// The request field that picks the first item, for statuses.
+    /// The request field that picks the first number, for statuses.
     const FIELD: &'static str;
-    /// What an item's number is called, for statuses.
+    /// What a number is called, for statuses.
     const NOUN: &'static str;
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<Self::Item>>;
     fn published(&self) -> u64;
-    fn number(item: &Self::Item) -> u64;
-    /// Up to `limit` items from number `from` on, in order (blocking I/O).
+    /// The first and last number an item covers.
+    fn span(item: &Self::Item) -> (u64, u64);
+    /// Items from number `from` on, in order, covering up to about `limit`
+    /// numbers (blocking I/O).
     fn read(&self, from: u64, limit: usize) -> crate::Result<Vec<Arc<Self::Item>>>;
     /// The oldest number still in the log.
     fn oldest(&self) -> crate::Result<Option<u64>>;
-    /// What to send for an item; None when this client does not want it.
-    fn event(&self, item: &Self::Item) -> Option<Self::Event>;
+    /// What to send for the numbers of an item from `from` on, each with its
+    /// number; only those this client wants.
+    fn events(&self, item: &Self::Item, from: u64) -> Vec<(u64, Self::Event)>;
 }
 
 pub type Events<E> = ReceiverStream<Result<E, Status>>;
@@ -136,12 +142,12 @@ impl<S: Source> Feed<S> {
                 _ = shutting_down => break Stop::With(unavailable::<S>(next)),
                 _ = self.sender.closed() => break Stop::Gone,
                 received = live.recv() => match received {
-                    Ok(item) if S::number(&item) < next => {}
-                    Ok(item) if S::number(&item) == next => {
+                    Ok(item) if S::span(&item).1 < next => {}
+                    Ok(item) if S::span(&item).0 <= next => {
                         if let Err(stop) = self.send(&item, next).await {
                             break stop;
                         }
-                        next += 1;
+                        next = S::span(&item).1 + 1;
                     }
                     // A gap or a lag: the log has what was missed.
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
@@ -166,25 +172,27 @@ impl<S: Source> Feed<S> {
             let items = blocking(&self.source, move |s| s.read(from, LOG_CHUNK))
                 .await
                 .map_err(Stop::With)?;
-            if items.first().map(|item| S::number(item)) != Some(*next) {
+            let first = items.first().map(|item| S::span(item));
+            if !first.is_some_and(|(a, b)| a <= *next && *next <= b) {
                 // Compacted while this feed was behind.
-                let oldest = items.first().map_or(published + 1, |item| S::number(item));
+                let oldest = first.map_or(published + 1, |(a, _)| a);
                 return Err(Stop::With(out_of_range::<S>(*next, oldest)));
             }
-            for item in items.iter().take_while(|item| S::number(item) <= published) {
-                self.send(item, S::number(item)).await?;
-                *next = S::number(item) + 1;
+            for item in items.iter().take_while(|item| S::span(item).1 <= published) {
+                self.send(item, *next).await?;
+                *next = S::span(item).1 + 1;
             }
         }
     }
 
-    async fn send(&mut self, item: &S::Item, number: u64) -> Result<(), Stop> {
-        let Some(event) = self.source.event(item) else {
-            return Ok(());
-        };
-        tokio::select! {
-            sent = self.sender.send(Ok(event)) => sent.map_err(|_| Stop::Gone),
-            _ = self.shutdown.wait_for(|stop| *stop) => Err(Stop::With(unavailable::<S>(number))),
+    /// Sends the numbers of `item` from `from` on.
+    async fn send(&mut self, item: &S::Item, from: u64) -> Result<(), Stop> {
+        for (number, event) in self.source.events(item, from) {
+            tokio::select! {
+                sent = self.sender.send(Ok(event)) => sent.map_err(|_| Stop::Gone)?,
+                _ = self.shutdown.wait_for(|stop| *stop) => return Err(Stop::With(unavailable::<S>(number))),
+            }
         }
+        Ok(())
     }
 }

@@ -41,10 +41,11 @@ impl Default for ServerConfig {
 /// Serves every service on `listener` until `shutdown` resolves, then stops
 /// accepting, lets in-flight calls finish, and returns. The caller closes the
 /// store afterwards, which syncs it, and then the alert engine, which
-/// evaluates the last batches.
+/// evaluates the last batches. Without an alert engine the AlertService is
+/// not served.
 pub async fn serve(
     store: Arc<Store>,
-    alerts: Arc<AlertEngine>,
+    alerts: Option<Arc<AlertEngine>>,
     config: ServerConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
@@ -52,7 +53,9 @@ pub async fn serve(
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<NetworkServiceServer<NetworkApi>>().await;
     health.set_serving::<AnalysisServiceServer<AnalysisApi>>().await;
-    health.set_serving::<AlertServiceServer<AlertApi>>().await;
+    if alerts.is_some() {
+        health.set_serving::<AlertServiceServer<AlertApi>>().await;
+    }
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -68,7 +71,7 @@ pub async fn serve(
     let analysis = AnalysisServiceServer::new(AnalysisApi::new(store.clone(), config.max_analyses, config.stage))
         .max_encoding_message_size(config.max_message_bytes);
     let (stop_feeds, feeds_stop) = tokio::sync::watch::channel(false);
-    let alert = AlertServiceServer::new(AlertApi::new(alerts, feeds_stop.clone()));
+    let alert = alerts.map(|alerts| AlertServiceServer::new(AlertApi::new(alerts, feeds_stop.clone())));
     let network = NetworkServiceServer::new(NetworkApi::new(store, feeds_stop))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
@@ -88,7 +91,7 @@ pub async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(network)
         .add_service(analysis)
-        .add_service(alert)
+        .add_optional_service(alert)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
 }

@@ -46,7 +46,7 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
         let (shutdown, signal) = oneshot::channel::<()>();
-        let serving = tokio::spawn(serve(store.clone(), alerts.clone(), server, listener, async {
+        let serving = tokio::spawn(serve(store.clone(), Some(alerts.clone()), server, listener, async {
             let _ = signal.await;
         }));
         let serving = tokio::spawn(async move { serving.await.unwrap().expect("server runs") });
