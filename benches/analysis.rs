@@ -27,6 +27,7 @@
 //!     sampled ranking also puts there.
 //! `cargo bench --bench analysis -- alert-round CLUSTERS ACTORS LINKS`
 //!     times the alert engine's baseline over every cluster, then 50 rounds
+//!     (BENCH_ROUNDS)
 //!     of one new OWNERSHIP link between two clusters (what a small batch
 //!     costs the engine before its alerts can be sent), in process.
 //! `cargo bench --bench analysis -- fusion CLUSTERS ACTORS LINKS [PIVOTS]`
@@ -380,7 +381,11 @@ fn alert_round(clusters: usize, actors: usize, links: usize) {
     let block = (actors * 9 / 10 / clusters).max(1);
     let mut rounds_ms = Vec::new();
     let mut alerts = 0;
-    for p in 0..50 {
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    for p in 0..rounds {
         let (a, b) = (p * 7 % clusters, (p * 7 + 1) % clusters);
         let change = Change::UpsertLink(Link {
             source: actor_id(a * block + 2),

@@ -5,9 +5,11 @@
 //! * **Coalescing.** A round takes every batch committed since the last one,
 //!   so under a burst the engine evaluates the union once instead of each
 //!   batch; the writer never waits for it.
-//! * **Duty cycle.** After a round that took long (a bulk load touches every
-//!   cluster), the engine rests as long as it worked before the next one, so
-//!   under a bulk load evaluation takes at most half a core from the writer.
+//! * **Lower priority.** The thread runs at nice 10: when the machine is
+//!   busy, the writer and the gRPC threads come first (a bulk load costs the
+//!   writer little), and when it is not, alerts go out as soon as they are
+//!   evaluated. A rest after each long round was tried first; it held every
+//!   batch that arrived during the rest for seconds.
 //! * **Catching up.** Batches the live broadcast dropped (the engine fell
 //!   behind) are read back from the change log.
 //! * **Restart.** The log holds the revision evaluated and the figures kept,
@@ -44,12 +46,6 @@ use crate::{
 /// A round's alerts go out as one message, so a bulk round of thousands of
 /// alerts does not push every subscriber into the log at once.
 const LIVE_BUFFER: usize = 256;
-/// Rounds shorter than this need no rest: a stream of small batches is
-/// evaluated as it comes, which keeps alerts prompt, and costs one core at
-/// most. Only bulk rounds (a load touching every cluster) rest.
-const REST_AFTER: Duration = Duration::from_secs(1);
-/// The longest rest after a round.
-const MAX_REST: Duration = Duration::from_secs(5);
 /// Batches read from the change log at once when catching up.
 const LOG_CHUNK: usize = 256;
 /// How long to wait before retrying a round whose alerts could not be stored.
@@ -188,6 +184,7 @@ impl Worker {
                 return;
             }
         };
+        lower_priority();
         let mut pending: BTreeMap<u64, Arc<Committed>> = BTreeMap::new();
         self.start_up();
         loop {
@@ -213,22 +210,16 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            let started = Instant::now();
             let evaluated = self.catch_up(&mut pending);
             if stopping {
                 return;
             }
-            let took = started.elapsed();
-            let rest = if !evaluated {
-                RETRY_AFTER
-            } else if took >= REST_AFTER {
-                took.min(MAX_REST)
-            } else {
-                Duration::ZERO
-            };
-            if !rest.is_zero() {
-                let stop = runtime
-                    .block_on(async { tokio::time::timeout(rest, stopped.wait_for(|stop| *stop)).await.is_ok() });
+            if !evaluated {
+                let stop = runtime.block_on(async {
+                    tokio::time::timeout(RETRY_AFTER, stopped.wait_for(|stop| *stop))
+                        .await
+                        .is_ok()
+                });
                 if stop {
                     self.catch_up(&mut pending);
                     return;
@@ -387,6 +378,23 @@ impl Worker {
         if !alerts.is_empty() {
             // No subscriber is fine.
             let _ = self.engine.live.send(Arc::new(Raised { alerts }));
+        }
+    }
+}
+
+/// Lowers the calling thread's priority (Linux schedules threads by their
+/// own nice value); elsewhere a no-op.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        /// Below the writer and the gRPC threads (nice 0).
+        const NICE: i32 = 10;
+        // SAFETY: gettid has no preconditions; setpriority on our own thread
+        // id only changes this thread's nice value, and a failure (say, no
+        // permission) leaves it as it was.
+        let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, NICE) };
+        if result != 0 {
+            tracing::warn!("cannot lower the alert thread's priority; it competes with the writer as an equal");
         }
     }
 }

@@ -96,6 +96,9 @@ impl Default for PageRankConfig {
     }
 }
 
+/// Graphs with fewer edges than this are iterated on the calling thread.
+const PARALLEL_EDGES: usize = 50_000;
+
 /// PageRank by power iteration, pulling along in-edges (each node's new score
 /// is computed independently, in parallel, and deterministically).
 pub fn pagerank(graph: &AnalysisGraph, config: &PageRankConfig, control: &Control) -> Result<Scores, Cancelled> {
@@ -130,7 +133,7 @@ pub fn pagerank(graph: &AnalysisGraph, config: &PageRankConfig, control: &Contro
         let share: Vec<f64> = (0..n)
             .map(|u| if out_weight[u] > 0.0 { x[u] / out_weight[u] } else { 0.0 })
             .collect();
-        next.par_iter_mut().enumerate().for_each(|(v, slot)| {
+        let pull = |(v, slot): (usize, &mut f64)| {
             let sources = graph.in_neighbors(v);
             let incoming: f64 = if config.weighted {
                 sources
@@ -142,7 +145,15 @@ pub fn pagerank(graph: &AnalysisGraph, config: &PageRankConfig, control: &Contro
                 sources.iter().map(|&u| share[u as usize]).sum()
             };
             *slot = d * (incoming + dangling * jump[v]) + (1.0 - d) * jump[v];
-        });
+        };
+        // Each node's sum is the same either way; a small graph is done before
+        // the thread pool would have woken up (the alert engine runs PageRank
+        // on every affected cluster's own network).
+        if graph.edge_count() < PARALLEL_EDGES {
+            next.iter_mut().enumerate().for_each(pull);
+        } else {
+            next.par_iter_mut().enumerate().for_each(pull);
+        }
         let change: f64 = x.iter().zip(&next).map(|(a, b)| (a - b).abs()).sum();
         std::mem::swap(&mut x, &mut next);
         if change < config.tolerance {

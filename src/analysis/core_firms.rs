@@ -14,7 +14,10 @@
 //! cores taken out. Each lists the members that supply the core directly
 //! (tier 1).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
+    hash::BuildHasher,
+};
 
 use super::stage_config::StageConfig;
 use crate::{
@@ -30,7 +33,7 @@ struct SupplyNetwork {
 }
 
 impl SupplyNetwork {
-    fn new(network: &Network, filter: &GraphFilter, members: &HashSet<Ix>) -> SupplyNetwork {
+    fn new<S: BuildHasher>(network: &Network, filter: &GraphFilter, members: &HashSet<Ix, S>) -> SupplyNetwork {
         let mut down: HashMap<Ix, Vec<Ix>> = HashMap::new();
         let mut up: HashMap<Ix, Vec<Ix>> = HashMap::new();
         for &ix in members {
@@ -83,7 +86,7 @@ pub struct Reach {
 
 /// The core firms among `members`, most reach first, and the best reach of
 /// any member not supplied by a core.
-fn find_cores(supply: &SupplyNetwork, members: &HashSet<Ix>, min_reach: f64) -> (Vec<Reach>, f64) {
+fn find_cores<S: BuildHasher>(supply: &SupplyNetwork, members: &HashSet<Ix, S>, min_reach: f64) -> (Vec<Reach>, f64) {
     let others = members.len().saturating_sub(1).max(1) as f64;
     let mut all: Vec<(Reach, HashSet<Ix>)> = members
         .iter()
@@ -122,7 +125,12 @@ fn find_cores(supply: &SupplyNetwork, members: &HashSet<Ix>, min_reach: f64) -> 
 /// The core firms of a set of members (a cluster), most reach first, and the
 /// best reach of any member not supplied by a core: AssessStage's
 /// hub-and-spoke figure.
-pub fn cores_of(network: &Network, filter: &GraphFilter, members: &HashSet<Ix>, min_reach: f64) -> (Vec<Reach>, f64) {
+pub fn cores_of<S: BuildHasher>(
+    network: &Network,
+    filter: &GraphFilter,
+    members: &HashSet<Ix, S>,
+    min_reach: f64,
+) -> (Vec<Reach>, f64) {
     find_cores(&SupplyNetwork::new(network, filter, members), members, min_reach)
 }
 

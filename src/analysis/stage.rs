@@ -20,7 +20,8 @@
 //! (the stages are steps: a cluster in a later one keeps much of the earlier
 //! ones, as Changning keeps its local ties), or UNCLASSIFIED.
 
-use std::collections::{HashMap, HashSet};
+// FxHash: assess hashes every actor index and industry code of the network.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::{
     core_firms::cores_of,
@@ -230,8 +231,8 @@ pub fn distinctness(mixes: &[[f64; 8]]) -> f64 {
 /// number. `observed[p][q]` counts ties between p and q, `outside[p]` the
 /// ties of p's members to actors not at p, `sizes[p]` its members; `n` the
 /// actors in the network. None with fewer than two places or nothing expected.
-pub fn interaction_lift(
-    observed: &HashMap<(usize, usize), u64>,
+pub fn interaction_lift<S: std::hash::BuildHasher>(
+    observed: &std::collections::HashMap<(usize, usize), u64, S>,
     outside: &[u64],
     sizes: &[u64],
     n: u64,
@@ -299,12 +300,15 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
         .map(|c| filter.clusters.is_empty() || filter.clusters.contains(c))
         .collect();
     let index: HashMap<&Id, usize> = cluster_ids.iter().enumerate().map(|(i, c)| (c, i)).collect();
-    let clusters_of =
-        |actor: &Actor| -> Vec<usize> { actor.cluster_ids.iter().filter_map(|c| index.get(c).copied()).collect() };
+    // An iterator, not a Vec: it runs for every actor of the network.
+    fn indexes<'a>(index: &'a HashMap<&Id, usize>, actor: &'a Actor) -> impl Iterator<Item = usize> + 'a {
+        actor.cluster_ids.iter().filter_map(move |c| index.get(c).copied())
+    }
+    let clusters_of = |actor| indexes(&index, actor);
     let mut tallies: Vec<Tally> = (0..cluster_ids.len()).map(|_| Tally::default()).collect();
     let mut mixes = vec![[0.0f64; 8]; cluster_ids.len()];
-    let mut industries: Vec<HashMap<&str, f64>> = vec![HashMap::new(); cluster_ids.len()];
-    let mut countries: Vec<HashMap<Country, u64>> = vec![HashMap::new(); cluster_ids.len()];
+    let mut industries: Vec<HashMap<&str, f64>> = vec![HashMap::default(); cluster_ids.len()];
+    let mut countries: Vec<HashMap<Country, u64>> = vec![HashMap::default(); cluster_ids.len()];
     let mut kept_actors = 0u64;
     for (ix, actor) in network.actor_at.iter().enumerate() {
         let Some(actor) = actor.as_ref().filter(|a| filter.keeps_actor(a)) else {
@@ -374,8 +378,7 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
             (key.source, source, key.target, target),
             (key.target, target, key.source, source),
         ];
-        let mut touched: Vec<usize> = clusters_of(source);
-        touched.extend(clusters_of(target));
+        let mut touched: Vec<usize> = clusters_of(source).chain(clusters_of(target)).collect();
         touched.retain(|c| assessed[*c]);
         touched.sort_unstable();
         touched.dedup();
@@ -452,9 +455,12 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
     // Relations: shared members (overlap coefficient) and mix similarity
     // (the segment and industry part of cluster substitution) with the
     // closest other cluster.
-    let mut shared: HashMap<(usize, usize), u64> = HashMap::new();
+    let mut shared: HashMap<(usize, usize), u64> = HashMap::default();
     for actor in network.actor_at.iter().flatten().filter(|a| filter.keeps_actor(a)) {
-        let cs = clusters_of(actor);
+        if actor.cluster_ids.len() < 2 {
+            continue;
+        }
+        let cs: Vec<usize> = clusters_of(actor).collect();
         for i in 0..cs.len() {
             for j in i + 1..cs.len() {
                 *shared.entry((cs[i].min(cs[j]), cs[i].max(cs[j]))).or_default() += 1;

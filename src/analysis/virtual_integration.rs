@@ -25,7 +25,7 @@
 //! Metro Line 2) is reported as evidence; it strengthens the case in the
 //! article but is not required.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use petgraph::unionfind::UnionFind;
 
@@ -74,6 +74,26 @@ pub struct Pattern {
 }
 
 const FINAL_CUSTOMER_SEGMENTS: [Segment; 3] = [Segment::Sales, Segment::Consumption, Segment::AfterSalesService];
+
+/// The actors that may be joining platforms, in index order: every actor,
+/// or with clusters named, the places' members and their partners (a
+/// platform joins places only through ties to their members).
+fn platform_candidates(network: &Network, filter: &GraphFilter, place_of: &HashMap<u32, usize>) -> Vec<u32> {
+    if filter.clusters.is_empty() {
+        return (0..network.actor_at.len() as u32).collect();
+    }
+    let mut near: BTreeSet<u32> = BTreeSet::new();
+    for &ix in place_of.keys() {
+        near.insert(ix);
+        for key in network.incident(ix) {
+            let other = if key.source == ix { key.target } else { key.source };
+            if network.actor(other).is_some_and(|a| a.kind == ActorKind::Platform) {
+                near.insert(other);
+            }
+        }
+    }
+    near.into_iter().collect()
+}
 
 /// The links the filter keeps (both ends kept) that have an end at a place:
 /// the only ones the scoring counts. With clusters named, their members'
@@ -142,12 +162,11 @@ pub fn detect(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
     }
     // Joined by platform actors with enough members at two places or more.
     let mut platform_reach: Vec<(u32, BTreeMap<usize, u64>)> = Vec::new();
-    for (ix, actor) in network.actor_at.iter().enumerate() {
-        let Some(actor) = actor.as_ref() else { continue };
+    for ix in platform_candidates(network, filter, &place_of) {
+        let Some(actor) = network.actor(ix) else { continue };
         if actor.kind != ActorKind::Platform || !filter.keeps_actor(actor) {
             continue;
         }
-        let ix = ix as u32;
         let mut tied: BTreeMap<usize, HashSet<u32>> = BTreeMap::new();
         for key in network.incident(ix) {
             let Some(data) = network.links.get(&key) else { continue };
@@ -193,10 +212,15 @@ pub fn detect(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
     let mut between: HashMap<usize, (u64, u64)> = HashMap::new();
     let mut pairs: HashMap<usize, HashMap<(usize, usize), u64>> = HashMap::new();
     let mut outside = vec![0u64; all.len()];
-    let mut kept_actors = 0u64;
-    for actor in network.actor_at.iter().flatten() {
-        kept_actors += u64::from(filter.keeps_actor(actor));
-    }
+    let kept_actors = match filter.as_of {
+        None => network.actors.len() as u64,
+        Some(_) => network
+            .actor_at
+            .iter()
+            .flatten()
+            .filter(|a| filter.keeps_actor(a))
+            .count() as u64,
+    };
     for (key, data) in links_at_places(network, filter, &place_of) {
         let (ps, pt) = (place_of.get(&key.source).copied(), place_of.get(&key.target).copied());
         for (mine, theirs) in [(ps, pt), (pt, ps)] {
