@@ -10,12 +10,14 @@
 //!    off. Prints changes/s, and for alerts on how long the engine took to
 //!    finish evaluating after the import returned and how many alerts it
 //!    raised.
-//! 2. **Latency.** On the last loaded server, BENCH_PROBES (default 300)
-//!    batches of one new OWNERSHIP link between two clusters, applied one
-//!    after another; each raises one CROSS_INVESTMENT_ADDED alert, delivered
-//!    to the subscribers of its two clusters. Prints the delay from each
-//!    ApplyChanges reply to each delivery of its alert (p50, p99, max) and
-//!    checks every expected delivery arrived once.
+//! 2. **Latency.** On the last loaded server, once the load is evaluated,
+//!    BENCH_PROBES (default 300) batches of one
+//!    new OWNERSHIP link between two clusters; each raises one
+//!    CROSS_INVESTMENT_ADDED alert, delivered to the subscribers of its two
+//!    clusters. Twice: paced, one batch every BENCH_PROBE_GAP_MS (default
+//!    50, 20 batches/s), and back to back (as fast as ApplyChanges answers).
+//!    Prints the delay from each ApplyChanges reply to each delivery of its
+//!    alert (p50, p99, max) and checks every expected delivery arrived once.
 
 use std::{
     collections::HashMap,
@@ -103,6 +105,72 @@ async fn subscribe(url: &str, requests: Vec<pb::WatchAlertsRequest>) -> Arrivals
     arrivals
 }
 
+/// Applies one probe per cluster in `firsts` (a new OWNERSHIP link from
+/// member 2 of cluster a to member 3 of cluster a + 1), `gap` apart, with
+/// fresh subscribers of CROSS_INVESTMENT_ADDED; returns the sorted delays
+/// (ms) from each reply to each delivery of the probe's alert.
+async fn latency(
+    url: &str,
+    config: &SyntheticConfig,
+    subscribers: usize,
+    block: usize,
+    firsts: impl Iterator<Item = usize>,
+    gap: Duration,
+) -> Vec<f64> {
+    let channel = connect(url).await;
+    let mut network = NetworkServiceClient::new(channel.clone());
+    let requests = (0..subscribers)
+        .map(|s| subscription(s, subscribers, config.clusters, &[pb::AlertKind::CrossInvestmentAdded]))
+        .collect();
+    let arrivals = subscribe(url, requests).await;
+    let mut replied: HashMap<String, Instant> = HashMap::new();
+    let mut expected = 0;
+    let mut last_revision = 0;
+    for a in firsts {
+        let b = (a + 1) % config.clusters;
+        let source = actor_id(a * block + 2);
+        let link = Link {
+            source: source.clone(),
+            target: actor_id(b * block + 3),
+            kind: LinkKind::Ownership,
+            channel: clusternet::model::Channel::Physical,
+            weight: 1.0,
+            validity: Default::default(),
+        };
+        let batch = pb::ChangeBatch {
+            changes: vec![change_to_pb(&Change::UpsertLink(link))],
+        };
+        let reply = network.apply_changes(batch).await.unwrap().into_inner();
+        replied.insert(source.to_string(), Instant::now());
+        last_revision = reply.revision;
+        expected += if a % subscribers == b % subscribers { 1 } else { 2 };
+        if !gap.is_zero() {
+            tokio::time::sleep(gap).await;
+        }
+    }
+    let mut alerts = AlertServiceClient::new(channel);
+    settled(&mut alerts, last_revision).await;
+    // Let the last deliveries land.
+    for _ in 0..100 {
+        if arrivals.lock().unwrap().len() >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let arrivals = arrivals.lock().unwrap().clone();
+    let mut delays: Vec<f64> = arrivals
+        .iter()
+        .filter_map(|(first, at)| {
+            replied
+                .get(first)
+                .map(|sent| at.saturating_duration_since(*sent).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    assert_eq!(delays.len(), expected, "every probe alert reaches its subscribers once");
+    delays.sort_by(f64::total_cmp);
+    delays
+}
+
 #[tokio::main]
 async fn main() {
     let config = SyntheticConfig {
@@ -171,64 +239,27 @@ async fn main() {
     }
 
     let (server, _dir, url) = kept.expect("a loaded server with alerts on");
-    let channel = connect(&url).await;
-    let mut network = NetworkServiceClient::new(channel.clone());
-    let requests = (0..subscribers)
-        .map(|s| subscription(s, subscribers, config.clusters, &[pb::AlertKind::CrossInvestmentAdded]))
-        .collect();
-    let arrivals = subscribe(&url, requests).await;
-    // Probe p: member 2 of cluster p owns a stake in member 3 of cluster p + 1:
-    // every probe is its own cluster pair, so each raises its own alert.
+    let gap = Duration::from_millis(env_or("BENCH_PROBE_GAP_MS", 50) as u64);
     let clustered = config.actors * 9 / 10;
     let block = (clustered / config.clusters).max(1);
-    let mut replied: HashMap<String, Instant> = HashMap::new();
-    let mut expected = 0;
-    let mut last_revision = 0;
-    for p in 0..probes.min(config.clusters) {
-        let (a, b) = (p, (p + 1) % config.clusters);
-        let source = actor_id(a * block + 2);
-        let link = Link {
-            source: source.clone(),
-            target: actor_id(b * block + 3),
-            kind: LinkKind::Ownership,
-            channel: clusternet::model::Channel::Physical,
-            weight: 1.0,
-            validity: Default::default(),
-        };
-        let batch = pb::ChangeBatch {
-            changes: vec![change_to_pb(&Change::UpsertLink(link))],
-        };
-        let reply = network.apply_changes(batch).await.unwrap().into_inner();
-        replied.insert(source.to_string(), Instant::now());
-        last_revision = reply.revision;
-        expected += if a % subscribers == b % subscribers { 1 } else { 2 };
-    }
-    let mut alerts = AlertServiceClient::new(channel);
-    settled(&mut alerts, last_revision).await;
-    // Let the last deliveries land.
-    for _ in 0..100 {
-        if arrivals.lock().unwrap().len() >= expected {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let arrivals = arrivals.lock().unwrap().clone();
-    let mut delays: Vec<f64> = arrivals
-        .iter()
-        .filter_map(|(first, at)| {
-            replied
-                .get(first)
-                .map(|sent| at.saturating_duration_since(*sent).as_secs_f64() * 1000.0)
-        })
-        .collect();
-    assert_eq!(delays.len(), expected, "every probe alert reaches its subscribers once");
+    let probes = probes.min(config.clusters / 2);
+    // Paced over clusters 0, 2, 4, ...; back to back over 1, 3, 5, ...: every
+    // probe is its own new link and its own cluster pair.
+    let paced = latency(&url, &config, subscribers, block, (0..probes).map(|p| 2 * p), gap).await;
+    let burst = latency(
+        &url,
+        &config,
+        subscribers,
+        block,
+        (0..probes).map(|p| 2 * p + 1),
+        Duration::ZERO,
+    )
+    .await;
     stop(server);
-
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    delays.sort_by(f64::total_cmp);
     let (a, b) = (median(&mut off), median(&mut on));
     println!(
         "\nalerts: {} actors, {} links, {} clusters; {subscribers} subscribers; {runs} imports each way; {} CPUs",
@@ -242,12 +273,16 @@ async fn main() {
         "import, alerts on:  median {b:.0} changes/s {on:?}  ({:.0}% of off); evaluation done {catch_up:?} s after; alerts raised {raised:?}",
         100.0 * b / a
     );
-    println!(
-        "ApplyChanges reply -> alert delivery (ms), {} probes, {} deliveries: p50 {:.1}, p99 {:.1}, max {:.1}",
-        replied.len(),
-        delays.len(),
-        percentile(&delays, 0.5),
-        percentile(&delays, 0.99),
-        delays[delays.len() - 1]
-    );
+    for (name, delays) in [
+        (format!("one batch every {} ms", gap.as_millis()), &paced),
+        ("back to back".to_string(), &burst),
+    ] {
+        println!(
+            "ApplyChanges reply -> alert delivery (ms), {name}: {} deliveries: p50 {:.1}, p99 {:.1}, max {:.1}",
+            delays.len(),
+            percentile(delays, 0.5),
+            percentile(delays, 0.99),
+            delays[delays.len() - 1]
+        );
+    }
 }

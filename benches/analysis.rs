@@ -27,7 +27,7 @@
 //!     sampled ranking also puts there.
 //! `cargo bench --bench analysis -- alert-round CLUSTERS ACTORS LINKS`
 //!     times the alert engine's baseline over every cluster, then 50 rounds
-//!     (BENCH_ROUNDS)
+//!     (BENCH_ROUNDS; BENCH_ROUND_LINKS links per round)
 //!     of one new OWNERSHIP link between two clusters (what a small batch
 //!     costs the engine before its alerts can be sent), in process.
 //! `cargo bench --bench analysis -- fusion CLUSTERS ACTORS LINKS [PIVOTS]`
@@ -385,20 +385,31 @@ fn alert_round(clusters: usize, actors: usize, links: usize) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(50);
+    // BENCH_ROUND_LINKS new links per round (default 1), as a burst of
+    // batches evaluated together would bring.
+    let per_round: usize = std::env::var("BENCH_ROUND_LINKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     for p in 0..rounds {
-        let (a, b) = (p * 7 % clusters, (p * 7 + 1) % clusters);
-        let change = Change::UpsertLink(Link {
-            source: actor_id(a * block + 2),
-            target: actor_id(b * block + 3),
-            kind: LinkKind::Ownership,
-            channel: Channel::Physical,
-            weight: 1.0,
-            validity: Default::default(),
-        });
+        let changes: Vec<Change> = (0..per_round)
+            .map(|i| {
+                let n = p * per_round + i;
+                let (a, b) = (n * 7 % clusters, (n * 7 + 1) % clusters);
+                Change::UpsertLink(Link {
+                    source: actor_id(a * block + 2),
+                    target: actor_id(b * block + 3),
+                    kind: LinkKind::Ownership,
+                    channel: Channel::Physical,
+                    weight: 1.0,
+                    validity: Default::default(),
+                })
+            })
+            .collect();
         let mut after = network.clone();
-        after.apply(std::slice::from_ref(&change)).unwrap();
+        after.apply(&changes).unwrap();
         let started = Instant::now();
-        let outcome = evaluator.evaluate(Some(&network), &after, std::iter::once(&change), &kept);
+        let outcome = evaluator.evaluate(Some(&network), &after, changes.iter(), &kept);
         rounds_ms.push(started.elapsed().as_secs_f64() * 1000.0);
         alerts += outcome.alerts.len();
     }

@@ -15,9 +15,12 @@
 //! (tier 1).
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet, VecDeque},
+    collections::{BTreeMap, VecDeque},
     hash::BuildHasher,
 };
+
+// FxHash: the supply walks run from every member of every assessed cluster.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::stage_config::StageConfig;
 use crate::{
@@ -26,51 +29,81 @@ use crate::{
     store::{Ix, Network},
 };
 
-/// The supply arcs between a set of actors, both ways.
+/// The supply arcs between a set of actors, both ways, over dense local
+/// indexes: the walks below run from every member of every assessed cluster,
+/// so they step through plain vectors rather than hash maps.
 struct SupplyNetwork {
-    down: HashMap<Ix, Vec<Ix>>,
-    up: HashMap<Ix, Vec<Ix>>,
+    ixs: Vec<Ix>,
+    local: HashMap<Ix, u32>,
+    down: Vec<Vec<u32>>,
+    up: Vec<Vec<u32>>,
 }
 
 impl SupplyNetwork {
-    fn new<S: BuildHasher>(network: &Network, filter: &GraphFilter, members: &HashSet<Ix, S>) -> SupplyNetwork {
-        let mut down: HashMap<Ix, Vec<Ix>> = HashMap::new();
-        let mut up: HashMap<Ix, Vec<Ix>> = HashMap::new();
-        for &ix in members {
+    fn new<S: BuildHasher>(
+        network: &Network,
+        filter: &GraphFilter,
+        members: &std::collections::HashSet<Ix, S>,
+    ) -> SupplyNetwork {
+        let mut ixs: Vec<Ix> = members.iter().copied().collect();
+        ixs.sort_unstable();
+        let local: HashMap<Ix, u32> = ixs.iter().enumerate().map(|(i, ix)| (*ix, i as u32)).collect();
+        let mut down = vec![Vec::new(); ixs.len()];
+        let mut up = vec![Vec::new(); ixs.len()];
+        for (i, &ix) in ixs.iter().enumerate() {
             for key in network.out_links(ix) {
-                if key.kind != LinkKind::Supply || !members.contains(&key.target) {
+                if key.kind != LinkKind::Supply {
                     continue;
                 }
+                let Some(&j) = local.get(&key.target) else { continue };
                 if network.links.get(&key).is_some_and(|d| filter.keeps_link(key.kind, d)) {
-                    down.entry(ix).or_default().push(key.target);
-                    up.entry(key.target).or_default().push(ix);
+                    down[i].push(j);
+                    up[j as usize].push(i as u32);
                 }
             }
         }
-        SupplyNetwork { down, up }
+        SupplyNetwork { ixs, local, down, up }
     }
 
     /// The actors reached from `from` along `arcs`, without `from`.
-    fn walk(from: Ix, arcs: &HashMap<Ix, Vec<Ix>>) -> HashSet<Ix> {
-        let mut seen = HashSet::from([from]);
-        let mut queue = VecDeque::from([from]);
+    fn walk(&self, from: Ix, arcs: &[Vec<u32>]) -> HashSet<Ix> {
+        let Some(&start) = self.local.get(&from) else {
+            return HashSet::default();
+        };
+        let mut seen = vec![false; self.ixs.len()];
+        seen[start as usize] = true;
+        let mut queue = VecDeque::from([start]);
+        let mut reached = HashSet::default();
         while let Some(v) = queue.pop_front() {
-            for &w in arcs.get(&v).into_iter().flatten() {
-                if seen.insert(w) {
+            for &w in &arcs[v as usize] {
+                if !seen[w as usize] {
+                    seen[w as usize] = true;
+                    reached.insert(self.ixs[w as usize]);
                     queue.push_back(w);
                 }
             }
         }
-        seen.remove(&from);
-        seen
+        reached
     }
 
     fn upstream(&self, ix: Ix) -> HashSet<Ix> {
-        Self::walk(ix, &self.up)
+        self.walk(ix, &self.up)
     }
 
     fn downstream(&self, ix: Ix) -> HashSet<Ix> {
-        Self::walk(ix, &self.down)
+        self.walk(ix, &self.down)
+    }
+
+    fn has_suppliers(&self, ix: Ix) -> bool {
+        self.local.get(&ix).is_some_and(|&i| !self.up[i as usize].is_empty())
+    }
+
+    /// The direct suppliers (`up`) or customers (`down`) of an actor.
+    fn next<'a>(&'a self, ix: Ix, arcs: &'a [Vec<u32>]) -> impl Iterator<Item = Ix> + 'a {
+        self.local
+            .get(&ix)
+            .into_iter()
+            .flat_map(move |&i| arcs[i as usize].iter().map(|&j| self.ixs[j as usize]))
     }
 }
 
@@ -86,11 +119,15 @@ pub struct Reach {
 
 /// The core firms among `members`, most reach first, and the best reach of
 /// any member not supplied by a core.
-fn find_cores<S: BuildHasher>(supply: &SupplyNetwork, members: &HashSet<Ix, S>, min_reach: f64) -> (Vec<Reach>, f64) {
+fn find_cores<S: BuildHasher>(
+    supply: &SupplyNetwork,
+    members: &std::collections::HashSet<Ix, S>,
+    min_reach: f64,
+) -> (Vec<Reach>, f64) {
     let others = members.len().saturating_sub(1).max(1) as f64;
     let mut all: Vec<(Reach, HashSet<Ix>)> = members
         .iter()
-        .filter(|ix| supply.up.contains_key(ix))
+        .filter(|ix| supply.has_suppliers(**ix))
         .map(|&ix| {
             let upstream = supply.upstream(ix);
             let reach = Reach {
@@ -128,7 +165,7 @@ fn find_cores<S: BuildHasher>(supply: &SupplyNetwork, members: &HashSet<Ix, S>, 
 pub fn cores_of<S: BuildHasher>(
     network: &Network,
     filter: &GraphFilter,
-    members: &HashSet<Ix, S>,
+    members: &std::collections::HashSet<Ix, S>,
     min_reach: f64,
 ) -> (Vec<Reach>, f64) {
     find_cores(&SupplyNetwork::new(network, filter, members), members, min_reach)
@@ -191,7 +228,7 @@ pub fn core_firms(network: &Network, filter: &GraphFilter, cluster: &Id, config:
             let core = r.actor;
             let suppliers: HashSet<Ix> = supply.upstream(core).difference(&core_set).copied().collect();
             // Components of the suppliers' supply network, cores taken out.
-            let mut system_of: HashMap<Ix, usize> = HashMap::new();
+            let mut system_of: HashMap<Ix, usize> = HashMap::default();
             let mut systems: Vec<Vec<Ix>> = Vec::new();
             let mut start: Vec<Ix> = suppliers.iter().copied().collect();
             start.sort_unstable();
@@ -205,8 +242,8 @@ pub fn core_firms(network: &Network, filter: &GraphFilter, cluster: &Id, config:
                 let mut group = Vec::new();
                 while let Some(v) = queue.pop_front() {
                     group.push(v);
-                    let next = supply.down.get(&v).into_iter().chain(supply.up.get(&v)).flatten();
-                    for &w in next {
+                    let next = supply.next(v, &supply.down).chain(supply.next(v, &supply.up));
+                    for w in next {
                         if suppliers.contains(&w) && !system_of.contains_key(&w) {
                             system_of.insert(w, n);
                             queue.push_back(w);
@@ -215,7 +252,7 @@ pub fn core_firms(network: &Network, filter: &GraphFilter, cluster: &Id, config:
                 }
                 systems.push(group);
             }
-            let direct: HashSet<Ix> = supply.up.get(&core).into_iter().flatten().copied().collect();
+            let direct: HashSet<Ix> = supply.next(core, &supply.up).collect();
             let mut systems: Vec<SupportingSystem> = systems
                 .into_iter()
                 .map(|group| {
