@@ -126,6 +126,7 @@ async fn latency(
     let mut replied: HashMap<String, Instant> = HashMap::new();
     let mut expected = 0;
     let mut last_revision = 0;
+    let started = Instant::now();
     for a in firsts {
         let b = (a + 1) % config.clusters;
         let source = actor_id(a * block + 2);
@@ -148,6 +149,11 @@ async fn latency(
             tokio::time::sleep(gap).await;
         }
     }
+    eprintln!(
+        "probes: {} batches at {:.0} batches/s",
+        replied.len(),
+        replied.len() as f64 / started.elapsed().as_secs_f64()
+    );
     let mut alerts = AlertServiceClient::new(channel);
     settled(&mut alerts, last_revision).await;
     // Let the last deliveries land.

@@ -415,7 +415,7 @@ impl Evaluator<'_> {
         let (components_before, largest_before) = component_sizes(&old.components);
         let (components_after, largest_after) = component_sizes(&new.components);
         let message = format!(
-            "cluster {cluster}'s network split: {} members are cut off from the rest ({components_before} components before, {components_after} now)",
+            "cluster {cluster}'s network split: {} members are cut off from the rest (components: {components_before} before, {components_after} now)",
             cut_off.len()
         );
         cut_off.sort();
@@ -510,7 +510,7 @@ impl Evaluator<'_> {
             actors
         };
         let listed = |links: &[(Id, Id)]| -> String {
-            let shown: Vec<String> = links.iter().take(3).map(|(s, t)| format!("{s} -> {t}")).collect();
+            let shown: Vec<String> = links.iter().take(3).map(|(s, t)| format!("{s} to {t}")).collect();
             let more = links.len().saturating_sub(3);
             if more > 0 {
                 format!("{} and {more} more", shown.join(", "))
