@@ -309,6 +309,7 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
     let mut mixes = vec![[0.0f64; 8]; cluster_ids.len()];
     let mut industries: Vec<HashMap<&str, f64>> = vec![HashMap::default(); cluster_ids.len()];
     let mut countries: Vec<HashMap<Country, u64>> = vec![HashMap::default(); cluster_ids.len()];
+    let mut member_counts = vec![0usize; cluster_ids.len()];
     let mut kept_actors = 0u64;
     for (ix, actor) in network.actor_at.iter().enumerate() {
         let Some(actor) = actor.as_ref().filter(|a| filter.keeps_actor(a)) else {
@@ -317,13 +318,19 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
         kept_actors += 1;
         let attributes = network.attributes_at(actor, filter.as_of);
         for c in clusters_of(actor) {
-            tallies[c].members.insert(ix as Ix);
+            member_counts[c] += 1;
             for segment in attributes.segments.iter() {
                 mixes[c][segment as usize] += 1.0;
             }
             if !attributes.industry.is_empty() {
                 *industries[c].entry(attributes.industry).or_default() += 1.0;
             }
+            // Members and home countries are needed for the assessed
+            // clusters only; the others are compared by counts and mixes.
+            if !assessed[c] {
+                continue;
+            }
+            tallies[c].members.insert(ix as Ix);
             if let Some(country) = actor.country {
                 *countries[c].entry(country).or_default() += 1;
             }
@@ -469,7 +476,7 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
     }
     let mut overlap: Vec<(f64, Option<usize>)> = vec![(0.0, None); cluster_ids.len()];
     for (&(a, b), &count) in &shared {
-        let smaller = tallies[a].members.len().min(tallies[b].members.len()).max(1);
+        let smaller = member_counts[a].min(member_counts[b]).max(1);
         let coefficient = count as f64 / smaller as f64;
         for (me, other) in [(a, b), (b, a)] {
             if coefficient > overlap[me].0 {

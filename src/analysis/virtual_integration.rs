@@ -75,12 +75,18 @@ pub struct Pattern {
 
 const FINAL_CUSTOMER_SEGMENTS: [Segment; 3] = [Segment::Sales, Segment::Consumption, Segment::AfterSalesService];
 
-/// The actors that may be joining platforms, in index order: every actor,
-/// or with clusters named, the places' members and their partners (a
-/// platform joins places only through ties to their members).
+/// The actors that may be joining platforms, in index order: every platform
+/// actor, or with clusters named, those among the places' members and their
+/// partners (a platform joins places only through ties to their members).
 fn platform_candidates(network: &Network, filter: &GraphFilter, place_of: &HashMap<u32, usize>) -> Vec<u32> {
     if filter.clusters.is_empty() {
-        return (0..network.actor_at.len() as u32).collect();
+        return network
+            .actor_at
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.as_ref().is_some_and(|a| a.kind == ActorKind::Platform))
+            .map(|(ix, _)| ix as u32)
+            .collect();
     }
     let mut near: BTreeSet<u32> = BTreeSet::new();
     for &ix in place_of.keys() {
