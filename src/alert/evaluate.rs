@@ -520,52 +520,48 @@ impl Evaluator<'_> {
         };
         // Tie counts per cluster, each walked once per network however many
         // pairs it is in (a bulk load makes thousands of pairs).
-        let mut fusion_counts = TieCounts::new(fusion_ties_by_other);
-        let mut capital_counts = TieCounts::new(capital_ties_by_other);
-        for ((a, b), links) in fusion {
-            let other = (!b.is_empty()).then_some(&b);
-            let clusters: Vec<Id> = [a.clone(), b.clone()].into_iter().filter(|c| !c.is_empty()).collect();
-            alerts.push(self.alert(
+        let kinds = [
+            (
                 AlertKind::FusionLinkAdded,
-                Severity::Info,
-                clusters,
-                named(&links),
-                vec![
-                    Figure::new("new_links", 0.0, links.len() as f64),
-                    Figure::new(
-                        "cross_industry_ties",
-                        fusion_counts.between(before, 0, &a, &b) as f64,
-                        fusion_counts.between(after, 1, &a, &b) as f64,
-                    ),
-                ],
-                format!(
-                    "{} new cross-industry tie(s) between {a} and {}: {}",
-                    links.len(),
-                    other.map_or("actors outside any cluster".to_string(), |b| b.to_string()),
-                    listed(&links)
-                ),
-            ));
-        }
-        for ((a, b), links) in capital {
-            alerts.push(self.alert(
+                fusion,
+                TieCounts::new(fusion_ties_by_other),
+                "cross_industry_ties",
+                "cross-industry",
+            ),
+            (
                 AlertKind::CrossInvestmentAdded,
-                Severity::Info,
-                vec![a.clone(), b.clone()],
-                named(&links),
-                vec![
-                    Figure::new("new_links", 0.0, links.len() as f64),
-                    Figure::new(
-                        "capital_ties",
-                        capital_counts.between(before, 0, &a, &b) as f64,
-                        capital_counts.between(after, 1, &a, &b) as f64,
+                capital,
+                TieCounts::new(capital_ties_by_other),
+                "capital_ties",
+                "investment or ownership",
+            ),
+        ];
+        for (kind, pairs, mut counts, figure, what) in kinds {
+            for ((a, b), links) in pairs {
+                let clusters: Vec<Id> = [&a, &b].into_iter().filter(|c| !c.is_empty()).cloned().collect();
+                let other = if b.is_empty() {
+                    "actors outside any cluster".to_string()
+                } else {
+                    b.to_string()
+                };
+                let ties = Figure::new(
+                    figure,
+                    counts.between(before, 0, &a, &b) as f64,
+                    counts.between(after, 1, &a, &b) as f64,
+                );
+                alerts.push(self.alert(
+                    kind,
+                    Severity::Info,
+                    clusters,
+                    named(&links),
+                    vec![Figure::new("new_links", 0.0, links.len() as f64), ties],
+                    format!(
+                        "{} new {what} tie(s) between {a} and {other}: {}",
+                        links.len(),
+                        listed(&links)
                     ),
-                ],
-                format!(
-                    "{} new investment or ownership tie(s) between clusters {a} and {b}: {}",
-                    links.len(),
-                    listed(&links)
-                ),
-            ));
+                ));
+            }
         }
     }
 
@@ -588,22 +584,27 @@ impl Evaluator<'_> {
         };
         let all = GraphFilter::default();
         let changed = changed_profiles(before, after, changes);
-        let ids_of = |network: &Network, list: Vec<(Ix, f64)>| -> Vec<(Id, f64)> {
-            list.into_iter()
-                .filter_map(|(ix, score)| network.actor(ix).map(|a| (a.id.clone(), score)))
-                .collect()
-        };
-        let substitutes_in = |network: &Network, id: &Id| -> Vec<(Id, f64)> {
-            match network.ix_of(id) {
-                Some(ix) => ids_of(network, substitute_scores(network, &all, ix, &config)),
-                None => Vec::new(),
-            }
+        // Each actor's substitutes, before (0) and after (1), computed once:
+        // an actor can come up for several changed partners and again when
+        // its alert is written.
+        let mut memo: HashMap<(usize, Id), Vec<(Id, f64)>> = HashMap::new();
+        let mut substitutes_in = |which: usize, id: &Id| -> Vec<(Id, f64)> {
+            let network = if which == 0 { before } else { after };
+            memo.entry((which, id.clone()))
+                .or_insert_with(|| match network.ix_of(id) {
+                    Some(ix) => substitute_scores(network, &all, ix, &config)
+                        .into_iter()
+                        .filter_map(|(ix, score)| network.actor(ix).map(|a| (a.id.clone(), score)))
+                        .collect(),
+                    None => Vec::new(),
+                })
+                .clone()
         };
         // Actor left without substitutes -> the substitutes it lost.
         let mut stranded: BTreeMap<Id, BTreeSet<Id>> = BTreeMap::new();
         for id in &changed {
-            let had = substitutes_in(before, id);
-            let has = substitutes_in(after, id);
+            let had = substitutes_in(0, id);
+            let has = substitutes_in(1, id);
             if after.ix_of(id).is_some() && !had.is_empty() && has.is_empty() {
                 stranded
                     .entry(id.clone())
@@ -614,7 +615,7 @@ impl Evaluator<'_> {
                 if changed.contains(lost) || after.ix_of(lost).is_none() {
                     continue; // judged in its own right, or gone
                 }
-                if substitutes_in(after, lost).is_empty() {
+                if substitutes_in(1, lost).is_empty() {
                     stranded.entry(lost.clone()).or_default().insert(id.clone());
                 }
             }
@@ -626,7 +627,7 @@ impl Evaluator<'_> {
             if !actor.kind.is_enterprise() {
                 continue;
             }
-            let had = substitutes_in(before, &id);
+            let had = substitutes_in(0, &id);
             let best = had.first().map_or(0.0, |(_, s)| *s);
             let mut actors = vec![id.clone()];
             actors.extend(lost.iter().cloned());
