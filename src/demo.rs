@@ -26,9 +26,14 @@ use rand::{
 use rand_chacha::ChaCha8Rng;
 
 use crate::model::{
-    Actor, ActorKind, Change, Channel, Cluster, ClusterLink, ClusterLinkKind, Date, Id, Link, LinkKind, Segment,
+    Actor, ActorKind, Change, Channel, Cluster, ClusterLink, ClusterLinkKind, Country, Date, Id, Link, LinkKind, Segment,
     SegmentSet, Site, Validity,
 };
+
+/// All four demo clusters are in China.
+fn china() -> Country {
+    "CN".parse().expect("CN is a country code")
+}
 
 pub const CHANGCHUN: &str = "changchun-auto";
 pub const KUNSHAN: &str = "kunshan-electronics";
@@ -225,6 +230,7 @@ impl Demo {
                 id: CHANGCHUN.into(),
                 name: "Changchun Automotive Cluster".into(),
                 region: "Jilin, CN".into(),
+                country: Some(china()),
                 industry: "C2910".into(),
                 sites: vec![site(
                     "changchun-auto-city",
@@ -237,6 +243,7 @@ impl Demo {
                 id: KUNSHAN.into(),
                 name: "Kunshan Electronics Cluster".into(),
                 region: "Jiangsu, CN".into(),
+                country: Some(china()),
                 industry: "C2620".into(),
                 sites: vec![site(
                     "kunshan-etdz",
@@ -249,6 +256,7 @@ impl Demo {
                 id: CHANGNING.into(),
                 name: "Changning Creative Industry Cluster".into(),
                 region: "Shanghai, CN".into(),
+                country: Some(china()),
                 industry: "M7410".into(),
                 sites: vec![
                     site(
@@ -270,6 +278,7 @@ impl Demo {
                 id: ZHANGJIANG.into(),
                 name: "Zhangjiang Software and IT Cluster".into(),
                 region: "Shanghai, CN".into(),
+                country: Some(china()),
                 industry: "J6201".into(),
                 sites: vec![site("zhangjiang-park", "Zhangjiang Hi-Tech Park", 31.2033, 121.5905)],
             },

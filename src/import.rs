@@ -7,7 +7,7 @@
 //!
 //! | file | required columns | optional columns |
 //! |---|---|---|
-//! | `clusters.csv` | id | name, region, industry |
+//! | `clusters.csv` | id | name, region, industry, country |
 //! | `sites.csv` | id, cluster_id, lat, lon | name |
 //! | `actors.csv` | id, kind | name, industry, segments, clusters, site_id, country, employees, revenue, valid_from, valid_to |
 //! | `links.csv` | source, target, kind | channel (PHYSICAL), weight (1), valid_from, valid_to |
@@ -96,6 +96,7 @@ pub fn read_dir(dir: &Path) -> Result<Vec<SourcedChange>, Vec<RowError>> {
             sites: Vec::new(),
             name: row.text("name"),
             region: row.text("region"),
+            country: row.parse::<Country>("country")?,
             industry: row.text("industry"),
             id,
         }))
@@ -353,7 +354,7 @@ pub fn write_dir(dir: &Path, changes: &[Change]) -> std::io::Result<()> {
     let mut cluster_links = open("cluster_links.csv")?;
     let mut profiles = open("actor_profiles.csv")?;
     profiles.write_record(["actor_id", "until", "industry", "segments", "employees", "revenue"])?;
-    clusters.write_record(["id", "name", "region", "industry"])?;
+    clusters.write_record(["id", "name", "region", "industry", "country"])?;
     sites.write_record(["id", "cluster_id", "name", "lat", "lon"])?;
     actors.write_record([
         "id",
@@ -383,7 +384,8 @@ pub fn write_dir(dir: &Path, changes: &[Change]) -> std::io::Result<()> {
     for change in changes {
         match change {
             Change::UpsertCluster(c) => {
-                clusters.write_record([&*c.id, &c.name, &c.region, &c.industry])?;
+                let country = c.country.map(|c| c.as_str().to_string()).unwrap_or_default();
+                clusters.write_record([&*c.id, &c.name, &c.region, &c.industry, &country])?;
                 for s in &c.sites {
                     sites.write_record([&*s.id, &*c.id, &s.name, &s.lat.to_string(), &s.lon.to_string()])?;
                 }

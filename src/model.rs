@@ -310,6 +310,9 @@ pub struct Cluster {
     pub id: Id,
     pub name: String,
     pub region: String,
+    /// Where the cluster is: the home country its ties abroad are told from
+    /// (not a vote of its members' registrations). None when unknown.
+    pub country: Option<Country>,
     pub industry: String,
     pub sites: Vec<Site>,
 }

@@ -72,6 +72,7 @@ pub fn generate(config: &SyntheticConfig) -> Vec<Change> {
             id: cluster_id(c),
             name: format!("Cluster {c}"),
             region: format!("Region {}", c % 30),
+            country: Some("CN".parse().expect("valid")),
             industry: INDUSTRIES[c % INDUSTRIES.len()].into(),
             sites: (0..sites_per_cluster)
                 .map(|s| Site {

@@ -42,6 +42,7 @@ pub fn cluster(id: &str) -> Cluster {
         id: id.into(),
         name: id.into(),
         region: String::new(),
+        country: None,
         industry: String::new(),
         sites: vec![],
     }

@@ -67,11 +67,12 @@ fn optional_id(text: String) -> Option<Id> {
     (!text.is_empty()).then(|| Id::from(text))
 }
 
-pub fn cluster_from_pb(cluster: pb::Cluster) -> Cluster {
-    Cluster {
+pub fn cluster_from_pb(cluster: pb::Cluster) -> Result<Cluster> {
+    Ok(Cluster {
         id: id(cluster.id),
         name: cluster.name,
         region: cluster.region,
+        country: country_from_pb(&cluster.country)?,
         industry: cluster.industry,
         sites: cluster
             .sites
@@ -83,6 +84,14 @@ pub fn cluster_from_pb(cluster: pb::Cluster) -> Cluster {
                 lon: site.lon,
             })
             .collect(),
+    })
+}
+
+/// An empty code is an unknown country.
+fn country_from_pb(code: &str) -> Result<Option<Country>> {
+    match code {
+        "" => Ok(None),
+        code => Ok(Some(code.parse::<Country>().map_err(|e| Error::invalid("country", e))?)),
     }
 }
 
@@ -91,6 +100,7 @@ pub fn cluster_to_pb(cluster: &Cluster) -> pb::Cluster {
         id: cluster.id.to_string(),
         name: cluster.name.clone(),
         region: cluster.region.clone(),
+        country: cluster.country.map(|c| c.as_str().to_string()).unwrap_or_default(),
         industry: cluster.industry.clone(),
         sites: cluster
             .sites
@@ -107,10 +117,7 @@ pub fn cluster_to_pb(cluster: &Cluster) -> pb::Cluster {
 
 pub fn actor_from_pb(actor: pb::Actor) -> Result<Actor> {
     let segments = segments_from_pb(&actor.segments)?;
-    let country = match actor.country.as_str() {
-        "" => None,
-        code => Some(code.parse::<Country>().map_err(|e| Error::invalid("country", e))?),
-    };
+    let country = country_from_pb(&actor.country)?;
     Ok(Actor {
         id: id(actor.id),
         name: actor.name,
@@ -227,7 +234,7 @@ fn change_from_pb(change: pb::Change) -> Result<Change> {
         return Err(Error::invalid("", "must hold one of upsert_cluster, upsert_actor, upsert_link, upsert_cluster_link, delete_cluster, delete_actor, delete_link, delete_cluster_link"));
     };
     let (name, converted) = match change {
-        C::UpsertCluster(c) => ("upsert_cluster", Ok(Change::UpsertCluster(cluster_from_pb(c)))),
+        C::UpsertCluster(c) => ("upsert_cluster", cluster_from_pb(c).map(Change::UpsertCluster)),
         C::UpsertActor(a) => ("upsert_actor", actor_from_pb(a).map(Change::UpsertActor)),
         C::UpsertLink(l) => ("upsert_link", link_from_pb(l).map(Change::UpsertLink)),
         C::UpsertClusterLink(l) => (

@@ -33,7 +33,8 @@ const META_FORMAT: &[u8] = b"m/format";
 const LOG_PREFIX: &[u8] = b"r/";
 const CHECKPOINT_PREFIX: &[u8] = b"s/";
 /// Bumped whenever the stored encoding changes incompatibly.
-const FORMAT_VERSION: u64 = 2;
+// 3: clusters carry a country.
+const FORMAT_VERSION: u64 = 3;
 /// Records per checkpoint chunk: large enough for sled to store each chunk as
 /// one blob, small enough to keep encode buffers modest.
 const CHUNK_RECORDS: usize = 65_536;

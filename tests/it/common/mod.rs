@@ -115,6 +115,7 @@ pub fn cluster(id: &str, sites: Vec<pb::Site>) -> pb::Cluster {
         id: id.into(),
         name: format!("Cluster {id}"),
         region: "Shanghai, CN".into(),
+        country: "CN".into(),
         industry: "M7410".into(),
         sites,
     }
