@@ -26,8 +26,8 @@ use rand::{
 use rand_chacha::ChaCha8Rng;
 
 use crate::model::{
-    Actor, ActorKind, Change, Channel, Cluster, ClusterLink, ClusterLinkKind, Country, Date, Id, Link, LinkKind, Segment,
-    SegmentSet, Site, Validity,
+    Actor, ActorKind, Change, Channel, Cluster, ClusterLink, ClusterLinkKind, Country, Date, Id, Link, LinkKind,
+    Segment, SegmentSet, Site, Validity,
 };
 
 /// All four demo clusters are in China.

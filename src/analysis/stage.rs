@@ -26,8 +26,8 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use super::{
     core_firms::cores_of,
     fusion::IndustryLevel,
-    places::{places, Place},
     stage_config::StageConfig,
+    virtual_integration::{measure_cluster, Pattern},
 };
 use crate::{
     graph::GraphFilter,
@@ -54,17 +54,25 @@ impl Stage {
     }
 }
 
+/// The closest other cluster by one relation, among the clusters the
+/// cluster is tied to (through its partners or members it shares).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Relation {
+    pub value: f64,
+    pub with: Option<Id>,
+}
+
 /// The figures behind the factors, as counted.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Evidence {
     pub members: u64,
     pub enterprises: u64,
-    /// The most common country of the members.
+    /// The cluster's own country, where it is; empty when unknown.
     pub home_country: String,
     /// Links with an end in the cluster.
     pub ties: u64,
     pub internal_ties: u64,
-    /// Ties to actors outside the cluster in the home country (or of unknown country).
+    /// Ties to actors outside the cluster in the home country.
     pub domestic_external_ties: u64,
     /// Of those, ties to members of clusters in another region (the
     /// clusters' `region` differs); the rest are in the same region or to
@@ -72,6 +80,9 @@ pub struct Evidence {
     pub other_region_ties: u64,
     /// Ties to actors in another country.
     pub foreign_ties: u64,
+    /// Ties to outside actors of unknown country, or of any country when the
+    /// cluster's own is unknown: neither domestic nor foreign.
+    pub unknown_country_ties: u64,
     /// Ties over the VIRTUAL channel or of kind PLATFORM.
     pub virtual_ties: u64,
     /// Value-chain segments performed inside the cluster.
@@ -87,21 +98,91 @@ pub struct Evidence {
     pub core_firm: Option<Id>,
     pub core_reach: f64,
     pub places: Vec<Id>,
-    /// Internal ties between members at different places.
+    /// Internal ties between members at different places (platforms left out).
     pub cross_place_ties: u64,
-    /// Observed cross-place ties over those expected from the places' sizes.
-    pub interaction_lift: f64,
+    /// What the configuration model on the places' own ties gives between places.
+    pub expected_cross_place_ties: f64,
+    /// cross_place_ties / expected_cross_place_ties.
+    pub place_interaction: f64,
     /// 1 − mean cosine of the places' segment mixes (0 with one place).
     pub place_distinctness: f64,
+    /// The permutation test's p-value for that distinctness.
+    pub specialisation_p: f64,
     /// Platform actors tied to members.
     pub platforms: Vec<Id>,
     /// TRANSPORT cluster links between the cluster's sites.
     pub corridors: u64,
-    /// The relations with other clusters: the strongest of each, and with whom.
-    pub overlap: (f64, Option<Id>),
-    pub substitution: (f64, Option<Id>),
+    /// The relations with other clusters the cluster is tied to: evidence of
+    /// the third stage, not part of any score (a verdict must not move with
+    /// clusters outside the cluster's own network).
+    pub overlap: Relation,
+    pub substitution: Relation,
     pub cross_investment_index: f64,
     pub fusion_index: f64,
+}
+
+/// A necessary condition of a stage: its figure against its limit. A stage
+/// with an unmet gate is ruled out whatever its score.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gate {
+    pub name: &'static str,
+    pub value: f64,
+    /// The floor, or the ceiling when `at_most`.
+    pub limit: f64,
+    pub at_most: bool,
+    pub met: bool,
+    /// What the figure is, in words.
+    pub meaning: &'static str,
+}
+
+impl Gate {
+    pub fn at_least(name: &'static str, value: f64, floor: f64, meaning: &'static str) -> Gate {
+        Gate {
+            name,
+            value,
+            limit: floor,
+            at_most: false,
+            met: value >= floor,
+            meaning,
+        }
+    }
+
+    pub fn at_most(name: &'static str, value: f64, ceiling: f64, meaning: &'static str) -> Gate {
+        Gate {
+            name,
+            value,
+            limit: ceiling,
+            at_most: true,
+            met: value <= ceiling,
+            meaning,
+        }
+    }
+
+    /// "place_interaction 0.02 is below its floor 0.30 (ties between ...)".
+    pub fn describe(&self) -> String {
+        let (relation, bound) = match (self.at_most, self.met) {
+            (false, false) => ("is below", "floor"),
+            (false, true) => ("reaches", "floor"),
+            (true, false) => ("is above", "ceiling"),
+            (true, true) => ("is within", "ceiling"),
+        };
+        format!(
+            "{} {} {relation} its {bound} {} ({})",
+            self.name,
+            round(self.value),
+            round(self.limit),
+            self.meaning
+        )
+    }
+}
+
+/// Two decimals, or three significant digits for small figures (p-values).
+fn round(x: f64) -> String {
+    if x != 0.0 && x.abs() < 0.01 {
+        format!("{x:.1e}")
+    } else {
+        format!("{x:.2}")
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -117,13 +198,27 @@ pub struct StageScore {
     pub score: f64,
     pub threshold: f64,
     pub factors: Vec<Factor>,
-    /// Why the stage cannot be the verdict although its score may reach the threshold.
-    pub unmet: Option<String>,
+    /// The stage's necessary conditions.
+    pub gates: Vec<Gate>,
 }
 
 impl StageScore {
     pub fn passed(&self) -> bool {
-        self.score >= self.threshold && self.unmet.is_none()
+        self.score >= self.threshold && self.gates.iter().all(|g| g.met)
+    }
+
+    /// The unmet gates, described; empty when all are met.
+    pub fn unmet(&self) -> Vec<String> {
+        self.gates.iter().filter(|g| !g.met).map(Gate::describe).collect()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} {:.2} (threshold {:.2})",
+            self.stage.as_str(),
+            self.score,
+            self.threshold
+        )
     }
 }
 
@@ -135,13 +230,19 @@ pub struct Assessment {
     /// REGIONAL, GLOBAL, VIRTUAL in that order.
     pub scores: Vec<StageScore>,
     pub evidence: Evidence,
+    /// The virtual-integration pattern covering all the cluster's places,
+    /// exactly when the verdict is VIRTUAL_INTEGRATION: the one that
+    /// DetectVirtualIntegration reports for it.
+    pub pattern: Option<Pattern>,
 }
 
 impl Assessment {
-    /// The verdict in a sentence, naming the figures behind it.
+    /// The verdict and why it wins, every stage that passed with its score,
+    /// and for each stage ruled out its unmet gates (figure and limit) or
+    /// its score under the threshold.
     pub fn explanation(&self) -> String {
-        let describe = |s: &StageScore| format!("{} {:.2} (threshold {:.2})", s.stage.as_str(), s.score, s.threshold);
-        match self.scores.iter().find(|s| s.stage == self.stage) {
+        let passed: Vec<&StageScore> = self.scores.iter().filter(|s| s.passed()).collect();
+        let mut out = match self.scores.iter().find(|s| s.stage == self.stage) {
             Some(chosen) => {
                 let mut factors: Vec<&Factor> = chosen.factors.iter().filter(|f| f.weight > 0.0).collect();
                 factors.sort_by(|a, b| (b.value * b.weight).total_cmp(&(a.value * a.weight)));
@@ -150,24 +251,38 @@ impl Assessment {
                     .take(3)
                     .map(|f| format!("{} {:.2}", f.name, f.value))
                     .collect();
+                let others: Vec<String> = passed
+                    .iter()
+                    .filter(|s| s.stage != self.stage)
+                    .map(|s| s.describe())
+                    .collect();
+                let why = if others.is_empty() {
+                    "the only stage that passed".to_string()
+                } else {
+                    format!(
+                        "the most advanced stage that passed (the stages are steps); also passed: {}",
+                        others.join(", ")
+                    )
+                };
                 format!(
-                    "{}: the most advanced stage whose score reaches its threshold; strongest factors: {}",
-                    describe(chosen),
+                    "{}: {why}; strongest factors: {}",
+                    chosen.describe(),
                     strongest.join(", ")
                 )
             }
-            None => {
-                let parts: Vec<String> = self
-                    .scores
-                    .iter()
-                    .map(|s| match &s.unmet {
-                        Some(why) => format!("{}, ruled out: {why}", describe(s)),
-                        None => describe(s),
-                    })
-                    .collect();
-                format!("UNCLASSIFIED: no stage qualifies: {}", parts.join("; "))
+            None => "UNCLASSIFIED: no stage passed".to_string(),
+        };
+        for s in self.scores.iter().filter(|s| !s.passed()) {
+            let mut reasons = s.unmet();
+            if s.score < s.threshold {
+                reasons.push(format!(
+                    "score {:.2} is below its threshold {:.2}",
+                    s.score, s.threshold
+                ));
             }
+            out.push_str(&format!(". {} ruled out: {}", s.stage.as_str(), reasons.join("; ")));
         }
+        out
     }
 }
 
@@ -226,39 +341,6 @@ pub fn distinctness(mixes: &[[f64; 8]]) -> f64 {
     1.0 - sum / pairs as f64
 }
 
-/// Ties between places against what their sizes alone would give: each
-/// place's outside ties spread over all other actors in proportion to their
-/// number. `observed[p][q]` counts ties between p and q, `outside[p]` the
-/// ties of p's members to actors not at p, `sizes[p]` its members; `n` the
-/// actors in the network. None with fewer than two places or nothing expected.
-pub fn interaction_lift<S: std::hash::BuildHasher>(
-    observed: &std::collections::HashMap<(usize, usize), u64, S>,
-    outside: &[u64],
-    sizes: &[u64],
-    n: u64,
-) -> Option<f64> {
-    let k = sizes.len();
-    if k < 2 {
-        return None;
-    }
-    let mut expected = 0.0;
-    for p in 0..k {
-        for q in p + 1..k {
-            let spread = |from: usize, to: usize| {
-                let others = n.saturating_sub(sizes[from]);
-                if others == 0 {
-                    0.0
-                } else {
-                    outside[from] as f64 * sizes[to] as f64 / others as f64
-                }
-            };
-            expected += (spread(p, q) + spread(q, p)) / 2.0;
-        }
-    }
-    let seen: u64 = observed.values().sum();
-    (expected > 0.0).then(|| seen as f64 / expected)
-}
-
 /// Per-cluster tallies gathered in one pass over the links.
 #[derive(Default)]
 struct Tally {
@@ -268,6 +350,7 @@ struct Tally {
     domestic_external: u64,
     other_region: u64,
     foreign: u64,
+    unknown_country: u64,
     virtual_ties: u64,
     foreign_capital: HashSet<Ix>,
     platforms: HashSet<Ix>,
@@ -275,25 +358,23 @@ struct Tally {
     crossing_capital: u64,
     crossing_enterprise_ties: u64,
     crossing_cross_industry: u64,
-    cross_place: HashMap<(usize, usize), u64>,
-    outside_of_place: HashMap<usize, u64>,
+    /// Clusters this one is tied to: its partners' and its members' other clusters.
+    related: HashSet<usize>,
 }
 
-/// Assesses the clusters in the filter (all when it names none). Their
-/// relations are measured against every cluster, so a verdict does not
-/// depend on which others are assessed with it.
+/// Assesses the clusters in the filter (all when it names none). Every
+/// figure of a cluster comes from its own network (its members, their ties
+/// and the actors at the other ends), so a verdict depends neither on which
+/// others are assessed with it nor on what else the store holds.
 pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> Vec<Assessment> {
-    // Places of the assessed clusters only (all members, whatever `as_of`:
-    // members are filtered below).
-    let placed = GraphFilter {
-        clusters: filter.clusters.clone(),
-        ..GraphFilter::default()
-    };
-    let (all_places, place_of) = places(network, &placed, config.places.colocation_km);
     let cluster_ids: Vec<Id> = network.clusters.keys().cloned().collect();
     let regions: Vec<&str> = cluster_ids
         .iter()
         .map(|c| network.clusters.get(c).map_or("", |c| c.region.as_str()))
+        .collect();
+    let home: Vec<Option<Country>> = cluster_ids
+        .iter()
+        .map(|c| network.clusters.get(c).and_then(|c| c.country))
         .collect();
     let assessed: Vec<bool> = cluster_ids
         .iter()
@@ -308,7 +389,6 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
     let mut tallies: Vec<Tally> = (0..cluster_ids.len()).map(|_| Tally::default()).collect();
     let mut mixes = vec![[0.0f64; 8]; cluster_ids.len()];
     let mut industries: Vec<HashMap<&str, f64>> = vec![HashMap::default(); cluster_ids.len()];
-    let mut countries: Vec<HashMap<Country, u64>> = vec![HashMap::default(); cluster_ids.len()];
     let mut member_counts = vec![0usize; cluster_ids.len()];
     let mut kept_actors = 0u64;
     for (ix, actor) in network.actor_at.iter().enumerate() {
@@ -325,28 +405,16 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
             if !attributes.industry.is_empty() {
                 *industries[c].entry(attributes.industry).or_default() += 1.0;
             }
-            // Members and home countries are needed for the assessed
-            // clusters only; the others are compared by counts and mixes.
+            // Members are needed for the assessed clusters only; the others
+            // are compared by counts and mixes.
             if !assessed[c] {
                 continue;
             }
             tallies[c].members.insert(ix as Ix);
-            if let Some(country) = actor.country {
-                *countries[c].entry(country).or_default() += 1;
-            }
+            let others = clusters_of(actor).filter(|o| *o != c);
+            tallies[c].related.extend(others);
         }
     }
-    let home: Vec<Option<Country>> = countries
-        .iter()
-        .map(|counts| {
-            counts
-                .iter()
-                .max_by(|a, b| a.1.cmp(b.1).then(b.0.as_str().cmp(a.0.as_str())))
-                .map(|(c, _)| *c)
-        })
-        .collect();
-    // The places of each assessed cluster, as indexes into all_places.
-    let place_cluster: Vec<Option<usize>> = all_places.iter().map(|p| index.get(&p.cluster).copied()).collect();
 
     // The links with an end in an assessed cluster: when few clusters are
     // assessed, their members' own links; otherwise one pass over all links.
@@ -389,7 +457,7 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
         touched.retain(|c| assessed[*c]);
         touched.sort_unstable();
         touched.dedup();
-        let capital = matches!(key.kind, LinkKind::Investment | LinkKind::Ownership);
+        let capital = is_capital(key.kind);
         let is_virtual = data.channel == Channel::Virtual || key.kind == LinkKind::Platform;
         for c in touched {
             let t = &mut tallies[c];
@@ -407,41 +475,26 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
                 if other_actor.kind == ActorKind::Platform {
                     t.platforms.insert(other);
                 }
-                // Place interaction: ties between this cluster's places, and
-                // each place's ties to actors elsewhere.
-                let my_place = place_of[me as usize]
-                    .iter()
-                    .find(|p| place_cluster[**p as usize] == Some(c));
-                if let Some(&p) = my_place {
-                    let other_place = place_of[other as usize]
-                        .iter()
-                        .find(|q| place_cluster[**q as usize] == Some(c));
-                    if other_place != Some(&p) {
-                        *t.outside_of_place.entry(p as usize).or_default() += 1;
-                        if let Some(&q) = other_place {
-                            if me < other {
-                                let pair = (p.min(q) as usize, p.max(q) as usize);
-                                *t.cross_place.entry(pair).or_default() += 1;
-                            }
-                        }
-                    }
-                }
                 if t.members.contains(&other) {
                     continue;
                 }
-                let foreign = other_actor.country.is_some() && other_actor.country != home[c];
-                if foreign {
-                    t.foreign += 1;
-                    if capital && other == key.source && my_actor.kind.is_enterprise() {
-                        t.foreign_capital.insert(me);
+                t.related.extend(clusters_of(other_actor));
+                match (home[c], other_actor.country) {
+                    (Some(home), Some(theirs)) if theirs != home => {
+                        t.foreign += 1;
+                        if capital && other == key.source && my_actor.kind.is_enterprise() {
+                            t.foreign_capital.insert(me);
+                        }
                     }
-                } else {
-                    t.domestic_external += 1;
-                    let elsewhere = other_actor
-                        .cluster_ids
-                        .iter()
-                        .any(|o| network.clusters.get(o).is_some_and(|oc| oc.region != regions[c]));
-                    t.other_region += u64::from(elsewhere);
+                    (Some(_), Some(_)) => {
+                        t.domestic_external += 1;
+                        let elsewhere = other_actor
+                            .cluster_ids
+                            .iter()
+                            .any(|o| network.clusters.get(o).is_some_and(|oc| oc.region != regions[c]));
+                        t.other_region += u64::from(elsewhere);
+                    }
+                    _ => t.unknown_country += 1,
                 }
                 let other_clustered = !other_actor.cluster_ids.is_empty();
                 if capital && other_clustered {
@@ -459,31 +512,9 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
         }
     }
 
-    // Relations: shared members (overlap coefficient) and mix similarity
-    // (the segment and industry part of cluster substitution) with the
-    // closest other cluster.
-    let mut shared: HashMap<(usize, usize), u64> = HashMap::default();
-    for actor in network.actor_at.iter().flatten().filter(|a| filter.keeps_actor(a)) {
-        if actor.cluster_ids.len() < 2 {
-            continue;
-        }
-        let cs: Vec<usize> = clusters_of(actor).collect();
-        for i in 0..cs.len() {
-            for j in i + 1..cs.len() {
-                *shared.entry((cs[i].min(cs[j]), cs[i].max(cs[j]))).or_default() += 1;
-            }
-        }
-    }
-    let mut overlap: Vec<(f64, Option<usize>)> = vec![(0.0, None); cluster_ids.len()];
-    for (&(a, b), &count) in &shared {
-        let smaller = member_counts[a].min(member_counts[b]).max(1);
-        let coefficient = count as f64 / smaller as f64;
-        for (me, other) in [(a, b), (b, a)] {
-            if coefficient > overlap[me].0 {
-                overlap[me] = (coefficient, Some(other));
-            }
-        }
-    }
+    // Relations with the clusters each is tied to: shared members (overlap
+    // coefficient) and mix similarity (the segment and industry part of
+    // cluster substitution), the closest of each.
     let industry_codes: Vec<&str> = {
         let mut all: Vec<&str> = industries.iter().flat_map(|m| m.keys().copied()).collect();
         all.sort_unstable();
@@ -501,64 +532,45 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
             v
         })
         .collect();
-    let sparse_cosine = |a: &[(usize, f64)], b: &[(usize, f64)]| {
-        let (mut i, mut j, mut dot) = (0, 0, 0.0);
-        while i < a.len() && j < b.len() {
-            match a[i].0.cmp(&b[j].0) {
-                std::cmp::Ordering::Less => i += 1,
-                std::cmp::Ordering::Greater => j += 1,
-                std::cmp::Ordering::Equal => {
-                    dot += a[i].1 * b[j].1;
-                    i += 1;
-                    j += 1;
+    let closest = |c: usize, measure: &dyn Fn(usize) -> f64| -> Relation {
+        let mut related: Vec<usize> = tallies[c].related.iter().copied().collect();
+        related.sort_unstable();
+        related.into_iter().fold(Relation::default(), |best, o| {
+            let value = measure(o);
+            if value > best.value {
+                Relation {
+                    value,
+                    with: Some(cluster_ids[o].clone()),
                 }
+            } else {
+                best
             }
-        }
-        let norm = |v: &[(usize, f64)]| v.iter().map(|(_, w)| w * w).sum::<f64>().sqrt();
-        let norms = norm(a) * norm(b);
-        if norms == 0.0 {
-            0.0
-        } else {
-            (dot / norms).min(1.0)
-        }
+        })
     };
-    let mut substitution: Vec<(f64, Option<usize>)> = vec![(0.0, None); cluster_ids.len()];
-    for a in 0..cluster_ids.len() {
-        for b in a + 1..cluster_ids.len() {
-            if !assessed[a] && !assessed[b] {
-                continue;
-            }
-            // The Substitutes weights for segments and industry, 0.25 and 0.15, renormalised.
-            let similarity = 0.625 * cosine(&mixes[a], &mixes[b])
-                + 0.375 * sparse_cosine(&industry_vectors[a], &industry_vectors[b]);
-            for (me, other) in [(a, b), (b, a)] {
-                if similarity > substitution[me].0 {
-                    substitution[me] = (similarity, Some(other));
-                }
-            }
-        }
-    }
 
-    let places_of_cluster: Vec<Vec<usize>> = {
-        let mut out = vec![Vec::new(); cluster_ids.len()];
-        for (p, c) in place_cluster.iter().enumerate() {
-            if let Some(c) = c {
-                out[*c].push(p);
-            }
-        }
-        out
-    };
     cluster_ids
         .iter()
         .enumerate()
         .filter(|(c, _)| assessed[*c])
         .map(|(c, id)| {
             let t = &tallies[c];
-            let cluster_places: Vec<(usize, &Place)> = places_of_cluster[c]
-                .iter()
-                .map(|p| (*p, &all_places[*p]))
-                .filter(|(_, p)| p.members.iter().any(|m| t.members.contains(m)))
-                .collect();
+            let overlap = closest(c, &|o| {
+                let shared = t
+                    .members
+                    .iter()
+                    .filter(|m| {
+                        network
+                            .actor(**m)
+                            .is_some_and(|a| a.cluster_ids.contains(&cluster_ids[o]))
+                    })
+                    .count();
+                shared as f64 / member_counts[c].min(member_counts[o]).max(1) as f64
+            });
+            // The Substitutes weights for segments and industry, 0.25 and 0.15, renormalised.
+            let substitution = closest(c, &|o| {
+                0.625 * cosine(&mixes[c], &mixes[o]) + 0.375 * sparse_cosine(&industry_vectors[c], &industry_vectors[o])
+            });
+            let pattern = measure_cluster(network, filter, config, id);
             evaluate(
                 network,
                 filter,
@@ -567,13 +579,39 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
                 t,
                 &mixes[c],
                 home[c],
-                &cluster_places,
-                kept_actors,
-                (overlap[c].0, overlap[c].1.map(|o| cluster_ids[o].clone())),
-                (substitution[c].0, substitution[c].1.map(|o| cluster_ids[o].clone())),
+                pattern,
+                overlap,
+                substitution,
             )
         })
         .collect()
+}
+
+/// Investment and ownership: the ties that carry capital.
+pub fn is_capital(kind: LinkKind) -> bool {
+    matches!(kind, LinkKind::Investment | LinkKind::Ownership)
+}
+
+fn sparse_cosine(a: &[(usize, f64)], b: &[(usize, f64)]) -> f64 {
+    let (mut i, mut j, mut dot) = (0, 0, 0.0);
+    while i < a.len() && j < b.len() {
+        match a[i].0.cmp(&b[j].0) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                dot += a[i].1 * b[j].1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    let norm = |v: &[(usize, f64)]| v.iter().map(|(_, w)| w * w).sum::<f64>().sqrt();
+    let norms = norm(a) * norm(b);
+    if norms == 0.0 {
+        0.0
+    } else {
+        (dot / norms).min(1.0)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -585,10 +623,9 @@ fn evaluate(
     t: &Tally,
     mix: &[f64; 8],
     home: Option<Country>,
-    cluster_places: &[(usize, &Place)],
-    kept_actors: u64,
-    overlap: (f64, Option<Id>),
-    substitution: (f64, Option<Id>),
+    pattern: Option<Pattern>,
+    overlap: Relation,
+    substitution: Relation,
 ) -> Assessment {
     let actors: Vec<&std::sync::Arc<Actor>> = t.members.iter().filter_map(|ix| network.actor(*ix)).collect();
     let enterprises: Vec<&&std::sync::Arc<Actor>> = actors.iter().filter(|a| a.kind.is_enterprise()).collect();
@@ -610,26 +647,10 @@ fn evaluate(
         .collect();
     let (cores, core_reach) = cores_of(network, filter, &t.members, config.core_firms.min_reach);
     let core_firm = cores.first().and_then(|r| network.actor(r.actor).map(|a| a.id.clone()));
-
-    // Places: distinctness of their segment mixes and their interaction.
-    let place_mixes: Vec<[f64; 8]> = cluster_places
+    let place_sites: HashSet<&Id> = pattern
         .iter()
-        .map(|(_, p)| {
-            let here = p.members.iter().filter(|m| t.members.contains(m));
-            segment_mix(network, here.copied(), filter.as_of)
-        })
+        .flat_map(|p| p.parts.iter().flat_map(|part| part.sites.iter()))
         .collect();
-    let sizes: Vec<u64> = cluster_places
-        .iter()
-        .map(|(_, p)| p.members.iter().filter(|m| t.members.contains(m)).count() as u64)
-        .collect();
-    let outside: Vec<u64> = cluster_places
-        .iter()
-        .map(|(i, _)| t.outside_of_place.get(i).copied().unwrap_or(0))
-        .collect();
-    let lift = interaction_lift(&t.cross_place, &outside, &sizes, kept_actors).unwrap_or(0.0);
-    let place_distinctness = distinctness(&place_mixes);
-    let place_sites: HashSet<&Id> = cluster_places.iter().flat_map(|(_, p)| p.sites.iter()).collect();
     let corridors = network
         .cluster_links
         .values()
@@ -639,6 +660,10 @@ fn evaluate(
                 && place_sites.contains(&l.target)
         })
         .count() as u64;
+    let (interaction, specialisation) = pattern
+        .as_ref()
+        .map(|p| (p.interaction.clone(), p.specialisation.clone()))
+        .unwrap_or_default();
 
     let evidence = Evidence {
         members: t.members.len() as u64,
@@ -649,6 +674,7 @@ fn evaluate(
         domestic_external_ties: t.domestic_external,
         other_region_ties: t.other_region,
         foreign_ties: t.foreign,
+        unknown_country_ties: t.unknown_country,
         virtual_ties: t.virtual_ties,
         segments_covered,
         segments_per_enterprise,
@@ -656,10 +682,15 @@ fn evaluate(
         foreign_capital_enterprises: t.foreign_capital.len() as u64,
         core_firm,
         core_reach,
-        places: cluster_places.iter().map(|(_, p)| p.id.clone()).collect(),
-        cross_place_ties: t.cross_place.values().sum(),
-        interaction_lift: lift,
-        place_distinctness,
+        places: pattern
+            .iter()
+            .flat_map(|p| p.parts.iter().map(|part| part.place.clone()))
+            .collect(),
+        cross_place_ties: interaction.between_places,
+        expected_cross_place_ties: interaction.expected_between_places,
+        place_interaction: interaction.ratio,
+        place_distinctness: specialisation.distinctness,
+        specialisation_p: specialisation.p_value,
         platforms: {
             let mut ids: Vec<Id> = t
                 .platforms
@@ -675,7 +706,7 @@ fn evaluate(
         cross_investment_index: share(t.crossing_capital, t.capital),
         fusion_index: share(t.crossing_cross_industry, t.crossing_enterprise_ties),
     };
-    let scores = score(&evidence, config);
+    let scores = score(&evidence, pattern.as_ref(), config);
     let stage = scores
         .iter()
         .rev()
@@ -687,11 +718,13 @@ fn evaluate(
         stage,
         scores,
         evidence,
+        pattern: pattern.filter(|_| stage == Stage::VirtualIntegration),
     }
 }
 
-/// The three stage scores from the evidence.
-pub fn score(e: &Evidence, config: &StageConfig) -> Vec<StageScore> {
+/// The three stage scores from the evidence and the cluster's places
+/// measured as a virtual whole (None when no member is at a place).
+pub fn score(e: &Evidence, pattern: Option<&Pattern>, config: &StageConfig) -> Vec<StageScore> {
     let foreign_share = share(e.foreign_ties, e.ties);
     let completeness = e.segments_covered.len() as f64 / Segment::ALL.len() as f64;
     let specialisation = if e.segments_per_enterprise == 0.0 {
@@ -699,6 +732,9 @@ pub fn score(e: &Evidence, config: &StageConfig) -> Vec<StageScore> {
     } else {
         1.0 - (e.segments_per_enterprise - 1.0) / (Segment::ALL.len() - 1) as f64
     };
+    // Without ties nothing is local: locality is evidence of local ties, not
+    // the absence of foreign ones.
+    let locality = if e.ties == 0 { 0.0 } else { 1.0 - foreign_share };
     let r = &config.regional;
     let regional = vec![
         Factor {
@@ -718,7 +754,7 @@ pub fn score(e: &Evidence, config: &StageConfig) -> Vec<StageScore> {
         },
         Factor {
             name: "locality",
-            value: 1.0 - foreign_share,
+            value: locality,
             weight: r.locality,
         },
         Factor {
@@ -745,85 +781,74 @@ pub fn score(e: &Evidence, config: &StageConfig) -> Vec<StageScore> {
             weight: g.high_value,
         },
     ];
-    let v = &config.virtual_integration;
-    let rw = &config.relations;
-    let relations = weighted_mean(&[
-        Factor {
-            name: "overlap",
-            value: e.overlap.0,
-            weight: rw.overlap,
+    let has_ties = Gate::at_least("ties", e.ties as f64, 1.0, "links with an end in the cluster");
+    let virtual_score = match pattern {
+        Some(p) => StageScore {
+            stage: Stage::VirtualIntegration,
+            score: p.confidence,
+            threshold: p.threshold,
+            factors: p
+                .factors
+                .named()
+                .into_iter()
+                .map(|(name, value)| Factor {
+                    name,
+                    value,
+                    weight: 0.25,
+                })
+                .collect(),
+            gates: p.gates.clone(),
         },
-        Factor {
-            name: "substitution",
-            value: e.substitution.0,
-            weight: rw.substitution,
+        None => StageScore {
+            stage: Stage::VirtualIntegration,
+            score: 0.0,
+            threshold: config.thresholds.virtual_integration,
+            factors: Vec::new(),
+            gates: vec![Gate::at_least(
+                "places",
+                0.0,
+                2.0,
+                "separate places, sites further apart than places.colocation_km",
+            )],
         },
-        Factor {
-            name: "crossing",
-            value: e.cross_investment_index,
-            weight: rw.crossing,
-        },
-        Factor {
-            name: "fusion",
-            value: e.fusion_index,
-            weight: rw.fusion,
-        },
-    ]);
-    let virtual_factor = (share(e.virtual_ties, e.ties) / v.virtual_saturation).min(1.0);
-    let interaction = ((e.interaction_lift - 1.0) / (v.target_lift - 1.0)).clamp(0.0, 1.0);
-    let core = (virtual_factor * e.place_distinctness * interaction).cbrt();
-    let virtual_factors = vec![
-        Factor {
-            name: "virtual",
-            value: virtual_factor,
-            weight: 1.0 - v.relations,
-        },
-        Factor {
-            name: "place_distinctness",
-            value: e.place_distinctness,
-            weight: 1.0 - v.relations,
-        },
-        Factor {
-            name: "place_interaction",
-            value: interaction,
-            weight: 1.0 - v.relations,
-        },
-        Factor {
-            name: "relations",
-            value: relations,
-            weight: v.relations,
-        },
-    ];
-    let regional_score = weighted_mean(&regional);
+    };
     vec![
         StageScore {
             stage: Stage::RegionalIntegration,
-            score: regional_score,
+            score: weighted_mean(&regional),
             threshold: config.thresholds.regional,
             factors: regional,
-            unmet: (completeness < r.min_completeness).then(|| {
-                format!(
-                    "the cluster covers {} of {} value-chain segments, below regional.min_completeness {}",
-                    e.segments_covered.len(),
-                    Segment::ALL.len(),
-                    r.min_completeness
-                )
-            }),
+            gates: vec![
+                has_ties.clone(),
+                Gate::at_least(
+                    "completeness",
+                    completeness,
+                    r.min_completeness,
+                    "share of the 8 value-chain segments performed inside the cluster",
+                ),
+            ],
         },
         StageScore {
             stage: Stage::GlobalValueChain,
             score: weighted_mean(&global),
             threshold: config.thresholds.global,
             factors: global,
-            unmet: None,
+            gates: vec![
+                Gate::at_least(
+                    "home_country",
+                    if e.home_country.is_empty() { 0.0 } else { 1.0 },
+                    1.0,
+                    "the cluster's country is known, so foreign ties can be told",
+                ),
+                Gate::at_least(
+                    "foreign_share",
+                    foreign_share,
+                    g.min_foreign_share,
+                    "share of the cluster's ties to actors in another country",
+                ),
+            ],
         },
-        StageScore {
-            stage: Stage::VirtualIntegration,
-            score: (1.0 - v.relations) * core + v.relations * relations,
-            threshold: config.thresholds.virtual_integration,
-            factors: virtual_factors,
-            unmet: (e.places.len() < 2).then(|| "the cluster's members are at one place".to_string()),
-        },
+        virtual_score,
     ]
 }
 

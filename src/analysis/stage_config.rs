@@ -18,7 +18,6 @@ pub struct StageConfig {
     pub global: GlobalWeights,
     #[serde(rename = "virtual")]
     pub virtual_integration: VirtualWeights,
-    pub relations: RelationWeights,
     pub smile: SmileCurve,
     pub places: PlaceSettings,
     pub detection: DetectionSettings,
@@ -103,6 +102,8 @@ pub struct GlobalWeights {
     pub foreign_saturation: f64,
     /// The share of enterprises with foreign capital at which it counts as full.
     pub foreign_capital_saturation: f64,
+    /// Gate: at least this share of the cluster's ties go abroad.
+    pub min_foreign_share: f64,
 }
 
 impl Default for GlobalWeights {
@@ -113,50 +114,42 @@ impl Default for GlobalWeights {
             high_value: 0.3,
             foreign_saturation: 0.5,
             foreign_capital_saturation: 0.25,
+            min_foreign_share: 0.3,
         }
     }
 }
 
-/// VIRTUAL_INTEGRATION: (1 − relations) · ∛(virtual · distinctness · interaction)
-/// + relations · the relations factor.
+/// VIRTUAL_INTEGRATION: gates on each necessary condition, then the
+/// geometric mean of four factors (see `virtual_integration`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VirtualWeights {
-    /// Weight of the relations with other clusters.
-    pub relations: f64,
-    /// The share of virtual ties at which the virtual factor counts as full.
+    /// The online share of the joining ties at which the virtual factor counts as full.
     pub virtual_saturation: f64,
-    /// The interaction lift between places at which interaction counts as full.
-    pub target_lift: f64,
+    /// Gate: at least this online share of the ties joining the places.
+    pub min_virtual_share: f64,
+    /// Gate: ties between places at least this share of what the
+    /// configuration model on the places' own ties gives.
+    pub min_interaction: f64,
+    /// Gate: at least this distinctness of the places' segment mixes.
+    pub min_distinctness: f64,
+    /// Gate: at most this share of random reassignments of the members to
+    /// the places as distinct as the real ones.
+    pub max_specialisation_p: f64,
+    /// Gate: the places together perform at least this share of the value
+    /// chain, final customers included.
+    pub min_coverage: f64,
 }
 
 impl Default for VirtualWeights {
     fn default() -> Self {
         VirtualWeights {
-            relations: 0.15,
             virtual_saturation: 0.4,
-            target_lift: 3.0,
-        }
-    }
-}
-
-/// How the four relations with other clusters are averaged.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RelationWeights {
-    pub overlap: f64,
-    pub substitution: f64,
-    pub crossing: f64,
-    pub fusion: f64,
-}
-
-impl Default for RelationWeights {
-    fn default() -> Self {
-        RelationWeights {
-            overlap: 1.0,
-            substitution: 1.0,
-            crossing: 1.0,
-            fusion: 1.0,
+            min_virtual_share: 0.2,
+            min_interaction: 0.3,
+            min_distinctness: 0.3,
+            max_specialisation_p: 0.001,
+            min_coverage: 0.5,
         }
     }
 }
@@ -235,8 +228,6 @@ impl Default for PlaceSettings {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DetectionSettings {
-    /// Patterns below this confidence are not reported.
-    pub min_confidence: f64,
     /// A platform actor joins two places when tied to at least this many
     /// members at each.
     pub min_platform_members: f64,
@@ -245,7 +236,6 @@ pub struct DetectionSettings {
 impl Default for DetectionSettings {
     fn default() -> Self {
         DetectionSettings {
-            min_confidence: 0.5,
             min_platform_members: 2.0,
         }
     }
@@ -332,25 +322,20 @@ impl StageConfig {
                             | "foreign_saturation"
                             | "foreign_capital_saturation"
                             | "virtual_saturation"
-                            | "min_confidence"
                             | "min_reach"
-                    )
-                    || (section == "virtual" && key == "relations");
+                            | "min_foreign_share"
+                            | "min_virtual_share"
+                            | "min_distinctness"
+                            | "max_specialisation_p"
+                            | "min_coverage"
+                    );
                 let ok = if unit {
                     (0.0..=1.0).contains(&v)
-                } else if key == "target_lift" {
-                    v.is_finite() && v > 1.0
                 } else {
                     v.is_finite() && v >= 0.0
                 };
                 if !ok {
-                    let range = if unit {
-                        "[0, 1]"
-                    } else if key == "target_lift" {
-                        "(1, ∞)"
-                    } else {
-                        "[0, ∞)"
-                    };
+                    let range = if unit { "[0, 1]" } else { "[0, ∞)" };
                     return Err(BadSetting {
                         name,
                         message: format!("{v} is outside {range}"),
@@ -424,7 +409,7 @@ mod tests {
         };
         assert_eq!(bad("thresholds.virtual", 1.5), "thresholds.virtual");
         assert_eq!(bad("regional.locality", -1.0), "regional.locality");
-        assert_eq!(bad("virtual.target_lift", 1.0), "virtual.target_lift");
+        assert_eq!(bad("virtual.max_specialisation_p", 1.5), "virtual.max_specialisation_p");
         assert_eq!(bad("smile.teleportation", 0.5), "smile.teleportation");
         assert_eq!(bad("nonsense", 0.5), "nonsense");
         assert_eq!(

@@ -32,7 +32,7 @@ use crate::{
         gaps::{substitution_gaps, GapConfig},
         overlap::for_each_pair,
         run::{run_centrality, run_communities, RunSummary},
-        stage::{assess, Assessment},
+        stage::{assess, Assessment, Gate},
         stage_config::StageConfig,
         substitution::{cluster_substitutes, substitutes},
         upgrading::{upgrading, Move},
@@ -267,7 +267,8 @@ fn assessment_to_pb(a: &Assessment) -> pb::StageAssessment {
                         weight: f.weight,
                     })
                     .collect(),
-                unmet: s.unmet.clone().unwrap_or_default(),
+                unmet: s.unmet().join("; "),
+                gates: s.gates.iter().map(gate_to_pb).collect(),
             })
             .collect(),
         evidence: Some(pb::StageEvidence {
@@ -279,6 +280,7 @@ fn assessment_to_pb(a: &Assessment) -> pb::StageAssessment {
             domestic_external_ties: e.domestic_external_ties,
             other_region_ties: e.other_region_ties,
             foreign_ties: e.foreign_ties,
+            unknown_country_ties: e.unknown_country_ties,
             virtual_ties: e.virtual_ties,
             segments_covered: segments_to_pb(&e.segments_covered),
             segments_per_enterprise: e.segments_per_enterprise,
@@ -288,18 +290,32 @@ fn assessment_to_pb(a: &Assessment) -> pb::StageAssessment {
             core_reach: e.core_reach,
             places: e.places.iter().map(|p| p.to_string()).collect(),
             cross_place_ties: e.cross_place_ties,
-            interaction_lift: e.interaction_lift,
+            expected_cross_place_ties: e.expected_cross_place_ties,
+            place_interaction: e.place_interaction,
             place_distinctness: e.place_distinctness,
+            specialisation_p: e.specialisation_p,
             platforms: e.platforms.iter().map(|p| p.to_string()).collect(),
             corridors: e.corridors,
-            overlap: e.overlap.0,
-            overlap_with: e.overlap.1.as_ref().map(|c| c.to_string()).unwrap_or_default(),
-            substitution: e.substitution.0,
-            substitution_with: e.substitution.1.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+            overlap: e.overlap.value,
+            overlap_with: e.overlap.with.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+            substitution: e.substitution.value,
+            substitution_with: e.substitution.with.as_ref().map(|c| c.to_string()).unwrap_or_default(),
             cross_investment_index: e.cross_investment_index,
             fusion_index: e.fusion_index,
         }),
         explanation: a.explanation(),
+        pattern: a.pattern.as_ref().map(pattern_to_pb),
+    }
+}
+
+fn gate_to_pb(g: &Gate) -> pb::StageGate {
+    pb::StageGate {
+        name: g.name.to_string(),
+        value: g.value,
+        limit: g.limit,
+        at_most: g.at_most,
+        met: g.met,
+        meaning: g.meaning.to_string(),
     }
 }
 
@@ -314,6 +330,7 @@ fn pattern_to_pb(p: &Pattern) -> pb::VirtualIntegrationPattern {
             .collect()
     };
     pb::VirtualIntegrationPattern {
+        cluster_id: p.cluster.to_string(),
         parts: p
             .parts
             .iter()
@@ -350,16 +367,21 @@ fn pattern_to_pb(p: &Pattern) -> pb::VirtualIntegrationPattern {
             .collect(),
         platform_links: links(&p.platform_links),
         corridors: links(&p.corridors),
-        ties_between_parts: p.ties_between_parts,
-        virtual_ties_between_parts: p.virtual_ties_between_parts,
-        interaction_lift: p.interaction_lift,
-        distinctness: p.distinctness,
+        joining_ties: p.joining_ties,
+        virtual_joining_ties: p.virtual_joining_ties,
+        cross_place_ties: p.interaction.between_places,
+        expected_cross_place_ties: p.interaction.expected_between_places,
+        interaction_ratio: p.interaction.ratio,
+        distinctness: p.specialisation.distinctness,
+        distinctness_null_mean: p.specialisation.null_mean,
+        specialisation_p: p.specialisation.p_value,
         segments_covered: segments_to_pb(&p.segments_covered),
         reaches_final_customers: p.reaches_final_customers,
-        virtual_factor: p.factors[0],
-        distinctness_factor: p.factors[1],
-        interaction_factor: p.factors[2],
-        coverage_factor: p.factors[3],
+        gates: p.gates.iter().map(gate_to_pb).collect(),
+        virtual_factor: p.factors.virtual_share,
+        distinctness_factor: p.factors.distinctness,
+        interaction_factor: p.factors.interaction,
+        coverage_factor: p.factors.coverage,
         confidence: p.confidence,
     }
 }

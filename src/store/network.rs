@@ -679,6 +679,7 @@ mod tests {
             id: id.into(),
             name: id.to_uppercase(),
             region: "Shanghai".into(),
+            country: None,
             industry: "M7410".into(),
             sites: sites
                 .iter()

@@ -122,7 +122,10 @@ async fn the_demo_clusters_are_in_the_articles_three_stages() {
     let evidence = changning.evidence.as_ref().unwrap();
     assert_eq!(evidence.places, demo::CHANGNING_SITES);
     assert_eq!(evidence.platforms, [demo::CHANGNING_PLATFORM]);
-    assert!(evidence.interaction_lift > 2.0 && evidence.place_distinctness > 0.5);
+    assert!(
+        evidence.place_interaction > 0.3 && evidence.place_distinctness > 0.5 && evidence.specialisation_p <= 0.001,
+        "{evidence:?}"
+    );
     assert!(changning.explanation.starts_with("VIRTUAL_INTEGRATION"));
     // Every score is traceable: a weighted mean of its factors (regional).
     let regional = score(changning, pb::Stage::RegionalIntegration);
@@ -155,6 +158,9 @@ async fn the_demo_clusters_are_in_the_articles_three_stages() {
         "{mixes:?}"
     );
     assert!(pattern.confidence >= 0.5);
+    assert!(pattern.gates.iter().all(|g| g.met), "{:?}", pattern.gates);
+    // One truth: the assessment names the pattern that detection reports.
+    assert_eq!(changning.pattern.as_ref(), Some(pattern));
 
     // Overrides per request: a stricter virtual threshold moves Changning back a step.
     let strict = assess(
@@ -217,12 +223,12 @@ async fn faw_is_the_core_firm_with_seven_supporting_systems() {
     assert_status(
         client
             .detect_virtual_integration(pb::DetectVirtualIntegrationRequest {
-                overrides: [("detection.min_confidence".to_string(), 2.0)].into(),
+                overrides: [("virtual.max_specialisation_p".to_string(), 2.0)].into(),
                 ..Default::default()
             })
             .await,
         Code::InvalidArgument,
-        "overrides[detection.min_confidence]",
+        "overrides[virtual.max_specialisation_p]",
     );
     server.stop().await;
 }
@@ -349,7 +355,13 @@ async fn with_the_three_parks_in_one_place_changning_is_a_regional_cluster() {
         evidence.places
     );
     let virtual_score = score(&changning, pb::Stage::VirtualIntegration);
-    assert!(virtual_score.unmet.contains("one place"), "{}", virtual_score.unmet);
+    let places = virtual_score.gates.iter().find(|g| g.name == "places").unwrap();
+    assert_eq!((places.value, places.limit, places.met), (1.0, 2.0, false));
+    assert!(
+        changning.explanation.contains("places 1.00 is below its floor 2.00"),
+        "the explanation names the unmet gate: {}",
+        changning.explanation
+    );
     assert!(patterns(&mut client).await.is_empty());
     server.stop().await;
 }
