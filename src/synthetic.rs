@@ -1,4 +1,5 @@
-//! Generated networks of any size, for benchmarks and load tests.
+//! Generated networks of any size, for benchmarks and load tests, and
+//! small districts of parks for testing the stage analyses (`districts`).
 //!
 //! Actors are split evenly over clusters (a tenth stay outside any cluster,
 //! as global actors). Most links stay inside a cluster; the rest cross. Link
@@ -148,6 +149,224 @@ pub fn generate(config: &SyntheticConfig) -> Vec<Change> {
             weight: rng.gen_range(1..10) as f64,
             validity: Validity::default(),
         };
+        let Ok(link) = link.validated() else { continue };
+        if seen.insert(link.key()) {
+            changes.push(Change::UpsertLink(link));
+        }
+    }
+    changes
+}
+
+/// Small clusters of parks, for testing and calibrating the stage analyses
+/// on networks no one tuned them on. With `specialised` off and
+/// `between_parks` None this is the null model of virtual integration:
+/// members dealt to parks at random, their segments drawn from one
+/// cluster-wide mix, ties drawn among members regardless of park, a share
+/// online, and a platform tied to random members. Nothing in it is a
+/// virtual whole; whatever looks like one is chance.
+#[derive(Clone, Debug)]
+pub struct Districts {
+    /// Prefix of every id, so several generated networks can share a store.
+    pub prefix: String,
+    pub clusters: usize,
+    pub members: std::ops::RangeInclusive<usize>,
+    /// Parks per cluster, each about 5 km from the next.
+    pub parks: std::ops::RangeInclusive<usize>,
+    /// Mean ties per member inside its cluster.
+    pub degree: f64,
+    /// None: a tie's ends are drawn regardless of park; Some(s): a share s
+    /// of ties join two different parks, the rest stay inside one.
+    pub between_parks: Option<f64>,
+    /// Share of ties over the VIRTUAL channel.
+    pub online_share: f64,
+    /// Share of members tied to the cluster's platform (none when 0).
+    pub platform_reach: f64,
+    /// Each park draws its segments from a mix of its own, not the cluster's.
+    pub specialised: bool,
+    /// Mean ties per member to actors abroad.
+    pub foreign_degree: f64,
+    pub seed: u64,
+}
+
+impl Default for Districts {
+    fn default() -> Self {
+        Districts {
+            prefix: "d".into(),
+            clusters: 10,
+            members: 10..=60,
+            parks: 1..=4,
+            degree: 4.0,
+            between_parks: None,
+            online_share: 0.35,
+            platform_reach: 0.5,
+            specialised: false,
+            foreign_degree: 0.3,
+            seed: 1,
+        }
+    }
+}
+
+/// The clusters of `config` as changes, in dependency order.
+pub fn districts(config: &Districts) -> Vec<Change> {
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let p = &config.prefix;
+    let mut changes = Vec::new();
+    let mut links: Vec<Link> = Vec::new();
+    let abroad: Vec<Id> = (0..20).map(|i| Id::from(format!("{p}-abroad-{i}"))).collect();
+    for (i, id) in abroad.iter().enumerate() {
+        changes.push(Change::UpsertActor(Actor {
+            id: id.clone(),
+            name: format!("Buyer {i}"),
+            kind: ActorKind::Firm,
+            industry: INDUSTRIES[i % INDUSTRIES.len()].into(),
+            segments: [Segment::Sales].into_iter().collect(),
+            cluster_ids: Vec::new(),
+            site_id: None,
+            country: Some("DE".parse().expect("valid")),
+            employees: None,
+            revenue: None,
+            validity: Validity::default(),
+        }));
+    }
+    // A segment mix: weights over the eight segments, a few of them large.
+    let draw_mix = |rng: &mut ChaCha8Rng| -> [f64; 8] { std::array::from_fn(|_| rng.gen::<f64>().powi(3)) };
+    let pick = |rng: &mut ChaCha8Rng, mix: &[f64; 8]| -> Segment {
+        let total: f64 = mix.iter().sum();
+        let mut u = rng.gen::<f64>() * total;
+        for (i, w) in mix.iter().enumerate() {
+            if u < *w {
+                return Segment::ALL[i];
+            }
+            u -= w;
+        }
+        Segment::ALL[7]
+    };
+    for c in 0..config.clusters {
+        let cluster = Id::from(format!("{p}-cluster-{c:03}"));
+        let parks = rng.gen_range(config.parks.clone()).max(1);
+        let (lat, lon) = (rng.gen_range(20.0..45.0), rng.gen_range(100.0..125.0));
+        let site = |s: usize| Id::from(format!("{p}-cluster-{c:03}-park-{s}"));
+        changes.push(Change::UpsertCluster(Cluster {
+            id: cluster.clone(),
+            name: format!("District {c}"),
+            region: format!("Region {}", c % 7),
+            country: Some("CN".parse().expect("valid")),
+            industry: INDUSTRIES[c % INDUSTRIES.len()].into(),
+            sites: (0..parks)
+                .map(|s| Site {
+                    id: site(s),
+                    name: format!("Park {s}"),
+                    lat: lat + 0.045 * s as f64,
+                    lon,
+                })
+                .collect(),
+        }));
+        let cluster_mix = draw_mix(&mut rng);
+        let park_mixes: Vec<[f64; 8]> = (0..parks).map(|_| draw_mix(&mut rng)).collect();
+        let n = rng.gen_range(config.members.clone()).max(2);
+        let park_of: Vec<usize> = (0..n).map(|_| rng.gen_range(0..parks)).collect();
+        let member = |i: usize| Id::from(format!("{p}-c{c:03}-m{i:03}"));
+        for (i, &park) in park_of.iter().enumerate() {
+            let mix = if config.specialised {
+                &park_mixes[park]
+            } else {
+                &cluster_mix
+            };
+            let segments: SegmentSet = (0..rng.gen_range(1..=2)).map(|_| pick(&mut rng, mix)).collect();
+            changes.push(Change::UpsertActor(Actor {
+                id: member(i),
+                name: format!("Firm {c}.{i}"),
+                kind: ActorKind::Firm,
+                industry: INDUSTRIES[c % INDUSTRIES.len()].into(),
+                segments,
+                cluster_ids: vec![cluster.clone()],
+                site_id: Some(site(park)),
+                country: Some("CN".parse().expect("valid")),
+                employees: Some(rng.gen_range(5..500)),
+                revenue: None,
+                validity: Validity::default(),
+            }));
+        }
+        let channel = |rng: &mut ChaCha8Rng| {
+            if rng.gen_bool(config.online_share) {
+                Channel::Virtual
+            } else {
+                Channel::Physical
+            }
+        };
+        let ties = (config.degree * n as f64 / 2.0).round() as usize;
+        for _ in 0..ties {
+            let a = rng.gen_range(0..n);
+            let b = match config.between_parks {
+                Some(share) if parks > 1 => {
+                    let across = rng.gen_bool(share);
+                    let candidates: Vec<usize> = (0..n)
+                        .filter(|&b| b != a && (park_of[b] != park_of[a]) == across)
+                        .collect();
+                    if candidates.is_empty() {
+                        continue;
+                    }
+                    candidates[rng.gen_range(0..candidates.len())]
+                }
+                _ => rng.gen_range(0..n),
+            };
+            let kind = if rng.gen_bool(0.5) {
+                LinkKind::Supply
+            } else {
+                LinkKind::Cooperation
+            };
+            links.push(Link {
+                source: member(a),
+                target: member(b),
+                kind,
+                channel: channel(&mut rng),
+                weight: 1.0,
+                validity: Validity::default(),
+            });
+        }
+        for i in 0..n {
+            if rng.gen_bool((config.foreign_degree).min(1.0)) {
+                links.push(Link {
+                    source: member(i),
+                    target: abroad[rng.gen_range(0..abroad.len())].clone(),
+                    kind: LinkKind::Supply,
+                    channel: channel(&mut rng),
+                    weight: 1.0,
+                    validity: Validity::default(),
+                });
+            }
+        }
+        if config.platform_reach > 0.0 {
+            let platform = Id::from(format!("{p}-c{c:03}-platform"));
+            changes.push(Change::UpsertActor(Actor {
+                id: platform.clone(),
+                name: format!("Platform {c}"),
+                kind: ActorKind::Platform,
+                industry: "J6312".into(),
+                segments: SegmentSet::default(),
+                cluster_ids: vec![cluster.clone()],
+                site_id: Some(site(0)),
+                country: Some("CN".parse().expect("valid")),
+                employees: None,
+                revenue: None,
+                validity: Validity::default(),
+            }));
+            for i in 0..n {
+                if rng.gen_bool(config.platform_reach.min(1.0)) {
+                    links.push(Link {
+                        source: platform.clone(),
+                        target: member(i),
+                        kind: LinkKind::Platform,
+                        channel: Channel::Virtual,
+                        weight: 1.0,
+                        validity: Validity::default(),
+                    });
+                }
+            }
+        }
+    }
+    let mut seen: HashSet<LinkKey> = HashSet::new();
+    for link in links {
         let Ok(link) = link.validated() else { continue };
         if seen.insert(link.key()) {
             changes.push(Change::UpsertLink(link));

@@ -13,6 +13,8 @@ pub mod places;
 pub mod run;
 pub mod stage;
 pub mod stage_config;
+#[cfg(test)]
+mod stage_validity;
 pub mod substitution;
 pub mod upgrading;
 pub mod virtual_integration;

@@ -438,6 +438,7 @@ impl ClusterPlaces {
             .joined_groups()
             .iter()
             .map(|g| g.iter().filter(|p| in_set(**p)).count())
+            .filter(|n| *n >= 2)
             .max()
             .unwrap_or(0);
         let joined_share = if set.len() < 2 {
@@ -461,7 +462,7 @@ impl ClusterPlaces {
                     "joined",
                     joined_share,
                     1.0,
-                    "share of the places joined into one whole by a platform actor or PLATFORM links",
+                    "share of the places in the largest group joined by a platform actor or PLATFORM links",
                 ),
                 Gate::at_least(
                     "virtual_share",

@@ -1,0 +1,459 @@
+//! The stage verdicts checked on networks no one tuned them on: random null
+//! models, near misses, clusters padded with unrelated data, and each demo
+//! cluster loaded alone. The figures the calibration in docs/stages.md
+//! quotes come from the same generators (`cargo bench --bench analysis --
+//! calibration`).
+
+use proptest::prelude::*;
+use rand::{seq::SliceRandom, Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::{
+    stage::{assess, Assessment, Stage},
+    stage_config::StageConfig,
+    virtual_integration::{detect, Pattern},
+};
+use crate::{
+    demo,
+    graph::GraphFilter,
+    model::{
+        Actor, ActorKind, Change, Channel, Cluster, ClusterLink, ClusterLinkKind, Id, Link, LinkKind, Segment, Site,
+    },
+    store::Network,
+    synthetic::{districts, Districts},
+    testing::{self, network},
+};
+
+fn only(cluster: &str) -> GraphFilter {
+    GraphFilter {
+        clusters: vec![cluster.into()],
+        ..GraphFilter::default()
+    }
+}
+
+fn assessment(network: &Network, cluster: &str) -> Assessment {
+    let mut found = assess(network, &only(cluster), &StageConfig::default());
+    assert_eq!(found.len(), 1);
+    found.remove(0)
+}
+
+fn patterns_of(network: &Network, cluster: &str) -> Vec<Pattern> {
+    detect(network, &GraphFilter::default(), &StageConfig::default())
+        .into_iter()
+        .filter(|p| &*p.cluster == cluster)
+        .collect()
+}
+
+fn gate(a: &Assessment, stage: Stage, name: &str) -> (f64, bool) {
+    let score = a.scores.iter().find(|s| s.stage == stage).unwrap();
+    let g = score.gates.iter().find(|g| g.name == name).unwrap();
+    (g.value, g.met)
+}
+
+/// The null models of the calibration: several sizes, densities, online
+/// shares and platform reaches, parks drawn at random, no specialisation.
+fn null_models() -> impl Iterator<Item = Districts> {
+    (0..60u64).map(|seed| {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let sizes = [5..=15, 10..=40, 20..=80, 40..=150];
+        Districts {
+            prefix: format!("null{seed}"),
+            clusters: 8,
+            members: sizes.choose(&mut rng).unwrap().clone(),
+            parks: 2..=4,
+            degree: [2.0, 4.0, 8.0].choose(&mut rng).copied().unwrap(),
+            online_share: [0.1, 0.35, 0.6].choose(&mut rng).copied().unwrap(),
+            platform_reach: [0.3, 0.6, 0.9].choose(&mut rng).copied().unwrap(),
+            seed,
+            ..Districts::default()
+        }
+    })
+}
+
+#[test]
+fn random_networks_with_random_parks_are_rarely_virtual() {
+    let config = StageConfig::default();
+    let (mut multi_place, mut judged_virtual, mut networks, mut with_patterns) = (0, 0, 0, 0);
+    for model in null_models() {
+        let network = network(districts(&model));
+        for a in assess(&network, &GraphFilter::default(), &config) {
+            if a.evidence.places.len() >= 2 {
+                multi_place += 1;
+                judged_virtual += usize::from(a.stage == Stage::VirtualIntegration);
+            }
+        }
+        networks += 1;
+        with_patterns += usize::from(!detect(&network, &GraphFilter::default(), &config).is_empty());
+    }
+    assert!(multi_place >= 300, "{multi_place} multi-place clusters");
+    assert!(
+        judged_virtual * 20 <= multi_place,
+        "{judged_virtual} of {multi_place} random clusters judged VIRTUAL"
+    );
+    assert!(
+        with_patterns * 20 <= networks,
+        "patterns in {with_patterns} of {networks} random networks"
+    );
+}
+
+#[test]
+fn specialised_interacting_parks_joined_by_a_platform_are_found() {
+    // The same generator with what the null model lacks: each park its own
+    // segments, 40% of ties between parks, half of them online.
+    let model = Districts {
+        prefix: "real".into(),
+        clusters: 20,
+        members: 40..=80,
+        parks: 2..=3,
+        between_parks: Some(0.4),
+        online_share: 0.5,
+        platform_reach: 0.8,
+        specialised: true,
+        ..Districts::default()
+    };
+    let network = network(districts(&model));
+    let assessments = assess(&network, &GraphFilter::default(), &StageConfig::default());
+    let virtual_ones = assessments
+        .iter()
+        .filter(|a| a.stage == Stage::VirtualIntegration)
+        .count();
+    // Some miss the coverage gate: their parks' mixes do not reach final customers.
+    assert!(virtual_ones >= 12, "{virtual_ones} of 20 found");
+}
+
+#[test]
+fn the_interaction_figure_grows_with_the_share_of_ties_between_places() {
+    let mean_ratio = |share: f64| {
+        let model = Districts {
+            prefix: "mix".into(),
+            clusters: 6,
+            members: 80..=80,
+            parks: 2..=2,
+            degree: 8.0,
+            between_parks: Some(share),
+            specialised: true,
+            ..Districts::default()
+        };
+        let network = network(districts(&model));
+        let all = assess(&network, &GraphFilter::default(), &StageConfig::default());
+        all.iter().map(|a| a.evidence.place_interaction).sum::<f64>() / all.len() as f64
+    };
+    let ratios: Vec<f64> = [0.02, 0.1, 0.25, 0.4, 0.5].into_iter().map(mean_ratio).collect();
+    assert!(ratios.windows(2).all(|w| w[0] < w[1]), "{ratios:?}");
+    // Half of the ties between two parks of equal volume is what chance gives.
+    assert!((ratios[4] - 1.0).abs() < 0.1, "{ratios:?}");
+}
+
+/// Two parks of 30 firms with 100 ties inside each and `between` ties
+/// between them, joined by a platform and a metro line, each park with its
+/// own segments, beside 1,000 unrelated actors.
+fn two_parks(between: usize) -> Network {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut changes = districts(&Districts {
+        prefix: "pad".into(),
+        clusters: 25,
+        members: 40..=40,
+        ..Districts::default()
+    });
+    let site = |id: &str, lat: f64| Site {
+        id: id.into(),
+        name: id.into(),
+        lat,
+        lon: 121.4,
+    };
+    changes.push(Change::UpsertCluster(Cluster {
+        country: "CN".parse().ok(),
+        sites: vec![site("east", 31.20), site("west", 31.25)],
+        ..testing::cluster("parks")
+    }));
+    let firm = |park: &str, i: usize| format!("{park}-{i:02}");
+    for (park, segments) in [
+        ("east", [Segment::Design, Segment::ProductDevelopment]),
+        ("west", [Segment::Marketing, Segment::Sales]),
+    ] {
+        for i in 0..30 {
+            changes.push(Change::UpsertActor(Actor {
+                site_id: Some(park.into()),
+                segments: segments.into_iter().collect(),
+                country: "CN".parse().ok(),
+                ..testing::actor(&firm(park, i), &["parks"])
+            }));
+        }
+    }
+    changes.push(Change::UpsertActor(Actor {
+        kind: ActorKind::Platform,
+        ..testing::actor("platform", &[])
+    }));
+    let mut links = Vec::new();
+    for park in ["east", "west"] {
+        for i in 0..30 {
+            links.push(Link {
+                channel: Channel::Virtual,
+                ..testing::link("platform", &firm(park, i), LinkKind::Platform)
+            });
+        }
+        while links
+            .iter()
+            .filter(|l| l.source.starts_with(park) && l.target.starts_with(park))
+            .count()
+            < 100
+        {
+            let (a, b) = (rng.gen_range(0..30), rng.gen_range(0..30));
+            let Ok(l) = testing::link(&firm(park, a), &firm(park, b), LinkKind::Cooperation).validated() else {
+                continue;
+            };
+            if a != b && !links.iter().any(|k: &Link| k.key() == l.key()) {
+                links.push(l);
+            }
+        }
+    }
+    let mut crossing = 0;
+    while crossing < between {
+        let (a, b) = (rng.gen_range(0..30), rng.gen_range(0..30));
+        let l = Link {
+            channel: Channel::Virtual,
+            ..testing::link(&firm("east", a), &firm("west", b), LinkKind::Cooperation)
+        };
+        if !links.iter().any(|k| k.key() == l.key()) {
+            links.push(l);
+            crossing += 1;
+        }
+    }
+    changes.extend(links.into_iter().map(Change::UpsertLink));
+    changes.push(Change::UpsertClusterLink(ClusterLink {
+        source: "east".into(),
+        target: "west".into(),
+        kind: ClusterLinkKind::Transport,
+        channel: Channel::Physical,
+        weight: 1.0,
+    }));
+    network(changes)
+}
+
+#[test]
+fn a_few_ties_between_parks_among_many_inside_do_not_make_a_virtual_whole() {
+    let network = two_parks(2);
+    let parks = assessment(&network, "parks");
+    assert_ne!(parks.stage, Stage::VirtualIntegration, "{}", parks.explanation());
+    let (ratio, met) = gate(&parks, Stage::VirtualIntegration, "place_interaction");
+    assert!(!met && ratio < 0.05, "{ratio}");
+    assert!(
+        parks.explanation().contains("place_interaction"),
+        "{}",
+        parks.explanation()
+    );
+    assert!(patterns_of(&network, "parks").is_empty());
+
+    // The same parks trading as much between as inside are one whole:
+    // 100 of 300 ties between two parks of equal volume, 2/3 of chance.
+    let network = two_parks(100);
+    let parks = assessment(&network, "parks");
+    assert_eq!(parks.stage, Stage::VirtualIntegration, "{}", parks.explanation());
+    let (ratio, _) = gate(&parks, Stage::VirtualIntegration, "place_interaction");
+    assert!((ratio - 2.0 / 3.0).abs() < 1e-9, "{ratio}");
+    assert_eq!(patterns_of(&network, "parks").first(), parks.pattern.as_ref());
+}
+
+#[test]
+fn parks_without_a_platform_or_with_one_industry_are_no_virtual_whole_and_say_why() {
+    let mut network = two_parks(100);
+    network
+        .apply(&[Change::DeleteActor {
+            id: "platform".into(),
+            cascade: true,
+        }])
+        .unwrap();
+    let parks = assessment(&network, "parks");
+    assert_ne!(parks.stage, Stage::VirtualIntegration);
+    assert_eq!(gate(&parks, Stage::VirtualIntegration, "joined"), (0.0, false));
+    assert!(parks.explanation().contains("joined 0.00 is below its floor 1.00"));
+    assert!(patterns_of(&network, "parks").is_empty(), "the two RPCs agree");
+}
+
+fn padded(cluster_seed: u64, specialised: bool, before: usize, after: usize, pad_seed: u64) -> Vec<Change> {
+    let pad = |prefix: &str, clusters: usize, seed: u64| {
+        districts(&Districts {
+            prefix: prefix.into(),
+            clusters,
+            seed,
+            ..Districts::default()
+        })
+    };
+    let own = districts(&Districts {
+        prefix: "own".into(),
+        clusters: 1,
+        members: 20..=60,
+        parks: 1..=3,
+        between_parks: specialised.then_some(0.4),
+        specialised,
+        seed: cluster_seed,
+        ..Districts::default()
+    });
+    let mut changes = pad("before", before, pad_seed);
+    changes.extend(own);
+    changes.extend(pad("after", after, pad_seed + 1));
+    changes
+}
+
+const OWN: &str = "own-cluster-000";
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Unrelated actors and clusters, stored before and after the cluster
+    /// (so its actors get other indexes), change nothing about it.
+    #[test]
+    fn unrelated_clusters_change_none_of_a_clusters_figures(
+        cluster_seed in 0u64..1_000,
+        specialised in any::<bool>(),
+        before in 0usize..6,
+        after in 1usize..6,
+        pad_seed in 0u64..1_000,
+    ) {
+        let alone = network(padded(cluster_seed, specialised, 0, 0, pad_seed));
+        let with_others = network(padded(cluster_seed, specialised, before, after, pad_seed));
+        prop_assert_eq!(assessment(&alone, OWN), assessment(&with_others, OWN));
+        let all = assess(&with_others, &GraphFilter::default(), &StageConfig::default());
+        prop_assert_eq!(Some(&assessment(&alone, OWN)), all.iter().find(|a| &*a.cluster == OWN));
+        prop_assert_eq!(patterns_of(&alone, OWN), patterns_of(&with_others, OWN));
+    }
+}
+
+/// One demo cluster with its members, their links and the actors at the
+/// other ends (stripped of their own clusters, which are not loaded).
+fn demo_cluster_alone(cluster: &str) -> Network {
+    let full = network(demo::demo_changes());
+    let members: std::collections::HashSet<Id> = full
+        .actors
+        .values()
+        .filter(|a| a.cluster_ids.iter().any(|c| &**c == cluster))
+        .map(|a| a.id.clone())
+        .collect();
+    let changes = demo::demo_changes();
+    let links: Vec<&Link> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::UpsertLink(l) if members.contains(&l.source) || members.contains(&l.target) => Some(l),
+            _ => None,
+        })
+        .collect();
+    let partners: std::collections::HashSet<&Id> = links.iter().flat_map(|l| [&l.source, &l.target]).collect();
+    let site_ids: Vec<Id> = full
+        .clusters
+        .get(&Id::from(cluster))
+        .unwrap()
+        .sites
+        .iter()
+        .map(|s| s.id.clone())
+        .collect();
+    let mut kept = Vec::new();
+    for change in &changes {
+        match change {
+            Change::UpsertCluster(c) if &*c.id == cluster => kept.push(change.clone()),
+            Change::UpsertActor(a) if members.contains(&a.id) => kept.push(Change::UpsertActor(Actor {
+                cluster_ids: vec![cluster.into()],
+                ..a.clone()
+            })),
+            Change::UpsertActor(a) if partners.contains(&a.id) => kept.push(Change::UpsertActor(Actor {
+                cluster_ids: Vec::new(),
+                site_id: None,
+                ..a.clone()
+            })),
+            Change::UpsertLink(l) if members.contains(&l.source) || members.contains(&l.target) => {
+                kept.push(change.clone())
+            }
+            Change::UpsertClusterLink(l) if site_ids.contains(&l.source) && site_ids.contains(&l.target) => {
+                kept.push(change.clone())
+            }
+            Change::UpsertActorProfile(p) if members.contains(&p.actor_id) || partners.contains(&p.actor_id) => {
+                kept.push(change.clone())
+            }
+            _ => {}
+        }
+    }
+    network(kept)
+}
+
+#[test]
+fn each_demo_cluster_loaded_alone_with_its_partners_keeps_its_verdict_and_scores() {
+    let full = network(demo::demo_changes());
+    for cluster in [demo::CHANGCHUN, demo::KUNSHAN, demo::CHANGNING, demo::ZHANGJIANG] {
+        let together = assessment(&full, cluster);
+        let alone = assessment(&demo_cluster_alone(cluster), cluster);
+        assert_eq!(alone.stage, together.stage, "{cluster}: {}", alone.explanation());
+        assert_eq!(alone.scores, together.scores, "{cluster}");
+        assert_eq!(alone.pattern, together.pattern, "{cluster}");
+    }
+}
+
+#[test]
+fn home_country_is_where_the_cluster_is_not_where_its_members_are_registered() {
+    // A Jiangsu cluster whose members are mostly registered in Taiwan, all
+    // of whose partners are Chinese: no tie is foreign.
+    let mut changes = vec![Change::UpsertCluster(Cluster {
+        country: "CN".parse().ok(),
+        ..testing::cluster("kunshan")
+    })];
+    for i in 0..10 {
+        changes.push(Change::UpsertActor(Actor {
+            country: Some(if i < 6 { "TW" } else { "CN" }.parse().unwrap()),
+            segments: [Segment::Manufacturing].into_iter().collect(),
+            ..testing::actor(&format!("m{i}"), &["kunshan"])
+        }));
+        changes.push(Change::UpsertActor(Actor {
+            country: "CN".parse().ok(),
+            ..testing::actor(&format!("p{i}"), &[])
+        }));
+        changes.push(Change::UpsertLink(testing::link(
+            &format!("m{i}"),
+            &format!("p{i}"),
+            LinkKind::Supply,
+        )));
+    }
+    // A partner of unknown country is unknown, not foreign.
+    changes.push(Change::UpsertActor(testing::actor("nowhere", &[])));
+    changes.push(Change::UpsertLink(testing::link("m0", "nowhere", LinkKind::Supply)));
+    let a = assessment(&network(changes), "kunshan");
+    assert_eq!(a.evidence.home_country, "CN");
+    assert_eq!((a.evidence.foreign_ties, a.evidence.unknown_country_ties), (0, 1));
+    assert_eq!(a.evidence.domestic_external_ties, 10);
+    assert_ne!(a.stage, Stage::GlobalValueChain, "{}", a.explanation());
+    assert_eq!(gate(&a, Stage::GlobalValueChain, "foreign_share"), (0.0, false));
+}
+
+#[test]
+fn a_cluster_without_a_country_cannot_be_judged_global_and_says_so() {
+    let changes = vec![
+        Change::UpsertCluster(testing::cluster("somewhere")),
+        Change::UpsertActor(testing::actor("m", &["somewhere"])),
+        Change::UpsertActor(Actor {
+            country: "DE".parse().ok(),
+            ..testing::actor("buyer", &[])
+        }),
+        Change::UpsertLink(testing::link("m", "buyer", LinkKind::Supply)),
+    ];
+    let a = assessment(&network(changes), "somewhere");
+    assert_eq!((a.evidence.foreign_ties, a.evidence.unknown_country_ties), (0, 1));
+    assert_eq!(gate(&a, Stage::GlobalValueChain, "home_country"), (0.0, false));
+}
+
+#[test]
+fn an_empty_cluster_scores_nothing_and_is_unclassified() {
+    let a = assessment(&network([Change::UpsertCluster(testing::cluster("empty"))]), "empty");
+    assert_eq!(a.stage, Stage::Unclassified);
+    assert!(a.scores.iter().all(|s| s.score == 0.0), "{:?}", a.scores);
+    assert!(
+        a.explanation().contains("ties 0.00 is below its floor 1.00"),
+        "{}",
+        a.explanation()
+    );
+}
+
+#[test]
+fn the_explanation_names_every_stage_that_passed_and_why_the_verdict_wins() {
+    let a = assessment(&network(demo::demo_changes()), demo::CHANGNING);
+    let text = a.explanation();
+    assert!(text.starts_with("VIRTUAL_INTEGRATION"), "{text}");
+    assert!(text.contains("also passed: REGIONAL_INTEGRATION"), "{text}");
+    assert!(text.contains("GLOBAL_VALUE_CHAIN ruled out: foreign_share"), "{text}");
+}
