@@ -30,6 +30,12 @@
 //!     (BENCH_ROUNDS; BENCH_ROUND_LINKS links per round)
 //!     of one new OWNERSHIP link between two clusters (what a small batch
 //!     costs the engine before its alerts can be sent), in process.
+//! `cargo bench --bench analysis -- calibration [NETWORKS]`
+//!     the stage figures on null models (`synthetic::null_models`, 200
+//!     networks by default) and on specialised districts built to be virtual:
+//!     quantiles of every gate figure and score, the share of clusters each
+//!     gate lets through, and how many are judged VIRTUAL (docs/stages.md,
+//!     Calibration).
 //! `cargo bench --bench analysis -- fusion CLUSTERS ACTORS LINKS [PIVOTS]`
 //!     times FusionLinks over the whole network with its defaults (Leiden,
 //!     sampled edge betweenness) or PIVOTS pivots, three runs.
@@ -154,16 +160,17 @@ fn synthetic_network(clusters: usize, actors: usize, links: usize) -> clusternet
 
 fn synthetic_with_sites(clusters: usize, actors: usize, links: usize, sites: usize) -> clusternet::store::Network {
     use clusternet::synthetic::{generate, SyntheticConfig};
-    let changes: Vec<_> = generate(&SyntheticConfig {
+    network_of(generate(&SyntheticConfig {
         clusters,
         actors,
         links,
         sites_per_cluster: sites,
         ..SyntheticConfig::default()
-    })
-    .into_iter()
-    .map(|c| c.validated().unwrap())
-    .collect();
+    }))
+}
+
+fn network_of(changes: Vec<clusternet::model::Change>) -> clusternet::store::Network {
+    let changes: Vec<_> = changes.into_iter().map(|c| c.validated().unwrap()).collect();
     let mut network = clusternet::store::Network::default();
     network.apply(&changes).unwrap();
     network
@@ -422,6 +429,99 @@ fn alert_round(clusters: usize, actors: usize, links: usize) {
     );
 }
 
+/// Quantiles of `values`: p50, p90, p95, p99, max.
+fn quantiles(mut values: Vec<f64>) -> String {
+    values.sort_by(f64::total_cmp);
+    if values.is_empty() {
+        return "-".into();
+    }
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "{:.3} | {:.3} | {:.3} | {:.3} | {:.3}",
+        at(0.5),
+        at(0.9),
+        at(0.95),
+        at(0.99),
+        at(1.0)
+    )
+}
+
+/// Prints the calibration tables for a set of generated networks.
+fn calibrate(title: &str, models: Vec<clusternet::synthetic::Districts>) {
+    use clusternet::analysis::{
+        stage::{assess, Stage},
+        stage_config::StageConfig,
+        virtual_integration::detect,
+    };
+    let config = StageConfig::default();
+    let mut figures: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    let mut passes: std::collections::BTreeMap<String, usize> = Default::default();
+    let (mut clusters, mut judged_virtual, mut networks, mut with_patterns) = (0, 0, 0, 0);
+    let mut stages: std::collections::BTreeMap<&str, usize> = Default::default();
+    for model in &models {
+        let network = network_of(clusternet::synthetic::districts(model));
+        networks += 1;
+        with_patterns += usize::from(!detect(&network, &Default::default(), &config).is_empty());
+        for a in assess(&network, &Default::default(), &config) {
+            if a.evidence.places.len() < 2 {
+                continue;
+            }
+            clusters += 1;
+            judged_virtual += usize::from(a.stage == Stage::VirtualIntegration);
+            *stages.entry(a.stage.as_str()).or_default() += 1;
+            for s in &a.scores {
+                figures
+                    .entry(format!("score {}", s.stage.as_str()))
+                    .or_default()
+                    .push(s.score);
+                for g in &s.gates {
+                    let name = format!("{} gate {}", s.stage.as_str(), g.name);
+                    figures.entry(name.clone()).or_default().push(g.value);
+                    *passes.entry(name).or_default() += usize::from(g.met);
+                }
+            }
+        }
+    }
+    println!("\n{title}: {networks} networks, {clusters} clusters with two places or more");
+    println!(
+        "judged VIRTUAL: {judged_virtual} ({:.2}%); networks with a pattern: {with_patterns} ({:.2}%)",
+        100.0 * judged_virtual as f64 / clusters.max(1) as f64,
+        100.0 * with_patterns as f64 / networks.max(1) as f64
+    );
+    println!("verdicts: {stages:?}");
+    println!("| figure | p50 | p90 | p95 | p99 | max | gate met |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, values) in figures {
+        let met = passes
+            .get(&name)
+            .map(|n| format!("{:.1}%", 100.0 * *n as f64 / values.len() as f64))
+            .unwrap_or_default();
+        println!("| {name} | {} | {met} |", quantiles(values));
+    }
+}
+
+fn calibration(count: u64) {
+    use clusternet::synthetic::{null_models, Districts};
+    let started = Instant::now();
+    calibrate("Null models", null_models(count).collect());
+    let built: Vec<Districts> = (0..count / 4)
+        .map(|seed| Districts {
+            prefix: format!("built{seed}"),
+            clusters: 8,
+            members: 20..=80,
+            parks: 2..=3,
+            between_parks: Some(0.4),
+            online_share: 0.5,
+            platform_reach: 0.8,
+            specialised: true,
+            seed: 10_000 + seed,
+            ..Districts::default()
+        })
+        .collect();
+    calibrate("Specialised, interacting parks joined by a platform", built);
+    eprintln!("{:.1} s", started.elapsed().as_secs_f64());
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     match args.first().map(String::as_str) {
@@ -458,6 +558,7 @@ fn main() {
             args[3].parse().unwrap(),
             args.get(4).map(|p| p.parse().unwrap()),
         ),
+        Some("calibration") => calibration(args.get(1).map_or(200, |n| n.parse().unwrap())),
         Some("alert-round") => alert_round(
             args[1].parse().unwrap(),
             args[2].parse().unwrap(),

@@ -206,6 +206,29 @@ impl Default for Districts {
     }
 }
 
+/// The null models of the stage calibration and tests: `count` networks of
+/// eight clusters with two to four parks each, of several sizes, densities,
+/// online shares and platform reaches, parks drawn at random, no
+/// specialisation.
+pub fn null_models(count: u64) -> impl Iterator<Item = Districts> {
+    use rand::seq::SliceRandom;
+    (0..count).map(|seed| {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let sizes = [5..=15, 10..=40, 20..=80, 40..=150];
+        Districts {
+            prefix: format!("null{seed}"),
+            clusters: 8,
+            members: sizes.choose(&mut rng).cloned().unwrap_or(10..=40),
+            parks: 2..=4,
+            degree: [2.0, 4.0, 8.0].choose(&mut rng).copied().unwrap_or(4.0),
+            online_share: [0.1, 0.35, 0.6].choose(&mut rng).copied().unwrap_or(0.35),
+            platform_reach: [0.3, 0.6, 0.9].choose(&mut rng).copied().unwrap_or(0.6),
+            seed,
+            ..Districts::default()
+        }
+    })
+}
+
 /// The clusters of `config` as changes, in dependency order.
 pub fn districts(config: &Districts) -> Vec<Change> {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);

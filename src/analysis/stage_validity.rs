@@ -5,7 +5,7 @@
 //! calibration`).
 
 use proptest::prelude::*;
-use rand::{seq::SliceRandom, Rng, SeedableRng};
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::{
@@ -20,7 +20,7 @@ use crate::{
         Actor, ActorKind, Change, Channel, Cluster, ClusterLink, ClusterLinkKind, Id, Link, LinkKind, Segment, Site,
     },
     store::Network,
-    synthetic::{districts, Districts},
+    synthetic::{districts, null_models, Districts},
     testing::{self, network},
 };
 
@@ -50,31 +50,11 @@ fn gate(a: &Assessment, stage: Stage, name: &str) -> (f64, bool) {
     (g.value, g.met)
 }
 
-/// The null models of the calibration: several sizes, densities, online
-/// shares and platform reaches, parks drawn at random, no specialisation.
-fn null_models() -> impl Iterator<Item = Districts> {
-    (0..60u64).map(|seed| {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let sizes = [5..=15, 10..=40, 20..=80, 40..=150];
-        Districts {
-            prefix: format!("null{seed}"),
-            clusters: 8,
-            members: sizes.choose(&mut rng).unwrap().clone(),
-            parks: 2..=4,
-            degree: [2.0, 4.0, 8.0].choose(&mut rng).copied().unwrap(),
-            online_share: [0.1, 0.35, 0.6].choose(&mut rng).copied().unwrap(),
-            platform_reach: [0.3, 0.6, 0.9].choose(&mut rng).copied().unwrap(),
-            seed,
-            ..Districts::default()
-        }
-    })
-}
-
 #[test]
 fn random_networks_with_random_parks_are_rarely_virtual() {
     let config = StageConfig::default();
     let (mut multi_place, mut judged_virtual, mut networks, mut with_patterns) = (0, 0, 0, 0);
-    for model in null_models() {
+    for model in null_models(60) {
         let network = network(districts(&model));
         for a in assess(&network, &GraphFilter::default(), &config) {
             if a.evidence.places.len() >= 2 {
