@@ -11,16 +11,25 @@
 //! not outweigh a dozen unshared suppliers; with a single role it is the plain
 //! cosine. Two actors that buy from the same suppliers and sell to the same
 //! customers score near 1. (Role balancing is our choice.) The
-//! score combines it with segment similarity (Jaccard of value-chain
-//! segments) and industry similarity (1 for the same code, 0.5 for the same
-//! ISIC division, its first three characters, else 0):
+//! score scales it by segment similarity (Jaccard of value-chain segments)
+//! and industry similarity (1 for the same code, 0.5 for the same ISIC
+//! division, its first three characters, else 0):
 //!
-//! score = w_s · structural + w_g · segments + w_i · industry, weights
+//! score = structural · (w_s + w_g · segments + w_i · industry), weights
 //! normalised to sum 1. Defaults 0.6 / 0.25 / 0.15: ties say most about what
 //! an actor does for the network; segments and industry say whether it could.
-//! These defaults are ours.
+//! The product, not a sum, because a substitute needs both: with a sum,
+//! sharing one customer of ten (structural 0.32) in the same trade scored
+//! 0.59 and cleared SubstitutionGaps' 0.5; now it scores 0.32. These
+//! defaults are ours.
 //!
-//! A cluster's substitutes are found the same way one level up: a cluster's
+//! An actor's own suppliers and customers are never its substitutes: a
+//! supply tie between two actors makes them complements in one chain.
+//!
+//! A cluster's substitutes are found the same way one level up, except that
+//! the three similarities are added (weighted mean), not multiplied: two
+//! clusters' mixes compare whole trades, which can replace each other in a
+//! market before they share a customer. A cluster's
 //! neighbour profile holds the actors outside it that its members tie to,
 //! each in the role it plays for the cluster (a member's supplier outside
 //! the cluster is the cluster's supplier); segment and industry similarity
@@ -85,14 +94,31 @@ impl Default for SubstituteConfig {
 }
 
 impl SubstituteConfig {
-    /// The combined score: the weighted mean of the three similarities.
-    fn combine(&self, structural: f64, segments: f64, industry: f64) -> Similarity {
+    /// Clusters' score: the weighted mean of the three similarities. Two
+    /// clusters' segment and industry mixes compare whole trades, which can
+    /// replace each other in a market without sharing a customer yet.
+    fn combine_mixes(&self, structural: f64, segments: f64, industry: f64) -> Similarity {
         let total = self.structural_weight + self.segment_weight + self.industry_weight;
         let total = if total > 0.0 { total } else { 1.0 };
         Similarity {
             score: (self.structural_weight * structural
                 + self.segment_weight * segments
                 + self.industry_weight * industry)
+                / total,
+            structural,
+            segments,
+            industry,
+        }
+    }
+
+    /// Actors' score: the structural similarity scaled by the weighted
+    /// mean of full structural weight and the two attribute similarities.
+    fn combine(&self, structural: f64, segments: f64, industry: f64) -> Similarity {
+        let total = self.structural_weight + self.segment_weight + self.industry_weight;
+        let total = if total > 0.0 { total } else { 1.0 };
+        Similarity {
+            score: structural
+                * (self.structural_weight + self.segment_weight * segments + self.industry_weight * industry)
                 / total,
             structural,
             segments,
@@ -277,7 +303,9 @@ fn scored(
         // Consecutive ties to one candidate (several kinds) make one entry.
         let mut last: Option<(Ix, Role)> = None;
         for (role_of_candidate, candidate, weight) in ties(network, filter, neighbor) {
-            if candidate == target || mirrored(role_of_candidate) != role {
+            let in_my_chain =
+                mine.contains_key(&(Role::Customer, candidate)) || mine.contains_key(&(Role::Supplier, candidate));
+            if candidate == target || in_my_chain || mirrored(role_of_candidate) != role {
                 continue;
             }
             let entry = dots.entry((candidate, role)).or_default();
@@ -442,7 +470,7 @@ pub fn cluster_substitutes(
                     dots[key.0 as usize].1 += 1;
                 }
             }
-            let similarity = config.combine(
+            let similarity = config.combine_mixes(
                 role_balanced(&dots, &my_norms, &norms_of(theirs)),
                 overlap::overlap(my_mix, their_mix, Dimension::Segments).cosine,
                 overlap::overlap(my_mix, their_mix, Dimension::Industries).cosine,
@@ -513,9 +541,42 @@ mod tests {
         // s2: structural 1, segments 1, industry 1 → score 1.
         assert!((rows[0].score - 1.0).abs() < 1e-12);
         assert_eq!(rows[0].shared_neighbor_count, 2);
-        // s3: structural 1/(√2·1) = 0.707107 → 0.6·0.707107 + 0.25 + 0.15 = 0.824264.
+        // s3: structural 1/(√2·1) = 0.707107, times (0.6 + 0.25 + 0.15) = 0.707107.
         assert!((rows[1].structural - 1.0 / 2f64.sqrt()).abs() < 1e-12);
-        assert!((rows[1].score - (0.6 / 2f64.sqrt() + 0.4)).abs() < 1e-12);
+        assert!((rows[1].score - 1.0 / 2f64.sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_firms_own_customer_is_not_its_substitute() {
+        // s supplies c; both supply x. Sharing x would make c a candidate,
+        // but c buys from s: they are links of one chain.
+        let network = network(["s", "c", "x", "t"].into_iter().map(firm).chain([
+            supply("s", "c"),
+            supply("s", "x"),
+            supply("c", "x"),
+            supply("t", "x"),
+        ]));
+        let s = network.ix_of("s").unwrap();
+        let rows = substitutes(&network, &GraphFilter::default(), s, &SubstituteConfig::default());
+        let ids: Vec<&str> = rows.iter().map(|r| &*r.id).collect();
+        assert_eq!(ids, ["t"]);
+    }
+
+    #[test]
+    fn sharing_one_customer_among_ten_does_not_clear_the_gap_threshold() {
+        // s sells to ten customers, t to one of them; same segments and
+        // industry. Structural 1/√10 = 0.316, score 0.316 < 0.5.
+        let customers: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
+        let mut changes: Vec<Change> = ["s", "t"].into_iter().map(firm).collect();
+        changes.extend(customers.iter().map(|c| firm(c)));
+        changes.extend(customers.iter().map(|c| supply("s", c)));
+        changes.push(supply("t", "c0"));
+        let network = network(changes);
+        let s = network.ix_of("s").unwrap();
+        let rows = substitutes(&network, &GraphFilter::default(), s, &SubstituteConfig::default());
+        assert_eq!(rows.len(), 1);
+        assert!((rows[0].score - 1.0 / 10f64.sqrt()).abs() < 1e-12, "{}", rows[0].score);
+        assert!(rows[0].score < super::super::gaps::GapConfig::default().min_substitute_score);
     }
 
     #[test]

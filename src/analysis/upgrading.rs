@@ -4,13 +4,18 @@
 //!
 //! * **Functional**: the mean smile-curve value of the segments the members
 //!   perform rises by at least `upgrading.min_value_gain` (moving towards
-//!   design, development, marketing and service). Evidence: members per
-//!   segment before and after, the members whose segments changed, entries
-//!   and exits.
+//!   design, development, marketing and service), *and* firms moved up:
+//!   members whose own segments gained value, or entrants performing
+//!   segments above the cluster's mean before. A mix that rose only because
+//!   members left is a *shrinking chain*, reported, not upgrading. Evidence:
+//!   members per segment before and after, the members whose segments
+//!   changed, entries and exits.
 //! * **Chain**: the cluster gains ties into, or members in, an industry
-//!   (ISIC division) it had neither among its members nor among its partners
-//!   before; *related* when it shares the ISIC section with one of the
-//!   cluster's industries before. Detected when a related new industry appears.
+//!   (ISIC group, three digits) it had neither among its members nor among
+//!   its partners before; *related* when it is in the ISIC division of one
+//!   of the cluster's industries before (a carmaker's new parts line, C293
+//!   beside C291, is related; a spinning mill, C131, is not, though both are
+//!   manufacturing, section C). Detected when a related new industry appears.
 //! * **Product**: members that moved to another industry class within their
 //!   division (a new product line in the same trade), where the data carry
 //!   industry codes at both dates.
@@ -47,14 +52,20 @@ pub struct Functional {
     pub moved: Vec<Move>,
     pub entered: u64,
     pub exited: u64,
+    /// Members whose own segments gained smile value.
+    pub moved_up: u64,
+    /// Entrants whose segments are worth more than the cluster's mean before.
+    pub entered_higher: u64,
+    /// The mean value rose by the gain, but only because members left.
+    pub shrinking_chain: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Chain {
     pub detected: bool,
-    /// (ISIC division, ties into it after, related to the cluster's industries).
+    /// (ISIC group, ties into it after, related to the cluster's industries).
     pub new_partner_industries: Vec<(String, u64, bool)>,
-    /// Divisions new among the members, related or not.
+    /// Groups new among the members, related or not.
     pub new_member_industries: Vec<(String, bool)>,
 }
 
@@ -81,10 +92,6 @@ pub struct Upgrading {
     pub chain: Chain,
     pub product: Product,
     pub process: Process,
-}
-
-fn section(code: &str) -> Option<&str> {
-    code.get(..1)
 }
 
 /// Upgrading of `cluster` from `from` to `to`; the filter's link kinds and
@@ -132,8 +139,30 @@ pub fn upgrading(
         config.smile.mean_value(&mix_before),
         config.smile.mean_value(&mix_after),
     );
+    let own_value = |segments: &SegmentSet| {
+        let mut mix = [0.0; 8];
+        for s in segments.iter() {
+            mix[s as usize] += 1.0;
+        }
+        config.smile.mean_value(&mix)
+    };
+    let moved_up = moves
+        .iter()
+        .filter(|m| own_value(&m.segments_after) > own_value(&m.segments_before))
+        .count() as u64;
+    let entered_higher = after
+        .iter()
+        .filter(|ix| !before.contains(ix))
+        .filter_map(|&ix| at(ix, to))
+        .filter(|a| !a.segments.is_empty() && own_value(a.segments) > value_before)
+        .count() as u64;
+    let value_rose = value_after - value_before >= config.upgrading.min_value_gain;
+    let exited = before.iter().filter(|ix| !after.contains(ix)).count() as u64;
     let functional = Functional {
-        detected: value_after - value_before >= config.upgrading.min_value_gain,
+        detected: value_rose && moved_up + entered_higher > 0,
+        moved_up,
+        entered_higher,
+        shrinking_chain: value_rose && moved_up + entered_higher == 0 && exited > 0,
         value_before,
         value_after,
         segments: Segment::ALL
@@ -147,21 +176,21 @@ pub fn upgrading(
             .cloned()
             .collect(),
         entered: after.iter().filter(|ix| !before.contains(ix)).count() as u64,
-        exited: before.iter().filter(|ix| !after.contains(ix)).count() as u64,
+        exited,
     };
 
     // Chain: industries new to the cluster, among members or partners.
     let member_set = |set: &[Ix]| -> BTreeSet<Ix> { set.iter().copied().collect() };
     let (inside_before, inside_after) = (member_set(&before), member_set(&after));
-    let member_divisions = |set: &[Ix], date: Date| -> BTreeSet<String> {
+    let member_groups = |set: &[Ix], date: Date| -> BTreeSet<String> {
         set.iter()
             .filter_map(|ix| at(*ix, date))
-            .filter_map(|a| IndustryLevel::Division.key(a.industry).map(str::to_string))
+            .filter_map(|a| IndustryLevel::Group.key(a.industry).map(str::to_string))
             .collect()
     };
-    let (divisions_before, divisions_after) = (member_divisions(&before, from), member_divisions(&after, to));
+    let (groups_before, groups_after) = (member_groups(&before, from), member_groups(&after, to));
     // Partners' divisions on a date, with the number of ties into each.
-    let partner_divisions = |inside: &BTreeSet<Ix>, date: Date| -> BTreeMap<String, u64> {
+    let partner_groups = |inside: &BTreeSet<Ix>, date: Date| -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
         for &ix in inside {
             for key in network.incident(ix) {
@@ -173,26 +202,25 @@ pub fn upgrading(
                 if inside.contains(&other) || valid_on(other, date).is_none() {
                     continue;
                 }
-                if let Some(d) = at(other, date).and_then(|a| IndustryLevel::Division.key(a.industry)) {
+                if let Some(d) = at(other, date).and_then(|a| IndustryLevel::Group.key(a.industry)) {
                     *out.entry(d.to_string()).or_default() += 1;
                 }
             }
         }
         out
     };
-    let (partners_before, partners_after) = (
-        partner_divisions(&inside_before, from),
-        partner_divisions(&inside_after, to),
-    );
-    let sections: BTreeSet<&str> = divisions_before.iter().filter_map(|d| section(d)).collect();
-    let related = |d: &str| section(d).is_some_and(|s| sections.contains(s));
-    let known = |d: &str| divisions_before.contains(d) || partners_before.contains_key(d);
+    let (partners_before, partners_after) = (partner_groups(&inside_before, from), partner_groups(&inside_after, to));
+    // Related: in the division of one of the members' industries before.
+    let division = |group: &str| IndustryLevel::Division.key(group).map(str::to_string);
+    let own_divisions: BTreeSet<String> = groups_before.iter().filter_map(|g| division(g)).collect();
+    let related = |g: &str| division(g).is_some_and(|d| own_divisions.contains(&d));
+    let known = |d: &str| groups_before.contains(d) || partners_before.contains_key(d);
     let new_partner_industries: Vec<(String, u64, bool)> = partners_after
         .iter()
         .filter(|(d, _)| !known(d))
         .map(|(d, n)| (d.clone(), *n, related(d)))
         .collect();
-    let new_member_industries: Vec<(String, bool)> = divisions_after
+    let new_member_industries: Vec<(String, bool)> = groups_after
         .iter()
         .filter(|d| !known(d))
         .map(|d| (d.clone(), related(d)))
@@ -312,7 +340,8 @@ mod tests {
             &StageConfig::default(),
         );
         let f = &result.functional;
-        assert!(f.detected);
+        assert!(f.detected && !f.shrinking_chain);
+        assert_eq!(f.moved_up, 2);
         assert!((f.value_before - 0.2).abs() < 1e-12);
         assert!((f.value_after - 2.2 / 3.0).abs() < 1e-12);
         assert_eq!(f.moved.len(), 2);
@@ -328,9 +357,10 @@ mod tests {
 
     #[test]
     fn ties_into_a_new_related_industry_are_chain_upgrading() {
-        // K makes car parts (C29). In 2020 it also supplies a firm making
-        // electrical equipment (C27, section C: related) and cooperates with
-        // a software firm (J62: not related).
+        // K makes car parts (C2930, division C29). By 2020 it also supplies
+        // a maker of car bodies (C292: the same division, related), a maker
+        // of electrical equipment (C271: manufacturing too, but another
+        // division, not related) and cooperates with a software firm (J620).
         let dated = |l: crate::model::Link, year: &str| {
             Change::UpsertLink(crate::model::Link {
                 validity: crate::model::Validity {
@@ -350,9 +380,11 @@ mod tests {
             Change::UpsertCluster(cluster("K")),
             Change::UpsertActor(actor("k1", &["K"])),
             outside("carmaker", "C2910"),
+            outside("bodies", "C2920"),
             outside("electrics", "C2710"),
             outside("software", "J6201"),
             dated(link("k1", "carmaker", LinkKind::Supply), "2005-01-01"),
+            dated(link("k1", "bodies", LinkKind::Supply), "2018-01-01"),
             dated(link("k1", "electrics", LinkKind::Supply), "2018-01-01"),
             dated(link("k1", "software", LinkKind::Cooperation), "2018-01-01"),
         ]);
@@ -367,8 +399,42 @@ mod tests {
         assert!(result.chain.detected);
         assert_eq!(
             result.chain.new_partner_industries,
-            [("C27".to_string(), 1, true), ("J62".to_string(), 1, false)]
+            [
+                ("C271".to_string(), 1, false),
+                ("C292".to_string(), 1, true),
+                ("J620".to_string(), 1, false)
+            ]
         );
         assert!(!result.functional.detected);
+    }
+
+    #[test]
+    fn exits_alone_are_a_shrinking_chain_not_functional_upgrading() {
+        // Ten manufacturers close in 2015, two designers stay unchanged: the
+        // mean value rises from (10·0.2 + 2·1.0)/12 = 0.33 to 1.0, but no
+        // firm moved up and none entered.
+        let mut changes = vec![Change::UpsertCluster(cluster("K"))];
+        for i in 0..12 {
+            changes.push(Change::UpsertActor(Actor {
+                segments: [if i < 10 { Manufacturing } else { Design }].into_iter().collect(),
+                validity: crate::model::Validity {
+                    from: None,
+                    to: (i < 10).then(|| date("2015-01-01")),
+                },
+                ..actor(&format!("f{i}"), &["K"])
+            }));
+        }
+        let result = upgrading(
+            &network(changes),
+            &GraphFilter::default(),
+            &"K".into(),
+            date("2010-01-01"),
+            date("2020-01-01"),
+            &StageConfig::default(),
+        );
+        let f = &result.functional;
+        assert!(f.value_after - f.value_before > 0.6);
+        assert_eq!((f.exited, f.moved_up, f.entered_higher), (10, 0, 0));
+        assert!(!f.detected && f.shrinking_chain);
     }
 }

@@ -457,6 +457,9 @@ impl AnalysisService for AnalysisApi {
                     moved: u.functional.moved.iter().map(move_to_pb).collect(),
                     entered: u.functional.entered,
                     exited: u.functional.exited,
+                    moved_up: u.functional.moved_up,
+                    entered_higher: u.functional.entered_higher,
+                    shrinking_chain: u.functional.shrinking_chain,
                 }),
                 chain: Some(pb::ChainUpgrading {
                     detected: u.chain.detected,
