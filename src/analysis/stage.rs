@@ -20,6 +20,7 @@
 //! (the stages are steps: a cluster in a later one keeps much of the earlier
 //! ones, as Changning keeps its local ties), or UNCLASSIFIED.
 
+use rayon::prelude::*;
 // FxHash: assess hashes every actor index and industry code of the network.
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
@@ -548,11 +549,13 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
         })
     };
 
-    cluster_ids
-        .iter()
-        .enumerate()
-        .filter(|(c, _)| assessed[*c])
-        .map(|(c, id)| {
+    // Each cluster's rest (its places as a virtual whole, its core firms) is
+    // its own: they run in parallel.
+    (0..cluster_ids.len())
+        .into_par_iter()
+        .filter(|c| assessed[*c])
+        .map(|c| {
+            let id = &cluster_ids[c];
             let t = &tallies[c];
             let overlap = closest(c, &|o| {
                 let shared = t
