@@ -567,3 +567,62 @@ async fn firms_moving_from_manufacturing_into_design_show_functional_upgrading()
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn unrelated_clusters_loaded_beside_the_demo_move_no_verdict_or_figure() {
+    let (_dir, server, mut client) = start().await;
+    let before = assess(&mut client, pb::AssessStageRequest::default()).await;
+    let patterns_before = patterns(&mut client).await;
+    // Forty clusters of three parks, 25 firms each, a platform tied to all
+    // and virtual ties between the parks: 1,000 actors with no tie to the demo.
+    let mut changes = Vec::new();
+    for c in 0..40 {
+        let id = format!("pad-{c:02}");
+        let parks: Vec<pb::Site> = (0..3)
+            .map(|p| {
+                site(
+                    &format!("{id}-park-{p}"),
+                    30.0 + 0.05 * p as f64,
+                    100.0 + c as f64 * 0.5,
+                )
+            })
+            .collect();
+        changes.push(upsert_cluster(cluster(&id, parks)));
+        changes.push(upsert_actor(pb::Actor {
+            kind: pb::ActorKind::Platform as i32,
+            ..actor(&format!("{id}-platform"), &[&id])
+        }));
+        for f in 0..24 {
+            let firm = format!("{id}-f{f:02}");
+            changes.push(upsert_actor(pb::Actor {
+                site_id: format!("{id}-park-{}", f % 3),
+                ..actor(&firm, &[&id])
+            }));
+            changes.push(upsert_link(pb::Link {
+                channel: pb::Channel::Virtual as i32,
+                ..link(&format!("{id}-platform"), &firm, pb::LinkKind::Platform)
+            }));
+            if f > 0 {
+                changes.push(upsert_link(pb::Link {
+                    channel: pb::Channel::Virtual as i32,
+                    ..link(&format!("{id}-f{:02}", f - 1), &firm, pb::LinkKind::Cooperation)
+                }));
+            }
+        }
+    }
+    apply(&server, changes).await;
+
+    let after = assess(&mut client, pb::AssessStageRequest::default()).await;
+    for demo_cluster in [demo::CHANGCHUN, demo::KUNSHAN, demo::CHANGNING, demo::ZHANGJIANG] {
+        let of = |rows: &[pb::StageAssessment]| rows.iter().find(|a| a.cluster_id == demo_cluster).cloned();
+        assert_eq!(of(&after), of(&before), "{demo_cluster}");
+    }
+    // Identical parks with one specialisation are no virtual whole, however
+    // many of them; the demo's one pattern stays as it was.
+    assert_eq!(patterns(&mut client).await, patterns_before);
+    assert!(after
+        .iter()
+        .filter(|a| a.cluster_id.starts_with("pad-"))
+        .all(|a| stage(a) != pb::Stage::VirtualIntegration));
+    server.stop().await;
+}
