@@ -501,23 +501,10 @@ fn calibrate(title: &str, models: Vec<clusternet::synthetic::Districts>) {
 }
 
 fn calibration(count: u64) {
-    use clusternet::synthetic::{null_models, Districts};
+    use clusternet::synthetic::{null_models, specialised_districts, Districts};
     let started = Instant::now();
     calibrate("Null models", null_models(count).collect());
-    let built: Vec<Districts> = (0..count / 4)
-        .map(|seed| Districts {
-            prefix: format!("built{seed}"),
-            clusters: 8,
-            members: 20..=80,
-            parks: 2..=3,
-            between_parks: Some(0.4),
-            online_share: 0.5,
-            platform_reach: 0.8,
-            specialised: true,
-            seed: 10_000 + seed,
-            ..Districts::default()
-        })
-        .collect();
+    let built: Vec<Districts> = specialised_districts(count / 4).collect();
     calibrate("Specialised, interacting parks joined by a platform", built);
     eprintln!("{:.1} s", started.elapsed().as_secs_f64());
 }

@@ -229,6 +229,25 @@ pub fn null_models(count: u64) -> impl Iterator<Item = Districts> {
     })
 }
 
+/// The built cases of the calibration: `count` networks of eight clusters
+/// with what the null models lack: each park draws its segments from a mix
+/// of its own, 40% of ties join two parks, half are online, and a platform
+/// is tied to 80% of members.
+pub fn specialised_districts(count: u64) -> impl Iterator<Item = Districts> {
+    (0..count).map(|seed| Districts {
+        prefix: format!("built{seed}"),
+        clusters: 8,
+        members: 20..=80,
+        parks: 2..=3,
+        between_parks: Some(0.4),
+        online_share: 0.5,
+        platform_reach: 0.8,
+        specialised: true,
+        seed: 10_000 + seed,
+        ..Districts::default()
+    })
+}
+
 /// The clusters of `config` as changes, in dependency order.
 pub fn districts(config: &Districts) -> Vec<Change> {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
