@@ -162,12 +162,10 @@ impl Evaluator<'_> {
             clusters: clusters.to_vec(),
             ..GraphFilter::default()
         };
-        let t = std::time::Instant::now();
         let assessed: HashMap<Id, _> = assess(network, &filter, self.stage)
             .into_iter()
             .map(|a| (a.cluster.clone(), a))
             .collect();
-        tracing::debug!(assess_ms = t.elapsed().as_millis() as u64, "TEMP");
         clusters
             .iter()
             .map(|cluster| {
@@ -187,11 +185,9 @@ impl Evaluator<'_> {
                     clusters: vec![cluster.clone()],
                     ..GraphFilter::default()
                 };
-                let t = std::time::Instant::now();
                 let pattern = detect(network, &own, self.stage)
                     .first()
                     .map(|p| (p.confidence, p.parts.len() as u32));
-                tracing::debug!(detect_us = t.elapsed().as_micros() as u64, "TEMP");
                 let (top, components) = own_network(network, cluster, self.rules.centrality_top_k as usize);
                 let state = ClusterState {
                     stage,
