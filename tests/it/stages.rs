@@ -81,6 +81,11 @@ fn factor(score: &pb::StageScore, name: &str) -> f64 {
     score.factors.iter().find(|f| f.name == name).unwrap().value
 }
 
+/// The names of a stage's unmet gates.
+fn unmet_gates(score: &pb::StageScore) -> Vec<&str> {
+    score.gates.iter().filter(|g| !g.met).map(|g| g.name.as_str()).collect()
+}
+
 async fn start() -> (tempfile::TempDir, TestServer, Analysis) {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start_demo(dir.path(), ServerConfig::default()).await;
@@ -314,6 +319,12 @@ async fn without_the_platform_and_its_virtual_ties_changning_is_no_longer_virtua
         "the evidence names the missing virtual ties"
     );
     assert!(!virtual_score.passed);
+    // Nothing joins the parks, and with their online ties gone (all the
+    // cross-park ties ran online) nothing ties them to each other either.
+    assert_eq!(
+        unmet_gates(virtual_score),
+        ["joined", "virtual_share", "place_interaction"]
+    );
     assert!(
         patterns(&mut client).await.is_empty(),
         "nothing joins the parks virtually"
@@ -403,6 +414,8 @@ async fn with_one_specialisation_for_all_three_parks_changning_is_no_virtual_who
         "the parks no longer differ: {}",
         evidence.place_distinctness
     );
+    let virtual_score = score(&changning, pb::Stage::VirtualIntegration);
+    assert_eq!(unmet_gates(virtual_score), ["place_distinctness", "specialisation_p"]);
     assert!(patterns(&mut client).await.is_empty());
     server.stop().await;
 }
@@ -440,9 +453,14 @@ async fn without_its_foreign_ties_kunshan_leaves_the_global_value_chain() {
     assert_eq!(evidence.foreign_capital_enterprises, 0);
     let global = score(&kunshan, pb::Stage::GlobalValueChain);
     assert_eq!(factor(global, "foreign_embedding"), 0.0);
+    assert_eq!(unmet_gates(global), ["foreign_share"]);
     // Assembly alone is not a complete regional chain either.
     assert_eq!(stage(&kunshan), pb::Stage::Unclassified, "{}", kunshan.explanation);
-    assert!(kunshan.explanation.contains("ruled out"));
+    let regional = score(&kunshan, pb::Stage::RegionalIntegration);
+    assert_eq!(unmet_gates(regional), ["completeness"]);
+    assert!(kunshan
+        .explanation
+        .contains("GLOBAL_VALUE_CHAIN ruled out: foreign_share 0.00 is below its floor 0.30"));
     server.stop().await;
 }
 
@@ -498,6 +516,8 @@ async fn firms_moving_from_manufacturing_into_design_show_functional_upgrading()
     assert!(functional.detected, "{functional:?}");
     assert!(functional.value_after > functional.value_before + 0.2);
     assert_eq!(functional.moved.len(), 30);
+    assert_eq!(functional.moved_up, 30);
+    assert!(!functional.shrinking_chain);
     let design = functional
         .segments
         .iter()
