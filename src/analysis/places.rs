@@ -9,7 +9,7 @@ use petgraph::unionfind::UnionFind;
 
 use crate::{
     graph::GraphFilter,
-    model::{Id, Site},
+    model::{Cluster, Id, Site},
     store::{Ix, Network},
 };
 
@@ -40,10 +40,22 @@ pub fn distance_km(a: &Site, b: &Site) -> f64 {
 pub fn places(network: &Network, filter: &GraphFilter, colocation_km: f64) -> (Vec<Place>, Vec<Vec<u32>>) {
     let mut out = Vec::new();
     let mut at: Vec<Vec<u32>> = vec![Vec::new(); network.actor_at.len()];
-    for cluster in network.clusters.values() {
-        if !filter.clusters.is_empty() && !filter.clusters.contains(&cluster.id) {
-            continue;
-        }
+    // The named clusters are looked up, not searched for: AssessStage asks
+    // for one cluster's places at a time.
+    let clusters: Vec<&Cluster> = if filter.clusters.is_empty() {
+        network.clusters.values().map(|c| &**c).collect()
+    } else {
+        let mut named: Vec<&Cluster> = filter
+            .clusters
+            .iter()
+            .filter_map(|id| network.clusters.get(id))
+            .map(|c| &**c)
+            .collect();
+        named.sort_by(|a, b| a.id.cmp(&b.id));
+        named.dedup_by(|a, b| a.id == b.id);
+        named
+    };
+    for cluster in clusters {
         let members: Vec<Ix> = network
             .member_indexes(&cluster.id)
             .filter(|ix| filter.actor(network, *ix).is_some())

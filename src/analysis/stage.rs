@@ -111,7 +111,7 @@ pub struct Evidence {
     pub specialisation_p: f64,
     /// Platform actors tied to members.
     pub platforms: Vec<Id>,
-    /// TRANSPORT cluster links between the cluster's sites.
+    /// TRANSPORT cluster links between the cluster's places.
     pub corridors: u64,
     /// The relations with other clusters the cluster is tied to: evidence of
     /// the third stage, not part of any score (a verdict must not move with
@@ -650,19 +650,7 @@ fn evaluate(
         .collect();
     let (cores, core_reach) = cores_of(network, filter, &t.members, config.core_firms.min_reach);
     let core_firm = cores.first().and_then(|r| network.actor(r.actor).map(|a| a.id.clone()));
-    let place_sites: HashSet<&Id> = pattern
-        .iter()
-        .flat_map(|p| p.parts.iter().flat_map(|part| part.sites.iter()))
-        .collect();
-    let corridors = network
-        .cluster_links
-        .values()
-        .filter(|l| {
-            l.kind == crate::model::ClusterLinkKind::Transport
-                && place_sites.contains(&l.source)
-                && place_sites.contains(&l.target)
-        })
-        .count() as u64;
+    let corridors = pattern.as_ref().map_or(0, |p| p.corridors.len() as u64);
     let (interaction, specialisation) = pattern
         .as_ref()
         .map(|p| (p.interaction.clone(), p.specialisation.clone()))

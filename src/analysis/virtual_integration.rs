@@ -54,7 +54,7 @@ use super::{
 };
 use crate::{
     graph::GraphFilter,
-    model::{ActorKind, Channel, ClusterLinkKind, Date, Id, LinkKind, Segment},
+    model::{ActorKind, Channel, ClusterLinkKey, ClusterLinkKind, Date, Id, LinkKind, Segment},
     store::{Ix, Network},
 };
 
@@ -246,7 +246,22 @@ impl ClusterPlaces {
             .flat_map(|(p, place)| place.sites.iter().map(move |s| (s, p)))
             .collect();
         let (mut platform_links, mut corridors) = (Vec::new(), Vec::new());
-        for link in network.cluster_links.values() {
+        // Links between two of the cluster's sites: TRANSPORT and PLATFORM
+        // are undirected, stored from their lower end, so each is found in
+        // the key range of one of its sites (not by scanning every link).
+        let from_sites = places.iter().flat_map(|p| p.sites.iter()).flat_map(|site| {
+            let start = ClusterLinkKey {
+                source: site.clone(),
+                target: Id::from(""),
+                kind: ClusterLinkKind::Transport,
+            };
+            network
+                .cluster_links
+                .range(start..)
+                .take_while(move |(key, _)| key.source == *site)
+                .map(|(_, link)| link)
+        });
+        for link in from_sites {
             let (Some(&a), Some(&b)) = (place_of_site.get(&link.source), place_of_site.get(&link.target)) else {
                 continue;
             };
