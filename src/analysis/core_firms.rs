@@ -120,6 +120,7 @@ pub struct Reach {
 /// The core firms among `members`, most reach first, and the best reach of
 /// any member not supplied by a core.
 fn find_cores<S: BuildHasher>(
+    network: &Network,
     supply: &SupplyNetwork,
     members: &std::collections::HashSet<Ix, S>,
     min_reach: f64,
@@ -139,7 +140,14 @@ fn find_cores<S: BuildHasher>(
             (reach, upstream)
         })
         .collect();
-    all.sort_by(|a, b| b.0.reach.total_cmp(&a.0.reach).then(a.0.actor.cmp(&b.0.actor)));
+    // Equal reach is ordered by actor id, not index: an actor's index
+    // depends on when it was stored, and the answer must not.
+    let id_of = |ix: Ix| network.actor(ix).map(|a| a.id.clone());
+    all.sort_by(|a, b| {
+        b.0.reach
+            .total_cmp(&a.0.reach)
+            .then_with(|| id_of(a.0.actor).cmp(&id_of(b.0.actor)))
+    });
     let candidates: HashSet<Ix> = all
         .iter()
         .filter(|(r, _)| r.reach >= min_reach)
@@ -168,7 +176,12 @@ pub fn cores_of<S: BuildHasher>(
     members: &std::collections::HashSet<Ix, S>,
     min_reach: f64,
 ) -> (Vec<Reach>, f64) {
-    find_cores(&SupplyNetwork::new(network, filter, members), members, min_reach)
+    find_cores(
+        network,
+        &SupplyNetwork::new(network, filter, members),
+        members,
+        min_reach,
+    )
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -219,7 +232,7 @@ pub fn core_firms(network: &Network, filter: &GraphFilter, cluster: &Id, config:
         .filter(|ix| filter.actor(network, *ix).is_some())
         .collect();
     let supply = SupplyNetwork::new(network, filter, &members);
-    let (cores, best_reach) = find_cores(&supply, &members, config.core_firms.min_reach);
+    let (cores, best_reach) = find_cores(network, &supply, &members, config.core_firms.min_reach);
     let core_set: HashSet<Ix> = cores.iter().map(|r| r.actor).collect();
     let id_of = |ix: Ix| network.actor(ix).map(|a| a.id.clone()).unwrap_or_default();
     let cores = cores

@@ -512,6 +512,12 @@ impl ClusterPlaces {
             ]
         };
         let confidence = factors.confidence();
+        // By id: an actor's index depends on when it was stored.
+        let mut platforms: Vec<(Id, u64)> = joining
+            .iter()
+            .filter_map(|(ix, tied)| network.actor(*ix).map(|a| (a.id.clone(), *tied)))
+            .collect();
+        platforms.sort();
         Pattern {
             cluster: self.cluster.clone(),
             parts: parts
@@ -519,10 +525,7 @@ impl ClusterPlaces {
                 .zip(&mixes)
                 .map(|(place, mix)| describe(network, place, mix, filter.as_of))
                 .collect(),
-            platforms: joining
-                .iter()
-                .filter_map(|(ix, tied)| network.actor(*ix).map(|a| (a.id.clone(), *tied)))
-                .collect(),
+            platforms,
             platform_links,
             corridors: links_between(&self.corridors),
             joining_ties,
