@@ -15,6 +15,38 @@ pub type Id = Arc<str>;
 
 /// Longest id accepted, in bytes.
 pub const MAX_ID_LEN: usize = 256;
+/// Longest name accepted (actors, clusters, sites), in bytes: a firm's
+/// registered name with its translation fits many times over.
+pub const MAX_NAME_LEN: usize = 1_024;
+/// Longest region or industry code accepted, in bytes.
+pub const MAX_CODE_LEN: usize = 128;
+/// Most sites one cluster may have: a cluster is a handful of parks; a
+/// thousand is far past any real one.
+pub const MAX_SITES: usize = 1_000;
+/// Most clusters one actor may belong to.
+pub const MAX_CLUSTERS_PER_ACTOR: usize = 256;
+
+/// Checks a free-text field's length.
+fn validate_text(field: &str, text: &str, max: usize) -> Result<()> {
+    if text.len() > max {
+        return Err(Error::invalid(
+            field,
+            format!("is {} bytes long; at most {max} allowed", text.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a list's length.
+fn validate_count(field: &str, count: usize, max: usize) -> Result<()> {
+    if count > max {
+        return Err(Error::invalid(
+            field,
+            format!("has {count} entries; at most {max} allowed"),
+        ));
+    }
+    Ok(())
+}
 
 /// Checks an identifier: non-empty, at most [`MAX_ID_LEN`] bytes, no control
 /// characters (the store uses NUL as a key separator) and no surrounding spaces.
@@ -320,9 +352,16 @@ pub struct Cluster {
 impl Cluster {
     pub fn validate(&self) -> Result<()> {
         validate_id("id", &self.id)?;
+        validate_text("name", &self.name, MAX_NAME_LEN)?;
+        validate_text("region", &self.region, MAX_CODE_LEN)?;
+        validate_text("industry", &self.industry, MAX_CODE_LEN)?;
+        validate_count("sites", self.sites.len(), MAX_SITES)?;
+        // A set, not a scan of the sites before each: linear in the list.
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::with_capacity(self.sites.len());
         for (i, site) in self.sites.iter().enumerate() {
             let at = |field: &str| format!("sites[{i}].{field}");
             validate_id(&at("id"), &site.id)?;
+            validate_text(&at("name"), &site.name, MAX_NAME_LEN)?;
             if !(site.lat.is_finite() && (-90.0..=90.0).contains(&site.lat)) {
                 return Err(Error::invalid(
                     at("lat"),
@@ -338,7 +377,7 @@ impl Cluster {
             if site.id == self.id {
                 return Err(Error::invalid(at("id"), "a site id must differ from its cluster's id"));
             }
-            if self.sites[..i].iter().any(|s| s.id == site.id) {
+            if !seen.insert(&site.id) {
                 return Err(Error::invalid(at("id"), format!("site '{}' is listed twice", site.id)));
             }
         }
@@ -391,6 +430,7 @@ pub struct ActorProfile {
 impl ActorProfile {
     pub fn validate(&self) -> Result<()> {
         validate_id("actor_id", &self.actor_id)?;
+        validate_text("industry", &self.industry, MAX_CODE_LEN)?;
         validate_revenue(self.revenue)
     }
 }
@@ -425,9 +465,14 @@ pub struct Actor {
 impl Actor {
     pub fn validate(&self) -> Result<()> {
         validate_id("id", &self.id)?;
+        validate_text("name", &self.name, MAX_NAME_LEN)?;
+        validate_text("industry", &self.industry, MAX_CODE_LEN)?;
+        validate_count("cluster_ids", self.cluster_ids.len(), MAX_CLUSTERS_PER_ACTOR)?;
+        let mut seen: std::collections::HashSet<&str> =
+            std::collections::HashSet::with_capacity(self.cluster_ids.len());
         for (i, cluster) in self.cluster_ids.iter().enumerate() {
             validate_id(&format!("cluster_ids[{i}]"), cluster)?;
-            if self.cluster_ids[..i].contains(cluster) {
+            if !seen.insert(cluster) {
                 return Err(Error::invalid(
                     format!("cluster_ids[{i}]"),
                     format!("cluster '{cluster}' is listed twice"),

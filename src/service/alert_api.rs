@@ -202,11 +202,11 @@ impl pb::alert_service_server::AlertService for AlertApi {
         let page = page_request(r.page_size, &r.page_token, &fingerprint)?;
         let start = match &page.after {
             Some(key) => {
-                let last: [u8; 8] = key
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| Error::invalid("page_token", "is not a token this server issued"))?;
-                u64::from_be_bytes(last) + 1
+                let forged = || Error::invalid("page_token", "is not a token this server issued");
+                let last: [u8; 8] = key.as_slice().try_into().map_err(|_| forged())?;
+                // A real token names an issued sequence; the largest u64 is
+                // none, and adding one to it would wrap to the start.
+                u64::from_be_bytes(last).checked_add(1).ok_or_else(forged)?
             }
             None => r.from_sequence.max(1),
         };

@@ -132,6 +132,14 @@ fn pagerank(
     if !personalization.is_empty() && personalization.values().all(|w| *w == 0.0) {
         return Err(Error::invalid("pagerank.personalization", "gives every node weight 0"));
     }
+    // The weights are normalised by their sum: one that overflows would make
+    // every score 0.
+    if !personalization.values().sum::<f64>().is_finite() {
+        return Err(Error::invalid(
+            "pagerank.personalization",
+            "the weights sum past the largest number; scale them down",
+        ));
+    }
     let config = PageRankConfig {
         damping,
         tolerance,
@@ -324,6 +332,12 @@ pub fn substitutes_job(
         if !(w.is_finite() && w >= 0.0) {
             return Err(Error::invalid(field, format!("{w} is not a non-negative number")));
         }
+    }
+    if !weights.iter().map(|(_, w)| w).sum::<f64>().is_finite() {
+        return Err(Error::invalid(
+            "structural_weight",
+            "the three weights sum past the largest number; scale them down",
+        ));
     }
     let (structural_weight, segment_weight, industry_weight) = if weights.iter().all(|(_, w)| *w == 0.0) {
         (

@@ -227,6 +227,13 @@ impl Store {
     /// returned handle resolves once it is applied and durable. Lets a caller
     /// prepare its next batch while this one is written.
     pub async fn submit(&self, changes: Vec<Change>, sequence: Option<Sequence>) -> Result<PendingBatch> {
+        if changes.is_empty() {
+            // A revision records a change; an empty batch would make one that records nothing.
+            return Err(Error::invalid(
+                "changes",
+                "the batch is empty: send at least one change",
+            ));
+        }
         if changes.len() > self.config.max_batch_changes {
             return Err(Error::ResourceExhausted {
                 message: format!(
@@ -236,14 +243,22 @@ impl Store {
                 ),
             });
         }
-        let changes = changes
-            .into_iter()
-            .enumerate()
-            .map(|(i, change)| {
-                let at = format!("changes[{i}].{}", change.field_name());
-                change.validated().map_err(|e| e.within(&at))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        // Off the runtime's workers: a batch of a few megabytes takes
+        // milliseconds to check, and health checks must not wait for it.
+        let changes = tokio::task::spawn_blocking(move || {
+            changes
+                .into_iter()
+                .enumerate()
+                .map(|(i, change)| {
+                    let at = format!("changes[{i}].{}", change.field_name());
+                    change.validated().map_err(|e| e.within(&at))
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .await
+        .map_err(|_| Error::Unavailable {
+            message: "the batch's validation was interrupted".into(),
+        })??;
         let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let Some(queue) = queue else {
             return Err(shutting_down());

@@ -517,6 +517,38 @@ async fn rules_are_validated_by_field_persisted_and_listing_filters_and_pages() 
     .await;
     assert_eq!(crossing.len(), 7, "{crossing:?}");
     assert!(crossing.windows(2).all(|w| w[0].sequence < w[1].sequence));
+    // A real token, its sequence forged to the largest u64, does not wrap
+    // around to the first alert.
+    let first_page = pb::ListAlertsRequest {
+        kinds: vec![pb::AlertKind::CrossInvestmentAdded as i32],
+        page_size: 2,
+        ..Default::default()
+    };
+    let token = client
+        .list_alerts(first_page.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .next_page_token;
+    let forged = {
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut bytes = engine.decode(token).unwrap();
+        let key = bytes.len() - 8;
+        bytes[key..].copy_from_slice(&u64::MAX.to_be_bytes());
+        engine.encode(bytes)
+    };
+    let bad = client
+        .list_alerts(pb::ListAlertsRequest {
+            page_token: forged,
+            ..first_page
+        })
+        .await;
+    assert_status(
+        bad,
+        Code::InvalidArgument,
+        "page_token: is not a token this server issued",
+    );
     let about_b = listed(
         &mut client,
         pb::ListAlertsRequest {

@@ -301,6 +301,19 @@ async fn bad_parameters_name_their_field() {
             "pagerank.personalization[nobody]",
         ),
         (
+            "personalisation weights whose sum overflows",
+            pagerank(pb::PageRankParams {
+                personalization: [
+                    (demo::FAW.to_string(), 1e308),
+                    (demo::KUNSHAN_GOVERNMENT.to_string(), 1e308),
+                ]
+                .into(),
+                ..Default::default()
+            }),
+            Code::InvalidArgument,
+            "pagerank.personalization: the weights sum past the largest number",
+        ),
+        (
             "negative samples",
             pb::CentralityRequest {
                 measure: pb::CentralityMeasure::Betweenness as i32,
@@ -612,6 +625,20 @@ async fn the_two_tier_1_suppliers_of_a_supporting_system_substitute_each_other()
             .await,
         Code::InvalidArgument,
         "segment_weight",
+    );
+    // Weights are normalised by their sum: one that overflows is refused,
+    // not answered with every score 0.
+    assert_status(
+        client
+            .substitutes(pb::SubstitutesRequest {
+                actor_id: demo::FAW.into(),
+                structural_weight: 1e308,
+                segment_weight: 1e308,
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "sum past the largest number",
     );
     server.stop().await;
 }

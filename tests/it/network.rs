@@ -432,6 +432,67 @@ async fn each_bad_input_gets_its_status_and_names_its_field() {
             "changes[0].delete_actor.id",
         ),
         (
+            "a batch with no changes",
+            batch(vec![]),
+            Code::InvalidArgument,
+            "changes: the batch is empty",
+        ),
+        (
+            "a name over 1,024 bytes",
+            one(upsert_actor(pb::Actor {
+                name: "n".repeat(1_025),
+                ..actor("long", &[])
+            })),
+            Code::InvalidArgument,
+            "changes[0].upsert_actor.name: is 1025 bytes long; at most 1024 allowed",
+        ),
+        (
+            "a site name over 1,024 bytes",
+            one(upsert_cluster(cluster(
+                "c2",
+                vec![pb::Site {
+                    name: "s".repeat(2_000),
+                    ..site("s1", 31.0, 121.0)
+                }],
+            ))),
+            Code::InvalidArgument,
+            "changes[0].upsert_cluster.sites[0].name",
+        ),
+        (
+            "more than 1,000 sites",
+            one(upsert_cluster(cluster(
+                "c3",
+                (0..1_001).map(|i| site(&format!("s{i}"), 31.0, 121.0)).collect(),
+            ))),
+            Code::InvalidArgument,
+            "changes[0].upsert_cluster.sites: has 1001 entries; at most 1000 allowed",
+        ),
+        (
+            "a site listed twice among a thousand",
+            one(upsert_cluster(cluster(
+                "c4",
+                (0..1_000)
+                    .map(|i| site(&format!("s{}", i.min(998)), 31.0, 121.0))
+                    .collect(),
+            ))),
+            Code::InvalidArgument,
+            "changes[0].upsert_cluster.sites[999].id: site 's998' is listed twice",
+        ),
+        (
+            "more than 256 clusters for one actor",
+            one(upsert_actor(actor(
+                "many",
+                &(0..257)
+                    .map(|i| format!("k{i}"))
+                    .collect::<Vec<_>>()
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>(),
+            ))),
+            Code::InvalidArgument,
+            "changes[0].upsert_actor.cluster_ids: has 257 entries",
+        ),
+        (
             "batch over the configured size",
             batch((0..51).map(|n| upsert_actor(actor(&format!("n{n}"), &[]))).collect()),
             Code::ResourceExhausted,
@@ -458,6 +519,24 @@ async fn each_bad_input_gets_its_status_and_names_its_field() {
         Code::InvalidArgument,
         "id",
     );
+    // An error never carries a long input back whole.
+    let long_id = "x".repeat(100_000);
+    for status in [
+        client
+            .get_actor(pb::GetActorRequest { id: long_id.clone() })
+            .await
+            .expect_err("no such actor"),
+        client
+            .get_neighborhood(pb::GetNeighborhoodRequest {
+                actor_id: long_id.clone(),
+                depth: 1,
+                ..Default::default()
+            })
+            .await
+            .expect_err("no such actor"),
+    ] {
+        assert!(status.message().len() <= 1_100, "{} bytes", status.message().len());
+    }
     assert_status(
         client
             .list_actors(pb::ListActorsRequest {
