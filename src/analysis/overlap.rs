@@ -323,15 +323,24 @@ pub fn for_each_pair(
     control.progress("profiles", 0, 1);
     let profiles = profiles(network, &job.filter, &involved);
     let ids: Vec<&Id> = profiles.by_cluster.keys().collect();
-    let pairs: Vec<(&Id, &Id)> = match &job.pairs {
-        Pairs::One(a, b) => vec![(a, b)],
-        Pairs::Against(a) => ids.iter().filter(|id| **id != a).map(|id| (a, *id)).collect(),
-        Pairs::All => (0..ids.len())
-            .flat_map(|i| ((i + 1)..ids.len()).map(move |j| (i, j)))
-            .map(|(i, j)| (ids[i], ids[j]))
-            .collect(),
+    // Pairs are made a chunk at a time, never all at once: 50,000 clusters
+    // have 1.25 billion pairs, 20 GB as a list.
+    let n = ids.len();
+    let (mut pairs, total): (Box<dyn Iterator<Item = (&Id, &Id)> + '_>, u64) = match &job.pairs {
+        Pairs::One(a, b) => (Box::new(std::iter::once((a, b))), 1),
+        Pairs::Against(a) => (
+            Box::new(ids.iter().filter(move |id| **id != a).map(move |id| (a, *id))),
+            ids.iter().filter(|id| **id != a).count() as u64,
+        ),
+        Pairs::All => (
+            Box::new(
+                (0..n)
+                    .flat_map(move |i| ((i + 1)..n).map(move |j| (i, j)))
+                    .map(|(i, j)| (ids[i], ids[j])),
+            ),
+            n as u64 * n.saturating_sub(1) as u64 / 2,
+        ),
     };
-    let total = pairs.len() as u64;
     let compare = |(a, b): &(&Id, &Id)| -> PairOverlap {
         let (pa, pb) = (&profiles.by_cluster[*a], &profiles.by_cluster[*b]);
         let dimensions = job
@@ -362,15 +371,23 @@ pub fn for_each_pair(
             dimensions,
         }
     };
-    for (chunk_no, chunk) in pairs.chunks(PAIR_CHUNK).enumerate() {
+    let mut compared = 0usize;
+    let mut chunk: Vec<(&Id, &Id)> = Vec::with_capacity(PAIR_CHUNK);
+    loop {
+        chunk.clear();
+        chunk.extend(pairs.by_ref().take(PAIR_CHUNK));
+        if chunk.is_empty() {
+            break;
+        }
         control.check().map_err(|_| crate::Error::Cancelled)?;
-        control.progress("overlap", (chunk_no * PAIR_CHUNK) as u64, total);
+        control.progress("overlap", compared as u64, total);
         let done: Vec<PairOverlap> = chunk.par_iter().map(compare).collect();
+        compared += done.len();
         for pair in done {
             emit(pair)?;
         }
     }
-    Ok(pairs.len())
+    Ok(compared)
 }
 
 #[cfg(test)]
