@@ -63,6 +63,10 @@ struct ServeArgs {
     /// Heavy analyses run at once; more get RESOURCE_EXHAUSTED.
     #[arg(long, env = "CLUSTERNET_MAX_ANALYSES", default_value_t = 2)]
     max_analyses: usize,
+    /// Seconds an analysis waits for a client that stopped reading its
+    /// stream before it is cancelled and its slot freed.
+    #[arg(long, env = "CLUSTERNET_STALL_TIMEOUT", default_value_t = 30)]
+    stall_timeout: u64,
     /// Applied batches kept for WatchChanges, counting back from the latest
     /// (0 keeps all). Older ones are dropped at checkpoints.
     #[arg(long, env = "CLUSTERNET_HISTORY_REVISIONS", default_value_t = 100_000)]
@@ -187,6 +191,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
     tracing::info!(%address, "clusternet listening");
     let server_config = ServerConfig {
         max_analyses: args.max_analyses,
+        stall_timeout: std::time::Duration::from_secs(args.stall_timeout.max(1)),
         stage,
         ..ServerConfig::default()
     };

@@ -56,18 +56,22 @@ pub struct AnalysisApi {
     store: Arc<Store>,
     slots: Arc<Semaphore>,
     max_running: usize,
+    stall_timeout: Duration,
     /// Weights, thresholds and smile curve of the stage analyses.
     stage_config: Arc<StageConfig>,
 }
 
 impl AnalysisApi {
     /// `max_running`: heavy analyses allowed at once; more get RESOURCE_EXHAUSTED.
-    pub fn new(store: Arc<Store>, max_running: usize, stage_config: StageConfig) -> Self {
+    /// `stall_timeout`: how long a result waits for a client that stopped
+    /// reading before the analysis is cancelled and frees its slot.
+    pub fn new(store: Arc<Store>, max_running: usize, stall_timeout: Duration, stage_config: StageConfig) -> Self {
         let max_running = max_running.max(1);
         AnalysisApi {
             store,
             slots: Arc::new(Semaphore::new(max_running)),
             max_running,
+            stall_timeout,
             stage_config: Arc::new(stage_config),
         }
     }
@@ -86,6 +90,9 @@ impl AnalysisApi {
             ))
         })?;
         let (sender, receiver) = mpsc::channel(16);
+        let stall_timeout = self.stall_timeout;
+        let stalled = Arc::new(AtomicBool::new(false));
+        let stalled_flag = stalled.clone();
         let cancel = Arc::new(AtomicBool::new(false));
         let flag = cancel.clone();
         let span = tracing::Span::current();
@@ -109,7 +116,12 @@ impl AnalysisApi {
                 let _ = progress.try_send(Ok(progress_event(event)));
             };
             let control = Control::new(&flag, &report, PROGRESS_INTERVAL).with_deadline(deadline);
-            let sink = Sink { sender: sender.clone() };
+            let sink = Sink {
+                sender: sender.clone(),
+                stall_timeout,
+                stalled: stalled_flag,
+                runtime: tokio::runtime::Handle::current(),
+            };
             let finished = AtomicBool::new(false);
             std::thread::scope(|scope| {
                 scope.spawn(|| heartbeat(&finished, &flag, &last, &sender, progress_event));
@@ -119,13 +131,13 @@ impl AnalysisApi {
                     Ok(()) => {}
                     Err(Error::Cancelled) if control.expired() => {
                         tracing::info!("analysis stopped at its deadline");
-                        let _ = sender.blocking_send(Err(Status::deadline_exceeded(
+                        let _ = sink.deliver(Err(Status::deadline_exceeded(
                             "the analysis did not finish before the call's deadline (grpc-timeout)",
                         )));
                     }
                     Err(Error::Cancelled) => tracing::info!("analysis cancelled"),
                     Err(error) => {
-                        let _ = sender.blocking_send(Err(error.into()));
+                        let _ = sink.deliver(Err(error.into()));
                     }
                 }
             });
@@ -136,6 +148,8 @@ impl AnalysisApi {
         Ok(EventStream {
             inner: ReceiverStream::new(receiver),
             cancel,
+            stalled,
+            stall_timeout,
         })
     }
 }
@@ -164,14 +178,41 @@ fn heartbeat<E>(
     }
 }
 
-/// Where a job sends its events; a failed send means the client is gone.
+/// Where a job sends its events; a failed send means the client is gone,
+/// or stopped reading for longer than the stall timeout.
 struct Sink<E> {
     sender: mpsc::Sender<Result<E, Status>>,
+    stall_timeout: Duration,
+    stalled: Arc<AtomicBool>,
+    /// Taken on the blocking pool, so `deliver` can wait from any thread
+    /// (rayon's too) without a runtime context of its own.
+    runtime: tokio::runtime::Handle,
 }
 
 impl<E> Sink<E> {
     fn send(&self, event: E) -> Result<()> {
-        self.sender.blocking_send(Ok(event)).map_err(|_| Error::Cancelled)
+        self.deliver(Ok(event))
+    }
+
+    /// Waits at most the stall timeout for room in the stream: a client that
+    /// never reads must not hold an analysis slot (and a blocking thread)
+    /// forever.
+    fn deliver(&self, item: Result<E, Status>) -> Result<()> {
+        match self
+            .runtime
+            .block_on(tokio::time::timeout(self.stall_timeout, self.sender.send(item)))
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Error::Cancelled),
+            Err(_) => {
+                self.stalled.store(true, Ordering::Relaxed);
+                tracing::warn!(
+                    stall_seconds = self.stall_timeout.as_secs_f64(),
+                    "the client stopped reading; analysis cancelled"
+                );
+                Err(Error::Cancelled)
+            }
+        }
     }
 
     /// Sends `rows` in messages of at most ROWS_PER_MESSAGE, each made by `event`.
@@ -195,13 +236,26 @@ impl<E> Sink<E> {
 pub struct EventStream<E> {
     inner: ReceiverStream<Result<E, Status>>,
     cancel: Arc<AtomicBool>,
+    /// Set when the job gave up on a client that stopped reading: the
+    /// stream then ends with ABORTED, not as if the results were complete.
+    stalled: Arc<AtomicBool>,
+    stall_timeout: Duration,
 }
 
 impl<E> Stream for EventStream<E> {
     type Item = Result<E, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut self.inner).poll_next(cx)
+        match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Ready(None) if self.stalled.swap(false, Ordering::Relaxed) => {
+                Poll::Ready(Some(Err(Status::aborted(format!(
+                    "the client read nothing for {} s, so the analysis was cancelled and its results are \
+                     incomplete; read the stream as it comes, or call again",
+                    self.stall_timeout.as_secs()
+                )))))
+            }
+            other => other,
+        }
     }
 }
 

@@ -24,6 +24,9 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// Heavy analyses run at once; more get RESOURCE_EXHAUSTED.
     pub max_analyses: usize,
+    /// How long an analysis waits for a client that stopped reading before
+    /// it is cancelled and frees its slot.
+    pub stall_timeout: std::time::Duration,
     /// Weights, thresholds and smile curve of the stage analyses.
     pub stage: StageConfig,
 }
@@ -33,6 +36,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_message_bytes: 64 << 20,
             max_analyses: 2,
+            stall_timeout: std::time::Duration::from_secs(30),
             stage: StageConfig::default(),
         }
     }
@@ -68,8 +72,13 @@ pub async fn serve(
         .build_v1alpha()
         .expect("the compiled descriptor sets are valid");
 
-    let analysis = AnalysisServiceServer::new(AnalysisApi::new(store.clone(), config.max_analyses, config.stage))
-        .max_encoding_message_size(config.max_message_bytes);
+    let analysis = AnalysisServiceServer::new(AnalysisApi::new(
+        store.clone(),
+        config.max_analyses,
+        config.stall_timeout,
+        config.stage,
+    ))
+    .max_encoding_message_size(config.max_message_bytes);
     let (stop_feeds, feeds_stop) = tokio::sync::watch::channel(false);
     let alert = alerts.map(|alerts| AlertServiceServer::new(AlertApi::new(alerts, feeds_stop.clone())));
     let network = NetworkServiceServer::new(NetworkApi::new(store, feeds_stop))

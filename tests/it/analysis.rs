@@ -223,6 +223,80 @@ async fn a_cancelled_analysis_stops_and_frees_its_slot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_stop_reading_lose_their_analyses_and_free_the_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        max_analyses: 2,
+        stall_timeout: Duration::from_secs(1),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_configured(dir.path(), Default::default(), config).await;
+    // 600 clusters: ClusterOverlap of all pairs is 179,700 rows, far more
+    // than the stream's buffers and HTTP/2 windows hold.
+    let changes = generate(&SyntheticConfig {
+        clusters: 600,
+        actors: 6_000,
+        links: 20_000,
+        ..SyntheticConfig::default()
+    });
+    for chunk in changes.chunks(10_000) {
+        server.store().apply(chunk.to_vec()).await.unwrap();
+    }
+    // Two clients each start one and never read past the first message.
+    // Their connections keep HTTP/2's smallest windows (64 KiB), so the
+    // server soon has nowhere to put the rows.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let channel = tonic::transport::Endpoint::from_shared(server.url())
+            .unwrap()
+            .initial_stream_window_size(65_535)
+            .initial_connection_window_size(65_535)
+            .connect()
+            .await
+            .unwrap();
+        let mut client = AnalysisServiceClient::new(channel);
+        let mut stream = client
+            .cluster_overlap(pb::ClusterOverlapRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        stream.message().await.unwrap();
+        held.push((client, stream));
+    }
+    let mut client = analysis(&server).await;
+    let cheap = pb::CentralityRequest {
+        measure: pb::CentralityMeasure::Degree as i32,
+        ..Default::default()
+    };
+    let first = client.centrality(cheap.clone()).await;
+    assert_status(first, Code::ResourceExhausted, "analyses are already running");
+    // Within the stall timeout (and the time to fill the buffers) the two
+    // are cancelled and everyone else is served again.
+    let mut tries = 0;
+    while let Err(status) = client.centrality(cheap.clone()).await {
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status}");
+        tries += 1;
+        assert!(tries < 600, "the slots stayed taken");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A stalled client that reads again learns its results are incomplete.
+    let (_, mut stream) = held.pop().unwrap();
+    let ended = loop {
+        match stream.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("a cancelled analysis must not end as if complete"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), Code::Aborted, "{ended}");
+    assert!(ended.message().contains("read nothing for 1 s"), "{ended}");
+    // The other never reads again; it must go before a graceful stop, which
+    // waits for every call (shutdown within a bound is issue 12's, still open).
+    drop(held);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_passed_deadline_stops_the_analysis() {
     let dir = tempfile::tempdir().unwrap();
     let config = ServerConfig {
