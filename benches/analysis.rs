@@ -215,22 +215,22 @@ fn substitutes_per_actor(clusters: usize, actors: usize, links: usize) {
 
 /// AssessStage for every cluster and DetectVirtualIntegration, three runs each.
 fn stages(clusters: usize, actors: usize, links: usize) {
-    use clusternet::analysis::{stage::assess, stage_config::StageConfig, virtual_integration::detect};
+    use clusternet::analysis::{stage::assess, stage_config::StageConfig, virtual_integration::detect, Control};
     let network = synthetic_with_sites(clusters, actors, links, 3);
     let config = StageConfig::default();
     for run in 0..3 {
         let started = Instant::now();
-        let assessments = assess(&network, &Default::default(), &config);
+        let assessments = assess(&network, &Default::default(), &config, &Control::none()).unwrap();
         let assess_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        let patterns = detect(&network, &Default::default(), &config);
+        let patterns = detect(&network, &Default::default(), &config, &Control::none()).unwrap();
         let detect_seconds = started.elapsed().as_secs_f64();
         let one = clusternet::graph::GraphFilter {
             clusters: vec![clusternet::synthetic::cluster_id(run)],
             ..Default::default()
         };
         let started = Instant::now();
-        let single = assess(&network, &one, &config);
+        let single = assess(&network, &one, &config, &Control::none()).unwrap();
         let one_cluster_ms = started.elapsed().as_secs_f64() * 1000.0;
         assert_eq!(single.len(), 1);
         let mut counts = std::collections::BTreeMap::new();
@@ -452,6 +452,7 @@ fn calibrate(title: &str, models: Vec<clusternet::synthetic::Districts>) {
         stage::{assess, Stage},
         stage_config::StageConfig,
         virtual_integration::detect,
+        Control,
     };
     let config = StageConfig::default();
     let mut figures: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
@@ -461,8 +462,12 @@ fn calibrate(title: &str, models: Vec<clusternet::synthetic::Districts>) {
     for model in &models {
         let network = network_of(clusternet::synthetic::districts(model));
         networks += 1;
-        with_patterns += usize::from(!detect(&network, &Default::default(), &config).is_empty());
-        for a in assess(&network, &Default::default(), &config) {
+        with_patterns += usize::from(
+            !detect(&network, &Default::default(), &config, &Control::none())
+                .unwrap()
+                .is_empty(),
+        );
+        for a in assess(&network, &Default::default(), &config, &Control::none()).unwrap() {
             if a.evidence.places.len() < 2 {
                 continue;
             }

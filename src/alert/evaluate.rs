@@ -162,7 +162,9 @@ impl Evaluator<'_> {
             clusters: clusters.to_vec(),
             ..GraphFilter::default()
         };
-        let assessed: HashMap<Id, _> = assess(network, &filter, self.stage)
+        // The engine's rounds are not cancelled: Control::none never stops them.
+        let assessed: HashMap<Id, _> = assess(network, &filter, self.stage, &Control::none())
+            .unwrap_or_default()
             .into_iter()
             .map(|a| (a.cluster.clone(), a))
             .collect();
@@ -185,7 +187,8 @@ impl Evaluator<'_> {
                     clusters: vec![cluster.clone()],
                     ..GraphFilter::default()
                 };
-                let pattern = detect(network, &own, self.stage)
+                let pattern = detect(network, &own, self.stage, &Control::none())
+                    .unwrap_or_default()
                     .first()
                     .map(|p| (p.confidence, p.parts.len() as u32));
                 let (top, components) = own_network(network, cluster, self.rules.centrality_top_k as usize);

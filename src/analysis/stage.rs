@@ -29,6 +29,7 @@ use super::{
     fusion::IndustryLevel,
     stage_config::StageConfig,
     virtual_integration::{measure_cluster, Pattern},
+    Cancelled, Control,
 };
 use crate::{
     graph::GraphFilter,
@@ -367,7 +368,12 @@ struct Tally {
 /// figure of a cluster comes from its own network (its members, their ties
 /// and the actors at the other ends), so a verdict depends neither on which
 /// others are assessed with it nor on what else the store holds.
-pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> Vec<Assessment> {
+pub fn assess(
+    network: &Network,
+    filter: &GraphFilter,
+    config: &StageConfig,
+    control: &Control,
+) -> Result<Vec<Assessment>, Cancelled> {
     let cluster_ids: Vec<Id> = network.clusters.keys().cloned().collect();
     let regions: Vec<&str> = cluster_ids
         .iter()
@@ -573,8 +579,9 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
             let substitution = closest(c, &|o| {
                 0.625 * cosine(&mixes[c], &mixes[o]) + 0.375 * sparse_cosine(&industry_vectors[c], &industry_vectors[o])
             });
-            let pattern = measure_cluster(network, filter, config, id);
-            evaluate(
+            control.check()?;
+            let pattern = measure_cluster(network, filter, config, id, control)?;
+            Ok(evaluate(
                 network,
                 filter,
                 config,
@@ -585,7 +592,7 @@ pub fn assess(network: &Network, filter: &GraphFilter, config: &StageConfig) -> 
                 pattern,
                 overlap,
                 substitution,
-            )
+            ))
         })
         .collect()
 }
@@ -855,7 +862,13 @@ mod tests {
     #[test]
     fn the_demo_clusters_are_in_the_articles_stages() {
         let network = demo_network();
-        let assessments = assess(&network, &GraphFilter::default(), &StageConfig::default());
+        let assessments = assess(
+            &network,
+            &GraphFilter::default(),
+            &StageConfig::default(),
+            &Control::none(),
+        )
+        .unwrap();
         let stage = |id: &str| assessments.iter().find(|a| &*a.cluster == id).unwrap().stage;
         assert_eq!(stage(demo::CHANGCHUN), Stage::RegionalIntegration);
         assert_eq!(stage(demo::KUNSHAN), Stage::GlobalValueChain);
@@ -872,13 +885,19 @@ mod tests {
     #[test]
     fn a_cluster_assessed_alone_gets_the_same_figures_as_with_all_the_others() {
         let network = demo_network();
-        let all = assess(&network, &GraphFilter::default(), &StageConfig::default());
+        let all = assess(
+            &network,
+            &GraphFilter::default(),
+            &StageConfig::default(),
+            &Control::none(),
+        )
+        .unwrap();
         for cluster in [demo::CHANGNING, demo::KUNSHAN] {
             let filter = GraphFilter {
                 clusters: vec![cluster.into()],
                 ..GraphFilter::default()
             };
-            let alone = assess(&network, &filter, &StageConfig::default());
+            let alone = assess(&network, &filter, &StageConfig::default(), &Control::none()).unwrap();
             let together = all.iter().find(|a| &*a.cluster == cluster).unwrap();
             assert_eq!(alone, std::slice::from_ref(together));
         }

@@ -51,6 +51,7 @@ use super::{
     places::{places, Place},
     stage::{distinctness, segment_mix, Gate},
     stage_config::StageConfig,
+    Cancelled, Control,
 };
 use crate::{
     graph::GraphFilter,
@@ -176,42 +177,56 @@ const FINAL_CUSTOMER_SEGMENTS: [Segment; 3] = [Segment::Sales, Segment::Consumpt
 
 /// Finds the virtual-integration patterns among the places of each cluster
 /// in the filter (all when it names none), most confident first.
-pub fn detect(network: &Network, filter: &GraphFilter, config: &StageConfig) -> Vec<Pattern> {
+pub fn detect(
+    network: &Network,
+    filter: &GraphFilter,
+    config: &StageConfig,
+    control: &Control,
+) -> Result<Vec<Pattern>, Cancelled> {
     let clusters: Vec<&Id> = if filter.clusters.is_empty() {
         network.clusters.keys().collect()
     } else {
         filter.clusters.iter().collect()
     };
-    let mut patterns: Vec<Pattern> = clusters
+    let found: Vec<Vec<Pattern>> = clusters
         .par_iter()
-        .flat_map_iter(|cluster| {
+        .map(|cluster| {
+            control.check()?;
             let layout = ClusterPlaces::new(network, filter, config, cluster);
-            layout
-                .joined_groups()
-                .into_iter()
-                .filter(|group| group.len() >= 2)
-                .map(|group| layout.measure(network, filter, config, &group))
-                .filter(Pattern::holds)
-                .collect::<Vec<_>>()
+            let mut found = Vec::new();
+            for group in layout.joined_groups().into_iter().filter(|group| group.len() >= 2) {
+                let pattern = layout.measure(network, filter, config, &group, control)?;
+                if pattern.holds() {
+                    found.push(pattern);
+                }
+            }
+            Ok(found)
         })
-        .collect();
+        .collect::<Result<_, Cancelled>>()?;
+    let mut patterns: Vec<Pattern> = found.into_iter().flatten().collect();
     patterns.sort_by(|a, b| {
         b.confidence
             .total_cmp(&a.confidence)
             .then_with(|| a.parts[0].place.cmp(&b.parts[0].place))
     });
-    patterns
+    Ok(patterns)
 }
 
 /// All of a cluster's places (those with members the filter keeps) measured
 /// as one whole, whether or not it holds; None when no member is at a place.
-pub fn measure_cluster(network: &Network, filter: &GraphFilter, config: &StageConfig, cluster: &Id) -> Option<Pattern> {
+pub fn measure_cluster(
+    network: &Network,
+    filter: &GraphFilter,
+    config: &StageConfig,
+    cluster: &Id,
+    control: &Control,
+) -> Result<Option<Pattern>, Cancelled> {
     let layout = ClusterPlaces::new(network, filter, config, cluster);
     if layout.places.is_empty() {
-        return None;
+        return Ok(None);
     }
     let all: Vec<usize> = (0..layout.places.len()).collect();
-    Some(layout.measure(network, filter, config, &all))
+    layout.measure(network, filter, config, &all, control).map(Some)
 }
 
 /// A cluster's places and what joins them.
@@ -331,7 +346,14 @@ impl ClusterPlaces {
     }
 
     /// The figures and gates of a set of this cluster's places as one whole.
-    fn measure(&self, network: &Network, filter: &GraphFilter, config: &StageConfig, set: &[usize]) -> Pattern {
+    fn measure(
+        &self,
+        network: &Network,
+        filter: &GraphFilter,
+        config: &StageConfig,
+        set: &[usize],
+        control: &Control,
+    ) -> Result<Pattern, Cancelled> {
         let in_set = |p: usize| set.contains(&p);
         let local = |p: usize| set.iter().position(|q| *q == p);
         // Platforms join the set when tied to enough members at two of its places.
@@ -417,7 +439,7 @@ impl ClusterPlaces {
             .collect();
         ordered.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let parts: Vec<&Place> = set.iter().map(|p| &self.places[*p]).collect();
-        let specialisation = specialisation_test(&self.cluster, &parts, &ordered);
+        let specialisation = specialisation_test(&self.cluster, &parts, &ordered, control)?;
         let mixes = mixes_of(set.len(), ordered.iter().map(|(_, l, mix)| (*l, mix)));
         let mut union_mix = [0.0; 8];
         for mix in &mixes {
@@ -518,7 +540,7 @@ impl ClusterPlaces {
             .filter_map(|(ix, tied)| network.actor(*ix).map(|a| (a.id.clone(), *tied)))
             .collect();
         platforms.sort();
-        Pattern {
+        Ok(Pattern {
             cluster: self.cluster.clone(),
             parts: parts
                 .iter()
@@ -538,7 +560,7 @@ impl ClusterPlaces {
             confidence,
             threshold: config.thresholds.virtual_integration,
             gates,
-        }
+        })
     }
 }
 
@@ -555,14 +577,19 @@ fn mixes_of<'a>(places: usize, members: impl Iterator<Item = (usize, &'a [f64; 8
 
 /// The permutation test of the places' distinctness. `members` are sorted
 /// by id, so the test does not depend on the order actors were stored in.
-fn specialisation_test(cluster: &Id, parts: &[&Place], members: &[(&Id, usize, [f64; 8])]) -> Specialisation {
+fn specialisation_test(
+    cluster: &Id,
+    parts: &[&Place],
+    members: &[(&Id, usize, [f64; 8])],
+    control: &Control,
+) -> Result<Specialisation, Cancelled> {
     let observed = distinctness(&mixes_of(parts.len(), members.iter().map(|(_, l, m)| (*l, m))));
     if parts.len() < 2 {
-        return Specialisation {
+        return Ok(Specialisation {
             distinctness: observed,
             null_mean: observed,
             p_value: 1.0,
-        };
+        });
     }
     // FNV-1a over the cluster and place ids: a seed of the data alone.
     let mut seed: u64 = 0xcbf2_9ce4_8422_2325;
@@ -576,7 +603,12 @@ fn specialisation_test(cluster: &Id, parts: &[&Place], members: &[(&Id, usize, [
     let mut labels: Vec<usize> = members.iter().map(|(_, l, _)| *l).collect();
     let (mut as_distinct, mut sum) = (0usize, 0.0);
     let mut mixes = vec![[0.0; 8]; parts.len()];
-    for _ in 0..PERMUTATIONS {
+    for round in 0..PERMUTATIONS {
+        // A cluster of a million members takes seconds: the call's deadline
+        // and cancellation are honoured within it.
+        if round % 64 == 0 {
+            control.check()?;
+        }
         labels.shuffle(&mut rng);
         // The mixes are refilled in place: this loop is most of a cluster's cost.
         mixes.iter_mut().for_each(|m| *m = [0.0; 8]);
@@ -592,11 +624,11 @@ fn specialisation_test(cluster: &Id, parts: &[&Place], members: &[(&Id, usize, [
             as_distinct += 1;
         }
     }
-    Specialisation {
+    Ok(Specialisation {
         distinctness: observed,
         null_mean: sum / PERMUTATIONS as f64,
         p_value: (1 + as_distinct) as f64 / (1 + PERMUTATIONS) as f64,
-    }
+    })
 }
 
 /// A place's specialisation: its segment and industry shares.
@@ -640,7 +672,13 @@ mod tests {
     #[test]
     fn the_three_changning_parks_are_one_pattern_on_the_demo() {
         let network = network(demo::demo_changes());
-        let patterns = detect(&network, &GraphFilter::default(), &StageConfig::default());
+        let patterns = detect(
+            &network,
+            &GraphFilter::default(),
+            &StageConfig::default(),
+            &Control::none(),
+        )
+        .unwrap();
         assert_eq!(patterns.len(), 1, "{patterns:#?}");
         let places: Vec<&str> = patterns[0].parts.iter().map(|p| &*p.place).collect();
         assert_eq!(places, demo::CHANGNING_SITES);

@@ -581,8 +581,7 @@ impl AnalysisService for AnalysisApi {
         let stream = self.spawn(deadline, progress, move |control, sink| {
             let started = Instant::now();
             control.progress("assess_stage", 0, 1);
-            let assessments = assess(&snapshot.network, &filter, &config);
-            control.check()?;
+            let assessments = assess(&snapshot.network, &filter, &config, control)?;
             let count = assessments.len();
             sink.send_rows(assessments.iter().map(assessment_to_pb), |clusters| {
                 pb::AssessStageEvent {
@@ -619,8 +618,7 @@ impl AnalysisService for AnalysisApi {
         let stream = self.spawn(deadline, progress, move |control, sink| {
             let started = Instant::now();
             control.progress("detect_virtual_integration", 0, 1);
-            let patterns = detect(&snapshot.network, &filter, &config);
-            control.check()?;
+            let patterns = detect(&snapshot.network, &filter, &config, control)?;
             let count = patterns.len();
             sink.send_rows(patterns.iter().map(pattern_to_pb), |patterns| {
                 pb::DetectVirtualIntegrationEvent {

@@ -297,6 +297,63 @@ async fn clients_that_stop_reading_lose_their_analyses_and_free_the_slots() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passed_deadline_stops_a_stage_assessment_between_clusters() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        max_analyses: 1,
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_configured(dir.path(), Default::default(), config).await;
+    // 150 clusters of three parks: each runs a permutation test.
+    let changes = generate(&SyntheticConfig {
+        clusters: 150,
+        actors: 15_000,
+        links: 30_000,
+        sites_per_cluster: 3,
+        ..SyntheticConfig::default()
+    });
+    for chunk in changes.chunks(10_000) {
+        server.store().apply(chunk.to_vec()).await.unwrap();
+    }
+    let mut client = analysis(&server).await;
+    let mut request = tonic::Request::new(pb::AssessStageRequest::default());
+    request.set_timeout(Duration::from_millis(200));
+    let ended = match client.assess_stage(request).await {
+        Err(status) => status,
+        Ok(response) => {
+            let mut stream = response.into_inner();
+            loop {
+                match stream.message().await {
+                    Ok(Some(event)) => assert!(
+                        !matches!(event.event, Some(pb::assess_stage_event::Event::Summary(_))),
+                        "the assessment should not finish within 200 ms"
+                    ),
+                    Ok(None) => panic!("the stream ended without a status"),
+                    Err(status) => break status,
+                }
+            }
+        }
+    };
+    assert!(
+        matches!(ended.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{ended}"
+    );
+    // The slot comes back.
+    let cheap = pb::CentralityRequest {
+        measure: pb::CentralityMeasure::Degree as i32,
+        ..Default::default()
+    };
+    let mut tries = 0;
+    while let Err(status) = client.centrality(cheap.clone()).await {
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        tries += 1;
+        assert!(tries < 100, "the expired assessment kept its slot");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_passed_deadline_stops_the_analysis() {
     let dir = tempfile::tempdir().unwrap();
     let config = ServerConfig {
