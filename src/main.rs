@@ -67,6 +67,10 @@ struct ServeArgs {
     /// stream before it is cancelled and its slot freed.
     #[arg(long, env = "CLUSTERNET_STALL_TIMEOUT", default_value_t = 30)]
     stall_timeout: u64,
+    /// Seconds a shutdown (SIGINT, SIGTERM) waits for open calls before it
+    /// cuts them; feeds, imports and analyses are told to end at once.
+    #[arg(long, env = "CLUSTERNET_SHUTDOWN_GRACE", default_value_t = 10)]
+    shutdown_grace: u64,
     /// Applied batches kept for WatchChanges, counting back from the latest
     /// (0 keeps all). Older ones are dropped at checkpoints.
     #[arg(long, env = "CLUSTERNET_HISTORY_REVISIONS", default_value_t = 100_000)]
@@ -192,6 +196,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
     let server_config = ServerConfig {
         max_analyses: args.max_analyses,
         stall_timeout: std::time::Duration::from_secs(args.stall_timeout.max(1)),
+        shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),
         stage,
         ..ServerConfig::default()
     };

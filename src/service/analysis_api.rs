@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Request, Response, Status};
 
@@ -57,6 +57,8 @@ pub struct AnalysisApi {
     slots: Arc<Semaphore>,
     max_running: usize,
     stall_timeout: Duration,
+    /// Turns true when the server shuts down: running analyses are cancelled.
+    shutdown: watch::Receiver<bool>,
     /// Weights, thresholds and smile curve of the stage analyses.
     stage_config: Arc<StageConfig>,
 }
@@ -65,13 +67,20 @@ impl AnalysisApi {
     /// `max_running`: heavy analyses allowed at once; more get RESOURCE_EXHAUSTED.
     /// `stall_timeout`: how long a result waits for a client that stopped
     /// reading before the analysis is cancelled and frees its slot.
-    pub fn new(store: Arc<Store>, max_running: usize, stall_timeout: Duration, stage_config: StageConfig) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        max_running: usize,
+        stall_timeout: Duration,
+        shutdown: watch::Receiver<bool>,
+        stage_config: StageConfig,
+    ) -> Self {
         let max_running = max_running.max(1);
         AnalysisApi {
             store,
             slots: Arc::new(Semaphore::new(max_running)),
             max_running,
             stall_timeout,
+            shutdown,
             stage_config: Arc::new(stage_config),
         }
     }
@@ -95,6 +104,21 @@ impl AnalysisApi {
         let stalled_flag = stalled.clone();
         let cancel = Arc::new(AtomicBool::new(false));
         let flag = cancel.clone();
+        // At shutdown the job is cancelled and its client told to call again.
+        let shutting_down = Arc::new(AtomicBool::new(false));
+        let (finished_tx, finished_rx) = tokio::sync::oneshot::channel::<()>();
+        {
+            let (cancel, shutting_down, mut shutdown) = (cancel.clone(), shutting_down.clone(), self.shutdown.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => {
+                        shutting_down.store(true, Ordering::Relaxed);
+                        cancel.store(true, Ordering::Relaxed);
+                    }
+                    _ = finished_rx => {}
+                }
+            });
+        }
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
@@ -129,6 +153,12 @@ impl AnalysisApi {
                 finished.store(true, Ordering::Relaxed);
                 match outcome {
                     Ok(()) => {}
+                    Err(Error::Cancelled) if shutting_down.load(Ordering::Relaxed) => {
+                        tracing::info!("analysis cancelled at shutdown");
+                        let _ = sink.deliver(Err(Status::unavailable(
+                            "the server is shutting down; the analysis was cancelled: call again once it is back",
+                        )));
+                    }
                     Err(Error::Cancelled) if control.expired() => {
                         tracing::info!("analysis stopped at its deadline");
                         let _ = sink.deliver(Err(Status::deadline_exceeded(
@@ -144,6 +174,7 @@ impl AnalysisApi {
             // Free the slot before the senders drop and the client sees the
             // stream end, so a client that calls again at once finds it free.
             drop(permit);
+            let _ = finished_tx.send(());
         });
         Ok(EventStream {
             inner: ReceiverStream::new(receiver),

@@ -145,10 +145,29 @@ impl NetworkService for NetworkApi {
             )
         };
         let mut ended = false;
+        let mut shutdown = self.shutdown.clone();
         loop {
             // Keep the pipeline full while the stream has batches.
             while !ended && in_flight.len() < PIPELINE {
-                let Some(batch) = stream.message().await? else {
+                // An idle import must not hold the server's shutdown open:
+                // it ends with UNAVAILABLE once the batches in flight land.
+                let next = tokio::select! {
+                    next = stream.message() => next?,
+                    // The guard wait_for returns is dropped inside: it is not Send.
+                    _ = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => {
+                        for pending in in_flight.drain(..) {
+                            let applied = pending.outcome().await.map_err(|e| fail(e.into(), batches, revision))?;
+                            batches += 1;
+                            revision = applied.revision;
+                            counts.add(&applied.counts);
+                        }
+                        return Err(Status::unavailable(format!(
+                            "the server is shutting down; {batches} batches were applied (revision {revision}): \
+                             send the rest again once it is back"
+                        )));
+                    }
+                };
+                let Some(batch) = next else {
                     ended = true;
                     break;
                 };

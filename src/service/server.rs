@@ -27,6 +27,8 @@ pub struct ServerConfig {
     /// How long an analysis waits for a client that stopped reading before
     /// it is cancelled and frees its slot.
     pub stall_timeout: std::time::Duration,
+    /// How long a shutdown waits for open calls before it cuts them.
+    pub shutdown_grace: std::time::Duration,
     /// Weights, thresholds and smile curve of the stage analyses.
     pub stage: StageConfig,
 }
@@ -37,6 +39,7 @@ impl Default for ServerConfig {
             max_message_bytes: 64 << 20,
             max_analyses: 2,
             stall_timeout: std::time::Duration::from_secs(30),
+            shutdown_grace: std::time::Duration::from_secs(10),
             stage: StageConfig::default(),
         }
     }
@@ -72,35 +75,51 @@ pub async fn serve(
         .build_v1alpha()
         .expect("the compiled descriptor sets are valid");
 
+    let (stop_feeds, feeds_stop) = tokio::sync::watch::channel(false);
     let analysis = AnalysisServiceServer::new(AnalysisApi::new(
         store.clone(),
         config.max_analyses,
         config.stall_timeout,
+        feeds_stop.clone(),
         config.stage,
     ))
     .max_encoding_message_size(config.max_message_bytes);
-    let (stop_feeds, feeds_stop) = tokio::sync::watch::channel(false);
     let alert = alerts.map(|alerts| AlertServiceServer::new(AlertApi::new(alerts, feeds_stop.clone())));
     let network = NetworkServiceServer::new(NetworkApi::new(store, feeds_stop))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
 
+    let (signalled, mut grace_starts) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         shutdown.await;
         tracing::info!("shutting down: no new calls, finishing those in flight");
-        // Change and alert feeds would otherwise run forever: end them with UNAVAILABLE.
+        let _ = signalled.send(true);
+        // Feeds, imports and analyses would otherwise run on: they end with
+        // UNAVAILABLE (analyses are cancelled).
         let _ = stop_feeds.send(true);
         health.set_not_serving::<NetworkServiceServer<NetworkApi>>().await;
         health.set_not_serving::<AnalysisServiceServer<AnalysisApi>>().await;
         health.set_not_serving::<AlertServiceServer<AlertApi>>().await;
     };
-    Server::builder()
+    let serving = Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(network)
         .add_service(analysis)
         .add_optional_service(alert)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+    let grace = config.shutdown_grace;
+    tokio::select! {
+        served = serving => served,
+        // A client that reads nothing can keep its call open: after the
+        // grace its connection is dropped, so shutdown has a bound.
+        _ = async move {
+            let _ = grace_starts.wait_for(|started| *started).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(grace_seconds = grace.as_secs_f64(), "calls still open after the shutdown grace; cutting them");
+            Ok(())
+        }
+    }
 }

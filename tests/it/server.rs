@@ -114,3 +114,81 @@ async fn data_and_revision_survive_a_restart_on_the_same_directory() {
 fn actor_named(id: &str) -> pb::Actor {
     actor(id, &[])
 }
+
+/// A shutdown ends every kind of open call within the grace: an idle import
+/// and a running analysis are told UNAVAILABLE at once, and a client that
+/// reads nothing is cut when the grace has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_idle_imports_running_analyses_and_silent_clients_within_the_grace() {
+    use clusternet::{
+        service::{pb::analysis_service_client::AnalysisServiceClient, server::ServerConfig},
+        synthetic::{generate, SyntheticConfig},
+    };
+    use std::time::Duration;
+    use tonic::Code;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        shutdown_grace: Duration::from_secs(2),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_configured(dir.path(), Default::default(), config).await;
+    let changes = generate(&SyntheticConfig {
+        clusters: 10,
+        actors: 4_000,
+        links: 30_000,
+        ..SyntheticConfig::default()
+    });
+    for chunk in changes.chunks(10_000) {
+        server.store().apply(chunk.to_vec()).await.unwrap();
+    }
+    // An import that sent one batch and then nothing, its stream left open.
+    let (batches, receiver) = tokio::sync::mpsc::channel(1);
+    batches
+        .send(batch(vec![upsert_actor(actor("imported", &[]))]))
+        .await
+        .unwrap();
+    let mut importer = server.client().await;
+    let import = tokio::spawn(async move {
+        importer
+            .import_changes(tokio_stream::wrappers::ReceiverStream::new(receiver))
+            .await
+    });
+    // A long analysis, read as it comes.
+    let mut analysis = AnalysisServiceClient::new(server.channel().await);
+    let mut running = analysis
+        .centrality(pb::CentralityRequest {
+            measure: pb::CentralityMeasure::Betweenness as i32,
+            weighted: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    running.message().await.unwrap();
+    // A watch whose client never reads.
+    let mut silent = server.client().await;
+    let _unread = silent
+        .watch_changes(pb::WatchChangesRequest { from_revision: 1 })
+        .await
+        .unwrap();
+
+    let stopping = tokio::spawn(server.stop());
+    let ended = loop {
+        match running.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the analysis cannot have finished"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), Code::Unavailable, "{ended}");
+    assert!(ended.message().contains("shutting down"), "{ended}");
+    let imported = import.await.unwrap().expect_err("the import is cut short");
+    assert_eq!(imported.code(), Code::Unavailable, "{imported}");
+    assert!(imported.message().contains("1 batches were applied"), "{imported}");
+    tokio::time::timeout(Duration::from_secs(30), stopping)
+        .await
+        .expect("the server stops within its grace")
+        .unwrap();
+    drop(batches);
+}
