@@ -20,6 +20,9 @@ pub enum Error {
     /// The input is well formed but conflicts with the stored data.
     #[error("{field}: {message}")]
     FailedPrecondition { field: String, message: String },
+    /// The caller's role does not allow this.
+    #[error("{field}: {message}")]
+    PermissionDenied { field: String, message: String },
     /// A configured limit was exceeded.
     #[error("{message}")]
     ResourceExhausted { message: String },

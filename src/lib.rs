@@ -10,6 +10,7 @@
 
 pub mod alert;
 pub mod analysis;
+pub mod auth;
 pub mod demo;
 pub mod error;
 pub mod graph;

@@ -41,6 +41,27 @@ enum Command {
     /// Prints the default stage-analysis settings as TOML, a starting point
     /// for `serve --config`.
     Config,
+    /// Bearer tokens for `serve --tokens`.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Makes a token, appends its hash to the tokens file (created if
+    /// missing), and prints the token once: it is not stored anywhere.
+    New {
+        /// reader (reads, analyses, watches), writer (also ApplyChanges and
+        /// ImportChanges) or admin (also cascade deletes and SetAlertRules).
+        #[arg(long)]
+        role: clusternet::auth::Role,
+        /// The tokens file `serve --tokens` reads.
+        #[arg(long)]
+        tokens: PathBuf,
+        /// A note kept beside the hash, e.g. who holds the token.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
 }
 
 #[derive(Args)]
@@ -83,6 +104,13 @@ struct ServeArgs {
     /// curve); missing values keep their defaults (`clusternet config`).
     #[arg(long, env = "CLUSTERNET_CONFIG")]
     config: Option<PathBuf>,
+    /// File of accepted bearer tokens (hashes and roles; `clusternet token
+    /// new`). Without it every call is allowed.
+    #[arg(long, env = "CLUSTERNET_TOKENS")]
+    tokens: Option<PathBuf>,
+    /// Serve on an address other than loopback without tokens and TLS.
+    #[arg(long, env = "CLUSTERNET_INSECURE")]
+    insecure: bool,
 }
 
 #[derive(Args)]
@@ -93,6 +121,9 @@ struct ImportArgs {
     /// Changes per batch (each batch is applied atomically).
     #[arg(long, default_value_t = 5_000)]
     batch_size: usize,
+    /// Bearer token for a server that checks them (a writer's).
+    #[arg(long, env = "CLUSTERNET_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Directory holding the CSV files.
     dir: PathBuf,
 }
@@ -129,11 +160,54 @@ async fn run(command: Command) -> Result<(), String> {
             print!("{}", StageConfig::default().to_toml());
             Ok(())
         }
+        Command::Token(TokenCommand::New { role, tokens, name }) => {
+            let (token, line) = clusternet::auth::new_token(role, &name);
+            append_token(&tokens, &line).map_err(|e| format!("error: cannot write {}: {e}", tokens.display()))?;
+            println!("{token}");
+            eprintln!(
+                "a {role} token; its hash is in {} (the token itself is shown only now)",
+                tokens.display()
+            );
+            Ok(())
+        }
     }
+}
+
+/// Appends a line to the tokens file, created readable by its owner only.
+fn append_token(path: &std::path::Path, line: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    writeln!(file, "{line}")
 }
 
 async fn run_server(args: ServeArgs) -> Result<(), String> {
     let started = Instant::now();
+    let tokens = match &args.tokens {
+        None => None,
+        Some(path) => {
+            let tokens = clusternet::auth::Tokens::load(path).map_err(|e| format!("error: tokens: {e}"))?;
+            if tokens.is_empty() {
+                return Err(format!(
+                    "error: {} holds no token; make one with `clusternet token new`",
+                    path.display()
+                ));
+            }
+            Some(Arc::new(tokens))
+        }
+    };
+    // This build serves plaintext only: beyond loopback, tokens would cross
+    // the network in the clear, and without them anyone could write.
+    if !args.listen.ip().is_loopback() && !args.insecure {
+        return Err(format!(
+            "error: refusing to listen on {} (not loopback) without TLS: tokens and data would cross the \
+             network in the clear. Listen on 127.0.0.1, or pass --insecure to serve anyway",
+            args.listen
+        ));
+    }
     let stage = match &args.config {
         None => StageConfig::default(),
         Some(path) => {
@@ -196,6 +270,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
     let server_config = ServerConfig {
         max_analyses: args.max_analyses,
         stall_timeout: std::time::Duration::from_secs(args.stall_timeout.max(1)),
+        tokens,
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),
         stage,
         ..ServerConfig::default()
@@ -263,9 +338,13 @@ async fn run_import(args: ImportArgs) -> Result<(), String> {
     );
     let bar = progress.clone();
     let started = Instant::now();
-    let result = upload(args.server.clone(), changes, args.batch_size, move |sent| {
-        bar.set_position(sent)
-    })
+    let result = upload(
+        args.server.clone(),
+        args.token.clone(),
+        changes,
+        args.batch_size,
+        move |sent| bar.set_position(sent),
+    )
     .await;
     progress.finish_and_clear();
     match result {

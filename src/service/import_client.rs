@@ -19,20 +19,36 @@ pub enum UploadError {
     Row { origin: String, message: String },
     #[error("the server refused the import: {0}")]
     Status(tonic::Status),
+    #[error("the token holds characters a header cannot carry")]
+    Token,
 }
 
 /// Sends `changes` in batches of `batch_size`; `on_sent` is told how many
 /// changes have gone out after each batch.
 pub async fn upload(
     server: String,
+    token: Option<String>,
     changes: Vec<SourcedChange>,
     batch_size: usize,
     on_sent: impl Fn(u64) + Send + 'static,
 ) -> Result<pb::ImportChangesResponse, UploadError> {
-    let mut client = NetworkServiceClient::connect(server)
-        .await?
-        .max_encoding_message_size(64 << 20)
-        .max_decoding_message_size(64 << 20);
+    let channel = tonic::transport::Endpoint::from_shared(server)?.connect().await?;
+    let authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> = match token {
+        None => None,
+        Some(token) => Some(
+            format!("Bearer {}", token.trim())
+                .parse()
+                .map_err(|_| UploadError::Token)?,
+        ),
+    };
+    let mut client = NetworkServiceClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+        if let Some(value) = &authorization {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    })
+    .max_encoding_message_size(64 << 20)
+    .max_decoding_message_size(64 << 20);
     let batch_size = batch_size.max(1);
     let origins: Vec<String> = changes.iter().map(|c| c.origin.to_string()).collect();
     let batches: Vec<pb::ChangeBatch> = changes

@@ -4,6 +4,7 @@
 mod alert_api;
 mod analysis_api;
 mod analysis_params;
+pub mod auth_layer;
 mod change_feed;
 pub mod convert;
 mod feed;

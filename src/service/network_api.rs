@@ -8,14 +8,16 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{
+    auth_layer::caller_role,
     change_feed::watch_changes,
     convert::{self, arc_rows},
     paging::{next_page_token, page_request},
     pb::{self, network_service_server::NetworkService},
 };
 use crate::{
+    auth::Role,
     error::Error,
-    model::{validate_id, ActorKind, Channel, ClusterLinkKey, ClusterLinkKind, Id, LinkKind, Segment},
+    model::{validate_id, ActorKind, Change, Channel, ClusterLinkKey, ClusterLinkKind, Id, LinkKind, Segment},
     store::{query, ChangeCounts, EdgeKey, PendingBatch, Sequence, Store},
 };
 
@@ -113,7 +115,9 @@ impl NetworkService for NetworkApi {
         &self,
         request: Request<pb::ChangeBatch>,
     ) -> Result<Response<pb::ApplyChangesResponse>, Status> {
+        let role = caller_role(&request);
         let changes = convert::batch_from_pb(request.into_inner())?;
+        check_cascades(role, &changes)?;
         let applied = self.store.apply(changes).await?;
         Ok(Response::new(pb::ApplyChangesResponse {
             revision: applied.revision,
@@ -126,6 +130,7 @@ impl NetworkService for NetworkApi {
         &self,
         request: Request<Streaming<pb::ChangeBatch>>,
     ) -> Result<Response<pb::ImportChangesResponse>, Status> {
+        let role = caller_role(&request);
         let mut stream = request.into_inner();
         let mut batches = 0u64;
         let mut counts = ChangeCounts::default();
@@ -171,7 +176,7 @@ impl NetworkService for NetworkApi {
                     ended = true;
                     break;
                 };
-                let submitted = match convert::batch_from_pb(batch) {
+                let submitted = match convert::batch_from_pb(batch).and_then(|c| check_cascades(role, &c).map(|_| c)) {
                     Ok(changes) => self.store.submit(changes, Some(sequence.clone())).await,
                     Err(error) => Err(error),
                 };
@@ -407,4 +412,24 @@ impl NetworkService for NetworkApi {
             revision: snapshot.revision,
         }))
     }
+}
+
+/// Cascade deletes remove everything that hangs off an entity: with tokens
+/// checked, they need an admin token.
+fn check_cascades(role: Option<Role>, changes: &[Change]) -> Result<(), Error> {
+    let Some(role) = role.filter(|r| *r < Role::Admin) else {
+        return Ok(());
+    };
+    for (i, change) in changes.iter().enumerate() {
+        if matches!(
+            change,
+            Change::DeleteActor { cascade: true, .. } | Change::DeleteCluster { cascade: true, .. }
+        ) {
+            return Err(Error::PermissionDenied {
+                field: format!("changes[{i}].{}.cascade", change.field_name()),
+                message: format!("a {role} token may not delete with cascade: it needs admin"),
+            });
+        }
+    }
+    Ok(())
 }

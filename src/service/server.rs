@@ -8,6 +8,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use super::{
+    auth_layer::AuthLayer,
     pb::{
         self, alert_service_server::AlertServiceServer, analysis_service_server::AnalysisServiceServer,
         network_service_server::NetworkServiceServer,
@@ -29,6 +30,9 @@ pub struct ServerConfig {
     pub stall_timeout: std::time::Duration,
     /// How long a shutdown waits for open calls before it cuts them.
     pub shutdown_grace: std::time::Duration,
+    /// The bearer tokens accepted, with their roles; None serves without
+    /// tokens (loopback, or `--insecure`).
+    pub tokens: Option<Arc<crate::auth::Tokens>>,
     /// Weights, thresholds and smile curve of the stage analyses.
     pub stage: StageConfig,
 }
@@ -40,6 +44,7 @@ impl Default for ServerConfig {
             max_analyses: 2,
             stall_timeout: std::time::Duration::from_secs(30),
             shutdown_grace: std::time::Duration::from_secs(10),
+            tokens: None,
             stage: StageConfig::default(),
         }
     }
@@ -102,6 +107,7 @@ pub async fn serve(
         health.set_not_serving::<AlertServiceServer<AlertApi>>().await;
     };
     let serving = Server::builder()
+        .layer(AuthLayer::new(config.tokens.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

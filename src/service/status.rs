@@ -10,6 +10,7 @@ impl From<Error> for Status {
             Error::InvalidArgument { .. } => Code::InvalidArgument,
             Error::NotFound { .. } => Code::NotFound,
             Error::FailedPrecondition { .. } => Code::FailedPrecondition,
+            Error::PermissionDenied { .. } => Code::PermissionDenied,
             Error::ResourceExhausted { .. } => Code::ResourceExhausted,
             Error::Unavailable { .. } => Code::Unavailable,
             Error::Cancelled => Code::Cancelled,

@@ -3,6 +3,7 @@
 mod alert_feed;
 mod alerts;
 mod analysis;
+mod auth;
 mod changes;
 mod common;
 mod import_cli;

@@ -1,0 +1,207 @@
+//! Bearer tokens with roles, over a real socket: who may call what, made
+//! with `clusternet token new` as a user makes them.
+
+use std::{process::Command, sync::Arc};
+
+use clusternet::{
+    auth::Tokens,
+    service::{
+        pb::{alert_service_client::AlertServiceClient, analysis_service_client::AnalysisServiceClient},
+        server::ServerConfig,
+    },
+};
+use tonic::{
+    metadata::MetadataValue, service::interceptor::InterceptedService, transport::Channel, Code, Request, Status,
+};
+use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+
+use crate::common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_clusternet");
+
+type Bearer = Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send>;
+
+fn bearer(token: &str) -> Bearer {
+    let value: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+    Box::new(move |mut request: Request<()>| {
+        request.metadata_mut().insert("authorization", value.clone());
+        Ok(request)
+    })
+}
+
+fn network(
+    channel: &Channel,
+    token: &str,
+) -> pb::network_service_client::NetworkServiceClient<InterceptedService<Channel, Bearer>> {
+    pb::network_service_client::NetworkServiceClient::with_interceptor(channel.clone(), bearer(token))
+}
+
+/// Makes a token with the CLI, as a user would; returns it.
+fn new_token(file: &std::path::Path, role: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["token", "new", "--role", role, "--tokens"])
+        .arg(file)
+        .output()
+        .expect("the binary runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn delete_cluster(id: &str, cascade: bool) -> pb::Change {
+    pb::Change {
+        change: Some(pb::change::Change::DeleteCluster(pb::DeleteCluster {
+            id: id.into(),
+            cascade,
+        })),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_may_do_what_it_is_given_and_no_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    let (reader, writer, admin) = (
+        new_token(&file, "reader"),
+        new_token(&file, "writer"),
+        new_token(&file, "admin"),
+    );
+    let stored = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !stored.contains(&reader) && !stored.contains(&writer) && !stored.contains(&admin),
+        "only hashes are stored"
+    );
+    let config = ServerConfig {
+        tokens: Some(Arc::new(Tokens::load(&file).unwrap())),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_configured(&dir.path().join("data"), Default::default(), config).await;
+    let channel = server.channel().await;
+
+    // Health stays open.
+    let health = HealthClient::new(channel.clone())
+        .check(HealthCheckRequest::default())
+        .await;
+    assert!(health.is_ok(), "{health:?}");
+    // No token, a malformed header, an unknown token: UNAUTHENTICATED.
+    let anonymous = server
+        .client()
+        .await
+        .list_clusters(pb::ListClustersRequest::default())
+        .await;
+    assert_status(anonymous, Code::Unauthenticated, "authorization: Bearer");
+    let unknown = network(&channel, "cn_not-a-token")
+        .list_clusters(pb::ListClustersRequest::default())
+        .await;
+    assert_status(unknown, Code::Unauthenticated, "unknown token");
+
+    // A reader reads and analyses, but may not write.
+    network(&channel, &reader)
+        .list_clusters(pb::ListClustersRequest::default())
+        .await
+        .unwrap();
+    AnalysisServiceClient::with_interceptor(channel.clone(), bearer(&reader))
+        .centrality(pb::CentralityRequest {
+            measure: pb::CentralityMeasure::Degree as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let written = network(&channel, &reader)
+        .apply_changes(batch(vec![upsert_cluster(cluster("c", vec![]))]))
+        .await;
+    assert_status(
+        written,
+        Code::PermissionDenied,
+        "a reader token may not call ApplyChanges: it needs writer",
+    );
+
+    // A writer writes, but may not delete with cascade or set alert rules.
+    network(&channel, &writer)
+        .apply_changes(batch(vec![
+            upsert_cluster(cluster("c", vec![])),
+            upsert_actor(actor("a", &["c"])),
+        ]))
+        .await
+        .unwrap();
+    let cascade = network(&channel, &writer)
+        .apply_changes(batch(vec![delete_cluster("c", true)]))
+        .await;
+    assert_status(cascade, Code::PermissionDenied, "changes[0].delete_cluster.cascade");
+    let rules = AlertServiceClient::with_interceptor(channel.clone(), bearer(&writer))
+        .set_alert_rules(pb::SetAlertRulesRequest::default())
+        .await;
+    assert_status(rules, Code::PermissionDenied, "it needs admin");
+
+    // An admin may do both.
+    network(&channel, &admin)
+        .apply_changes(batch(vec![delete_cluster("c", true)]))
+        .await
+        .unwrap();
+    let rules = AlertServiceClient::with_interceptor(channel.clone(), bearer(&admin))
+        .get_alert_rules(pb::GetAlertRulesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    AlertServiceClient::with_interceptor(channel.clone(), bearer(&admin))
+        .set_alert_rules(pb::SetAlertRulesRequest {
+            rules: Some(rules),
+            update_mask: None,
+        })
+        .await
+        .unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_imports_with_a_writer_token_and_not_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    let writer = new_token(&file, "writer");
+    let config = ServerConfig {
+        tokens: Some(Arc::new(Tokens::load(&file).unwrap())),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_configured(&dir.path().join("data"), Default::default(), config).await;
+    std::fs::write(csv.path().join("clusters.csv"), "id,name\nc1,One\n").unwrap();
+    let import = |token: Option<String>| {
+        let mut command = Command::new(BIN);
+        command.args(["import", "--server", &server.url()]).arg(csv.path());
+        command.env_remove("CLUSTERNET_TOKEN");
+        if let Some(token) = token {
+            command.env("CLUSTERNET_TOKEN", token);
+        }
+        tokio::task::spawn_blocking(move || command.output().expect("the binary runs"))
+    };
+    let refused = import(None).await.unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("missing token"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let imported = import(Some(writer)).await.unwrap();
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    assert!(server.store().snapshot().network.clusters.contains_key("c1"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_public_address_without_tls_unless_told_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("the binary runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not loopback") && stderr.contains("--insecure"),
+        "{stderr}"
+    );
+}
