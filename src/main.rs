@@ -111,6 +111,15 @@ struct ServeArgs {
     /// Serve on an address other than loopback without tokens and TLS.
     #[arg(long, env = "CLUSTERNET_INSECURE")]
     insecure: bool,
+    /// The server's certificate chain (PEM): serve TLS, with --tls-key.
+    #[arg(long, env = "CLUSTERNET_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The server's private key (PEM).
+    #[arg(long, env = "CLUSTERNET_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// CA certificate (PEM) that clients' certificates must chain to: mutual TLS.
+    #[arg(long, env = "CLUSTERNET_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -124,6 +133,9 @@ struct ImportArgs {
     /// Bearer token for a server that checks them (a writer's).
     #[arg(long, env = "CLUSTERNET_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// CA certificate (PEM) that signed an https server's certificate.
+    #[arg(long, env = "CLUSTERNET_CA")]
+    ca: Option<PathBuf>,
     /// Directory holding the CSV files.
     dir: PathBuf,
 }
@@ -173,6 +185,20 @@ async fn run(command: Command) -> Result<(), String> {
     }
 }
 
+/// The TLS settings from --tls-cert, --tls-key and --tls-client-ca.
+fn server_tls(args: &ServeArgs) -> Result<Option<tonic::transport::ServerTlsConfig>, String> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let read = |path: &PathBuf| std::fs::read(path).map_err(|e| format!("error: cannot read {}: {e}", path.display()));
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+    if let Some(ca) = &args.tls_client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(Some(tls))
+}
+
 /// Appends a line to the tokens file, created readable by its owner only.
 fn append_token(path: &std::path::Path, line: &str) -> std::io::Result<()> {
     use std::io::Write;
@@ -199,12 +225,19 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
             Some(Arc::new(tokens))
         }
     };
-    // This build serves plaintext only: beyond loopback, tokens would cross
-    // the network in the clear, and without them anyone could write.
-    if !args.listen.ip().is_loopback() && !args.insecure {
+    let tls = server_tls(&args)?;
+    // Beyond loopback, without TLS tokens and data cross the network in the
+    // clear, and without tokens anyone who reaches the port can write.
+    let protected = tls.is_some() && tokens.is_some();
+    if !(args.listen.ip().is_loopback() || protected || args.insecure) {
+        let missing = match (tls.is_some(), tokens.is_some()) {
+            (false, false) => "TLS (--tls-cert, --tls-key) and tokens (--tokens)",
+            (false, true) => "TLS (--tls-cert, --tls-key): tokens would cross the network in the clear",
+            _ => "tokens (--tokens): anyone who reaches the port could write",
+        };
         return Err(format!(
-            "error: refusing to listen on {} (not loopback) without TLS: tokens and data would cross the \
-             network in the clear. Listen on 127.0.0.1, or pass --insecure to serve anyway",
+            "error: refusing to listen on {} (not loopback) without {missing}. Listen on 127.0.0.1, add \
+             them, or pass --insecure to serve anyway",
             args.listen
         ));
     }
@@ -271,6 +304,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
         max_analyses: args.max_analyses,
         stall_timeout: std::time::Duration::from_secs(args.stall_timeout.max(1)),
         tokens,
+        tls,
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),
         stage,
         ..ServerConfig::default()
@@ -338,9 +372,14 @@ async fn run_import(args: ImportArgs) -> Result<(), String> {
     );
     let bar = progress.clone();
     let started = Instant::now();
+    let ca = match &args.ca {
+        Some(path) => Some(std::fs::read(path).map_err(|e| format!("error: cannot read {}: {e}", path.display()))?),
+        None => None,
+    };
     let result = upload(
         args.server.clone(),
         args.token.clone(),
+        ca,
         changes,
         args.batch_size,
         move |sent| bar.set_position(sent),

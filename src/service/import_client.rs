@@ -28,11 +28,17 @@ pub enum UploadError {
 pub async fn upload(
     server: String,
     token: Option<String>,
+    ca_pem: Option<Vec<u8>>,
     changes: Vec<SourcedChange>,
     batch_size: usize,
     on_sent: impl Fn(u64) + Send + 'static,
 ) -> Result<pb::ImportChangesResponse, UploadError> {
-    let channel = tonic::transport::Endpoint::from_shared(server)?.connect().await?;
+    let mut endpoint = tonic::transport::Endpoint::from_shared(server)?;
+    if let Some(pem) = ca_pem {
+        let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    let channel = endpoint.connect().await?;
     let authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> = match token {
         None => None,
         Some(token) => Some(

@@ -33,6 +33,9 @@ pub struct ServerConfig {
     /// The bearer tokens accepted, with their roles; None serves without
     /// tokens (loopback, or `--insecure`).
     pub tokens: Option<Arc<crate::auth::Tokens>>,
+    /// TLS (rustls): the server's certificate and key, and for mutual TLS
+    /// the CA its clients' certificates must chain to. None serves plaintext.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
     /// Weights, thresholds and smile curve of the stage analyses.
     pub stage: StageConfig,
 }
@@ -45,6 +48,7 @@ impl Default for ServerConfig {
             stall_timeout: std::time::Duration::from_secs(30),
             shutdown_grace: std::time::Duration::from_secs(10),
             tokens: None,
+            tls: None,
             stage: StageConfig::default(),
         }
     }
@@ -106,7 +110,11 @@ pub async fn serve(
         health.set_not_serving::<AnalysisServiceServer<AnalysisApi>>().await;
         health.set_not_serving::<AlertServiceServer<AlertApi>>().await;
     };
-    let serving = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = config.tls.clone() {
+        builder = builder.tls_config(tls)?;
+    }
+    let serving = builder
         .layer(AuthLayer::new(config.tokens.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)

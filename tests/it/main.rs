@@ -12,3 +12,4 @@ mod reference;
 mod server;
 mod stages;
 mod store;
+mod tls;
