@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use clusternet::{
     demo,
     service::{pb::analysis_service_client::AnalysisServiceClient, server::ServerConfig},
-    synthetic::{generate, SyntheticConfig},
+    synthetic::SyntheticConfig,
 };
 use tonic::{transport::Channel, Code, Streaming};
 
@@ -157,16 +157,14 @@ async fn the_changning_sites_are_joined_by_the_metro_and_the_platform() {
 }
 
 /// Loads a network big enough that exact betweenness takes many seconds.
-async fn load_large(server: &TestServer) {
-    let changes = generate(&SyntheticConfig {
+pub async fn load_large(server: &TestServer) {
+    let large = SyntheticConfig {
         clusters: 10,
         actors: 4_000,
         links: 30_000,
         ..SyntheticConfig::default()
-    });
-    for chunk in changes.chunks(10_000) {
-        server.store().apply(chunk.to_vec()).await.unwrap();
-    }
+    };
+    load_synthetic(server, large).await;
 }
 
 fn slow_request() -> pb::CentralityRequest {
@@ -233,15 +231,13 @@ async fn clients_that_stop_reading_lose_their_analyses_and_free_the_slots() {
     let server = TestServer::start_configured(dir.path(), Default::default(), config).await;
     // 600 clusters: ClusterOverlap of all pairs is 179,700 rows, far more
     // than the stream's buffers and HTTP/2 windows hold.
-    let changes = generate(&SyntheticConfig {
+    let many_clusters = SyntheticConfig {
         clusters: 600,
         actors: 6_000,
         links: 20_000,
         ..SyntheticConfig::default()
-    });
-    for chunk in changes.chunks(10_000) {
-        server.store().apply(chunk.to_vec()).await.unwrap();
-    }
+    };
+    load_synthetic(&server, many_clusters).await;
     // Two clients each start one and never read past the first message.
     // Their connections keep HTTP/2's smallest windows (64 KiB), so the
     // server soon has nowhere to put the rows.
@@ -305,16 +301,14 @@ async fn a_passed_deadline_stops_a_stage_assessment_between_clusters() {
     };
     let server = TestServer::start_configured(dir.path(), Default::default(), config).await;
     // 150 clusters of three parks: each runs a permutation test.
-    let changes = generate(&SyntheticConfig {
+    let parks = SyntheticConfig {
         clusters: 150,
         actors: 15_000,
         links: 30_000,
         sites_per_cluster: 3,
         ..SyntheticConfig::default()
-    });
-    for chunk in changes.chunks(10_000) {
-        server.store().apply(chunk.to_vec()).await.unwrap();
-    }
+    };
+    load_synthetic(&server, parks).await;
     let mut client = analysis(&server).await;
     let mut request = tonic::Request::new(pb::AssessStageRequest::default());
     request.set_timeout(Duration::from_millis(200));

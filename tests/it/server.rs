@@ -120,10 +120,7 @@ fn actor_named(id: &str) -> pb::Actor {
 /// reads nothing is cut when the grace has passed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_idle_imports_running_analyses_and_silent_clients_within_the_grace() {
-    use clusternet::{
-        service::{pb::analysis_service_client::AnalysisServiceClient, server::ServerConfig},
-        synthetic::{generate, SyntheticConfig},
-    };
+    use clusternet::service::{pb::analysis_service_client::AnalysisServiceClient, server::ServerConfig};
     use std::time::Duration;
     use tonic::Code;
 
@@ -133,15 +130,7 @@ async fn shutdown_ends_idle_imports_running_analyses_and_silent_clients_within_t
         ..ServerConfig::default()
     };
     let server = TestServer::start_configured(dir.path(), Default::default(), config).await;
-    let changes = generate(&SyntheticConfig {
-        clusters: 10,
-        actors: 4_000,
-        links: 30_000,
-        ..SyntheticConfig::default()
-    });
-    for chunk in changes.chunks(10_000) {
-        server.store().apply(chunk.to_vec()).await.unwrap();
-    }
+    crate::analysis::load_large(&server).await;
     // An import that sent one batch and then nothing, its stream left open.
     let (batches, receiver) = tokio::sync::mpsc::channel(1);
     batches

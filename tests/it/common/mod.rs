@@ -214,3 +214,12 @@ pub async fn all_links(client: &mut Client, mut request: pb::ListLinksRequest) -
         request.page_token = page.next_page_token;
     }
 }
+
+/// Loads a generated network (`clusternet::synthetic`) straight into the
+/// store, in batches of 10,000 changes.
+pub async fn load_synthetic(server: &TestServer, config: clusternet::synthetic::SyntheticConfig) {
+    let changes = clusternet::synthetic::generate(&config);
+    for chunk in changes.chunks(10_000) {
+        server.store().apply(chunk.to_vec()).await.unwrap();
+    }
+}
