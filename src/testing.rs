@@ -55,3 +55,18 @@ pub fn network(changes: impl IntoIterator<Item = Change>) -> Network {
     network.apply(&changes).unwrap();
     network
 }
+
+/// AssessStage with the default settings, never cancelled.
+pub fn assess_all(network: &Network, filter: &crate::graph::GraphFilter) -> Vec<crate::analysis::stage::Assessment> {
+    use crate::analysis::{stage::assess, stage_config::StageConfig, Control};
+    assess(network, filter, &StageConfig::default(), &Control::none()).expect("Control::none never cancels")
+}
+
+/// DetectVirtualIntegration with the default settings, never cancelled.
+pub fn detect_all(
+    network: &Network,
+    filter: &crate::graph::GraphFilter,
+) -> Vec<crate::analysis::virtual_integration::Pattern> {
+    use crate::analysis::{stage_config::StageConfig, virtual_integration::detect, Control};
+    detect(network, filter, &StageConfig::default(), &Control::none()).expect("Control::none never cancels")
+}

@@ -853,7 +853,10 @@ pub fn score(e: &Evidence, pattern: Option<&Pattern>, config: &StageConfig) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{demo, testing::network};
+    use crate::{
+        demo,
+        testing::{assess_all, network},
+    };
 
     fn demo_network() -> Network {
         network(demo::demo_changes())
@@ -862,13 +865,7 @@ mod tests {
     #[test]
     fn the_demo_clusters_are_in_the_articles_stages() {
         let network = demo_network();
-        let assessments = assess(
-            &network,
-            &GraphFilter::default(),
-            &StageConfig::default(),
-            &Control::none(),
-        )
-        .unwrap();
+        let assessments = assess_all(&network, &GraphFilter::default());
         let stage = |id: &str| assessments.iter().find(|a| &*a.cluster == id).unwrap().stage;
         assert_eq!(stage(demo::CHANGCHUN), Stage::RegionalIntegration);
         assert_eq!(stage(demo::KUNSHAN), Stage::GlobalValueChain);
@@ -885,19 +882,13 @@ mod tests {
     #[test]
     fn a_cluster_assessed_alone_gets_the_same_figures_as_with_all_the_others() {
         let network = demo_network();
-        let all = assess(
-            &network,
-            &GraphFilter::default(),
-            &StageConfig::default(),
-            &Control::none(),
-        )
-        .unwrap();
+        let all = assess_all(&network, &GraphFilter::default());
         for cluster in [demo::CHANGNING, demo::KUNSHAN] {
             let filter = GraphFilter {
                 clusters: vec![cluster.into()],
                 ..GraphFilter::default()
             };
-            let alone = assess(&network, &filter, &StageConfig::default(), &Control::none()).unwrap();
+            let alone = assess_all(&network, &filter);
             let together = all.iter().find(|a| &*a.cluster == cluster).unwrap();
             assert_eq!(alone, std::slice::from_ref(together));
         }

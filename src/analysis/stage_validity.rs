@@ -9,10 +9,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::{
-    stage::{assess, Assessment, Stage},
-    stage_config::StageConfig,
-    virtual_integration::{detect, Pattern},
-    Control,
+    stage::{Assessment, Stage},
+    virtual_integration::Pattern,
 };
 use crate::{
     demo,
@@ -22,7 +20,7 @@ use crate::{
     },
     store::Network,
     synthetic::{districts, null_models, specialised_districts, Districts},
-    testing::{self, network},
+    testing::{self, assess_all, detect_all, network},
 };
 
 fn only(cluster: &str) -> GraphFilter {
@@ -33,22 +31,16 @@ fn only(cluster: &str) -> GraphFilter {
 }
 
 fn assessment(network: &Network, cluster: &str) -> Assessment {
-    let mut found = assess(network, &only(cluster), &StageConfig::default(), &Control::none()).unwrap();
+    let mut found = assess_all(network, &only(cluster));
     assert_eq!(found.len(), 1);
     found.remove(0)
 }
 
 fn patterns_of(network: &Network, cluster: &str) -> Vec<Pattern> {
-    detect(
-        network,
-        &GraphFilter::default(),
-        &StageConfig::default(),
-        &Control::none(),
-    )
-    .unwrap()
-    .into_iter()
-    .filter(|p| &*p.cluster == cluster)
-    .collect()
+    detect_all(network, &GraphFilter::default())
+        .into_iter()
+        .filter(|p| &*p.cluster == cluster)
+        .collect()
 }
 
 fn gate(a: &Assessment, stage: Stage, name: &str) -> (f64, bool) {
@@ -59,22 +51,17 @@ fn gate(a: &Assessment, stage: Stage, name: &str) -> (f64, bool) {
 
 #[test]
 fn random_networks_with_random_parks_are_rarely_virtual() {
-    let config = StageConfig::default();
     let (mut multi_place, mut judged_virtual, mut networks, mut with_patterns) = (0, 0, 0, 0);
     for model in null_models(60) {
         let network = network(districts(&model));
-        for a in assess(&network, &GraphFilter::default(), &config, &Control::none()).unwrap() {
+        for a in assess_all(&network, &GraphFilter::default()) {
             if a.evidence.places.len() >= 2 {
                 multi_place += 1;
                 judged_virtual += usize::from(a.stage == Stage::VirtualIntegration);
             }
         }
         networks += 1;
-        with_patterns += usize::from(
-            !detect(&network, &GraphFilter::default(), &config, &Control::none())
-                .unwrap()
-                .is_empty(),
-        );
+        with_patterns += usize::from(!detect_all(&network, &GraphFilter::default()).is_empty());
     }
     assert!(multi_place >= 300, "{multi_place} multi-place clusters");
     assert!(
@@ -94,13 +81,7 @@ fn specialised_interacting_parks_joined_by_a_platform_are_found() {
     let (mut clusters, mut virtual_ones) = (0, 0);
     for model in specialised_districts(3) {
         let network = network(districts(&model));
-        let assessments = assess(
-            &network,
-            &GraphFilter::default(),
-            &StageConfig::default(),
-            &Control::none(),
-        )
-        .unwrap();
+        let assessments = assess_all(&network, &GraphFilter::default());
         clusters += assessments.len();
         virtual_ones += assessments
             .iter()
@@ -125,13 +106,7 @@ fn the_interaction_figure_grows_with_the_share_of_ties_between_places() {
             ..Districts::default()
         };
         let network = network(districts(&model));
-        let all = assess(
-            &network,
-            &GraphFilter::default(),
-            &StageConfig::default(),
-            &Control::none(),
-        )
-        .unwrap();
+        let all = assess_all(&network, &GraphFilter::default());
         all.iter().map(|a| a.evidence.place_interaction).sum::<f64>() / all.len() as f64
     };
     let ratios: Vec<f64> = [0.02, 0.1, 0.25, 0.4, 0.5].into_iter().map(mean_ratio).collect();
@@ -309,7 +284,7 @@ proptest! {
         let alone = network(padded(cluster_seed, specialised, 0, 0, pad_seed));
         let with_others = network(padded(cluster_seed, specialised, before, after, pad_seed));
         prop_assert_eq!(assessment(&alone, OWN), assessment(&with_others, OWN));
-        let all = assess(&with_others, &GraphFilter::default(), &StageConfig::default(), &Control::none()).unwrap();
+        let all = assess_all(&with_others, &GraphFilter::default());
         prop_assert_eq!(Some(&assessment(&alone, OWN)), all.iter().find(|a| &*a.cluster == OWN));
         prop_assert_eq!(patterns_of(&alone, OWN), patterns_of(&with_others, OWN));
     }

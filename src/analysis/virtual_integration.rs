@@ -667,18 +667,15 @@ fn describe(network: &Network, place: &Place, mix: &[f64; 8], as_of: Option<Date
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{demo, testing::network};
+    use crate::{
+        demo,
+        testing::{detect_all, network},
+    };
 
     #[test]
     fn the_three_changning_parks_are_one_pattern_on_the_demo() {
         let network = network(demo::demo_changes());
-        let patterns = detect(
-            &network,
-            &GraphFilter::default(),
-            &StageConfig::default(),
-            &Control::none(),
-        )
-        .unwrap();
+        let patterns = detect_all(&network, &GraphFilter::default());
         assert_eq!(patterns.len(), 1, "{patterns:#?}");
         let places: Vec<&str> = patterns[0].parts.iter().map(|p| &*p.place).collect();
         assert_eq!(places, demo::CHANGNING_SITES);
