@@ -185,3 +185,24 @@ async fn serve_reads_its_stage_settings_from_a_config_file() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn serve_logs_one_json_object_a_line_with_log_format_json() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--log-format", "json", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(entry["level"], "INFO", "{line}");
+    assert!(entry["fields"]["message"].as_str().is_some(), "{line}");
+}
