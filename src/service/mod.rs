@@ -13,6 +13,7 @@ mod network_api;
 mod paging;
 pub mod server;
 mod status;
+mod wire_status;
 
 /// Code generated from `proto/clusternet/v1`.
 pub mod pb {

@@ -13,6 +13,7 @@ use super::{
         self, alert_service_server::AlertServiceServer, analysis_service_server::AnalysisServiceServer,
         network_service_server::NetworkServiceServer,
     },
+    wire_status::WireStatusLayer,
     AlertApi, AnalysisApi, NetworkApi,
 };
 use crate::{alert::engine::AlertEngine, analysis::stage_config::StageConfig, store::Store};
@@ -116,6 +117,7 @@ pub async fn serve(
     }
     let serving = builder
         .layer(AuthLayer::new(config.tokens.clone()))
+        .layer(WireStatusLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

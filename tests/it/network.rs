@@ -634,3 +634,35 @@ async fn concurrent_batches_get_distinct_increasing_revisions() {
     assert_eq!(server.store().snapshot().network.actors.len(), 20);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_oversize_message_is_resource_exhausted() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = clusternet::service::server::ServerConfig {
+        max_message_bytes: 1 << 20,
+        ..Default::default()
+    };
+    let server = TestServer::start_configured(dir.path(), Default::default(), config).await;
+    let mut client = server.client().await;
+    let big: Vec<pb::Change> = (0..3_000)
+        .map(|i| {
+            upsert_actor(pb::Actor {
+                name: "n".repeat(1_000),
+                ..actor(&format!("a{i}"), &[])
+            })
+        })
+        .collect();
+    let status = client.apply_changes(batch(big)).await.expect_err("over the limit");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{}", status.message());
+    assert!(
+        status.message().contains("the limit is: 1048576 bytes"),
+        "{}",
+        status.message()
+    );
+    // Nothing was written, and a message within the limit still goes through.
+    client
+        .apply_changes(batch(vec![upsert_actor(actor("small", &[]))]))
+        .await
+        .unwrap();
+    server.stop().await;
+}
