@@ -32,8 +32,9 @@ pub enum Error {
     /// The store is shutting down or was stopped by an earlier storage failure.
     #[error("{message}")]
     Unavailable { message: String },
+    /// The disk or the storage engine failed.
     #[error("storage failure: {0}")]
-    Storage(#[from] sled::Error),
+    Storage(String),
     /// Stored bytes could not be decoded: the data directory is damaged or was
     /// written by an incompatible version.
     #[error("stored data is unreadable: {0}")]

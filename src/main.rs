@@ -8,7 +8,9 @@ use clusternet::{
     analysis::stage_config::StageConfig,
     demo, import,
     service::{
+        admission::AnalysisLimits,
         import_client::{upload, UploadError},
+        metrics::{serve_metrics, Metrics},
         server::{serve, ServerConfig},
     },
     store::{SledConfig, Store, StoreConfig},
@@ -90,9 +92,33 @@ struct ServeArgs {
     /// sled's page cache, in MiB.
     #[arg(long, env = "CLUSTERNET_CACHE_MB", default_value_t = 64)]
     cache_mb: u64,
-    /// Heavy analyses run at once; more get RESOURCE_EXHAUSTED.
+    /// Analyses run at once; more wait in the queue (--analysis-queue).
     #[arg(long, env = "CLUSTERNET_MAX_ANALYSES", default_value_t = 2)]
     max_analyses: usize,
+    /// Analyses waiting for a slot, each until its deadline; more get
+    /// RESOURCE_EXHAUSTED with a retry delay.
+    #[arg(long, env = "CLUSTERNET_ANALYSIS_QUEUE", default_value_t = 16)]
+    analysis_queue: usize,
+    /// Memory the running analyses may take together, in MiB, by their
+    /// estimates; an analysis estimated above it is refused with
+    /// RESOURCE_EXHAUSTED (0: half of the machine's memory).
+    #[arg(long, env = "CLUSTERNET_ANALYSIS_MEMORY_MB", default_value_t = 0)]
+    analysis_memory_mb: u64,
+    /// Client connections open at once; one more is closed at once.
+    #[arg(long, env = "CLUSTERNET_MAX_CONNECTIONS", default_value_t = 1_024)]
+    max_connections: usize,
+    /// Calls in flight on one connection (HTTP/2 streams); a client past it
+    /// waits for one of its calls to end.
+    #[arg(long, env = "CLUSTERNET_MAX_STREAMS_PER_CONNECTION", default_value_t = 256)]
+    max_streams_per_connection: u32,
+    /// Open watches, WatchChanges and WatchAlerts together; one more gets
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CLUSTERNET_MAX_SUBSCRIBERS", default_value_t = 1_024)]
+    max_subscribers: usize,
+    /// Serve Prometheus metrics on this address (GET /metrics); off when
+    /// not given.
+    #[arg(long, env = "CLUSTERNET_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Seconds an analysis waits for a client that stopped reading its
     /// stream before it is cancelled and its slot freed.
     #[arg(long, env = "CLUSTERNET_STALL_TIMEOUT", default_value_t = 30)]
@@ -105,6 +131,11 @@ struct ServeArgs {
     /// (0 keeps all). Older ones are dropped at checkpoints.
     #[arg(long, env = "CLUSTERNET_HISTORY_REVISIONS", default_value_t = 100_000)]
     history_revisions: u64,
+    /// A checkpoint (the whole network in one file, so a restart need not
+    /// replay the log) is written once this many changes were logged since
+    /// the last one, and at least as many as the network has entities.
+    #[arg(long, env = "CLUSTERNET_CHECKPOINT_CHANGES", default_value_t = 100_000)]
+    checkpoint_changes: u64,
     /// Run without the alert engine (no AlertService): for measuring what
     /// alerts cost, or a read-mostly replica.
     #[arg(long, env = "CLUSTERNET_NO_ALERTS")]
@@ -271,6 +302,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
     let config = StoreConfig {
         max_batch_changes: args.max_batch_changes,
         history_revisions: (args.history_revisions > 0).then_some(args.history_revisions),
+        checkpoint_min_changes: args.checkpoint_changes.max(1),
         ..StoreConfig::default()
     };
     let data_dir = args.data_dir.clone();
@@ -315,8 +347,27 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("error: cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr().map_err(|e| format!("error: {e}"))?;
     tracing::info!(%address, "clusternet listening");
+    let metrics = Arc::new(Metrics::new());
+    if let Some(address) = args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| format!("error: cannot listen for metrics on {address}: {e}"))?;
+        tracing::info!(%address, "metrics on http://{address}/metrics");
+        tokio::spawn(serve_metrics(listener, metrics.clone(), store.clone(), alerts.clone()));
+    }
     let server_config = ServerConfig {
-        max_analyses: args.max_analyses,
+        analyses: AnalysisLimits {
+            max_running: args.max_analyses,
+            max_queued: args.analysis_queue,
+            memory_bytes: match args.analysis_memory_mb {
+                0 => physical_memory_bytes() / 2,
+                mb => mb << 20,
+            },
+        },
+        max_connections: args.max_connections,
+        max_streams_per_connection: args.max_streams_per_connection,
+        max_subscribers: args.max_subscribers,
+        metrics: metrics.clone(),
         stall_timeout: std::time::Duration::from_secs(args.stall_timeout.max(1)),
         tokens,
         tls,
@@ -333,17 +384,30 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
     )
     .await
     .map_err(|e| format!("error: the server failed: {e}"))?;
-    // The store first, so the alert engine evaluates every committed batch.
+    // The alert thread stops at its next round boundary (what it has not
+    // evaluated is evaluated at the next start, from the log); then the store
+    // writes its final checkpoint.
     tokio::task::spawn_blocking(move || {
-        store.close();
         if let Some(alerts) = alerts {
             alerts.close();
         }
+        store.close();
     })
     .await
     .map_err(|e| format!("error: {e}"))?;
     tracing::info!("store flushed; bye");
     Ok(())
+}
+
+/// The machine's memory (MemTotal), or 8 GiB where /proc does not say.
+fn physical_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(8 << 30, |kib| kib << 10)
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -145,8 +145,9 @@ impl AlertEngine {
         Ok(rules)
     }
 
-    /// Evaluates what the store has committed, then stops the thread. Close
-    /// the store first, so nothing is committed after. Idempotent.
+    /// Stops the thread once the round under way (if any) is stored; the
+    /// batches not yet evaluated are evaluated at the next start, from the
+    /// log. Idempotent.
     pub fn close(&self) {
         let _ = self.stop.send(true);
         let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -210,10 +211,13 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            let evaluated = self.catch_up(&mut pending);
+            // Stopping ends the thread at this round boundary, backlog or not:
+            // the evaluated revision is durable, so the next start catches up
+            // from the log.
             if stopping {
                 return;
             }
+            let evaluated = self.catch_up(&mut pending);
             if !evaluated {
                 let stop = runtime.block_on(async {
                     tokio::time::timeout(RETRY_AFTER, stopped.wait_for(|stop| *stop))
@@ -221,7 +225,6 @@ impl Worker {
                         .is_ok()
                 });
                 if stop {
-                    self.catch_up(&mut pending);
                     return;
                 }
             }

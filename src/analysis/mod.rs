@@ -6,6 +6,7 @@ pub mod centrality;
 pub mod community;
 pub mod core_firms;
 pub mod crossing;
+pub mod footprint;
 pub mod fusion;
 pub mod gaps;
 pub mod overlap;

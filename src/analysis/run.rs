@@ -73,6 +73,18 @@ pub struct CentralityJob {
     pub ascending: bool,
 }
 
+impl CentralityJob {
+    /// What the measure does, as far as its memory goes.
+    pub fn workload(&self) -> super::footprint::Workload {
+        use super::footprint::Workload;
+        match self.measure {
+            Measure::Degree { .. } | Measure::KCore => Workload::Projection,
+            Measure::PageRank(_) | Measure::Eigenvector(_) => Workload::Iterative,
+            Measure::Betweenness(_) | Measure::Closeness | Measure::Harmonic => Workload::Sweeps,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct RankedRow {
     pub node: Id,

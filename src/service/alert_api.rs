@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 
 use super::{
     convert::{optional_enum, required_enum, wire},
-    feed::{self, Events, Source},
+    feed::{self, Events, Source, Watchers},
     paging::{next_page_token, page_request},
     pb,
 };
@@ -23,11 +23,16 @@ use crate::{
 pub struct AlertApi {
     engine: Arc<AlertEngine>,
     shutdown: watch::Receiver<bool>,
+    watchers: Arc<Watchers>,
 }
 
 impl AlertApi {
-    pub fn new(engine: Arc<AlertEngine>, shutdown: watch::Receiver<bool>) -> Self {
-        AlertApi { engine, shutdown }
+    pub fn new(engine: Arc<AlertEngine>, shutdown: watch::Receiver<bool>, watchers: Arc<Watchers>) -> Self {
+        AlertApi {
+            engine,
+            shutdown,
+            watchers,
+        }
     }
 }
 
@@ -188,7 +193,8 @@ impl pb::alert_service_server::AlertService for AlertApi {
             engine: self.engine.clone(),
             filter,
         };
-        let stream = feed::start(Arc::new(source), r.from_sequence, self.shutdown.clone()).await?;
+        let watching = self.watchers.admit("alerts")?;
+        let stream = feed::start(Arc::new(source), r.from_sequence, self.shutdown.clone(), watching).await?;
         Ok(Response::new(stream))
     }
 

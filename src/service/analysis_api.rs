@@ -15,19 +15,22 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Request, Response, Status};
 
 use super::{
+    admission::{Admission, AnalysisLimits},
     analysis_params::{self, layer_to_pb, stage_to_pb, SubstituteTarget},
     convert::{text_of, wire},
+    metrics::Metrics,
     pb::{self, analysis_service_server::AnalysisService},
 };
 use crate::{
     analysis::{
         core_firms::core_firms,
         crossing::crossings,
+        footprint::{self, Footprint, Workload},
         fusion::fusion_links,
         gaps::{substitution_gaps, GapConfig},
         overlap::for_each_pair,
@@ -42,7 +45,7 @@ use crate::{
     error::{Error, Result},
     graph::{inter_cluster, Layer},
     model::{ActorKind, Channel, ClusterLinkKind, LinkKind, Segment},
-    store::Store,
+    store::{Network, Store},
 };
 
 /// Rows per streamed message.
@@ -54,8 +57,8 @@ const HEARTBEAT: Duration = Duration::from_millis(400);
 
 pub struct AnalysisApi {
     store: Arc<Store>,
-    slots: Arc<Semaphore>,
-    max_running: usize,
+    admission: Arc<Admission>,
+    metrics: Arc<Metrics>,
     stall_timeout: Duration,
     /// Turns true when the server shuts down: running analyses are cancelled.
     shutdown: watch::Receiver<bool>,
@@ -64,40 +67,43 @@ pub struct AnalysisApi {
 }
 
 impl AnalysisApi {
-    /// `max_running`: heavy analyses allowed at once; more get RESOURCE_EXHAUSTED.
+    /// `limits`: slots, queue and memory budget of the analyses.
     /// `stall_timeout`: how long a result waits for a client that stopped
     /// reading before the analysis is cancelled and frees its slot.
     pub fn new(
         store: Arc<Store>,
-        max_running: usize,
+        limits: AnalysisLimits,
+        metrics: Arc<Metrics>,
         stall_timeout: Duration,
         shutdown: watch::Receiver<bool>,
         stage_config: StageConfig,
     ) -> Self {
-        let max_running = max_running.max(1);
         AnalysisApi {
             store,
-            slots: Arc::new(Semaphore::new(max_running)),
-            max_running,
+            admission: Arc::new(Admission::new(limits, metrics.clone())),
+            metrics,
             stall_timeout,
             shutdown,
             stage_config: Arc::new(stage_config),
         }
     }
 
-    /// Runs `job` on the blocking pool; returns the stream of its events.
-    fn spawn<E: Send + 'static>(
+    /// Waits for a slot and the memory of `footprint` (see [`Admission`]),
+    /// then runs `job` on the blocking pool; returns the
+    /// stream of its events.
+    async fn spawn<E: Send + 'static>(
         &self,
+        kind: &'static str,
+        footprint: Footprint,
         deadline: Option<Instant>,
         progress_event: fn(pb::Progress) -> E,
         job: impl FnOnce(&Control, &Sink<E>) -> Result<()> + Send + 'static,
     ) -> Result<EventStream<E>, Status> {
-        let permit = self.slots.clone().try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted(format!(
-                "{} analyses are already running, the most this server runs at once; retry later",
-                self.max_running
-            ))
-        })?;
+        let permit = self
+            .admission
+            .admit(kind, footprint, deadline, self.shutdown.clone())
+            .await?;
+        let metrics = self.metrics.clone();
         let (sender, receiver) = mpsc::channel(16);
         let stall_timeout = self.stall_timeout;
         let stalled = Arc::new(AtomicBool::new(false));
@@ -151,11 +157,20 @@ impl AnalysisApi {
                 scope.spawn(|| heartbeat(&finished, &flag, &last, &sender, progress_event));
                 let outcome = job(&control, &sink);
                 finished.store(true, Ordering::Relaxed);
+                metrics.analysis_ended(
+                    kind,
+                    match &outcome {
+                        Ok(()) => "ok",
+                        Err(Error::Cancelled) if control.expired() => "deadline",
+                        Err(Error::Cancelled) => "cancelled",
+                        Err(_) => "error",
+                    },
+                );
                 match outcome {
                     Ok(()) => {}
                     Err(Error::Cancelled) if shutting_down.load(Ordering::Relaxed) => {
                         tracing::info!("analysis cancelled at shutdown");
-                        let _ = sink.deliver(Err(Status::unavailable(
+                        let _ = sink.deliver(Err(super::status::stopping(
                             "the server is shutting down; the analysis was cancelled: call again once it is back",
                         )));
                     }
@@ -183,6 +198,12 @@ impl AnalysisApi {
             stall_timeout,
         })
     }
+}
+
+/// The memory an analysis of `workload` needs on `network`, with the
+/// worker threads it may use.
+fn footprint_of(workload: Workload, network: &Network) -> Footprint {
+    footprint::estimate(workload, network, rayon::current_num_threads())
 }
 
 /// Repeats the last progress event whenever HEARTBEAT passes without one, so
@@ -514,85 +535,93 @@ impl AnalysisService for AnalysisApi {
         let progress = |p| pb::UpgradingEvent {
             event: Some(pb::upgrading_event::Event::Progress(p)),
         };
-        let stream = self.spawn(deadline, progress, move |control, sink| {
-            let started = Instant::now();
-            control.progress("upgrading", 0, 1);
-            let u = upgrading(&snapshot.network, &filter, &cluster, from, to, &config);
-            control.check()?;
-            let report = pb::UpgradingReport {
-                cluster_id: cluster.to_string(),
-                from: from.to_string(),
-                to: to.to_string(),
-                members_before: u.members_before,
-                members_after: u.members_after,
-                functional: Some(pb::FunctionalUpgrading {
-                    detected: u.functional.detected,
-                    value_before: u.functional.value_before,
-                    value_after: u.functional.value_after,
-                    segments: u
-                        .functional
-                        .segments
-                        .iter()
-                        .map(|(segment, before, after)| pb::SegmentChange {
-                            segment: wire(Segment::ALL, *segment),
-                            members_before: *before,
-                            members_after: *after,
-                        })
-                        .collect(),
-                    moved: u.functional.moved.iter().map(move_to_pb).collect(),
-                    entered: u.functional.entered,
-                    exited: u.functional.exited,
-                    moved_up: u.functional.moved_up,
-                    entered_higher: u.functional.entered_higher,
-                    shrinking_chain: u.functional.shrinking_chain,
-                }),
-                chain: Some(pb::ChainUpgrading {
-                    detected: u.chain.detected,
-                    new_partner_industries: u
-                        .chain
-                        .new_partner_industries
-                        .iter()
-                        .map(|(industry, ties, related)| pb::NewIndustry {
-                            industry: industry.clone(),
-                            ties: *ties,
-                            related: *related,
-                        })
-                        .collect(),
-                    new_member_industries: u
-                        .chain
-                        .new_member_industries
-                        .iter()
-                        .map(|(industry, related)| pb::NewIndustry {
-                            industry: industry.clone(),
-                            ties: 0,
-                            related: *related,
-                        })
-                        .collect(),
-                }),
-                product: Some(pb::ProductUpgrading {
-                    detected: u.product.detected,
-                    actors_with_data: u.product.actors_with_data,
-                    new_product_lines: u.product.new_product_lines.iter().map(move_to_pb).collect(),
-                }),
-                process: Some(pb::ProcessUpgrading {
-                    detected: u.process.detected,
-                    actors_with_data: u.process.actors_with_data,
-                    median_productivity_growth: u.process.median_productivity_growth,
-                    improved: u.process.improved,
-                }),
-            };
-            sink.send(pb::UpgradingEvent {
-                event: Some(pb::upgrading_event::Event::Report(report)),
-            })?;
-            let run = RunSummary::counted(u.members_after as usize, 0, true, started);
-            sink.send(pb::UpgradingEvent {
-                event: Some(pb::upgrading_event::Event::Summary(summary(
-                    snapshot.revision,
-                    Layer::Firm,
-                    &run,
-                ))),
-            })
-        })?;
+        let stream = self
+            .spawn(
+                "Upgrading",
+                footprint_of(Workload::Relations, &snapshot.network),
+                deadline,
+                progress,
+                move |control, sink| {
+                    let started = Instant::now();
+                    control.progress("upgrading", 0, 1);
+                    let u = upgrading(&snapshot.network, &filter, &cluster, from, to, &config);
+                    control.check()?;
+                    let report = pb::UpgradingReport {
+                        cluster_id: cluster.to_string(),
+                        from: from.to_string(),
+                        to: to.to_string(),
+                        members_before: u.members_before,
+                        members_after: u.members_after,
+                        functional: Some(pb::FunctionalUpgrading {
+                            detected: u.functional.detected,
+                            value_before: u.functional.value_before,
+                            value_after: u.functional.value_after,
+                            segments: u
+                                .functional
+                                .segments
+                                .iter()
+                                .map(|(segment, before, after)| pb::SegmentChange {
+                                    segment: wire(Segment::ALL, *segment),
+                                    members_before: *before,
+                                    members_after: *after,
+                                })
+                                .collect(),
+                            moved: u.functional.moved.iter().map(move_to_pb).collect(),
+                            entered: u.functional.entered,
+                            exited: u.functional.exited,
+                            moved_up: u.functional.moved_up,
+                            entered_higher: u.functional.entered_higher,
+                            shrinking_chain: u.functional.shrinking_chain,
+                        }),
+                        chain: Some(pb::ChainUpgrading {
+                            detected: u.chain.detected,
+                            new_partner_industries: u
+                                .chain
+                                .new_partner_industries
+                                .iter()
+                                .map(|(industry, ties, related)| pb::NewIndustry {
+                                    industry: industry.clone(),
+                                    ties: *ties,
+                                    related: *related,
+                                })
+                                .collect(),
+                            new_member_industries: u
+                                .chain
+                                .new_member_industries
+                                .iter()
+                                .map(|(industry, related)| pb::NewIndustry {
+                                    industry: industry.clone(),
+                                    ties: 0,
+                                    related: *related,
+                                })
+                                .collect(),
+                        }),
+                        product: Some(pb::ProductUpgrading {
+                            detected: u.product.detected,
+                            actors_with_data: u.product.actors_with_data,
+                            new_product_lines: u.product.new_product_lines.iter().map(move_to_pb).collect(),
+                        }),
+                        process: Some(pb::ProcessUpgrading {
+                            detected: u.process.detected,
+                            actors_with_data: u.process.actors_with_data,
+                            median_productivity_growth: u.process.median_productivity_growth,
+                            improved: u.process.improved,
+                        }),
+                    };
+                    sink.send(pb::UpgradingEvent {
+                        event: Some(pb::upgrading_event::Event::Report(report)),
+                    })?;
+                    let run = RunSummary::counted(u.members_after as usize, 0, true, started);
+                    sink.send(pb::UpgradingEvent {
+                        event: Some(pb::upgrading_event::Event::Summary(summary(
+                            snapshot.revision,
+                            Layer::Firm,
+                            &run,
+                        ))),
+                    })
+                },
+            )
+            .await?;
         Ok(Response::new(stream))
     }
 
@@ -609,27 +638,35 @@ impl AnalysisService for AnalysisApi {
         let progress = |p| pb::AssessStageEvent {
             event: Some(pb::assess_stage_event::Event::Progress(p)),
         };
-        let stream = self.spawn(deadline, progress, move |control, sink| {
-            let started = Instant::now();
-            control.progress("assess_stage", 0, 1);
-            let assessments = assess(&snapshot.network, &filter, &config, control)?;
-            let count = assessments.len();
-            sink.send_rows(assessments.iter().map(assessment_to_pb), |clusters| {
-                pb::AssessStageEvent {
-                    event: Some(pb::assess_stage_event::Event::Assessments(pb::StageAssessments {
-                        clusters,
-                    })),
-                }
-            })?;
-            let run = RunSummary::counted(count, 0, false, started);
-            sink.send(pb::AssessStageEvent {
-                event: Some(pb::assess_stage_event::Event::Summary(summary(
-                    snapshot.revision,
-                    Layer::Cluster,
-                    &run,
-                ))),
-            })
-        })?;
+        let stream = self
+            .spawn(
+                "AssessStage",
+                footprint_of(Workload::Relations, &snapshot.network),
+                deadline,
+                progress,
+                move |control, sink| {
+                    let started = Instant::now();
+                    control.progress("assess_stage", 0, 1);
+                    let assessments = assess(&snapshot.network, &filter, &config, control)?;
+                    let count = assessments.len();
+                    sink.send_rows(assessments.iter().map(assessment_to_pb), |clusters| {
+                        pb::AssessStageEvent {
+                            event: Some(pb::assess_stage_event::Event::Assessments(pb::StageAssessments {
+                                clusters,
+                            })),
+                        }
+                    })?;
+                    let run = RunSummary::counted(count, 0, false, started);
+                    sink.send(pb::AssessStageEvent {
+                        event: Some(pb::assess_stage_event::Event::Summary(summary(
+                            snapshot.revision,
+                            Layer::Cluster,
+                            &run,
+                        ))),
+                    })
+                },
+            )
+            .await?;
         Ok(Response::new(stream))
     }
 
@@ -646,27 +683,35 @@ impl AnalysisService for AnalysisApi {
         let progress = |p| pb::DetectVirtualIntegrationEvent {
             event: Some(pb::detect_virtual_integration_event::Event::Progress(p)),
         };
-        let stream = self.spawn(deadline, progress, move |control, sink| {
-            let started = Instant::now();
-            control.progress("detect_virtual_integration", 0, 1);
-            let patterns = detect(&snapshot.network, &filter, &config, control)?;
-            let count = patterns.len();
-            sink.send_rows(patterns.iter().map(pattern_to_pb), |patterns| {
-                pb::DetectVirtualIntegrationEvent {
-                    event: Some(pb::detect_virtual_integration_event::Event::Patterns(
-                        pb::VirtualIntegrationPatterns { patterns },
-                    )),
-                }
-            })?;
-            let run = RunSummary::counted(count, 0, false, started);
-            sink.send(pb::DetectVirtualIntegrationEvent {
-                event: Some(pb::detect_virtual_integration_event::Event::Summary(summary(
-                    snapshot.revision,
-                    Layer::Site,
-                    &run,
-                ))),
-            })
-        })?;
+        let stream = self
+            .spawn(
+                "DetectVirtualIntegration",
+                footprint_of(Workload::Relations, &snapshot.network),
+                deadline,
+                progress,
+                move |control, sink| {
+                    let started = Instant::now();
+                    control.progress("detect_virtual_integration", 0, 1);
+                    let patterns = detect(&snapshot.network, &filter, &config, control)?;
+                    let count = patterns.len();
+                    sink.send_rows(patterns.iter().map(pattern_to_pb), |patterns| {
+                        pb::DetectVirtualIntegrationEvent {
+                            event: Some(pb::detect_virtual_integration_event::Event::Patterns(
+                                pb::VirtualIntegrationPatterns { patterns },
+                            )),
+                        }
+                    })?;
+                    let run = RunSummary::counted(count, 0, false, started);
+                    sink.send(pb::DetectVirtualIntegrationEvent {
+                        event: Some(pb::detect_virtual_integration_event::Event::Summary(summary(
+                            snapshot.revision,
+                            Layer::Site,
+                            &run,
+                        ))),
+                    })
+                },
+            )
+            .await?;
         Ok(Response::new(stream))
     }
 
@@ -684,63 +729,71 @@ impl AnalysisService for AnalysisApi {
         let progress = |p| pb::CoreFirmsEvent {
             event: Some(pb::core_firms_event::Event::Progress(p)),
         };
-        let stream = self.spawn(deadline, progress, move |control, sink| {
-            let started = Instant::now();
-            control.progress("core_firms", 0, 1);
-            let structure = core_firms(&snapshot.network, &filter, &cluster, &config);
-            control.check()?;
-            let cores = structure
-                .cores
-                .iter()
-                .map(|c| pb::CoreFirm {
-                    actor_id: c.actor.to_string(),
-                    name: c.name.clone(),
-                    kind: wire(ActorKind::ALL, c.kind),
-                    reach: c.reach,
-                    upstream: c.upstream,
-                    downstream: c.downstream,
-                    systems: c
-                        .systems
+        let stream = self
+            .spawn(
+                "CoreFirms",
+                footprint_of(Workload::Relations, &snapshot.network),
+                deadline,
+                progress,
+                move |control, sink| {
+                    let started = Instant::now();
+                    control.progress("core_firms", 0, 1);
+                    let structure = core_firms(&snapshot.network, &filter, &cluster, &config);
+                    control.check()?;
+                    let cores = structure
+                        .cores
                         .iter()
-                        .map(|s| pb::SupportingSystem {
-                            member_ids: s.members.iter().map(|m| m.to_string()).collect(),
-                            tier1_ids: s.tier1.iter().map(|m| m.to_string()).collect(),
-                            segments: s
-                                .segments
+                        .map(|c| pb::CoreFirm {
+                            actor_id: c.actor.to_string(),
+                            name: c.name.clone(),
+                            kind: wire(ActorKind::ALL, c.kind),
+                            reach: c.reach,
+                            upstream: c.upstream,
+                            downstream: c.downstream,
+                            systems: c
+                                .systems
                                 .iter()
-                                .map(|(segment, members)| pb::SegmentCount {
-                                    segment: wire(Segment::ALL, *segment),
-                                    members: *members,
-                                })
-                                .collect(),
-                            industries: s
-                                .industries
-                                .iter()
-                                .map(|(industry, members)| pb::IndustryCount {
-                                    industry: industry.clone(),
-                                    members: *members,
+                                .map(|s| pb::SupportingSystem {
+                                    member_ids: s.members.iter().map(|m| m.to_string()).collect(),
+                                    tier1_ids: s.tier1.iter().map(|m| m.to_string()).collect(),
+                                    segments: s
+                                        .segments
+                                        .iter()
+                                        .map(|(segment, members)| pb::SegmentCount {
+                                            segment: wire(Segment::ALL, *segment),
+                                            members: *members,
+                                        })
+                                        .collect(),
+                                    industries: s
+                                        .industries
+                                        .iter()
+                                        .map(|(industry, members)| pb::IndustryCount {
+                                            industry: industry.clone(),
+                                            members: *members,
+                                        })
+                                        .collect(),
                                 })
                                 .collect(),
                         })
-                        .collect(),
-                })
-                .collect();
-            sink.send(pb::CoreFirmsEvent {
-                event: Some(pb::core_firms_event::Event::Cores(pb::CoreFirmList {
-                    members: structure.members,
-                    cores,
-                    best_reach: structure.best_reach,
-                })),
-            })?;
-            let run = RunSummary::counted(structure.members as usize, 0, true, started);
-            sink.send(pb::CoreFirmsEvent {
-                event: Some(pb::core_firms_event::Event::Summary(summary(
-                    snapshot.revision,
-                    Layer::Firm,
-                    &run,
-                ))),
-            })
-        })?;
+                        .collect();
+                    sink.send(pb::CoreFirmsEvent {
+                        event: Some(pb::core_firms_event::Event::Cores(pb::CoreFirmList {
+                            members: structure.members,
+                            cores,
+                            best_reach: structure.best_reach,
+                        })),
+                    })?;
+                    let run = RunSummary::counted(structure.members as usize, 0, true, started);
+                    sink.send(pb::CoreFirmsEvent {
+                        event: Some(pb::core_firms_event::Event::Summary(summary(
+                            snapshot.revision,
+                            Layer::Firm,
+                            &run,
+                        ))),
+                    })
+                },
+            )
+            .await?;
         Ok(Response::new(stream))
     }
 
@@ -755,62 +808,70 @@ impl AnalysisService for AnalysisApi {
         let progress = |p| pb::FusionLinksEvent {
             event: Some(pb::fusion_links_event::Event::Progress(p)),
         };
-        let stream = self.spawn(deadline, progress, move |control, sink| {
-            let started = Instant::now();
-            let fusion = fusion_links(&snapshot.network, &filter, &config, control)?;
-            let end = |e: &crate::analysis::fusion::LinkEnd| pb::FusionLinkEnd {
-                actor_id: e.actor.to_string(),
-                industry: e.industry.clone(),
-                community: e.community,
-                cluster_ids: e.clusters.iter().map(|c| c.to_string()).collect(),
-                site_id: e.site.as_ref().map(|s| s.to_string()).unwrap_or_default(),
-            };
-            let links = fusion.links.iter().enumerate().map(|(i, l)| pb::FusionLinkRow {
-                source: Some(end(&l.source)),
-                target: Some(end(&l.target)),
-                kind: wire(LinkKind::ALL, l.kind),
-                channel: wire(Channel::ALL, l.channel),
-                weight: l.weight,
-                valid_from: text_of(l.valid_from),
-                betweenness: l.betweenness,
-                new: l.new,
-                rank: i as u32 + 1,
-            });
-            sink.send_rows(links, |links| pb::FusionLinksEvent {
-                event: Some(pb::fusion_links_event::Event::Links(pb::FusionLinkRows { links })),
-            })?;
-            let pairs = fusion.pairs.iter().map(|p| pb::ClusterPairFusion {
-                cluster_a: p.a.to_string(),
-                cluster_b: p.b.to_string(),
-                ties: p.ties,
-                cross_industry_ties: p.cross_industry_ties,
-                fusion_index: p.fusion_index,
-                fusion_links: p.fusion_links,
-                new_fusion_links: p.new_fusion_links,
-                industry_pairs: p
-                    .industry_pairs
-                    .iter()
-                    .map(|(a, b, ties)| pb::IndustryPairTies {
-                        industry_a: a.clone(),
-                        industry_b: b.clone(),
-                        ties: *ties,
+        let stream = self
+            .spawn(
+                "FusionLinks",
+                footprint_of(Workload::EdgeSweeps, &snapshot.network),
+                deadline,
+                progress,
+                move |control, sink| {
+                    let started = Instant::now();
+                    let fusion = fusion_links(&snapshot.network, &filter, &config, control)?;
+                    let end = |e: &crate::analysis::fusion::LinkEnd| pb::FusionLinkEnd {
+                        actor_id: e.actor.to_string(),
+                        industry: e.industry.clone(),
+                        community: e.community,
+                        cluster_ids: e.clusters.iter().map(|c| c.to_string()).collect(),
+                        site_id: e.site.as_ref().map(|s| s.to_string()).unwrap_or_default(),
+                    };
+                    let links = fusion.links.iter().enumerate().map(|(i, l)| pb::FusionLinkRow {
+                        source: Some(end(&l.source)),
+                        target: Some(end(&l.target)),
+                        kind: wire(LinkKind::ALL, l.kind),
+                        channel: wire(Channel::ALL, l.channel),
+                        weight: l.weight,
+                        valid_from: text_of(l.valid_from),
+                        betweenness: l.betweenness,
+                        new: l.new,
+                        rank: i as u32 + 1,
+                    });
+                    sink.send_rows(links, |links| pb::FusionLinksEvent {
+                        event: Some(pb::fusion_links_event::Event::Links(pb::FusionLinkRows { links })),
+                    })?;
+                    let pairs = fusion.pairs.iter().map(|p| pb::ClusterPairFusion {
+                        cluster_a: p.a.to_string(),
+                        cluster_b: p.b.to_string(),
+                        ties: p.ties,
+                        cross_industry_ties: p.cross_industry_ties,
+                        fusion_index: p.fusion_index,
+                        fusion_links: p.fusion_links,
+                        new_fusion_links: p.new_fusion_links,
+                        industry_pairs: p
+                            .industry_pairs
+                            .iter()
+                            .map(|(a, b, ties)| pb::IndustryPairTies {
+                                industry_a: a.clone(),
+                                industry_b: b.clone(),
+                                ties: *ties,
+                            })
+                            .collect(),
+                    });
+                    sink.send_rows(pairs, |pairs| pb::FusionLinksEvent {
+                        event: Some(pb::fusion_links_event::Event::Pairs(pb::ClusterPairFusions { pairs })),
+                    })?;
+                    let run = RunSummary::counted(fusion.nodes, fusion.edges, false, started);
+                    sink.send(pb::FusionLinksEvent {
+                        event: Some(pb::fusion_links_event::Event::Summary(pb::FusionLinksSummary {
+                            analysis: Some(summary(snapshot.revision, Layer::Firm, &run)),
+                            communities: fusion.communities as u32,
+                            modularity: fusion.modularity,
+                            betweenness_pivots: fusion.pivots.unwrap_or(0) as u32,
+                            fusion_links: fusion.total_fusion_links as u64,
+                        })),
                     })
-                    .collect(),
-            });
-            sink.send_rows(pairs, |pairs| pb::FusionLinksEvent {
-                event: Some(pb::fusion_links_event::Event::Pairs(pb::ClusterPairFusions { pairs })),
-            })?;
-            let run = RunSummary::counted(fusion.nodes, fusion.edges, false, started);
-            sink.send(pb::FusionLinksEvent {
-                event: Some(pb::fusion_links_event::Event::Summary(pb::FusionLinksSummary {
-                    analysis: Some(summary(snapshot.revision, Layer::Firm, &run)),
-                    communities: fusion.communities as u32,
-                    modularity: fusion.modularity,
-                    betweenness_pivots: fusion.pivots.unwrap_or(0) as u32,
-                    fusion_links: fusion.total_fusion_links as u64,
-                })),
-            })
-        })?;
+                },
+            )
+            .await?;
         Ok(Response::new(stream))
     }
 
@@ -837,40 +898,48 @@ impl AnalysisService for AnalysisApi {
         let progress = |p| pb::SubstitutionGapsEvent {
             event: Some(pb::substitution_gaps_event::Event::Progress(p)),
         };
-        let stream = self.spawn(deadline, progress, move |control, sink| {
-            let started = Instant::now();
-            control.progress("substitution_gaps", 0, 1);
-            let gaps = substitution_gaps(&snapshot.network, &filter, &config);
-            control.check()?;
-            sink.send_rows(
-                gaps.iter().map(|g| pb::SubstitutionGapRow {
-                    actor_id: g.actor.to_string(),
-                    name: g.name.clone(),
-                    downstream_lost: g.downstream_lost as u64,
-                    lost: g.lost.iter().map(|id| id.to_string()).collect(),
-                    articulation_point: g.articulation_point,
-                    best_substitute_id: g
-                        .best_substitute
-                        .as_ref()
-                        .map(|(id, _)| id.to_string())
-                        .unwrap_or_default(),
-                    best_substitute_score: g.best_substitute.as_ref().map_or(0.0, |(_, s)| *s),
-                }),
-                |rows| pb::SubstitutionGapsEvent {
-                    event: Some(pb::substitution_gaps_event::Event::Rows(pb::SubstitutionGapRows {
-                        rows,
-                    })),
+        let stream = self
+            .spawn(
+                "SubstitutionGaps",
+                footprint_of(Workload::Relations, &snapshot.network),
+                deadline,
+                progress,
+                move |control, sink| {
+                    let started = Instant::now();
+                    control.progress("substitution_gaps", 0, 1);
+                    let gaps = substitution_gaps(&snapshot.network, &filter, &config);
+                    control.check()?;
+                    sink.send_rows(
+                        gaps.iter().map(|g| pb::SubstitutionGapRow {
+                            actor_id: g.actor.to_string(),
+                            name: g.name.clone(),
+                            downstream_lost: g.downstream_lost as u64,
+                            lost: g.lost.iter().map(|id| id.to_string()).collect(),
+                            articulation_point: g.articulation_point,
+                            best_substitute_id: g
+                                .best_substitute
+                                .as_ref()
+                                .map(|(id, _)| id.to_string())
+                                .unwrap_or_default(),
+                            best_substitute_score: g.best_substitute.as_ref().map_or(0.0, |(_, s)| *s),
+                        }),
+                        |rows| pb::SubstitutionGapsEvent {
+                            event: Some(pb::substitution_gaps_event::Event::Rows(pb::SubstitutionGapRows {
+                                rows,
+                            })),
+                        },
+                    )?;
+                    let run = RunSummary::counted(gaps.len(), 0, true, started);
+                    sink.send(pb::SubstitutionGapsEvent {
+                        event: Some(pb::substitution_gaps_event::Event::Summary(summary(
+                            snapshot.revision,
+                            Layer::Firm,
+                            &run,
+                        ))),
+                    })
                 },
-            )?;
-            let run = RunSummary::counted(gaps.len(), 0, true, started);
-            sink.send(pb::SubstitutionGapsEvent {
-                event: Some(pb::substitution_gaps_event::Event::Summary(summary(
-                    snapshot.revision,
-                    Layer::Firm,
-                    &run,
-                ))),
-            })
-        })?;
+            )
+            .await?;
         Ok(Response::new(stream))
     }
 
@@ -885,65 +954,75 @@ impl AnalysisService for AnalysisApi {
         let progress = |p| pb::SubstitutesEvent {
             event: Some(pb::substitutes_event::Event::Progress(p)),
         };
-        let stream = self.spawn(deadline, progress, move |control, sink| {
-            let started = Instant::now();
-            control.progress("substitutes", 0, 1);
-            let (rows, layer) = match &target {
-                SubstituteTarget::Actor(ix) => (substitutes(&snapshot.network, &filter, *ix, &config), Layer::Firm),
-                SubstituteTarget::Cluster(id) => (
-                    cluster_substitutes(&snapshot.network, &filter, id, &config),
-                    Layer::Cluster,
-                ),
-            };
-            control.check()?;
-            let rows: Vec<pb::SubstituteRow> = rows
-                .into_iter()
-                .enumerate()
-                .map(|(i, r)| pb::SubstituteRow {
-                    actor_id: if layer == Layer::Firm {
-                        r.id.to_string()
-                    } else {
-                        String::new()
-                    },
-                    cluster_id: if layer == Layer::Cluster {
-                        r.id.to_string()
-                    } else {
-                        String::new()
-                    },
-                    name: r.name,
-                    score: r.score,
-                    structural: r.structural,
-                    segments: r.segments,
-                    industry: r.industry,
-                    shared_neighbor_count: r.shared_neighbor_count as u64,
-                    shared_neighbors: r
-                        .shared_neighbors
+        let stream = self
+            .spawn(
+                "Substitutes",
+                footprint_of(Workload::Relations, &snapshot.network),
+                deadline,
+                progress,
+                move |control, sink| {
+                    let started = Instant::now();
+                    control.progress("substitutes", 0, 1);
+                    let (rows, layer) = match &target {
+                        SubstituteTarget::Actor(ix) => {
+                            (substitutes(&snapshot.network, &filter, *ix, &config), Layer::Firm)
+                        }
+                        SubstituteTarget::Cluster(id) => (
+                            cluster_substitutes(&snapshot.network, &filter, id, &config),
+                            Layer::Cluster,
+                        ),
+                    };
+                    control.check()?;
+                    let rows: Vec<pb::SubstituteRow> = rows
                         .into_iter()
-                        .map(|(role, id)| pb::SharedNeighbor {
-                            role: role.as_str().to_string(),
-                            actor_id: id.to_string(),
+                        .enumerate()
+                        .map(|(i, r)| pb::SubstituteRow {
+                            actor_id: if layer == Layer::Firm {
+                                r.id.to_string()
+                            } else {
+                                String::new()
+                            },
+                            cluster_id: if layer == Layer::Cluster {
+                                r.id.to_string()
+                            } else {
+                                String::new()
+                            },
+                            name: r.name,
+                            score: r.score,
+                            structural: r.structural,
+                            segments: r.segments,
+                            industry: r.industry,
+                            shared_neighbor_count: r.shared_neighbor_count as u64,
+                            shared_neighbors: r
+                                .shared_neighbors
+                                .into_iter()
+                                .map(|(role, id)| pb::SharedNeighbor {
+                                    role: role.as_str().to_string(),
+                                    actor_id: id.to_string(),
+                                })
+                                .collect(),
+                            shared_segments: r
+                                .shared_segments
+                                .iter()
+                                .filter_map(|s| pb::Segment::from_str_name(&format!("SEGMENT_{s}")).map(|s| s as i32))
+                                .collect(),
+                            rank: i as u32 + 1,
                         })
-                        .collect(),
-                    shared_segments: r
-                        .shared_segments
-                        .iter()
-                        .filter_map(|s| pb::Segment::from_str_name(&format!("SEGMENT_{s}")).map(|s| s as i32))
-                        .collect(),
-                    rank: i as u32 + 1,
-                })
-                .collect();
-            let run = RunSummary::counted(rows.len(), 0, true, started);
-            sink.send(pb::SubstitutesEvent {
-                event: Some(pb::substitutes_event::Event::Rows(pb::SubstituteRows { rows })),
-            })?;
-            sink.send(pb::SubstitutesEvent {
-                event: Some(pb::substitutes_event::Event::Summary(summary(
-                    snapshot.revision,
-                    layer,
-                    &run,
-                ))),
-            })
-        })?;
+                        .collect();
+                    let run = RunSummary::counted(rows.len(), 0, true, started);
+                    sink.send(pb::SubstitutesEvent {
+                        event: Some(pb::substitutes_event::Event::Rows(pb::SubstituteRows { rows })),
+                    })?;
+                    sink.send(pb::SubstitutesEvent {
+                        event: Some(pb::substitutes_event::Event::Summary(summary(
+                            snapshot.revision,
+                            layer,
+                            &run,
+                        ))),
+                    })
+                },
+            )
+            .await?;
         Ok(Response::new(stream))
     }
 
@@ -958,60 +1037,68 @@ impl AnalysisService for AnalysisApi {
         let progress = |p| pb::CrossingsEvent {
             event: Some(pb::crossings_event::Event::Progress(p)),
         };
-        let stream = self.spawn(deadline, progress, move |control, sink| {
-            let started = Instant::now();
-            control.progress("crossings", 0, 1);
-            let (pairs, clusters) = crossings(&snapshot.network, &filter);
-            control.check()?;
-            let tally = |t: &crate::analysis::crossing::Tally| pb::LinkTally {
-                count: t.count,
-                weight: t.weight,
-            };
-            sink.send_rows(
-                pairs.iter().map(|p| pb::ClusterPairCrossing {
-                    cluster_a: p.a.to_string(),
-                    cluster_b: p.b.to_string(),
-                    by_kind: p
-                        .by_kind
-                        .iter()
-                        .map(|((kind, channel), t)| pb::FirmLinkAggregate {
-                            kind: wire(LinkKind::ALL, *kind),
-                            channel: wire(Channel::ALL, *channel),
-                            count: t.count,
-                            weight: t.weight,
-                        })
-                        .collect(),
-                    capital_a_to_b: Some(tally(&p.capital_a_to_b)),
-                    capital_b_to_a: Some(tally(&p.capital_b_to_a)),
-                    mutual: p.mutual,
-                    reciprocity: p.reciprocity,
-                    capital_share: p.capital_share,
-                }),
-                |pairs| pb::CrossingsEvent {
-                    event: Some(pb::crossings_event::Event::Pairs(pb::CrossingPairs { pairs })),
+        let stream = self
+            .spawn(
+                "Crossings",
+                footprint_of(Workload::Relations, &snapshot.network),
+                deadline,
+                progress,
+                move |control, sink| {
+                    let started = Instant::now();
+                    control.progress("crossings", 0, 1);
+                    let (pairs, clusters) = crossings(&snapshot.network, &filter);
+                    control.check()?;
+                    let tally = |t: &crate::analysis::crossing::Tally| pb::LinkTally {
+                        count: t.count,
+                        weight: t.weight,
+                    };
+                    sink.send_rows(
+                        pairs.iter().map(|p| pb::ClusterPairCrossing {
+                            cluster_a: p.a.to_string(),
+                            cluster_b: p.b.to_string(),
+                            by_kind: p
+                                .by_kind
+                                .iter()
+                                .map(|((kind, channel), t)| pb::FirmLinkAggregate {
+                                    kind: wire(LinkKind::ALL, *kind),
+                                    channel: wire(Channel::ALL, *channel),
+                                    count: t.count,
+                                    weight: t.weight,
+                                })
+                                .collect(),
+                            capital_a_to_b: Some(tally(&p.capital_a_to_b)),
+                            capital_b_to_a: Some(tally(&p.capital_b_to_a)),
+                            mutual: p.mutual,
+                            reciprocity: p.reciprocity,
+                            capital_share: p.capital_share,
+                        }),
+                        |pairs| pb::CrossingsEvent {
+                            event: Some(pb::crossings_event::Event::Pairs(pb::CrossingPairs { pairs })),
+                        },
+                    )?;
+                    sink.send_rows(
+                        clusters.iter().map(|c| pb::ClusterCrossingIndex {
+                            cluster_id: c.cluster.to_string(),
+                            capital_ties: c.capital_ties,
+                            crossing_capital_ties: c.crossing_capital_ties,
+                            cross_investment_index: c.cross_investment_index,
+                            crossing_ties: c.crossing_ties,
+                        }),
+                        |clusters| pb::CrossingsEvent {
+                            event: Some(pb::crossings_event::Event::Clusters(pb::CrossingIndexes { clusters })),
+                        },
+                    )?;
+                    let run = RunSummary::counted(clusters.len(), pairs.len(), true, started);
+                    sink.send(pb::CrossingsEvent {
+                        event: Some(pb::crossings_event::Event::Summary(summary(
+                            snapshot.revision,
+                            Layer::Cluster,
+                            &run,
+                        ))),
+                    })
                 },
-            )?;
-            sink.send_rows(
-                clusters.iter().map(|c| pb::ClusterCrossingIndex {
-                    cluster_id: c.cluster.to_string(),
-                    capital_ties: c.capital_ties,
-                    crossing_capital_ties: c.crossing_capital_ties,
-                    cross_investment_index: c.cross_investment_index,
-                    crossing_ties: c.crossing_ties,
-                }),
-                |clusters| pb::CrossingsEvent {
-                    event: Some(pb::crossings_event::Event::Clusters(pb::CrossingIndexes { clusters })),
-                },
-            )?;
-            let run = RunSummary::counted(clusters.len(), pairs.len(), true, started);
-            sink.send(pb::CrossingsEvent {
-                event: Some(pb::crossings_event::Event::Summary(summary(
-                    snapshot.revision,
-                    Layer::Cluster,
-                    &run,
-                ))),
-            })
-        })?;
+            )
+            .await?;
         Ok(Response::new(stream))
     }
 
@@ -1026,50 +1113,58 @@ impl AnalysisService for AnalysisApi {
         let progress = |p| pb::ClusterOverlapEvent {
             event: Some(pb::cluster_overlap_event::Event::Progress(p)),
         };
-        let stream = self.spawn(deadline, progress, move |control, sink| {
-            let started = Instant::now();
-            let mut batch = Vec::with_capacity(ROWS_PER_MESSAGE);
-            let send = |rows: Vec<pb::ClusterOverlapRow>| {
-                sink.send(pb::ClusterOverlapEvent {
-                    event: Some(pb::cluster_overlap_event::Event::Rows(pb::ClusterOverlapRows { rows })),
-                })
-            };
-            let pairs = for_each_pair(&snapshot.network, &job, control, |pair| {
-                batch.push(pb::ClusterOverlapRow {
-                    cluster_a: pair.a.to_string(),
-                    cluster_b: pair.b.to_string(),
-                    dimensions: pair
-                        .dimensions
-                        .into_iter()
-                        .map(|d| pb::DimensionOverlap {
-                            dimension: analysis_params::dimension_to_pb(d.dimension) as i32,
-                            jaccard: d.jaccard,
-                            overlap_coefficient: d.overlap_coefficient,
-                            cosine: d.cosine,
-                            size_a: d.size_a as u64,
-                            size_b: d.size_b as u64,
-                            shared_count: d.shared_count as u64,
-                            shared: d.shared,
+        let stream = self
+            .spawn(
+                "ClusterOverlap",
+                footprint_of(Workload::Relations, &snapshot.network),
+                deadline,
+                progress,
+                move |control, sink| {
+                    let started = Instant::now();
+                    let mut batch = Vec::with_capacity(ROWS_PER_MESSAGE);
+                    let send = |rows: Vec<pb::ClusterOverlapRow>| {
+                        sink.send(pb::ClusterOverlapEvent {
+                            event: Some(pb::cluster_overlap_event::Event::Rows(pb::ClusterOverlapRows { rows })),
                         })
-                        .collect(),
-                });
-                if batch.len() == ROWS_PER_MESSAGE {
-                    send(std::mem::take(&mut batch))?;
-                }
-                Ok(())
-            })?;
-            if !batch.is_empty() {
-                send(batch)?;
-            }
-            let run = RunSummary::counted(snapshot.network.clusters.len(), pairs, false, started);
-            sink.send(pb::ClusterOverlapEvent {
-                event: Some(pb::cluster_overlap_event::Event::Summary(summary(
-                    snapshot.revision,
-                    Layer::Cluster,
-                    &run,
-                ))),
-            })
-        })?;
+                    };
+                    let pairs = for_each_pair(&snapshot.network, &job, control, |pair| {
+                        batch.push(pb::ClusterOverlapRow {
+                            cluster_a: pair.a.to_string(),
+                            cluster_b: pair.b.to_string(),
+                            dimensions: pair
+                                .dimensions
+                                .into_iter()
+                                .map(|d| pb::DimensionOverlap {
+                                    dimension: analysis_params::dimension_to_pb(d.dimension) as i32,
+                                    jaccard: d.jaccard,
+                                    overlap_coefficient: d.overlap_coefficient,
+                                    cosine: d.cosine,
+                                    size_a: d.size_a as u64,
+                                    size_b: d.size_b as u64,
+                                    shared_count: d.shared_count as u64,
+                                    shared: d.shared,
+                                })
+                                .collect(),
+                        });
+                        if batch.len() == ROWS_PER_MESSAGE {
+                            send(std::mem::take(&mut batch))?;
+                        }
+                        Ok(())
+                    })?;
+                    if !batch.is_empty() {
+                        send(batch)?;
+                    }
+                    let run = RunSummary::counted(snapshot.network.clusters.len(), pairs, false, started);
+                    sink.send(pb::ClusterOverlapEvent {
+                        event: Some(pb::cluster_overlap_event::Event::Summary(summary(
+                            snapshot.revision,
+                            Layer::Cluster,
+                            &run,
+                        ))),
+                    })
+                },
+            )
+            .await?;
         Ok(Response::new(stream))
     }
 
@@ -1084,27 +1179,35 @@ impl AnalysisService for AnalysisApi {
         let progress = |p| pb::CentralityEvent {
             event: Some(pb::centrality_event::Event::Progress(p)),
         };
-        let stream = self.spawn(deadline, progress, move |control, sink| {
-            let (rows, run) = run_centrality(&snapshot.network, &job, control)?;
-            sink.send_rows(
-                rows.iter().map(|row| pb::CentralityRow {
-                    node_id: row.node.to_string(),
-                    name: row.name.clone(),
-                    value: row.value,
-                    rank: row.rank,
-                }),
-                |rows| pb::CentralityEvent {
-                    event: Some(pb::centrality_event::Event::Rows(pb::CentralityRows { rows })),
+        let stream = self
+            .spawn(
+                "Centrality",
+                footprint_of(job.workload(), &snapshot.network),
+                deadline,
+                progress,
+                move |control, sink| {
+                    let (rows, run) = run_centrality(&snapshot.network, &job, control)?;
+                    sink.send_rows(
+                        rows.iter().map(|row| pb::CentralityRow {
+                            node_id: row.node.to_string(),
+                            name: row.name.clone(),
+                            value: row.value,
+                            rank: row.rank,
+                        }),
+                        |rows| pb::CentralityEvent {
+                            event: Some(pb::centrality_event::Event::Rows(pb::CentralityRows { rows })),
+                        },
+                    )?;
+                    sink.send(pb::CentralityEvent {
+                        event: Some(pb::centrality_event::Event::Summary(summary(
+                            snapshot.revision,
+                            job.graph.layer,
+                            &run,
+                        ))),
+                    })
                 },
-            )?;
-            sink.send(pb::CentralityEvent {
-                event: Some(pb::centrality_event::Event::Summary(summary(
-                    snapshot.revision,
-                    job.graph.layer,
-                    &run,
-                ))),
-            })
-        })?;
+            )
+            .await?;
         Ok(Response::new(stream))
     }
 
@@ -1119,27 +1222,35 @@ impl AnalysisService for AnalysisApi {
         let progress = |p| pb::CommunityEvent {
             event: Some(pb::community_event::Event::Progress(p)),
         };
-        let stream = self.spawn(deadline, progress, move |control, sink| {
-            let (rows, partition, run) = run_communities(&snapshot.network, &job, control)?;
-            sink.send_rows(
-                rows.iter().map(|row| pb::CommunityRow {
-                    node_id: row.node.to_string(),
-                    name: row.name.clone(),
-                    community: row.community,
-                }),
-                |rows| pb::CommunityEvent {
-                    event: Some(pb::community_event::Event::Rows(pb::CommunityRows { rows })),
+        let stream = self
+            .spawn(
+                "Communities",
+                footprint_of(Workload::Communities, &snapshot.network),
+                deadline,
+                progress,
+                move |control, sink| {
+                    let (rows, partition, run) = run_communities(&snapshot.network, &job, control)?;
+                    sink.send_rows(
+                        rows.iter().map(|row| pb::CommunityRow {
+                            node_id: row.node.to_string(),
+                            name: row.name.clone(),
+                            community: row.community,
+                        }),
+                        |rows| pb::CommunityEvent {
+                            event: Some(pb::community_event::Event::Rows(pb::CommunityRows { rows })),
+                        },
+                    )?;
+                    sink.send(pb::CommunityEvent {
+                        event: Some(pb::community_event::Event::Summary(pb::CommunitiesSummary {
+                            analysis: Some(summary(snapshot.revision, job.graph.layer, &run)),
+                            modularity: partition.modularity,
+                            communities: partition.sizes.len() as u32,
+                            sizes: partition.sizes.iter().map(|s| *s as u64).collect(),
+                        })),
+                    })
                 },
-            )?;
-            sink.send(pb::CommunityEvent {
-                event: Some(pb::community_event::Event::Summary(pb::CommunitiesSummary {
-                    analysis: Some(summary(snapshot.revision, job.graph.layer, &run)),
-                    modularity: partition.modularity,
-                    communities: partition.sizes.len() as u32,
-                    sizes: partition.sizes.iter().map(|s| *s as u64).collect(),
-                })),
-            })
-        })?;
+            )
+            .await?;
         Ok(Response::new(stream))
     }
 
@@ -1161,61 +1272,69 @@ impl AnalysisService for AnalysisApi {
         let progress = |p| pb::InterClusterEvent {
             event: Some(pb::inter_cluster_event::Event::Progress(p)),
         };
-        let stream = self.spawn(deadline, progress, move |control, sink| {
-            let started = Instant::now();
-            control.progress("aggregate", 0, 1);
-            let network = inter_cluster(&snapshot.network, &filter, layer);
-            control.check()?;
-            sink.send_rows(
-                network.nodes.iter().map(|n| pb::InterClusterNode {
-                    id: n.id.to_string(),
-                    name: n.name.clone(),
-                    cluster_id: n.cluster.to_string(),
-                    actors: n.actors,
-                }),
-                |nodes| pb::InterClusterEvent {
-                    event: Some(pb::inter_cluster_event::Event::Nodes(pb::InterClusterNodes { nodes })),
+        let stream = self
+            .spawn(
+                "InterClusterNetwork",
+                footprint_of(Workload::Projection, &snapshot.network),
+                deadline,
+                progress,
+                move |control, sink| {
+                    let started = Instant::now();
+                    control.progress("aggregate", 0, 1);
+                    let network = inter_cluster(&snapshot.network, &filter, layer);
+                    control.check()?;
+                    sink.send_rows(
+                        network.nodes.iter().map(|n| pb::InterClusterNode {
+                            id: n.id.to_string(),
+                            name: n.name.clone(),
+                            cluster_id: n.cluster.to_string(),
+                            actors: n.actors,
+                        }),
+                        |nodes| pb::InterClusterEvent {
+                            event: Some(pb::inter_cluster_event::Event::Nodes(pb::InterClusterNodes { nodes })),
+                        },
+                    )?;
+                    sink.send_rows(
+                        network.edges.iter().map(|e| pb::InterClusterEdge {
+                            source: e.source.to_string(),
+                            target: e.target.to_string(),
+                            firm_links: e
+                                .firm_links
+                                .iter()
+                                .map(|((kind, channel), (count, weight))| pb::FirmLinkAggregate {
+                                    kind: wire(LinkKind::ALL, *kind),
+                                    channel: wire(Channel::ALL, *channel),
+                                    count: *count,
+                                    weight: *weight,
+                                })
+                                .collect(),
+                            cluster_links: e
+                                .cluster_links
+                                .iter()
+                                .map(|(kind, channel, weight)| pb::ExplicitClusterLink {
+                                    kind: wire(ClusterLinkKind::ALL, *kind),
+                                    channel: wire(Channel::ALL, *channel),
+                                    weight: *weight,
+                                })
+                                .collect(),
+                            firm_link_count: e.firm_link_count(),
+                            total_weight: e.total_weight(),
+                        }),
+                        |edges| pb::InterClusterEvent {
+                            event: Some(pb::inter_cluster_event::Event::Edges(pb::InterClusterEdges { edges })),
+                        },
+                    )?;
+                    let run = RunSummary::counted(network.nodes.len(), network.edges.len(), false, started);
+                    sink.send(pb::InterClusterEvent {
+                        event: Some(pb::inter_cluster_event::Event::Summary(summary(
+                            snapshot.revision,
+                            layer,
+                            &run,
+                        ))),
+                    })
                 },
-            )?;
-            sink.send_rows(
-                network.edges.iter().map(|e| pb::InterClusterEdge {
-                    source: e.source.to_string(),
-                    target: e.target.to_string(),
-                    firm_links: e
-                        .firm_links
-                        .iter()
-                        .map(|((kind, channel), (count, weight))| pb::FirmLinkAggregate {
-                            kind: wire(LinkKind::ALL, *kind),
-                            channel: wire(Channel::ALL, *channel),
-                            count: *count,
-                            weight: *weight,
-                        })
-                        .collect(),
-                    cluster_links: e
-                        .cluster_links
-                        .iter()
-                        .map(|(kind, channel, weight)| pb::ExplicitClusterLink {
-                            kind: wire(ClusterLinkKind::ALL, *kind),
-                            channel: wire(Channel::ALL, *channel),
-                            weight: *weight,
-                        })
-                        .collect(),
-                    firm_link_count: e.firm_link_count(),
-                    total_weight: e.total_weight(),
-                }),
-                |edges| pb::InterClusterEvent {
-                    event: Some(pb::inter_cluster_event::Event::Edges(pb::InterClusterEdges { edges })),
-                },
-            )?;
-            let run = RunSummary::counted(network.nodes.len(), network.edges.len(), false, started);
-            sink.send(pb::InterClusterEvent {
-                event: Some(pb::inter_cluster_event::Event::Summary(summary(
-                    snapshot.revision,
-                    layer,
-                    &run,
-                ))),
-            })
-        })?;
+            )
+            .await?;
         Ok(Response::new(stream))
     }
 }

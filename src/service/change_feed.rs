@@ -64,6 +64,7 @@ pub async fn watch_changes(
     store: Arc<Store>,
     from_revision: u64,
     shutdown: watch::Receiver<bool>,
+    watching: feed::Watching,
 ) -> Result<Events<pb::ChangeEvent>, Status> {
-    feed::start(Arc::new(Changes { store }), from_revision, shutdown).await
+    feed::start(Arc::new(Changes { store }), from_revision, shutdown, watching).await
 }

@@ -10,9 +10,11 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
+
+use super::metrics::{GaugeGuard, Metrics};
 
 /// Events buffered towards one client.
 const CLIENT_BUFFER: usize = 64;
@@ -50,6 +52,44 @@ pub trait Source: Send + Sync + 'static {
 
 pub type Events<E> = ReceiverStream<Result<E, Status>>;
 
+/// The open watches, WatchChanges and WatchAlerts together: at most `max`;
+/// one more gets RESOURCE_EXHAUSTED.
+pub struct Watchers {
+    slots: Arc<Semaphore>,
+    max: usize,
+    metrics: Arc<Metrics>,
+}
+
+/// One open watch's place; given back when its feed ends.
+pub struct Watching {
+    _slot: OwnedSemaphorePermit,
+    _gauge: GaugeGuard,
+}
+
+impl Watchers {
+    pub fn new(max: usize, metrics: Arc<Metrics>) -> Watchers {
+        Watchers {
+            slots: Arc::new(Semaphore::new(max.max(1))),
+            max: max.max(1),
+            metrics,
+        }
+    }
+
+    /// A place for one more watch of `feed` ("changes", "alerts").
+    pub fn admit(&self, feed: &str) -> Result<Watching, Status> {
+        let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
+            super::status::busy(format!(
+                "{} watches are open, the most this server serves (--max-subscribers); retry later",
+                self.max
+            ))
+        })?;
+        Ok(Watching {
+            _slot: slot,
+            _gauge: self.metrics.subscriber(feed),
+        })
+    }
+}
+
 fn out_of_range<S: Source>(asked: u64, oldest: u64) -> Status {
     Status::out_of_range(format!(
         "{}: {} {asked} is no longer kept; the oldest kept is {oldest}",
@@ -59,7 +99,7 @@ fn out_of_range<S: Source>(asked: u64, oldest: u64) -> Status {
 }
 
 fn unavailable<S: Source>(next: u64) -> Status {
-    Status::unavailable(format!(
+    super::status::stopping(format!(
         "the server is shutting down; reconnect with {} {next}",
         S::FIELD
     ))
@@ -81,6 +121,7 @@ pub async fn start<S: Source>(
     source: Arc<S>,
     from: u64,
     shutdown: watch::Receiver<bool>,
+    watching: Watching,
 ) -> Result<Events<S::Event>, Status> {
     let live = source.subscribe();
     let current = source.published();
@@ -108,6 +149,7 @@ pub async fn start<S: Source>(
             source,
             sender,
             shutdown,
+            _watching: watching,
         }
         .run(start, live),
     );
@@ -118,6 +160,7 @@ struct Feed<S: Source> {
     source: Arc<S>,
     sender: mpsc::Sender<Result<S::Event, Status>>,
     shutdown: watch::Receiver<bool>,
+    _watching: Watching,
 }
 
 /// Why a feed stops.

@@ -1,14 +1,17 @@
 //! The gRPC layer: generated code, proto <-> model conversion, the mapping of
 //! core errors to statuses, the service handlers and the server wiring.
 
+pub mod admission;
 mod alert_api;
 mod analysis_api;
 mod analysis_params;
 pub mod auth_layer;
 mod change_feed;
+mod connections;
 pub mod convert;
 mod feed;
 pub mod import_client;
+pub mod metrics;
 mod network_api;
 mod paging;
 pub mod server;

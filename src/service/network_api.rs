@@ -11,6 +11,7 @@ use super::{
     auth_layer::caller_role,
     change_feed::watch_changes,
     convert::{self, arc_rows},
+    feed::Watchers,
     paging::{next_page_token, page_request},
     pb::{self, network_service_server::NetworkService},
 };
@@ -25,11 +26,16 @@ pub struct NetworkApi {
     store: Arc<Store>,
     /// Turns true when the server shuts down, ending the change feeds.
     shutdown: watch::Receiver<bool>,
+    watchers: Arc<Watchers>,
 }
 
 impl NetworkApi {
-    pub fn new(store: Arc<Store>, shutdown: watch::Receiver<bool>) -> Self {
-        NetworkApi { store, shutdown }
+    pub fn new(store: Arc<Store>, shutdown: watch::Receiver<bool>, watchers: Arc<Watchers>) -> Self {
+        NetworkApi {
+            store,
+            shutdown,
+            watchers,
+        }
     }
 }
 
@@ -106,7 +112,8 @@ impl NetworkService for NetworkApi {
         request: Request<pb::WatchChangesRequest>,
     ) -> Result<Response<Self::WatchChangesStream>, Status> {
         let from = request.into_inner().from_revision;
-        let stream = watch_changes(self.store.clone(), from, self.shutdown.clone()).await?;
+        let watching = self.watchers.admit("changes")?;
+        let stream = watch_changes(self.store.clone(), from, self.shutdown.clone(), watching).await?;
         Ok(Response::new(stream))
     }
 
@@ -140,13 +147,15 @@ impl NetworkService for NetworkApi {
         // received and decoded; `sequence` stops the queue at a failure.
         let mut in_flight: VecDeque<PendingBatch> = VecDeque::new();
         let fail = |status: Status, batches: u64, revision: u64| {
-            Status::new(
+            // The details (the field, the retry delay) stay as they were.
+            Status::with_details(
                 status.code(),
                 format!(
                     "batch {} (after {batches} applied batches, revision {revision}): {}",
                     batches + 1,
                     status.message()
                 ),
+                status.details().to_vec().into(),
             )
         };
         let mut ended = false;
@@ -157,7 +166,7 @@ impl NetworkService for NetworkApi {
                 // An idle import must not hold the server's shutdown open:
                 // it ends with UNAVAILABLE once the batches in flight land.
                 let next = tokio::select! {
-                    next = stream.message() => next?,
+                    next = stream.message() => next,
                     // The guard wait_for returns is dropped inside: it is not Send.
                     _ = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => {
                         for pending in in_flight.drain(..) {
@@ -166,23 +175,38 @@ impl NetworkService for NetworkApi {
                             revision = applied.revision;
                             counts.add(&applied.counts);
                         }
-                        return Err(Status::unavailable(format!(
+                        return Err(super::status::stopping(format!(
                             "the server is shutting down; {batches} batches were applied (revision {revision}): \
                              send the rest again once it is back"
                         )));
                     }
                 };
-                let Some(batch) = next else {
-                    ended = true;
-                    break;
+                let batch = match next {
+                    Ok(Some(batch)) => Ok(batch),
+                    Ok(None) => {
+                        ended = true;
+                        break;
+                    }
+                    // A message too large or not protobuf, said as the rest
+                    // of the server says it.
+                    Err(status) => Err(super::status::from_decoder(&status).unwrap_or(status)),
                 };
-                let submitted = match convert::batch_from_pb(batch).and_then(|c| check_cascades(role, &c).map(|_| c)) {
-                    Ok(changes) => self.store.submit(changes, Some(sequence.clone())).await,
-                    Err(error) => Err(error),
+                let submitted = match batch {
+                    Ok(batch) => {
+                        match convert::batch_from_pb(batch).and_then(|c| check_cascades(role, &c).map(|_| c)) {
+                            Ok(changes) => self
+                                .store
+                                .submit(changes, Some(sequence.clone()))
+                                .await
+                                .map_err(Status::from),
+                            Err(error) => Err(error.into()),
+                        }
+                    }
+                    Err(status) => Err(status),
                 };
                 match submitted {
                     Ok(pending) => in_flight.push_back(pending),
-                    Err(error) => {
+                    Err(status) => {
                         // The batches queued before this one still land.
                         for pending in in_flight.drain(..) {
                             let applied = pending.outcome().await.map_err(|e| fail(e.into(), batches, revision))?;
@@ -190,7 +214,7 @@ impl NetworkService for NetworkApi {
                             revision = applied.revision;
                             counts.add(&applied.counts);
                         }
-                        return Err(fail(error.into(), batches, revision));
+                        return Err(fail(status, batches, revision));
                     }
                 }
             }

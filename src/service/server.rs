@@ -4,11 +4,14 @@
 use std::{future::Future, sync::Arc};
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use super::{
+    admission::AnalysisLimits,
     auth_layer::AuthLayer,
+    connections,
+    feed::Watchers,
+    metrics::{CallLogLayer, Metrics},
     pb::{
         self, alert_service_server::AlertServiceServer, analysis_service_server::AnalysisServiceServer,
         network_service_server::NetworkServiceServer,
@@ -24,8 +27,18 @@ pub struct ServerConfig {
     /// Largest request or reply message, in bytes. Bulk-import batches are the
     /// large ones: 10,000 links encode to about 1 MiB.
     pub max_message_bytes: usize,
-    /// Heavy analyses run at once; more get RESOURCE_EXHAUSTED.
-    pub max_analyses: usize,
+    /// Analyses running at once, waiting for a slot, and the memory they may
+    /// take together by their estimates.
+    pub analyses: AnalysisLimits,
+    /// Client connections open at once; the one past it is closed at once.
+    pub max_connections: usize,
+    /// Concurrent calls (HTTP/2 streams) on one connection; a client past it
+    /// waits for one of its calls to end.
+    pub max_streams_per_connection: u32,
+    /// Open watches (WatchChanges and WatchAlerts together).
+    pub max_subscribers: usize,
+    /// Where the Prometheus metrics are kept; `serve_metrics` exposes them.
+    pub metrics: Arc<Metrics>,
     /// How long an analysis waits for a client that stopped reading before
     /// it is cancelled and frees its slot.
     pub stall_timeout: std::time::Duration,
@@ -45,7 +58,11 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_message_bytes: 64 << 20,
-            max_analyses: 2,
+            analyses: AnalysisLimits::default(),
+            max_connections: 1_024,
+            max_streams_per_connection: 256,
+            max_subscribers: 1_024,
+            metrics: Arc::new(Metrics::new()),
             stall_timeout: std::time::Duration::from_secs(30),
             shutdown_grace: std::time::Duration::from_secs(10),
             tokens: None,
@@ -77,25 +94,32 @@ pub async fn serve(
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // google.rpc's detail messages, so grpcurl can print a status's details.
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .expect("the compiled descriptor sets are valid");
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .expect("the compiled descriptor sets are valid");
 
+    store.observe(Box::new(config.metrics.clone()));
+    let watchers = Arc::new(Watchers::new(config.max_subscribers, config.metrics.clone()));
     let (stop_feeds, feeds_stop) = tokio::sync::watch::channel(false);
     let analysis = AnalysisServiceServer::new(AnalysisApi::new(
         store.clone(),
-        config.max_analyses,
+        config.analyses,
+        config.metrics.clone(),
         config.stall_timeout,
         feeds_stop.clone(),
         config.stage,
     ))
     .max_encoding_message_size(config.max_message_bytes);
-    let alert = alerts.map(|alerts| AlertServiceServer::new(AlertApi::new(alerts, feeds_stop.clone())));
-    let network = NetworkServiceServer::new(NetworkApi::new(store, feeds_stop))
+    let alert =
+        alerts.map(|alerts| AlertServiceServer::new(AlertApi::new(alerts, feeds_stop.clone(), watchers.clone())));
+    let network = NetworkServiceServer::new(NetworkApi::new(store, feeds_stop, watchers))
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
 
@@ -111,11 +135,14 @@ pub async fn serve(
         health.set_not_serving::<AnalysisServiceServer<AnalysisApi>>().await;
         health.set_not_serving::<AlertServiceServer<AlertApi>>().await;
     };
-    let mut builder = Server::builder();
+    let mut builder = Server::builder().max_concurrent_streams(config.max_streams_per_connection.max(1));
     if let Some(tls) = config.tls.clone() {
         builder = builder.tls_config(tls)?;
     }
+    let incoming = connections::accept(listener, config.max_connections, config.metrics.clone());
     let serving = builder
+        // Outermost, so refused calls are logged and counted too.
+        .layer(CallLogLayer::new(config.metrics.clone()))
         .layer(AuthLayer::new(config.tokens.clone()))
         .layer(WireStatusLayer)
         .add_service(health_service)
@@ -124,7 +151,7 @@ pub async fn serve(
         .add_service(network)
         .add_service(analysis)
         .add_optional_service(alert)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+        .serve_with_incoming_shutdown(incoming, shutdown);
     let grace = config.shutdown_grace;
     tokio::select! {
         served = serving => served,

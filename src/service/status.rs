@@ -1,25 +1,90 @@
-//! The one place where core errors become gRPC statuses.
+//! The one place where core errors become gRPC statuses, with google.rpc
+//! rich details (tonic-types) a program can act on without parsing the
+//! message: `BadRequest` names the field on INVALID_ARGUMENT,
+//! `PreconditionFailure` on FAILED_PRECONDITION, `ResourceInfo` the entity
+//! on NOT_FOUND, and `RetryInfo` says when to call again on
+//! RESOURCE_EXHAUSTED and UNAVAILABLE.
+
+use std::time::Duration;
 
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::error::Error;
 
+/// The retry delay suggested when a limit is reached: long enough for a slot
+/// or a queue to move.
+pub const RETRY_BUSY: Duration = Duration::from_secs(1);
+/// The retry delay suggested while the server stops or restarts.
+pub const RETRY_RESTART: Duration = Duration::from_secs(5);
+
 impl From<Error> for Status {
     fn from(error: Error) -> Status {
-        let code = match &error {
-            Error::InvalidArgument { .. } => Code::InvalidArgument,
-            Error::NotFound { .. } => Code::NotFound,
-            Error::FailedPrecondition { .. } => Code::FailedPrecondition,
-            Error::PermissionDenied { .. } => Code::PermissionDenied,
-            Error::ResourceExhausted { .. } => Code::ResourceExhausted,
-            Error::Unavailable { .. } => Code::Unavailable,
-            Error::Cancelled => Code::Cancelled,
-            Error::Storage(_) | Error::Corrupt(_) => Code::Internal,
+        let message = capped(error.to_string());
+        let (code, details) = match &error {
+            Error::InvalidArgument { field, message } => (
+                Code::InvalidArgument,
+                ErrorDetails::with_bad_request_violation(field.clone(), capped(message.clone())),
+            ),
+            Error::NotFound { field, entity, id } => (
+                Code::NotFound,
+                ErrorDetails::with_resource_info(*entity, capped(id.clone()), "", format!("{field}: not found")),
+            ),
+            Error::FailedPrecondition { field, message } => (
+                Code::FailedPrecondition,
+                ErrorDetails::with_precondition_failure_violation("STATE", field.clone(), capped(message.clone())),
+            ),
+            Error::PermissionDenied { .. } => (Code::PermissionDenied, ErrorDetails::new()),
+            Error::ResourceExhausted { .. } => {
+                (Code::ResourceExhausted, ErrorDetails::with_retry_info(Some(RETRY_BUSY)))
+            }
+            Error::Unavailable { .. } => (Code::Unavailable, ErrorDetails::with_retry_info(Some(RETRY_RESTART))),
+            Error::Cancelled => (Code::Cancelled, ErrorDetails::new()),
+            Error::Storage(_) | Error::Corrupt(_) => {
+                tracing::error!(%error, "internal error");
+                (Code::Internal, ErrorDetails::new())
+            }
         };
-        if code == Code::Internal {
-            tracing::error!(%error, "internal error");
+        Status::with_error_details(code, message, details)
+    }
+}
+
+/// RESOURCE_EXHAUSTED with a retry delay: a limit of the server was reached.
+pub fn busy(message: impl Into<String>) -> Status {
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        capped(message.into()),
+        ErrorDetails::with_retry_info(Some(RETRY_BUSY)),
+    )
+}
+
+/// UNAVAILABLE with a retry delay: the server is stopping.
+pub fn stopping(message: impl Into<String>) -> Status {
+    Status::with_error_details(
+        Code::Unavailable,
+        capped(message.into()),
+        ErrorDetails::with_retry_info(Some(RETRY_RESTART)),
+    )
+}
+
+/// What a status made by tonic's decoder should have been, or None when it
+/// is not one: a message over the size limit is RESOURCE_EXHAUSTED (the gRPC
+/// convention; tonic says OUT_OF_RANGE) and one that does not decode is the
+/// client's error, INVALID_ARGUMENT (tonic says INTERNAL).
+pub fn from_decoder(status: &Status) -> Option<Status> {
+    let message = status.message();
+    match status.code() {
+        Code::OutOfRange if message.contains("message length too large") => Some(Status::resource_exhausted(format!(
+            "the request message is too large ({}); send smaller batches",
+            message.trim_start_matches("Error, decoded message length too large: ")
+        ))),
+        Code::Internal if message.starts_with("failed to decode Protobuf message") => {
+            Some(Status::invalid_argument(capped(format!(
+                "the request message is not valid protobuf: {}",
+                message.trim_start_matches("failed to decode Protobuf message: ")
+            ))))
         }
-        Status::new(code, capped(error.to_string()))
+        _ => None,
     }
 }
 

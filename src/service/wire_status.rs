@@ -1,8 +1,8 @@
-//! Statuses that tonic makes before a handler runs, put right: a request
-//! message over `max_message_bytes` is refused by tonic's decoder with
-//! OUT_OF_RANGE, where the gRPC convention (and every other limit here) is
-//! RESOURCE_EXHAUSTED. Only replies that are a status alone (no message
-//! sent yet) are rewritten; their status is in the headers.
+//! Statuses that tonic makes before a handler runs, put right (see
+//! [`super::status::from_decoder`]): an oversize request message is
+//! RESOURCE_EXHAUSTED, not OUT_OF_RANGE; one that is not valid protobuf is
+//! INVALID_ARGUMENT, not INTERNAL. Only replies that are a status alone (no
+//! message sent yet) are rewritten; their status is in the headers.
 
 use std::{
     future::Future,
@@ -10,7 +10,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use tonic::{body::Body, Code, Status};
+use tonic::{body::Body, Status};
 
 #[derive(Clone, Default)]
 pub struct WireStatusLayer;
@@ -28,18 +28,11 @@ pub struct WireStatus<S> {
     inner: S,
 }
 
-/// The status tonic's decoder gives an oversize message, made
-/// RESOURCE_EXHAUSTED; None for any other reply.
-fn oversize(response: &http::Response<Body>) -> Option<Status> {
+/// The status a reply that is a status alone should carry, when tonic made
+/// it; None for any other reply.
+fn rewritten(response: &http::Response<Body>) -> Option<Status> {
     let status = Status::from_header_map(response.headers())?;
-    (status.code() == Code::OutOfRange && status.message().contains("message length too large")).then(|| {
-        Status::resource_exhausted(format!(
-            "the request message is too large ({}); send smaller batches",
-            status
-                .message()
-                .trim_start_matches("Error, decoded message length too large: ")
-        ))
-    })
+    super::status::from_decoder(&status)
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -61,7 +54,7 @@ where
         let reply = self.inner.call(request);
         Box::pin(async move {
             let response = reply.await?;
-            Ok(match oversize(&response) {
+            Ok(match rewritten(&response) {
                 Some(status) => status.into_http(),
                 None => response,
             })

@@ -53,6 +53,12 @@ pub trait LogReader: Send + Sync {
     fn oldest(&self) -> Result<Option<u64>>;
 }
 
+/// Told of every group of batches the writer makes durable (for metrics).
+pub trait CommitObserver: Send + Sync {
+    /// `batches` were made durable by one sync that took `sync`.
+    fn group_committed(&self, batches: usize, sync: std::time::Duration);
+}
+
 /// A batch as committed, for live watchers.
 #[derive(Debug)]
 pub struct Committed {
@@ -152,6 +158,7 @@ pub struct Store {
     queue: std::sync::Mutex<Option<mpsc::Sender<WriteRequest>>>,
     writer: std::sync::Mutex<Option<thread::JoinHandle<()>>>,
     config: StoreConfig,
+    observer: Arc<arc_swap::ArcSwapOption<Box<dyn CommitObserver>>>,
 }
 
 impl Store {
@@ -172,7 +179,9 @@ impl Store {
         // Live watchers that fall more than this many batches behind catch up
         // from the log instead; the writer never waits for them.
         let (committed, _) = broadcast::channel(WATCH_BUFFER);
+        let observer = Arc::new(arc_swap::ArcSwapOption::empty());
         let writer = Writer {
+            observer: observer.clone(),
             backend,
             current: current.clone(),
             committed: committed.clone(),
@@ -195,7 +204,19 @@ impl Store {
             queue: std::sync::Mutex::new(Some(sender)),
             writer: std::sync::Mutex::new(Some(handle)),
             config,
+            observer,
         })
+    }
+
+    /// Tells `observer` of every group of batches made durable from now on.
+    pub fn observe(&self, observer: Box<dyn CommitObserver>) {
+        self.observer.store(Some(Arc::new(observer)));
+    }
+
+    /// Batches validated and waiting for the writer.
+    pub fn queued_batches(&self) -> usize {
+        let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        queue.as_ref().map_or(0, |q| q.max_capacity() - q.capacity())
     }
 
     /// The latest durable network.
@@ -304,6 +325,7 @@ fn shutting_down() -> Error {
 const WATCH_BUFFER: usize = 1024;
 
 struct Writer {
+    observer: Arc<arc_swap::ArcSwapOption<Box<dyn CommitObserver>>>,
     backend: Box<dyn Backend>,
     current: Arc<ArcSwap<Snapshot>>,
     committed: broadcast::Sender<Arc<Committed>>,
@@ -434,7 +456,12 @@ impl Writer {
             }
         }
         if revision != published.revision {
-            if let Err(error) = self.backend.sync() {
+            let syncing = std::time::Instant::now();
+            let synced = self.backend.sync();
+            if let Some(observer) = self.observer.load().as_ref() {
+                observer.group_committed(group.len(), syncing.elapsed());
+            }
+            if let Err(error) = synced {
                 tracing::error!(%error, "sync failed; refusing further writes");
                 self.failure = Some(error.to_string());
                 for result in &mut results {
@@ -457,5 +484,11 @@ impl Writer {
             let _ = request.reply.send(result);
         }
         self.maybe_checkpoint();
+    }
+}
+
+impl<T: CommitObserver + ?Sized> CommitObserver for Arc<T> {
+    fn group_committed(&self, batches: usize, sync: std::time::Duration) {
+        (**self).group_committed(batches, sync)
     }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use clusternet::{
     demo,
-    service::{pb::analysis_service_client::AnalysisServiceClient, server::ServerConfig},
+    service::{admission::AnalysisLimits, pb::analysis_service_client::AnalysisServiceClient, server::ServerConfig},
     synthetic::SyntheticConfig,
 };
 use tonic::{transport::Channel, Code, Streaming};
@@ -179,7 +179,11 @@ fn slow_request() -> pb::CentralityRequest {
 async fn a_cancelled_analysis_stops_and_frees_its_slot() {
     let dir = tempfile::tempdir().unwrap();
     let config = ServerConfig {
-        max_analyses: 1,
+        analyses: AnalysisLimits {
+            max_running: 1,
+            max_queued: 0,
+            ..AnalysisLimits::default()
+        },
         ..ServerConfig::default()
     };
     let server = TestServer::start_configured(dir.path(), Default::default(), config).await;
@@ -194,7 +198,7 @@ async fn a_cancelled_analysis_stops_and_frees_its_slot() {
     }
     // ...and the one slot is taken.
     let busy = client.centrality(slow_request()).await;
-    assert_status(busy, Code::ResourceExhausted, "analyses are already running");
+    assert_status(busy, Code::ResourceExhausted, "the most this server queues");
 
     // The client goes away: the computation stops and the slot frees up,
     // long before the betweenness could have finished.
@@ -224,7 +228,11 @@ async fn a_cancelled_analysis_stops_and_frees_its_slot() {
 async fn clients_that_stop_reading_lose_their_analyses_and_free_the_slots() {
     let dir = tempfile::tempdir().unwrap();
     let config = ServerConfig {
-        max_analyses: 2,
+        analyses: AnalysisLimits {
+            max_running: 2,
+            max_queued: 0,
+            ..AnalysisLimits::default()
+        },
         stall_timeout: Duration::from_secs(1),
         ..ServerConfig::default()
     };
@@ -265,7 +273,7 @@ async fn clients_that_stop_reading_lose_their_analyses_and_free_the_slots() {
         ..Default::default()
     };
     let first = client.centrality(cheap.clone()).await;
-    assert_status(first, Code::ResourceExhausted, "analyses are already running");
+    assert_status(first, Code::ResourceExhausted, "the most this server queues");
     // Within the stall timeout (and the time to fill the buffers) the two
     // are cancelled and everyone else is served again.
     let mut tries = 0;
@@ -296,7 +304,11 @@ async fn clients_that_stop_reading_lose_their_analyses_and_free_the_slots() {
 async fn a_passed_deadline_stops_a_stage_assessment_between_clusters() {
     let dir = tempfile::tempdir().unwrap();
     let config = ServerConfig {
-        max_analyses: 1,
+        analyses: AnalysisLimits {
+            max_running: 1,
+            max_queued: 0,
+            ..AnalysisLimits::default()
+        },
         ..ServerConfig::default()
     };
     let server = TestServer::start_configured(dir.path(), Default::default(), config).await;
@@ -351,7 +363,11 @@ async fn a_passed_deadline_stops_a_stage_assessment_between_clusters() {
 async fn a_passed_deadline_stops_the_analysis() {
     let dir = tempfile::tempdir().unwrap();
     let config = ServerConfig {
-        max_analyses: 1,
+        analyses: AnalysisLimits {
+            max_running: 1,
+            max_queued: 0,
+            ..AnalysisLimits::default()
+        },
         ..ServerConfig::default()
     };
     let server = TestServer::start_configured(dir.path(), Default::default(), config).await;

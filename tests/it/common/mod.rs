@@ -79,6 +79,10 @@ impl TestServer {
         &self.store
     }
 
+    pub fn shared_store(&self) -> Arc<Store> {
+        self.store.clone()
+    }
+
     /// Shuts down gracefully and closes the store, releasing its directory.
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {

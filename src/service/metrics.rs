@@ -1,0 +1,524 @@
+//! Prometheus metrics (`--metrics-listen`) and the access log: one line and
+//! one observation per call, taken by a tower layer in front of the routes.
+//!
+//! What is counted where: calls and their latency by method and code, and the
+//! bytes each way, here; analyses by kind and outcome, and the ones running
+//! or queued, by the analysis service; connections by the listener; watchers
+//! by the feeds; the store's group size and flush time by a
+//! [`CommitObserver`]; revision, write queue, alert lag and resident memory
+//! are read when scraped.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body::Frame;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+};
+use tonic::{body::Body, transport::server::TcpConnectInfo, Code, Status};
+
+use crate::{
+    alert::engine::AlertEngine,
+    store::{CommitObserver, Store},
+};
+
+/// Every metric the server keeps, in one registry of its own (so servers in
+/// one process, as in the tests, do not mix).
+pub struct Metrics {
+    registry: Registry,
+    calls: IntCounterVec,
+    latency: HistogramVec,
+    request_bytes: IntCounterVec,
+    response_bytes: IntCounterVec,
+    analyses: IntCounterVec,
+    pub analyses_running: IntGauge,
+    pub analyses_queued: IntGauge,
+    revision: IntGauge,
+    write_queue: IntGauge,
+    group_size: Histogram,
+    flush_seconds: Histogram,
+    alert_lag: IntGauge,
+    subscribers: IntGaugeVec,
+    connections: IntGauge,
+    connections_refused: IntCounter,
+    resident_memory: IntGauge,
+}
+
+/// Lowers a gauge when dropped: held for as long as what it counts is open.
+pub struct GaugeGuard(IntGauge);
+
+impl GaugeGuard {
+    /// Takes over one already counted in `gauge`.
+    pub fn new(gauge: IntGauge) -> GaugeGuard {
+        GaugeGuard(gauge)
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+fn registered<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique");
+    metric
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new_custom(Some("clusternet".into()), None).expect("a valid prefix");
+        let latency_buckets = vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        ];
+        Metrics {
+            calls: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new("calls_total", "Calls ended, by method and status code"),
+                    &["method", "code"],
+                )
+                .unwrap(),
+            ),
+            latency: registered(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "call_duration_seconds",
+                        "Call duration to the last byte, by method and code",
+                    )
+                    .buckets(latency_buckets.clone()),
+                    &["method", "code"],
+                )
+                .unwrap(),
+            ),
+            request_bytes: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new("request_bytes_total", "Request body bytes, by method"),
+                    &["method"],
+                )
+                .unwrap(),
+            ),
+            response_bytes: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new("response_bytes_total", "Response body bytes, by method"),
+                    &["method"],
+                )
+                .unwrap(),
+            ),
+            analyses: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "analyses_total",
+                        "Analyses ended, by kind and outcome (ok, error, cancelled, refused)",
+                    ),
+                    &["kind", "outcome"],
+                )
+                .unwrap(),
+            ),
+            analyses_running: registered(
+                &r,
+                IntGauge::new("analyses_running", "Analyses holding a slot").unwrap(),
+            ),
+            analyses_queued: registered(
+                &r,
+                IntGauge::new("analyses_queued", "Analyses waiting for a slot").unwrap(),
+            ),
+            revision: registered(&r, IntGauge::new("revision", "The latest durable revision").unwrap()),
+            write_queue: registered(
+                &r,
+                IntGauge::new("write_queue_batches", "Batches validated and waiting for the writer").unwrap(),
+            ),
+            group_size: registered(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new("write_group_batches", "Batches made durable by one sync (group commit)")
+                        .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+                )
+                .unwrap(),
+            ),
+            flush_seconds: registered(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new("flush_duration_seconds", "Time to make one group of batches durable")
+                        .buckets(latency_buckets),
+                )
+                .unwrap(),
+            ),
+            alert_lag: registered(
+                &r,
+                IntGauge::new(
+                    "alert_lag_revisions",
+                    "Revisions committed but not yet evaluated for alerts",
+                )
+                .unwrap(),
+            ),
+            subscribers: registered(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("subscribers", "Open watches, by feed (changes, alerts)"),
+                    &["feed"],
+                )
+                .unwrap(),
+            ),
+            connections: registered(&r, IntGauge::new("connections", "Open client connections").unwrap()),
+            connections_refused: registered(
+                &r,
+                IntCounter::new(
+                    "connections_refused_total",
+                    "Connections closed at once: --max-connections reached",
+                )
+                .unwrap(),
+            ),
+            resident_memory: registered(
+                &r,
+                IntGauge::new("resident_memory_bytes", "Resident memory of the process").unwrap(),
+            ),
+            registry: r,
+        }
+    }
+
+    pub fn connection_opened(&self) -> GaugeGuard {
+        self.connections.inc();
+        GaugeGuard(self.connections.clone())
+    }
+
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    pub fn subscriber(&self, feed: &str) -> GaugeGuard {
+        let gauge = self.subscribers.with_label_values(&[feed]);
+        gauge.inc();
+        GaugeGuard(gauge)
+    }
+
+    pub fn analysis_ended(&self, kind: &str, outcome: &str) {
+        self.analyses.with_label_values(&[kind, outcome]).inc();
+    }
+
+    fn call_ended(&self, call: &Call, code: Code) {
+        let code = format!("{code:?}");
+        let labels = [call.method.as_str(), code.as_str()];
+        self.calls.with_label_values(&labels).inc();
+        self.latency
+            .with_label_values(&labels)
+            .observe(call.started.elapsed().as_secs_f64());
+        self.request_bytes
+            .with_label_values(&[&call.method])
+            .inc_by(call.request_bytes.load(std::sync::atomic::Ordering::Relaxed));
+        self.response_bytes
+            .with_label_values(&[&call.method])
+            .inc_by(call.response_bytes);
+    }
+
+    /// The text exposition, with the figures read at scrape time brought up
+    /// to date first.
+    pub fn render(&self, store: &Store, alerts: Option<&AlertEngine>) -> String {
+        let revision = store.snapshot().revision;
+        self.revision.set(revision as i64);
+        self.write_queue.set(store.queued_batches() as i64);
+        if let Some(alerts) = alerts {
+            self.alert_lag
+                .set(revision.saturating_sub(alerts.evaluated_revision()) as i64);
+        }
+        self.resident_memory.set(resident_memory_bytes() as i64);
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("the text encoder writes to memory");
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl CommitObserver for Metrics {
+    fn group_committed(&self, batches: usize, sync: Duration) {
+        self.group_size.observe(batches as f64);
+        self.flush_seconds.observe(sync.as_secs_f64());
+    }
+}
+
+/// Resident set size from /proc (0 where there is none).
+fn resident_memory_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Serves `GET /metrics` on `listener` until the process ends: a plain
+/// HTTP/1.1 responder, one request per connection, enough for a scraper.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    store: Arc<Store>,
+    alerts: Option<Arc<AlertEngine>>,
+) {
+    loop {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let (metrics, store, alerts) = (metrics.clone(), store.clone(), alerts.clone());
+        tokio::spawn(async move {
+            let mut request = Vec::with_capacity(1024);
+            let mut buf = [0u8; 1024];
+            // The request line and headers, up to 8 KiB, within 5 s.
+            let read = tokio::time::timeout(Duration::from_secs(5), async {
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+            if read.await.is_err() {
+                return;
+            }
+            let line = String::from_utf8_lossy(&request);
+            let path = line.split_whitespace().nth(1).unwrap_or("");
+            let (status, body) = if line.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
+                let text = tokio::task::spawn_blocking(move || metrics.render(&store, alerts.as_deref()))
+                    .await
+                    .unwrap_or_default();
+                ("200 OK", text)
+            } else {
+                ("404 Not Found", "only GET /metrics is served here\n".to_string())
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(body.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        });
+    }
+}
+
+/// One call under way: what its access-log line and metrics need.
+struct Call {
+    metrics: Arc<Metrics>,
+    method: String,
+    peer: Option<SocketAddr>,
+    started: Instant,
+    request_bytes: Arc<std::sync::atomic::AtomicU64>,
+    response_bytes: u64,
+}
+
+impl Call {
+    fn end(&self, code: Code) {
+        self.metrics.call_ended(self, code);
+        tracing::info!(
+            target: "clusternet::access",
+            method = %self.method,
+            peer = %self.peer.map_or_else(|| "-".to_string(), |p| p.to_string()),
+            code = ?code,
+            duration_ms = self.started.elapsed().as_secs_f64() * 1e3,
+            request_bytes = self.request_bytes.load(std::sync::atomic::Ordering::Relaxed),
+            response_bytes = self.response_bytes,
+            "call"
+        );
+    }
+}
+
+#[derive(Clone)]
+pub struct CallLogLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl CallLogLayer {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        CallLogLayer { metrics }
+    }
+}
+
+impl<S> tower::Layer<S> for CallLogLayer {
+    type Service = CallLog<S>;
+
+    fn layer(&self, inner: S) -> CallLog<S> {
+        CallLog {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct CallLog<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+impl<S> tower::Service<http::Request<Body>> for CallLog<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let request_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let call = Call {
+            metrics: self.metrics.clone(),
+            method: request.uri().path().trim_start_matches('/').to_string(),
+            peer: request
+                .extensions()
+                .get::<TcpConnectInfo>()
+                .and_then(TcpConnectInfo::remote_addr),
+            started: Instant::now(),
+            request_bytes: request_bytes.clone(),
+            response_bytes: 0,
+        };
+        let request = request.map(|body| {
+            Body::new(Counting {
+                inner: body,
+                bytes: request_bytes,
+            })
+        });
+        let reply = self.inner.call(request);
+        Box::pin(async move {
+            let response = reply.await?;
+            // A reply that is a status alone carries it in its headers.
+            let code = Status::from_header_map(response.headers()).map(|s| s.code());
+            Ok(response.map(|body| {
+                Body::new(Observed {
+                    inner: body,
+                    call: Some(call),
+                    code,
+                })
+            }))
+        })
+    }
+}
+
+/// A request body that counts its bytes.
+struct Counting {
+    inner: Body,
+    bytes: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl http_body::Body for Counting {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.bytes
+                    .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body that ends the call's record when its last frame (the
+/// trailers with the status) is sent, or when it is dropped unfinished (the
+/// client went away: CANCELLED).
+struct Observed {
+    inner: Body,
+    call: Option<Call>,
+    code: Option<Code>,
+}
+
+impl Observed {
+    fn finish(&mut self, fallback: Code) {
+        if let Some(call) = self.call.take() {
+            call.end(self.code.unwrap_or(fallback));
+        }
+    }
+}
+
+impl http_body::Body for Observed {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if let Some(call) = &mut self.call {
+                        call.response_bytes += len;
+                    }
+                }
+                if let Some(trailers) = frame.trailers_ref() {
+                    self.code = Status::from_header_map(trailers).map(|s| s.code()).or(self.code);
+                    self.finish(Code::Ok);
+                }
+            }
+            Poll::Ready(Some(Err(status))) => {
+                self.code = Some(status.code());
+                self.finish(Code::Unknown);
+            }
+            Poll::Ready(None) => self.finish(Code::Ok),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        self.finish(Code::Cancelled);
+    }
+}

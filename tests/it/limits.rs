@@ -1,0 +1,339 @@
+//! Limits on every axis, over a real socket: the analysis queue and memory
+//! budget, watches, connections and streams per connection; the rich error
+//! details a program reads instead of the message; and the metrics that
+//! count all of it.
+
+use std::time::Duration;
+
+use clusternet::service::{
+    admission::AnalysisLimits,
+    metrics::{serve_metrics, Metrics},
+    pb::analysis_service_client::AnalysisServiceClient,
+    server::ServerConfig,
+};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::{analysis::load_large, common::*};
+
+fn betweenness() -> pb::CentralityRequest {
+    pb::CentralityRequest {
+        measure: pb::CentralityMeasure::Betweenness as i32,
+        weighted: true,
+        ..Default::default()
+    }
+}
+
+fn degree() -> pb::CentralityRequest {
+    pb::CentralityRequest {
+        measure: pb::CentralityMeasure::Degree as i32,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analyses_past_the_slots_wait_in_a_bounded_queue_until_their_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        analyses: AnalysisLimits {
+            max_running: 1,
+            max_queued: 1,
+            ..AnalysisLimits::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_configured(dir.path(), Default::default(), config).await;
+    load_large(&server).await;
+    let mut client = AnalysisServiceClient::new(server.channel().await);
+    // The one slot is taken...
+    let running = client.centrality(betweenness()).await.unwrap().into_inner();
+
+    // ...so the next call waits, here until its deadline.
+    let mut queued = client.clone();
+    let waiting = tokio::spawn(async move {
+        let mut request = tonic::Request::new(degree());
+        request.set_timeout(Duration::from_millis(1_500));
+        queued.centrality(request).await.map(|_| ())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The queue holds one: the third call is refused with a retry delay.
+    let refused = client.centrality(degree()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused}");
+    assert!(refused.message().contains("--analysis-queue"), "{refused}");
+    let retry = refused.get_details_retry_info().expect("RetryInfo");
+    assert!(retry.retry_delay.is_some_and(|d| d > Duration::ZERO));
+
+    let expired = waiting.await.unwrap().unwrap_err();
+    assert!(
+        matches!(expired.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{expired}"
+    );
+
+    // The server drops the expired call a moment after the client gives up.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A queued call with time to wait runs once the slot frees.
+    let mut queued = client.clone();
+    let waiting = tokio::spawn(async move { queued.centrality(degree()).await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(running);
+    tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the queued call ran")
+        .unwrap()
+        .expect("and succeeded");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analysis_estimated_past_the_memory_budget_is_refused_before_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        analyses: AnalysisLimits {
+            memory_bytes: 2 << 20,
+            ..AnalysisLimits::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_configured(dir.path(), Default::default(), config).await;
+    let mut client = AnalysisServiceClient::new(server.channel().await);
+    // An empty store fits.
+    client.centrality(degree()).await.expect("a small analysis runs");
+    load_large(&server).await;
+    for request in [degree(), betweenness()] {
+        let refused = client.centrality(request).await.unwrap_err();
+        assert_eq!(refused.code(), Code::ResourceExhausted, "{refused}");
+        assert!(refused.message().contains("--analysis-memory-mb"), "{refused}");
+        assert!(refused.message().contains("MiB"), "{refused}");
+    }
+    let refused = client
+        .assess_stage(pb::AssessStageRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_past_the_limit_are_refused_and_a_closed_one_frees_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        max_subscribers: 2,
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_configured(dir.path(), Default::default(), config).await;
+    let mut client = server.client().await;
+    let first = client
+        .watch_changes(pb::WatchChangesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let _second = client.watch_changes(pb::WatchChangesRequest::default()).await.unwrap();
+    let refused = client
+        .watch_changes(pb::WatchChangesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused}");
+    assert!(refused.message().contains("--max-subscribers"), "{refused}");
+    assert!(refused.get_details_retry_info().is_some());
+
+    drop(first);
+    let mut tries = 0;
+    while client.watch_changes(pb::WatchChangesRequest::default()).await.is_err() {
+        tries += 1;
+        assert!(tries < 100, "the closed watch kept its place");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_past_the_limit_is_closed_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = std::sync::Arc::new(Metrics::new());
+    let config = ServerConfig {
+        max_connections: 2,
+        metrics: metrics.clone(),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_configured(dir.path(), Default::default(), config).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut client = server.client().await;
+        client.list_actors(pb::ListActorsRequest::default()).await.unwrap();
+        held.push(client);
+    }
+    let third = tonic::transport::Channel::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await;
+    let refused = match third {
+        Err(_) => true,
+        Ok(channel) => pb::network_service_client::NetworkServiceClient::new(channel)
+            .list_actors(pb::ListActorsRequest::default())
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a third connection was served");
+    let text = metrics.render(server.store(), None);
+    assert!(text.contains("clusternet_connections 2"), "{text}");
+    let refused: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("clusternet_connections_refused_total "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    // The client may have tried more than once.
+    assert!(refused >= 1, "{text}");
+
+    // A closed connection frees its place.
+    held.pop();
+    let mut tries = 0;
+    loop {
+        let mut client = server.client().await;
+        if client.list_actors(pb::ListActorsRequest::default()).await.is_ok() {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 100, "the closed connection kept its place");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_past_the_streams_per_connection_wait_for_one_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        max_streams_per_connection: 2,
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_configured(dir.path(), Default::default(), config).await;
+    let client = server.client().await;
+    // Settle the connection's settings first.
+    client
+        .clone()
+        .list_actors(pb::ListActorsRequest::default())
+        .await
+        .unwrap();
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        open.push(
+            client
+                .clone()
+                .watch_changes(pb::WatchChangesRequest::default())
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    let mut third = client.clone();
+    let call = tokio::spawn(async move { third.list_actors(pb::ListActorsRequest::default()).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!call.is_finished(), "a third stream ran beside two on one connection");
+    open.pop();
+    tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("the waiting call ran once a stream ended")
+        .unwrap()
+        .expect("and succeeded");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn errors_carry_rich_details_a_program_can_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+
+    let bad = client
+        .apply_changes(batch(vec![upsert_link(pb::Link {
+            weight: -1.0,
+            ..link("a", "b", pb::LinkKind::Supply)
+        })]))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let violations = bad.get_details_bad_request().expect("BadRequest").field_violations;
+    assert_eq!(violations[0].field, "changes[0].upsert_link.weight");
+    assert!(violations[0].description.contains("finite number"), "{violations:?}");
+
+    let missing = client
+        .get_actor(pb::GetActorRequest { id: "nobody".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    let resource = missing.get_details_resource_info().expect("ResourceInfo");
+    assert_eq!(
+        (resource.resource_type.as_str(), resource.resource_name.as_str()),
+        ("actor", "nobody")
+    );
+
+    let dangling = client
+        .apply_changes(batch(vec![upsert_link(link("a", "b", pb::LinkKind::Supply))]))
+        .await
+        .unwrap_err();
+    assert_eq!(dangling.code(), Code::FailedPrecondition);
+    let failure = dangling
+        .get_details_precondition_failure()
+        .expect("PreconditionFailure");
+    assert!(
+        failure.violations[0].subject.starts_with("changes[0].upsert_link"),
+        "{failure:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_metrics_endpoint_counts_calls_by_method_and_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = std::sync::Arc::new(Metrics::new());
+    let config = ServerConfig {
+        metrics: metrics.clone(),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_demo(dir.path(), config).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let exposing = tokio::spawn(serve_metrics(listener, metrics.clone(), server.shared_store(), None));
+
+    let mut client = server.client().await;
+    client.list_actors(pb::ListActorsRequest::default()).await.unwrap();
+    let _ = client.get_actor(pb::GetActorRequest { id: "nobody".into() }).await;
+    let mut analysis = AnalysisServiceClient::new(server.channel().await);
+    let mut stream = analysis.centrality(degree()).await.unwrap().into_inner();
+    while stream.message().await.unwrap().is_some() {}
+    // The last call is recorded when its stream ends, just after the client
+    // has read it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let text = http_get(address, "/metrics").await;
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    for expected in [
+        r#"clusternet_calls_total{code="Ok",method="clusternet.v1.NetworkService/ListActors"} 1"#,
+        r#"clusternet_calls_total{code="NotFound",method="clusternet.v1.NetworkService/GetActor"} 1"#,
+        r#"clusternet_calls_total{code="Ok",method="clusternet.v1.AnalysisService/Centrality"} 1"#,
+        r#"clusternet_analyses_total{kind="Centrality",outcome="ok"} 1"#,
+        "clusternet_call_duration_seconds_bucket",
+        "clusternet_write_group_batches_count",
+        "clusternet_flush_duration_seconds_count",
+        "clusternet_revision ",
+        "clusternet_resident_memory_bytes ",
+        "clusternet_connections ",
+    ] {
+        assert!(text.contains(expected), "missing {expected} in\n{text}");
+    }
+    assert!(http_get(address, "/other").await.starts_with("HTTP/1.1 404"));
+    exposing.abort();
+    server.stop().await;
+}
+
+async fn http_get(address: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    socket
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    socket.read_to_string(&mut reply).await.unwrap();
+    reply
+}
