@@ -71,3 +71,71 @@ async fn a_failing_final_checkpoint_is_reported_and_the_server_still_exits_and_r
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_with_an_alert_backlog_ends_at_a_round_boundary_and_the_next_start_catches_up() {
+    use clusternet::{
+        service::convert::change_to_pb,
+        synthetic::{generate, SyntheticConfig},
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let start = |port: u16, metrics: u16| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_clusternet"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (port, metrics) = (free_port(), free_port());
+    let mut child = start(port, metrics);
+    let mut client = connect(port).await;
+    // Many small batches, each a round of work for the alert thread.
+    let changes = generate(&SyntheticConfig {
+        clusters: 300,
+        actors: 6_000,
+        links: 20_000,
+        ..SyntheticConfig::default()
+    });
+    for chunk in changes.chunks(200) {
+        client
+            .apply_changes(super::common::pb::ChangeBatch {
+                changes: chunk.iter().map(change_to_pb).collect(),
+            })
+            .await
+            .unwrap();
+    }
+    let stopping = Instant::now();
+    // SAFETY: kill(2) with a child's pid and SIGTERM.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(stopping.elapsed() < Duration::from_secs(20), "the server did not stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The next start evaluates what the last one left, from the log.
+    let (port, metrics) = (free_port(), free_port());
+    let mut child = start(port, metrics);
+    connect(port).await;
+    let caught_up = Instant::now();
+    loop {
+        let text = super::limits::http_get(format!("127.0.0.1:{metrics}").parse().unwrap(), "/metrics").await;
+        if text.lines().any(|l| l == "clusternet_alert_lag_revisions 0") {
+            break;
+        }
+        assert!(
+            caught_up.elapsed() < Duration::from_secs(60),
+            "the alerts never caught up:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

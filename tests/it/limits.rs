@@ -326,7 +326,7 @@ async fn the_metrics_endpoint_counts_calls_by_method_and_code() {
     server.stop().await;
 }
 
-async fn http_get(address: std::net::SocketAddr, path: &str) -> String {
+pub async fn http_get(address: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
     socket
