@@ -233,46 +233,36 @@ async fn watcher(port: u16, n: usize, events: Arc<AtomicU64>, record: Shared, st
         let started = Instant::now();
         let ended = if n.is_multiple_of(2) {
             let mut client = NetworkServiceClient::new(channel.clone());
-            match client.watch_changes(pb::WatchChangesRequest::default()).await {
-                Ok(stream) => {
-                    let mut stream = stream.into_inner();
-                    loop {
-                        if stop.load(Ordering::Relaxed) {
-                            return;
-                        }
-                        match tokio::time::timeout(Duration::from_secs(1), stream.message()).await {
-                            Err(_) => continue,
-                            Ok(Ok(Some(_))) => events.fetch_add(1, Ordering::Relaxed),
-                            Ok(Ok(None)) => break Ok(()),
-                            Ok(Err(status)) => break Err(status),
-                        };
-                    }
-                }
-                Err(status) => Err(status),
-            }
+            follow(client.watch_changes(pb::WatchChangesRequest::default()).await, &stop, &events).await
         } else {
             let mut client = AlertServiceClient::new(channel.clone());
-            match client.watch_alerts(pb::WatchAlertsRequest::default()).await {
-                Ok(stream) => {
-                    let mut stream = stream.into_inner();
-                    loop {
-                        if stop.load(Ordering::Relaxed) {
-                            return;
-                        }
-                        match tokio::time::timeout(Duration::from_secs(1), stream.message()).await {
-                            Err(_) => continue,
-                            Ok(Ok(Some(_))) => events.fetch_add(1, Ordering::Relaxed),
-                            Ok(Ok(None)) => break Ok(()),
-                            Ok(Err(status)) => break Err(status),
-                        };
-                    }
-                }
-                Err(status) => Err(status),
-            }
+            follow(client.watch_alerts(pb::WatchAlertsRequest::default()).await, &stop, &events).await
         };
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
         note(&record, "watch ended", started, &ended);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// Counts a watch's events until it ends or the run stops.
+async fn follow<T>(
+    stream: Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>,
+    stop: &AtomicBool,
+    events: &AtomicU64,
+) -> Result<(), tonic::Status> {
+    let mut stream = stream?.into_inner();
+    while !stop.load(Ordering::Relaxed) {
+        match tokio::time::timeout(Duration::from_secs(1), stream.message()).await {
+            Err(_) => continue,
+            Ok(message) => match message? {
+                Some(_) => events.fetch_add(1, Ordering::Relaxed),
+                None => return Ok(()),
+            },
+        };
+    }
+    Ok(())
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
