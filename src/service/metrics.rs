@@ -346,7 +346,7 @@ impl Call {
             method = %self.method,
             peer = %self.peer.map_or_else(|| "-".to_string(), |p| p.to_string()),
             code = ?code,
-            duration_ms = self.started.elapsed().as_secs_f64() * 1e3,
+            duration_us = self.started.elapsed().as_micros() as u64,
             request_bytes = self.request_bytes.load(std::sync::atomic::Ordering::Relaxed),
             response_bytes = self.response_bytes,
             "call"
