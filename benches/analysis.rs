@@ -47,8 +47,8 @@ use std::{
 
 use clusternet::{
     analysis::{
-        centrality::{betweenness, pagerank, BetweennessConfig, PageRankConfig},
-        community::{louvain, LouvainConfig},
+        algo::centrality::{betweenness, pagerank, BetweennessConfig, PageRankConfig},
+        algo::community::{louvain, LouvainConfig},
         Control,
     },
     graph::AnalysisGraph,
@@ -154,11 +154,11 @@ fn run(algorithm: &str, path: &str) {
     );
 }
 
-fn synthetic_network(clusters: usize, actors: usize, links: usize) -> clusternet::store::Network {
+fn synthetic_network(clusters: usize, actors: usize, links: usize) -> clusternet::network::Network {
     synthetic_with_sites(clusters, actors, links, 1)
 }
 
-fn synthetic_with_sites(clusters: usize, actors: usize, links: usize, sites: usize) -> clusternet::store::Network {
+fn synthetic_with_sites(clusters: usize, actors: usize, links: usize, sites: usize) -> clusternet::network::Network {
     use clusternet::synthetic::{generate, SyntheticConfig};
     network_of(generate(&SyntheticConfig {
         clusters,
@@ -169,16 +169,16 @@ fn synthetic_with_sites(clusters: usize, actors: usize, links: usize, sites: usi
     }))
 }
 
-fn network_of(changes: Vec<clusternet::model::Change>) -> clusternet::store::Network {
+fn network_of(changes: Vec<clusternet::model::Change>) -> clusternet::network::Network {
     let changes: Vec<_> = changes.into_iter().map(|c| c.validated().unwrap()).collect();
-    let mut network = clusternet::store::Network::default();
+    let mut network = clusternet::network::Network::default();
     network.apply(&changes).unwrap();
     network
 }
 
 /// Substitutes for 100 actors drawn at random (seeded), plus the busiest one.
 fn substitutes_per_actor(clusters: usize, actors: usize, links: usize) {
-    use clusternet::analysis::substitution::{cluster_substitutes, substitutes, SubstituteConfig};
+    use clusternet::analysis::relations::substitution::{cluster_substitutes, substitutes, SubstituteConfig};
     let network = synthetic_network(clusters, actors, links);
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let mut targets: Vec<u32> = (0..100).map(|_| rng.gen_range(0..actors as u32)).collect();
@@ -215,7 +215,9 @@ fn substitutes_per_actor(clusters: usize, actors: usize, links: usize) {
 
 /// AssessStage for every cluster and DetectVirtualIntegration, three runs each.
 fn stages(clusters: usize, actors: usize, links: usize) {
-    use clusternet::analysis::{stage::assess, stage_config::StageConfig, virtual_integration::detect, Control};
+    use clusternet::analysis::{
+        stages::stage::assess, stages::stage_config::StageConfig, stages::virtual_integration::detect, Control,
+    };
     let network = synthetic_with_sites(clusters, actors, links, 3);
     let config = StageConfig::default();
     for run in 0..3 {
@@ -250,7 +252,7 @@ fn stages(clusters: usize, actors: usize, links: usize) {
 
 /// SubstitutionGaps for single clusters and for the whole network.
 fn gaps(clusters: usize, actors: usize, links: usize) {
-    use clusternet::analysis::gaps::{substitution_gaps, GapConfig};
+    use clusternet::analysis::relations::gaps::{substitution_gaps, GapConfig};
     let network = synthetic_network(clusters, actors, links);
     let config = GapConfig::default();
     for c in 0..3 {
@@ -279,7 +281,7 @@ fn gaps(clusters: usize, actors: usize, links: usize) {
 
 /// Exact against sampled edge betweenness for the fusion-link ranking.
 fn fusion_pivots(clusters: usize, actors: usize, links: usize) {
-    use clusternet::analysis::fusion::{fusion_links, FusionConfig, Pivots};
+    use clusternet::analysis::relations::fusion::{fusion_links, FusionConfig, Pivots};
     let network = synthetic_network(clusters, actors, links);
     let run = |pivots| {
         let config = FusionConfig {
@@ -321,7 +323,7 @@ fn fusion_pivots(clusters: usize, actors: usize, links: usize) {
 /// FusionLinks over the whole generated network, three runs, with its
 /// default pivots or `pivots`.
 fn fusion(clusters: usize, actors: usize, links: usize, pivots: Option<usize>) {
-    use clusternet::analysis::fusion::{fusion_links, FusionConfig, Pivots};
+    use clusternet::analysis::relations::fusion::{fusion_links, FusionConfig, Pivots};
     let network = synthetic_network(clusters, actors, links);
     let config = FusionConfig {
         pivots: pivots.map_or(Pivots::Auto, Pivots::Sampled),
@@ -345,7 +347,7 @@ fn fusion(clusters: usize, actors: usize, links: usize, pivots: Option<usize>) {
 
 /// All-pairs ClusterOverlap on a generated network (clusters, actors, links).
 fn overlap_all_pairs(clusters: usize, actors: usize, links: usize) {
-    use clusternet::analysis::overlap::{for_each_pair, Dimension, OverlapJob, Pairs};
+    use clusternet::analysis::relations::overlap::{for_each_pair, Dimension, OverlapJob, Pairs};
     let network = synthetic_network(clusters, actors, links);
     let job = OverlapJob {
         pairs: Pairs::All,
@@ -370,7 +372,7 @@ fn overlap_all_pairs(clusters: usize, actors: usize, links: usize) {
 fn alert_round(clusters: usize, actors: usize, links: usize) {
     use clusternet::{
         alert::{evaluate::Evaluator, AlertRules},
-        analysis::stage_config::StageConfig,
+        analysis::stages::stage_config::StageConfig,
         model::{Change, Channel, Link, LinkKind},
         synthetic::actor_id,
     };
@@ -449,9 +451,9 @@ fn quantiles(mut values: Vec<f64>) -> String {
 /// Prints the calibration tables for a set of generated networks.
 fn calibrate(title: &str, models: Vec<clusternet::synthetic::Districts>) {
     use clusternet::analysis::{
-        stage::{assess, Stage},
-        stage_config::StageConfig,
-        virtual_integration::detect,
+        stages::stage::{assess, Stage},
+        stages::stage_config::StageConfig,
+        stages::virtual_integration::detect,
         Control,
     };
     let config = StageConfig::default();

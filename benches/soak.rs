@@ -233,10 +233,20 @@ async fn watcher(port: u16, n: usize, events: Arc<AtomicU64>, record: Shared, st
         let started = Instant::now();
         let ended = if n.is_multiple_of(2) {
             let mut client = NetworkServiceClient::new(channel.clone());
-            follow(client.watch_changes(pb::WatchChangesRequest::default()).await, &stop, &events).await
+            follow(
+                client.watch_changes(pb::WatchChangesRequest::default()).await,
+                &stop,
+                &events,
+            )
+            .await
         } else {
             let mut client = AlertServiceClient::new(channel.clone());
-            follow(client.watch_alerts(pb::WatchAlertsRequest::default()).await, &stop, &events).await
+            follow(
+                client.watch_alerts(pb::WatchAlertsRequest::default()).await,
+                &stop,
+                &events,
+            )
+            .await
         };
         if stop.load(Ordering::Relaxed) {
             return;

@@ -1057,7 +1057,7 @@ impl Demo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Network;
+    use crate::network::Network;
 
     #[test]
     fn the_demo_is_a_valid_network_of_hundreds_of_actors() {

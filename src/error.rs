@@ -43,8 +43,15 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-impl From<crate::analysis::Cancelled> for Error {
-    fn from(_: crate::analysis::Cancelled) -> Error {
+/// An analysis was stopped through its `Control` (the caller went away, the
+/// deadline passed, the server is stopping). Here rather than in `analysis`
+/// so that the error module depends on nothing of the crate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the analysis was cancelled")]
+pub struct Cancelled;
+
+impl From<Cancelled> for Error {
+    fn from(_: Cancelled) -> Error {
         Error::Cancelled
     }
 }

@@ -23,7 +23,7 @@ use petgraph::{csr::Csr, Directed};
 
 use crate::{
     model::{Actor, Channel, ClusterLinkKind, Date, Id, LinkKind},
-    store::{EdgeKey, Ix, LinkData, Network},
+    network::{EdgeKey, Ix, LinkData, Network},
 };
 
 /// Which network an analysis runs on.

@@ -5,8 +5,9 @@
 //! and in memory, and served over gRPC (`clusternet.v1.NetworkService`).
 //!
 //! The crate is layered: [`model`] holds plain domain types and their
-//! validation; [`store`] keeps the network durable and consistent; only
-//! [`service`] (and the binary) know about gRPC. See `ARCHITECTURE.md`.
+//! validation; [`network`] the in-memory network and its queries (no I/O);
+//! [`store`] keeps it durable; only [`service`] (and the binary) know about
+//! gRPC. See `ARCHITECTURE.md`.
 
 pub mod alert;
 pub mod analysis;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod graph;
 pub mod import;
 pub mod model;
+pub mod network;
 pub mod service;
 pub mod store;
 pub mod synthetic;

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::In
 use clap::{Args, Parser, Subcommand};
 use clusternet::{
     alert::{engine::AlertEngine, log::AlertLog},
-    analysis::stage_config::StageConfig,
+    analysis::stages::stage_config::StageConfig,
     demo, import,
     service::{
         admission::AnalysisLimits,

@@ -1,7 +1,7 @@
 //! The data model: clusters and their sites, actors, links between actors and
 //! explicit links between clusters or sites. Plain types with public fields;
 //! `validate` checks what can be checked on one item alone. Checks against the
-//! stored network (does the actor exist?) live in `store::network`.
+//! stored network (does the actor exist?) live in `network`.
 
 use std::{fmt, str::FromStr, sync::Arc};
 

@@ -420,7 +420,7 @@ pub fn districts(config: &Districts) -> Vec<Change> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Network;
+    use crate::network::Network;
 
     #[test]
     fn a_generated_network_is_valid_and_has_the_requested_size() {

@@ -4,7 +4,7 @@
 
 use crate::{
     model::{Actor, ActorKind, Change, Channel, Cluster, Id, Link, LinkKind, SegmentSet, Validity},
-    store::Network,
+    network::Network,
 };
 
 /// A firm in `clusters`, industry C2930, no segments, valid always.
@@ -57,8 +57,11 @@ pub fn network(changes: impl IntoIterator<Item = Change>) -> Network {
 }
 
 /// AssessStage with the default settings, never cancelled.
-pub fn assess_all(network: &Network, filter: &crate::graph::GraphFilter) -> Vec<crate::analysis::stage::Assessment> {
-    use crate::analysis::{stage::assess, stage_config::StageConfig, Control};
+pub fn assess_all(
+    network: &Network,
+    filter: &crate::graph::GraphFilter,
+) -> Vec<crate::analysis::stages::stage::Assessment> {
+    use crate::analysis::{stages::stage::assess, stages::stage_config::StageConfig, Control};
     assess(network, filter, &StageConfig::default(), &Control::none()).expect("Control::none never cancels")
 }
 
@@ -66,7 +69,7 @@ pub fn assess_all(network: &Network, filter: &crate::graph::GraphFilter) -> Vec<
 pub fn detect_all(
     network: &Network,
     filter: &crate::graph::GraphFilter,
-) -> Vec<crate::analysis::virtual_integration::Pattern> {
-    use crate::analysis::{stage_config::StageConfig, virtual_integration::detect, Control};
+) -> Vec<crate::analysis::stages::virtual_integration::Pattern> {
+    use crate::analysis::{stages::stage_config::StageConfig, stages::virtual_integration::detect, Control};
     detect(network, filter, &StageConfig::default(), &Control::none()).expect("Control::none never cancels")
 }

@@ -36,7 +36,7 @@ use super::{
     Alert, AlertRules,
 };
 use crate::{
-    analysis::stage_config::StageConfig,
+    analysis::stages::stage_config::StageConfig,
     error::{Error, Result},
     model::Id,
     store::{Committed, Snapshot, Store},

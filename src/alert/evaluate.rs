@@ -23,18 +23,18 @@ use serde::{Deserialize, Serialize};
 use super::{Alert, AlertKind, AlertRules, Figure, Severity};
 use crate::{
     analysis::{
-        centrality::{pagerank, PageRankConfig},
-        fusion::IndustryLevel,
+        algo::centrality::{pagerank, PageRankConfig},
         rank_order,
-        stage::{assess, Stage},
-        stage_config::StageConfig,
-        substitution::{substitute_scores, SubstituteConfig},
-        virtual_integration::detect,
+        relations::fusion::IndustryLevel,
+        relations::substitution::{substitute_scores, SubstituteConfig},
+        stages::stage::{assess, Stage},
+        stages::stage_config::StageConfig,
+        stages::virtual_integration::detect,
         Control,
     },
     graph::{AnalysisGraph, GraphFilter},
     model::{Change, Id, LinkKind},
-    store::{EdgeKey, Ix, Network},
+    network::{EdgeKey, Ix, Network},
 };
 
 /// Actors with a score, best first.

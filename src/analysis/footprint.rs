@@ -22,7 +22,7 @@
 //!
 //! Every total is multiplied by [`SAFETY`] for the allocator's slack.
 
-use crate::store::Network;
+use crate::network::Network;
 
 /// Slack over the counted bytes.
 const SAFETY: f64 = 1.5;

@@ -1,34 +1,22 @@
-//! Graph analyses: pure functions of an [`AnalysisGraph`](crate::graph::AnalysisGraph)
-//! and a config. They do no I/O; a [`Control`] lets the caller watch progress
-//! and stop a run.
+//! Analyses, in three families: [`algo`] (generic graph algorithms on a
+//! projected graph), [`relations`] (overlap, crossing, substitution, fusion,
+//! gaps between clusters) and [`stages`] (integration stages, virtual
+//! integration, core firms, upgrading). They do no I/O; a [`Control`] lets
+//! the caller watch progress and stop a run; [`run`] turns a job into ranked
+//! rows, and [`footprint`] estimates a run's memory before it starts.
 
-pub mod centrality;
-pub mod community;
-pub mod core_firms;
-pub mod crossing;
+pub mod algo;
 pub mod footprint;
-pub mod fusion;
-pub mod gaps;
-pub mod overlap;
-pub mod places;
+pub mod relations;
 pub mod run;
-pub mod stage;
-pub mod stage_config;
-#[cfg(test)]
-mod stage_validity;
-pub mod substitution;
-pub mod upgrading;
-pub mod virtual_integration;
+pub mod stages;
 
 use std::{
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
-/// The run was stopped through its [`Control`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the analysis was cancelled")]
-pub struct Cancelled;
+pub use crate::error::Cancelled;
 
 /// Progress reports and cancellation for one run. Algorithms call `check`
 /// between units of work (a source, an iteration) and `progress` as often as

@@ -5,15 +5,17 @@
 use std::{collections::HashMap, time::Instant};
 
 use super::{
-    centrality::{self, BetweennessConfig, Direction, EigenvectorConfig, PageRankConfig},
-    community::{self, LabelPropagationConfig, LouvainConfig, Partition},
+    algo::{
+        centrality::{self, BetweennessConfig, Direction, EigenvectorConfig, PageRankConfig},
+        community::{self, LabelPropagationConfig, LouvainConfig, Partition},
+    },
     rank_order, Control, Scores,
 };
 use crate::{
     error::{Error, Result},
     graph::{cluster_graph, firm_graph, AnalysisGraph, EdgeMode, GraphFilter, Layer},
     model::Id,
-    store::Network,
+    network::Network,
 };
 
 /// What the graph of a job is built from.

@@ -28,24 +28,25 @@ use super::{
 };
 use crate::{
     analysis::{
-        core_firms::core_firms,
-        crossing::crossings,
         footprint::{self, Footprint, Workload},
-        fusion::fusion_links,
-        gaps::{substitution_gaps, GapConfig},
-        overlap::for_each_pair,
+        relations::crossing::crossings,
+        relations::fusion::fusion_links,
+        relations::gaps::{substitution_gaps, GapConfig},
+        relations::overlap::for_each_pair,
+        relations::substitution::{cluster_substitutes, substitutes},
         run::{run_centrality, run_communities, RunSummary},
-        stage::{assess, Assessment, Gate},
-        stage_config::StageConfig,
-        substitution::{cluster_substitutes, substitutes},
-        upgrading::{upgrading, Move},
-        virtual_integration::{detect, Pattern},
+        stages::core_firms::core_firms,
+        stages::stage::{assess, Assessment, Gate},
+        stages::stage_config::StageConfig,
+        stages::upgrading::{upgrading, Move},
+        stages::virtual_integration::{detect, Pattern},
         Control,
     },
     error::{Error, Result},
     graph::{inter_cluster, Layer},
     model::{ActorKind, Channel, ClusterLinkKind, LinkKind, Segment},
-    store::{Network, Store},
+    network::Network,
+    store::Store,
 };
 
 /// Rows per streamed message.
@@ -817,7 +818,7 @@ impl AnalysisService for AnalysisApi {
                 move |control, sink| {
                     let started = Instant::now();
                     let fusion = fusion_links(&snapshot.network, &filter, &config, control)?;
-                    let end = |e: &crate::analysis::fusion::LinkEnd| pb::FusionLinkEnd {
+                    let end = |e: &crate::analysis::relations::fusion::LinkEnd| pb::FusionLinkEnd {
                         actor_id: e.actor.to_string(),
                         industry: e.industry.clone(),
                         community: e.community,
@@ -1048,7 +1049,7 @@ impl AnalysisService for AnalysisApi {
                     control.progress("crossings", 0, 1);
                     let (pairs, clusters) = crossings(&snapshot.network, &filter);
                     control.check()?;
-                    let tally = |t: &crate::analysis::crossing::Tally| pb::LinkTally {
+                    let tally = |t: &crate::analysis::relations::crossing::Tally| pb::LinkTally {
                         count: t.count,
                         weight: t.weight,
                     };

@@ -6,19 +6,19 @@ use std::collections::{BTreeMap, HashMap};
 use super::{convert, pb};
 use crate::{
     analysis::{
-        centrality::{BetweennessConfig, Direction, EigenvectorConfig, PageRankConfig},
-        community::{LabelPropagationConfig, LouvainConfig},
-        fusion::{FusionConfig, IndustryLevel, Pivots},
-        overlap::{Dimension, OverlapJob, Pairs},
+        algo::centrality::{BetweennessConfig, Direction, EigenvectorConfig, PageRankConfig},
+        algo::community::{LabelPropagationConfig, LouvainConfig},
+        relations::fusion::{FusionConfig, IndustryLevel, Pivots},
+        relations::overlap::{Dimension, OverlapJob, Pairs},
+        relations::substitution::SubstituteConfig,
         run::{CentralityJob, CommunityAlgorithm, CommunityJob, GraphSpec, Measure},
-        stage::Stage,
-        stage_config::StageConfig,
-        substitution::SubstituteConfig,
+        stages::stage::Stage,
+        stages::stage_config::StageConfig,
     },
     error::{Error, Result},
     graph::{GraphFilter, Layer},
     model::{Channel, Date, Id},
-    store::Network,
+    network::Network,
 };
 
 /// The most rows a caller may ask for with `top_k`.

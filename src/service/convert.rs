@@ -11,7 +11,7 @@ use crate::{
         Actor, ActorKind, ActorProfile, Change, Channel, Cluster, ClusterLink, ClusterLinkKey, ClusterLinkKind,
         Country, Date, Id, Link, LinkKey, LinkKind, Segment, SegmentSet, Site, Validity,
     },
-    store::ChangeCounts,
+    network::ChangeCounts,
 };
 
 /// Proto enum numbers are the model's `ALL` order plus one (0 is UNSPECIFIED);

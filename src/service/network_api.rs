@@ -19,7 +19,8 @@ use crate::{
     auth::Role,
     error::Error,
     model::{validate_id, ActorKind, Change, Channel, ClusterLinkKey, ClusterLinkKind, Id, LinkKind, Segment},
-    store::{query, ChangeCounts, EdgeKey, PendingBatch, Sequence, Store},
+    network::{query, ChangeCounts, EdgeKey},
+    store::{PendingBatch, Sequence, Store},
 };
 
 pub struct NetworkApi {

@@ -19,7 +19,7 @@ use super::{
     wire_status::WireStatusLayer,
     AlertApi, AnalysisApi, NetworkApi,
 };
-use crate::{alert::engine::AlertEngine, analysis::stage_config::StageConfig, store::Store};
+use crate::{alert::engine::AlertEngine, analysis::stages::stage_config::StageConfig, store::Store};
 
 /// Settings of the gRPC layer.
 #[derive(Clone, Debug)]

@@ -8,8 +8,6 @@
 //! they never wait for writers and never see a batch that is half applied or
 //! not yet durable.
 
-mod network;
-pub mod query;
 mod sled_backend;
 
 use std::{path::Path, sync::Arc, thread};
@@ -17,12 +15,12 @@ use std::{path::Path, sync::Arc, thread};
 use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-pub use network::{ChangeCounts, EdgeKey, IdIndex, Ix, LinkData, Network};
 pub use sled_backend::{open_db, SledBackend, SledConfig};
 
 use crate::{
     error::{Error, Result},
     model::Change,
+    network::{ChangeCounts, Network},
 };
 
 /// Where the network is made durable. The sled backend is the one in use; the

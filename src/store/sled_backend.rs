@@ -34,13 +34,11 @@ use std::{
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use super::{
-    network::{Ix, Network},
-    Backend, Loaded, LogReader,
-};
+use super::{Backend, Loaded, LogReader};
 use crate::{
     error::{Error, Result},
     model::{Actor, ActorProfile, Change, Cluster, ClusterLink, Id, Link},
+    network::{Ix, Network},
 };
 
 const META_CHECKPOINT: &[u8] = b"m/checkpoint";

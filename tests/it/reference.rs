@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use clusternet::{
     analysis::{
-        centrality::{self, BetweennessConfig, Direction, EigenvectorConfig, PageRankConfig},
+        algo::centrality::{self, BetweennessConfig, Direction, EigenvectorConfig, PageRankConfig},
         Control,
     },
     graph::AnalysisGraph,
@@ -198,7 +198,7 @@ fn eigenvector_and_core_numbers_match_networkx() {
 
 #[test]
 fn louvain_and_leiden_modularity_are_within_0_02_of_networkx_louvain() {
-    use clusternet::analysis::community::{leiden, louvain, modularity};
+    use clusternet::analysis::algo::community::{leiden, louvain, modularity};
     for (algorithm, run) in [("louvain", louvain as Detect), ("leiden", leiden as Detect)] {
         check_modularity(algorithm, run, modularity);
     }
@@ -206,12 +206,12 @@ fn louvain_and_leiden_modularity_are_within_0_02_of_networkx_louvain() {
 
 type Detect = fn(
     &AnalysisGraph,
-    &clusternet::analysis::community::LouvainConfig,
+    &clusternet::analysis::algo::community::LouvainConfig,
     &Control,
-) -> Result<clusternet::analysis::community::Partition, clusternet::analysis::Cancelled>;
+) -> Result<clusternet::analysis::algo::community::Partition, clusternet::analysis::Cancelled>;
 
 fn check_modularity(algorithm: &str, run: Detect, modularity: fn(&AnalysisGraph, &[u32], f64) -> f64) {
-    use clusternet::analysis::community::LouvainConfig;
+    use clusternet::analysis::algo::community::LouvainConfig;
     for name in UNDIRECTED {
         let f = fixture(name);
         for (measure, weighted) in [("louvain_modularity", false), ("louvain_modularity_weighted", true)] {

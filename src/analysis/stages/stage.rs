@@ -24,17 +24,17 @@ use rayon::prelude::*;
 // FxHash: assess hashes every actor index and industry code of the network.
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use super::{
-    core_firms::cores_of,
-    fusion::IndustryLevel,
-    stage_config::StageConfig,
-    virtual_integration::{measure_cluster, Pattern},
+use crate::analysis::{
+    relations::fusion::IndustryLevel,
+    stages::core_firms::cores_of,
+    stages::stage_config::StageConfig,
+    stages::virtual_integration::{measure_cluster, Pattern},
     Cancelled, Control,
 };
 use crate::{
     graph::GraphFilter,
     model::{Actor, ActorKind, Channel, Country, Date, Id, LinkKind, Segment},
-    store::{Ix, Network},
+    network::{Ix, Network},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]

@@ -31,15 +31,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::{
-    centrality::{edge_betweenness, BetweennessConfig},
-    community::{leiden, LouvainConfig},
+use crate::analysis::{
+    algo::centrality::{edge_betweenness, BetweennessConfig},
+    algo::community::{leiden, LouvainConfig},
     Cancelled, Control,
 };
 use crate::{
     graph::{firm_graph, EdgeMode, GraphFilter},
     model::{Channel, Date, Id, LinkKind},
-    store::Network,
+    network::Network,
 };
 
 /// Below this many nodes betweenness is exact by default.

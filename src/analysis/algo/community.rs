@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use rand::{seq::SliceRandom, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{Cancelled, Control};
+use crate::analysis::{Cancelled, Control};
 use crate::graph::AnalysisGraph;
 
 /// A community per node, numbered 0.. by decreasing size (ties by smallest

@@ -14,11 +14,11 @@ use std::collections::HashMap;
 
 use petgraph::{algo::dominators::simple_fast, graph::NodeIndex, Graph};
 
-use super::substitution::{substitutes, SubstituteConfig};
+use crate::analysis::relations::substitution::{substitutes, SubstituteConfig};
 use crate::{
     graph::GraphFilter,
     model::{Id, LinkKind},
-    store::{Ix, Network},
+    network::{Ix, Network},
 };
 
 #[derive(Clone, Debug, PartialEq)]

@@ -38,14 +38,14 @@
 
 use std::collections::HashMap;
 
-use super::{
-    fusion::IndustryLevel,
-    overlap::{self, Dimension},
+use crate::analysis::{
+    relations::fusion::IndustryLevel,
+    relations::overlap::{self, Dimension},
 };
 use crate::{
     graph::GraphFilter,
     model::{Actor, Id, LinkKind, Segment},
-    store::{Ix, Network},
+    network::{Ix, Network},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -576,7 +576,7 @@ mod tests {
         let rows = substitutes(&network, &GraphFilter::default(), s, &SubstituteConfig::default());
         assert_eq!(rows.len(), 1);
         assert!((rows[0].score - 1.0 / 10f64.sqrt()).abs() < 1e-12, "{}", rows[0].score);
-        assert!(rows[0].score < super::super::gaps::GapConfig::default().min_substitute_score);
+        assert!(rows[0].score < crate::analysis::relations::gaps::GapConfig::default().min_substitute_score);
     }
 
     #[test]

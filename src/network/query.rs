@@ -10,7 +10,7 @@ use std::{
 
 use crate::model::{Actor, ActorKind, Channel, Cluster, ClusterLink, ClusterLinkKey, Id, Link, LinkKind, Segment};
 
-use super::{network::source_range, EdgeKey, Ix, LinkData, Network};
+use super::{source_range, EdgeKey, Ix, LinkData, Network};
 
 /// One page of rows and whether more follow the last one.
 pub struct Page<T> {

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use crate::{
     graph::GraphFilter,
     model::{Id, Segment},
-    store::Network,
+    network::Network,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -306,7 +306,7 @@ const PAIR_CHUNK: usize = 4096;
 pub fn for_each_pair(
     network: &Network,
     job: &OverlapJob,
-    control: &super::Control,
+    control: &crate::analysis::Control,
     mut emit: impl FnMut(PairOverlap) -> crate::Result<()>,
 ) -> crate::Result<usize> {
     let involved: Vec<Id> = match &job.pairs {

@@ -30,7 +30,7 @@ use rand::{seq::index::sample, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::{Cancelled, Control, Scores};
+use crate::analysis::{Cancelled, Control, Scores};
 use crate::graph::AnalysisGraph;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::{
     graph::GraphFilter,
     model::{Channel, Id, LinkKind},
-    store::Network,
+    network::Network,
 };
 
 /// Count and summed weight.

@@ -10,6 +10,8 @@
 //! makes the large maps compare integers instead of strings and gives the
 //! analyses a ready numbering of the firm network.
 
+pub mod query;
+
 use std::sync::Arc;
 
 use imbl::{shared_ptr::DefaultSharedPtr, GenericHashMap, OrdMap, OrdSet, Vector};

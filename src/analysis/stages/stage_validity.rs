@@ -8,9 +8,9 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{
-    stage::{Assessment, Stage},
-    virtual_integration::Pattern,
+use crate::analysis::{
+    stages::stage::{Assessment, Stage},
+    stages::virtual_integration::Pattern,
 };
 use crate::{
     demo,
@@ -18,7 +18,7 @@ use crate::{
     model::{
         Actor, ActorKind, Change, Channel, Cluster, ClusterLink, ClusterLinkKind, Id, Link, LinkKind, Segment, Site,
     },
-    store::Network,
+    network::Network,
     synthetic::{districts, null_models, specialised_districts, Districts},
     testing::{self, assess_all, detect_all, network},
 };

@@ -22,11 +22,11 @@ use std::{
 // FxHash: the supply walks run from every member of every assessed cluster.
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use super::stage_config::StageConfig;
+use crate::analysis::stages::stage_config::StageConfig;
 use crate::{
     graph::GraphFilter,
     model::{ActorKind, Id, LinkKind, Segment},
-    store::{Ix, Network},
+    network::{Ix, Network},
 };
 
 /// The supply arcs between a set of actors, both ways, over dense local

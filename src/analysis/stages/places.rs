@@ -10,7 +10,7 @@ use petgraph::unionfind::UnionFind;
 use crate::{
     graph::GraphFilter,
     model::{Cluster, Id, Site},
-    store::{Ix, Network},
+    network::{Ix, Network},
 };
 
 /// Mean Earth radius, km.

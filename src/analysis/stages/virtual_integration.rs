@@ -47,16 +47,16 @@ use rand::{seq::SliceRandom, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::{
-    places::{places, Place},
-    stage::{distinctness, segment_mix, Gate},
-    stage_config::StageConfig,
+use crate::analysis::{
+    stages::places::{places, Place},
+    stages::stage::{distinctness, segment_mix, Gate},
+    stages::stage_config::StageConfig,
     Cancelled, Control,
 };
 use crate::{
     graph::GraphFilter,
     model::{ActorKind, Channel, ClusterLinkKey, ClusterLinkKind, Date, Id, LinkKind, Segment},
-    store::{Ix, Network},
+    network::{Ix, Network},
 };
 
 /// Random reassignments in the specialisation test: with 999, the smallest

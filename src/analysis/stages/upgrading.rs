@@ -25,11 +25,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{fusion::IndustryLevel, stage::segment_mix, stage_config::StageConfig};
+use crate::analysis::{
+    relations::fusion::IndustryLevel, stages::stage::segment_mix, stages::stage_config::StageConfig,
+};
 use crate::{
     graph::GraphFilter,
     model::{Date, Id, Segment, SegmentSet},
-    store::{Ix, Network},
+    network::{Ix, Network},
 };
 
 /// A member whose segments or industry changed.

@@ -1,0 +1,14 @@
+//! The integration stages (regional, global value chain, virtual), the
+//! virtual-integration patterns behind the third, and what the stage
+//! analyses share: places, core firms, upgrading over time, and the
+//! settings (`stage_config`). A cluster is judged on its own network; see
+//! `docs/stages.md`.
+
+pub mod core_firms;
+pub mod places;
+pub mod stage;
+pub mod stage_config;
+#[cfg(test)]
+mod stage_validity;
+pub mod upgrading;
+pub mod virtual_integration;
