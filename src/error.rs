@@ -29,6 +29,20 @@ pub enum Error {
     /// The caller went away or asked to stop.
     #[error("the analysis was cancelled")]
     Cancelled,
+    /// A position outside what is kept or what exists yet (a revision or a
+    /// sequence number to resume from).
+    #[error("{field}: {message}")]
+    OutOfRange { field: String, message: String },
+    /// The call's deadline passed before the work was done.
+    #[error("{message}")]
+    DeadlineExceeded { message: String },
+    /// The work was stopped and its results are incomplete (a client that
+    /// stopped reading).
+    #[error("{message}")]
+    Aborted { message: String },
+    /// No credentials, or ones that are not known.
+    #[error("{message}")]
+    Unauthenticated { message: String },
     /// The store is shutting down or was stopped by an earlier storage failure.
     #[error("{message}")]
     Unavailable { message: String },

@@ -920,3 +920,114 @@ fn capital_ties_by_other(network: &Network, cluster: &Id) -> HashMap<Id, u64> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    //! Each link rule on networks of four firms in two clusters, with the
+    //! near misses that must stay silent.
+
+    use super::*;
+    use crate::{
+        model::{Actor, Change, Link, LinkKind},
+        testing::{actor, cluster, link, network},
+    };
+
+    /// Clusters A (firms a1, a2) and B (b1, b2), each a chain; `industries`
+    /// of a1 and b1.
+    fn two_clusters(a1_industry: &str, b1_industry: &str) -> Vec<Change> {
+        let firm = |id: &str, c: &str, industry: &str| {
+            Change::UpsertActor(Actor {
+                industry: industry.into(),
+                ..actor(id, &[c])
+            })
+        };
+        vec![
+            Change::UpsertCluster(cluster("A")),
+            Change::UpsertCluster(cluster("B")),
+            firm("a1", "A", a1_industry),
+            firm("a2", "A", "C2620"),
+            firm("b1", "B", b1_industry),
+            firm("b2", "B", "M7410"),
+            Change::UpsertLink(link("a1", "a2", LinkKind::Supply)),
+            Change::UpsertLink(link("b1", "b2", LinkKind::Supply)),
+        ]
+    }
+
+    /// The kinds of alert that adding `new` to `base` raises.
+    fn raised(base: Vec<Change>, new: Link) -> Vec<AlertKind> {
+        raised_by(base, vec![Change::UpsertLink(new)])
+    }
+
+    /// The kinds of alert that applying `added` to `base` raises, and the
+    /// actors they name.
+    fn raised_by(base: Vec<Change>, added: Vec<Change>) -> Vec<AlertKind> {
+        alerts_of(base, added).into_iter().map(|a| a.kind).collect()
+    }
+
+    fn alerts_of(base: Vec<Change>, added: Vec<Change>) -> Vec<Alert> {
+        let stage = StageConfig::default();
+        let rules = AlertRules::default();
+        let evaluator = Evaluator {
+            stage: &stage,
+            rules: &rules,
+            revision: 2,
+            now_unix_ms: 0,
+        };
+        let before = network(base.clone());
+        let kept: HashMap<Id, ClusterState> = evaluator.baseline(&before).into_iter().collect();
+        let mut after = before.clone();
+        after.apply(&added).unwrap();
+        evaluator.evaluate(Some(&before), &after, added.iter(), &kept).alerts
+    }
+
+    #[test]
+    fn an_investment_across_clusters_and_industries_is_a_cross_investment_and_a_fusion_link() {
+        let kinds = raised(two_clusters("C2620", "M7410"), link("a1", "b1", LinkKind::Investment));
+        assert!(kinds.contains(&AlertKind::CrossInvestmentAdded), "{kinds:?}");
+        assert!(kinds.contains(&AlertKind::FusionLinkAdded), "{kinds:?}");
+    }
+
+    #[test]
+    fn a_tie_within_one_industry_division_is_no_fusion_link() {
+        // C2620 and C2610: both division 26, computers and electronics.
+        let kinds = raised(two_clusters("C2620", "C2610"), link("a1", "b1", LinkKind::Investment));
+        assert!(kinds.contains(&AlertKind::CrossInvestmentAdded), "{kinds:?}");
+        assert!(!kinds.contains(&AlertKind::FusionLinkAdded), "{kinds:?}");
+    }
+
+    #[test]
+    fn a_supply_tie_across_clusters_is_no_cross_investment() {
+        let kinds = raised(two_clusters("C2620", "M7410"), link("a1", "b1", LinkKind::Supply));
+        assert!(!kinds.contains(&AlertKind::CrossInvestmentAdded), "{kinds:?}");
+        assert!(kinds.contains(&AlertKind::FusionLinkAdded), "{kinds:?}");
+    }
+
+    #[test]
+    fn losing_the_only_tie_to_a_member_fragments_its_cluster_and_names_who_is_cut_off() {
+        let mut base = two_clusters("C2620", "M7410");
+        base.push(Change::UpsertActor(actor("a3", &["A"])));
+        base.push(Change::UpsertLink(link("a2", "a3", LinkKind::Supply)));
+        let cut = Change::DeleteLink(link("a2", "a3", LinkKind::Supply).key());
+        let alerts = alerts_of(base.clone(), vec![cut]);
+        let fragmented: Vec<&Alert> = alerts
+            .iter()
+            .filter(|a| a.kind == AlertKind::ClusterFragmented)
+            .collect();
+        assert_eq!(fragmented.len(), 1, "{alerts:?}");
+        assert_eq!(fragmented[0].clusters, vec![Id::from("A")]);
+        assert_eq!(fragmented[0].actors, vec![Id::from("a3")]);
+
+        // A second path keeps the cluster whole: no alert.
+        base.push(Change::UpsertLink(link("a1", "a3", LinkKind::Cooperation)));
+        let cut = Change::DeleteLink(link("a2", "a3", LinkKind::Supply).key());
+        let kinds = raised_by(base, vec![cut]);
+        assert!(!kinds.contains(&AlertKind::ClusterFragmented), "{kinds:?}");
+    }
+
+    #[test]
+    fn a_tie_inside_one_cluster_raises_no_link_alert() {
+        let kinds = raised(two_clusters("C2620", "M7410"), link("b2", "b1", LinkKind::Investment));
+        assert!(!kinds.contains(&AlertKind::CrossInvestmentAdded), "{kinds:?}");
+        assert!(!kinds.contains(&AlertKind::FusionLinkAdded), "{kinds:?}");
+    }
+}

@@ -100,7 +100,7 @@ impl Admission {
         let needed = footprint.bytes.div_ceil(MIB).max(1);
         if needed > self.memory_mib {
             self.metrics.analysis_ended(kind, "refused");
-            return Err(Status::resource_exhausted(format!(
+            return Err(status::too_large(format!(
                 "{kind} would need about {needed} MiB ({} nodes and {} edges in the store), more than the {} MiB \
                  this server gives analyses (--analysis-memory-mb): narrow the filter or raise the limit",
                 footprint.nodes, footprint.edges, self.memory_mib
@@ -142,9 +142,10 @@ impl Admission {
             (Ok(slot), Ok(memory)) = acquire => Ok(self.admitted(slot, memory)),
             _ = expired => {
                 self.metrics.analysis_ended(kind, "deadline");
-                Err(Status::deadline_exceeded(
-                    "the call's deadline passed while it waited for an analysis slot",
-                ))
+                Err(crate::Error::DeadlineExceeded {
+                    message: "the call's deadline passed while it waited for an analysis slot".into(),
+                }
+                .into())
             }
             _ = shutdown.wait_for(|stop| *stop) => Err(status::stopping(
                 "the server is shutting down; the analysis did not start: call again once it is back",

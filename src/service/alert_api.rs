@@ -238,7 +238,7 @@ impl pb::alert_service_server::AlertService for AlertApi {
             Ok((out, false))
         })
         .await
-        .map_err(|e| Status::internal(format!("listing alerts: {e}")))??;
+        .map_err(|e| super::status::internal("listing alerts", e))??;
         let next_page_token = match alerts.last() {
             Some(last) if more => next_page_token(&fingerprint, &last.sequence.to_be_bytes()),
             _ => String::new(),
@@ -266,7 +266,7 @@ impl pb::alert_service_server::AlertService for AlertApi {
         let engine = self.engine.clone();
         let stored = tokio::task::spawn_blocking(move || engine.set_rules(rules))
             .await
-            .map_err(|e| Status::internal(format!("storing the rules: {e}")))??;
+            .map_err(|e| super::status::internal("storing the rules", e))??;
         Ok(Response::new(rules_to_pb(&stored)))
     }
 }

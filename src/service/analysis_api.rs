@@ -1,30 +1,23 @@
-//! `clusternet.v1.AnalysisService`: each call validates its request, takes an
-//! analysis slot, and runs the job on the blocking pool against one snapshot.
-//! The job streams progress, rows in batches and a summary through a bounded
-//! channel. Dropping the response stream (the client cancelled or its
-//! deadline passed) raises the job's cancel flag, which the algorithms check
-//! between units of work.
+//! `clusternet.v1.AnalysisService`: each handler validates its request
+//! (`analysis_params`), says what its job computes and how the results
+//! become messages (`convert::analysis`), and hands it to the streaming
+//! runtime (`streaming`), which admits it, runs it and streams its events.
 
 use std::{
-    pin::Pin,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-    task::{Context, Poll},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use tokio::sync::{mpsc, watch};
-use tokio_stream::{wrappers::ReceiverStream, Stream};
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use super::{
-    admission::{Admission, AnalysisLimits},
-    analysis_params::{self, layer_to_pb, stage_to_pb, SubstituteTarget},
-    convert::{text_of, wire},
+    admission::AnalysisLimits,
+    analysis_params::{self, SubstituteTarget},
+    convert::{analysis::*, text_of, wire},
     metrics::Metrics,
     pb::{self, analysis_service_server::AnalysisService},
+    streaming::{deadline_of, EventStream, Runner, ROWS_PER_MESSAGE},
 };
 use crate::{
     analysis::{
@@ -36,11 +29,10 @@ use crate::{
         relations::substitution::{cluster_substitutes, substitutes},
         run::{run_centrality, run_communities, RunSummary},
         stages::core_firms::core_firms,
-        stages::stage::{assess, Assessment, Gate},
+        stages::stage::assess,
         stages::stage_config::StageConfig,
-        stages::upgrading::{upgrading, Move},
-        stages::virtual_integration::{detect, Pattern},
-        Control,
+        stages::upgrading::upgrading,
+        stages::virtual_integration::detect,
     },
     error::{Error, Result},
     graph::{inter_cluster, Layer},
@@ -49,20 +41,9 @@ use crate::{
     store::Store,
 };
 
-/// Rows per streamed message.
-const ROWS_PER_MESSAGE: usize = 1000;
-/// How often a long run reports progress.
-const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
-/// The longest a running analysis stays silent.
-const HEARTBEAT: Duration = Duration::from_millis(400);
-
 pub struct AnalysisApi {
     store: Arc<Store>,
-    admission: Arc<Admission>,
-    metrics: Arc<Metrics>,
-    stall_timeout: Duration,
-    /// Turns true when the server shuts down: running analyses are cancelled.
-    shutdown: watch::Receiver<bool>,
+    runner: Runner,
     /// Weights, thresholds and smile curve of the stage analyses.
     stage_config: Arc<StageConfig>,
 }
@@ -81,123 +62,9 @@ impl AnalysisApi {
     ) -> Self {
         AnalysisApi {
             store,
-            admission: Arc::new(Admission::new(limits, metrics.clone())),
-            metrics,
-            stall_timeout,
-            shutdown,
+            runner: Runner::new(limits, metrics, stall_timeout, shutdown),
             stage_config: Arc::new(stage_config),
         }
-    }
-
-    /// Waits for a slot and the memory of `footprint` (see [`Admission`]),
-    /// then runs `job` on the blocking pool; returns the
-    /// stream of its events.
-    async fn spawn<E: Send + 'static>(
-        &self,
-        kind: &'static str,
-        footprint: Footprint,
-        deadline: Option<Instant>,
-        progress_event: fn(pb::Progress) -> E,
-        job: impl FnOnce(&Control, &Sink<E>) -> Result<()> + Send + 'static,
-    ) -> Result<EventStream<E>, Status> {
-        let permit = self
-            .admission
-            .admit(kind, footprint, deadline, self.shutdown.clone())
-            .await?;
-        let metrics = self.metrics.clone();
-        let (sender, receiver) = mpsc::channel(16);
-        let stall_timeout = self.stall_timeout;
-        let stalled = Arc::new(AtomicBool::new(false));
-        let stalled_flag = stalled.clone();
-        let cancel = Arc::new(AtomicBool::new(false));
-        let flag = cancel.clone();
-        // At shutdown the job is cancelled and its client told to call again.
-        let shutting_down = Arc::new(AtomicBool::new(false));
-        let (finished_tx, finished_rx) = tokio::sync::oneshot::channel::<()>();
-        {
-            let (cancel, shutting_down, mut shutdown) = (cancel.clone(), shutting_down.clone(), self.shutdown.clone());
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => {
-                        shutting_down.store(true, Ordering::Relaxed);
-                        cancel.store(true, Ordering::Relaxed);
-                    }
-                    _ = finished_rx => {}
-                }
-            });
-        }
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            // The last progress sent, so a heartbeat can repeat it through
-            // phases that report nothing (sorting edges, aggregating).
-            let last = Arc::new(std::sync::Mutex::new((Instant::now(), None::<pb::Progress>)));
-            let progress = sender.clone();
-            let remember = last.clone();
-            let report = move |phase: &str, done: u64, total: u64| {
-                let event = pb::Progress {
-                    phase: phase.to_string(),
-                    done,
-                    total,
-                };
-                if let Ok(mut last) = remember.lock() {
-                    *last = (Instant::now(), Some(event.clone()));
-                }
-                // A full channel means a slow reader: skip this report.
-                let _ = progress.try_send(Ok(progress_event(event)));
-            };
-            let control = Control::new(&flag, &report, PROGRESS_INTERVAL).with_deadline(deadline);
-            let sink = Sink {
-                sender: sender.clone(),
-                stall_timeout,
-                stalled: stalled_flag,
-                runtime: tokio::runtime::Handle::current(),
-            };
-            let finished = AtomicBool::new(false);
-            std::thread::scope(|scope| {
-                scope.spawn(|| heartbeat(&finished, &flag, &last, &sender, progress_event));
-                let outcome = job(&control, &sink);
-                finished.store(true, Ordering::Relaxed);
-                metrics.analysis_ended(
-                    kind,
-                    match &outcome {
-                        Ok(()) => "ok",
-                        Err(Error::Cancelled) if control.expired() => "deadline",
-                        Err(Error::Cancelled) => "cancelled",
-                        Err(_) => "error",
-                    },
-                );
-                match outcome {
-                    Ok(()) => {}
-                    Err(Error::Cancelled) if shutting_down.load(Ordering::Relaxed) => {
-                        tracing::info!("analysis cancelled at shutdown");
-                        let _ = sink.deliver(Err(super::status::stopping(
-                            "the server is shutting down; the analysis was cancelled: call again once it is back",
-                        )));
-                    }
-                    Err(Error::Cancelled) if control.expired() => {
-                        tracing::info!("analysis stopped at its deadline");
-                        let _ = sink.deliver(Err(Status::deadline_exceeded(
-                            "the analysis did not finish before the call's deadline (grpc-timeout)",
-                        )));
-                    }
-                    Err(Error::Cancelled) => tracing::info!("analysis cancelled"),
-                    Err(error) => {
-                        let _ = sink.deliver(Err(error.into()));
-                    }
-                }
-            });
-            // Free the slot before the senders drop and the client sees the
-            // stream end, so a client that calls again at once finds it free.
-            drop(permit);
-            let _ = finished_tx.send(());
-        });
-        Ok(EventStream {
-            inner: ReceiverStream::new(receiver),
-            cancel,
-            stalled,
-            stall_timeout,
-        })
     }
 }
 
@@ -205,305 +72,6 @@ impl AnalysisApi {
 /// worker threads it may use.
 fn footprint_of(workload: Workload, network: &Network) -> Footprint {
     footprint::estimate(workload, network, rayon::current_num_threads())
-}
-
-/// Repeats the last progress event whenever HEARTBEAT passes without one, so
-/// a client always hears from a long run at least that often.
-fn heartbeat<E>(
-    finished: &AtomicBool,
-    cancelled: &AtomicBool,
-    last: &std::sync::Mutex<(Instant, Option<pb::Progress>)>,
-    sender: &mpsc::Sender<Result<E, Status>>,
-    progress_event: fn(pb::Progress) -> E,
-) {
-    while !finished.load(Ordering::Relaxed) && !cancelled.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
-        let Ok(mut last) = last.lock() else { return };
-        if last.0.elapsed() >= HEARTBEAT {
-            let event = last.1.clone().unwrap_or(pb::Progress {
-                phase: "starting".into(),
-                done: 0,
-                total: 0,
-            });
-            last.0 = Instant::now();
-            let _ = sender.try_send(Ok(progress_event(event)));
-        }
-    }
-}
-
-/// Where a job sends its events; a failed send means the client is gone,
-/// or stopped reading for longer than the stall timeout.
-struct Sink<E> {
-    sender: mpsc::Sender<Result<E, Status>>,
-    stall_timeout: Duration,
-    stalled: Arc<AtomicBool>,
-    /// Taken on the blocking pool, so `deliver` can wait from any thread
-    /// (rayon's too) without a runtime context of its own.
-    runtime: tokio::runtime::Handle,
-}
-
-impl<E> Sink<E> {
-    fn send(&self, event: E) -> Result<()> {
-        self.deliver(Ok(event))
-    }
-
-    /// Waits at most the stall timeout for room in the stream: a client that
-    /// never reads must not hold an analysis slot (and a blocking thread)
-    /// forever.
-    fn deliver(&self, item: Result<E, Status>) -> Result<()> {
-        match self
-            .runtime
-            .block_on(tokio::time::timeout(self.stall_timeout, self.sender.send(item)))
-        {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Error::Cancelled),
-            Err(_) => {
-                self.stalled.store(true, Ordering::Relaxed);
-                tracing::warn!(
-                    stall_seconds = self.stall_timeout.as_secs_f64(),
-                    "the client stopped reading; analysis cancelled"
-                );
-                Err(Error::Cancelled)
-            }
-        }
-    }
-
-    /// Sends `rows` in messages of at most ROWS_PER_MESSAGE, each made by `event`.
-    fn send_rows<R>(&self, rows: impl IntoIterator<Item = R>, event: impl Fn(Vec<R>) -> E) -> Result<()> {
-        let mut batch = Vec::with_capacity(ROWS_PER_MESSAGE);
-        for row in rows {
-            batch.push(row);
-            if batch.len() == ROWS_PER_MESSAGE {
-                self.send(event(std::mem::take(&mut batch)))?;
-            }
-        }
-        if batch.is_empty() {
-            Ok(())
-        } else {
-            self.send(event(batch))
-        }
-    }
-}
-
-/// The response stream; dropping it cancels the job.
-pub struct EventStream<E> {
-    inner: ReceiverStream<Result<E, Status>>,
-    cancel: Arc<AtomicBool>,
-    /// Set when the job gave up on a client that stopped reading: the
-    /// stream then ends with ABORTED, not as if the results were complete.
-    stalled: Arc<AtomicBool>,
-    stall_timeout: Duration,
-}
-
-impl<E> Stream for EventStream<E> {
-    type Item = Result<E, Status>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match Pin::new(&mut self.inner).poll_next(cx) {
-            Poll::Ready(None) if self.stalled.swap(false, Ordering::Relaxed) => {
-                Poll::Ready(Some(Err(Status::aborted(format!(
-                    "the client read nothing for {} s, so the analysis was cancelled and its results are \
-                     incomplete; read the stream as it comes, or call again",
-                    self.stall_timeout.as_secs()
-                )))))
-            }
-            other => other,
-        }
-    }
-}
-
-impl<E> Drop for EventStream<E> {
-    fn drop(&mut self) {
-        self.cancel.store(true, Ordering::Relaxed);
-    }
-}
-
-/// The call's deadline from its `grpc-timeout` header. tonic applies the
-/// header to the response headers only, not to a stream's body, so analyses
-/// enforce it themselves.
-fn deadline_of<T>(request: &Request<T>) -> Option<Instant> {
-    let header = request.metadata().get("grpc-timeout")?.to_str().ok()?;
-    let (digits, unit) = header.split_at(header.len().checked_sub(1)?);
-    let amount: u64 = digits.parse().ok()?;
-    let timeout = match unit {
-        "H" => Duration::from_secs(amount.saturating_mul(3600)),
-        "M" => Duration::from_secs(amount.saturating_mul(60)),
-        "S" => Duration::from_secs(amount),
-        "m" => Duration::from_millis(amount),
-        "u" => Duration::from_micros(amount),
-        "n" => Duration::from_nanos(amount),
-        _ => return None,
-    };
-    Instant::now().checked_add(timeout)
-}
-
-fn move_to_pb(m: &Move) -> pb::ActorMove {
-    pb::ActorMove {
-        actor_id: m.actor.to_string(),
-        segments_before: m.segments_before.iter().map(|s| wire(Segment::ALL, s)).collect(),
-        segments_after: m.segments_after.iter().map(|s| wire(Segment::ALL, s)).collect(),
-        industry_before: m.industry_before.clone(),
-        industry_after: m.industry_after.clone(),
-    }
-}
-
-fn segments_to_pb(segments: &[Segment]) -> Vec<i32> {
-    segments.iter().map(|s| wire(Segment::ALL, *s)).collect()
-}
-
-fn assessment_to_pb(a: &Assessment) -> pb::StageAssessment {
-    let e = &a.evidence;
-    pb::StageAssessment {
-        cluster_id: a.cluster.to_string(),
-        name: a.name.clone(),
-        stage: stage_to_pb(a.stage) as i32,
-        scores: a
-            .scores
-            .iter()
-            .map(|s| pb::StageScore {
-                stage: stage_to_pb(s.stage) as i32,
-                score: s.score,
-                threshold: s.threshold,
-                passed: s.passed(),
-                factors: s
-                    .factors
-                    .iter()
-                    .map(|f| pb::StageFactor {
-                        name: f.name.to_string(),
-                        value: f.value,
-                        weight: f.weight,
-                    })
-                    .collect(),
-                unmet: s.unmet().join("; "),
-                gates: s.gates.iter().map(gate_to_pb).collect(),
-            })
-            .collect(),
-        evidence: Some(pb::StageEvidence {
-            members: e.members,
-            enterprises: e.enterprises,
-            home_country: e.home_country.clone(),
-            ties: e.ties,
-            internal_ties: e.internal_ties,
-            domestic_external_ties: e.domestic_external_ties,
-            other_region_ties: e.other_region_ties,
-            foreign_ties: e.foreign_ties,
-            unknown_country_ties: e.unknown_country_ties,
-            virtual_ties: e.virtual_ties,
-            segments_covered: segments_to_pb(&e.segments_covered),
-            segments_per_enterprise: e.segments_per_enterprise,
-            mean_segment_value: e.mean_segment_value,
-            foreign_capital_enterprises: e.foreign_capital_enterprises,
-            core_firm: e.core_firm.as_ref().map(|c| c.to_string()).unwrap_or_default(),
-            core_reach: e.core_reach,
-            places: e.places.iter().map(|p| p.to_string()).collect(),
-            cross_place_ties: e.cross_place_ties,
-            expected_cross_place_ties: e.expected_cross_place_ties,
-            place_interaction: e.place_interaction,
-            place_distinctness: e.place_distinctness,
-            specialisation_p: e.specialisation_p,
-            platforms: e.platforms.iter().map(|p| p.to_string()).collect(),
-            corridors: e.corridors,
-            overlap: e.overlap.value,
-            overlap_with: e.overlap.with.as_ref().map(|c| c.to_string()).unwrap_or_default(),
-            substitution: e.substitution.value,
-            substitution_with: e.substitution.with.as_ref().map(|c| c.to_string()).unwrap_or_default(),
-            cross_investment_index: e.cross_investment_index,
-            fusion_index: e.fusion_index,
-        }),
-        explanation: a.explanation(),
-        pattern: a.pattern.as_ref().map(pattern_to_pb),
-    }
-}
-
-fn gate_to_pb(g: &Gate) -> pb::StageGate {
-    pb::StageGate {
-        name: g.name.to_string(),
-        value: g.value,
-        limit: g.limit,
-        at_most: g.at_most,
-        met: g.met,
-        meaning: g.meaning.to_string(),
-    }
-}
-
-fn pattern_to_pb(p: &Pattern) -> pb::VirtualIntegrationPattern {
-    let links = |links: &[(crate::model::Id, crate::model::Id)]| {
-        links
-            .iter()
-            .map(|(s, t)| pb::PlaceLink {
-                source: s.to_string(),
-                target: t.to_string(),
-            })
-            .collect()
-    };
-    pb::VirtualIntegrationPattern {
-        cluster_id: p.cluster.to_string(),
-        parts: p
-            .parts
-            .iter()
-            .map(|part| pb::PatternPart {
-                place_id: part.place.to_string(),
-                cluster_id: part.cluster.to_string(),
-                site_ids: part.sites.iter().map(|s| s.to_string()).collect(),
-                members: part.members,
-                segments: part
-                    .segments
-                    .iter()
-                    .map(|(segment, share)| pb::SegmentShare {
-                        segment: wire(Segment::ALL, *segment),
-                        share: *share,
-                    })
-                    .collect(),
-                industries: part
-                    .industries
-                    .iter()
-                    .map(|(industry, share)| pb::IndustryShare {
-                        industry: industry.clone(),
-                        share: *share,
-                    })
-                    .collect(),
-            })
-            .collect(),
-        platforms: p
-            .platforms
-            .iter()
-            .map(|(id, tied)| pb::PlatformActor {
-                actor_id: id.to_string(),
-                members_tied: *tied,
-            })
-            .collect(),
-        platform_links: links(&p.platform_links),
-        corridors: links(&p.corridors),
-        joining_ties: p.joining_ties,
-        virtual_joining_ties: p.virtual_joining_ties,
-        cross_place_ties: p.interaction.between_places,
-        expected_cross_place_ties: p.interaction.expected_between_places,
-        interaction_ratio: p.interaction.ratio,
-        distinctness: p.specialisation.distinctness,
-        distinctness_null_mean: p.specialisation.null_mean,
-        specialisation_p: p.specialisation.p_value,
-        segments_covered: segments_to_pb(&p.segments_covered),
-        reaches_final_customers: p.reaches_final_customers,
-        gates: p.gates.iter().map(gate_to_pb).collect(),
-        virtual_factor: p.factors.virtual_share,
-        distinctness_factor: p.factors.distinctness,
-        interaction_factor: p.factors.interaction,
-        coverage_factor: p.factors.coverage,
-        confidence: p.confidence,
-    }
-}
-
-fn summary(revision: u64, layer: Layer, run: &RunSummary) -> pb::AnalysisSummary {
-    pb::AnalysisSummary {
-        revision,
-        layer: layer_to_pb(layer) as i32,
-        nodes: run.nodes as u64,
-        edges: run.edges as u64,
-        directed: run.directed,
-        iterations: run.iterations,
-        converged: run.converged,
-        elapsed_seconds: run.elapsed_seconds,
-    }
 }
 
 #[tonic::async_trait]
@@ -537,6 +105,7 @@ impl AnalysisService for AnalysisApi {
             event: Some(pb::upgrading_event::Event::Progress(p)),
         };
         let stream = self
+            .runner
             .spawn(
                 "Upgrading",
                 footprint_of(Workload::Relations, &snapshot.network),
@@ -640,6 +209,7 @@ impl AnalysisService for AnalysisApi {
             event: Some(pb::assess_stage_event::Event::Progress(p)),
         };
         let stream = self
+            .runner
             .spawn(
                 "AssessStage",
                 footprint_of(Workload::Relations, &snapshot.network),
@@ -685,6 +255,7 @@ impl AnalysisService for AnalysisApi {
             event: Some(pb::detect_virtual_integration_event::Event::Progress(p)),
         };
         let stream = self
+            .runner
             .spawn(
                 "DetectVirtualIntegration",
                 footprint_of(Workload::Relations, &snapshot.network),
@@ -731,6 +302,7 @@ impl AnalysisService for AnalysisApi {
             event: Some(pb::core_firms_event::Event::Progress(p)),
         };
         let stream = self
+            .runner
             .spawn(
                 "CoreFirms",
                 footprint_of(Workload::Relations, &snapshot.network),
@@ -810,6 +382,7 @@ impl AnalysisService for AnalysisApi {
             event: Some(pb::fusion_links_event::Event::Progress(p)),
         };
         let stream = self
+            .runner
             .spawn(
                 "FusionLinks",
                 footprint_of(Workload::EdgeSweeps, &snapshot.network),
@@ -900,6 +473,7 @@ impl AnalysisService for AnalysisApi {
             event: Some(pb::substitution_gaps_event::Event::Progress(p)),
         };
         let stream = self
+            .runner
             .spawn(
                 "SubstitutionGaps",
                 footprint_of(Workload::Relations, &snapshot.network),
@@ -956,6 +530,7 @@ impl AnalysisService for AnalysisApi {
             event: Some(pb::substitutes_event::Event::Progress(p)),
         };
         let stream = self
+            .runner
             .spawn(
                 "Substitutes",
                 footprint_of(Workload::Relations, &snapshot.network),
@@ -1039,6 +614,7 @@ impl AnalysisService for AnalysisApi {
             event: Some(pb::crossings_event::Event::Progress(p)),
         };
         let stream = self
+            .runner
             .spawn(
                 "Crossings",
                 footprint_of(Workload::Relations, &snapshot.network),
@@ -1115,6 +691,7 @@ impl AnalysisService for AnalysisApi {
             event: Some(pb::cluster_overlap_event::Event::Progress(p)),
         };
         let stream = self
+            .runner
             .spawn(
                 "ClusterOverlap",
                 footprint_of(Workload::Relations, &snapshot.network),
@@ -1181,6 +758,7 @@ impl AnalysisService for AnalysisApi {
             event: Some(pb::centrality_event::Event::Progress(p)),
         };
         let stream = self
+            .runner
             .spawn(
                 "Centrality",
                 footprint_of(job.workload(), &snapshot.network),
@@ -1224,6 +802,7 @@ impl AnalysisService for AnalysisApi {
             event: Some(pb::community_event::Event::Progress(p)),
         };
         let stream = self
+            .runner
             .spawn(
                 "Communities",
                 footprint_of(Workload::Communities, &snapshot.network),
@@ -1274,6 +853,7 @@ impl AnalysisService for AnalysisApi {
             event: Some(pb::inter_cluster_event::Event::Progress(p)),
         };
         let stream = self
+            .runner
             .spawn(
                 "InterClusterNetwork",
                 footprint_of(Workload::Projection, &snapshot.network),

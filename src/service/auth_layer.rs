@@ -78,23 +78,32 @@ impl<S> Auth<S> {
         let header = request
             .headers()
             .get(http::header::AUTHORIZATION)
-            .ok_or_else(|| Status::unauthenticated("missing token: send the header 'authorization: Bearer <token>'"))?;
+            .ok_or_else(|| unauthenticated("missing token: send the header 'authorization: Bearer <token>'"))?;
         let token = header
             .to_str()
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| Status::unauthenticated("the authorization header is not 'Bearer <token>'"))?;
+            .ok_or_else(|| unauthenticated("the authorization header is not 'Bearer <token>'"))?;
         let role = tokens
             .role_of(token.trim())
-            .ok_or_else(|| Status::unauthenticated("unknown token"))?;
+            .ok_or_else(|| unauthenticated("unknown token"))?;
         if role < needed {
             let method = path.rsplit('/').next().unwrap_or(path);
-            return Err(Status::permission_denied(format!(
-                "a {role} token may not call {method}: it needs {needed}"
-            )));
+            return Err(crate::Error::PermissionDenied {
+                field: "authorization".into(),
+                message: format!("a {role} token may not call {method}: it needs {needed}"),
+            }
+            .into());
         }
         Ok(Some(role))
     }
+}
+
+fn unauthenticated(message: &str) -> Status {
+    crate::Error::Unauthenticated {
+        message: message.into(),
+    }
+    .into()
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;

@@ -91,11 +91,11 @@ impl Watchers {
 }
 
 fn out_of_range<S: Source>(asked: u64, oldest: u64) -> Status {
-    Status::out_of_range(format!(
-        "{}: {} {asked} is no longer kept; the oldest kept is {oldest}",
-        S::FIELD,
-        S::NOUN
-    ))
+    crate::Error::OutOfRange {
+        field: S::FIELD.into(),
+        message: format!("{} {asked} is no longer kept; the oldest kept is {oldest}", S::NOUN),
+    }
+    .into()
 }
 
 fn unavailable<S: Source>(next: u64) -> Status {
@@ -112,7 +112,7 @@ async fn blocking<S: Source, T: Send + 'static>(
     let source = source.clone();
     tokio::task::spawn_blocking(move || read(&source))
         .await
-        .map_err(|e| Status::internal(format!("reading the {} log: {e}", S::NOUN)))?
+        .map_err(|e| super::status::internal(&format!("reading the {} log", S::NOUN), e))?
         .map_err(Status::from)
 }
 
@@ -129,12 +129,15 @@ pub async fn start<S: Source>(
     if start > current + 1 {
         // Waiting would skip the numbers in between without a word; a client
         // this far ahead resumes against a server that lost history (a restore).
-        return Err(Status::out_of_range(format!(
-            "{}: {} {start} is beyond the next one, {}; the latest is {current}",
-            S::FIELD,
-            S::NOUN,
-            current + 1
-        )));
+        return Err(crate::Error::OutOfRange {
+            field: S::FIELD.into(),
+            message: format!(
+                "{} {start} is beyond the next one, {}; the latest is {current}",
+                S::NOUN,
+                current + 1
+            ),
+        }
+        .into());
     }
     if start <= current {
         match blocking(&source, |s| s.oldest()).await? {

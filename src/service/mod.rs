@@ -16,6 +16,7 @@ mod network_api;
 mod paging;
 pub mod server;
 mod status;
+mod streaming;
 mod wire_status;
 
 /// Code generated from `proto/clusternet/v1`.

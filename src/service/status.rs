@@ -40,6 +40,13 @@ impl From<Error> for Status {
             }
             Error::Unavailable { .. } => (Code::Unavailable, ErrorDetails::with_retry_info(Some(RETRY_RESTART))),
             Error::Cancelled => (Code::Cancelled, ErrorDetails::new()),
+            Error::OutOfRange { field, message } => (
+                Code::OutOfRange,
+                ErrorDetails::with_bad_request_violation(field.clone(), capped(message.clone())),
+            ),
+            Error::DeadlineExceeded { .. } => (Code::DeadlineExceeded, ErrorDetails::new()),
+            Error::Aborted { .. } => (Code::Aborted, ErrorDetails::new()),
+            Error::Unauthenticated { .. } => (Code::Unauthenticated, ErrorDetails::new()),
             Error::Storage(_) | Error::Corrupt(_) => {
                 tracing::error!(%error, "internal error");
                 (Code::Internal, ErrorDetails::new())
@@ -58,6 +65,18 @@ pub fn busy(message: impl Into<String>) -> Status {
     )
 }
 
+/// RESOURCE_EXHAUSTED without a retry delay: the request can never fit this
+/// server's limits as they are.
+pub fn too_large(message: impl Into<String>) -> Status {
+    Status::new(Code::ResourceExhausted, capped(message.into()))
+}
+
+/// INTERNAL: a task of the server's own failed (a panic in a blocking task).
+pub fn internal(what: &str, error: impl std::fmt::Display) -> Status {
+    tracing::error!(%error, "{what} failed");
+    Status::internal(capped(format!("{what} failed: {error}")))
+}
+
 /// UNAVAILABLE with a retry delay: the server is stopping.
 pub fn stopping(message: impl Into<String>) -> Status {
     Status::with_error_details(
@@ -74,7 +93,7 @@ pub fn stopping(message: impl Into<String>) -> Status {
 pub fn from_decoder(status: &Status) -> Option<Status> {
     let message = status.message();
     match status.code() {
-        Code::OutOfRange if message.contains("message length too large") => Some(Status::resource_exhausted(format!(
+        Code::OutOfRange if message.contains("message length too large") => Some(too_large(format!(
             "the request message is too large ({}); send smaller batches",
             message.trim_start_matches("Error, decoded message length too large: ")
         ))),

@@ -227,7 +227,9 @@ async fn a_cancelled_analysis_stops_and_frees_its_slot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_stop_reading_lose_their_analyses_and_free_the_slots() {
     let dir = tempfile::tempdir().unwrap();
+    let metrics = std::sync::Arc::new(clusternet::service::metrics::Metrics::new());
     let config = ServerConfig {
+        metrics: metrics.clone(),
         analyses: AnalysisLimits {
             max_running: 2,
             max_queued: 0,
@@ -281,6 +283,18 @@ async fn clients_that_stop_reading_lose_their_analyses_and_free_the_slots() {
         assert_eq!(status.code(), Code::ResourceExhausted, "{status}");
         tries += 1;
         assert!(tries < 600, "the slots stayed taken");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // One slot free is not both: wait until neither stalled analysis runs,
+    // or the one read next might still be running, and finish once read.
+    let mut tries = 0;
+    while !metrics
+        .render(server.store(), None)
+        .lines()
+        .any(|l| l == "clusternet_analyses_running 0")
+    {
+        tries += 1;
+        assert!(tries < 600, "a stalled analysis kept running");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // A stalled client that reads again learns its results are incomplete.

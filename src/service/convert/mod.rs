@@ -2,6 +2,8 @@
 //! are checked here for what only the wire can get wrong (unset or unknown
 //! enum values, malformed dates); the model validates the rest.
 
+pub mod analysis;
+
 use std::sync::Arc;
 
 use super::pb;
