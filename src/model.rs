@@ -283,6 +283,11 @@ impl LinkKind {
     pub fn is_directed(self) -> bool {
         matches!(self, LinkKind::Supply | LinkKind::Investment | LinkKind::Ownership)
     }
+
+    /// Investment and ownership: the ties that carry capital.
+    pub fn is_capital(self) -> bool {
+        matches!(self, LinkKind::Investment | LinkKind::Ownership)
+    }
 }
 
 impl ClusterLinkKind {

@@ -33,7 +33,7 @@ use crate::{
         Control,
     },
     graph::{AnalysisGraph, GraphFilter},
-    model::{Change, Id, LinkKind},
+    model::{Change, Id},
     network::{EdgeKey, Ix, Network},
 };
 
@@ -496,7 +496,7 @@ impl Evaluator<'_> {
                         fusion.entry(pair.clone()).or_default().push(ends.clone());
                     }
                     let both_clustered = !a.is_empty() && !b.is_empty();
-                    if both_clustered && matches!(key.kind, LinkKind::Investment | LinkKind::Ownership) {
+                    if both_clustered && key.kind.is_capital() {
                         capital.entry(pair).or_default().push(ends.clone());
                     }
                 }
@@ -907,7 +907,7 @@ fn capital_ties_by_other(network: &Network, cluster: &Id) -> HashMap<Id, u64> {
     let mut out: HashMap<Id, u64> = HashMap::new();
     for ix in network.member_indexes(cluster) {
         for key in network.incident(ix) {
-            if !matches!(key.kind, LinkKind::Investment | LinkKind::Ownership) {
+            if !key.kind.is_capital() {
                 continue;
             }
             let end = if key.source == ix { key.target } else { key.source };

@@ -129,23 +129,16 @@ fn finish(sym: &Symmetric, labels: &[u32], resolution: f64, iterations: u32, con
 /// Weakly connected components (links followed either way).
 pub fn connected_components(graph: &AnalysisGraph) -> Partition {
     let n = graph.node_count();
-    let mut parent: Vec<u32> = (0..n as u32).collect();
-    fn find(parent: &mut [u32], mut v: u32) -> u32 {
-        while parent[v as usize] != v {
-            parent[v as usize] = parent[parent[v as usize] as usize];
-            v = parent[v as usize];
-        }
-        v
-    }
+    // petgraph's union-find, as places and virtual integration use.
+    let mut joined = petgraph::unionfind::UnionFind::<u32>::new(n);
     for v in 0..n {
         for &u in graph.out_neighbors(v) {
-            let (a, b) = (find(&mut parent, v as u32), find(&mut parent, u));
-            if a != b {
-                parent[a.max(b) as usize] = a.min(b);
-            }
+            joined.union(v as u32, u);
         }
     }
-    let labels: Vec<u32> = (0..n as u32).map(|v| find(&mut parent, v)).collect();
+    // `finish` numbers the components canonically, so the representative
+    // each happens to get does not matter.
+    let labels: Vec<u32> = joined.into_labeling();
     finish(&Symmetric::new(graph), &labels, 1.0, 1, true)
 }
 

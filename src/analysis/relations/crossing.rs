@@ -61,10 +61,6 @@ pub struct ClusterCrossing {
     pub crossing_ties: u64,
 }
 
-fn is_capital(kind: LinkKind) -> bool {
-    matches!(kind, LinkKind::Investment | LinkKind::Ownership)
-}
-
 /// Crossings among the clusters in the filter (all when empty).
 pub fn crossings(network: &Network, filter: &GraphFilter) -> (Vec<PairCrossing>, Vec<ClusterCrossing>) {
     let wanted: BTreeSet<&Id> = if filter.clusters.is_empty() {
@@ -96,7 +92,7 @@ pub fn crossings(network: &Network, filter: &GraphFilter) -> (Vec<PairCrossing>,
             continue;
         }
         let (from, to) = (places(key.source), places(key.target));
-        let capital = is_capital(key.kind);
+        let capital = key.kind.is_capital();
         // Every cluster at either end counts the tie once.
         let touching: BTreeSet<&Id> = from.iter().chain(&to).copied().collect();
         for c in &touching {

@@ -464,7 +464,7 @@ pub fn assess(
         touched.retain(|c| assessed[*c]);
         touched.sort_unstable();
         touched.dedup();
-        let capital = is_capital(key.kind);
+        let capital = key.kind.is_capital();
         let is_virtual = data.channel == Channel::Virtual || key.kind == LinkKind::Platform;
         for c in touched {
             let t = &mut tallies[c];
@@ -595,11 +595,6 @@ pub fn assess(
             ))
         })
         .collect()
-}
-
-/// Investment and ownership: the ties that carry capital.
-pub fn is_capital(kind: LinkKind) -> bool {
-    matches!(kind, LinkKind::Investment | LinkKind::Ownership)
 }
 
 fn sparse_cosine(a: &[(usize, f64)], b: &[(usize, f64)]) -> f64 {
