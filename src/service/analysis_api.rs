@@ -149,21 +149,13 @@ impl AnalysisService for AnalysisApi {
                                 .chain
                                 .new_partner_industries
                                 .iter()
-                                .map(|(industry, ties, related)| pb::NewIndustry {
-                                    industry: industry.clone(),
-                                    ties: *ties,
-                                    related: *related,
-                                })
+                                .map(new_industry_to_pb)
                                 .collect(),
                             new_member_industries: u
                                 .chain
                                 .new_member_industries
                                 .iter()
-                                .map(|(industry, related)| pb::NewIndustry {
-                                    industry: industry.clone(),
-                                    ties: 0,
-                                    related: *related,
-                                })
+                                .map(new_industry_to_pb)
                                 .collect(),
                         }),
                         product: Some(pb::ProductUpgrading {
@@ -577,11 +569,7 @@ impl AnalysisService for AnalysisApi {
                                     actor_id: id.to_string(),
                                 })
                                 .collect(),
-                            shared_segments: r
-                                .shared_segments
-                                .iter()
-                                .filter_map(|s| pb::Segment::from_str_name(&format!("SEGMENT_{s}")).map(|s| s as i32))
-                                .collect(),
+                            shared_segments: segments_to_pb(&r.shared_segments),
                             rank: i as u32 + 1,
                         })
                         .collect();

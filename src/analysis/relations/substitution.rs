@@ -148,7 +148,7 @@ pub struct Substitute {
     /// Shared (role, neighbour id) entries, strongest first.
     pub shared_neighbors: Vec<(Role, Id)>,
     pub shared_neighbor_count: usize,
-    pub shared_segments: Vec<&'static str>,
+    pub shared_segments: Vec<Segment>,
 }
 
 /// The ties of an actor the filter keeps, each as (role the other plays for
@@ -413,7 +413,7 @@ fn substitute(
             .take(shared_limit)
             .filter_map(|(role, ix)| network.actor(*ix).map(|a| (*role, a.id.clone())))
             .collect(),
-        shared_segments: shared_segments.map(|s| s.as_str()).collect(),
+        shared_segments: shared_segments.collect(),
     }
 }
 
@@ -621,7 +621,7 @@ mod tests {
         assert!((rows[0].segments - 1.0 / 2f64.sqrt()).abs() < 1e-12);
         assert!((rows[0].score - (0.6 + 0.4 / 2f64.sqrt())).abs() < 1e-12);
         assert_eq!(rows[0].shared_neighbors, [(Role::Customer, "x".into())]);
-        assert_eq!(rows[0].shared_segments, ["MANUFACTURING"]);
+        assert_eq!(rows[0].shared_segments, [Segment::Manufacturing]);
         // C: another customer, another segment, another industry: 0.
         assert_eq!(rows[1].score, 0.0);
     }

@@ -65,10 +65,20 @@ pub struct Functional {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Chain {
     pub detected: bool,
-    /// (ISIC group, ties into it after, related to the cluster's industries).
-    pub new_partner_industries: Vec<(String, u64, bool)>,
-    /// Groups new among the members, related or not.
-    pub new_member_industries: Vec<(String, bool)>,
+    /// Industries the cluster's partners are in now and nobody was before.
+    pub new_partner_industries: Vec<NewIndustry>,
+    /// Industries new among the members (`ties` is 0).
+    pub new_member_industries: Vec<NewIndustry>,
+}
+
+/// An industry (ISIC group) new to a cluster over the period.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewIndustry {
+    pub group: String,
+    /// Ties from the members into it, after.
+    pub ties: u64,
+    /// In the ISIC division of one of the members' industries before.
+    pub related: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -217,18 +227,29 @@ pub fn upgrading(
     let own_divisions: BTreeSet<String> = groups_before.iter().filter_map(|g| division(g)).collect();
     let related = |g: &str| division(g).is_some_and(|d| own_divisions.contains(&d));
     let known = |d: &str| groups_before.contains(d) || partners_before.contains_key(d);
-    let new_partner_industries: Vec<(String, u64, bool)> = partners_after
+    let new_partner_industries: Vec<NewIndustry> = partners_after
         .iter()
         .filter(|(d, _)| !known(d))
-        .map(|(d, n)| (d.clone(), *n, related(d)))
+        .map(|(d, n)| NewIndustry {
+            group: d.clone(),
+            ties: *n,
+            related: related(d),
+        })
         .collect();
-    let new_member_industries: Vec<(String, bool)> = groups_after
+    let new_member_industries: Vec<NewIndustry> = groups_after
         .iter()
         .filter(|d| !known(d))
-        .map(|d| (d.clone(), related(d)))
+        .map(|d| NewIndustry {
+            group: d.clone(),
+            ties: 0,
+            related: related(d),
+        })
         .collect();
     let chain = Chain {
-        detected: new_partner_industries.iter().any(|x| x.2) || new_member_industries.iter().any(|x| x.1),
+        detected: new_partner_industries
+            .iter()
+            .chain(&new_member_industries)
+            .any(|n| n.related),
         new_partner_industries,
         new_member_industries,
     };
@@ -399,14 +420,13 @@ mod tests {
             &StageConfig::default(),
         );
         assert!(result.chain.detected);
-        assert_eq!(
-            result.chain.new_partner_industries,
-            [
-                ("C271".to_string(), 1, false),
-                ("C292".to_string(), 1, true),
-                ("J620".to_string(), 1, false)
-            ]
-        );
+        let new: Vec<(&str, u64, bool)> = result
+            .chain
+            .new_partner_industries
+            .iter()
+            .map(|n| (n.group.as_str(), n.ties, n.related))
+            .collect();
+        assert_eq!(new, [("C271", 1, false), ("C292", 1, true), ("J620", 1, false)]);
         assert!(!result.functional.detected);
     }
 

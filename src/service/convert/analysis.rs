@@ -5,7 +5,7 @@ use crate::{
         run::RunSummary,
         stages::{
             stage::{Assessment, Gate},
-            upgrading::Move,
+            upgrading::{Move, NewIndustry},
             virtual_integration::Pattern,
         },
     },
@@ -185,5 +185,13 @@ pub fn summary(revision: u64, layer: Layer, run: &RunSummary) -> pb::AnalysisSum
         iterations: run.iterations,
         converged: run.converged,
         elapsed_seconds: run.elapsed_seconds,
+    }
+}
+
+pub fn new_industry_to_pb(n: &NewIndustry) -> pb::NewIndustry {
+    pb::NewIndustry {
+        industry: n.group.clone(),
+        ties: n.ties,
+        related: n.related,
     }
 }
