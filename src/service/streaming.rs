@@ -131,9 +131,12 @@ impl Runner {
             };
             let finished = AtomicBool::new(false);
             std::thread::scope(|scope| {
-                scope.spawn(|| heartbeat(&finished, &flag, &last, &sender, progress_event));
+                let beating = scope.spawn(|| heartbeat(&finished, &flag, &last, &sender, progress_event));
                 let outcome = job(&control, &sink);
                 finished.store(true, Ordering::Relaxed);
+                // Wake the heartbeat from its wait, so the scope ends now and
+                // not up to a wait later (a floor of 50 ms on every analysis).
+                beating.thread().unpark();
                 metrics.analysis_ended(
                     kind,
                     match &outcome {
@@ -188,7 +191,8 @@ fn heartbeat<E>(
     progress_event: fn(pb::Progress) -> E,
 ) {
     while !finished.load(Ordering::Relaxed) && !cancelled.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
+        // Woken early when the job ends; a spurious wake only loops once more.
+        std::thread::park_timeout(Duration::from_millis(50));
         let Ok(mut last) = last.lock() else { return };
         if last.0.elapsed() >= HEARTBEAT {
             let event = last.1.clone().unwrap_or(pb::Progress {
