@@ -857,6 +857,137 @@ mod tests {
         network(demo::demo_changes())
     }
 
+    /// Cluster A in China: three firms (two manufacturers, one designer) in
+    /// a supply chain; outside it a German investor in a1, a Chinese buyer
+    /// of a3 and a buyer of a3 of unknown country.
+    fn five_ties() -> Vec<crate::model::Change> {
+        use crate::{
+            model::{Actor, Change, Cluster, LinkKind},
+            testing::{actor, cluster, link},
+        };
+        let firm = |id: &str, segment: Segment| {
+            Change::UpsertActor(Actor {
+                segments: [segment].into_iter().collect(),
+                ..actor(id, &["A"])
+            })
+        };
+        let outsider = |id: &str, country: Option<&str>| {
+            Change::UpsertActor(Actor {
+                country: country.map(|c| c.parse().unwrap()),
+                ..actor(id, &[])
+            })
+        };
+        vec![
+            Change::UpsertCluster(Cluster {
+                country: Some("CN".parse().unwrap()),
+                ..cluster("A")
+            }),
+            firm("a1", Segment::Manufacturing),
+            firm("a2", Segment::Design),
+            firm("a3", Segment::Manufacturing),
+            outsider("x", Some("DE")),
+            outsider("y", Some("CN")),
+            outsider("z", None),
+            Change::UpsertLink(link("a1", "a2", LinkKind::Supply)),
+            Change::UpsertLink(link("a2", "a3", LinkKind::Supply)),
+            Change::UpsertLink(link("x", "a1", LinkKind::Investment)),
+            Change::UpsertLink(link("a3", "y", LinkKind::Supply)),
+            Change::UpsertLink(link("a3", "z", LinkKind::Supply)),
+        ]
+    }
+
+    fn factor(assessment: &Assessment, stage: Stage, name: &str) -> f64 {
+        let score = assessment.scores.iter().find(|s| s.stage == stage).unwrap();
+        score.factors.iter().find(|f| f.name == name).unwrap().value
+    }
+
+    #[test]
+    fn each_regional_and_global_factor_on_six_actors_by_hand() {
+        let network = network(five_ties());
+        let a = &assess_all(&network, &GraphFilter::default())[0];
+        let e = &a.evidence;
+        // Five ties: two inside, one foreign (the investor), one domestic,
+        // one of unknown country (never counted as foreign).
+        assert_eq!(
+            (
+                e.ties,
+                e.internal_ties,
+                e.foreign_ties,
+                e.domestic_external_ties,
+                e.unknown_country_ties
+            ),
+            (5, 2, 1, 1, 1)
+        );
+        let close = |x: f64, y: f64| assert!((x - y).abs() < 1e-12, "{x} != {y}");
+        close(factor(a, Stage::RegionalIntegration, "internal_share"), 2.0 / 5.0);
+        close(factor(a, Stage::RegionalIntegration, "locality"), 1.0 - 1.0 / 5.0);
+        // Two of the segments, each firm in one.
+        close(
+            factor(a, Stage::RegionalIntegration, "completeness"),
+            2.0 / Segment::ALL.len() as f64,
+        );
+        close(factor(a, Stage::RegionalIntegration, "specialisation"), 1.0);
+        let global = &StageConfig::default().global;
+        // Foreign share 1/5 against a saturation of 0.5.
+        close(
+            factor(a, Stage::GlobalValueChain, "foreign_embedding"),
+            (0.2 / global.foreign_saturation).min(1.0),
+        );
+        // One of three firms has foreign capital (a1, invested in by x).
+        assert_eq!(e.foreign_capital_enterprises, 1);
+        close(
+            factor(a, Stage::GlobalValueChain, "foreign_capital"),
+            (1.0 / 3.0 / global.foreign_capital_saturation).min(1.0),
+        );
+    }
+
+    #[test]
+    fn a_capital_tie_from_inside_out_is_no_foreign_capital() {
+        use crate::{model::LinkKind, testing::link};
+        // a1 invests in x instead of x in a1: foreign, but not capital into
+        // the cluster.
+        let changes: Vec<_> = five_ties()
+            .into_iter()
+            .map(|c| match c {
+                crate::model::Change::UpsertLink(l) if l.source.as_ref() == "x" => {
+                    crate::model::Change::UpsertLink(link("a1", "x", LinkKind::Investment))
+                }
+                other => other,
+            })
+            .collect();
+        let network = network(changes);
+        let a = &assess_all(&network, &GraphFilter::default())[0];
+        assert_eq!(
+            (a.evidence.foreign_ties, a.evidence.foreign_capital_enterprises),
+            (1, 0)
+        );
+        assert_eq!(factor(a, Stage::GlobalValueChain, "foreign_capital"), 0.0);
+    }
+
+    #[test]
+    fn more_foreign_ties_never_lower_foreign_embedding() {
+        use crate::{
+            model::{Actor, Change, LinkKind},
+            testing::{actor, link},
+        };
+        let mut changes = five_ties();
+        let mut last = 0.0;
+        for i in 0..6 {
+            let network = network(changes.clone());
+            let a = &assess_all(&network, &GraphFilter::default())[0];
+            let value = factor(a, Stage::GlobalValueChain, "foreign_embedding");
+            assert!(value >= last, "{value} after {last} with {i} more foreign buyers");
+            last = value;
+            let id = format!("f{i}");
+            changes.push(Change::UpsertActor(Actor {
+                country: Some("JP".parse().unwrap()),
+                ..actor(&id, &[])
+            }));
+            changes.push(Change::UpsertLink(link("a2", &id, LinkKind::Supply)));
+        }
+        assert_eq!(last, 1.0, "saturates");
+    }
+
     #[test]
     fn the_demo_clusters_are_in_the_articles_stages() {
         let network = demo_network();
