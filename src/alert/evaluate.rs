@@ -1024,6 +1024,63 @@ mod tests {
         assert!(!kinds.contains(&AlertKind::ClusterFragmented), "{kinds:?}");
     }
 
+    /// Cluster A: a customer `c` and `suppliers` firms that each supply it
+    /// alone (structurally equivalent: substitutes of each other).
+    fn suppliers_of_one_customer(suppliers: usize) -> Vec<Change> {
+        let mut changes = vec![
+            Change::UpsertCluster(cluster("A")),
+            Change::UpsertActor(actor("c", &["A"])),
+        ];
+        for i in 1..=suppliers {
+            let id = format!("s{i}");
+            changes.push(Change::UpsertActor(actor(&id, &["A"])));
+            changes.push(Change::UpsertLink(link(&id, "c", LinkKind::Supply)));
+        }
+        changes
+    }
+
+    fn delete_supplier(id: &str) -> Vec<Change> {
+        vec![
+            Change::DeleteLink(link(id, "c", LinkKind::Supply).key()),
+            Change::DeleteActor {
+                id: id.into(),
+                cascade: false,
+            },
+        ]
+    }
+
+    #[test]
+    fn a_supplier_whose_only_substitute_leaves_has_lost_its_substitute() {
+        let alerts = alerts_of(suppliers_of_one_customer(2), delete_supplier("s2"));
+        let lost: Vec<&Alert> = alerts.iter().filter(|a| a.kind == AlertKind::SubstituteLost).collect();
+        assert_eq!(lost.len(), 1, "{alerts:?}");
+        assert!(lost[0].actors.contains(&Id::from("s1")), "{:?}", lost[0]);
+        // With a third supplier, s1 still has one: silent.
+        let kinds = raised_by(suppliers_of_one_customer(3), delete_supplier("s2"));
+        assert!(!kinds.contains(&AlertKind::SubstituteLost), "{kinds:?}");
+    }
+
+    #[test]
+    fn sharing_a_member_crosses_the_overlap_threshold_only_when_the_share_is_large_enough() {
+        // A {a1, a2} and B {b1, b2}: a1 joining B makes the member Jaccard
+        // 1/4, over the default threshold of 0.2.
+        let join_b = |id: &str| {
+            vec![Change::UpsertActor(Actor {
+                cluster_ids: vec![Id::from("A"), Id::from("B")],
+                ..actor(id, &[])
+            })]
+        };
+        let kinds = raised_by(two_clusters("C2620", "M7410"), join_b("a1"));
+        assert!(kinds.contains(&AlertKind::OverlapCrossed), "{kinds:?}");
+        assert!(AlertRules::default().overlap_threshold > 1.0 / 6.0);
+        // Two more members in B: 1/6, under it.
+        let mut bigger = two_clusters("C2620", "M7410");
+        bigger.push(Change::UpsertActor(actor("b3", &["B"])));
+        bigger.push(Change::UpsertActor(actor("b4", &["B"])));
+        let kinds = raised_by(bigger, join_b("a1"));
+        assert!(!kinds.contains(&AlertKind::OverlapCrossed), "{kinds:?}");
+    }
+
     #[test]
     fn a_tie_inside_one_cluster_raises_no_link_alert() {
         let kinds = raised(two_clusters("C2620", "M7410"), link("b2", "b1", LinkKind::Investment));
