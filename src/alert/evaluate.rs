@@ -928,7 +928,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        model::{Actor, Change, Link, LinkKind},
+        model::{Actor, Change, Link, LinkKind, Segment},
         testing::{actor, cluster, link, network},
     };
 
@@ -965,11 +965,14 @@ mod tests {
     }
 
     fn alerts_of(base: Vec<Change>, added: Vec<Change>) -> Vec<Alert> {
+        alerts_under(&AlertRules::default(), base, added)
+    }
+
+    fn alerts_under(rules: &AlertRules, base: Vec<Change>, added: Vec<Change>) -> Vec<Alert> {
         let stage = StageConfig::default();
-        let rules = AlertRules::default();
         let evaluator = Evaluator {
             stage: &stage,
-            rules: &rules,
+            rules,
             revision: 2,
             now_unix_ms: 0,
         };
@@ -1079,6 +1082,95 @@ mod tests {
         bigger.push(Change::UpsertActor(actor("b4", &["B"])));
         let kinds = raised_by(bigger, join_b("a1"));
         assert!(!kinds.contains(&AlertKind::OverlapCrossed), "{kinds:?}");
+    }
+
+    /// Cluster A: four firms, one in each of four segments (half the chain),
+    /// supplying one another in a line.
+    fn regional_line() -> Vec<Change> {
+        let mut changes = vec![Change::UpsertCluster(cluster("A"))];
+        let segments = [
+            Segment::Design,
+            Segment::Manufacturing,
+            Segment::Marketing,
+            Segment::Sales,
+        ];
+        for (i, segment) in segments.into_iter().enumerate() {
+            changes.push(Change::UpsertActor(Actor {
+                segments: [segment].into_iter().collect(),
+                ..actor(&format!("m{i}"), &["A"])
+            }));
+        }
+        for i in 0..3 {
+            changes.push(Change::UpsertLink(link(
+                &format!("m{i}"),
+                &format!("m{}", i + 1),
+                LinkKind::Supply,
+            )));
+        }
+        changes
+    }
+
+    #[test]
+    fn a_cluster_that_loses_its_ties_changes_stage_and_one_more_tie_changes_nothing() {
+        let before = network(regional_line());
+        let assessed = crate::testing::assess_all(&before, &GraphFilter::default());
+        assert_eq!(
+            assessed[0].stage,
+            Stage::RegionalIntegration,
+            "{:?}",
+            assessed[0].scores
+        );
+        let cut: Vec<Change> = (0..3)
+            .map(|i| Change::DeleteLink(link(&format!("m{i}"), &format!("m{}", i + 1), LinkKind::Supply).key()))
+            .collect();
+        let changed: Vec<Alert> = alerts_of(regional_line(), cut)
+            .into_iter()
+            .filter(|a| a.kind == AlertKind::StageChanged)
+            .collect();
+        assert_eq!(changed.len(), 1, "{changed:?}");
+        assert_eq!(changed[0].severity, Severity::Warning);
+        assert!(changed[0].message.contains("UNCLASSIFIED"), "{}", changed[0].message);
+
+        let kinds = raised(regional_line(), link("m3", "m0", LinkKind::Cooperation));
+        assert!(!kinds.contains(&AlertKind::StageChanged), "{kinds:?}");
+    }
+
+    /// Cluster A of six firms, all supplying `h`.
+    fn star() -> Vec<Change> {
+        let mut changes = vec![Change::UpsertCluster(cluster("A"))];
+        for id in ["h", "p", "q", "r", "s", "t"] {
+            changes.push(Change::UpsertActor(actor(id, &["A"])));
+        }
+        for id in ["p", "q", "r", "s", "t"] {
+            changes.push(Change::UpsertLink(link(id, "h", LinkKind::Supply)));
+        }
+        changes
+    }
+
+    #[test]
+    fn a_member_rising_into_the_pagerank_top_is_a_centrality_shift_and_more_of_the_same_is_not() {
+        let rules = AlertRules {
+            centrality_top_k: 3,
+            centrality_rank_move: 2,
+            ..AlertRules::default()
+        };
+        // Everyone but h starts supplying t as well: t rises to the top.
+        let to_t: Vec<Change> = ["h", "p", "q", "r", "s"]
+            .into_iter()
+            .map(|id| Change::UpsertLink(link(id, "t", LinkKind::Cooperation)))
+            .collect();
+        let alerts = alerts_under(&rules, star(), to_t);
+        let shift: Vec<&Alert> = alerts.iter().filter(|a| a.kind == AlertKind::CentralityShift).collect();
+        assert_eq!(shift.len(), 1, "{alerts:?}");
+        assert!(shift[0].actors.contains(&Id::from("t")), "{:?}", shift[0]);
+        // One more supplier of h, who leads already: the order stays.
+        let mut base = star();
+        base.push(Change::UpsertActor(actor("u", &["A"])));
+        let alerts = alerts_under(&rules, base, vec![Change::UpsertLink(link("u", "h", LinkKind::Supply))]);
+        assert!(
+            !alerts.iter().any(|a| a.kind == AlertKind::CentralityShift),
+            "{alerts:?}"
+        );
     }
 
     #[test]
