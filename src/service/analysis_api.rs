@@ -101,16 +101,12 @@ impl AnalysisService for AnalysisApi {
         let (from, to) = analysis_params::date_range(&request.from, &request.to)?;
         let filter = analysis_params::filter(request.filter, &snapshot.network)?;
         let config = analysis_params::stage_config(&self.stage_config, &request.overrides)?;
-        let progress = |p| pb::UpgradingEvent {
-            event: Some(pb::upgrading_event::Event::Progress(p)),
-        };
         let stream = self
             .runner
             .spawn(
                 "Upgrading",
                 footprint_of(Workload::Relations, &snapshot.network),
                 deadline,
-                progress,
                 move |control, sink| {
                     let started = Instant::now();
                     control.progress("upgrading", 0, 1);
@@ -197,16 +193,12 @@ impl AnalysisService for AnalysisApi {
         let snapshot = self.store.snapshot();
         let filter = analysis_params::filter(request.filter, &snapshot.network)?;
         let config = analysis_params::stage_config(&self.stage_config, &request.overrides)?;
-        let progress = |p| pb::AssessStageEvent {
-            event: Some(pb::assess_stage_event::Event::Progress(p)),
-        };
         let stream = self
             .runner
             .spawn(
                 "AssessStage",
                 footprint_of(Workload::Relations, &snapshot.network),
                 deadline,
-                progress,
                 move |control, sink| {
                     let started = Instant::now();
                     control.progress("assess_stage", 0, 1);
@@ -243,16 +235,12 @@ impl AnalysisService for AnalysisApi {
         let snapshot = self.store.snapshot();
         let filter = analysis_params::filter(request.filter, &snapshot.network)?;
         let config = analysis_params::stage_config(&self.stage_config, &request.overrides)?;
-        let progress = |p| pb::DetectVirtualIntegrationEvent {
-            event: Some(pb::detect_virtual_integration_event::Event::Progress(p)),
-        };
         let stream = self
             .runner
             .spawn(
                 "DetectVirtualIntegration",
                 footprint_of(Workload::Relations, &snapshot.network),
                 deadline,
-                progress,
                 move |control, sink| {
                     let started = Instant::now();
                     control.progress("detect_virtual_integration", 0, 1);
@@ -290,16 +278,12 @@ impl AnalysisService for AnalysisApi {
         let cluster = analysis_params::cluster_id(&request.cluster_id, &snapshot.network)?;
         let filter = analysis_params::filter(request.filter, &snapshot.network)?;
         let config = analysis_params::stage_config(&self.stage_config, &request.overrides)?;
-        let progress = |p| pb::CoreFirmsEvent {
-            event: Some(pb::core_firms_event::Event::Progress(p)),
-        };
         let stream = self
             .runner
             .spawn(
                 "CoreFirms",
                 footprint_of(Workload::Relations, &snapshot.network),
                 deadline,
-                progress,
                 move |control, sink| {
                     let started = Instant::now();
                     control.progress("core_firms", 0, 1);
@@ -370,16 +354,12 @@ impl AnalysisService for AnalysisApi {
         let deadline = deadline_of(&request);
         let snapshot = self.store.snapshot();
         let (filter, config) = analysis_params::fusion_job(request.into_inner(), &snapshot.network)?;
-        let progress = |p| pb::FusionLinksEvent {
-            event: Some(pb::fusion_links_event::Event::Progress(p)),
-        };
         let stream = self
             .runner
             .spawn(
                 "FusionLinks",
                 footprint_of(Workload::EdgeSweeps, &snapshot.network),
                 deadline,
-                progress,
                 move |control, sink| {
                     let started = Instant::now();
                     let fusion = fusion_links(&snapshot.network, &filter, &config, control)?;
@@ -461,16 +441,12 @@ impl AnalysisService for AnalysisApi {
             n => return Err(Error::invalid("lost_limit", format!("{n} is outside 0..1000")).into()),
         }
         let filter = analysis_params::filter(request.filter, &snapshot.network)?;
-        let progress = |p| pb::SubstitutionGapsEvent {
-            event: Some(pb::substitution_gaps_event::Event::Progress(p)),
-        };
         let stream = self
             .runner
             .spawn(
                 "SubstitutionGaps",
                 footprint_of(Workload::Relations, &snapshot.network),
                 deadline,
-                progress,
                 move |control, sink| {
                     let started = Instant::now();
                     control.progress("substitution_gaps", 0, 1);
@@ -518,16 +494,12 @@ impl AnalysisService for AnalysisApi {
         let deadline = deadline_of(&request);
         let snapshot = self.store.snapshot();
         let (target, filter, config) = analysis_params::substitutes_job(request.get_ref(), &snapshot.network)?;
-        let progress = |p| pb::SubstitutesEvent {
-            event: Some(pb::substitutes_event::Event::Progress(p)),
-        };
         let stream = self
             .runner
             .spawn(
                 "Substitutes",
                 footprint_of(Workload::Relations, &snapshot.network),
                 deadline,
-                progress,
                 move |control, sink| {
                     let started = Instant::now();
                     control.progress("substitutes", 0, 1);
@@ -598,16 +570,12 @@ impl AnalysisService for AnalysisApi {
         let deadline = deadline_of(&request);
         let snapshot = self.store.snapshot();
         let filter = analysis_params::filter(request.into_inner().filter, &snapshot.network)?;
-        let progress = |p| pb::CrossingsEvent {
-            event: Some(pb::crossings_event::Event::Progress(p)),
-        };
         let stream = self
             .runner
             .spawn(
                 "Crossings",
                 footprint_of(Workload::Relations, &snapshot.network),
                 deadline,
-                progress,
                 move |control, sink| {
                     let started = Instant::now();
                     control.progress("crossings", 0, 1);
@@ -675,16 +643,12 @@ impl AnalysisService for AnalysisApi {
         let deadline = deadline_of(&request);
         let snapshot = self.store.snapshot();
         let job = analysis_params::overlap_job(request.into_inner(), &snapshot.network)?;
-        let progress = |p| pb::ClusterOverlapEvent {
-            event: Some(pb::cluster_overlap_event::Event::Progress(p)),
-        };
         let stream = self
             .runner
             .spawn(
                 "ClusterOverlap",
                 footprint_of(Workload::Relations, &snapshot.network),
                 deadline,
-                progress,
                 move |control, sink| {
                     let started = Instant::now();
                     let mut batch = Vec::with_capacity(ROWS_PER_MESSAGE);
@@ -742,16 +706,12 @@ impl AnalysisService for AnalysisApi {
         let deadline = deadline_of(&request);
         let snapshot = self.store.snapshot();
         let job = analysis_params::centrality_job(request.into_inner(), &snapshot.network)?;
-        let progress = |p| pb::CentralityEvent {
-            event: Some(pb::centrality_event::Event::Progress(p)),
-        };
         let stream = self
             .runner
             .spawn(
                 "Centrality",
                 footprint_of(job.workload(), &snapshot.network),
                 deadline,
-                progress,
                 move |control, sink| {
                     let (rows, run) = run_centrality(&snapshot.network, &job, control)?;
                     sink.send_rows(
@@ -786,16 +746,12 @@ impl AnalysisService for AnalysisApi {
         let deadline = deadline_of(&request);
         let snapshot = self.store.snapshot();
         let job = analysis_params::community_job(request.into_inner(), &snapshot.network)?;
-        let progress = |p| pb::CommunityEvent {
-            event: Some(pb::community_event::Event::Progress(p)),
-        };
         let stream = self
             .runner
             .spawn(
                 "Communities",
                 footprint_of(Workload::Communities, &snapshot.network),
                 deadline,
-                progress,
                 move |control, sink| {
                     let (rows, partition, run) = run_communities(&snapshot.network, &job, control)?;
                     sink.send_rows(
@@ -837,16 +793,12 @@ impl AnalysisService for AnalysisApi {
             layer => layer,
         };
         let filter = analysis_params::filter(request.filter, &snapshot.network)?;
-        let progress = |p| pb::InterClusterEvent {
-            event: Some(pb::inter_cluster_event::Event::Progress(p)),
-        };
         let stream = self
             .runner
             .spawn(
                 "InterClusterNetwork",
                 footprint_of(Workload::Projection, &snapshot.network),
                 deadline,
-                progress,
                 move |control, sink| {
                     let started = Instant::now();
                     control.progress("aggregate", 0, 1);

@@ -38,6 +38,38 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 /// The longest a running analysis stays silent.
 const HEARTBEAT: Duration = Duration::from_millis(400);
 
+/// An analysis's streamed message: each RPC's has a progress variant.
+pub trait AnalysisEvent: Send + 'static {
+    fn progress(progress: pb::Progress) -> Self;
+}
+
+macro_rules! analysis_events {
+    ($($event:ident => $module:ident),* $(,)?) => {
+        $(impl AnalysisEvent for pb::$event {
+            fn progress(progress: pb::Progress) -> Self {
+                pb::$event {
+                    event: Some(pb::$module::Event::Progress(progress)),
+                }
+            }
+        })*
+    };
+}
+
+analysis_events!(
+    UpgradingEvent => upgrading_event,
+    AssessStageEvent => assess_stage_event,
+    DetectVirtualIntegrationEvent => detect_virtual_integration_event,
+    CoreFirmsEvent => core_firms_event,
+    FusionLinksEvent => fusion_links_event,
+    SubstitutionGapsEvent => substitution_gaps_event,
+    SubstitutesEvent => substitutes_event,
+    CrossingsEvent => crossings_event,
+    ClusterOverlapEvent => cluster_overlap_event,
+    CentralityEvent => centrality_event,
+    CommunityEvent => community_event,
+    InterClusterEvent => inter_cluster_event,
+);
+
 /// Runs analysis jobs and streams their events.
 pub struct Runner {
     admission: Admission,
@@ -68,12 +100,11 @@ impl Runner {
     /// Waits for a slot and the memory of `footprint` (see [`Admission`]),
     /// then runs `job` on the blocking pool; returns the
     /// stream of its events.
-    pub async fn spawn<E: Send + 'static>(
+    pub async fn spawn<E: AnalysisEvent>(
         &self,
         kind: &'static str,
         footprint: Footprint,
         deadline: Option<Instant>,
-        progress_event: fn(pb::Progress) -> E,
         job: impl FnOnce(&Control, &Sink<E>) -> Result<()> + Send + 'static,
     ) -> Result<EventStream<E>, Status> {
         let permit = self
@@ -120,7 +151,7 @@ impl Runner {
                     *last = (Instant::now(), Some(event.clone()));
                 }
                 // A full channel means a slow reader: skip this report.
-                let _ = progress.try_send(Ok(progress_event(event)));
+                let _ = progress.try_send(Ok(E::progress(event)));
             };
             let control = Control::new(&flag, &report, PROGRESS_INTERVAL).with_deadline(deadline);
             let sink = Sink {
@@ -131,7 +162,7 @@ impl Runner {
             };
             let finished = AtomicBool::new(false);
             std::thread::scope(|scope| {
-                let beating = scope.spawn(|| heartbeat(&finished, &flag, &last, &sender, progress_event));
+                let beating = scope.spawn(|| heartbeat(&finished, &flag, &last, &sender));
                 let outcome = job(&control, &sink);
                 finished.store(true, Ordering::Relaxed);
                 // Wake the heartbeat from its wait, so the scope ends now and
@@ -183,12 +214,11 @@ impl Runner {
 
 /// Repeats the last progress event whenever HEARTBEAT passes without one, so
 /// a client always hears from a long run at least that often.
-fn heartbeat<E>(
+fn heartbeat<E: AnalysisEvent>(
     finished: &AtomicBool,
     cancelled: &AtomicBool,
     last: &std::sync::Mutex<(Instant, Option<pb::Progress>)>,
     sender: &mpsc::Sender<Result<E, Status>>,
-    progress_event: fn(pb::Progress) -> E,
 ) {
     while !finished.load(Ordering::Relaxed) && !cancelled.load(Ordering::Relaxed) {
         // Woken early when the job ends; a spurious wake only loops once more.
@@ -201,7 +231,7 @@ fn heartbeat<E>(
                 total: 0,
             });
             last.0 = Instant::now();
-            let _ = sender.try_send(Ok(progress_event(event)));
+            let _ = sender.try_send(Ok(E::progress(event)));
         }
     }
 }
