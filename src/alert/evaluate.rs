@@ -1135,6 +1135,54 @@ mod tests {
         assert!(!kinds.contains(&AlertKind::StageChanged), "{kinds:?}");
     }
 
+    #[test]
+    fn a_virtual_cluster_whose_platform_goes_loses_its_pattern_and_gets_it_back_when_it_returns() {
+        use crate::synthetic::{districts, specialised_districts, Districts};
+        // A built district (specialised parks, ties between them, a
+        // platform) that forms a pattern: the first of the calibration's.
+        let (base, cluster) = specialised_districts(20)
+            .map(|config| Districts { clusters: 1, ..config })
+            .find_map(|config| {
+                let changes = districts(&config);
+                let patterns = crate::testing::detect_all(&network(changes.clone()), &GraphFilter::default());
+                patterns.first().map(|p| (changes, p.cluster.clone()))
+            })
+            .expect("a built district forms a pattern");
+        let platform = base
+            .iter()
+            .find_map(|c| match c {
+                Change::UpsertActor(a) if a.kind == crate::model::ActorKind::Platform => Some(a.id.clone()),
+                _ => None,
+            })
+            .expect("the district has a platform");
+        let gone = vec![Change::DeleteActor {
+            id: platform.clone(),
+            cascade: true,
+        }];
+        let lost: Vec<Alert> = alerts_of(base.clone(), gone.clone())
+            .into_iter()
+            .filter(|a| a.kind == AlertKind::VirtualIntegrationLost)
+            .collect();
+        assert_eq!(lost.len(), 1, "{lost:?}");
+        assert_eq!(lost[0].clusters, vec![cluster.clone()]);
+
+        // Back again: the platform and its links, onto the district without them.
+        let is_platforms = |c: &Change| match c {
+            Change::UpsertActor(a) => a.id == platform,
+            Change::UpsertLink(l) => l.source == platform || l.target == platform,
+            _ => false,
+        };
+        let returning: Vec<Change> = base.iter().filter(|c| is_platforms(c)).cloned().collect();
+        let without: Vec<Change> = base.iter().filter(|c| !is_platforms(c)).cloned().collect();
+        let detected = alerts_of(without, returning);
+        assert!(
+            detected
+                .iter()
+                .any(|a| a.kind == AlertKind::VirtualIntegrationDetected && a.clusters == vec![cluster.clone()]),
+            "{detected:?}"
+        );
+    }
+
     /// Cluster A of six firms, all supplying `h`.
     fn star() -> Vec<Change> {
         let mut changes = vec![Change::UpsertCluster(cluster("A"))];
