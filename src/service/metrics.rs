@@ -38,6 +38,10 @@ use crate::{
 /// one process, as in the tests, do not mix).
 pub struct Metrics {
     registry: Registry,
+    /// The methods served, as `package.Service/Method`: a call to any other
+    /// path is counted as "unknown", so a client cannot grow the registry
+    /// with made-up paths.
+    known_methods: std::collections::HashSet<String>,
     calls: IntCounterVec,
     latency: HistogramVec,
     request_bytes: IntCounterVec,
@@ -204,6 +208,17 @@ impl Metrics {
                 IntGauge::new("resident_memory_bytes", "Resident memory of the process").unwrap(),
             ),
             registry: r,
+            known_methods: known_methods(),
+        }
+    }
+
+    /// The method label of a call to `path`.
+    fn method_label(&self, path: &str) -> String {
+        let method = path.trim_start_matches('/');
+        if self.known_methods.contains(method) {
+            method.to_string()
+        } else {
+            "unknown".to_string()
         }
     }
 
@@ -228,16 +243,16 @@ impl Metrics {
 
     fn call_ended(&self, call: &Call, code: Code) {
         let code = format!("{code:?}");
-        let labels = [call.method.as_str(), code.as_str()];
+        let labels = [call.label.as_str(), code.as_str()];
         self.calls.with_label_values(&labels).inc();
         self.latency
             .with_label_values(&labels)
             .observe(call.started.elapsed().as_secs_f64());
         self.request_bytes
-            .with_label_values(&[&call.method])
+            .with_label_values(&[&call.label])
             .inc_by(call.request_bytes.load(std::sync::atomic::Ordering::Relaxed));
         self.response_bytes
-            .with_label_values(&[&call.method])
+            .with_label_values(&[&call.label])
             .inc_by(call.response_bytes);
     }
 
@@ -265,6 +280,32 @@ impl CommitObserver for Metrics {
         self.group_size.observe(batches as f64);
         self.flush_seconds.observe(sync.as_secs_f64());
     }
+}
+
+/// Every method of the services, health and reflection, from their
+/// descriptor sets.
+fn known_methods() -> std::collections::HashSet<String> {
+    use prost::Message;
+    let mut known: std::collections::HashSet<String> = [
+        "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    for set in [super::pb::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET] {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(set) else {
+            continue;
+        };
+        for file in &set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    known.insert(format!("{}.{}/{}", file.package(), service.name(), method.name()));
+                }
+            }
+        }
+    }
+    known
 }
 
 /// Resident set size from /proc (0 where there is none).
@@ -331,7 +372,10 @@ pub async fn serve_metrics(
 /// One call under way: what its access-log line and metrics need.
 struct Call {
     metrics: Arc<Metrics>,
+    /// The path called, cut to 200 bytes for the log.
     method: String,
+    /// The method's metric label (bounded: "unknown" for paths not served).
+    label: String,
     peer: Option<SocketAddr>,
     started: Instant,
     request_bytes: Arc<std::sync::atomic::AtomicU64>,
@@ -401,7 +445,8 @@ where
         let request_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let call = Call {
             metrics: self.metrics.clone(),
-            method: request.uri().path().trim_start_matches('/').to_string(),
+            method: super::status::capped_to(request.uri().path().trim_start_matches('/').to_string(), 200),
+            label: self.metrics.method_label(request.uri().path()),
             peer: request
                 .extensions()
                 .get::<TcpConnectInfo>()

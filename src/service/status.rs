@@ -114,9 +114,14 @@ pub const MAX_MESSAGE_BYTES: usize = 1_024;
 
 /// `message` cut to [`MAX_MESSAGE_BYTES`] at a character boundary, marked
 /// when cut.
-pub fn capped(mut message: String) -> String {
-    if message.len() > MAX_MESSAGE_BYTES {
-        let mut end = MAX_MESSAGE_BYTES;
+pub fn capped(message: String) -> String {
+    capped_to(message, MAX_MESSAGE_BYTES)
+}
+
+/// `message` cut to `max` bytes at a character boundary, marked when cut.
+pub fn capped_to(mut message: String, max: usize) -> String {
+    if message.len() > max {
+        let mut end = max;
         while !message.is_char_boundary(end) {
             end -= 1;
         }

@@ -305,13 +305,27 @@ async fn the_metrics_endpoint_counts_calls_by_method_and_code() {
     // has read it.
     tokio::time::sleep(Duration::from_millis(100)).await;
 
+    // Paths nobody serves are counted under one label, however many a
+    // client makes up.
+    for n in 0..3 {
+        let mut grpc = tonic::client::Grpc::new(server.channel().await);
+        grpc.ready().await.unwrap();
+        let path = format!("/made.Up/Method{n}").parse().unwrap();
+        let codec = tonic_prost::ProstCodec::<(), ()>::default();
+        let answer = grpc.unary(tonic::Request::new(()), path, codec).await;
+        assert_eq!(answer.unwrap_err().code(), Code::Unimplemented);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
     let text = http_get(address, "/metrics").await;
     assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(!text.contains("made.Up"), "{text}");
     for expected in [
         r#"clusternet_calls_total{code="Ok",method="clusternet.v1.NetworkService/ListActors"} 1"#,
         r#"clusternet_calls_total{code="NotFound",method="clusternet.v1.NetworkService/GetActor"} 1"#,
         r#"clusternet_calls_total{code="Ok",method="clusternet.v1.AnalysisService/Centrality"} 1"#,
         r#"clusternet_analyses_total{kind="Centrality",outcome="ok"} 1"#,
+        r#"clusternet_calls_total{code="Unimplemented",method="unknown"} 3"#,
         "clusternet_call_duration_seconds_bucket",
         "clusternet_write_group_batches_count",
         "clusternet_flush_duration_seconds_count",
