@@ -16,8 +16,7 @@ use super::{
         self, alert_service_server::AlertServiceServer, analysis_service_server::AnalysisServiceServer,
         network_service_server::NetworkServiceServer,
     },
-    wire_status::WireStatusLayer,
-    AlertApi, AnalysisApi, NetworkApi,
+    wire_status, AlertApi, AnalysisApi, NetworkApi,
 };
 use crate::{alert::engine::AlertEngine, analysis::stages::stage_config::StageConfig, store::Store};
 
@@ -144,7 +143,7 @@ pub async fn serve(
         // Outermost, so refused calls are logged and counted too.
         .layer(CallLogLayer::new(config.metrics.clone()))
         .layer(AuthLayer::new(config.tokens.clone()))
-        .layer(WireStatusLayer)
+        .layer(wire_status::layer())
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -4,60 +4,18 @@
 //! INVALID_ARGUMENT, not INTERNAL. Only replies that are a status alone (no
 //! message sent yet) are rewritten; their status is in the headers.
 
-use std::{
-    future::Future,
-    pin::Pin,
-    task::{Context, Poll},
-};
-
 use tonic::{body::Body, Status};
 
-#[derive(Clone, Default)]
-pub struct WireStatusLayer;
+pub type WireStatusLayer = tower::util::MapResponseLayer<fn(http::Response<Body>) -> http::Response<Body>>;
 
-impl<S> tower::Layer<S> for WireStatusLayer {
-    type Service = WireStatus<S>;
-
-    fn layer(&self, inner: S) -> WireStatus<S> {
-        WireStatus { inner }
-    }
+/// The layer that rewrites those replies.
+pub fn layer() -> WireStatusLayer {
+    tower::util::MapResponseLayer::new(rewritten)
 }
 
-#[derive(Clone)]
-pub struct WireStatus<S> {
-    inner: S,
-}
-
-/// The status a reply that is a status alone should carry, when tonic made
-/// it; None for any other reply.
-fn rewritten(response: &http::Response<Body>) -> Option<Status> {
-    let status = Status::from_header_map(response.headers())?;
-    super::status::from_decoder(&status)
-}
-
-type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
-
-impl<S> tower::Service<http::Request<Body>> for WireStatus<S>
-where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let reply = self.inner.call(request);
-        Box::pin(async move {
-            let response = reply.await?;
-            Ok(match rewritten(&response) {
-                Some(status) => status.into_http(),
-                None => response,
-            })
-        })
+fn rewritten(response: http::Response<Body>) -> http::Response<Body> {
+    match Status::from_header_map(response.headers()).and_then(|status| super::status::from_decoder(&status)) {
+        Some(status) => status.into_http(),
+        None => response,
     }
 }
