@@ -167,6 +167,19 @@ pub async fn load_large(server: &TestServer) {
     load_synthetic(server, large).await;
 }
 
+/// A server running `slots` analyses at once and queueing none: a call
+/// past the slots is refused at once, which these tests look for.
+fn slots_without_queue(slots: usize) -> ServerConfig {
+    ServerConfig {
+        analyses: AnalysisLimits {
+            max_running: slots,
+            max_queued: 0,
+            ..AnalysisLimits::default()
+        },
+        ..ServerConfig::default()
+    }
+}
+
 fn slow_request() -> pb::CentralityRequest {
     pb::CentralityRequest {
         measure: pb::CentralityMeasure::Betweenness as i32,
@@ -178,14 +191,7 @@ fn slow_request() -> pb::CentralityRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_analysis_stops_and_frees_its_slot() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ServerConfig {
-        analyses: AnalysisLimits {
-            max_running: 1,
-            max_queued: 0,
-            ..AnalysisLimits::default()
-        },
-        ..ServerConfig::default()
-    };
+    let config = slots_without_queue(1);
     let server = TestServer::start_configured(dir.path(), Default::default(), config).await;
     load_large(&server).await;
     let mut client = analysis(&server).await;
@@ -230,13 +236,8 @@ async fn clients_that_stop_reading_lose_their_analyses_and_free_the_slots() {
     let metrics = std::sync::Arc::new(clusternet::service::metrics::Metrics::new());
     let config = ServerConfig {
         metrics: metrics.clone(),
-        analyses: AnalysisLimits {
-            max_running: 2,
-            max_queued: 0,
-            ..AnalysisLimits::default()
-        },
         stall_timeout: Duration::from_secs(1),
-        ..ServerConfig::default()
+        ..slots_without_queue(2)
     };
     let server = TestServer::start_configured(dir.path(), Default::default(), config).await;
     // 600 clusters: ClusterOverlap of all pairs is 179,700 rows, far more
@@ -308,8 +309,8 @@ async fn clients_that_stop_reading_lose_their_analyses_and_free_the_slots() {
     };
     assert_eq!(ended.code(), Code::Aborted, "{ended}");
     assert!(ended.message().contains("read nothing for 1 s"), "{ended}");
-    // The other never reads again; it must go before a graceful stop, which
-    // waits for every call (shutdown within a bound is issue 12's, still open).
+    // The other never reads again; drop it rather than wait out the
+    // shutdown grace.
     drop(held);
     server.stop().await;
 }
@@ -317,14 +318,7 @@ async fn clients_that_stop_reading_lose_their_analyses_and_free_the_slots() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_passed_deadline_stops_a_stage_assessment_between_clusters() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ServerConfig {
-        analyses: AnalysisLimits {
-            max_running: 1,
-            max_queued: 0,
-            ..AnalysisLimits::default()
-        },
-        ..ServerConfig::default()
-    };
+    let config = slots_without_queue(1);
     let server = TestServer::start_configured(dir.path(), Default::default(), config).await;
     // 150 clusters of three parks: each runs a permutation test.
     let parks = SyntheticConfig {
@@ -376,14 +370,7 @@ async fn a_passed_deadline_stops_a_stage_assessment_between_clusters() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_passed_deadline_stops_the_analysis() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ServerConfig {
-        analyses: AnalysisLimits {
-            max_running: 1,
-            max_queued: 0,
-            ..AnalysisLimits::default()
-        },
-        ..ServerConfig::default()
-    };
+    let config = slots_without_queue(1);
     let server = TestServer::start_configured(dir.path(), Default::default(), config).await;
     load_large(&server).await;
     let mut client = analysis(&server).await;
