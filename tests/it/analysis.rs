@@ -180,7 +180,16 @@ fn slots_without_queue(slots: usize) -> ServerConfig {
     }
 }
 
-fn slow_request() -> pb::CentralityRequest {
+/// A cheap analysis: degree centrality.
+pub fn degree_request() -> pb::CentralityRequest {
+    pb::CentralityRequest {
+        measure: pb::CentralityMeasure::Degree as i32,
+        ..Default::default()
+    }
+}
+
+/// A slow analysis on `load_large`: exact weighted betweenness.
+pub fn slow_request() -> pb::CentralityRequest {
     pb::CentralityRequest {
         measure: pb::CentralityMeasure::Betweenness as i32,
         weighted: true,
@@ -210,10 +219,7 @@ async fn a_cancelled_analysis_stops_and_frees_its_slot() {
     // long before the betweenness could have finished.
     drop(stream);
     let cancelled_at = Instant::now();
-    let cheap = pb::CentralityRequest {
-        measure: pb::CentralityMeasure::Degree as i32,
-        ..Default::default()
-    };
+    let cheap = degree_request();
     loop {
         match client.centrality(cheap.clone()).await {
             Ok(_) => break,
@@ -271,10 +277,7 @@ async fn clients_that_stop_reading_lose_their_analyses_and_free_the_slots() {
         held.push((client, stream));
     }
     let mut client = analysis(&server).await;
-    let cheap = pb::CentralityRequest {
-        measure: pb::CentralityMeasure::Degree as i32,
-        ..Default::default()
-    };
+    let cheap = degree_request();
     let first = client.centrality(cheap.clone()).await;
     assert_status(first, Code::ResourceExhausted, "the most this server queues");
     // Within the stall timeout (and the time to fill the buffers) the two
@@ -353,10 +356,7 @@ async fn a_passed_deadline_stops_a_stage_assessment_between_clusters() {
         "{ended}"
     );
     // The slot comes back.
-    let cheap = pb::CentralityRequest {
-        measure: pb::CentralityMeasure::Degree as i32,
-        ..Default::default()
-    };
+    let cheap = degree_request();
     let mut tries = 0;
     while let Err(status) = client.centrality(cheap.clone()).await {
         assert_eq!(status.code(), Code::ResourceExhausted);
@@ -389,10 +389,7 @@ async fn a_passed_deadline_stops_the_analysis() {
         "{ended}"
     );
     let deadline_at = Instant::now();
-    let cheap = pb::CentralityRequest {
-        measure: pb::CentralityMeasure::Degree as i32,
-        ..Default::default()
-    };
+    let cheap = degree_request();
     while let Err(status) = client.centrality(cheap.clone()).await {
         assert_eq!(status.code(), Code::ResourceExhausted);
         assert!(

@@ -14,22 +14,10 @@ use clusternet::service::{
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::{analysis::load_large, common::*};
-
-fn betweenness() -> pb::CentralityRequest {
-    pb::CentralityRequest {
-        measure: pb::CentralityMeasure::Betweenness as i32,
-        weighted: true,
-        ..Default::default()
-    }
-}
-
-fn degree() -> pb::CentralityRequest {
-    pb::CentralityRequest {
-        measure: pb::CentralityMeasure::Degree as i32,
-        ..Default::default()
-    }
-}
+use crate::{
+    analysis::{degree_request, load_large, slow_request},
+    common::*,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn analyses_past_the_slots_wait_in_a_bounded_queue_until_their_deadline() {
@@ -46,18 +34,18 @@ async fn analyses_past_the_slots_wait_in_a_bounded_queue_until_their_deadline() 
     load_large(&server).await;
     let mut client = AnalysisServiceClient::new(server.channel().await);
     // The one slot is taken...
-    let running = client.centrality(betweenness()).await.unwrap().into_inner();
+    let running = client.centrality(slow_request()).await.unwrap().into_inner();
 
     // ...so the next call waits, here until its deadline.
     let mut queued = client.clone();
     let waiting = tokio::spawn(async move {
-        let mut request = tonic::Request::new(degree());
+        let mut request = tonic::Request::new(degree_request());
         request.set_timeout(Duration::from_millis(1_500));
         queued.centrality(request).await.map(|_| ())
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The queue holds one: the third call is refused with a retry delay.
-    let refused = client.centrality(degree()).await.unwrap_err();
+    let refused = client.centrality(degree_request()).await.unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused}");
     assert!(refused.message().contains("--analysis-queue"), "{refused}");
     let retry = refused.get_details_retry_info().expect("RetryInfo");
@@ -73,7 +61,7 @@ async fn analyses_past_the_slots_wait_in_a_bounded_queue_until_their_deadline() 
     tokio::time::sleep(Duration::from_millis(200)).await;
     // A queued call with time to wait runs once the slot frees.
     let mut queued = client.clone();
-    let waiting = tokio::spawn(async move { queued.centrality(degree()).await.map(|_| ()) });
+    let waiting = tokio::spawn(async move { queued.centrality(degree_request()).await.map(|_| ()) });
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(running);
     tokio::time::timeout(Duration::from_secs(10), waiting)
@@ -97,9 +85,12 @@ async fn an_analysis_estimated_past_the_memory_budget_is_refused_before_it_runs(
     let server = TestServer::start_configured(dir.path(), Default::default(), config).await;
     let mut client = AnalysisServiceClient::new(server.channel().await);
     // An empty store fits.
-    client.centrality(degree()).await.expect("a small analysis runs");
+    client
+        .centrality(degree_request())
+        .await
+        .expect("a small analysis runs");
     load_large(&server).await;
-    for request in [degree(), betweenness()] {
+    for request in [degree_request(), slow_request()] {
         let refused = client.centrality(request).await.unwrap_err();
         assert_eq!(refused.code(), Code::ResourceExhausted, "{refused}");
         assert!(refused.message().contains("--analysis-memory-mb"), "{refused}");
@@ -299,7 +290,7 @@ async fn the_metrics_endpoint_counts_calls_by_method_and_code() {
     client.list_actors(pb::ListActorsRequest::default()).await.unwrap();
     let _ = client.get_actor(pb::GetActorRequest { id: "nobody".into() }).await;
     let mut analysis = AnalysisServiceClient::new(server.channel().await);
-    let mut stream = analysis.centrality(degree()).await.unwrap().into_inner();
+    let mut stream = analysis.centrality(degree_request()).await.unwrap().into_inner();
     while stream.message().await.unwrap().is_some() {}
     // The last call is recorded when its stream ends, just after the client
     // has read it.
