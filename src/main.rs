@@ -342,11 +342,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
                 .map_err(|e| format!("error: cannot start the alert engine: {e}"))?,
         )
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| format!("error: cannot listen on {}: {e}", args.listen))?;
-    let address = listener.local_addr().map_err(|e| format!("error: {e}"))?;
-    tracing::info!(%address, "clusternet listening");
+    // Metrics first: once the gRPC port accepts, /metrics answers too.
     let metrics = Arc::new(Metrics::new());
     if let Some(address) = args.metrics_listen {
         let listener = tokio::net::TcpListener::bind(address)
@@ -355,6 +351,11 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
         tracing::info!(%address, "metrics on http://{address}/metrics");
         tokio::spawn(serve_metrics(listener, metrics.clone(), store.clone(), alerts.clone()));
     }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("error: cannot listen on {}: {e}", args.listen))?;
+    let address = listener.local_addr().map_err(|e| format!("error: {e}"))?;
+    tracing::info!(%address, "clusternet listening");
     let server_config = ServerConfig {
         analyses: AnalysisLimits {
             max_running: args.max_analyses,
