@@ -8,6 +8,10 @@ use prost::Message as _;
 const PROTOS: &[&str] = &[
     "clusternet/v1/network.proto",
     "clusternet/v1/analysis.proto",
+    "clusternet/v1/algorithms.proto",
+    "clusternet/v1/relations.proto",
+    "clusternet/v1/stages.proto",
+    "clusternet/v1/analysis_service.proto",
     "clusternet/v1/alert.proto",
 ];
 

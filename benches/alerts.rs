@@ -96,7 +96,7 @@ async fn subscribe(url: &str, requests: Vec<pb::WatchAlertsRequest>) -> Arrivals
         let mut stream = client.watch_alerts(request).await.unwrap().into_inner();
         let arrivals = arrivals.clone();
         tokio::spawn(async move {
-            while let Ok(Some(alert)) = stream.message().await {
+            while let Ok(Some(pb::WatchAlertsResponse { alert: Some(alert) })) = stream.message().await {
                 let first = alert.actor_ids.first().cloned().unwrap_or_default();
                 arrivals.lock().unwrap().push((first, Instant::now()));
             }
@@ -138,7 +138,7 @@ async fn latency(
             weight: 1.0,
             validity: Default::default(),
         };
-        let batch = pb::ChangeBatch {
+        let batch = pb::ApplyChangesRequest {
             changes: vec![change_to_pb(&Change::UpsertLink(link))],
         };
         let reply = network.apply_changes(batch).await.unwrap().into_inner();
@@ -192,9 +192,9 @@ async fn main() {
     );
     let changes = generate(&config);
     let total = changes.len();
-    let load: Vec<pb::ChangeBatch> = changes
+    let load: Vec<pb::ImportChangesRequest> = changes
         .chunks(10_000)
-        .map(|chunk| pb::ChangeBatch {
+        .map(|chunk| pb::ImportChangesRequest {
             changes: chunk.iter().map(change_to_pb).collect(),
         })
         .collect();

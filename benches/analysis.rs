@@ -189,7 +189,14 @@ fn substitutes_per_actor(clusters: usize, actors: usize, links: usize) {
     let mut times = Vec::new();
     for &ix in &targets {
         let started = Instant::now();
-        let rows = substitutes(&network, &Default::default(), ix, &SubstituteConfig::default());
+        let rows = substitutes(
+            &network,
+            &Default::default(),
+            ix,
+            &SubstituteConfig::default(),
+            &Control::none(),
+        )
+        .unwrap();
         times.push((started.elapsed().as_secs_f64() * 1000.0, rows.len(), ix == busiest));
     }
     let busiest_ms = times.iter().find(|t| t.2).map_or(f64::NAN, |t| t.0);
@@ -205,7 +212,14 @@ fn substitutes_per_actor(clusters: usize, actors: usize, links: usize) {
     );
     let cluster = network.clusters.keys().next().unwrap().clone();
     let started = Instant::now();
-    let rows = cluster_substitutes(&network, &Default::default(), &cluster, &SubstituteConfig::default());
+    let rows = cluster_substitutes(
+        &network,
+        &Default::default(),
+        &cluster,
+        &SubstituteConfig::default(),
+        &Control::none(),
+    )
+    .unwrap();
     println!(
         "{{\"tool\": \"clusternet\", \"algorithm\": \"cluster_substitutes\", \"seconds\": {:.4}, \"rows\": {}}}",
         started.elapsed().as_secs_f64(),
@@ -261,7 +275,7 @@ fn gaps(clusters: usize, actors: usize, links: usize) {
             ..Default::default()
         };
         let started = Instant::now();
-        let found = substitution_gaps(&network, &filter, &config);
+        let found = substitution_gaps(&network, &filter, &config, &Control::none()).unwrap();
         println!(
             "{{\"tool\": \"clusternet\", \"algorithm\": \"gaps_one_cluster\", \"cluster\": {}, \"seconds\": {:.3}, \"gaps\": {}}}",
             c * 300,
@@ -270,7 +284,7 @@ fn gaps(clusters: usize, actors: usize, links: usize) {
         );
     }
     let started = Instant::now();
-    let found = substitution_gaps(&network, &Default::default(), &config);
+    let found = substitution_gaps(&network, &Default::default(), &config, &Control::none()).unwrap();
     println!(
         "{{\"tool\": \"clusternet\", \"algorithm\": \"gaps_whole_network\", \"seconds\": {:.3}, \"gaps\": {}, \"peak_rss_mib\": {:.1}}}",
         started.elapsed().as_secs_f64(),

@@ -94,9 +94,9 @@ async fn main() {
         config.clusters, config.actors, config.links
     );
     let changes: Vec<Change> = generate(&config);
-    let batches: Vec<pb::ChangeBatch> = changes
+    let batches: Vec<pb::ImportChangesRequest> = changes
         .chunks(batch_size)
-        .map(|chunk| pb::ChangeBatch {
+        .map(|chunk| pb::ImportChangesRequest {
             changes: chunk.iter().map(change_to_pb).collect(),
         })
         .collect();

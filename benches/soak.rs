@@ -156,7 +156,7 @@ async fn writer(port: u16, n: usize, actors: usize, record: Shared, stop: Arc<At
             })
             .collect();
         let started = Instant::now();
-        let r = client.apply_changes(pb::ChangeBatch { changes }).await;
+        let r = client.apply_changes(pb::ApplyChangesRequest { changes }).await;
         note(&record, "ApplyChanges (5 links)", started, &r);
     }
 }
@@ -307,9 +307,9 @@ async fn main() {
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
-    let batches: Vec<pb::ChangeBatch> = generate(&config)
+    let batches: Vec<pb::ImportChangesRequest> = generate(&config)
         .chunks(10_000)
-        .map(|chunk| pb::ChangeBatch {
+        .map(|chunk| pb::ImportChangesRequest {
             changes: chunk.iter().map(change_to_pb).collect(),
         })
         .collect();

@@ -44,9 +44,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// `count` batches of 10 new cooperation links each, numbered from `first`.
-fn small_batches(first: usize, count: usize, actors: usize) -> Vec<pb::ChangeBatch> {
+fn small_batches(first: usize, count: usize, actors: usize) -> Vec<pb::ApplyChangesRequest> {
     (first..first + count)
-        .map(|b| pb::ChangeBatch {
+        .map(|b| pb::ApplyChangesRequest {
             changes: (0..10)
                 .map(|i| {
                     let n = b * 10 + i;
@@ -88,9 +88,9 @@ async fn main() {
         }
     };
     eprintln!("loading {} actors, {} links", config.actors, config.links);
-    let load: Vec<pb::ChangeBatch> = generate(&config)
+    let load: Vec<pb::ImportChangesRequest> = generate(&config)
         .chunks(10_000)
-        .map(|chunk| pb::ChangeBatch {
+        .map(|chunk| pb::ImportChangesRequest {
             changes: chunk.iter().map(change_to_pb).collect(),
         })
         .collect();

@@ -78,6 +78,16 @@ impl GraphFilter {
         })
     }
 
+    /// The firm network the filter leaves: its actors and its links (both
+    /// ends kept). Counted only when the filter cuts anything.
+    pub fn firm_network_size(&self, network: &Network) -> (usize, usize) {
+        if self.link_kinds.is_empty() && self.channels.is_empty() && self.as_of.is_none() {
+            return (network.actors.len(), network.links.len());
+        }
+        let actors = network.actors.values().filter(|a| self.keeps_actor(a)).count();
+        (actors, self.links(network).count())
+    }
+
     /// The actor at an index, if it exists and the filter keeps it.
     pub fn actor<'n>(&self, network: &'n Network, ix: Ix) -> Option<&'n Arc<Actor>> {
         network.actor(ix).filter(|a| self.keeps_actor(a))

@@ -578,7 +578,7 @@ impl Evaluator<'_> {
         alerts: &mut Vec<Alert>,
     ) {
         let config = SubstituteConfig {
-            min_similarity: self.rules.substitute_min_score,
+            min_score: self.rules.min_substitute_score,
             ..SubstituteConfig::default()
         };
         let all = GraphFilter::default();

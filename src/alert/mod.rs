@@ -134,7 +134,7 @@ pub struct AlertRules {
     pub centrality_top_k: u32,
     pub centrality_rank_move: u32,
     pub overlap_threshold: f64,
-    pub substitute_min_score: f64,
+    pub min_substitute_score: f64,
     pub disabled_kinds: Vec<AlertKind>,
 }
 
@@ -150,7 +150,7 @@ impl Default for AlertRules {
             overlap_threshold: 0.2,
             // Any actor with a tie profile in common counts as a substitute,
             // as in the Substitutes analysis; raise it to ignore weak ones.
-            substitute_min_score: 0.0,
+            min_substitute_score: 0.0,
             disabled_kinds: Vec::new(),
         }
     }
@@ -177,10 +177,10 @@ impl AlertRules {
                 format!("{} is not in (0, 1]", self.overlap_threshold),
             ));
         }
-        if !(self.substitute_min_score >= 0.0 && self.substitute_min_score < 1.0) {
+        if !(self.min_substitute_score >= 0.0 && self.min_substitute_score < 1.0) {
             return Err(Error::invalid(
-                "rules.substitute_min_score",
-                format!("{} is not in [0, 1)", self.substitute_min_score),
+                "rules.min_substitute_score",
+                format!("{} is not in [0, 1)", self.min_substitute_score),
             ));
         }
         Ok(self)
@@ -241,7 +241,7 @@ mod tests {
         let error = bad.validated().unwrap_err().to_string();
         assert!(error.starts_with("rules.overlap_threshold:"), "{error}");
         let nan = AlertRules {
-            substitute_min_score: f64::NAN,
+            min_substitute_score: f64::NAN,
             ..AlertRules::default()
         };
         assert!(nan.validated().is_err());

@@ -2,7 +2,10 @@
 //! parameters), run against a network snapshot into result rows and a
 //! summary. The service layer only translates and streams.
 
-use std::{collections::HashMap, time::Instant};
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use super::{
     algo::{
@@ -28,7 +31,8 @@ pub struct GraphSpec {
     pub weighted: bool,
 }
 
-/// How a run went, for the summary.
+/// How a run went, for the summary: the size of the graph it ran on, and
+/// how its iteration ended.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunSummary {
     pub nodes: usize,
@@ -36,20 +40,28 @@ pub struct RunSummary {
     pub directed: bool,
     pub iterations: u32,
     pub converged: bool,
-    pub elapsed_seconds: f64,
+    pub elapsed: Duration,
 }
 
 impl RunSummary {
-    /// A one-pass run (no iterations) that produced `nodes` and `edges` items.
-    pub fn counted(nodes: usize, edges: usize, directed: bool, started: Instant) -> RunSummary {
+    /// A one-pass run on a graph of `nodes` and `edges`.
+    pub fn one_pass(nodes: usize, edges: usize, directed: bool, started: Instant) -> RunSummary {
         RunSummary {
             nodes,
             edges,
             directed,
             iterations: 0,
             converged: true,
-            elapsed_seconds: started.elapsed().as_secs_f64(),
+            elapsed: started.elapsed(),
         }
+    }
+
+    /// A one-pass run of a relation or stage analysis, which reads the firm
+    /// network the filter leaves (a directed graph: links have a source
+    /// and a target).
+    pub fn firm_network(network: &Network, filter: &GraphFilter, started: Instant) -> RunSummary {
+        let (actors, links) = filter.firm_network_size(network);
+        RunSummary::one_pass(actors, links, true, started)
     }
 }
 
@@ -182,7 +194,7 @@ pub fn run_centrality(
         directed: graph.directed,
         iterations: scores.iterations,
         converged: scores.converged,
-        elapsed_seconds: started.elapsed().as_secs_f64(),
+        elapsed: started.elapsed(),
     };
     Ok((rows, summary))
 }
@@ -245,7 +257,7 @@ pub fn run_communities(
         directed: graph.directed,
         iterations: partition.iterations,
         converged: partition.converged,
-        elapsed_seconds: started.elapsed().as_secs_f64(),
+        elapsed: started.elapsed(),
     };
     Ok((rows, partition, summary))
 }

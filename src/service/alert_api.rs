@@ -44,7 +44,7 @@ struct Alerts {
 
 impl Source for Alerts {
     type Item = Raised;
-    type Event = pb::Alert;
+    type Event = pb::WatchAlertsResponse;
     const FIELD: &'static str = "from_sequence";
     const NOUN: &'static str = "sequence";
 
@@ -73,11 +73,14 @@ impl Source for Alerts {
         Ok(Some(1))
     }
 
-    fn events(&self, item: &Raised, from: u64) -> Vec<(u64, pb::Alert)> {
+    fn events(&self, item: &Raised, from: u64) -> Vec<(u64, pb::WatchAlertsResponse)> {
         item.alerts
             .iter()
             .filter(|a| a.sequence >= from && self.filter.matches(a))
-            .map(|a| (a.sequence, alert_to_pb(a)))
+            .map(|a| {
+                let alert = Some(alert_to_pb(a));
+                (a.sequence, pb::WatchAlertsResponse { alert })
+            })
             .collect()
     }
 }
@@ -100,7 +103,10 @@ fn alert_to_pb(alert: &Alert) -> pb::Alert {
             })
             .collect(),
         message: alert.message.clone(),
-        raised_at_unix_ms: alert.raised_at_unix_ms,
+        raised_at: Some(prost_types::Timestamp {
+            seconds: alert.raised_at_unix_ms.div_euclid(1000),
+            nanos: (alert.raised_at_unix_ms.rem_euclid(1000) * 1_000_000) as i32,
+        }),
     }
 }
 
@@ -130,7 +136,7 @@ fn rules_to_pb(rules: &AlertRules) -> pb::AlertRules {
         centrality_top_k: rules.centrality_top_k,
         centrality_rank_move: rules.centrality_rank_move,
         overlap_threshold: rules.overlap_threshold,
-        substitute_min_score: rules.substitute_min_score,
+        min_substitute_score: rules.min_substitute_score,
         disabled_kinds: rules.disabled_kinds.iter().map(|k| wire(&AlertKind::ALL, *k)).collect(),
     }
 }
@@ -142,7 +148,7 @@ fn merged(current: AlertRules, update: &pb::AlertRules, mask: &[String]) -> Resu
         "centrality_top_k",
         "centrality_rank_move",
         "overlap_threshold",
-        "substitute_min_score",
+        "min_substitute_score",
         "disabled_kinds",
     ];
     for (i, path) in mask.iter().enumerate() {
@@ -167,8 +173,8 @@ fn merged(current: AlertRules, update: &pb::AlertRules, mask: &[String]) -> Resu
     if wanted("overlap_threshold") {
         rules.overlap_threshold = update.overlap_threshold;
     }
-    if wanted("substitute_min_score") {
-        rules.substitute_min_score = update.substitute_min_score;
+    if wanted("min_substitute_score") {
+        rules.min_substitute_score = update.min_substitute_score;
     }
     if wanted("disabled_kinds") {
         rules.disabled_kinds = kinds(&update.disabled_kinds, "rules.disabled_kinds")?;
@@ -181,7 +187,7 @@ const LIST_CHUNK: usize = 1024;
 
 #[tonic::async_trait]
 impl pb::alert_service_server::AlertService for AlertApi {
-    type WatchAlertsStream = Events<pb::Alert>;
+    type WatchAlertsStream = Events<pb::WatchAlertsResponse>;
 
     async fn watch_alerts(
         &self,
@@ -251,14 +257,18 @@ impl pb::alert_service_server::AlertService for AlertApi {
         }))
     }
 
-    async fn get_alert_rules(&self, _: Request<pb::GetAlertRulesRequest>) -> Result<Response<pb::AlertRules>, Status> {
-        Ok(Response::new(rules_to_pb(&self.engine.rules())))
+    async fn get_alert_rules(
+        &self,
+        _: Request<pb::GetAlertRulesRequest>,
+    ) -> Result<Response<pb::GetAlertRulesResponse>, Status> {
+        let rules = Some(rules_to_pb(&self.engine.rules()));
+        Ok(Response::new(pb::GetAlertRulesResponse { rules }))
     }
 
     async fn set_alert_rules(
         &self,
         request: Request<pb::SetAlertRulesRequest>,
-    ) -> Result<Response<pb::AlertRules>, Status> {
+    ) -> Result<Response<pb::SetAlertRulesResponse>, Status> {
         let r = request.into_inner();
         let update = r.rules.ok_or_else(|| Error::invalid("rules", "is required"))?;
         let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
@@ -267,7 +277,8 @@ impl pb::alert_service_server::AlertService for AlertApi {
         let stored = tokio::task::spawn_blocking(move || engine.set_rules(rules))
             .await
             .map_err(|e| super::status::internal("storing the rules", e))??;
-        Ok(Response::new(rules_to_pb(&stored)))
+        let rules = Some(rules_to_pb(&stored));
+        Ok(Response::new(pb::SetAlertRulesResponse { rules }))
     }
 }
 

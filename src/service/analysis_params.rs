@@ -9,10 +9,10 @@ use crate::{
         algo::centrality::{BetweennessConfig, Direction, EigenvectorConfig, PageRankConfig},
         algo::community::{LabelPropagationConfig, LouvainConfig},
         relations::fusion::{FusionConfig, IndustryLevel, Pivots},
+        relations::gaps::GapConfig,
         relations::overlap::{Dimension, OverlapJob, Pairs},
         relations::substitution::SubstituteConfig,
         run::{CentralityJob, CommunityAlgorithm, CommunityJob, GraphSpec, Measure},
-        stages::stage::Stage,
         stages::stage_config::StageConfig,
     },
     error::{Error, Result},
@@ -32,14 +32,6 @@ pub fn layer(value: i32, default: Layer) -> Result<Layer> {
         Ok(pb::Layer::Cluster) => Ok(Layer::Cluster),
         Ok(pb::Layer::Site) => Ok(Layer::Site),
         Err(_) => Err(Error::invalid("layer", format!("{value} is not a known Layer value"))),
-    }
-}
-
-pub fn layer_to_pb(layer: Layer) -> pb::Layer {
-    match layer {
-        Layer::Firm => pb::Layer::Firm,
-        Layer::Cluster => pb::Layer::Cluster,
-        Layer::Site => pb::Layer::Site,
     }
 }
 
@@ -175,7 +167,7 @@ pub fn centrality_job(request: pb::CentralityRequest, network: &Network) -> Resu
         Ok(pb::CentralityMeasure::Degree) => {
             let params = request.degree.unwrap_or_default();
             let direction = match pb::DegreeDirection::try_from(params.direction) {
-                Ok(pb::DegreeDirection::Total) => Direction::Total,
+                Ok(pb::DegreeDirection::Unspecified | pb::DegreeDirection::Total) => Direction::Total,
                 Ok(pb::DegreeDirection::In) => Direction::In,
                 Ok(pb::DegreeDirection::Out) => Direction::Out,
                 Err(_) => {
@@ -219,7 +211,7 @@ pub fn centrality_job(request: pb::CentralityRequest, network: &Network) -> Resu
         k => return Err(Error::invalid("top_k", format!("{k} is outside 0..{MAX_TOP_K}"))),
     };
     let ascending = match pb::SortOrder::try_from(request.order) {
-        Ok(pb::SortOrder::Descending) => false,
+        Ok(pb::SortOrder::Unspecified | pb::SortOrder::Descending) => false,
         Ok(pb::SortOrder::Ascending) => true,
         Err(_) => {
             return Err(Error::invalid(
@@ -317,10 +309,10 @@ pub fn substitutes_job(
         k @ 1..=10_000 => k as usize,
         k => return Err(Error::invalid("top_k", format!("{k} is outside 0..10000"))),
     };
-    if !(0.0..=1.0).contains(&request.min_similarity) {
+    if !(0.0..=1.0).contains(&request.min_substitute_score) {
         return Err(Error::invalid(
-            "min_similarity",
-            format!("{} is outside [0, 1]", request.min_similarity),
+            "min_substitute_score",
+            format!("{} is outside [0, 1]", request.min_substitute_score),
         ));
     }
     let weights = [
@@ -361,20 +353,11 @@ pub fn substitutes_job(
         structural_weight,
         segment_weight,
         industry_weight,
-        min_similarity: request.min_similarity,
+        min_score: request.min_substitute_score,
         top_k,
         shared_limit,
     };
     Ok((target, filter(request.filter.clone(), network)?, config))
-}
-
-pub fn dimension_to_pb(dimension: Dimension) -> pb::OverlapDimension {
-    match dimension {
-        Dimension::Members => pb::OverlapDimension::Members,
-        Dimension::Segments => pb::OverlapDimension::Segments,
-        Dimension::Industries => pb::OverlapDimension::Industries,
-        Dimension::Partners => pb::OverlapDimension::Partners,
-    }
 }
 
 pub fn fusion_job(request: pb::FusionLinksRequest, network: &Network) -> Result<(GraphFilter, FusionConfig)> {
@@ -461,15 +444,6 @@ pub fn stage_config(base: &StageConfig, overrides: &HashMap<String, f64>) -> Res
         .map_err(|bad| Error::invalid(format!("overrides[{}]", bad.name), bad.message))
 }
 
-pub fn stage_to_pb(stage: Stage) -> pb::Stage {
-    match stage {
-        Stage::Unclassified => pb::Stage::Unclassified,
-        Stage::RegionalIntegration => pb::Stage::RegionalIntegration,
-        Stage::GlobalValueChain => pb::Stage::GlobalValueChain,
-        Stage::VirtualIntegration => pb::Stage::VirtualIntegration,
-    }
-}
-
 /// A modularity resolution: 0 means 1.
 fn resolution(value: f64) -> Result<f64> {
     match value {
@@ -521,4 +495,28 @@ pub fn community_job(request: pb::CommunitiesRequest, network: &Network) -> Resu
         graph: graph_spec(layer, filter, false, request.weighted),
         algorithm,
     })
+}
+
+/// A SubstitutionGaps request in model terms: the filter and the thresholds.
+pub fn gaps_job(request: pb::SubstitutionGapsRequest, network: &Network) -> Result<(GraphFilter, GapConfig)> {
+    let mut config = GapConfig::default();
+    match request.min_substitute_score {
+        0.0 => {}
+        s if s > 0.0 && s <= 1.0 => config.min_substitute_score = s,
+        s => return Err(Error::invalid("min_substitute_score", format!("{s} is outside (0, 1]"))),
+    }
+    match request.lost_limit {
+        0 => {}
+        n @ 1..=1000 => config.lost_limit = n as usize,
+        n => return Err(Error::invalid("lost_limit", format!("{n} is outside 0..1000"))),
+    }
+    Ok((filter(request.filter, network)?, config))
+}
+
+/// The cluster-to-cluster layer InterClusterNetwork draws (CLUSTER by default).
+pub fn inter_cluster_layer(value: i32) -> Result<Layer> {
+    match layer(value, Layer::Cluster)? {
+        Layer::Firm => Err(Error::invalid("layer", "must be LAYER_CLUSTER or LAYER_SITE")),
+        layer => Ok(layer),
+    }
 }

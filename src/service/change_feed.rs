@@ -20,7 +20,7 @@ struct Changes {
 
 impl Source for Changes {
     type Item = Committed;
-    type Event = pb::ChangeEvent;
+    type Event = pb::WatchChangesResponse;
     const FIELD: &'static str = "from_revision";
     const NOUN: &'static str = "revision";
 
@@ -50,8 +50,8 @@ impl Source for Changes {
         self.store.log().oldest()
     }
 
-    fn events(&self, item: &Committed, _from: u64) -> Vec<(u64, pb::ChangeEvent)> {
-        let event = pb::ChangeEvent {
+    fn events(&self, item: &Committed, _from: u64) -> Vec<(u64, pb::WatchChangesResponse)> {
+        let event = pb::WatchChangesResponse {
             revision: item.revision,
             changes: item.changes.iter().map(change_to_pb).collect(),
         };
@@ -65,6 +65,6 @@ pub async fn watch_changes(
     from_revision: u64,
     shutdown: watch::Receiver<bool>,
     watching: feed::Watching,
-) -> Result<Events<pb::ChangeEvent>, Status> {
+) -> Result<Events<pb::WatchChangesResponse>, Status> {
     feed::start(Arc::new(Changes { store }), from_revision, shutdown, watching).await
 }

@@ -57,9 +57,9 @@ pub async fn upload(
     .max_decoding_message_size(64 << 20);
     let batch_size = batch_size.max(1);
     let origins: Vec<String> = changes.iter().map(|c| c.origin.to_string()).collect();
-    let batches: Vec<pb::ChangeBatch> = changes
+    let batches: Vec<pb::ImportChangesRequest> = changes
         .chunks(batch_size)
-        .map(|chunk| pb::ChangeBatch {
+        .map(|chunk| pb::ImportChangesRequest {
             changes: chunk.iter().map(|c| change_to_pb(&c.change)).collect(),
         })
         .collect();

@@ -105,7 +105,7 @@ fn position<T: PartialEq>(all: &[T], value: &T) -> usize {
 
 #[tonic::async_trait]
 impl NetworkService for NetworkApi {
-    type WatchChangesStream = ReceiverStream<Result<pb::ChangeEvent, Status>>;
+    type WatchChangesStream = ReceiverStream<Result<pb::WatchChangesResponse, Status>>;
 
     #[tracing::instrument(skip_all, fields(from = request.get_ref().from_revision))]
     async fn watch_changes(
@@ -121,10 +121,10 @@ impl NetworkService for NetworkApi {
     #[tracing::instrument(skip_all, fields(changes = request.get_ref().changes.len()))]
     async fn apply_changes(
         &self,
-        request: Request<pb::ChangeBatch>,
+        request: Request<pb::ApplyChangesRequest>,
     ) -> Result<Response<pb::ApplyChangesResponse>, Status> {
         let role = caller_role(&request);
-        let changes = convert::batch_from_pb(request.into_inner())?;
+        let changes = convert::batch_from_pb(request.into_inner().changes)?;
         check_cascades(role, &changes)?;
         let applied = self.store.apply(changes).await?;
         Ok(Response::new(pb::ApplyChangesResponse {
@@ -136,7 +136,7 @@ impl NetworkService for NetworkApi {
     #[tracing::instrument(skip_all)]
     async fn import_changes(
         &self,
-        request: Request<Streaming<pb::ChangeBatch>>,
+        request: Request<Streaming<pb::ImportChangesRequest>>,
     ) -> Result<Response<pb::ImportChangesResponse>, Status> {
         let role = caller_role(&request);
         let mut stream = request.into_inner();
@@ -194,7 +194,7 @@ impl NetworkService for NetworkApi {
                 };
                 let submitted = match batch {
                     Ok(batch) => {
-                        match convert::batch_from_pb(batch).and_then(|c| check_cascades(role, &c).map(|_| c)) {
+                        match convert::batch_from_pb(batch.changes).and_then(|c| check_cascades(role, &c).map(|_| c)) {
                             Ok(changes) => self
                                 .store
                                 .submit(changes, Some(sequence.clone()))

@@ -10,7 +10,7 @@
 use std::{
     pin::Pin,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     task::{Context, Poll},
@@ -38,36 +38,63 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 /// The longest a running analysis stays silent.
 const HEARTBEAT: Duration = Duration::from_millis(400);
 
-/// An analysis's streamed message: each RPC's has a progress variant.
-pub trait AnalysisEvent: Send + 'static {
-    fn progress(progress: pb::Progress) -> Self;
-}
+/// An analysis's streamed message. Every RPC's response is a oneof of
+/// progress, result batches and a summary; `From` for each part lets a job
+/// send the part itself.
+pub trait AnalysisEvent: From<pb::Progress> + Send + 'static {}
 
-macro_rules! analysis_events {
-    ($($event:ident => $module:ident),* $(,)?) => {
-        $(impl AnalysisEvent for pb::$event {
-            fn progress(progress: pb::Progress) -> Self {
-                pb::$event {
-                    event: Some(pb::$module::Event::Progress(progress)),
+macro_rules! analysis_responses {
+    ($($response:ident => $module:ident { $($variant:ident($part:ident)),* $(,)? }),* $(,)?) => {
+        $(
+            impl AnalysisEvent for pb::$response {}
+            $(impl From<pb::$part> for pb::$response {
+                fn from(part: pb::$part) -> Self {
+                    pb::$response {
+                        event: Some(pb::$module::Event::$variant(part)),
+                    }
                 }
-            }
-        })*
+            })*
+        )*
     };
 }
 
-analysis_events!(
-    UpgradingEvent => upgrading_event,
-    AssessStageEvent => assess_stage_event,
-    DetectVirtualIntegrationEvent => detect_virtual_integration_event,
-    CoreFirmsEvent => core_firms_event,
-    FusionLinksEvent => fusion_links_event,
-    SubstitutionGapsEvent => substitution_gaps_event,
-    SubstitutesEvent => substitutes_event,
-    CrossingsEvent => crossings_event,
-    ClusterOverlapEvent => cluster_overlap_event,
-    CentralityEvent => centrality_event,
-    CommunityEvent => community_event,
-    InterClusterEvent => inter_cluster_event,
+analysis_responses!(
+    CentralityResponse => centrality_response {
+        Progress(Progress), Rows(CentralityRows), Summary(AnalysisSummary)
+    },
+    CommunitiesResponse => communities_response {
+        Progress(Progress), Rows(CommunityRows), Summary(CommunitiesSummary)
+    },
+    InterClusterNetworkResponse => inter_cluster_network_response {
+        Progress(Progress), Nodes(InterClusterNodes), Edges(InterClusterEdges), Summary(AnalysisSummary)
+    },
+    ClusterOverlapResponse => cluster_overlap_response {
+        Progress(Progress), Rows(ClusterOverlapRows), Summary(AnalysisSummary)
+    },
+    CrossingsResponse => crossings_response {
+        Progress(Progress), Rows(ClusterPairCrossings), Clusters(ClusterCrossingIndexes), Summary(AnalysisSummary)
+    },
+    SubstitutesResponse => substitutes_response {
+        Progress(Progress), Rows(SubstituteRows), Summary(AnalysisSummary)
+    },
+    SubstitutionGapsResponse => substitution_gaps_response {
+        Progress(Progress), Rows(SubstitutionGapRows), Summary(AnalysisSummary)
+    },
+    FusionLinksResponse => fusion_links_response {
+        Progress(Progress), Rows(FusionLinkRows), Pairs(ClusterPairFusions), Summary(FusionLinksSummary)
+    },
+    AssessStageResponse => assess_stage_response {
+        Progress(Progress), Rows(StageAssessments), Summary(AnalysisSummary)
+    },
+    DetectVirtualIntegrationResponse => detect_virtual_integration_response {
+        Progress(Progress), Rows(VirtualIntegrationPatterns), Summary(AnalysisSummary)
+    },
+    CoreFirmsResponse => core_firms_response {
+        Progress(Progress), Rows(CoreFirms), Summary(CoreFirmsSummary)
+    },
+    UpgradingResponse => upgrading_response {
+        Progress(Progress), Rows(UpgradingReports), Summary(AnalysisSummary)
+    },
 );
 
 /// Runs analysis jobs and streams their events.
@@ -151,7 +178,7 @@ impl Runner {
                     *last = (Instant::now(), Some(event.clone()));
                 }
                 // A full channel means a slow reader: skip this report.
-                let _ = progress.try_send(Ok(E::progress(event)));
+                let _ = progress.try_send(Ok(E::from(event)));
             };
             let control = Control::new(&flag, &report, PROGRESS_INTERVAL).with_deadline(deadline);
             let sink = Sink {
@@ -159,6 +186,8 @@ impl Runner {
                 stall_timeout,
                 stalled: stalled_flag,
                 runtime: tokio::runtime::Handle::current(),
+                started: Instant::now(),
+                rows: AtomicU64::new(0),
             };
             let finished = AtomicBool::new(false);
             std::thread::scope(|scope| {
@@ -231,7 +260,7 @@ fn heartbeat<E: AnalysisEvent>(
                 total: 0,
             });
             last.0 = Instant::now();
-            let _ = sender.try_send(Ok(E::progress(event)));
+            let _ = sender.try_send(Ok(E::from(event)));
         }
     }
 }
@@ -245,11 +274,26 @@ pub struct Sink<E> {
     /// Taken on the blocking pool, so `deliver` can wait from any thread
     /// (rayon's too) without a runtime context of its own.
     runtime: tokio::runtime::Handle,
+    /// When the job started: a one-pass analysis's elapsed time.
+    started: Instant,
+    /// Result rows sent so far, for the summary.
+    rows: AtomicU64,
 }
 
 impl<E> Sink<E> {
-    pub fn send(&self, event: E) -> Result<()> {
-        self.deliver(Ok(event))
+    /// Sends one part of the response (a batch, the summary).
+    pub fn send(&self, part: impl Into<E>) -> Result<()> {
+        self.deliver(Ok(part.into()))
+    }
+
+    /// When the job started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Result rows sent so far (by `send_rows`).
+    pub fn rows_sent(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
     }
 
     /// Waits at most the stall timeout for room in the stream: a client that
@@ -273,20 +317,30 @@ impl<E> Sink<E> {
         }
     }
 
-    /// Sends `rows` in messages of at most ROWS_PER_MESSAGE, each made by `event`.
-    pub fn send_rows<R>(&self, rows: impl IntoIterator<Item = R>, event: impl Fn(Vec<R>) -> E) -> Result<()> {
-        let mut batch = Vec::with_capacity(ROWS_PER_MESSAGE);
+    /// Sends `rows` in batches of at most ROWS_PER_MESSAGE, each made by
+    /// `batch` (e.g. `|rows| pb::CentralityRows { rows }`).
+    pub fn send_rows<R, B: Into<E>>(
+        &self,
+        rows: impl IntoIterator<Item = R>,
+        batch: impl Fn(Vec<R>) -> B,
+    ) -> Result<()> {
+        let mut pending = Vec::with_capacity(ROWS_PER_MESSAGE);
         for row in rows {
-            batch.push(row);
-            if batch.len() == ROWS_PER_MESSAGE {
-                self.send(event(std::mem::take(&mut batch)))?;
+            pending.push(row);
+            if pending.len() == ROWS_PER_MESSAGE {
+                self.send_batch(std::mem::take(&mut pending), &batch)?;
             }
         }
-        if batch.is_empty() {
+        if pending.is_empty() {
             Ok(())
         } else {
-            self.send(event(batch))
+            self.send_batch(pending, &batch)
         }
+    }
+
+    fn send_batch<R, B: Into<E>>(&self, rows: Vec<R>, batch: &impl Fn(Vec<R>) -> B) -> Result<()> {
+        self.rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
+        self.send(batch(rows))
     }
 }
 

@@ -46,12 +46,12 @@ async fn start(n: usize) -> (tempfile::TempDir, TestServer, Alerts) {
     (dir, server, client)
 }
 
-async fn watch(client: &mut Alerts, request: pb::WatchAlertsRequest) -> Streaming<pb::Alert> {
+async fn watch(client: &mut Alerts, request: pb::WatchAlertsRequest) -> Streaming<pb::WatchAlertsResponse> {
     client.watch_alerts(request).await.unwrap().into_inner()
 }
 
 /// The next `n` alerts of a stream.
-async fn take(stream: &mut Streaming<pb::Alert>, n: usize) -> Vec<pb::Alert> {
+async fn take(stream: &mut Streaming<pb::WatchAlertsResponse>, n: usize) -> Vec<pb::Alert> {
     let mut out = Vec::new();
     while out.len() < n {
         let next = tokio::time::timeout(Duration::from_secs(30), stream.message())
@@ -59,13 +59,13 @@ async fn take(stream: &mut Streaming<pb::Alert>, n: usize) -> Vec<pb::Alert> {
             .expect("an alert within 30 s")
             .unwrap()
             .expect("the stream is open");
-        out.push(next);
+        out.push(next.alert.expect("every response carries an alert"));
     }
     out
 }
 
 /// Nothing more arrives for a while.
-async fn nothing_more(stream: &mut Streaming<pb::Alert>) {
+async fn nothing_more(stream: &mut Streaming<pb::WatchAlertsResponse>) {
     if let Ok(next) = tokio::time::timeout(Duration::from_millis(300), stream.message()).await {
         panic!("unexpected: {next:?}");
     }

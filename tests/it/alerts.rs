@@ -487,7 +487,9 @@ async fn rules_are_validated_by_field_persisted_and_listing_filters_and_pages() 
         })
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .rules
+        .expect("the rules in force");
     assert_eq!(set.overlap_threshold, 0.1);
     assert_eq!(set.centrality_top_k, 10, "fields outside the mask keep their values");
 
@@ -578,7 +580,9 @@ async fn rules_are_validated_by_field_persisted_and_listing_filters_and_pages() 
         .get_alert_rules(pb::GetAlertRulesRequest {})
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+        .rules
+        .expect("the rules in force");
     assert_eq!(rules.overlap_threshold, 0.1);
     let again = listed(
         &mut client,

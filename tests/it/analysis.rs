@@ -19,14 +19,16 @@ async fn analysis(server: &TestServer) -> Analysis {
 }
 
 /// Reads a centrality stream to its end: rows and summary.
-async fn centrality_rows(mut stream: Streaming<pb::CentralityEvent>) -> (Vec<pb::CentralityRow>, pb::AnalysisSummary) {
+async fn centrality_rows(
+    mut stream: Streaming<pb::CentralityResponse>,
+) -> (Vec<pb::CentralityRow>, pb::AnalysisSummary) {
     let mut rows = Vec::new();
     let mut summary = None;
     while let Some(event) = stream.message().await.unwrap() {
         match event.event.unwrap() {
-            pb::centrality_event::Event::Rows(batch) => rows.extend(batch.rows),
-            pb::centrality_event::Event::Summary(s) => summary = Some(s),
-            pb::centrality_event::Event::Progress(_) => {}
+            pb::centrality_response::Event::Rows(batch) => rows.extend(batch.rows),
+            pb::centrality_response::Event::Summary(s) => summary = Some(s),
+            pb::centrality_response::Event::Progress(_) => {}
         }
     }
     (rows, summary.expect("a summary closes the stream"))
@@ -89,9 +91,9 @@ async fn the_same_seed_gives_the_same_communities() {
         let mut summary = None;
         while let Some(event) = stream.message().await.unwrap() {
             match event.event.unwrap() {
-                pb::community_event::Event::Rows(batch) => rows.extend(batch.rows),
-                pb::community_event::Event::Summary(s) => summary = Some(s),
-                pb::community_event::Event::Progress(_) => {}
+                pb::communities_response::Event::Rows(batch) => rows.extend(batch.rows),
+                pb::communities_response::Event::Summary(s) => summary = Some(s),
+                pb::communities_response::Event::Progress(_) => {}
             }
         }
         let summary = summary.unwrap();
@@ -123,8 +125,8 @@ async fn the_changning_sites_are_joined_by_the_metro_and_the_platform() {
     let (mut nodes, mut edges) = (Vec::new(), Vec::new());
     while let Some(event) = stream.message().await.unwrap() {
         match event.event.unwrap() {
-            pb::inter_cluster_event::Event::Nodes(batch) => nodes.extend(batch.nodes),
-            pb::inter_cluster_event::Event::Edges(batch) => edges.extend(batch.edges),
+            pb::inter_cluster_network_response::Event::Nodes(batch) => nodes.extend(batch.nodes),
+            pb::inter_cluster_network_response::Event::Edges(batch) => edges.extend(batch.edges),
             _ => {}
         }
     }
@@ -209,7 +211,7 @@ async fn a_cancelled_analysis_stops_and_frees_its_slot() {
     // Progress keeps arriving while the work runs...
     for _ in 0..3 {
         let event = stream.message().await.unwrap().unwrap();
-        assert!(matches!(event.event, Some(pb::centrality_event::Event::Progress(_))));
+        assert!(matches!(event.event, Some(pb::centrality_response::Event::Progress(_))));
     }
     // ...and the one slot is taken.
     let busy = client.centrality(slow_request()).await;
@@ -342,7 +344,7 @@ async fn a_passed_deadline_stops_a_stage_assessment_between_clusters() {
             loop {
                 match stream.message().await {
                     Ok(Some(event)) => assert!(
-                        !matches!(event.event, Some(pb::assess_stage_event::Event::Summary(_))),
+                        !matches!(event.event, Some(pb::assess_stage_response::Event::Summary(_))),
                         "the assessment should not finish within 200 ms"
                     ),
                     Ok(None) => panic!("the stream ended without a status"),
@@ -543,7 +545,7 @@ async fn overlap_rows(client: &mut Analysis, request: pb::ClusterOverlapRequest)
     let mut stream = client.cluster_overlap(request).await.unwrap().into_inner();
     let mut rows = Vec::new();
     while let Some(event) = stream.message().await.unwrap() {
-        if let Some(pb::cluster_overlap_event::Event::Rows(batch)) = event.event {
+        if let Some(pb::cluster_overlap_response::Event::Rows(batch)) = event.event {
             rows.extend(batch.rows);
         }
     }
@@ -603,7 +605,7 @@ async fn cluster_overlap_reports_shared_members_segments_industries_and_partners
     assert!((members.jaccard - 1.0 / 3.0).abs() < 1e-12);
     assert!((members.overlap_coefficient - 0.5).abs() < 1e-12);
     assert!((members.cosine - 0.5).abs() < 1e-12);
-    assert_eq!(members.shared, vec!["both".to_string()]);
+    assert_eq!(members.shared_actor_ids, vec!["both".to_string()]);
     // Segments: A {DESIGN: 2, MANUFACTURING: 1}, B {DESIGN: 1, MANUFACTURING: 1, SALES: 1};
     // shared 2 of 3 → Jaccard 2/3, overlap 1, cosine (2+1)/(√5·√3) = 0.774597.
     let segments = by(pb::OverlapDimension::Segments);
@@ -616,7 +618,7 @@ async fn cluster_overlap_reports_shared_members_segments_industries_and_partners
     assert!((industries.cosine - 1.0 / 2f64.sqrt()).abs() < 1e-12);
     // Partners: A {x: 1, y: 1}, B {x: 1} → shared {x}; Jaccard 1/2, overlap 1.
     let partners = by(pb::OverlapDimension::Partners);
-    assert_eq!(partners.shared, vec!["x".to_string()]);
+    assert_eq!(partners.shared_actor_ids, vec!["x".to_string()]);
     assert!((partners.jaccard - 0.5).abs() < 1e-12);
     assert!((partners.overlap_coefficient - 1.0).abs() < 1e-12);
 
@@ -680,8 +682,8 @@ async fn changning_and_zhangjiang_invest_in_each_other() {
     let (mut pairs, mut clusters) = (Vec::new(), Vec::new());
     while let Some(event) = stream.message().await.unwrap() {
         match event.event.unwrap() {
-            pb::crossings_event::Event::Pairs(batch) => pairs.extend(batch.pairs),
-            pb::crossings_event::Event::Clusters(batch) => clusters.extend(batch.clusters),
+            pb::crossings_response::Event::Rows(batch) => pairs.extend(batch.rows),
+            pb::crossings_response::Event::Clusters(batch) => clusters.extend(batch.clusters),
             _ => {}
         }
     }
@@ -719,7 +721,7 @@ async fn top_substitute(client: &mut Analysis, actor: &str) -> pb::SubstituteRow
         .into_inner();
     let mut best = None;
     while let Some(event) = stream.message().await.unwrap() {
-        if let Some(pb::substitutes_event::Event::Rows(batch)) = event.event {
+        if let Some(pb::substitutes_response::Event::Rows(batch)) = event.event {
             best = batch.rows.first().cloned();
         }
     }
@@ -740,8 +742,11 @@ async fn the_two_tier_1_suppliers_of_a_supporting_system_substitute_each_other()
         assert!(best
             .shared_neighbors
             .iter()
-            .any(|n| n.role == "CUSTOMER" && n.actor_id == demo::FAW));
-        assert!(best.shared_neighbors.iter().any(|n| n.role == "SUPPLIER"));
+            .any(|n| n.role == pb::NeighborRole::Customer as i32 && n.actor_id == demo::FAW));
+        assert!(best
+            .shared_neighbors
+            .iter()
+            .any(|n| n.role == pb::NeighborRole::Supplier as i32));
         assert_eq!(top_substitute(&mut client, &two).await.actor_id, one, "{system}");
     }
     assert_status(
@@ -798,7 +803,7 @@ async fn the_changchun_core_firm_is_a_substitution_gap() {
         .into_inner();
     let mut rows = Vec::new();
     while let Some(event) = stream.message().await.unwrap() {
-        if let Some(pb::substitution_gaps_event::Event::Rows(batch)) = event.event {
+        if let Some(pb::substitution_gaps_response::Event::Rows(batch)) = event.event {
             rows.extend(batch.rows);
         }
     }
@@ -839,12 +844,16 @@ async fn the_two_manufacturing_clusters_are_each_others_best_cluster_substitute(
         let mut summary = None;
         while let Some(event) = stream.message().await.unwrap() {
             match event.event.unwrap() {
-                pb::substitutes_event::Event::Rows(batch) => rows.extend(batch.rows),
-                pb::substitutes_event::Event::Summary(s) => summary = Some(s),
-                pb::substitutes_event::Event::Progress(_) => {}
+                pb::substitutes_response::Event::Rows(batch) => rows.extend(batch.rows),
+                pb::substitutes_response::Event::Summary(s) => summary = Some(s),
+                pb::substitutes_response::Event::Progress(_) => {}
             }
         }
-        assert_eq!(summary.unwrap().layer, pb::Layer::Cluster as i32);
+        // The summary means what it means for every analysis: the firm
+        // network read, and the rows sent.
+        let summary = summary.unwrap();
+        assert_eq!(summary.layer, pb::Layer::Firm as i32);
+        assert_eq!(summary.rows, rows.len() as u64);
         assert_eq!(rows.len(), 3, "every other cluster is scored");
         let best = &rows[0];
         assert_eq!((best.cluster_id.as_str(), best.actor_id.as_str()), (other, ""));
@@ -885,10 +894,10 @@ async fn fusion(
     let (mut links, mut pairs, mut summary) = (Vec::new(), Vec::new(), None);
     while let Some(event) = stream.message().await.unwrap() {
         match event.event.unwrap() {
-            pb::fusion_links_event::Event::Links(batch) => links.extend(batch.links),
-            pb::fusion_links_event::Event::Pairs(batch) => pairs.extend(batch.pairs),
-            pb::fusion_links_event::Event::Summary(s) => summary = Some(s),
-            pb::fusion_links_event::Event::Progress(_) => {}
+            pb::fusion_links_response::Event::Rows(batch) => links.extend(batch.rows),
+            pb::fusion_links_response::Event::Pairs(batch) => pairs.extend(batch.pairs),
+            pb::fusion_links_response::Event::Summary(s) => summary = Some(s),
+            pb::fusion_links_response::Event::Progress(_) => {}
         }
     }
     (links, pairs, summary.expect("a summary closes the stream"))
@@ -916,8 +925,8 @@ async fn the_changning_sites_show_crossing_and_fusion_ties_with_the_it_cluster()
     let (mut nodes, mut edges) = (Vec::new(), Vec::new());
     while let Some(event) = stream.message().await.unwrap() {
         match event.event.unwrap() {
-            pb::inter_cluster_event::Event::Nodes(batch) => nodes.extend(batch.nodes),
-            pb::inter_cluster_event::Event::Edges(batch) => edges.extend(batch.edges),
+            pb::inter_cluster_network_response::Event::Nodes(batch) => nodes.extend(batch.nodes),
+            pb::inter_cluster_network_response::Event::Edges(batch) => edges.extend(batch.edges),
             _ => {}
         }
     }
@@ -1049,6 +1058,173 @@ async fn the_changning_sites_show_crossing_and_fusion_ties_with_the_it_cluster()
     ];
     for (request, field) in cases {
         assert_status(bad(request).await, Code::InvalidArgument, field);
+    }
+    server.stop().await;
+}
+
+/// Reads an analysis stream to its end and checks the contract every
+/// analysis follows: progress first if at all, result batches, then exactly
+/// one summary, last. Returns the result rows counted and the summary.
+macro_rules! drain {
+    ($call:expr, $module:ident, |$summary:ident| $analysis:expr, [$($variant:ident . $field:ident),+]) => {{
+        let mut stream = $call.await.unwrap().into_inner();
+        let (mut rows, mut summary, mut after_summary) = (0u64, None, 0);
+        while let Some(message) = stream.message().await.unwrap() {
+            if summary.is_some() {
+                after_summary += 1;
+            }
+            match message.event.expect("every message carries an event") {
+                pb::$module::Event::Progress(_) => {}
+                $(pb::$module::Event::$variant(batch) => {
+                    assert!(!batch.$field.is_empty(), "no empty batches");
+                    rows += batch.$field.len() as u64;
+                })+
+                pb::$module::Event::Summary($summary) => summary = Some($analysis),
+            }
+        }
+        assert_eq!(after_summary, 0, "the summary comes last");
+        (rows, summary.expect("a summary closes the stream"))
+    }};
+}
+
+#[tokio::test]
+async fn every_analysis_closes_with_a_summary_that_means_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_demo(dir.path(), ServerConfig::default()).await;
+    let mut client = analysis(&server).await;
+    let (actors, links, revision) = {
+        let snapshot = server.store().snapshot();
+        (
+            snapshot.network.actors.len() as u64,
+            snapshot.network.links.len() as u64,
+            snapshot.revision,
+        )
+    };
+    let firm = |s: &pb::AnalysisSummary| (s.layer, s.nodes, s.edges, s.revision);
+    let whole_firm_network = (pb::Layer::Firm as i32, actors, links, revision);
+    let mut summaries = Vec::new();
+
+    let (rows, s) = drain!(
+        client.centrality(pb::CentralityRequest {
+            measure: pb::CentralityMeasure::Pagerank as i32,
+            ..Default::default()
+        }),
+        centrality_response,
+        |s| s,
+        [Rows.rows]
+    );
+    assert_eq!((s.nodes, s.rows, rows), (actors, actors, actors));
+    summaries.push(("Centrality", rows, s));
+    let (rows, s) = drain!(
+        client.communities(pb::CommunitiesRequest {
+            algorithm: pb::CommunityAlgorithm::Louvain as i32,
+            ..Default::default()
+        }),
+        communities_response,
+        |s| s.analysis.unwrap(),
+        [Rows.rows]
+    );
+    summaries.push(("Communities", rows, s));
+    let (rows, s) = drain!(
+        client.inter_cluster_network(pb::InterClusterNetworkRequest::default()),
+        inter_cluster_network_response,
+        |s| s,
+        [Nodes.nodes, Edges.edges]
+    );
+    assert_eq!(rows, s.nodes + s.edges, "an inter-cluster network is its rows");
+    summaries.push(("InterClusterNetwork", rows, s));
+    let (rows, s) = drain!(
+        client.cluster_overlap(pb::ClusterOverlapRequest::default()),
+        cluster_overlap_response,
+        |s| s,
+        [Rows.rows]
+    );
+    assert_eq!(firm(&s), whole_firm_network);
+    summaries.push(("ClusterOverlap", rows, s));
+    let (rows, s) = drain!(
+        client.crossings(pb::CrossingsRequest::default()),
+        crossings_response,
+        |s| s,
+        [Rows.rows, Clusters.clusters]
+    );
+    assert_eq!(firm(&s), whole_firm_network);
+    summaries.push(("Crossings", rows, s));
+    let (rows, s) = drain!(
+        client.substitutes(pb::SubstitutesRequest {
+            actor_id: format!("cc-{}-t1-1", demo::SUPPORTING_SYSTEMS[0]),
+            ..Default::default()
+        }),
+        substitutes_response,
+        |s| s,
+        [Rows.rows]
+    );
+    assert_eq!(firm(&s), whole_firm_network);
+    summaries.push(("Substitutes", rows, s));
+    let (rows, s) = drain!(
+        client.substitution_gaps(pb::SubstitutionGapsRequest::default()),
+        substitution_gaps_response,
+        |s| s,
+        [Rows.rows]
+    );
+    assert_eq!(firm(&s), whole_firm_network);
+    summaries.push(("SubstitutionGaps", rows, s));
+    let (rows, s) = drain!(
+        client.fusion_links(pb::FusionLinksRequest::default()),
+        fusion_links_response,
+        |s| s.analysis.unwrap(),
+        [Rows.rows, Pairs.pairs]
+    );
+    summaries.push(("FusionLinks", rows, s));
+    let (rows, s) = drain!(
+        client.assess_stage(pb::AssessStageRequest::default()),
+        assess_stage_response,
+        |s| s,
+        [Rows.rows]
+    );
+    assert_eq!(firm(&s), whole_firm_network);
+    assert_eq!(rows, 4, "the four demo clusters");
+    summaries.push(("AssessStage", rows, s));
+    let (rows, s) = drain!(
+        client.detect_virtual_integration(pb::DetectVirtualIntegrationRequest::default()),
+        detect_virtual_integration_response,
+        |s| s,
+        [Rows.rows]
+    );
+    assert_eq!(firm(&s), whole_firm_network);
+    summaries.push(("DetectVirtualIntegration", rows, s));
+    let (rows, s) = drain!(
+        client.core_firms(pb::CoreFirmsRequest {
+            cluster_id: demo::CHANGCHUN.into(),
+            ..Default::default()
+        }),
+        core_firms_response,
+        |s| s.analysis.unwrap(),
+        [Rows.rows]
+    );
+    assert_eq!(firm(&s), whole_firm_network);
+    summaries.push(("CoreFirms", rows, s));
+    let (rows, s) = drain!(
+        client.upgrading(pb::UpgradingRequest {
+            cluster_id: demo::CHANGCHUN.into(),
+            from: "2010-01-01".into(),
+            to: "2024-01-01".into(),
+            ..Default::default()
+        }),
+        upgrading_response,
+        |s| s,
+        [Rows.rows]
+    );
+    assert_eq!(firm(&s), whole_firm_network);
+    assert_eq!(rows, 1, "one report for the one cluster");
+    summaries.push(("Upgrading", rows, s));
+
+    assert_eq!(summaries.len(), 12, "every AnalysisService method");
+    for (rpc, rows, s) in &summaries {
+        assert_eq!(s.rows, *rows, "{rpc}: `rows` counts what the stream sent");
+        assert!(*rows > 0, "{rpc}: the demo gives every analysis something to say");
+        assert_eq!(s.revision, revision, "{rpc}");
+        assert!(s.nodes > 0 && s.edges > 0, "{rpc}: the graph it ran on: {s:?}");
+        assert!(s.elapsed.is_some(), "{rpc}: elapsed is set");
     }
     server.stop().await;
 }

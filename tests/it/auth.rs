@@ -144,7 +144,7 @@ async fn each_role_may_do_what_it_is_given_and_no_more() {
         .into_inner();
     AlertServiceClient::with_interceptor(channel.clone(), bearer(&admin))
         .set_alert_rules(pb::SetAlertRulesRequest {
-            rules: Some(rules),
+            rules: rules.rules,
             update_mask: None,
         })
         .await

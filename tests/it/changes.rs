@@ -9,18 +9,18 @@ use tonic::{Code, Streaming};
 use crate::common::*;
 
 /// One batch that adds actor `id` (in no cluster).
-fn add(id: &str) -> pb::ChangeBatch {
+fn add(id: &str) -> pb::ApplyChangesRequest {
     batch(vec![upsert_actor(actor(id, &[]))])
 }
 
-fn actor_of(event: &pb::ChangeEvent) -> &str {
+fn actor_of(event: &pb::WatchChangesResponse) -> &str {
     match &event.changes[0].change {
         Some(pb::change::Change::UpsertActor(a)) => &a.id,
         other => panic!("unexpected change {other:?}"),
     }
 }
 
-async fn next(stream: &mut Streaming<pb::ChangeEvent>) -> pb::ChangeEvent {
+async fn next(stream: &mut Streaming<pb::WatchChangesResponse>) -> pb::WatchChangesResponse {
     tokio::time::timeout(Duration::from_secs(10), stream.message())
         .await
         .expect("an event within 10 s")
@@ -28,7 +28,7 @@ async fn next(stream: &mut Streaming<pb::ChangeEvent>) -> pb::ChangeEvent {
         .expect("the stream goes on")
 }
 
-async fn watch(server: &TestServer, from_revision: u64) -> Result<Streaming<pb::ChangeEvent>, tonic::Status> {
+async fn watch(server: &TestServer, from_revision: u64) -> Result<Streaming<pb::WatchChangesResponse>, tonic::Status> {
     let mut client = server.client().await;
     client
         .watch_changes(pb::WatchChangesRequest { from_revision })

@@ -103,7 +103,7 @@ async fn a_stop_with_an_alert_backlog_ends_at_a_round_boundary_and_the_next_star
     });
     for chunk in changes.chunks(200) {
         client
-            .apply_changes(super::common::pb::ChangeBatch {
+            .apply_changes(super::common::pb::ApplyChangesRequest {
                 changes: chunk.iter().map(change_to_pb).collect(),
             })
             .await

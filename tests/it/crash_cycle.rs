@@ -17,7 +17,8 @@ use std::{
 };
 
 use clusternet::service::pb::{
-    self, change::Change as Kind, network_service_client::NetworkServiceClient, ActorKind, ChangeBatch, LinkKind,
+    self, change::Change as Kind, network_service_client::NetworkServiceClient, ActorKind, ApplyChangesRequest,
+    LinkKind,
 };
 use rand::{Rng, SeedableRng};
 use tonic::transport::Channel;
@@ -101,7 +102,7 @@ fn actor_name(client: usize, slot: usize, k: usize) -> String {
 
 /// Batch `b` of writer `client`: the actors of its slot, named after `b`,
 /// linked in a chain.
-pub fn batch(client: usize, b: usize) -> ChangeBatch {
+pub fn batch(client: usize, b: usize) -> ApplyChangesRequest {
     let slot = b % SLOTS;
     let mut changes = Vec::with_capacity(2 * ACTORS_PER_BATCH);
     for k in 0..ACTORS_PER_BATCH {
@@ -127,7 +128,7 @@ pub fn batch(client: usize, b: usize) -> ChangeBatch {
             });
         }
     }
-    ChangeBatch { changes }
+    ApplyChangesRequest { changes }
 }
 
 /// The batch number in an actor's name.

@@ -173,8 +173,8 @@ async fn serve_reads_its_stage_settings_from_a_config_file() {
         .into_inner();
     let mut threshold = None;
     while let Some(event) = stream.message().await.unwrap() {
-        if let Some(pb::assess_stage_event::Event::Assessments(batch)) = event.event {
-            let scores = &batch.clusters[0].scores;
+        if let Some(pb::assess_stage_response::Event::Rows(batch)) = event.event {
+            let scores = &batch.rows[0].scores;
             threshold = scores
                 .iter()
                 .find(|s| s.stage == pb::Stage::VirtualIntegration as i32)

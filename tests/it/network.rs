@@ -322,7 +322,7 @@ async fn each_bad_input_gets_its_status_and_names_its_field() {
         edit(&mut l);
         batch(vec![upsert_link(l)])
     };
-    let cases: Vec<(&str, pb::ChangeBatch, Code, &str)> = vec![
+    let cases: Vec<(&str, pb::ApplyChangesRequest, Code, &str)> = vec![
         (
             "empty id",
             one(upsert_actor(actor("", &[]))),

@@ -134,7 +134,9 @@ async fn shutdown_ends_idle_imports_running_analyses_and_silent_clients_within_t
     // An import that sent one batch and then nothing, its stream left open.
     let (batches, receiver) = tokio::sync::mpsc::channel(1);
     batches
-        .send(batch(vec![upsert_actor(actor("imported", &[]))]))
+        .send(pb::ImportChangesRequest {
+            changes: vec![upsert_actor(actor("imported", &[]))],
+        })
         .await
         .unwrap();
     let mut importer = server.client().await;

@@ -16,8 +16,8 @@ async fn assess(client: &mut Analysis, request: pb::AssessStageRequest) -> Vec<p
     let mut stream = client.assess_stage(request).await.unwrap().into_inner();
     let mut rows = Vec::new();
     while let Some(event) = stream.message().await.unwrap() {
-        if let Some(pb::assess_stage_event::Event::Assessments(batch)) = event.event {
-            rows.extend(batch.clusters);
+        if let Some(pb::assess_stage_response::Event::Rows(batch)) = event.event {
+            rows.extend(batch.rows);
         }
     }
     rows
@@ -47,26 +47,42 @@ async fn patterns(client: &mut Analysis) -> Vec<pb::VirtualIntegrationPattern> {
         .into_inner();
     let mut rows = Vec::new();
     while let Some(event) = stream.message().await.unwrap() {
-        if let Some(pb::detect_virtual_integration_event::Event::Patterns(batch)) = event.event {
-            rows.extend(batch.patterns);
+        if let Some(pb::detect_virtual_integration_response::Event::Rows(batch)) = event.event {
+            rows.extend(batch.rows);
         }
     }
     rows
 }
 
-async fn core_firms(client: &mut Analysis, cluster: &str) -> pb::CoreFirmList {
+/// A CoreFirms answer: the rows and the closing figures.
+#[derive(Debug)]
+struct CoreFirms {
+    cores: Vec<pb::CoreFirm>,
+    members: u64,
+    best_reach: f64,
+}
+
+async fn core_firms(client: &mut Analysis, cluster: &str) -> CoreFirms {
     let request = pb::CoreFirmsRequest {
         cluster_id: cluster.into(),
         ..Default::default()
     };
     let mut stream = client.core_firms(request).await.unwrap().into_inner();
-    let mut list = None;
+    let mut cores = Vec::new();
+    let mut summary = None;
     while let Some(event) = stream.message().await.unwrap() {
-        if let Some(pb::core_firms_event::Event::Cores(cores)) = event.event {
-            list = Some(cores);
+        match event.event {
+            Some(pb::core_firms_response::Event::Rows(batch)) => cores.extend(batch.rows),
+            Some(pb::core_firms_response::Event::Summary(s)) => summary = Some(s),
+            _ => {}
         }
     }
-    list.expect("a list of core firms")
+    let summary = summary.expect("a closing summary");
+    CoreFirms {
+        cores,
+        members: summary.members,
+        best_reach: summary.best_reach,
+    }
 }
 
 fn stage(a: &pb::StageAssessment) -> pb::Stage {
@@ -198,8 +214,10 @@ async fn faw_is_the_core_firm_with_seven_supporting_systems() {
         );
     }
     // Kunshan's manufacturers supply foreign buyers, not a local core.
+    // The summary says why: no member reaches the default 0.3 of the others.
     let kunshan = core_firms(&mut client, demo::KUNSHAN).await;
     assert!(kunshan.cores.is_empty(), "{kunshan:?}");
+    assert!(kunshan.members > 0 && kunshan.best_reach < 0.3, "{kunshan:?}");
     assert_status(
         client
             .core_firms(pb::CoreFirmsRequest {
@@ -474,8 +492,8 @@ async fn upgrading(client: &mut Analysis, cluster: &str, from: &str, to: &str) -
     let mut stream = client.upgrading(request).await.unwrap().into_inner();
     let mut report = None;
     while let Some(event) = stream.message().await.unwrap() {
-        if let Some(pb::upgrading_event::Event::Report(r)) = event.event {
-            report = Some(r);
+        if let Some(pb::upgrading_response::Event::Rows(batch)) = event.event {
+            report = batch.rows.into_iter().next();
         }
     }
     report.expect("a report")

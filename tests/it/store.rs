@@ -193,7 +193,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_clusternet");
 
 /// Batch n creates two actors and a link between them: after any crash, a
 /// batch is either entirely there or entirely absent.
-fn crash_batch(n: u64) -> pb::ChangeBatch {
+fn crash_batch(n: u64) -> pb::ApplyChangesRequest {
     let x = format!("b{n}-x");
     let y = format!("b{n}-y");
     batch(vec![

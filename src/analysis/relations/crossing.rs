@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{
+    analysis::{Cancelled, Control},
     graph::GraphFilter,
     model::{Channel, Id, LinkKind},
     network::Network,
@@ -61,8 +62,19 @@ pub struct ClusterCrossing {
     pub crossing_ties: u64,
 }
 
+/// What [`crossings`] finds: the pairs of clusters with ties crossing
+/// between them (by id), and every cluster's figures.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Crossings {
+    pub pairs: Vec<PairCrossing>,
+    pub clusters: Vec<ClusterCrossing>,
+}
+
+/// Links between two checks of the control.
+const LINKS_PER_CHECK: usize = 1 << 16;
+
 /// Crossings among the clusters in the filter (all when empty).
-pub fn crossings(network: &Network, filter: &GraphFilter) -> (Vec<PairCrossing>, Vec<ClusterCrossing>) {
+pub fn crossings(network: &Network, filter: &GraphFilter, control: &Control) -> Result<Crossings, Cancelled> {
     let wanted: BTreeSet<&Id> = if filter.clusters.is_empty() {
         network.clusters.keys().collect()
     } else {
@@ -87,7 +99,12 @@ pub fn crossings(network: &Network, filter: &GraphFilter) -> (Vec<PairCrossing>,
             )
         })
         .collect();
-    for (key, data) in network.links.iter() {
+    let total = network.links.len() as u64;
+    for (done, (key, data)) in network.links.iter().enumerate() {
+        if done % LINKS_PER_CHECK == 0 {
+            control.check()?;
+            control.progress("crossing links", done as u64, total);
+        }
         if !filter.keeps_link(key.kind, data) {
             continue;
         }
@@ -162,7 +179,10 @@ pub fn crossings(network: &Network, filter: &GraphFilter) -> (Vec<PairCrossing>,
             cluster.crossing_capital_ties as f64 / cluster.capital_ties as f64
         };
     }
-    (pairs.into_values().collect(), clusters.into_values().collect())
+    Ok(Crossings {
+        pairs: pairs.into_values().collect(),
+        clusters: clusters.into_values().collect(),
+    })
 }
 
 #[cfg(test)]
@@ -199,7 +219,7 @@ mod tests {
             link("x", "a1", LinkKind::Investment),
             link("a1", "b1", LinkKind::Cooperation),
         ]);
-        let (pairs, clusters) = crossings(&network, &GraphFilter::default());
+        let Crossings { pairs, clusters } = crossings(&network, &GraphFilter::default(), &Control::none()).unwrap();
         assert_eq!(pairs.len(), 1);
         let pair = &pairs[0];
         assert_eq!((pair.capital_a_to_b.count, pair.capital_b_to_a.count), (1, 1));

@@ -14,7 +14,10 @@ use std::collections::HashMap;
 
 use petgraph::{algo::dominators::simple_fast, graph::NodeIndex, Graph};
 
-use crate::analysis::relations::substitution::{substitutes, SubstituteConfig};
+use crate::analysis::{
+    relations::substitution::{substitutes, SubstituteConfig},
+    Cancelled, Control,
+};
 use crate::{
     graph::GraphFilter,
     model::{Id, LinkKind},
@@ -60,7 +63,16 @@ pub struct Gap {
 /// The gaps among the actors of the filter's clusters (all actors when
 /// none), most downstream loss first. The supply network itself is the whole
 /// filtered network, so supply from outside a cluster counts.
-pub fn substitution_gaps(network: &Network, filter: &GraphFilter, config: &GapConfig) -> Vec<Gap> {
+/// The control is checked between the supply graph's passes and between the
+/// candidate gaps (each one a substitute search).
+pub fn substitution_gaps(
+    network: &Network,
+    filter: &GraphFilter,
+    config: &GapConfig,
+    control: &Control,
+) -> Result<Vec<Gap>, Cancelled> {
+    control.check()?;
+    control.progress("supply graph", 0, 0);
     let supply_filter = GraphFilter {
         link_kinds: vec![LinkKind::Supply],
         ..filter.clone()
@@ -94,6 +106,8 @@ pub fn substitution_gaps(network: &Network, filter: &GraphFilter, config: &GapCo
     for s in sources {
         graph.add_edge(root, s, ());
     }
+    control.check()?;
+    control.progress("dominators", 0, 0);
     let dominators = simple_fast(&graph, root);
     // Dominator-tree children, then subtree sizes: what each node dominates.
     let mut children: Vec<Vec<NodeIndex>> = vec![Vec::new(); graph.node_count()];
@@ -109,11 +123,14 @@ pub fn substitution_gaps(network: &Network, filter: &GraphFilter, config: &GapCo
                 .actor(ix)
                 .is_some_and(|a| a.cluster_ids.iter().any(|c| filter.clusters.contains(c)))
     };
+    control.check()?;
     let mut gaps = Vec::new();
+    let total = graph.node_count() as u64;
     for n in graph.node_indices() {
         if n == root {
             continue;
         }
+        control.progress("candidates", n.index() as u64, total);
         let ix = graph[n];
         if !in_scope(ix) {
             continue;
@@ -128,7 +145,7 @@ pub fn substitution_gaps(network: &Network, filter: &GraphFilter, config: &GapCo
         if lost.is_empty() && !is_articulation {
             continue;
         }
-        let best = substitutes(network, filter, ix, &config.substitutes)
+        let best = substitutes(network, filter, ix, &config.substitutes, control)?
             .into_iter()
             .next()
             .map(|s| (s.id, s.score));
@@ -161,7 +178,7 @@ pub fn substitution_gaps(network: &Network, filter: &GraphFilter, config: &GapCo
             .then(b.articulation_point.cmp(&a.articulation_point))
             .then_with(|| a.actor.cmp(&b.actor))
     });
-    gaps
+    Ok(gaps)
 }
 
 /// Articulation points of the undirected graph underneath, ignoring the
@@ -274,7 +291,7 @@ mod tests {
         // a0, a1 supply a2; a2 supplies a3 and a4. Without a2, a3 and a4 have
         // no supply: a2 dominates them and is an articulation point.
         let net = network(5, &[(0, 2), (1, 2), (2, 3), (2, 4)]);
-        let gaps = substitution_gaps(&net, &GraphFilter::default(), &strict());
+        let gaps = substitution_gaps(&net, &GraphFilter::default(), &strict(), &Control::none()).unwrap();
         assert_eq!(&*gaps[0].actor, "a2");
         assert_eq!(gaps[0].downstream_lost, 2);
         assert!(gaps[0].articulation_point);
@@ -288,7 +305,13 @@ mod tests {
             // Supply only flows from lower to higher numbers: no cycles.
             let arcs: Vec<(usize, usize)> = arcs.into_iter().filter(|(s, t)| s < t).collect();
             let net = network(8, &arcs);
-            let gaps = substitution_gaps(&net, &GraphFilter::default(), &GapConfig { lost_limit: 100, ..strict() });
+            let gaps = substitution_gaps(
+                &net,
+                &GraphFilter::default(),
+                &GapConfig { lost_limit: 100, ..strict() },
+                &Control::none(),
+            )
+            .unwrap();
             for t in 0..8 {
                 let suppliers: std::collections::BTreeSet<usize> =
                     arcs.iter().filter(|(_, x)| *x == t).map(|(s, _)| *s).collect();

@@ -75,18 +75,28 @@ pub struct Profiles {
 }
 
 impl Profiles {
-    fn name(&self, dimension: Dimension, key: u32) -> String {
+    /// The items behind `keys` of one dimension.
+    fn items(&self, dimension: Dimension, keys: impl Iterator<Item = u32>) -> SharedItems {
         match dimension {
-            Dimension::Members | Dimension::Partners => self
-                .actor_ids
-                .get(key as usize)
-                .and_then(|id| id.as_ref())
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
-            Dimension::Segments => Segment::ALL[key as usize].as_str().to_string(),
-            Dimension::Industries => self.industries[key as usize].clone(),
+            Dimension::Members | Dimension::Partners => SharedItems::Actors(
+                keys.filter_map(|k| self.actor_ids.get(k as usize).cloned().flatten())
+                    .collect(),
+            ),
+            Dimension::Segments => SharedItems::Segments(keys.map(|k| Segment::ALL[k as usize]).collect()),
+            Dimension::Industries => {
+                SharedItems::Industries(keys.map(|k| self.industries[k as usize].clone()).collect())
+            }
         }
     }
+}
+
+/// Shared items of one dimension: actors (members, partners), segments or
+/// industry codes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SharedItems {
+    Actors(Vec<Id>),
+    Segments(Vec<Segment>),
+    Industries(Vec<String>),
 }
 
 /// The overlap of two clusters on one dimension, with the shared items.
@@ -101,7 +111,7 @@ pub struct SetOverlap {
     pub shared_count: usize,
     /// The first shared items, by key order (actor index, segment order,
     /// industry code).
-    pub shared: Vec<String>,
+    pub shared: SharedItems,
 }
 
 fn sorted(map: HashMap<u32, f64>) -> Vector {
@@ -356,12 +366,7 @@ pub fn for_each_pair(
                     size_a: m.size_a,
                     size_b: m.size_b,
                     shared_count: m.shared.len(),
-                    shared: m
-                        .shared
-                        .iter()
-                        .take(job.shared_limit)
-                        .map(|k| profiles.name(dimension, *k))
-                        .collect(),
+                    shared: profiles.items(dimension, m.shared.iter().take(job.shared_limit).copied()),
                 }
             })
             .collect();

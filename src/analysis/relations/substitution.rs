@@ -41,6 +41,7 @@ use std::collections::HashMap;
 use crate::analysis::{
     relations::fusion::IndustryLevel,
     relations::overlap::{self, Dimension},
+    Cancelled, Control,
 };
 use crate::{
     graph::GraphFilter,
@@ -74,7 +75,7 @@ pub struct SubstituteConfig {
     pub structural_weight: f64,
     pub segment_weight: f64,
     pub industry_weight: f64,
-    pub min_similarity: f64,
+    pub min_score: f64,
     pub top_k: usize,
     /// Shared neighbours listed per row.
     pub shared_limit: usize,
@@ -86,7 +87,7 @@ impl Default for SubstituteConfig {
             structural_weight: 0.6,
             segment_weight: 0.25,
             industry_weight: 0.15,
-            min_similarity: 0.0,
+            min_score: 0.0,
             top_k: 10,
             shared_limit: 10,
         }
@@ -281,7 +282,7 @@ fn segment_similarity(a: &Actor, b: &Actor) -> f64 {
     }
 }
 
-/// Every candidate scoring at least `min_similarity`, best first (ties by
+/// Every candidate scoring at least `min_score`, best first (ties by
 /// id), without the evidence rows. Candidates share at least one (role,
 /// neighbour) with the target: walking each neighbour's ties finds them and
 /// accumulates the dot products, so the work is the target's neighbourhood
@@ -334,7 +335,7 @@ fn scored(
                 segment_similarity(actor, other),
                 industry_similarity(actor, other),
             );
-            (similarity.score >= config.min_similarity).then_some((similarity, candidate))
+            (similarity.score >= config.min_score).then_some((similarity, candidate))
         })
         .collect();
     scored.sort_by(|a, b| {
@@ -349,7 +350,7 @@ fn scored(
 }
 
 /// The ids and scores of every actor that can replace `target` (scoring at
-/// least `config.min_similarity`), best first: `substitutes` without the
+/// least `config.min_score`), best first: `substitutes` without the
 /// evidence, for callers that only need to know who.
 pub fn substitute_scores(
     network: &Network,
@@ -365,14 +366,24 @@ pub fn substitute_scores(
 }
 
 /// The actors most able to replace `target`, best first, with the evidence.
-pub fn substitutes(network: &Network, filter: &GraphFilter, target: Ix, config: &SubstituteConfig) -> Vec<Substitute> {
+/// The scoring is one unit of work (the target's neighbourhood two hops
+/// out); the control is checked before it and between the evidence rows.
+pub fn substitutes(
+    network: &Network,
+    filter: &GraphFilter,
+    target: Ix,
+    config: &SubstituteConfig,
+    control: &Control,
+) -> Result<Vec<Substitute>, Cancelled> {
+    control.check()?;
     let Some(actor) = network.actor(target) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let mine = profile(network, filter, target);
     let mut scored = scored(network, filter, target, &mine, config);
     scored.truncate(config.top_k);
-    scored
+    control.check()?;
+    Ok(scored
         .into_iter()
         .filter_map(|(similarity, candidate)| {
             let other = network.actor(candidate)?;
@@ -388,7 +399,7 @@ pub fn substitutes(network: &Network, filter: &GraphFilter, target: Ix, config: 
                 shared_segments,
             ))
         })
-        .collect()
+        .collect())
 }
 
 /// A result row: the substitute, its scores and the evidence.
@@ -443,14 +454,20 @@ pub fn cluster_substitutes(
     filter: &GraphFilter,
     target: &Id,
     config: &SubstituteConfig,
-) -> Vec<Substitute> {
+    control: &Control,
+) -> Result<Vec<Substitute>, Cancelled> {
+    control.check()?;
+    control.progress("cluster profiles", 0, 2);
     let role_profiles = cluster_profiles(network, filter);
+    control.check()?;
+    control.progress("cluster profiles", 1, 2);
     let mix = overlap::profiles(network, filter, &[]);
+    control.check()?;
     let empty = HashMap::new();
     let mine = role_profiles.get(target).unwrap_or(&empty);
     let my_norms = norms_of(mine);
     let Some(my_mix) = mix.by_cluster.get(target) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let mut scored: Vec<(Similarity, &Id)> = mix
         .by_cluster
@@ -477,11 +494,11 @@ pub fn cluster_substitutes(
             );
             (similarity, id)
         })
-        .filter(|row| row.0.score >= config.min_similarity)
+        .filter(|row| row.0.score >= config.min_score)
         .collect();
     scored.sort_by(|a, b| b.0.score.total_cmp(&a.0.score).then_with(|| a.1.cmp(b.1)));
     scored.truncate(config.top_k);
-    scored
+    Ok(scored
         .into_iter()
         .map(|(similarity, id)| {
             let shared = shared_entries(mine, role_profiles.get(id).unwrap_or(&empty));
@@ -501,7 +518,7 @@ pub fn cluster_substitutes(
                 shared_segments,
             )
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]
@@ -535,7 +552,14 @@ mod tests {
             supply("s3", "c1"),
         ]));
         let s1 = network.ix_of("s1").unwrap();
-        let rows = substitutes(&network, &GraphFilter::default(), s1, &SubstituteConfig::default());
+        let rows = substitutes(
+            &network,
+            &GraphFilter::default(),
+            s1,
+            &SubstituteConfig::default(),
+            &Control::none(),
+        )
+        .unwrap();
         let ids: Vec<&str> = rows.iter().map(|r| &*r.id).collect();
         assert_eq!(ids, ["s2", "s3"], "customers c1, c2 are not substitutes of a supplier");
         // s2: structural 1, segments 1, industry 1 → score 1.
@@ -557,7 +581,14 @@ mod tests {
             supply("t", "x"),
         ]));
         let s = network.ix_of("s").unwrap();
-        let rows = substitutes(&network, &GraphFilter::default(), s, &SubstituteConfig::default());
+        let rows = substitutes(
+            &network,
+            &GraphFilter::default(),
+            s,
+            &SubstituteConfig::default(),
+            &Control::none(),
+        )
+        .unwrap();
         let ids: Vec<&str> = rows.iter().map(|r| &*r.id).collect();
         assert_eq!(ids, ["t"]);
     }
@@ -573,7 +604,14 @@ mod tests {
         changes.push(supply("t", "c0"));
         let network = network(changes);
         let s = network.ix_of("s").unwrap();
-        let rows = substitutes(&network, &GraphFilter::default(), s, &SubstituteConfig::default());
+        let rows = substitutes(
+            &network,
+            &GraphFilter::default(),
+            s,
+            &SubstituteConfig::default(),
+            &Control::none(),
+        )
+        .unwrap();
         assert_eq!(rows.len(), 1);
         assert!((rows[0].score - 1.0 / 10f64.sqrt()).abs() < 1e-12, "{}", rows[0].score);
         assert!(rows[0].score < crate::analysis::relations::gaps::GapConfig::default().min_substitute_score);
@@ -611,7 +649,9 @@ mod tests {
             &GraphFilter::default(),
             &"A".into(),
             &SubstituteConfig::default(),
-        );
+            &Control::none(),
+        )
+        .unwrap();
         let ids: Vec<&str> = rows.iter().map(|r| &*r.id).collect();
         assert_eq!(ids, ["B", "C"]);
         // B: x is a customer of both, structural 1. Segment mix (1 manufacturing)
@@ -661,11 +701,11 @@ mod tests {
             let filter = GraphFilter::default();
             for a in 0..8u32 {
                 let Some(ix) = net.ix_of(&format!("a{a}")) else { continue };
-                for row in substitutes(&net, &filter, ix, &config) {
+                for row in substitutes(&net, &filter, ix, &config, &Control::none()).unwrap() {
                     for x in [row.score, row.structural, row.segments, row.industry] {
                         proptest::prop_assert!((0.0..=1.0 + 1e-12).contains(&x), "{row:?}");
                     }
-                    let back = substitutes(&net, &filter, net.ix_of(&row.id).unwrap(), &config);
+                    let back = substitutes(&net, &filter, net.ix_of(&row.id).unwrap(), &config, &Control::none()).unwrap();
                     let mirror = back.iter().find(|r| *r.id == *format!("a{a}"));
                     proptest::prop_assert!(mirror.is_some(), "a{a} lists {} but not back", row.id);
                     proptest::prop_assert!((mirror.unwrap().score - row.score).abs() < 1e-9);
@@ -678,8 +718,8 @@ mod tests {
             let net = network(changes);
             let filter = GraphFilter::default();
             let config = SubstituteConfig::default();
-            let ab = cluster_substitutes(&net, &filter, &"A".into(), &config);
-            let ba = cluster_substitutes(&net, &filter, &"B".into(), &config);
+            let ab = cluster_substitutes(&net, &filter, &"A".into(), &config, &Control::none()).unwrap();
+            let ba = cluster_substitutes(&net, &filter, &"B".into(), &config, &Control::none()).unwrap();
             proptest::prop_assert_eq!(ab.len(), 1);
             proptest::prop_assert_eq!(ba.len(), 1);
             proptest::prop_assert!((0.0..=1.0 + 1e-12).contains(&ab[0].score));

@@ -22,7 +22,7 @@ use std::{
 // FxHash: the supply walks run from every member of every assessed cluster.
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use crate::analysis::stages::stage_config::StageConfig;
+use crate::analysis::{stages::stage_config::StageConfig, Cancelled, Control};
 use crate::{
     graph::GraphFilter,
     model::{ActorKind, Id, LinkKind, Segment},
@@ -225,19 +225,33 @@ fn counted<T: Ord + Clone>(items: impl Iterator<Item = T>) -> Vec<(T, u64)> {
     out
 }
 
-/// The core firms of a cluster and their supporting systems.
-pub fn core_firms(network: &Network, filter: &GraphFilter, cluster: &Id, config: &StageConfig) -> CoreStructure {
+/// The core firms of a cluster and their supporting systems. The control
+/// is checked after the search for cores and between the cores.
+pub fn core_firms(
+    network: &Network,
+    filter: &GraphFilter,
+    cluster: &Id,
+    config: &StageConfig,
+    control: &Control,
+) -> Result<CoreStructure, Cancelled> {
+    control.check()?;
+    control.progress("supply network", 0, 0);
     let members: HashSet<Ix> = network
         .member_indexes(cluster)
         .filter(|ix| filter.actor(network, *ix).is_some())
         .collect();
     let supply = SupplyNetwork::new(network, filter, &members);
     let (cores, best_reach) = find_cores(network, &supply, &members, config.core_firms.min_reach);
+    control.check()?;
     let core_set: HashSet<Ix> = cores.iter().map(|r| r.actor).collect();
     let id_of = |ix: Ix| network.actor(ix).map(|a| a.id.clone()).unwrap_or_default();
+    let total = cores.len() as u64;
     let cores = cores
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(done, r)| {
+            control.check()?;
+            control.progress("supporting systems", done as u64, total);
             let core = r.actor;
             let suppliers: HashSet<Ix> = supply.upstream(core).difference(&core_set).copied().collect();
             // Components of the suppliers' supply network, cores taken out.
@@ -298,7 +312,7 @@ pub fn core_firms(network: &Network, filter: &GraphFilter, cluster: &Id, config:
                     .then_with(|| a.members.cmp(&b.members))
             });
             let actor = network.actor(core);
-            CoreFirm {
+            Ok(CoreFirm {
                 actor: id_of(core),
                 name: actor.map(|a| a.name.clone()).unwrap_or_default(),
                 kind: actor.map_or(ActorKind::Firm, |a| a.kind),
@@ -306,14 +320,14 @@ pub fn core_firms(network: &Network, filter: &GraphFilter, cluster: &Id, config:
                 upstream: r.upstream as u64,
                 downstream: r.downstream as u64,
                 systems,
-            }
+            })
         })
-        .collect();
-    CoreStructure {
+        .collect::<Result<_, Cancelled>>()?;
+    Ok(CoreStructure {
         members: members.len() as u64,
         cores,
         best_reach,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -347,7 +361,14 @@ mod tests {
             supply("t2", "s2"),
             supply("hub", "d"),
         ]);
-        let structure = core_firms(&network, &GraphFilter::default(), &"K".into(), &StageConfig::default());
+        let structure = core_firms(
+            &network,
+            &GraphFilter::default(),
+            &"K".into(),
+            &StageConfig::default(),
+            &Control::none(),
+        )
+        .unwrap();
         assert_eq!(structure.cores.len(), 1);
         let hub = &structure.cores[0];
         assert_eq!(
@@ -378,7 +399,9 @@ mod tests {
             &GraphFilter::default(),
             &crate::demo::CHANGCHUN.into(),
             &StageConfig::default(),
-        );
+            &Control::none(),
+        )
+        .unwrap();
         assert_eq!(
             structure.cores.len(),
             1,

@@ -23,10 +23,10 @@
 //!   `upgrading.min_productivity_growth`, over the members that carry revenue
 //!   and employees at both dates.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::analysis::{
-    relations::fusion::IndustryLevel, stages::stage::segment_mix, stages::stage_config::StageConfig,
+    relations::fusion::IndustryLevel, stages::stage::segment_mix, stages::stage_config::StageConfig, Cancelled, Control,
 };
 use crate::{
     graph::GraphFilter,
@@ -115,7 +115,10 @@ pub fn upgrading(
     from: Date,
     to: Date,
     config: &StageConfig,
-) -> Upgrading {
+    control: &Control,
+) -> Result<Upgrading, Cancelled> {
+    control.check()?;
+    control.progress("functional", 0, 4);
     let members: Vec<Ix> = network.member_indexes(cluster).collect();
     let valid_on = |ix: Ix, date: Date| network.actor(ix).filter(|a| a.validity.contains(date));
     let before: Vec<Ix> = members
@@ -128,7 +131,10 @@ pub fn upgrading(
         .copied()
         .filter(|ix| valid_on(*ix, to).is_some())
         .collect();
-    let both: Vec<Ix> = before.iter().copied().filter(|ix| after.contains(ix)).collect();
+    // Membership tests on sets: a national cluster has many thousand members.
+    let (before_set, after_set): (HashSet<Ix>, HashSet<Ix>) =
+        (before.iter().copied().collect(), after.iter().copied().collect());
+    let both: Vec<Ix> = before.iter().copied().filter(|ix| after_set.contains(ix)).collect();
     let at = |ix: Ix, date: Date| network.actor(ix).map(|a| network.attributes_at(a, Some(date)));
 
     // Functional: the segment mix and its smile value.
@@ -164,12 +170,12 @@ pub fn upgrading(
         .count() as u64;
     let entered_higher = after
         .iter()
-        .filter(|ix| !before.contains(ix))
+        .filter(|ix| !before_set.contains(ix))
         .filter_map(|&ix| at(ix, to))
         .filter(|a| !a.segments.is_empty() && own_value(a.segments) > value_before)
         .count() as u64;
     let value_rose = value_after - value_before >= config.upgrading.min_value_gain;
-    let exited = before.iter().filter(|ix| !after.contains(ix)).count() as u64;
+    let exited = before.iter().filter(|ix| !after_set.contains(ix)).count() as u64;
     let functional = Functional {
         detected: value_rose && moved_up + entered_higher > 0,
         moved_up,
@@ -187,10 +193,12 @@ pub fn upgrading(
             .filter(|m| m.segments_before != m.segments_after)
             .cloned()
             .collect(),
-        entered: after.iter().filter(|ix| !before.contains(ix)).count() as u64,
+        entered: after.iter().filter(|ix| !before_set.contains(ix)).count() as u64,
         exited,
     };
 
+    control.check()?;
+    control.progress("chain", 1, 4);
     // Chain: industries new to the cluster, among members or partners.
     let member_set = |set: &[Ix]| -> BTreeSet<Ix> { set.iter().copied().collect() };
     let (inside_before, inside_after) = (member_set(&before), member_set(&after));
@@ -254,6 +262,8 @@ pub fn upgrading(
         new_member_industries,
     };
 
+    control.check()?;
+    control.progress("product and process", 2, 4);
     // Product: a new industry class within the same division.
     let with_codes = both
         .iter()
@@ -300,14 +310,14 @@ pub fn upgrading(
         median_productivity_growth: median,
         improved: growth.iter().filter(|g| **g > 0.0).count() as u64,
     };
-    Upgrading {
+    Ok(Upgrading {
         members_before: before.len() as u64,
         members_after: after.len() as u64,
         functional,
         chain,
         product,
         process,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -361,7 +371,9 @@ mod tests {
             date("2010-06-01"),
             date("2020-06-01"),
             &StageConfig::default(),
-        );
+            &Control::none(),
+        )
+        .unwrap();
         let f = &result.functional;
         assert!(f.detected && !f.shrinking_chain);
         assert_eq!(f.moved_up, 2);
@@ -418,7 +430,9 @@ mod tests {
             date("2010-01-01"),
             date("2020-01-01"),
             &StageConfig::default(),
-        );
+            &Control::none(),
+        )
+        .unwrap();
         assert!(result.chain.detected);
         let new: Vec<(&str, u64, bool)> = result
             .chain
@@ -453,7 +467,9 @@ mod tests {
             date("2010-01-01"),
             date("2020-01-01"),
             &StageConfig::default(),
-        );
+            &Control::none(),
+        )
+        .unwrap();
         let f = &result.functional;
         assert!(f.value_after - f.value_before > 0.6);
         assert_eq!((f.exited, f.moved_up, f.entered_higher), (10, 0, 0));

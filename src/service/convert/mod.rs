@@ -292,10 +292,10 @@ fn change_from_pb(change: pb::Change) -> Result<Change> {
     converted.map_err(|e| e.within(name))
 }
 
-/// Converts a wire batch; an error names the item (`changes[3].upsert_link.kind`).
-pub fn batch_from_pb(batch: pb::ChangeBatch) -> Result<Vec<Change>> {
-    batch
-        .changes
+/// Converts the changes of a wire batch (ApplyChanges' or one of
+/// ImportChanges'); an error names the item (`changes[3].upsert_link.kind`).
+pub fn batch_from_pb(changes: Vec<pb::Change>) -> Result<Vec<Change>> {
+    changes
         .into_iter()
         .enumerate()
         .map(|(i, change)| change_from_pb(change).map_err(|e| e.within(&format!("changes[{i}]"))))

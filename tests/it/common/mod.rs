@@ -173,8 +173,8 @@ pub fn upsert_cluster_link(l: pb::ClusterLink) -> pb::Change {
     }
 }
 
-pub fn batch(changes: Vec<pb::Change>) -> pb::ChangeBatch {
-    pb::ChangeBatch { changes }
+pub fn batch(changes: Vec<pb::Change>) -> pb::ApplyChangesRequest {
+    pb::ApplyChangesRequest { changes }
 }
 
 /// Asserts a call failed with `code` and a message naming `field`.
