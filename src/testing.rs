@@ -73,3 +73,44 @@ pub fn detect_all(
     use crate::analysis::{stages::stage_config::StageConfig, stages::virtual_integration::detect, Control};
     detect(network, filter, &StageConfig::default(), &Control::none()).expect("Control::none never cancels")
 }
+
+/// A random network for property tests: ten actors (firms, core firms and
+/// a university), each in none, one or (unless `single`) two of the
+/// clusters A, B and C, with industries in three divisions, and up to 30
+/// links of every kind.
+pub fn arbitrary_clustered_network(single: bool) -> impl proptest::strategy::Strategy<Value = Vec<Change>> {
+    use proptest::prelude::*;
+    const CLUSTERS: [&str; 3] = ["A", "B", "C"];
+    let actors = prop::collection::vec((0usize..4, 0usize..4, 0usize..4, 0usize..5), 10);
+    let links = prop::collection::vec((0usize..10, 0usize..10, 0usize..LinkKind::ALL.len()), 0..30);
+    (actors, links).prop_map(move |(actors, links)| {
+        let industries = ["C2930", "C2910", "M7410", "J6201"];
+        let kinds = [
+            ActorKind::Firm,
+            ActorKind::CoreFirm,
+            ActorKind::Firm,
+            ActorKind::University,
+        ];
+        let mut changes: Vec<Change> = CLUSTERS.iter().map(|c| Change::UpsertCluster(cluster(c))).collect();
+        for (i, (industry, kind, first, second)) in actors.into_iter().enumerate() {
+            // first == 3: in no cluster; second < 3 (and not single): a second one.
+            let mut clusters: Vec<&str> = CLUSTERS.get(first).into_iter().copied().collect();
+            if !single && first < 3 && second < 3 && second != first {
+                clusters.push(CLUSTERS[second]);
+            }
+            changes.push(Change::UpsertActor(Actor {
+                kind: kinds[kind],
+                industry: industries[industry].into(),
+                ..actor(&format!("a{i}"), &clusters)
+            }));
+        }
+        for (s, t, kind) in links.into_iter().filter(|(s, t, _)| s != t) {
+            changes.push(Change::UpsertLink(link(
+                &format!("a{s}"),
+                &format!("a{t}"),
+                LinkKind::ALL[kind],
+            )));
+        }
+        changes
+    })
+}

@@ -25,7 +25,9 @@ use crate::{
     analysis::{
         algo::centrality::{pagerank, PageRankConfig},
         rank_order,
-        relations::fusion::IndustryLevel,
+        relations::crossing::capital_ties_by_other,
+        relations::fusion::{cross_industry_ties_by_other, IndustryLevel},
+        relations::overlap::member_jaccards,
         relations::substitution::{substitute_scores, SubstituteConfig},
         stages::stage::{assess, Stage},
         stages::stage_config::StageConfig,
@@ -200,7 +202,7 @@ impl Evaluator<'_> {
                     top,
                     top_k: self.rules.centrality_top_k,
                     components,
-                    overlaps: member_overlaps(network, cluster),
+                    overlaps: member_jaccards(network, cluster),
                 };
                 (cluster.clone(), state)
             })
@@ -523,7 +525,9 @@ impl Evaluator<'_> {
             (
                 AlertKind::FusionLinkAdded,
                 fusion,
-                TieCounts::new(fusion_ties_by_other),
+                TieCounts::new(|network, cluster| {
+                    cross_industry_ties_by_other(network, cluster, IndustryLevel::Division)
+                }),
                 "cross_industry_ties",
                 "cross-industry",
             ),
@@ -824,26 +828,6 @@ fn own_network(network: &Network, cluster: &Id, k: usize) -> (Ranked, Components
     (top, components)
 }
 
-/// Member Jaccard of a cluster with every cluster sharing a member.
-fn member_overlaps(network: &Network, cluster: &Id) -> Vec<(Id, f64)> {
-    let size = |c: &Id| network.members.get(c).map_or(0, |m| m.len());
-    let mut shared: BTreeMap<Id, usize> = BTreeMap::new();
-    for ix in network.member_indexes(cluster) {
-        let Some(actor) = network.actor(ix) else { continue };
-        for other in actor.cluster_ids.iter().filter(|c| *c != cluster) {
-            *shared.entry(other.clone()).or_default() += 1;
-        }
-    }
-    let mine = size(cluster);
-    shared
-        .into_iter()
-        .map(|(other, n)| {
-            let union = (mine + size(&other)).saturating_sub(n).max(1);
-            (other, n as f64 / union as f64)
-        })
-        .collect()
-}
-
 /// Tie counts from one cluster to every other, computed once per cluster
 /// and network (0: before, 1: after).
 struct TieCounts {
@@ -864,61 +848,6 @@ impl TieCounts {
         let by_other = self.memo.entry((which, a.clone())).or_insert_with(|| count(network, a));
         by_other.get(b).copied().unwrap_or(0)
     }
-}
-
-/// Ties from enterprise members of `cluster` to enterprises of another
-/// industry division, by the other end's cluster ("" for none; an end in
-/// `cluster` too is not counted).
-fn fusion_ties_by_other(network: &Network, cluster: &Id) -> HashMap<Id, u64> {
-    let mut out: HashMap<Id, u64> = HashMap::new();
-    let none = Id::from("");
-    for ix in network.member_indexes(cluster) {
-        let Some(member) = network.actor(ix).filter(|a| a.kind.is_enterprise()) else {
-            continue;
-        };
-        let Some(mine) = IndustryLevel::Division.key(&member.industry) else {
-            continue;
-        };
-        for key in network.incident(ix) {
-            let end = if key.source == ix { key.target } else { key.source };
-            let Some(end) = network.actor(end) else { continue };
-            let theirs = IndustryLevel::Division.key(&end.industry);
-            if !end.kind.is_enterprise()
-                || theirs.is_none()
-                || theirs == Some(mine)
-                || end.cluster_ids.contains(cluster)
-            {
-                continue;
-            }
-            if end.cluster_ids.is_empty() {
-                *out.entry(none.clone()).or_default() += 1;
-            }
-            for other in &end.cluster_ids {
-                *out.entry(other.clone()).or_default() += 1;
-            }
-        }
-    }
-    out
-}
-
-/// INVESTMENT and OWNERSHIP links between members of `cluster` and members
-/// of each other cluster, either way.
-fn capital_ties_by_other(network: &Network, cluster: &Id) -> HashMap<Id, u64> {
-    let mut out: HashMap<Id, u64> = HashMap::new();
-    for ix in network.member_indexes(cluster) {
-        for key in network.incident(ix) {
-            if !key.kind.is_capital() {
-                continue;
-            }
-            let end = if key.source == ix { key.target } else { key.source };
-            if let Some(end) = network.actor(end) {
-                for other in &end.cluster_ids {
-                    *out.entry(other.clone()).or_default() += 1;
-                }
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

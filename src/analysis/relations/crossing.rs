@@ -9,7 +9,7 @@
 //! domain.md). For a cluster: its cross-investment index, the share of its
 //! capital ties whose other end is in another cluster.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::{
     analysis::{Cancelled, Control},
@@ -185,6 +185,28 @@ pub fn crossings(network: &Network, filter: &GraphFilter, control: &Control) -> 
     })
 }
 
+/// INVESTMENT and OWNERSHIP links between members of `cluster` and members
+/// of each other cluster, either way: a pair's capital ties of
+/// [`crossings`] (both directions), from one cluster's members alone, so an
+/// incremental evaluation (the alerts) need not scan every link.
+pub fn capital_ties_by_other(network: &Network, cluster: &Id) -> HashMap<Id, u64> {
+    let mut out: HashMap<Id, u64> = HashMap::new();
+    for ix in network.member_indexes(cluster) {
+        for key in network.incident(ix) {
+            if !key.kind.is_capital() {
+                continue;
+            }
+            let end = if key.source == ix { key.target } else { key.source };
+            if let Some(end) = network.actor(end) {
+                for other in &end.cluster_ids {
+                    *out.entry(other.clone()).or_default() += 1;
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,5 +255,26 @@ mod tests {
         assert!((clusters[0].cross_investment_index - 2.0 / 3.0).abs() < 1e-12);
         assert_eq!(clusters[1].cross_investment_index, 1.0);
         assert_eq!((clusters[0].crossing_ties, clusters[1].crossing_ties), (3, 3));
+    }
+
+    proptest::proptest! {
+        /// The alerts' per-cluster capital ties are the pairs' capital ties
+        /// (each actor in one cluster at most, where "between A and B" is
+        /// unambiguous).
+        #[test]
+        fn capital_ties_by_other_are_the_pairs_capital_ties(
+            changes in crate::testing::arbitrary_clustered_network(true)
+        ) {
+            let network = crate::testing::network(changes);
+            let found = crossings(&network, &GraphFilter::default(), &Control::none()).unwrap();
+            for a in network.clusters.keys() {
+                let quick = capital_ties_by_other(&network, a);
+                for b in network.clusters.keys().filter(|b| *b != a) {
+                    let pair = found.pairs.iter().find(|p| (&p.a, &p.b) == (a, b) || (&p.a, &p.b) == (b, a));
+                    let expected = pair.map_or(0, |p| p.capital_a_to_b.count + p.capital_b_to_a.count);
+                    proptest::prop_assert_eq!(quick.get(b).copied().unwrap_or(0), expected, "{}-{}", a, b);
+                }
+            }
+        }
     }
 }

@@ -158,7 +158,15 @@ pub struct PairFusion {
     /// Of those, the ones valid from `since` on.
     pub new_fusion_links: u64,
     /// The industry pairs (ordered) of the cross-industry ties, most ties first.
-    pub industry_pairs: Vec<(String, String, u64)>,
+    pub industry_pairs: Vec<IndustryPair>,
+}
+
+/// Two industries (a < b) and the cross-industry ties between them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct IndustryPair {
+    pub a: String,
+    pub b: String,
+    pub ties: u64,
 }
 
 pub struct Fusion {
@@ -320,11 +328,11 @@ pub fn fusion_links(
         .into_values()
         .map(|(mut pair, industry_pairs)| {
             pair.fusion_index = pair.cross_industry_ties as f64 / pair.ties as f64;
-            let mut listed: Vec<(String, String, u64)> = industry_pairs
+            let mut listed: Vec<IndustryPair> = industry_pairs
                 .into_iter()
-                .map(|((a, b), count)| (a, b, count))
+                .map(|((a, b), ties)| IndustryPair { a, b, ties })
                 .collect();
-            listed.sort_by(|x, y| y.2.cmp(&x.2).then_with(|| (&x.0, &x.1).cmp(&(&y.0, &y.1))));
+            listed.sort_by(|x, y| y.ties.cmp(&x.ties).then_with(|| (&x.a, &x.b).cmp(&(&y.a, &y.b))));
             listed.truncate(INDUSTRY_PAIRS_LISTED);
             pair.industry_pairs = listed;
             pair
@@ -340,6 +348,44 @@ pub fn fusion_links(
         nodes: n,
         edges: graph.edge_count(),
     })
+}
+
+/// Ties from enterprise members of `cluster` to enterprises of another
+/// industry (at `level`), by the other end's cluster ("" for none; an end in
+/// `cluster` too is not counted): a cluster pair's `cross_industry_ties` of
+/// [`fusion_links`] (enterprises only, the whole network), from one
+/// cluster's members alone, so an incremental evaluation (the alerts) need
+/// not scan every link.
+pub fn cross_industry_ties_by_other(network: &Network, cluster: &Id, level: IndustryLevel) -> HashMap<Id, u64> {
+    let mut out: HashMap<Id, u64> = HashMap::new();
+    let none = Id::from("");
+    for ix in network.member_indexes(cluster) {
+        let Some(member) = network.actor(ix).filter(|a| a.kind.is_enterprise()) else {
+            continue;
+        };
+        let Some(mine) = level.key(&member.industry) else {
+            continue;
+        };
+        for key in network.incident(ix) {
+            let end = if key.source == ix { key.target } else { key.source };
+            let Some(end) = network.actor(end) else { continue };
+            let theirs = level.key(&end.industry);
+            if !end.kind.is_enterprise()
+                || theirs.is_none()
+                || theirs == Some(mine)
+                || end.cluster_ids.contains(cluster)
+            {
+                continue;
+            }
+            if end.cluster_ids.is_empty() {
+                *out.entry(none.clone()).or_default() += 1;
+            }
+            for other in &end.cluster_ids {
+                *out.entry(other.clone()).or_default() += 1;
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -422,7 +468,14 @@ mod tests {
         let a = by_pair[&("A", "A")];
         assert_eq!((a.ties, a.cross_industry_ties, a.fusion_links), (3, 2, 0));
         assert!((a.fusion_index - 2.0 / 3.0).abs() < 1e-12);
-        assert_eq!(a.industry_pairs, [("J62".to_string(), "M74".to_string(), 2)]);
+        assert_eq!(
+            a.industry_pairs,
+            [IndustryPair {
+                a: "J62".into(),
+                b: "M74".into(),
+                ties: 2
+            }]
+        );
         // Between A and B: the one bridge, cross-industry: 1.
         let ab = by_pair[&("A", "B")];
         assert_eq!((ab.ties, ab.cross_industry_ties, ab.fusion_links), (1, 1, 1));
@@ -455,5 +508,27 @@ mod tests {
         };
         let fusion = fusion_links(&two_triangles(), &GraphFilter::default(), &config, &Control::none()).unwrap();
         assert!(fusion.links.is_empty(), "the bridge dates from 2020");
+    }
+
+    proptest::proptest! {
+        /// The alerts' per-cluster cross-industry ties are the pairs'
+        /// cross_industry_ties (enterprises only, each actor in one cluster
+        /// at most).
+        #[test]
+        fn cross_industry_ties_by_other_are_the_pairs_cross_industry_ties(
+            changes in crate::testing::arbitrary_clustered_network(true)
+        ) {
+            let network = crate::testing::network(changes);
+            let config = FusionConfig { top_k: 0, ..FusionConfig::default() };
+            let fusion = fusion_links(&network, &GraphFilter::default(), &config, &Control::none()).unwrap();
+            for a in network.clusters.keys() {
+                let quick = cross_industry_ties_by_other(&network, a, IndustryLevel::Division);
+                for b in network.clusters.keys().filter(|b| *b != a) {
+                    let pair = fusion.pairs.iter().find(|p| (&p.a, &p.b) == (a, b) || (&p.a, &p.b) == (b, a));
+                    let expected = pair.map_or(0, |p| p.cross_industry_ties);
+                    proptest::prop_assert_eq!(quick.get(b).copied().unwrap_or(0), expected, "{}-{}", a, b);
+                }
+            }
+        }
     }
 }

@@ -57,7 +57,14 @@ pub struct Gap {
     pub lost: Vec<Id>,
     pub articulation_point: bool,
     /// The best substitute found, below the threshold, if any.
-    pub best_substitute: Option<(Id, f64)>,
+    pub best_substitute: Option<BestSubstitute>,
+}
+
+/// The best substitute of a gap, scoring below the threshold.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BestSubstitute {
+    pub id: Id,
+    pub score: f64,
 }
 
 /// The gaps among the actors of the filter's clusters (all actors when
@@ -148,11 +155,11 @@ pub fn substitution_gaps(
         let best = substitutes(network, filter, ix, &config.substitutes, control)?
             .into_iter()
             .next()
-            .map(|s| (s.id, s.score));
-        if best
-            .as_ref()
-            .is_some_and(|(_, score)| *score >= config.min_substitute_score)
-        {
+            .map(|s| BestSubstitute {
+                id: s.id,
+                score: s.score,
+            });
+        if best.as_ref().is_some_and(|b| b.score >= config.min_substitute_score) {
             continue;
         }
         let mut lost_ids: Vec<Id> = lost

@@ -190,6 +190,29 @@ pub fn profiles(network: &Network, filter: &GraphFilter, clusters: &[Id]) -> Pro
     }
 }
 
+/// The member Jaccard of `cluster` with every cluster sharing a member
+/// with it, on the whole network: the MEMBERS dimension of [`overlap`],
+/// from the cluster's own members alone, so an incremental evaluation (the
+/// alerts) need not build every profile.
+pub fn member_jaccards(network: &Network, cluster: &Id) -> Vec<(Id, f64)> {
+    let size = |c: &Id| network.members.get(c).map_or(0, |m| m.len());
+    let mut shared: BTreeMap<Id, usize> = BTreeMap::new();
+    for ix in network.member_indexes(cluster) {
+        let Some(actor) = network.actor(ix) else { continue };
+        for other in actor.cluster_ids.iter().filter(|c| *c != cluster) {
+            *shared.entry(other.clone()).or_default() += 1;
+        }
+    }
+    let mine = size(cluster);
+    shared
+        .into_iter()
+        .map(|(other, n)| {
+            let union = (mine + size(&other)).saturating_sub(n).max(1);
+            (other, n as f64 / union as f64)
+        })
+        .collect()
+}
+
 /// Overlap of two clusters on one dimension. Partners that are members of
 /// the other cluster are not external, so they are left out of both sides.
 pub fn overlap(a: &Profile, b: &Profile, dimension: Dimension) -> Measured {
@@ -424,6 +447,25 @@ mod tests {
 
     fn arbitrary_vector() -> impl Strategy<Value = Vector> {
         prop::collection::btree_map(0u32..6, 0.1f64..10.0, 0..6).prop_map(|m| m.into_iter().collect())
+    }
+
+    proptest! {
+        /// The alerts' per-cluster member Jaccard is the MEMBERS overlap.
+        #[test]
+        fn member_jaccards_are_the_members_overlap(
+            changes in crate::testing::arbitrary_clustered_network(false)
+        ) {
+            let network = crate::testing::network(changes);
+            let all = profiles(&network, &GraphFilter::default(), &[]);
+            for (a, pa) in &all.by_cluster {
+                let quick = member_jaccards(&network, a);
+                for (b, pb) in all.by_cluster.iter().filter(|(b, _)| *b != a) {
+                    let expected = overlap(pa, pb, Dimension::Members).jaccard;
+                    let got = quick.iter().find(|(c, _)| c == b).map_or(0.0, |(_, j)| *j);
+                    prop_assert!((got - expected).abs() < 1e-12, "{a}-{b}: {got} vs {expected}");
+                }
+            }
+        }
     }
 
     proptest! {

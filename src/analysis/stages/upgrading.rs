@@ -34,6 +34,14 @@ use crate::{
     network::{Ix, Network},
 };
 
+/// A segment and the members performing it at the two dates.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SegmentChange {
+    pub segment: Segment,
+    pub members_before: u64,
+    pub members_after: u64,
+}
+
 /// A member whose segments or industry changed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Move {
@@ -49,8 +57,8 @@ pub struct Functional {
     pub detected: bool,
     pub value_before: f64,
     pub value_after: f64,
-    /// (segment, members performing it before, after).
-    pub segments: Vec<(Segment, u64, u64)>,
+    /// Every segment performed at either date.
+    pub segments: Vec<SegmentChange>,
     pub moved: Vec<Move>,
     pub entered: u64,
     pub exited: u64,
@@ -185,8 +193,12 @@ pub fn upgrading(
         value_after,
         segments: Segment::ALL
             .iter()
-            .map(|s| (*s, mix_before[*s as usize] as u64, mix_after[*s as usize] as u64))
-            .filter(|(_, a, b)| a + b > 0)
+            .map(|s| SegmentChange {
+                segment: *s,
+                members_before: mix_before[*s as usize] as u64,
+                members_after: mix_after[*s as usize] as u64,
+            })
+            .filter(|c| c.members_before + c.members_after > 0)
             .collect(),
         moved: moves
             .iter()
@@ -380,8 +392,13 @@ mod tests {
         assert!((f.value_before - 0.2).abs() < 1e-12);
         assert!((f.value_after - 2.2 / 3.0).abs() < 1e-12);
         assert_eq!(f.moved.len(), 2);
-        assert!(f.segments.contains(&(Manufacturing, 3, 1)));
-        assert!(f.segments.contains(&(Design, 0, 2)));
+        let change = |segment, members_before, members_after| SegmentChange {
+            segment,
+            members_before,
+            members_after,
+        };
+        assert!(f.segments.contains(&change(Manufacturing, 3, 1)));
+        assert!(f.segments.contains(&change(Design, 0, 2)));
         // Revenue per employee of f1 and f2 doubled (5 → 10), f3 has no past
         // profile so it is unchanged: growths 0, 1, 1; median 1 ≥ 0.1.
         assert!(result.process.detected);

@@ -672,6 +672,119 @@ mod tests {
         testing::{detect_all, network},
     };
 
+    use crate::{
+        analysis::stages::stage_config::StageConfig,
+        model::{Actor, Change, Cluster, Link, Site},
+        testing::{actor, cluster, link},
+    };
+
+    /// Cluster K at two sites 95 km apart: designers e1 and e2 in the east,
+    /// sellers w1 and w2 in the west, a cooperation tie inside each place and
+    /// one between them (over `between`), and platform P (in no cluster)
+    /// tied to all four when `platform` is set.
+    fn two_parks(between: Channel, platform: bool) -> Vec<Change> {
+        let site = |id: &str, lon: f64| Site {
+            id: id.into(),
+            name: id.into(),
+            lat: 31.0,
+            lon,
+        };
+        let member = |id: &str, site: &str, segment: Segment| {
+            Change::UpsertActor(Actor {
+                segments: [segment].into_iter().collect(),
+                site_id: Some(site.into()),
+                ..actor(id, &["K"])
+            })
+        };
+        let tie = |a: &str, b: &str, channel| {
+            Change::UpsertLink(Link {
+                channel,
+                ..link(a, b, LinkKind::Cooperation)
+            })
+        };
+        let mut changes = vec![
+            Change::UpsertCluster(Cluster {
+                sites: vec![site("east", 121.0), site("west", 122.0)],
+                ..cluster("K")
+            }),
+            member("e1", "east", Segment::Design),
+            member("e2", "east", Segment::Design),
+            member("w1", "west", Segment::Sales),
+            member("w2", "west", Segment::Sales),
+            tie("e1", "e2", Channel::Physical),
+            tie("w1", "w2", Channel::Physical),
+            tie("e1", "w1", between),
+        ];
+        if platform {
+            changes.push(Change::UpsertActor(Actor {
+                kind: ActorKind::Platform,
+                ..actor("P", &[])
+            }));
+            for m in ["e1", "e2", "w1", "w2"] {
+                changes.push(Change::UpsertLink(link("P", m, LinkKind::Platform)));
+            }
+        }
+        changes
+    }
+
+    fn measured(changes: Vec<Change>) -> Pattern {
+        let network = network(changes);
+        measure_cluster(
+            &network,
+            &GraphFilter::default(),
+            &StageConfig::default(),
+            &"K".into(),
+            &Control::none(),
+        )
+        .unwrap()
+        .expect("K has members at places")
+    }
+
+    fn gate<'p>(pattern: &'p Pattern, name: &str) -> &'p Gate {
+        pattern.gates.iter().find(|g| g.name == name).unwrap()
+    }
+
+    #[test]
+    fn each_virtual_factor_on_five_actors_by_hand() {
+        let p = measured(two_parks(Channel::Virtual, true));
+        // Joining ties: e1-w1 and P's four, all online: share 1, saturated.
+        assert_eq!((p.joining_ties, p.virtual_joining_ties), (5, 5));
+        assert_eq!(p.factors.virtual_share, 1.0);
+        assert_eq!(p.platforms, [("P".into(), 4)]);
+        // Member ties m = 3 (platform left out), place volumes 3 and 3:
+        // expected between = (4·9 − 18) / 12 = 1.5; one tie between: 2/3.
+        assert_eq!(p.interaction.internal_ties, 3);
+        assert_eq!(p.interaction.between_places, 1);
+        assert!((p.interaction.expected_between_places - 1.5).abs() < 1e-12);
+        assert!((p.factors.interaction - 2.0 / 3.0).abs() < 1e-12);
+        // Design against Sales: cosine 0, distinctness 1.
+        assert_eq!(p.factors.distinctness, 1.0);
+        // Design and Sales of eight segments; Sales reaches final customers.
+        assert!(p.reaches_final_customers);
+        assert_eq!(p.factors.coverage, 0.25);
+        assert!((p.confidence - (2.0f64 / 3.0 * 0.25).powf(0.25)).abs() < 1e-12);
+        // A near miss: four members cannot show specialisation beyond chance
+        // (a third of the ways to deal them out are as distinct), and two
+        // segments are not half the chain. No pattern.
+        assert!(p.specialisation.p_value > 0.2, "{:?}", p.specialisation);
+        assert!(!gate(&p, "specialisation_p").met && !gate(&p, "coverage").met);
+        assert!(gate(&p, "joined").met && gate(&p, "virtual_share").met && gate(&p, "place_interaction").met);
+        assert!(!p.holds());
+        assert!(detect_all(&network(two_parks(Channel::Virtual, true)), &GraphFilter::default()).is_empty());
+    }
+
+    #[test]
+    fn places_tied_only_physically_and_joined_by_nothing_score_no_virtual_share() {
+        let p = measured(two_parks(Channel::Physical, false));
+        assert_eq!((p.joining_ties, p.virtual_joining_ties), (1, 0));
+        assert_eq!(p.factors.virtual_share, 0.0);
+        assert_eq!(p.confidence, 0.0, "a geometric mean: every factor is needed");
+        assert!(!gate(&p, "joined").met && !gate(&p, "virtual_share").met);
+        // The other factors do not depend on the channel.
+        assert!((p.factors.interaction - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(p.factors.distinctness, 1.0);
+    }
+
     #[test]
     fn the_three_changning_parks_are_one_pattern_on_the_demo() {
         let network = network(demo::demo_changes());

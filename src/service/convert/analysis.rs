@@ -243,8 +243,8 @@ pub fn gap_to_pb(g: &Gap) -> pb::SubstitutionGapRow {
         downstream_lost: g.downstream_lost as u64,
         lost: ids(&g.lost),
         articulation_point: g.articulation_point,
-        best_substitute_id: id_or_empty(g.best_substitute.as_ref().map(|(id, _)| id)),
-        best_substitute_score: g.best_substitute.as_ref().map_or(0.0, |(_, s)| *s),
+        best_substitute_id: id_or_empty(g.best_substitute.as_ref().map(|b| &b.id)),
+        best_substitute_score: g.best_substitute.as_ref().map_or(0.0, |b| b.score),
     }
 }
 
@@ -284,10 +284,10 @@ pub fn pair_fusion_to_pb(p: &PairFusion) -> pb::ClusterPairFusion {
         industry_pairs: p
             .industry_pairs
             .iter()
-            .map(|(a, b, ties)| pb::IndustryPairTies {
-                industry_a: a.clone(),
-                industry_b: b.clone(),
-                ties: *ties,
+            .map(|pair| pb::IndustryPairTies {
+                industry_a: pair.a.clone(),
+                industry_b: pair.b.clone(),
+                ties: pair.ties,
             })
             .collect(),
     }
@@ -343,10 +343,10 @@ pub fn upgrading_to_pb(cluster: &Id, from: Date, to: Date, u: &Upgrading) -> pb:
                 .functional
                 .segments
                 .iter()
-                .map(|(segment, before, after)| pb::SegmentChange {
-                    segment: wire(Segment::ALL, *segment),
-                    members_before: *before,
-                    members_after: *after,
+                .map(|c| pb::SegmentChange {
+                    segment: wire(Segment::ALL, c.segment),
+                    members_before: c.members_before,
+                    members_after: c.members_after,
                 })
                 .collect(),
             moved: u.functional.moved.iter().map(move_to_pb).collect(),
