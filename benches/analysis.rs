@@ -68,30 +68,9 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn generate(nodes: usize, per_node: usize, seed: u64, path: &str) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    // Every edge end, so a uniform pick from it is a pick by degree.
-    let mut ends: Vec<u32> = Vec::with_capacity(2 * nodes * per_node);
     let mut out = BufWriter::new(std::fs::File::create(path).unwrap());
-    // A small clique to start from.
-    for u in 0..=per_node as u32 {
-        for v in 0..u {
-            writeln!(out, "{u} {v}").unwrap();
-            ends.extend([u, v]);
-        }
-    }
-    let mut targets = Vec::with_capacity(per_node);
-    for u in (per_node + 1) as u32..nodes as u32 {
-        targets.clear();
-        while targets.len() < per_node {
-            let v = ends[rng.gen_range(0..ends.len())];
-            if !targets.contains(&v) {
-                targets.push(v);
-            }
-        }
-        for &v in &targets {
-            writeln!(out, "{u} {v}").unwrap();
-            ends.extend([u, v]);
-        }
+    for (u, v) in clusternet::synthetic::barabasi_albert(nodes, per_node, seed) {
+        writeln!(out, "{u} {v}").unwrap();
     }
     out.flush().unwrap();
 }

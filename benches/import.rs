@@ -9,10 +9,7 @@
 //! start it again on the same directory and time until health says SERVING.
 //! Prints the median and the spread of each figure.
 
-use std::{
-    process::{Child, Command},
-    time::{Duration, Instant},
-};
+use std::time::Instant;
 
 use clusternet::{
     model::Change,
@@ -22,52 +19,11 @@ use clusternet::{
     },
     synthetic::{generate, SyntheticConfig},
 };
-use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
 
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{env_or, free_port, start};
-
-/// Polls health until SERVING; returns how long that took.
-async fn wait_serving(port: u16, since: Instant) -> Duration {
-    loop {
-        let endpoint = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).expect("valid URL");
-        if let Ok(channel) = endpoint.connect().await {
-            let mut health = HealthClient::new(channel);
-            if let Ok(reply) = health.check(HealthCheckRequest::default()).await {
-                if reply.into_inner().status() == ServingStatus::Serving {
-                    return since.elapsed();
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// (VmHWM, VmRSS) of a process, in MiB.
-fn memory_mib(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
-fn terminate(mut child: Child) {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let _ = child.wait();
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
+use support::{env_or, free_port, median, memory_mib, start, terminate, wait_serving};
 
 fn summary(values: &mut [f64]) -> String {
     let m = median(values);

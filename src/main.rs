@@ -119,6 +119,10 @@ struct ServeArgs {
     /// not given.
     #[arg(long, env = "CLUSTERNET_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Analysis graphs kept for the latest revision, so analyses of one
+    /// snapshot share one projection (0 builds one per call).
+    #[arg(long, env = "CLUSTERNET_GRAPHS_KEPT", default_value_t = 4)]
+    graphs_kept: usize,
     /// Seconds an analysis waits for a client that stopped reading its
     /// stream before it is cancelled and its slot freed.
     #[arg(long, env = "CLUSTERNET_STALL_TIMEOUT", default_value_t = 30)]
@@ -370,6 +374,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
         max_subscribers: args.max_subscribers,
         metrics: metrics.clone(),
         stall_timeout: std::time::Duration::from_secs(args.stall_timeout.max(1)),
+        graphs_kept: args.graphs_kept,
         tokens,
         tls,
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),

@@ -46,6 +46,38 @@ impl Default for SyntheticConfig {
 
 const INDUSTRIES: [&str; 8] = ["C2910", "C2930", "C2610", "C2620", "M7410", "J6201", "M7310", "C1410"];
 
+/// A Barabási–Albert graph: a clique of `per_node + 1` nodes, then each new
+/// node u tied to `per_node` distinct earlier nodes picked by degree; edges
+/// as (u, earlier node). The graph of the side-by-side benchmarks with
+/// igraph (which reads the same edge list).
+pub fn barabasi_albert(nodes: usize, per_node: usize, seed: u64) -> Vec<(u32, u32)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut edges = Vec::with_capacity(nodes * per_node);
+    // Every edge end, so a uniform pick from it is a pick by degree.
+    let mut ends: Vec<u32> = Vec::with_capacity(2 * nodes * per_node);
+    for u in 0..=per_node as u32 {
+        for v in 0..u {
+            edges.push((u, v));
+            ends.extend([u, v]);
+        }
+    }
+    let mut targets = Vec::with_capacity(per_node);
+    for u in (per_node + 1) as u32..nodes as u32 {
+        targets.clear();
+        while targets.len() < per_node {
+            let v = ends[rng.gen_range(0..ends.len())];
+            if !targets.contains(&v) {
+                targets.push(v);
+            }
+        }
+        for &v in &targets {
+            edges.push((u, v));
+            ends.extend([u, v]);
+        }
+    }
+    edges
+}
+
 pub fn actor_id(index: usize) -> Id {
     Id::from(format!("actor-{index:07}"))
 }

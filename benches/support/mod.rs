@@ -4,7 +4,10 @@ use std::{
     net::TcpListener,
     path::Path,
     process::{Child, Command, Stdio},
+    time::{Duration, Instant},
 };
+
+use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_clusternet");
 
@@ -46,4 +49,48 @@ pub fn start_with(dir: &Path, port: u16, flags: &[&str]) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("the server starts")
+}
+
+/// Polls health until SERVING; returns how long that took.
+#[allow(dead_code)] // not every bench starts a server
+pub async fn wait_serving(port: u16, since: Instant) -> Duration {
+    loop {
+        let endpoint = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).expect("valid URL");
+        if let Ok(channel) = endpoint.connect().await {
+            let mut health = HealthClient::new(channel);
+            if let Ok(reply) = health.check(HealthCheckRequest::default()).await {
+                if reply.into_inner().status() == ServingStatus::Serving {
+                    return since.elapsed();
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// (VmHWM, VmRSS) of a process, in MiB.
+#[allow(dead_code)] // not every bench starts a server
+pub fn memory_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+#[allow(dead_code)] // not every bench starts a server
+pub fn terminate(mut child: Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
+
+#[allow(dead_code)] // not every bench starts a server
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }

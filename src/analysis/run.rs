@@ -16,20 +16,10 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    graph::{cluster_graph, firm_graph, AnalysisGraph, EdgeMode, GraphFilter, Layer},
+    graph::{AnalysisGraph, GraphFilter, GraphSpec},
     model::Id,
     network::Network,
 };
-
-/// What the graph of a job is built from.
-#[derive(Clone, Debug, PartialEq)]
-pub struct GraphSpec {
-    pub layer: Layer,
-    pub filter: GraphFilter,
-    /// Follow every link both ways (FIRM layer; the others are undirected).
-    pub undirected: bool,
-    pub weighted: bool,
-}
 
 /// How a run went, for the summary: the size of the graph it ran on, and
 /// how its iteration ended.
@@ -107,30 +97,42 @@ pub struct RankedRow {
     pub rank: u32,
 }
 
-pub fn build_graph(network: &Network, spec: &GraphSpec, control: &Control) -> AnalysisGraph {
+/// Builds a job's graph, reporting it as the first phase.
+pub fn build_graph(network: &Network, spec: &GraphSpec, control: &Control) -> Result<AnalysisGraph> {
     control.progress("build_graph", 0, 1);
-    match spec.layer {
-        Layer::Firm => firm_graph(
-            network,
-            &spec.filter,
-            EdgeMode {
-                undirected: spec.undirected,
-                weighted: spec.weighted,
-            },
-        ),
-        layer => cluster_graph(network, &spec.filter, layer, spec.weighted),
-    }
+    let graph = spec.build(network);
+    control.check()?;
+    Ok(graph)
 }
 
-/// Runs a centrality job: scores every node, ranks them, keeps the top k.
+/// Runs a centrality job: builds its graph, scores every node, ranks them,
+/// keeps the top k.
 pub fn run_centrality(
     network: &Network,
     job: &CentralityJob,
     control: &Control,
 ) -> Result<(Vec<RankedRow>, RunSummary)> {
     let started = Instant::now();
-    let graph = build_graph(network, &job.graph, control);
-    control.check()?;
+    let graph = build_graph(network, &job.graph, control)?;
+    let (rows, summary) = centrality_on(&graph, job, control)?;
+    Ok((
+        rows,
+        RunSummary {
+            elapsed: started.elapsed(),
+            ..summary
+        },
+    ))
+}
+
+/// Runs a centrality job on its graph, built already (or kept in a
+/// [`crate::graph::cache::GraphCache`]).
+pub fn centrality_on(
+    graph: &AnalysisGraph,
+    job: &CentralityJob,
+    control: &Control,
+) -> Result<(Vec<RankedRow>, RunSummary)> {
+    let started = Instant::now();
+    let graph = graph;
     let weighted = job.graph.weighted;
     let scores: Scores = match &job.measure {
         Measure::Degree { direction, normalized } => centrality::degree(&graph, *direction, weighted, *normalized),
@@ -221,15 +223,33 @@ pub struct CommunityRow {
     pub community: u32,
 }
 
-/// Runs a community job; rows come by community, then by node id.
+/// Runs a community job: builds its graph and partitions it; rows come by
+/// community, then by node id.
 pub fn run_communities(
     network: &Network,
     job: &CommunityJob,
     control: &Control,
 ) -> Result<(Vec<CommunityRow>, Partition, RunSummary)> {
     let started = Instant::now();
-    let graph = build_graph(network, &job.graph, control);
-    control.check()?;
+    let graph = build_graph(network, &job.graph, control)?;
+    let (rows, partition, summary) = communities_on(&graph, job, control)?;
+    Ok((
+        rows,
+        partition,
+        RunSummary {
+            elapsed: started.elapsed(),
+            ..summary
+        },
+    ))
+}
+
+/// Runs a community job on its graph, built already.
+pub fn communities_on(
+    graph: &AnalysisGraph,
+    job: &CommunityJob,
+    control: &Control,
+) -> Result<(Vec<CommunityRow>, Partition, RunSummary)> {
+    let started = Instant::now();
     let partition = match &job.algorithm {
         CommunityAlgorithm::Louvain(config) => community::louvain(&graph, config, control)?,
         CommunityAlgorithm::Leiden(config) => community::leiden(&graph, config, control)?,

@@ -24,7 +24,7 @@ use crate::{
         relations::gaps::substitution_gaps,
         relations::overlap::for_each_pair,
         relations::substitution::{cluster_substitutes, substitutes},
-        run::{run_centrality, run_communities, RunSummary},
+        run::{centrality_on, communities_on, RunSummary},
         stages::core_firms::core_firms,
         stages::stage::assess,
         stages::stage_config::StageConfig,
@@ -33,7 +33,7 @@ use crate::{
         Control,
     },
     error::Result,
-    graph::{inter_cluster, GraphFilter, Layer},
+    graph::{cache::GraphCache, inter_cluster, AnalysisGraph, GraphFilter, GraphSpec, Layer},
     store::{Snapshot, Store},
 };
 
@@ -42,6 +42,8 @@ pub struct AnalysisApi {
     runner: Runner,
     /// Weights, thresholds and smile curve of the stage analyses.
     stage_config: Arc<StageConfig>,
+    /// The graphs of the latest revision, shared by its analyses.
+    graphs: Arc<GraphCache>,
 }
 
 /// What an analysis call starts from: the snapshot it reads, taken when the
@@ -62,11 +64,13 @@ impl AnalysisApi {
         stall_timeout: Duration,
         shutdown: watch::Receiver<bool>,
         stage_config: StageConfig,
+        graphs_kept: usize,
     ) -> Self {
         AnalysisApi {
             store,
             runner: Runner::new(limits, metrics, stall_timeout, shutdown),
             stage_config: Arc::new(stage_config),
+            graphs: Arc::new(GraphCache::new(graphs_kept)),
         }
     }
 
@@ -97,6 +101,20 @@ impl AnalysisApi {
             .await?;
         Ok(Response::new(stream))
     }
+}
+
+/// The graph of `spec` on this snapshot: kept from an earlier analysis of
+/// the same revision, or built now (and kept).
+fn graph_of(
+    graphs: &GraphCache,
+    snapshot: &Snapshot,
+    spec: &GraphSpec,
+    control: &Control,
+) -> Result<Arc<AnalysisGraph>> {
+    control.progress("build_graph", 0, 1);
+    let graph = graphs.get_or_build(snapshot.revision, spec, || spec.build(&snapshot.network));
+    control.check()?;
+    Ok(graph)
 }
 
 /// The closing summary of a run on `layer`.
@@ -133,8 +151,14 @@ impl AnalysisService for AnalysisApi {
     ) -> Result<Response<Self::CentralityStream>, Status> {
         let (call, request) = self.open(request);
         let job = analysis_params::centrality_job(request, &call.snapshot.network)?;
+        let graphs = self.graphs.clone();
         self.run(call, "Centrality", job.workload(), move |snapshot, control, sink| {
-            let (rows, run) = run_centrality(&snapshot.network, &job, control)?;
+            let graph = graph_of(&graphs, snapshot, &job.graph, control)?;
+            let (rows, run) = centrality_on(&graph, &job, control)?;
+            let run = RunSummary {
+                elapsed: sink.started().elapsed(),
+                ..run
+            };
             sink.send_rows(rows.iter().map(centrality_row_to_pb), |rows| pb::CentralityRows {
                 rows,
             })?;
@@ -150,12 +174,18 @@ impl AnalysisService for AnalysisApi {
     ) -> Result<Response<Self::CommunitiesStream>, Status> {
         let (call, request) = self.open(request);
         let job = analysis_params::community_job(request, &call.snapshot.network)?;
+        let graphs = self.graphs.clone();
         self.run(
             call,
             "Communities",
             Workload::Communities,
             move |snapshot, control, sink| {
-                let (rows, partition, run) = run_communities(&snapshot.network, &job, control)?;
+                let graph = graph_of(&graphs, snapshot, &job.graph, control)?;
+                let (rows, partition, run) = communities_on(&graph, &job, control)?;
+                let run = RunSummary {
+                    elapsed: sink.started().elapsed(),
+                    ..run
+                };
                 sink.send_rows(rows.iter().map(community_row_to_pb), |rows| pb::CommunityRows { rows })?;
                 sink.send(pb::CommunitiesSummary {
                     analysis: Some(closing(snapshot, job.graph.layer, &run, sink)),

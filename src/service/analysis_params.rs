@@ -12,11 +12,11 @@ use crate::{
         relations::gaps::GapConfig,
         relations::overlap::{Dimension, OverlapJob, Pairs},
         relations::substitution::SubstituteConfig,
-        run::{CentralityJob, CommunityAlgorithm, CommunityJob, GraphSpec, Measure},
+        run::{CentralityJob, CommunityAlgorithm, CommunityJob, Measure},
         stages::stage_config::StageConfig,
     },
     error::{Error, Result},
-    graph::{GraphFilter, Layer},
+    graph::{GraphFilter, GraphSpec, Layer},
     model::{Channel, Date, Id},
     network::Network,
 };

@@ -51,6 +51,8 @@ pub struct ServerConfig {
     pub tls: Option<tonic::transport::ServerTlsConfig>,
     /// Weights, thresholds and smile curve of the stage analyses.
     pub stage: StageConfig,
+    /// Analysis graphs kept for the latest revision (`GraphCache`).
+    pub graphs_kept: usize,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +69,7 @@ impl Default for ServerConfig {
             tokens: None,
             tls: None,
             stage: StageConfig::default(),
+            graphs_kept: 4,
         }
     }
 }
@@ -114,6 +117,7 @@ pub async fn serve(
         config.stall_timeout,
         feeds_stop.clone(),
         config.stage,
+        config.graphs_kept,
     ))
     .max_encoding_message_size(config.max_message_bytes);
     let alert =

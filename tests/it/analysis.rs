@@ -1228,3 +1228,41 @@ async fn every_analysis_closes_with_a_summary_that_means_the_same() {
     }
     server.stop().await;
 }
+
+/// Analyses of one revision share one graph; a write makes the next one see
+/// the new network, never a graph kept from before it.
+#[tokio::test]
+async fn an_analysis_after_a_write_sees_the_write_and_repeats_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_demo(dir.path(), ServerConfig::default()).await;
+    let mut client = analysis(&server).await;
+    let degree_of = |rows: &[pb::CentralityRow], id: &str| rows.iter().find(|r| r.node_id == id).map(|r| r.value);
+    let request = || pb::CentralityRequest {
+        measure: pb::CentralityMeasure::Degree as i32,
+        ..Default::default()
+    };
+    let (first, s1) = centrality_rows(client.centrality(request()).await.unwrap().into_inner()).await;
+    let (again, s2) = centrality_rows(client.centrality(request()).await.unwrap().into_inner()).await;
+    assert_eq!(
+        (first.clone(), s1.revision),
+        (again, s2.revision),
+        "one revision, one answer"
+    );
+    let before = degree_of(&first, demo::FAW).unwrap();
+
+    server
+        .client()
+        .await
+        .apply_changes(batch(vec![upsert_link(link(
+            demo::FAW,
+            demo::KUNSHAN_GOVERNMENT,
+            pb::LinkKind::Cooperation,
+        ))]))
+        .await
+        .unwrap();
+    let (after, s3) = centrality_rows(client.centrality(request()).await.unwrap().into_inner()).await;
+    assert_eq!(s3.revision, s1.revision + 1);
+    // A cooperation tie is followed both ways: one more in, one more out.
+    assert_eq!(degree_of(&after, demo::FAW), Some(before + 2.0), "the new tie counts");
+    server.stop().await;
+}

@@ -21,6 +21,8 @@ use std::{
 
 use petgraph::{csr::Csr, Directed};
 
+pub mod cache;
+
 use crate::{
     model::{Actor, Channel, ClusterLinkKind, Date, Id, LinkKind},
     network::{EdgeKey, Ix, LinkData, Network},
@@ -91,6 +93,33 @@ impl GraphFilter {
     /// The actor at an index, if it exists and the filter keeps it.
     pub fn actor<'n>(&self, network: &'n Network, ix: Ix) -> Option<&'n Arc<Actor>> {
         network.actor(ix).filter(|a| self.keeps_actor(a))
+    }
+}
+
+/// What an analysis graph is built from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct GraphSpec {
+    pub layer: Layer,
+    pub filter: GraphFilter,
+    /// Follow every link both ways (FIRM layer; the others are undirected).
+    pub undirected: bool,
+    pub weighted: bool,
+}
+
+impl GraphSpec {
+    /// Projects the network into the graph this spec describes.
+    pub fn build(&self, network: &Network) -> AnalysisGraph {
+        match self.layer {
+            Layer::Firm => firm_graph(
+                network,
+                &self.filter,
+                EdgeMode {
+                    undirected: self.undirected,
+                    weighted: self.weighted,
+                },
+            ),
+            layer => cluster_graph(network, &self.filter, layer, self.weighted),
+        }
     }
 }
 

@@ -1,0 +1,291 @@
+//! National scale, end to end, beside igraph in the same run: a
+//! Barabási–Albert firm network (BENCH_NODES 1,000,000 actors, BENCH_PER_NODE
+//! 10 SUPPLY links each: 10M links) in BENCH_CLUSTERS 1,000 clusters, written
+//! as a CSV directory and loaded through `clusternet import` into the real
+//! server; then a separate client times the calls as a calling service sees
+//! them (connected and warm, each stream read to its end):
+//!
+//! * PageRank, top 10, directed, unweighted: the first call after the import
+//!   and BENCH_REPEATS (5) more;
+//! * Louvain (unweighted, the FIRM layer undirected) and betweenness from 256
+//!   pivots, BENCH_REPEATS_SLOW (3) times each;
+//! * a restart to SERVING, and the first PageRank after it;
+//!
+//! and python-igraph (when installed) on the same edge list, in process,
+//! graph loading excluded: PageRank (PRPACK), community_multilevel, and
+//! betweenness from 256 evenly spaced sources. RSS of the server after the
+//! import, during the analyses (peak) and after the restart.
+//!
+//!     cargo bench --bench national
+//!     BENCH_NODES=100000 cargo bench --bench national     # a tenth of it
+
+use std::{
+    io::{BufWriter, Write},
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use clusternet::{
+    import::write_dir,
+    model::{Actor, ActorKind, Change, Channel, Cluster, Id, Link, LinkKind, SegmentSet, Site, Validity},
+    service::pb::{self, analysis_service_client::AnalysisServiceClient},
+    synthetic::barabasi_albert,
+};
+use tonic::transport::Channel as GrpcChannel;
+
+#[path = "support/mod.rs"]
+mod support;
+
+use support::{env_or, free_port, median, memory_mib, start, terminate, wait_serving, BIN};
+
+const IGRAPH: &str = r#"
+import json, sys, time
+import igraph as ig
+path, repeats = sys.argv[1], int(sys.argv[2])
+out = {"version": ig.__version__}
+g = ig.Graph.Read_Edgelist(path, directed=True)
+def timed(f, n):
+    times = []
+    for _ in range(n):
+        t = time.perf_counter(); f(); times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+out["pagerank"] = timed(lambda: g.pagerank(directed=True, damping=0.85), repeats)
+u = g.as_undirected(mode="collapse")
+out["louvain"] = timed(lambda: u.community_multilevel(), max(1, repeats // 2))
+n = u.vcount()
+pivots = list(range(0, n, n // 256))[:256]
+out["betweenness256"] = timed(lambda: u.betweenness(directed=False, sources=pivots), max(1, repeats // 2))
+print(json.dumps(out))
+"#;
+
+/// The network as clusternet changes: actor i in cluster i·clusters/n, each
+/// BA edge (u, v) a SUPPLY link u → v.
+fn changes(nodes: usize, clusters: usize, edges: &[(u32, u32)]) -> Vec<Change> {
+    let cluster_id = |c: usize| Id::from(format!("cluster-{c:04}"));
+    let actor_id = |a: u32| Id::from(format!("a{a}"));
+    let mut out = Vec::with_capacity(clusters + nodes + edges.len());
+    for c in 0..clusters {
+        out.push(Change::UpsertCluster(Cluster {
+            id: cluster_id(c),
+            name: format!("Cluster {c}"),
+            region: format!("Region {}", c % 30),
+            country: Some("CN".parse().expect("valid")),
+            industry: "C2930".into(),
+            sites: vec![Site {
+                id: Id::from(format!("site-{c:04}")),
+                name: format!("Park {c}"),
+                lat: 30.0 + (c % 100) as f64 * 0.1,
+                lon: 110.0 + (c / 100) as f64 * 0.1,
+            }],
+        }));
+    }
+    for a in 0..nodes {
+        let c = a * clusters / nodes;
+        out.push(Change::UpsertActor(Actor {
+            id: actor_id(a as u32),
+            name: format!("Firm {a}"),
+            kind: ActorKind::Firm,
+            industry: "C2930".into(),
+            segments: SegmentSet::default(),
+            cluster_ids: vec![cluster_id(c)],
+            site_id: Some(Id::from(format!("site-{c:04}"))),
+            country: Some("CN".parse().expect("valid")),
+            employees: None,
+            revenue: None,
+            validity: Validity::default(),
+        }));
+    }
+    for &(u, v) in edges {
+        out.push(Change::UpsertLink(Link {
+            source: actor_id(u),
+            target: actor_id(v),
+            kind: LinkKind::Supply,
+            channel: Channel::Physical,
+            weight: 1.0,
+            validity: Validity::default(),
+        }));
+    }
+    out
+}
+
+/// Seconds until the stream of one analysis call ends.
+async fn timed<T>(
+    call: impl std::future::Future<Output = Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>>,
+) -> f64 {
+    let started = Instant::now();
+    let mut stream = call.await.expect("the analysis starts").into_inner();
+    while stream.message().await.expect("the analysis runs to its end").is_some() {}
+    started.elapsed().as_secs_f64()
+}
+
+fn pagerank() -> pb::CentralityRequest {
+    pb::CentralityRequest {
+        measure: pb::CentralityMeasure::Pagerank as i32,
+        top_k: 10,
+        ..Default::default()
+    }
+}
+
+fn louvain() -> pb::CommunitiesRequest {
+    pb::CommunitiesRequest {
+        algorithm: pb::CommunityAlgorithm::Louvain as i32,
+        seed: 1,
+        ..Default::default()
+    }
+}
+
+fn betweenness256() -> pb::CentralityRequest {
+    pb::CentralityRequest {
+        measure: pb::CentralityMeasure::Betweenness as i32,
+        undirected: true,
+        betweenness: Some(pb::BetweennessParams {
+            samples: 256,
+            seed: 1,
+            ..Default::default()
+        }),
+        top_k: 10,
+        ..Default::default()
+    }
+}
+
+async fn client(port: u16) -> AnalysisServiceClient<GrpcChannel> {
+    let channel = GrpcChannel::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("valid URL")
+        .timeout(Duration::from_secs(3600))
+        .connect()
+        .await
+        .expect("the server is up");
+    AnalysisServiceClient::new(channel).max_decoding_message_size(64 << 20)
+}
+
+fn igraph(edge_file: &Path, repeats: usize) -> Option<serde_json::Value> {
+    let out = Command::new("python3")
+        .args(["-c", IGRAPH])
+        .arg(edge_file)
+        .arg(repeats.to_string())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "igraph skipped: {}",
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+        );
+        return None;
+    }
+    serde_json::from_slice(String::from_utf8_lossy(&out.stdout).trim().lines().last()?.as_bytes()).ok()
+}
+
+#[tokio::main]
+async fn main() {
+    let nodes = env_or("BENCH_NODES", 1_000_000);
+    let per_node = env_or("BENCH_PER_NODE", 10);
+    let clusters = env_or("BENCH_CLUSTERS", 1_000);
+    let repeats = env_or("BENCH_REPEATS", 5);
+    let slow_repeats = env_or("BENCH_REPEATS_SLOW", 3);
+    let work = tempfile::tempdir().unwrap();
+    let (csv, data, edge_file) = (
+        work.path().join("csv"),
+        work.path().join("data"),
+        work.path().join("edges.txt"),
+    );
+
+    eprintln!("generating a BA network: {nodes} actors, {per_node} links each, {clusters} clusters");
+    let edges = barabasi_albert(nodes, per_node, 7);
+    {
+        let mut out = BufWriter::new(std::fs::File::create(&edge_file).unwrap());
+        for (u, v) in &edges {
+            writeln!(out, "{u} {v}").unwrap();
+        }
+        out.flush().unwrap();
+    }
+    std::fs::create_dir_all(&csv).unwrap();
+    write_dir(&csv, &changes(nodes, clusters, &edges)).unwrap();
+    let links = edges.len();
+    drop(edges);
+
+    let port = free_port();
+    let server = start(&data, port);
+    wait_serving(port, Instant::now()).await;
+    eprintln!("importing {links} links through `clusternet import`");
+    let started = Instant::now();
+    let status = Command::new(BIN)
+        .args(["import", "--server", &format!("http://127.0.0.1:{port}")])
+        .arg(&csv)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the import succeeds");
+    let import_seconds = started.elapsed().as_secs_f64();
+    let (_, rss_after_import) = memory_mib(server.id());
+
+    let mut analysis = client(port).await;
+    let first_pagerank = timed(analysis.centrality(pagerank())).await;
+    let mut pageranks: Vec<f64> = Vec::new();
+    for _ in 0..repeats {
+        pageranks.push(timed(analysis.centrality(pagerank())).await);
+    }
+    let mut louvains: Vec<f64> = Vec::new();
+    let mut betweennesses: Vec<f64> = Vec::new();
+    for _ in 0..slow_repeats {
+        louvains.push(timed(analysis.communities(louvain())).await);
+        betweennesses.push(timed(analysis.centrality(betweenness256())).await);
+    }
+    let (peak_analyses, rss_after_analyses) = memory_mib(server.id());
+    terminate(server);
+
+    let started = Instant::now();
+    let server = start(&data, port);
+    let restart_seconds = wait_serving(port, started).await.as_secs_f64();
+    let (_, rss_after_restart) = memory_mib(server.id());
+    let mut analysis = client(port).await;
+    let pagerank_after_restart = timed(analysis.centrality(pagerank())).await;
+    terminate(server);
+
+    eprintln!("python-igraph on the same edges");
+    let theirs = igraph(&edge_file, repeats);
+    let their = |key: &str| theirs.as_ref().and_then(|t| t[key].as_f64());
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "\nnational scale: BA {nodes} actors / {links} SUPPLY links, {clusters} clusters; {cpus} CPUs; igraph {}",
+        theirs
+            .as_ref()
+            .map_or("not installed".into(), |t| t["version"].to_string())
+    );
+    println!("\n| figure | clusternet over gRPC | igraph in process | igraph / clusternet |\n|---|---|---|---|");
+    let row = |name: &str, ours: f64, theirs: Option<f64>| {
+        let (t, ratio) = theirs.map_or(("—".to_string(), "—".to_string()), |t| {
+            (format!("{t:.2} s"), format!("{:.2}", t / ours))
+        });
+        println!("| {name} | {ours:.2} s | {t} | {ratio} |");
+    };
+    row(
+        "PageRank top 10, first call after the import",
+        first_pagerank,
+        their("pagerank"),
+    );
+    row(
+        &format!("PageRank top 10, warm (median of {repeats})"),
+        median(&mut pageranks),
+        their("pagerank"),
+    );
+    row(
+        "PageRank top 10, first call after a restart",
+        pagerank_after_restart,
+        their("pagerank"),
+    );
+    row(
+        &format!("Louvain (median of {slow_repeats})"),
+        median(&mut louvains),
+        their("louvain"),
+    );
+    row(
+        &format!("betweenness, 256 pivots (median of {slow_repeats})"),
+        median(&mut betweennesses),
+        their("betweenness256"),
+    );
+    println!(
+        "\n| figure | value |\n|---|---|\n| `clusternet import` (CSV) | {import_seconds:.1} s, {:.0} links/s |\n| RSS after the import | {rss_after_import:.0} MiB |\n| RSS after the analyses (peak during them) | {rss_after_analyses:.0} MiB ({peak_analyses:.0} MiB) |\n| restart to SERVING | {restart_seconds:.1} s |\n| RSS after the restart | {rss_after_restart:.0} MiB |",
+        links as f64 / import_seconds
+    );
+}
