@@ -132,10 +132,9 @@ pub fn centrality_on(
     control: &Control,
 ) -> Result<(Vec<RankedRow>, RunSummary)> {
     let started = Instant::now();
-    let graph = graph;
     let weighted = job.graph.weighted;
     let scores: Scores = match &job.measure {
-        Measure::Degree { direction, normalized } => centrality::degree(&graph, *direction, weighted, *normalized),
+        Measure::Degree { direction, normalized } => centrality::degree(graph, *direction, weighted, *normalized),
         Measure::PageRank(config) => {
             let mut config = PageRankConfig {
                 weighted,
@@ -154,25 +153,25 @@ pub fn centrality_on(
                 }
                 config.personalization = Some(jump);
             }
-            centrality::pagerank(&graph, &config, control)?
+            centrality::pagerank(graph, &config, control)?
         }
         Measure::Betweenness(config) => {
             let config = BetweennessConfig {
                 weighted,
                 ..config.clone()
             };
-            centrality::betweenness(&graph, &config, control)?
+            centrality::betweenness(graph, &config, control)?
         }
-        Measure::Closeness => centrality::closeness(&graph, weighted, control)?,
-        Measure::Harmonic => centrality::harmonic(&graph, weighted, control)?,
+        Measure::Closeness => centrality::closeness(graph, weighted, control)?,
+        Measure::Harmonic => centrality::harmonic(graph, weighted, control)?,
         Measure::Eigenvector(config) => {
             let config = EigenvectorConfig {
                 weighted,
                 ..config.clone()
             };
-            centrality::eigenvector(&graph, &config, control)?
+            centrality::eigenvector(graph, &config, control)?
         }
-        Measure::KCore => centrality::k_core(&graph),
+        Measure::KCore => centrality::k_core(graph),
     };
     let order = rank_order(&scores.values, &graph.ids, !job.ascending);
     let keep = if job.top_k == 0 {
@@ -251,11 +250,11 @@ pub fn communities_on(
 ) -> Result<(Vec<CommunityRow>, Partition, RunSummary)> {
     let started = Instant::now();
     let partition = match &job.algorithm {
-        CommunityAlgorithm::Louvain(config) => community::louvain(&graph, config, control)?,
-        CommunityAlgorithm::Leiden(config) => community::leiden(&graph, config, control)?,
-        CommunityAlgorithm::LabelPropagation(config) => community::label_propagation(&graph, config, control)?,
-        CommunityAlgorithm::ConnectedComponents => community::connected_components(&graph),
-        CommunityAlgorithm::StronglyConnectedComponents => community::strongly_connected_components(&graph),
+        CommunityAlgorithm::Louvain(config) => community::louvain(graph, config, control)?,
+        CommunityAlgorithm::Leiden(config) => community::leiden(graph, config, control)?,
+        CommunityAlgorithm::LabelPropagation(config) => community::label_propagation(graph, config, control)?,
+        CommunityAlgorithm::ConnectedComponents => community::connected_components(graph),
+        CommunityAlgorithm::StronglyConnectedComponents => community::strongly_connected_components(graph),
     };
     let mut order: Vec<usize> = (0..graph.node_count()).collect();
     order.sort_by(|&a, &b| {
