@@ -40,7 +40,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Runs the gRPC server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Loads a directory of CSV files into a running server.
     Import(ImportArgs),
     /// Writes the demo networks as a CSV directory (the import format).
@@ -214,7 +214,7 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<(), String> {
     match command {
-        Command::Serve(args) => run_server(args).await,
+        Command::Serve(args) => run_server(*args).await,
         Command::Import(args) => run_import(args).await,
         Command::DemoCsv { dir } => import::write_dir(&dir, &demo::demo_changes())
             .map_err(|e| format!("error: cannot write {}: {e}", dir.display())),
