@@ -376,9 +376,10 @@ fn alert_round(clusters: usize, actors: usize, links: usize) {
         rules: &rules,
         revision: 1,
         now_unix_ms: 0,
+        stop: &std::sync::atomic::AtomicBool::new(false),
     };
     let started = Instant::now();
-    let kept: std::collections::HashMap<Id, _> = evaluator.baseline(&network).into_iter().collect();
+    let kept: std::collections::HashMap<Id, _> = evaluator.baseline(&network).unwrap().into_iter().collect();
     let baseline_seconds = started.elapsed().as_secs_f64();
     let block = (actors * 9 / 10 / clusters).max(1);
     let mut rounds_ms = Vec::new();
@@ -411,7 +412,9 @@ fn alert_round(clusters: usize, actors: usize, links: usize) {
         let mut after = network.clone();
         after.apply(&changes).unwrap();
         let started = Instant::now();
-        let outcome = evaluator.evaluate(Some(&network), &after, changes.iter(), &kept);
+        let outcome = evaluator
+            .evaluate(Some(&network), &after, changes.iter(), &kept)
+            .unwrap();
         rounds_ms.push(started.elapsed().as_secs_f64() * 1000.0);
         alerts += outcome.alerts.len();
     }

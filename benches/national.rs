@@ -8,7 +8,8 @@
 //! * PageRank, top 10, directed, unweighted: the first call after the import
 //!   and BENCH_REPEATS (5) more;
 //! * Louvain (unweighted, the FIRM layer undirected) and betweenness from 256
-//!   pivots, BENCH_REPEATS_SLOW (3) times each;
+//!   pivots, BENCH_REPEATS_SLOW (1) times each (igraph: once; its Louvain
+//!   takes minutes here);
 //! * a restart to SERVING, and the first PageRank after it;
 //!
 //! and python-igraph (when installed) on the same edge list, in process,
@@ -18,6 +19,9 @@
 //!
 //!     cargo bench --bench national
 //!     BENCH_NODES=100000 cargo bench --bench national     # a tenth of it
+//!     BENCH_SLOW=0 cargo bench --bench national           # no Louvain, no betweenness
+//!     BENCH_ALERTS=0 cargo bench --bench national         # the server without alerts
+//!     BENCH_DIR=/tmp/national cargo bench --bench national  # keep the CSV and the data directory
 
 use std::{
     io::{BufWriter, Write},
@@ -37,12 +41,12 @@ use tonic::transport::Channel as GrpcChannel;
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{env_or, free_port, median, memory_mib, start, terminate, wait_serving, BIN};
+use support::{env_or, free_port, median, memory_mib, start_with, terminate, wait_serving, BIN};
 
 const IGRAPH: &str = r#"
 import json, sys, time
 import igraph as ig
-path, repeats = sys.argv[1], int(sys.argv[2])
+path, repeats, slow = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "true"
 out = {"version": ig.__version__}
 g = ig.Graph.Read_Edgelist(path, directed=True)
 def timed(f, n):
@@ -51,11 +55,13 @@ def timed(f, n):
         t = time.perf_counter(); f(); times.append(time.perf_counter() - t)
     return sorted(times)[len(times) // 2]
 out["pagerank"] = timed(lambda: g.pagerank(directed=True, damping=0.85), repeats)
+if not slow:
+    print(json.dumps(out)); sys.exit()
 u = g.as_undirected(mode="collapse")
-out["louvain"] = timed(lambda: u.community_multilevel(), max(1, repeats // 2))
+out["louvain"] = timed(lambda: u.community_multilevel(), 1)
 n = u.vcount()
 pivots = list(range(0, n, n // 256))[:256]
-out["betweenness256"] = timed(lambda: u.betweenness(directed=False, sources=pivots), max(1, repeats // 2))
+out["betweenness256"] = timed(lambda: u.betweenness(directed=False, sources=pivots), 1)
 print(json.dumps(out))
 "#;
 
@@ -109,14 +115,17 @@ fn changes(nodes: usize, clusters: usize, edges: &[(u32, u32)]) -> Vec<Change> {
     out
 }
 
-/// Seconds until the stream of one analysis call ends.
+/// Seconds until the stream of one analysis call ends (printed as it goes).
 async fn timed<T>(
+    what: &str,
     call: impl std::future::Future<Output = Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>>,
 ) -> f64 {
     let started = Instant::now();
     let mut stream = call.await.expect("the analysis starts").into_inner();
     while stream.message().await.expect("the analysis runs to its end").is_some() {}
-    started.elapsed().as_secs_f64()
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!("{what}: {seconds:.2} s");
+    seconds
 }
 
 fn pagerank() -> pb::CentralityRequest {
@@ -159,11 +168,12 @@ async fn client(port: u16) -> AnalysisServiceClient<GrpcChannel> {
     AnalysisServiceClient::new(channel).max_decoding_message_size(64 << 20)
 }
 
-fn igraph(edge_file: &Path, repeats: usize) -> Option<serde_json::Value> {
+fn igraph(edge_file: &Path, repeats: usize, slow: bool) -> Option<serde_json::Value> {
     let out = Command::new("python3")
         .args(["-c", IGRAPH])
         .arg(edge_file)
         .arg(repeats.to_string())
+        .arg(slow.to_string())
         .output()
         .ok()?;
     if !out.status.success() {
@@ -182,13 +192,19 @@ async fn main() {
     let per_node = env_or("BENCH_PER_NODE", 10);
     let clusters = env_or("BENCH_CLUSTERS", 1_000);
     let repeats = env_or("BENCH_REPEATS", 5);
-    let slow_repeats = env_or("BENCH_REPEATS_SLOW", 3);
+    let slow_repeats = if env_or("BENCH_SLOW", 1) == 0 {
+        0
+    } else {
+        env_or("BENCH_REPEATS_SLOW", 1)
+    };
+    let flags: Vec<&str> = if env_or("BENCH_ALERTS", 1) == 0 {
+        vec!["--no-alerts"]
+    } else {
+        vec![]
+    };
     let work = tempfile::tempdir().unwrap();
-    let (csv, data, edge_file) = (
-        work.path().join("csv"),
-        work.path().join("data"),
-        work.path().join("edges.txt"),
-    );
+    let root = std::env::var("BENCH_DIR").map_or(work.path().to_path_buf(), std::path::PathBuf::from);
+    let (csv, data, edge_file) = (root.join("csv"), root.join("data"), root.join("edges.txt"));
 
     eprintln!("generating a BA network: {nodes} actors, {per_node} links each, {clusters} clusters");
     let edges = barabasi_albert(nodes, per_node, 7);
@@ -205,7 +221,7 @@ async fn main() {
     drop(edges);
 
     let port = free_port();
-    let server = start(&data, port);
+    let server = start_with(&data, port, &flags);
     wait_serving(port, Instant::now()).await;
     eprintln!("importing {links} links through `clusternet import`");
     let started = Instant::now();
@@ -218,36 +234,42 @@ async fn main() {
     assert!(status.success(), "the import succeeds");
     let import_seconds = started.elapsed().as_secs_f64();
     let (_, rss_after_import) = memory_mib(server.id());
+    eprintln!(
+        "import: {import_seconds:.1} s ({:.0} links/s), RSS {rss_after_import:.0} MiB",
+        links as f64 / import_seconds
+    );
 
     let mut analysis = client(port).await;
-    let first_pagerank = timed(analysis.centrality(pagerank())).await;
+    let first_pagerank = timed("PageRank, first", analysis.centrality(pagerank())).await;
     let mut pageranks: Vec<f64> = Vec::new();
     for _ in 0..repeats {
-        pageranks.push(timed(analysis.centrality(pagerank())).await);
+        pageranks.push(timed("PageRank, warm", analysis.centrality(pagerank())).await);
     }
     let mut louvains: Vec<f64> = Vec::new();
     let mut betweennesses: Vec<f64> = Vec::new();
     for _ in 0..slow_repeats {
-        louvains.push(timed(analysis.communities(louvain())).await);
-        betweennesses.push(timed(analysis.centrality(betweenness256())).await);
+        betweennesses.push(timed("betweenness 256", analysis.centrality(betweenness256())).await);
+        louvains.push(timed("Louvain", analysis.communities(louvain())).await);
     }
     let (peak_analyses, rss_after_analyses) = memory_mib(server.id());
     terminate(server);
 
     let started = Instant::now();
-    let server = start(&data, port);
+    let server = start_with(&data, port, &flags);
     let restart_seconds = wait_serving(port, started).await.as_secs_f64();
     let (_, rss_after_restart) = memory_mib(server.id());
+    eprintln!("restart: {restart_seconds:.1} s, RSS {rss_after_restart:.0} MiB");
     let mut analysis = client(port).await;
-    let pagerank_after_restart = timed(analysis.centrality(pagerank())).await;
+    let pagerank_after_restart = timed("PageRank after the restart", analysis.centrality(pagerank())).await;
     terminate(server);
 
     eprintln!("python-igraph on the same edges");
-    let theirs = igraph(&edge_file, repeats);
+    let theirs = igraph(&edge_file, repeats, slow_repeats > 0);
     let their = |key: &str| theirs.as_ref().and_then(|t| t[key].as_f64());
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "\nnational scale: BA {nodes} actors / {links} SUPPLY links, {clusters} clusters; {cpus} CPUs; igraph {}",
+        "\nnational scale: BA {nodes} actors / {links} SUPPLY links, {clusters} clusters; {cpus} CPUs; alerts {}; igraph {}",
+        if flags.is_empty() { "on" } else { "off" },
         theirs
             .as_ref()
             .map_or("not installed".into(), |t| t["version"].to_string())
@@ -274,16 +296,18 @@ async fn main() {
         pagerank_after_restart,
         their("pagerank"),
     );
-    row(
-        &format!("Louvain (median of {slow_repeats})"),
-        median(&mut louvains),
-        their("louvain"),
-    );
-    row(
-        &format!("betweenness, 256 pivots (median of {slow_repeats})"),
-        median(&mut betweennesses),
-        their("betweenness256"),
-    );
+    if slow_repeats > 0 {
+        row(
+            &format!("Louvain (median of {slow_repeats})"),
+            median(&mut louvains),
+            their("louvain"),
+        );
+        row(
+            &format!("betweenness, 256 pivots (median of {slow_repeats})"),
+            median(&mut betweennesses),
+            their("betweenness256"),
+        );
+    }
     println!(
         "\n| figure | value |\n|---|---|\n| `clusternet import` (CSV) | {import_seconds:.1} s, {:.0} links/s |\n| RSS after the import | {rss_after_import:.0} MiB |\n| RSS after the analyses (peak during them) | {rss_after_analyses:.0} MiB ({peak_analyses:.0} MiB) |\n| restart to SERVING | {restart_seconds:.1} s |\n| RSS after the restart | {rss_after_restart:.0} MiB |",
         links as f64 / import_seconds

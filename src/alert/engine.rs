@@ -20,7 +20,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     thread,
@@ -75,6 +75,9 @@ pub struct AlertEngine {
     evaluated: AtomicU64,
     live: broadcast::Sender<Arc<Raised>>,
     stop: watch::Sender<bool>,
+    /// The same signal for the round under way, which checks it between
+    /// clusters (a round over a large burst takes seconds).
+    stopping: Arc<AtomicBool>,
     thread: std::sync::Mutex<Option<thread::JoinHandle<()>>>,
 }
 
@@ -91,6 +94,7 @@ impl AlertEngine {
             evaluated: AtomicU64::new(loaded.evaluated.unwrap_or(0)),
             live,
             stop,
+            stopping: Arc::new(AtomicBool::new(false)),
             thread: std::sync::Mutex::new(None),
         });
         // Subscribed before anything is read, so no batch falls in between.
@@ -102,6 +106,7 @@ impl AlertEngine {
             evaluated: loaded.evaluated,
             states: loaded.states,
             before: None,
+            stopping: engine.stopping.clone(),
         };
         let handle = thread::Builder::new()
             .name("clusternet-alerts".into())
@@ -145,10 +150,11 @@ impl AlertEngine {
         Ok(rules)
     }
 
-    /// Stops the thread once the round under way (if any) is stored; the
-    /// batches not yet evaluated are evaluated at the next start, from the
-    /// log. Idempotent.
+    /// Stops the thread: the round under way stops between clusters,
+    /// unstored; the batches not yet evaluated are evaluated at the next
+    /// start, from the log. Idempotent.
     pub fn close(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
         let _ = self.stop.send(true);
         let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(handle) = handle {
@@ -161,6 +167,7 @@ impl AlertEngine {
 
 impl Drop for AlertEngine {
     fn drop(&mut self) {
+        self.stopping.store(true, Ordering::Relaxed);
         let _ = self.stop.send(true);
     }
 }
@@ -174,6 +181,8 @@ struct Worker {
     states: HashMap<Id, ClusterState>,
     /// The network as of `evaluated`, when known (not after a restart).
     before: Option<Arc<Snapshot>>,
+    /// Set at shutdown; the round under way checks it between clusters.
+    stopping: Arc<AtomicBool>,
 }
 
 impl Worker {
@@ -243,8 +252,12 @@ impl Worker {
                     rules: &rules,
                     revision: now.revision,
                     now_unix_ms: unix_ms(),
+                    stop: &self.stopping,
                 };
-                let baseline = evaluator.baseline(&now.network);
+                let Ok(baseline) = evaluator.baseline(&now.network) else {
+                    tracing::info!("alert baseline stopped by the shutdown");
+                    return;
+                };
                 let states: Vec<(Id, Option<ClusterState>)> = baseline.into_iter().map(|(c, s)| (c, Some(s))).collect();
                 match self.engine.log.commit(now.revision, &[], &states) {
                     Ok(()) => {
@@ -334,14 +347,20 @@ impl Worker {
             rules: &rules,
             revision: next.revision,
             now_unix_ms: unix_ms(),
+            stop: &self.stopping,
         };
         let changes = batches.iter().flat_map(|b| b.changes.iter());
-        let outcome = evaluator.evaluate(
+        let Ok(outcome) = evaluator.evaluate(
             before.as_deref().map(|s| &s.network),
             &next.network,
             changes,
             &self.states,
-        );
+        ) else {
+            // Stopped by the shutdown: nothing stored, the next start
+            // evaluates these batches from the log.
+            tracing::info!(revision = next.revision, "alert round stopped by the shutdown");
+            return false;
+        };
         let evaluated_ms = started.elapsed().as_millis() as u64;
         let mut alerts = outcome.alerts;
         let mut sequence = self.engine.latest_sequence();

@@ -15,7 +15,11 @@
 //! Every figure is cluster-local or actor-local, so a small batch costs
 //! milliseconds even on a million links; `docs/alerts.md` gives the rules.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    sync::atomic::AtomicBool,
+    time::Duration,
+};
 
 use petgraph::unionfind::UnionFind;
 use serde::{Deserialize, Serialize};
@@ -32,7 +36,7 @@ use crate::{
         stages::stage::{assess, Stage},
         stages::stage_config::StageConfig,
         stages::virtual_integration::detect,
-        Control,
+        Cancelled, Control,
     },
     graph::{AnalysisGraph, GraphFilter},
     model::{Change, Id},
@@ -76,6 +80,9 @@ pub struct Evaluator<'a> {
     pub rules: &'a AlertRules,
     pub revision: u64,
     pub now_unix_ms: i64,
+    /// Set at shutdown: the round stops between clusters, unstored (the next
+    /// start evaluates its batches again from the log).
+    pub stop: &'a AtomicBool,
 }
 
 const STAGE_NAMES: [&str; 3] = ["REGIONAL_INTEGRATION", "GLOBAL_VALUE_CHAIN", "VIRTUAL_INTEGRATION"];
@@ -86,7 +93,7 @@ const ACTORS_LISTED: usize = 20;
 
 impl Evaluator<'_> {
     /// Figures of every cluster: the baseline when nothing is kept yet.
-    pub fn baseline(&self, network: &Network) -> Vec<(Id, ClusterState)> {
+    pub fn baseline(&self, network: &Network) -> Result<Vec<(Id, ClusterState)>, Cancelled> {
         let all: Vec<Id> = network.clusters.keys().cloned().collect();
         self.states(network, &all)
     }
@@ -101,7 +108,7 @@ impl Evaluator<'_> {
         after: &Network,
         changes: impl Iterator<Item = &'c Change> + Clone,
         kept: &HashMap<Id, ClusterState>,
-    ) -> Outcome {
+    ) -> Result<Outcome, Cancelled> {
         let mut outcome = Outcome::default();
         let affected: Vec<Id> = match before {
             Some(before) => affected_clusters(before, after, changes.clone()),
@@ -115,7 +122,7 @@ impl Evaluator<'_> {
         };
         let (live, gone): (Vec<Id>, Vec<Id>) = affected.into_iter().partition(|c| after.clusters.contains_key(c));
         outcome.states.extend(gone.into_iter().map(|c| (c, None)));
-        let fresh = self.states(after, &live);
+        let fresh = self.states(after, &live)?;
         let mut pairs_seen: HashSet<(Id, Id)> = HashSet::new();
         for (cluster, new) in &fresh {
             if let Some(old) = kept.get(cluster) {
@@ -130,7 +137,7 @@ impl Evaluator<'_> {
             }
         }
         outcome.alerts.retain(|a| self.rules.enabled(a.kind));
-        outcome
+        Ok(outcome)
     }
 
     fn alert(
@@ -156,17 +163,16 @@ impl Evaluator<'_> {
     }
 
     /// The figures of the named clusters.
-    fn states(&self, network: &Network, clusters: &[Id]) -> Vec<(Id, ClusterState)> {
+    fn states(&self, network: &Network, clusters: &[Id]) -> Result<Vec<(Id, ClusterState)>, Cancelled> {
         if clusters.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
+        let control = Control::new(self.stop, &|_, _, _| {}, Duration::from_secs(3600));
         let filter = GraphFilter {
             clusters: clusters.to_vec(),
             ..GraphFilter::default()
         };
-        // The engine's rounds are not cancelled: Control::none never stops them.
-        let assessed: HashMap<Id, _> = assess(network, &filter, self.stage, &Control::none())
-            .unwrap_or_default()
+        let assessed: HashMap<Id, _> = assess(network, &filter, self.stage, &control)?
             .into_iter()
             .map(|a| (a.cluster.clone(), a))
             .collect();
@@ -189,8 +195,7 @@ impl Evaluator<'_> {
                     clusters: vec![cluster.clone()],
                     ..GraphFilter::default()
                 };
-                let pattern = detect(network, &own, self.stage, &Control::none())
-                    .unwrap_or_default()
+                let pattern = detect(network, &own, self.stage, &control)?
                     .first()
                     .map(|p| (p.confidence, p.parts.len() as u32));
                 let (top, components) = own_network(network, cluster, self.rules.centrality_top_k as usize);
@@ -204,7 +209,7 @@ impl Evaluator<'_> {
                     components,
                     overlaps: member_jaccards(network, cluster),
                 };
-                (cluster.clone(), state)
+                Ok((cluster.clone(), state))
             })
             .collect()
     }
@@ -904,12 +909,16 @@ mod tests {
             rules,
             revision: 2,
             now_unix_ms: 0,
+            stop: &AtomicBool::new(false),
         };
         let before = network(base.clone());
-        let kept: HashMap<Id, ClusterState> = evaluator.baseline(&before).into_iter().collect();
+        let kept: HashMap<Id, ClusterState> = evaluator.baseline(&before).unwrap().into_iter().collect();
         let mut after = before.clone();
         after.apply(&added).unwrap();
-        evaluator.evaluate(Some(&before), &after, added.iter(), &kept).alerts
+        evaluator
+            .evaluate(Some(&before), &after, added.iter(), &kept)
+            .unwrap()
+            .alerts
     }
 
     #[test]

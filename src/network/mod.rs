@@ -64,7 +64,7 @@ pub(crate) fn source_range(ix: Ix) -> (std::ops::Bound<EdgeKey>, std::ops::Bound
 
 /// What a link carries besides its key. Plain `Copy` data, so the copy-on-write
 /// of map nodes after a snapshot is a memcpy, with no reference counts to touch.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LinkData {
     pub channel: Channel,
     pub weight: f64,
@@ -478,6 +478,24 @@ impl Network {
             },
         );
         key
+    }
+
+    /// Restores links in index form (a checkpoint's), without the checks
+    /// and id lookups of a batch: each must join two live actors, else the
+    /// data is corrupt.
+    pub fn restore_links(&mut self, rows: &[(EdgeKey, LinkData)]) -> Result<()> {
+        for (key, data) in rows {
+            let live = |ix: Ix| self.actor_at.get(ix as usize).is_some_and(|a| a.is_some());
+            if !live(key.source) || !live(key.target) {
+                return Err(Error::Corrupt(format!(
+                    "a stored link joins actor indexes {} and {}, which are not both live",
+                    key.source, key.target
+                )));
+            }
+            self.reverse.insert(key.swapped());
+            self.links.insert(*key, *data);
+        }
+        Ok(())
     }
 
     fn remove_link(&mut self, key: &EdgeKey) -> Option<LinkData> {

@@ -38,7 +38,7 @@ use super::{Backend, Loaded, LogReader};
 use crate::{
     error::{Error, Result},
     model::{Actor, ActorProfile, Change, Cluster, ClusterLink, Id, Link},
-    network::{Ix, Network},
+    network::{EdgeKey, Ix, LinkData, Network},
 };
 
 const META_CHECKPOINT: &[u8] = b"m/checkpoint";
@@ -79,6 +79,9 @@ enum Record {
     ClusterLink(ClusterLink),
     // New variants go last: stored checkpoints name variants by position.
     Profile(ActorProfile),
+    /// Links in index form (ids are in `Ids`), in key order: no strings to
+    /// decode and no ids to look up, so a restart restores them fast.
+    LinkRows(Vec<(EdgeKey, LinkData)>),
 }
 
 /// The borrowed twin of [`Record`], for writing without copying the network.
@@ -88,9 +91,12 @@ enum RecordRef<'a> {
     Ids(&'a [(Id, Ix)]),
     Cluster(&'a Cluster),
     Actor(&'a Actor),
+    // Kept for its position: checkpoints before LinkRows hold links so.
+    #[allow(dead_code)]
     Link(&'a Link),
     ClusterLink(&'a ClusterLink),
     Profile(&'a ActorProfile),
+    LinkRows(&'a [(EdgeKey, LinkData)]),
 }
 
 pub struct SledBackend {
@@ -393,6 +399,7 @@ impl SledBackend {
                     Record::Link(l) => pending.push(Change::UpsertLink(l)),
                     Record::ClusterLink(l) => pending.push(Change::UpsertClusterLink(l)),
                     Record::Profile(p) => pending.push(Change::UpsertActorProfile(p)),
+                    Record::LinkRows(rows) => network.restore_links(&rows)?,
                 }
             }
             // Frames hold one kind of record each, in dependency order, so each
@@ -411,15 +418,15 @@ impl SledBackend {
         drop(ids);
         out.put(network.clusters.values().map(|c| RecordRef::Cluster(c)))?;
         out.put(network.actors.values().map(|a| RecordRef::Actor(a)))?;
-        // Links are stored by index; they are written with their ids, a frame
-        // at a time so no copy of the network is made.
-        let mut links = network.links.iter().map(|(key, data)| network.link_from(key, data));
+        // Links go in index form, a frame at a time so no copy of the
+        // network is made.
+        let mut links = network.links.iter().map(|(key, data)| (*key, *data));
         loop {
-            let frame: Vec<Link> = links.by_ref().take(FRAME_RECORDS).collect();
+            let frame: Vec<(EdgeKey, LinkData)> = links.by_ref().take(FRAME_RECORDS).collect();
             if frame.is_empty() {
                 break;
             }
-            out.put(frame.iter().map(RecordRef::Link))?;
+            out.put(std::iter::once(RecordRef::LinkRows(&frame)))?;
         }
         out.put(network.cluster_links.values().map(|l| RecordRef::ClusterLink(l)))?;
         out.put(network.profiles.values().flat_map(|p| p.iter()).map(RecordRef::Profile))?;

@@ -14,8 +14,12 @@ use std::collections::HashMap;
 
 use petgraph::{algo::dominators::simple_fast, graph::NodeIndex, Graph};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
 use crate::analysis::{
-    relations::substitution::{substitutes, SubstituteConfig},
+    relations::substitution::{best_substitute, SubstituteConfig, TieTable},
     Cancelled, Control,
 };
 use crate::{
@@ -131,54 +135,58 @@ pub fn substitution_gaps(
                 .is_some_and(|a| a.cluster_ids.iter().any(|c| filter.clusters.contains(c)))
     };
     control.check()?;
-    let mut gaps = Vec::new();
-    let total = graph.node_count() as u64;
-    for n in graph.node_indices() {
-        if n == root {
-            continue;
-        }
-        control.progress("candidates", n.index() as u64, total);
-        let ix = graph[n];
-        if !in_scope(ix) {
-            continue;
-        }
-        let mut lost = Vec::new();
-        let mut stack = children[n.index()].clone();
-        while let Some(m) = stack.pop() {
-            lost.push(graph[m]);
-            stack.extend(children[m.index()].iter().copied());
-        }
-        let is_articulation = articulation[n.index()];
-        if lost.is_empty() && !is_articulation {
-            continue;
-        }
-        let best = substitutes(network, filter, ix, &config.substitutes, control)?
-            .into_iter()
-            .next()
-            .map(|s| BestSubstitute {
-                id: s.id,
-                score: s.score,
+    // Only actors that cut supply or split the network can be gaps; each is
+    // looked at on its own, in parallel, against one table of ties.
+    let candidates: Vec<NodeIndex> = graph
+        .node_indices()
+        .filter(|n| *n != root && in_scope(graph[*n]))
+        .filter(|n| !children[n.index()].is_empty() || articulation[n.index()])
+        .collect();
+    let table = TieTable::new(network, filter, control)?;
+    let total = candidates.len() as u64;
+    let done = AtomicU64::new(0);
+    let found: Vec<Option<Gap>> = candidates
+        .par_iter()
+        .map(|&n| -> Result<Option<Gap>, Cancelled> {
+            control.check()?;
+            control.progress("candidates", done.fetch_add(1, Ordering::Relaxed), total);
+            let ix = graph[n];
+            let best = best_substitute(&table, network, filter, ix, &config.substitutes).and_then(|(b, score)| {
+                network.actor(b).map(|a| BestSubstitute {
+                    id: a.id.clone(),
+                    score,
+                })
             });
-        if best.as_ref().is_some_and(|b| b.score >= config.min_substitute_score) {
-            continue;
-        }
-        let mut lost_ids: Vec<Id> = lost
-            .iter()
-            .filter_map(|m| network.actor(*m).map(|a| a.id.clone()))
-            .collect();
-        lost_ids.sort();
-        // Graph nodes are live actors (links never outlive their ends); a
-        // request must not be able to panic here even if that changed.
-        let Some(actor) = network.actor(ix) else { continue };
-        gaps.push(Gap {
-            actor: actor.id.clone(),
-            name: actor.name.clone(),
-            downstream_lost: lost_ids.len(),
-            lost: lost_ids.into_iter().take(config.lost_limit).collect(),
-            articulation_point: is_articulation,
-            best_substitute: best,
-        });
-    }
+            if best.as_ref().is_some_and(|b| b.score >= config.min_substitute_score) {
+                return Ok(None);
+            }
+            let mut lost = Vec::new();
+            let mut stack = children[n.index()].clone();
+            while let Some(m) = stack.pop() {
+                lost.push(graph[m]);
+                stack.extend(children[m.index()].iter().copied());
+            }
+            let mut lost_ids: Vec<Id> = lost
+                .iter()
+                .filter_map(|m| network.actor(*m).map(|a| a.id.clone()))
+                .collect();
+            lost_ids.sort();
+            // Graph nodes are live actors (links never outlive their ends); a
+            // request must not be able to panic here even if that changed.
+            let Some(actor) = network.actor(ix) else {
+                return Ok(None);
+            };
+            Ok(Some(Gap {
+                actor: actor.id.clone(),
+                name: actor.name.clone(),
+                downstream_lost: lost_ids.len(),
+                lost: lost_ids.into_iter().take(config.lost_limit).collect(),
+                articulation_point: articulation[n.index()],
+                best_substitute: best,
+            }))
+        })
+        .collect::<Result<_, Cancelled>>()?;
+    let mut gaps: Vec<Gap> = found.into_iter().flatten().collect();
     gaps.sort_by(|a, b| {
         b.downstream_lost
             .cmp(&a.downstream_lost)

@@ -166,6 +166,80 @@ fn ties<'a>(network: &'a Network, filter: &'a GraphFilter, ix: Ix) -> impl Itera
     })
 }
 
+/// Where the scoring reads ties and role norms from: the network itself
+/// (one target: only its neighbourhood is read), or a [`TieTable`] made
+/// once for many targets.
+trait Ties {
+    fn ties(&self, ix: Ix) -> impl Iterator<Item = (Role, Ix, f64)> + '_;
+    fn norms(&self, ix: Ix) -> ByRole;
+}
+
+/// The network under a filter, read as the scoring goes.
+struct Live<'a> {
+    network: &'a Network,
+    filter: &'a GraphFilter,
+}
+
+impl Ties for Live<'_> {
+    fn ties(&self, ix: Ix) -> impl Iterator<Item = (Role, Ix, f64)> + '_ {
+        ties(self.network, self.filter, ix)
+    }
+
+    fn norms(&self, ix: Ix) -> ByRole {
+        role_norms(self.network, self.filter, ix)
+    }
+}
+
+/// Every actor's ties under one filter, and their role norms, read from the
+/// network once: for scoring many targets (SubstitutionGaps), where reading
+/// the network per tie (a map lookup each) would repeat the same work for
+/// every target that shares a neighbour.
+pub struct TieTable {
+    /// Actor index to the start of its ties; one more entry at the end.
+    offsets: Vec<usize>,
+    ties: Vec<(Role, Ix, f64)>,
+    norms: Vec<ByRole>,
+}
+
+impl TieTable {
+    pub fn new(network: &Network, filter: &GraphFilter, control: &Control) -> Result<TieTable, Cancelled> {
+        let n = network.actor_at.len();
+        let mut offsets = Vec::with_capacity(n + 1);
+        let mut all = Vec::new();
+        let mut norms = Vec::with_capacity(n);
+        for ix in 0..n as Ix {
+            if ix % 65_536 == 0 {
+                control.check()?;
+                control.progress("ties", ix as u64, n as u64);
+            }
+            offsets.push(all.len());
+            all.extend(ties(network, filter, ix));
+            norms.push(role_norms(network, filter, ix));
+        }
+        offsets.push(all.len());
+        Ok(TieTable {
+            offsets,
+            ties: all,
+            norms,
+        })
+    }
+}
+
+impl Ties for TieTable {
+    fn ties(&self, ix: Ix) -> impl Iterator<Item = (Role, Ix, f64)> + '_ {
+        let ix = ix as usize;
+        let range = match (self.offsets.get(ix), self.offsets.get(ix + 1)) {
+            (Some(&start), Some(&end)) => start..end,
+            _ => 0..0,
+        };
+        self.ties[range].iter().copied()
+    }
+
+    fn norms(&self, ix: Ix) -> ByRole {
+        self.norms.get(ix as usize).copied().unwrap_or_default()
+    }
+}
+
 /// The role the other end of a link plays for this end; `outgoing` when this
 /// end is the link's source.
 fn role_of_other(kind: LinkKind, outgoing: bool) -> Role {
@@ -223,8 +297,12 @@ fn shared_entries(mine: &HashMap<(Role, Ix), f64>, theirs: &HashMap<(Role, Ix), 
 
 /// The typed neighbour profile of an actor, as (role, neighbour) → weight.
 fn profile(network: &Network, filter: &GraphFilter, ix: Ix) -> HashMap<(Role, Ix), f64> {
+    profile_from(&Live { network, filter }, ix)
+}
+
+fn profile_from(source: &impl Ties, ix: Ix) -> HashMap<(Role, Ix), f64> {
     let mut out = HashMap::new();
-    for (role, other, weight) in ties(network, filter, ix) {
+    for (role, other, weight) in source.ties(ix) {
         *out.entry((role, other)).or_default() += weight;
     }
     out
@@ -294,6 +372,17 @@ fn scored(
     mine: &HashMap<(Role, Ix), f64>,
     config: &SubstituteConfig,
 ) -> Vec<(Similarity, Ix)> {
+    scored_from(&Live { network, filter }, network, filter, target, mine, config)
+}
+
+fn scored_from(
+    source: &impl Ties,
+    network: &Network,
+    filter: &GraphFilter,
+    target: Ix,
+    mine: &HashMap<(Role, Ix), f64>,
+    config: &SubstituteConfig,
+) -> Vec<(Similarity, Ix)> {
     let Some(actor) = network.actor(target) else {
         return Vec::new();
     };
@@ -303,7 +392,7 @@ fn scored(
     for (&(role, neighbor), &w) in mine {
         // Consecutive ties to one candidate (several kinds) make one entry.
         let mut last: Option<(Ix, Role)> = None;
-        for (role_of_candidate, candidate, weight) in ties(network, filter, neighbor) {
+        for (role_of_candidate, candidate, weight) in source.ties(neighbor) {
             let in_my_chain =
                 mine.contains_key(&(Role::Customer, candidate)) || mine.contains_key(&(Role::Supplier, candidate));
             if candidate == target || in_my_chain || mirrored(role_of_candidate) != role {
@@ -328,7 +417,7 @@ fn scored(
             if !filter.clusters.is_empty() && !other.cluster_ids.iter().any(|id| filter.clusters.contains(id)) {
                 return None;
             }
-            let theirs = role_norms(network, filter, candidate);
+            let theirs = source.norms(candidate);
             let structural = role_balanced(&dot_by_role, &my_norms, &theirs);
             let similarity = config.combine(
                 structural,
@@ -347,6 +436,21 @@ fn scored(
         })
     });
     scored
+}
+
+/// The best substitute of `target` (scoring at least `config.min_score`),
+/// read from a tie table made under `filter`: for scoring many targets.
+pub fn best_substitute(
+    table: &TieTable,
+    network: &Network,
+    filter: &GraphFilter,
+    target: Ix,
+    config: &SubstituteConfig,
+) -> Option<(Ix, f64)> {
+    let mine = profile_from(table, target);
+    scored_from(table, network, filter, target, &mine, config)
+        .first()
+        .map(|(similarity, ix)| (*ix, similarity.score))
 }
 
 /// The ids and scores of every actor that can replace `target` (scoring at
