@@ -98,6 +98,9 @@ impl Default for PageRankConfig {
 
 /// Graphs with fewer edges than this are iterated on the calling thread.
 const PARALLEL_EDGES: usize = 50_000;
+/// Nodes per chunk of PageRank's parallel pass (its partial sums are added in
+/// chunk order).
+const CHANGE_CHUNK: usize = 4_096;
 
 /// PageRank by power iteration, pulling along in-edges (each node's new score
 /// is computed independently, in parallel, and deterministically).
@@ -122,18 +125,33 @@ pub fn pagerank(graph: &AnalysisGraph, config: &PageRankConfig, control: &Contro
             }
         })
         .collect();
+    // 1 / out-weight, 0 for a dangling node (whose rank is spread by `jump`).
+    let inverse: Vec<f64> = out_weight
+        .iter()
+        .map(|w| if *w > 0.0 { 1.0 / w } else { 0.0 })
+        .collect();
+    let dangling_nodes: Vec<u32> = (0..n as u32).filter(|v| out_weight[*v as usize] == 0.0).collect();
     let mut x = jump.clone();
     let mut next = vec![0.0; n];
+    // share[u]: what u passes per unit of edge weight.
+    let mut share = vec![0.0; n];
     let d = config.damping;
+    // Each node's sum is the same either way; a small graph is done before
+    // the thread pool would have woken up (the alert engine runs PageRank
+    // on every affected cluster's own network).
+    let parallel = graph.edge_count() >= PARALLEL_EDGES;
     for iteration in 1..=config.max_iterations {
         control.check()?;
         control.progress("pagerank", iteration as u64, config.max_iterations as u64);
-        let dangling: f64 = (0..n).filter(|&v| out_weight[v] == 0.0).map(|v| x[v]).sum();
-        // share[u]: what u passes per unit of edge weight.
-        let share: Vec<f64> = (0..n)
-            .map(|u| if out_weight[u] > 0.0 { x[u] / out_weight[u] } else { 0.0 })
-            .collect();
-        let pull = |(v, slot): (usize, &mut f64)| {
+        let dangling: f64 = dangling_nodes.iter().map(|&v| x[v as usize]).sum();
+        let spread = |(u, slot): (usize, &mut f64)| *slot = x[u] * inverse[u];
+        if parallel {
+            share.par_iter_mut().enumerate().for_each(spread);
+        } else {
+            share.iter_mut().enumerate().for_each(spread);
+        }
+        // One pass computes every node's new rank and how far it moved.
+        let pull = |(v, slot): (usize, &mut f64)| -> f64 {
             let sources = graph.in_neighbors(v);
             let incoming: f64 = if config.weighted {
                 sources
@@ -145,16 +163,26 @@ pub fn pagerank(graph: &AnalysisGraph, config: &PageRankConfig, control: &Contro
                 sources.iter().map(|&u| share[u as usize]).sum()
             };
             *slot = d * (incoming + dangling * jump[v]) + (1.0 - d) * jump[v];
+            (*slot - x[v]).abs()
         };
-        // Each node's sum is the same either way; a small graph is done before
-        // the thread pool would have woken up (the alert engine runs PageRank
-        // on every affected cluster's own network).
-        if graph.edge_count() < PARALLEL_EDGES {
-            next.iter_mut().enumerate().for_each(pull);
+        let change: f64 = if parallel {
+            // Summed in fixed chunks, so the total does not depend on the
+            // number of threads.
+            let moved: Vec<f64> = next
+                .par_chunks_mut(CHANGE_CHUNK)
+                .enumerate()
+                .map(|(c, chunk)| {
+                    chunk
+                        .iter_mut()
+                        .enumerate()
+                        .map(|(i, slot)| pull((c * CHANGE_CHUNK + i, slot)))
+                        .sum::<f64>()
+                })
+                .collect();
+            moved.iter().sum()
         } else {
-            next.par_iter_mut().enumerate().for_each(pull);
-        }
-        let change: f64 = x.iter().zip(&next).map(|(a, b)| (a - b).abs()).sum();
+            next.iter_mut().enumerate().map(pull).sum()
+        };
         std::mem::swap(&mut x, &mut next);
         if change < config.tolerance {
             return Ok(Scores {
