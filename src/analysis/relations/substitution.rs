@@ -798,6 +798,22 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The tie table (many targets) scores exactly as reading the
+        /// network (one target) does.
+        #[test]
+        fn the_tie_table_scores_as_the_network_does(changes in crate::testing::arbitrary_clustered_network(false)) {
+            let net = network(changes);
+            let filter = GraphFilter::default();
+            let config = SubstituteConfig::default();
+            let table = TieTable::new(&net, &filter, &Control::none()).unwrap();
+            for ix in 0..net.actor_at.len() as Ix {
+                let live = substitute_scores(&net, &filter, ix, &config).first().copied();
+                proptest::prop_assert_eq!(best_substitute(&table, &net, &filter, ix, &config), live);
+            }
+        }
+    }
+
+    proptest::proptest! {
         #[test]
         fn actor_substitution_is_symmetric_and_in_the_unit_interval(changes in arbitrary_network()) {
             let net = network(changes);
