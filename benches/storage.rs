@@ -25,7 +25,7 @@ mod crash_cycle;
 #[path = "support/mod.rs"]
 mod support;
 
-use support::env_or;
+use support::{env_or, median};
 
 /// (bytes handed to write calls, bytes sent to the block device) so far.
 fn io_counters() -> (u64, u64) {
@@ -66,11 +66,6 @@ fn sync_all() {
 
 pub fn dir_size(path: &Path) -> u64 {
     crash_cycle::dir_size(path)
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn amplification() {

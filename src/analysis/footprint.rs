@@ -44,6 +44,8 @@ pub enum Workload {
     /// Member sets, profiles and ties of clusters (overlap, crossing,
     /// substitution, stages, core firms, upgrading).
     Relations,
+    /// Relations plus a table of every actor's ties (SubstitutionGaps).
+    TieTable,
 }
 
 /// An estimate, with the sizes it came from (for the refusal's message).
@@ -69,6 +71,8 @@ pub fn estimate(workload: Workload, network: &Network, threads: usize) -> Footpr
         Workload::Communities => 3 * projection,
         Workload::EdgeSweeps => projection + threads * sweep + 16 * edges + relations,
         Workload::Relations => relations,
+        // Two ties a link (role, other, weight) and role norms per actor.
+        Workload::TieTable => relations + 88 * nodes + 32 * edges,
     };
     Footprint {
         bytes: (counted as f64 * SAFETY) as u64,

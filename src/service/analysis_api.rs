@@ -321,7 +321,7 @@ impl AnalysisService for AnalysisApi {
         self.run(
             call,
             "SubstitutionGaps",
-            Workload::Relations,
+            Workload::TieTable,
             move |snapshot, control, sink| {
                 let gaps = substitution_gaps(&snapshot.network, &filter, &config, control)?;
                 sink.send_rows(gaps.iter().map(gap_to_pb), |rows| pb::SubstitutionGapRows { rows })?;

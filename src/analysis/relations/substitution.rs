@@ -212,9 +212,10 @@ impl TieTable {
                 control.check()?;
                 control.progress("ties", ix as u64, n as u64);
             }
-            offsets.push(all.len());
+            let start = all.len();
+            offsets.push(start);
             all.extend(ties(network, filter, ix));
-            norms.push(role_norms(network, filter, ix));
+            norms.push(norms_of_ties(all[start..].to_vec()));
         }
         offsets.push(all.len());
         Ok(TieTable {
@@ -310,7 +311,11 @@ fn profile_from(source: &impl Ties, ix: Ix) -> HashMap<(Role, Ix), f64> {
 
 /// Per role, an actor's squared norm and number of distinct neighbours.
 fn role_norms(network: &Network, filter: &GraphFilter, ix: Ix) -> ByRole {
-    let mut entries: Vec<(Role, Ix, f64)> = ties(network, filter, ix).collect();
+    norms_of_ties(ties(network, filter, ix).collect())
+}
+
+/// Per role, the squared norm and distinct neighbours of one actor's ties.
+fn norms_of_ties(mut entries: Vec<(Role, Ix, f64)>) -> ByRole {
     entries.sort_unstable_by_key(|(role, other, _)| (*role, *other));
     let mut norms = [(0.0, 0usize); 5];
     let mut i = 0;
