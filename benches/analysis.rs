@@ -120,7 +120,11 @@ fn run(algorithm: &str, path: &str) {
             (scores.values.iter().sum::<f64>(), String::new())
         }
         "louvain" => {
-            let p = louvain(&graph, &LouvainConfig::default(), &control).unwrap();
+            let config = LouvainConfig {
+                seed: std::env::var("BENCH_SEED").map_or(0, |s| s.parse().unwrap()),
+                ..LouvainConfig::default()
+            };
+            let p = louvain(&graph, &config, &control).unwrap();
             (p.modularity, format!("communities {}", p.sizes.len()))
         }
         other => panic!("unknown algorithm {other}"),

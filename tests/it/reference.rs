@@ -197,7 +197,7 @@ fn eigenvector_and_core_numbers_match_networkx() {
 }
 
 #[test]
-fn louvain_and_leiden_modularity_are_within_0_02_of_networkx_louvain() {
+fn louvain_and_leiden_modularity_over_ten_seeds_matches_networkx_louvain() {
     use clusternet::analysis::algo::community::{leiden, louvain, modularity};
     for (algorithm, run) in [("louvain", louvain as Detect), ("leiden", leiden as Detect)] {
         check_modularity(algorithm, run, modularity);
@@ -229,12 +229,15 @@ fn check_modularity(algorithm: &str, run: Detect, modularity: fn(&AnalysisGraph,
                     p.modularity
                 })
                 .collect();
-            let default_seed = ours[0];
             ours.sort_by(f64::total_cmp);
-            let median = ours[4];
+            let (worst, median, best) = (ours[0], ours[4], ours[9]);
+            let their_best = f.expected["measures"][format!("{measure}_best")].as_f64().unwrap();
+            // Louvain lands in a local optimum that depends on the node order:
+            // every seed must be a good partition, the typical one as good as
+            // NetworkX's, and the best as good as NetworkX's best.
             assert!(
-                default_seed > theirs - 0.02 && median > theirs - 0.02,
-                "{algorithm} on {name} {measure}: ours {default_seed} (median {median}) vs NetworkX median {theirs}"
+                worst > theirs - 0.03 && median > theirs - 0.02 && best > their_best - 0.005,
+                "{algorithm} on {name} {measure}: ours {worst}..{median}..{best} vs NetworkX median {theirs}, best {their_best}"
             );
         }
     }
