@@ -513,7 +513,7 @@ fn local_moving(
     let mut visits = 0u64;
     while let Some(v) = queue.pop_front() {
         visits += 1;
-        if visits % CHECK_EVERY == 0 {
+        if visits.is_multiple_of(CHECK_EVERY) {
             control.check()?;
         }
         if visits > most_visits {
