@@ -41,8 +41,9 @@ impl NetworkApi {
 }
 
 const MAX_NEIGHBORHOOD: usize = 10_000;
-/// Batches of one import queued at the writer at once.
-const PIPELINE: usize = 2;
+/// Batches of one import queued at the writer at once: enough for the writer
+/// to commit several in one group (one copy of the network, one sync).
+const PIPELINE: usize = 8;
 const DEFAULT_NEIGHBORHOOD: usize = 1_000;
 
 fn id_cursor(after: Option<Vec<u8>>) -> Result<Option<Id>, Error> {

@@ -363,6 +363,20 @@ impl Writer {
         }
     }
 
+    /// `published` with the group's batches in `applied` applied again. Each
+    /// applied once to the same network already, so each applies again; if
+    /// one did not, the writer stops rather than publish a guess.
+    fn rebuild(&mut self, published: &Network, group: &[WriteRequest], applied: &[(usize, u64)]) -> Network {
+        let mut network = published.clone();
+        for &(index, _) in applied {
+            if let Err(error) = network.apply(&group[index].changes) {
+                tracing::error!(%error, "a batch applied before failed on replay; refusing further writes");
+                self.failure = Some(format!("a batch did not apply again: {error}"));
+            }
+        }
+        network
+    }
+
     fn entities(network: &Network) -> u64 {
         (network.clusters.len() + network.actors.len() + network.links.len() + network.cluster_links.len()) as u64
     }
@@ -401,14 +415,22 @@ impl Writer {
         }
     }
 
+    /// Applies a group of batches to one copy of the published network, logs
+    /// each, syncs once and publishes. Batches share the copy: copying per
+    /// batch made every batch copy each persistent-map node it touched, the
+    /// main cost of a bulk import. A batch that fails halfway leaves part of
+    /// itself in the copy, so the copy is then rebuilt from the published
+    /// network and the batches before it (rare: a refused batch).
     fn commit_group(&mut self, mut group: Vec<WriteRequest>) {
         let _span = tracing::debug_span!("commit_group", batches = group.len()).entered();
         let published = self.current.load_full();
         let mut network = published.network.clone();
         let mut revision = published.revision;
         let mut results = Vec::with_capacity(group.len());
-        let mut committed = Vec::new();
-        for request in &mut group {
+        // The batches in `network`, in order, with their revisions.
+        let mut applied: Vec<(usize, u64)> = Vec::new();
+        for index in 0..group.len() {
+            let request = &group[index];
             if let Some(failure) = &self.failure {
                 results.push(Err(Error::Unavailable {
                     message: format!("the store stopped writing after a storage failure: {failure}"),
@@ -422,35 +444,39 @@ impl Writer {
                 )));
                 continue;
             }
-            let mut candidate = network.clone();
-            let counts = match candidate.apply(&request.changes) {
+            let counts = match network.apply(&request.changes) {
                 Ok(counts) => counts,
                 Err(error) => {
                     if let Some(sequence) = &request.sequence {
                         sequence.fail();
                     }
                     results.push(Err(error));
+                    network = self.rebuild(&published.network, &group, &applied);
                     continue;
                 }
             };
             match self.backend.append(revision + 1, &request.changes) {
                 Ok(()) => {
                     revision += 1;
-                    network = candidate;
                     self.since_checkpoint += request.changes.len() as u64;
+                    applied.push((index, revision));
                     results.push(Ok(Applied { revision, counts }));
-                    if self.committed.receiver_count() > 0 {
-                        // The batch is durable and needed no more here: hand it on.
-                        committed.push(Arc::new(Committed {
-                            revision,
-                            changes: std::mem::take(&mut request.changes),
-                        }));
-                    }
                 }
                 Err(error) => {
                     self.failure = Some(error.to_string());
                     results.push(Err(error));
+                    network = self.rebuild(&published.network, &group, &applied);
                 }
+            }
+        }
+        let mut committed = Vec::new();
+        if self.committed.receiver_count() > 0 {
+            for &(index, revision) in &applied {
+                // The batch is durable and needed no more here: hand it on.
+                committed.push(Arc::new(Committed {
+                    revision,
+                    changes: std::mem::take(&mut group[index].changes),
+                }));
             }
         }
         if revision != published.revision {

@@ -189,6 +189,52 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Batches queued together are committed in groups that share one copy
+    /// of the network: a refused batch among them leaves nothing of itself,
+    /// and the batches around it land as if each came alone.
+    #[test]
+    fn queued_batches_land_as_if_each_came_alone(
+        rounds in prop::collection::vec(prop::collection::vec(prop::collection::vec(op(), 1..6), 1..12), 1..5)
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let mut model = Model::default();
+        let mut revision = 0;
+        for batches in rounds {
+            let outcomes = runtime.block_on(async {
+                let mut pending = Vec::new();
+                for ops in &batches {
+                    pending.push(store.submit(ops.iter().map(change).collect(), None).await);
+                }
+                let mut outcomes = Vec::new();
+                for submitted in pending {
+                    outcomes.push(match submitted {
+                        Ok(batch) => batch.outcome().await,
+                        Err(error) => Err(error),
+                    });
+                }
+                outcomes
+            });
+            for (ops, result) in batches.iter().zip(outcomes) {
+                match model.apply(ops) {
+                    Some(next) => {
+                        let applied = result.expect("the model accepts this batch");
+                        revision += 1;
+                        prop_assert_eq!(applied.revision, revision);
+                        model = next;
+                    }
+                    None => prop_assert!(result.is_err(), "the model refuses {:?}", ops),
+                }
+            }
+            prop_assert_eq!(&contents(&store), &model);
+        }
+    }
+}
+
 const BIN: &str = env!("CARGO_BIN_EXE_clusternet");
 
 /// Batch n creates two actors and a link between them: after any crash, a
