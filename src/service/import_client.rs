@@ -2,13 +2,11 @@
 //! `ImportChanges` in batches, and turns a server error back into the
 //! `file:line` of the row that caused it.
 
-use tokio_stream::StreamExt as _;
-
 use super::{
     convert::change_to_pb,
     pb::{self, network_service_client::NetworkServiceClient},
 };
-use crate::import::SourcedChange;
+use crate::import::{Origin, SourcedChange};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
@@ -56,24 +54,30 @@ pub async fn upload(
     .max_encoding_message_size(64 << 20)
     .max_decoding_message_size(64 << 20);
     let batch_size = batch_size.max(1);
-    let origins: Vec<String> = changes.iter().map(|c| c.origin.to_string()).collect();
-    let batches: Vec<pb::ImportChangesRequest> = changes
-        .chunks(batch_size)
-        .map(|chunk| pb::ImportChangesRequest {
-            changes: chunk.iter().map(|c| change_to_pb(&c.change)).collect(),
-        })
-        .collect();
+    // Batches are encoded as the stream is read, not all before it: the
+    // import starts at once and holds one copy of the network, not two.
+    let origins: Vec<Origin> = changes.iter().map(|c| c.origin.clone()).collect();
+    let mut changes = changes.into_iter();
     let mut sent = 0u64;
-    let stream = tokio_stream::iter(batches).map(move |batch| {
-        sent += batch.changes.len() as u64;
+    let batches = std::iter::from_fn(move || {
+        let batch: Vec<pb::Change> = changes
+            .by_ref()
+            .take(batch_size)
+            .map(|c| change_to_pb(&c.change))
+            .collect();
+        if batch.is_empty() {
+            return None;
+        }
+        sent += batch.len() as u64;
         on_sent(sent);
-        batch
+        Some(pb::ImportChangesRequest { changes: batch })
     });
+    let stream = tokio_stream::iter(batches);
     match client.import_changes(stream).await {
         Ok(response) => Ok(response.into_inner()),
         Err(status) => match locate(status.message(), batch_size) {
             Some(index) if index < origins.len() => Err(UploadError::Row {
-                origin: origins[index].clone(),
+                origin: origins[index].to_string(),
                 message: format!("{:?}: {}", status.code(), status.message()),
             }),
             _ => Err(UploadError::Status(status)),
