@@ -48,7 +48,35 @@ pub struct GraphFilter {
     pub as_of: Option<Date>,
 }
 
+/// Named clusters past which a filter's cluster test uses a hash set.
+const CLUSTER_SET_FROM: usize = 16;
+
 impl GraphFilter {
+    /// A test of whether the filter wants a cluster (every cluster when it
+    /// names none). Built once per analysis: a filter may name thousands of
+    /// clusters (an alert round over a bulk import), and searching the list
+    /// for every cluster made such a round quadratic.
+    pub fn wants_cluster(&self) -> impl Fn(&Id) -> bool + '_ {
+        let set: Option<std::collections::HashSet<&Id>> =
+            (self.clusters.len() >= CLUSTER_SET_FROM).then(|| self.clusters.iter().collect());
+        move |cluster: &Id| match &set {
+            Some(set) => set.contains(cluster),
+            None => self.clusters.is_empty() || self.clusters.contains(cluster),
+        }
+    }
+
+    /// The same filter narrowed to one cluster. Copies all but the cluster
+    /// list: per-cluster work under a filter naming thousands of clusters
+    /// must not copy the thousands for each.
+    pub fn for_cluster(&self, cluster: &Id) -> GraphFilter {
+        GraphFilter {
+            link_kinds: self.link_kinds.clone(),
+            channels: self.channels.clone(),
+            clusters: vec![cluster.clone()],
+            as_of: self.as_of,
+        }
+    }
+
     /// Whether the filter keeps a link: its kind, its channel, and its
     /// validity at `as_of`.
     pub fn keeps_link(&self, kind: LinkKind, data: &LinkData) -> bool {
@@ -387,7 +415,7 @@ pub struct InterClusterNetwork {
 /// Builds the CLUSTER or SITE layer. On the SITE layer an actor's place is its
 /// site; actors without a site do not take part.
 pub fn inter_cluster(network: &Network, filter: &GraphFilter, layer: Layer) -> InterClusterNetwork {
-    let wanted = |cluster: &Id| filter.clusters.is_empty() || filter.clusters.contains(cluster);
+    let wanted = filter.wants_cluster();
     let mut nodes = Vec::new();
     let mut node_ids: BTreeSet<Id> = BTreeSet::new();
     for cluster in network.clusters.values().filter(|c| wanted(&c.id)) {

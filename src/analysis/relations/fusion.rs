@@ -204,7 +204,7 @@ pub fn fusion_links(
             node_of[ix as usize] = Some(node as u32);
         }
     }
-    let wanted = |cluster: &Id| filter.clusters.is_empty() || filter.clusters.contains(cluster);
+    let wanted = filter.wants_cluster();
     let is_new = |from: Option<Date>| config.since.is_some_and(|since| from.is_some_and(|from| from >= since));
 
     control.progress("links", 0, 1);

@@ -578,10 +578,11 @@ pub fn cluster_substitutes(
     let Some(my_mix) = mix.by_cluster.get(target) else {
         return Ok(Vec::new());
     };
+    let wanted = filter.wants_cluster();
     let mut scored: Vec<(Similarity, &Id)> = mix
         .by_cluster
         .iter()
-        .filter(|(id, _)| *id != target && (filter.clusters.is_empty() || filter.clusters.contains(id)))
+        .filter(|(id, _)| *id != target && wanted(id))
         .map(|(id, their_mix)| {
             let theirs = role_profiles.get(id).unwrap_or(&empty);
             let mut dots = [(0.0, 0usize); 5];

@@ -36,10 +36,10 @@ pub fn distance_km(a: &Site, b: &Site) -> f64 {
 }
 
 /// The places of the clusters in the filter (all when it names none), in
-/// cluster order, and for each actor index the places it is at.
-pub fn places(network: &Network, filter: &GraphFilter, colocation_km: f64) -> (Vec<Place>, Vec<Vec<u32>>) {
+/// cluster order. The work is that of the clusters named: the alert engine
+/// asks for one cluster at a time, for thousands of clusters in a round.
+pub fn places(network: &Network, filter: &GraphFilter, colocation_km: f64) -> Vec<Place> {
     let mut out = Vec::new();
-    let mut at: Vec<Vec<u32>> = vec![Vec::new(); network.actor_at.len()];
     // The named clusters are looked up, not searched for: AssessStage asks
     // for one cluster's places at a time.
     let clusters: Vec<&Cluster> = if filter.clusters.is_empty() {
@@ -105,13 +105,8 @@ pub fn places(network: &Network, filter: &GraphFilter, colocation_km: f64) -> (V
                 }
             }
         }
-        for (p, place) in out.iter().enumerate().skip(first) {
-            for &ix in &place.members {
-                at[ix as usize].push(p as u32);
-            }
-        }
     }
-    (out, at)
+    out
 }
 
 #[cfg(test)]

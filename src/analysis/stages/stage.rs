@@ -34,7 +34,7 @@ use crate::analysis::{
 use crate::{
     graph::GraphFilter,
     model::{Actor, ActorKind, Channel, Country, Date, Id, LinkKind, Segment},
-    network::{Ix, Network},
+    network::{Attributes, Ix, Network},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
@@ -383,10 +383,8 @@ pub fn assess(
         .iter()
         .map(|c| network.clusters.get(c).and_then(|c| c.country))
         .collect();
-    let assessed: Vec<bool> = cluster_ids
-        .iter()
-        .map(|c| filter.clusters.is_empty() || filter.clusters.contains(c))
-        .collect();
+    let wanted = filter.wants_cluster();
+    let assessed: Vec<bool> = cluster_ids.iter().map(&wanted).collect();
     let index: HashMap<&Id, usize> = cluster_ids.iter().enumerate().map(|(i, c)| (c, i)).collect();
     // An iterator, not a Vec: it runs for every actor of the network.
     fn indexes<'a>(index: &'a HashMap<&Id, usize>, actor: &'a Actor) -> impl Iterator<Item = usize> + 'a {
@@ -397,29 +395,42 @@ pub fn assess(
     let mut mixes = vec![[0.0f64; 8]; cluster_ids.len()];
     let mut industries: Vec<HashMap<&str, f64>> = vec![HashMap::default(); cluster_ids.len()];
     let mut member_counts = vec![0usize; cluster_ids.len()];
+    // A filter naming clusters needs the counts and mixes of those and of
+    // the clusters they are tied to only, read from their member lists; with
+    // none named, one pass over every actor. The alert engine assesses the
+    // few clusters a batch touched: a pass over every actor made each of its
+    // rounds cost the whole network.
+    let narrow = !filter.clusters.is_empty();
     let mut kept_actors = 0u64;
-    for (ix, actor) in network.actor_at.iter().enumerate() {
-        let Some(actor) = actor.as_ref().filter(|a| filter.keeps_actor(a)) else {
-            continue;
-        };
-        kept_actors += 1;
-        let attributes = network.attributes_at(actor, filter.as_of);
-        for c in clusters_of(actor) {
-            member_counts[c] += 1;
-            for segment in attributes.segments.iter() {
-                mixes[c][segment as usize] += 1.0;
+    if narrow {
+        kept_actors = network.actors.len() as u64;
+        for c in (0..cluster_ids.len()).filter(|c| assessed[*c]) {
+            for ix in network.member_indexes(&cluster_ids[c]) {
+                let Some(actor) = filter.actor(network, ix) else {
+                    continue;
+                };
+                tallies[c].members.insert(ix);
+                tallies[c].related.extend(clusters_of(actor).filter(|o| *o != c));
             }
-            if !attributes.industry.is_empty() {
-                *industries[c].entry(attributes.industry).or_default() += 1.0;
-            }
-            // Members are needed for the assessed clusters only; the others
-            // are compared by counts and mixes.
-            if !assessed[c] {
+        }
+    } else {
+        for (ix, actor) in network.actor_at.iter().enumerate() {
+            let Some(actor) = actor.as_ref().filter(|a| filter.keeps_actor(a)) else {
                 continue;
+            };
+            kept_actors += 1;
+            let attributes = network.attributes_at(actor, filter.as_of);
+            for c in clusters_of(actor) {
+                add_member(c, &attributes, &mut member_counts, &mut mixes, &mut industries);
+                // Members are needed for the assessed clusters only; the others
+                // are compared by counts and mixes.
+                if !assessed[c] {
+                    continue;
+                }
+                tallies[c].members.insert(ix as Ix);
+                let others = clusters_of(actor).filter(|o| *o != c);
+                tallies[c].related.extend(others);
             }
-            tallies[c].members.insert(ix as Ix);
-            let others = clusters_of(actor).filter(|o| *o != c);
-            tallies[c].related.extend(others);
         }
     }
 
@@ -519,6 +530,24 @@ pub fn assess(
         }
     }
 
+    if narrow {
+        let mut needed: Vec<usize> = (0..cluster_ids.len()).filter(|c| assessed[*c]).collect();
+        for c in needed.clone() {
+            needed.extend(tallies[c].related.iter().copied());
+        }
+        needed.sort_unstable();
+        needed.dedup();
+        for c in needed {
+            for ix in network.member_indexes(&cluster_ids[c]) {
+                let Some(actor) = filter.actor(network, ix) else {
+                    continue;
+                };
+                let attributes = network.attributes_at(actor, filter.as_of);
+                add_member(c, &attributes, &mut member_counts, &mut mixes, &mut industries);
+            }
+        }
+    }
+
     // Relations with the clusters each is tied to: shared members (overlap
     // coefficient) and mix similarity (the segment and industry part of
     // cluster substitution), the closest of each.
@@ -595,6 +624,23 @@ pub fn assess(
             ))
         })
         .collect()
+}
+
+/// Counts a kept member into its cluster's size, segment mix and industries.
+fn add_member<'n>(
+    c: usize,
+    attributes: &Attributes<'n>,
+    member_counts: &mut [usize],
+    mixes: &mut [[f64; 8]],
+    industries: &mut [HashMap<&'n str, f64>],
+) {
+    member_counts[c] += 1;
+    for segment in attributes.segments.iter() {
+        mixes[c][segment as usize] += 1.0;
+    }
+    if !attributes.industry.is_empty() {
+        *industries[c].entry(attributes.industry).or_default() += 1.0;
+    }
 }
 
 fn sparse_cosine(a: &[(usize, f64)], b: &[(usize, f64)]) -> f64 {

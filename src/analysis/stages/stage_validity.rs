@@ -288,6 +288,26 @@ proptest! {
         prop_assert_eq!(Some(&assessment(&alone, OWN)), all.iter().find(|a| &*a.cluster == OWN));
         prop_assert_eq!(patterns_of(&alone, OWN), patterns_of(&with_others, OWN));
     }
+
+    /// Assessing some clusters (as the alert engine does, reading only their
+    /// members and those of the clusters they are tied to) gives each the
+    /// same assessment as assessing them all, on networks whose clusters
+    /// share members and ties.
+    #[test]
+    fn assessing_some_clusters_gives_each_what_assessing_all_gives(
+        changes in testing::arbitrary_clustered_network(false),
+        which in prop::collection::vec(0usize..3, 1..3),
+    ) {
+        let network = network(changes);
+        let all = assess_all(&network, &GraphFilter::default());
+        let named: Vec<Id> = which.iter().map(|&i| Id::from(["A", "B", "C"][i])).collect();
+        let some = assess_all(&network, &GraphFilter { clusters: named.clone(), ..GraphFilter::default() });
+        prop_assert!(!some.is_empty());
+        for assessment in &some {
+            prop_assert!(named.contains(&assessment.cluster));
+            prop_assert_eq!(Some(assessment), all.iter().find(|a| a.cluster == assessment.cluster));
+        }
+    }
 }
 
 /// One demo cluster with its members, their links and the actors at the

@@ -244,11 +244,8 @@ struct ClusterPlaces {
 
 impl ClusterPlaces {
     fn new(network: &Network, filter: &GraphFilter, config: &StageConfig, cluster: &Id) -> ClusterPlaces {
-        let own = GraphFilter {
-            clusters: vec![cluster.clone()],
-            ..filter.clone()
-        };
-        let (mut places, _) = places(network, &own, config.places.colocation_km);
+        let own = filter.for_cluster(cluster);
+        let mut places = places(network, &own, config.places.colocation_km);
         places.retain(|p| !p.members.is_empty());
         let place_of: HashMap<Ix, usize> = places
             .iter()
