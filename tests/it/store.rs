@@ -10,7 +10,7 @@ use std::{
 
 use clusternet::{
     model::{Actor, ActorKind, Change, Channel, Id, Link, LinkKey, LinkKind, SegmentSet, Validity},
-    store::{SledConfig, Store, StoreConfig},
+    store::{Applied, SledConfig, Store, StoreConfig},
 };
 use proptest::prelude::*;
 
@@ -154,6 +154,27 @@ fn open(dir: &std::path::Path) -> Store {
     Store::open_sled(dir, &SledConfig::default(), config).unwrap()
 }
 
+/// Checks the store's answer to a batch against the model and moves the
+/// model on: a batch the model accepts gets the next revision, one it
+/// refuses is refused.
+fn follow(
+    model: &mut Model,
+    revision: &mut u64,
+    ops: &[Op],
+    result: clusternet::error::Result<Applied>,
+) -> Result<(), TestCaseError> {
+    match model.apply(ops) {
+        Some(next) => {
+            let applied = result.expect("the model accepts this batch");
+            *revision += 1;
+            prop_assert_eq!(applied.revision, *revision);
+            *model = next;
+        }
+        None => prop_assert!(result.is_err(), "the model refuses {:?}", ops),
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
@@ -167,17 +188,8 @@ proptest! {
         let mut model = Model::default();
         let mut revision = 0;
         for (ops, reopen) in batches {
-            let expected = model.apply(&ops);
             let result = runtime.block_on(store.apply(ops.iter().map(change).collect()));
-            match expected {
-                Some(next) => {
-                    let applied = result.expect("the model accepts this batch");
-                    revision += 1;
-                    prop_assert_eq!(applied.revision, revision);
-                    model = next;
-                }
-                None => prop_assert!(result.is_err(), "the model refuses {:?}", ops),
-            }
+            follow(&mut model, &mut revision, &ops, result)?;
             if reopen {
                 store.close();
                 drop(store);
@@ -220,15 +232,7 @@ proptest! {
                 outcomes
             });
             for (ops, result) in batches.iter().zip(outcomes) {
-                match model.apply(ops) {
-                    Some(next) => {
-                        let applied = result.expect("the model accepts this batch");
-                        revision += 1;
-                        prop_assert_eq!(applied.revision, revision);
-                        model = next;
-                    }
-                    None => prop_assert!(result.is_err(), "the model refuses {:?}", ops),
-                }
+                follow(&mut model, &mut revision, ops, result)?;
             }
             prop_assert_eq!(&contents(&store), &model);
         }
