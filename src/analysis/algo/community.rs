@@ -142,11 +142,12 @@ pub fn connected_components(graph: &AnalysisGraph) -> Partition {
     finish(&Symmetric::new(graph), &labels, 1.0, 1, true)
 }
 
-/// Strongly connected components (Tarjan's algorithm, from petgraph).
+/// Strongly connected components (Tarjan's algorithm without recursion, so
+/// a deep supply chain cannot overflow the stack).
 pub fn strongly_connected_components(graph: &AnalysisGraph) -> Partition {
     let mut labels = vec![0u32; graph.node_count()];
-    for (c, component) in petgraph::algo::tarjan_scc(&graph.outgoing).into_iter().enumerate() {
-        for v in component {
+    for (c, component) in super::components::strong_components(graph).iter().enumerate() {
+        for &v in component {
             labels[v as usize] = c as u32;
         }
     }

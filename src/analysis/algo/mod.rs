@@ -5,3 +5,4 @@
 
 pub mod centrality;
 pub mod community;
+pub mod components;
