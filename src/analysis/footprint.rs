@@ -10,8 +10,9 @@
 //! * projecting a graph (every graph analysis): the edge list (16 B an edge,
 //!   sorted in a copy), CSR adjacency out and in (offsets 8 B a node, target
 //!   4 B and weight 8 B an arc), ids and names (about 70 B a node);
-//! * iterative scores (PageRank, eigenvector): four vectors of 8 B a node,
-//!   and PageRank's strongly connected components (about 28 B a node);
+//! * iterative scores (PageRank, eigenvector): up to ten vectors of 8 B a
+//!   node (PageRank's solution, its core's iterates) and PageRank's peeling
+//!   (about 8 B a node);
 //! * shortest-path sweeps (betweenness, closeness, harmonic, edge
 //!   betweenness): per worker thread, distances, counts, dependencies, the
 //!   queue and the stack (about 48 B a node) and predecessor lists (4 B an
@@ -34,7 +35,7 @@ pub enum Workload {
     /// Projects a graph and computes one value a node in one pass (degree,
     /// k-core, the inter-cluster aggregate).
     Projection,
-    /// Projection plus a few score vectors and PageRank's components.
+    /// Projection plus a few score vectors (PageRank, eigenvector).
     Iterative,
     /// Projection plus a shortest-path sweep on every worker thread.
     Sweeps,
@@ -67,7 +68,7 @@ pub fn estimate(workload: Workload, network: &Network, threads: usize) -> Footpr
     let relations = 128 * nodes + 48 * edges;
     let counted = match workload {
         Workload::Projection => projection,
-        Workload::Iterative => projection + 60 * nodes,
+        Workload::Iterative => projection + 88 * nodes,
         Workload::Sweeps => projection + threads * sweep,
         Workload::Communities => 3 * projection,
         Workload::EdgeSweeps => projection + threads * sweep + 16 * edges + relations,
