@@ -12,8 +12,10 @@
 pub mod alert;
 pub mod analysis;
 pub mod auth;
+pub mod cli;
 pub mod demo;
 pub mod error;
+pub mod export;
 pub mod graph;
 pub mod import;
 pub mod model;

@@ -6,6 +6,10 @@ use clap::{Args, Parser, Subcommand};
 use clusternet::{
     alert::{engine::AlertEngine, log::AlertLog},
     analysis::stages::stage_config::StageConfig,
+    cli::{
+        export::{self, ExportArgs},
+        ClientArgs,
+    },
     demo, import,
     service::{
         admission::AnalysisLimits,
@@ -43,6 +47,9 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Loads a directory of CSV files into a running server.
     Import(ImportArgs),
+    /// Writes a network as GraphML, GEXF, DOT, node-link JSON or a CSV
+    /// directory, optionally with PageRank, communities and stages per node.
+    Export(ExportArgs),
     /// Writes the demo networks as a CSV directory (the import format).
     DemoCsv {
         /// Directory to write clusters.csv, sites.csv, actors.csv, links.csv
@@ -168,18 +175,11 @@ struct ServeArgs {
 
 #[derive(Args)]
 struct ImportArgs {
-    /// The server's URL.
-    #[arg(long, env = "CLUSTERNET_SERVER", default_value = "http://127.0.0.1:50051")]
-    server: String,
+    #[command(flatten)]
+    client: ClientArgs,
     /// Changes per batch (each batch is applied atomically).
     #[arg(long, default_value_t = 5_000)]
     batch_size: usize,
-    /// Bearer token for a server that checks them (a writer's).
-    #[arg(long, env = "CLUSTERNET_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// CA certificate (PEM) that signed an https server's certificate.
-    #[arg(long, env = "CLUSTERNET_CA")]
-    ca: Option<PathBuf>,
     /// Directory holding the CSV files.
     dir: PathBuf,
 }
@@ -216,6 +216,7 @@ async fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Serve(args) => run_server(*args).await,
         Command::Import(args) => run_import(args).await,
+        Command::Export(args) => export::run(args).await,
         Command::DemoCsv { dir } => import::write_dir(&dir, &demo::demo_changes())
             .map_err(|e| format!("error: cannot write {}: {e}", dir.display())),
         Command::Config => {
@@ -439,6 +440,9 @@ async fn shutdown_signal() {
 }
 
 async fn run_import(args: ImportArgs) -> Result<(), String> {
+    if !args.dir.is_dir() {
+        return Err(format!("error: the directory {} does not exist", args.dir.display()));
+    }
     let changes = match import::read_dir(&args.dir) {
         Ok(changes) => changes,
         Err(errors) => {
@@ -457,18 +461,10 @@ async fn run_import(args: ImportArgs) -> Result<(), String> {
     );
     let bar = progress.clone();
     let started = Instant::now();
-    let ca = match &args.ca {
-        Some(path) => Some(std::fs::read(path).map_err(|e| format!("error: cannot read {}: {e}", path.display()))?),
-        None => None,
-    };
-    let result = upload(
-        args.server.clone(),
-        args.token.clone(),
-        ca,
-        changes,
-        args.batch_size,
-        move |sent| bar.set_position(sent),
-    )
+    let connection = args.client.connect().await?;
+    let result = upload(&connection, changes, args.batch_size, move |sent| {
+        bar.set_position(sent)
+    })
     .await;
     progress.finish_and_clear();
     match result {

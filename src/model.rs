@@ -355,6 +355,18 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Where to draw the cluster on a map: the mean latitude and longitude
+    /// of its sites, or `None` when it has none.
+    pub fn centre(&self) -> Option<(f64, f64)> {
+        if self.sites.is_empty() {
+            return None;
+        }
+        let n = self.sites.len() as f64;
+        let lat = self.sites.iter().map(|s| s.lat).sum::<f64>() / n;
+        let lon = self.sites.iter().map(|s| s.lon).sum::<f64>() / n;
+        Some((lat, lon))
+    }
+
     pub fn validate(&self) -> Result<()> {
         validate_id("id", &self.id)?;
         validate_text("name", &self.name, MAX_NAME_LEN)?;

@@ -402,6 +402,9 @@ pub struct InterClusterNode {
     pub cluster: Id,
     /// Member actors placed here (valid at `as_of`).
     pub actors: u64,
+    /// Latitude and longitude: a site's own, a cluster's the mean of its
+    /// sites'; `None` for a cluster without sites.
+    pub at: Option<(f64, f64)>,
 }
 
 /// The inter-cluster network: nodes, and undirected aggregated edges keyed by
@@ -426,6 +429,7 @@ pub fn inter_cluster(network: &Network, filter: &GraphFilter, layer: Layer) -> I
                     name: site.name.clone(),
                     cluster: cluster.id.clone(),
                     actors: 0,
+                    at: Some((site.lat, site.lon)),
                 });
                 node_ids.insert(site.id.clone());
             }
@@ -435,6 +439,7 @@ pub fn inter_cluster(network: &Network, filter: &GraphFilter, layer: Layer) -> I
                 name: cluster.name.clone(),
                 cluster: cluster.id.clone(),
                 actors: 0,
+                at: cluster.centre(),
             });
             node_ids.insert(cluster.id.clone());
         }

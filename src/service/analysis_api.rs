@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use super::{
     admission::AnalysisLimits,
     analysis_params::{self, SubstituteTarget},
-    convert::analysis::*,
+    convert::{self, analysis::*},
     metrics::Metrics,
     pb::{self, analysis_service_server::AnalysisService},
     streaming::{deadline_of, AnalysisEvent, EventStream, Runner, Sink, ROWS_PER_MESSAGE},
@@ -33,6 +33,7 @@ use crate::{
         Control,
     },
     error::Result,
+    export::{node_results, select, ResultKind},
     graph::{cache::GraphCache, inter_cluster, AnalysisGraph, GraphFilter, GraphSpec, Layer},
     store::{Snapshot, Store},
 };
@@ -143,6 +144,7 @@ impl AnalysisService for AnalysisApi {
     type DetectVirtualIntegrationStream = EventStream<pb::DetectVirtualIntegrationResponse>;
     type CoreFirmsStream = EventStream<pb::CoreFirmsResponse>;
     type UpgradingStream = EventStream<pb::UpgradingResponse>;
+    type ExportNetworkStream = EventStream<pb::ExportNetworkResponse>;
 
     #[tracing::instrument(skip_all, fields(measure = request.get_ref().measure, layer = request.get_ref().layer))]
     async fn centrality(
@@ -463,6 +465,73 @@ impl AnalysisService for AnalysisApi {
                 sink.send(firm_closing(snapshot, &filter, sink))
             },
         )
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(layer = request.get_ref().layer))]
+    async fn export_network(
+        &self,
+        request: Request<pb::ExportNetworkRequest>,
+    ) -> Result<Response<Self::ExportNetworkStream>, Status> {
+        let (call, request) = self.open(request);
+        let layer = analysis_params::layer(request.layer, Layer::Firm)?;
+        let filter = analysis_params::filter(request.filter, &call.snapshot.network)?;
+        let kinds = convert::export::result_kinds(&request.results)?;
+        // The results' memory: Louvain's levels, or PageRank's vectors (the
+        // stage analysis takes less than either).
+        let workload = if kinds.contains(&ResultKind::Community) {
+            Workload::Communities
+        } else if kinds.is_empty() {
+            Workload::Projection
+        } else {
+            Workload::Iterative
+        };
+        let graphs = self.graphs.clone();
+        let stage_config = self.stage_config.clone();
+        self.run(call, "ExportNetwork", workload, move |snapshot, control, sink| {
+            use convert::export::*;
+            control.progress("select", 0, 1);
+            let network = &snapshot.network;
+            let mut selection = select(network, &filter, layer);
+            control.check()?;
+            if !kinds.is_empty() {
+                let graph_of = |spec: &GraphSpec| graphs.get_or_build(snapshot.revision, spec, || spec.build(network));
+                selection.results = node_results(
+                    network,
+                    &filter,
+                    layer,
+                    &selection,
+                    &kinds,
+                    &stage_config,
+                    &graph_of,
+                    control,
+                )?;
+            }
+            sink.send_rows(clusters_to_pb(&selection), |clusters| pb::ExportClusters { clusters })?;
+            sink.send_rows(actors_to_pb(&selection), |actors| pb::ExportActors { actors })?;
+            sink.send_rows(profiles_to_pb(&selection), |profiles| pb::ExportProfiles { profiles })?;
+            sink.send_rows(links_to_pb(&selection), |links| pb::ExportLinks { links })?;
+            sink.send_rows(cluster_links_to_pb(&selection), |cluster_links| {
+                pb::ExportClusterLinks { cluster_links }
+            })?;
+            sink.send_rows(selection.edges.iter().map(inter_cluster_edge_to_pb), |edges| {
+                pb::ExportEdges { edges }
+            })?;
+            sink.send_rows(
+                selection.results.iter().map(|(id, r)| node_result_to_pb(id, r)),
+                |rows| pb::NodeResultRows { rows },
+            )?;
+            let (nodes, edges) = match layer {
+                Layer::Firm => (selection.actors.len(), selection.links.len()),
+                Layer::Cluster => (selection.clusters.len(), selection.edges.len()),
+                Layer::Site => (
+                    selection.clusters.iter().map(|c| c.sites.len()).sum(),
+                    selection.edges.len(),
+                ),
+            };
+            let run = RunSummary::one_pass(nodes, edges, layer == Layer::Firm, sink.started());
+            sink.send(closing(snapshot, layer, &run, sink))
+        })
         .await
     }
 }

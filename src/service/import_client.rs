@@ -3,56 +3,32 @@
 //! `file:line` of the row that caused it.
 
 use super::{
+    client::{ConnectError, Connection},
     convert::change_to_pb,
-    pb::{self, network_service_client::NetworkServiceClient},
+    pb,
 };
 use crate::import::{Origin, SourcedChange};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
-    #[error("cannot reach the server: {0}")]
-    Connect(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     /// The server refused a row; earlier batches are in.
     #[error("{origin}: {message}")]
     Row { origin: String, message: String },
     #[error("the server refused the import: {0}")]
     Status(tonic::Status),
-    #[error("the token holds characters a header cannot carry")]
-    Token,
 }
 
 /// Sends `changes` in batches of `batch_size`; `on_sent` is told how many
 /// changes have gone out after each batch.
 pub async fn upload(
-    server: String,
-    token: Option<String>,
-    ca_pem: Option<Vec<u8>>,
+    connection: &Connection,
     changes: Vec<SourcedChange>,
     batch_size: usize,
     on_sent: impl Fn(u64) + Send + 'static,
 ) -> Result<pb::ImportChangesResponse, UploadError> {
-    let mut endpoint = tonic::transport::Endpoint::from_shared(server)?;
-    if let Some(pem) = ca_pem {
-        let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem));
-        endpoint = endpoint.tls_config(tls)?;
-    }
-    let channel = endpoint.connect().await?;
-    let authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> = match token {
-        None => None,
-        Some(token) => Some(
-            format!("Bearer {}", token.trim())
-                .parse()
-                .map_err(|_| UploadError::Token)?,
-        ),
-    };
-    let mut client = NetworkServiceClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
-        if let Some(value) = &authorization {
-            request.metadata_mut().insert("authorization", value.clone());
-        }
-        Ok(request)
-    })
-    .max_encoding_message_size(64 << 20)
-    .max_decoding_message_size(64 << 20);
+    let mut client = connection.network();
     let batch_size = batch_size.max(1);
     // Batches are encoded as the stream is read, not all before it: the
     // import starts at once and holds one copy of the network, not two.

@@ -7,6 +7,7 @@ mod analysis_api;
 mod analysis_params;
 pub mod auth_layer;
 mod change_feed;
+pub mod client;
 mod connections;
 pub mod convert;
 mod feed;

@@ -95,6 +95,11 @@ analysis_responses!(
     UpgradingResponse => upgrading_response {
         Progress(Progress), Rows(UpgradingReports), Summary(AnalysisSummary)
     },
+    ExportNetworkResponse => export_network_response {
+        Progress(Progress), Clusters(ExportClusters), Actors(ExportActors), Profiles(ExportProfiles),
+        Links(ExportLinks), ClusterLinks(ExportClusterLinks), Edges(ExportEdges), Results(NodeResultRows),
+        Summary(AnalysisSummary)
+    },
 );
 
 /// Runs analysis jobs and streams their events.

@@ -131,6 +131,14 @@ async fn the_changning_sites_are_joined_by_the_metro_and_the_platform() {
         }
     }
     assert_eq!(nodes.len(), 3);
+    // Each site carries its own coordinates, so a client can draw the map.
+    let sites = server.store().snapshot().network.clusters[&clusternet::model::Id::from(demo::CHANGNING)]
+        .sites
+        .clone();
+    for node in &nodes {
+        let site = sites.iter().find(|s| *s.id == node.id).unwrap();
+        assert_eq!((node.lat, node.lon), (Some(site.lat), Some(site.lon)), "{}", node.id);
+    }
     let [east, central, west] = demo::CHANGNING_SITES;
     let between = |a: &str, b: &str| {
         edges

@@ -8,6 +8,7 @@ mod changes;
 mod common;
 mod crash;
 mod crash_cycle;
+mod export;
 mod fuzz;
 mod import_cli;
 mod limits;

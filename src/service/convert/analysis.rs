@@ -107,6 +107,8 @@ pub fn inter_cluster_node_to_pb(node: &InterClusterNode) -> pb::InterClusterNode
         name: node.name.clone(),
         cluster_id: node.cluster.to_string(),
         actors: node.actors,
+        lat: node.at.map(|(lat, _)| lat),
+        lon: node.at.map(|(_, lon)| lon),
     }
 }
 

@@ -3,6 +3,7 @@
 //! enum values, malformed dates); the model validates the rest.
 
 pub mod analysis;
+pub mod export;
 
 use std::sync::Arc;
 

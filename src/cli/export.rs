@@ -1,0 +1,138 @@
+//! `clusternet export`: one ExportNetwork call, written in a file format.
+
+use std::{
+    fs::File,
+    io::{BufWriter, Write},
+    path::{Path, PathBuf},
+};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{server_error, ClientArgs, FilterArgs, LayerArg};
+use crate::{
+    export::{
+        formats::{write, Format},
+        table::Table,
+        ResultKind, Selection,
+    },
+    graph::Layer,
+    import,
+    service::{
+        convert::export::{gather, result_kind_to_pb},
+        pb,
+    },
+};
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The file format (csv writes a directory of the import format).
+    #[arg(long, value_enum)]
+    pub format: Format,
+    /// The file to write (a directory for csv).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The layer: actors and links, clusters, or sites.
+    #[arg(long, value_enum, default_value_t = LayerArg::Firm)]
+    pub layer: LayerArg,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Analysis results to add as node attributes.
+    #[arg(long = "with", value_delimiter = ',', value_enum)]
+    pub with: Vec<WithArg>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WithArg {
+    Pagerank,
+    Community,
+    Stage,
+}
+
+impl WithArg {
+    fn kind(self) -> ResultKind {
+        match self {
+            WithArg::Pagerank => ResultKind::PageRank,
+            WithArg::Community => ResultKind::Community,
+            WithArg::Stage => ResultKind::Stage,
+        }
+    }
+}
+
+/// Checks where the output goes before asking the server for anything.
+fn check_out(out: &Path, format: Format, layer: LayerArg) -> Result<(), String> {
+    if format == Format::Csv && layer != LayerArg::Firm {
+        return Err("error: --format csv writes the whole firm network; use it with --layer firm".into());
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(format!("error: the directory {} does not exist", parent.display()));
+    }
+    if format != Format::Csv && out.is_dir() {
+        return Err(format!("error: {} is a directory; give a file name", out.display()));
+    }
+    Ok(())
+}
+
+pub async fn run(args: ExportArgs) -> Result<(), String> {
+    check_out(&args.out, args.format, args.layer)?;
+    let connection = args.client.connect().await?;
+    let request = pb::ExportNetworkRequest {
+        layer: args.layer.to_pb() as i32,
+        filter: Some(args.filter.to_pb()),
+        results: args.with.iter().map(|w| result_kind_to_pb(w.kind()) as i32).collect(),
+    };
+    let progress = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    progress.enable_steady_tick(std::time::Duration::from_millis(120));
+    let mut stream = connection
+        .analysis()
+        .export_network(request)
+        .await
+        .map_err(|s| server_error(&s))?
+        .into_inner();
+    let mut selection = Selection::default();
+    let mut summary = None;
+    while let Some(message) = stream.message().await.map_err(|s| server_error(&s))? {
+        let Some(event) = message.event else { continue };
+        if let pb::export_network_response::Event::Progress(p) = &event {
+            progress.set_message(format!("{} {}/{}", p.phase, p.done, p.total));
+        }
+        summary = gather(&mut selection, event).map_err(|e| format!("error: the server sent {e}"))?;
+        progress.set_message(format!(
+            "{} actors, {} links, {} clusters received",
+            selection.actors.len(),
+            selection.links.len(),
+            selection.clusters.len()
+        ));
+    }
+    progress.finish_and_clear();
+    let summary = summary.ok_or("error: the export stream ended without its summary")?;
+    let layer = match args.layer {
+        LayerArg::Firm => Layer::Firm,
+        LayerArg::Cluster => Layer::Cluster,
+        LayerArg::Site => Layer::Site,
+    };
+    let cannot = |e: std::io::Error| format!("error: cannot write {}: {e}", args.out.display());
+    if args.format == Format::Csv {
+        import::write_dir(&args.out, &selection.changes()).map_err(cannot)?;
+    } else {
+        let mut out = BufWriter::new(File::create(&args.out).map_err(cannot)?);
+        write(&Table::of(&selection, layer), args.format, &mut out).map_err(cannot)?;
+        out.flush().map_err(cannot)?;
+    }
+    eprintln!(
+        "wrote {} nodes and {} edges of revision {} to {}",
+        summary.nodes,
+        summary.edges,
+        summary.revision,
+        args.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! The command line's client subcommands: the arguments they share (where
+//! the server is, which part of the network) and one module per command.
+//! Each returns `Err(message)` for `main` to print; a message from a server
+//! error carries the gRPC status.
+
+pub mod export;
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::{
+    model::{Channel, LinkKind},
+    service::{client::Connection, convert::wire, pb},
+};
+
+/// Where the server is and how to reach it.
+#[derive(Args, Clone, Debug)]
+pub struct ClientArgs {
+    /// The server's URL, with its scheme (http:// or https://).
+    #[arg(long, env = "CLUSTERNET_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// Bearer token for a server that checks them.
+    #[arg(long, env = "CLUSTERNET_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// CA certificate (PEM) that signed an https server's certificate.
+    #[arg(long, env = "CLUSTERNET_CA")]
+    pub ca: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    pub async fn connect(&self) -> Result<Connection, String> {
+        let ca = match &self.ca {
+            Some(path) => Some(std::fs::read(path).map_err(|e| format!("error: cannot read {}: {e}", path.display()))?),
+            None => None,
+        };
+        Connection::open(&self.server, self.token.as_deref(), ca)
+            .await
+            .map_err(|e| format!("error: {e}"))
+    }
+}
+
+/// The network layer a command reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LayerArg {
+    Firm,
+    Cluster,
+    Site,
+}
+
+impl LayerArg {
+    pub fn to_pb(self) -> pb::Layer {
+        match self {
+            LayerArg::Firm => pb::Layer::Firm,
+            LayerArg::Cluster => pb::Layer::Cluster,
+            LayerArg::Site => pb::Layer::Site,
+        }
+    }
+}
+
+/// Which part of the network a command sees, as the analyses' filter.
+#[derive(Args, Clone, Debug, Default)]
+pub struct FilterArgs {
+    /// Only these clusters (FIRM: actors in them); repeat or separate with commas.
+    #[arg(long = "cluster", value_delimiter = ',')]
+    pub clusters: Vec<String>,
+    /// Only links of these kinds (SUPPLY, INVESTMENT, ...).
+    #[arg(long = "link-kind", value_delimiter = ',', value_parser = parse_link_kind)]
+    pub link_kinds: Vec<LinkKind>,
+    /// Only links over these channels (PHYSICAL, VIRTUAL).
+    #[arg(long = "channel", value_delimiter = ',', value_parser = parse_channel)]
+    pub channels: Vec<Channel>,
+    /// Only actors and links valid on this date (YYYY-MM-DD).
+    #[arg(long)]
+    pub as_of: Option<String>,
+}
+
+fn parse_link_kind(text: &str) -> Result<LinkKind, String> {
+    text.parse()
+}
+
+fn parse_channel(text: &str) -> Result<Channel, String> {
+    text.parse()
+}
+
+impl FilterArgs {
+    pub fn to_pb(&self) -> pb::NetworkFilter {
+        pb::NetworkFilter {
+            link_kinds: self.link_kinds.iter().map(|k| wire(LinkKind::ALL, *k)).collect(),
+            channels: self.channels.iter().map(|c| wire(Channel::ALL, *c)).collect(),
+            cluster_ids: self.clusters.clone(),
+            as_of: self.as_of.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// A failed call, as the command line reports it: the status code and the
+/// server's message.
+pub fn server_error(status: &tonic::Status) -> String {
+    format!("error: the server answered {:?}: {}", status.code(), status.message())
+}
