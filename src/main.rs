@@ -7,7 +7,9 @@ use clusternet::{
     alert::{engine::AlertEngine, log::AlertLog},
     analysis::stages::stage_config::StageConfig,
     cli::{
+        analyses::AnalysisCommand,
         export::{self, ExportArgs},
+        reads::ReadCommand,
         ClientArgs,
     },
     demo, import,
@@ -50,6 +52,10 @@ enum Command {
     /// Writes a network as GraphML, GEXF, DOT, node-link JSON or a CSV
     /// directory, optionally with PageRank, communities and stages per node.
     Export(ExportArgs),
+    #[command(flatten)]
+    Analysis(AnalysisCommand),
+    #[command(flatten)]
+    Read(ReadCommand),
     /// Writes the demo networks as a CSV directory (the import format).
     DemoCsv {
         /// Directory to write clusters.csv, sites.csv, actors.csv, links.csv
@@ -217,6 +223,8 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Serve(args) => run_server(*args).await,
         Command::Import(args) => run_import(args).await,
         Command::Export(args) => export::run(args).await,
+        Command::Analysis(command) => command.run().await,
+        Command::Read(command) => command.run().await,
         Command::DemoCsv { dir } => import::write_dir(&dir, &demo::demo_changes())
             .map_err(|e| format!("error: cannot write {}: {e}", dir.display())),
         Command::Config => {
@@ -486,5 +494,17 @@ async fn run_import(args: ImportArgs) -> Result<(), String> {
             "{error}\nerror: the import stopped at this row; the batches before it are applied"
         )),
         Err(error) => Err(format!("error: {error}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_subcommand_is_well_formed() {
+        // clap checks names, conflicts and requirements only when a
+        // subcommand is parsed; this checks them all at once.
+        super::Cli::command().debug_assert();
     }
 }

@@ -3,7 +3,10 @@
 //! Each returns `Err(message)` for `main` to print; a message from a server
 //! error carries the gRPC status.
 
+pub mod analyses;
 pub mod export;
+pub mod output;
+pub mod reads;
 
 use std::path::PathBuf;
 
@@ -11,7 +14,11 @@ use clap::Args;
 
 use crate::{
     model::{Channel, LinkKind},
-    service::{client::Connection, convert::wire, pb},
+    service::{
+        client::{Authorized, Connection},
+        convert::wire,
+        pb::{self, analysis_service_client::AnalysisServiceClient},
+    },
 };
 
 /// Where the server is and how to reach it.
@@ -29,6 +36,11 @@ pub struct ClientArgs {
 }
 
 impl ClientArgs {
+    /// A client of the AnalysisService on a new connection.
+    pub async fn analysis(&self) -> Result<AnalysisServiceClient<Authorized>, String> {
+        Ok(self.connect().await?.analysis())
+    }
+
     pub async fn connect(&self) -> Result<Connection, String> {
         let ca = match &self.ca {
             Some(path) => Some(std::fs::read(path).map_err(|e| format!("error: cannot read {}: {e}", path.display()))?),

@@ -140,7 +140,11 @@ fn gexf(table: &Table, out: &mut dyn Write) -> io::Result<()> {
     for (class, declared) in [("node", &table.node_attributes), ("edge", &table.edge_attributes)] {
         writeln!(out, r#"    <attributes class="{class}">"#)?;
         for (i, (name, k)) in declared.iter().enumerate() {
-            writeln!(out, r#"      <attribute id="{i}" title="{name}" type="{}"/>"#, xml_type(*k))?;
+            writeln!(
+                out,
+                r#"      <attribute id="{i}" title="{name}" type="{}"/>"#,
+                xml_type(*k)
+            )?;
         }
         writeln!(out, "    </attributes>")?;
     }
@@ -298,7 +302,10 @@ mod tests {
 
     #[test]
     fn names_with_markup_quotes_and_control_characters_stay_inside_their_fields() {
-        assert_eq!(xml("R&D <\"Park\"> 'B'\u{1}\t"), "R&amp;D &lt;&quot;Park&quot;&gt; &apos;B&apos;\t");
+        assert_eq!(
+            xml("R&D <\"Park\"> 'B'\u{1}\t"),
+            "R&amp;D &lt;&quot;Park&quot;&gt; &apos;B&apos;\t"
+        );
         assert_eq!(quoted("say \"hi\"\\\nbye"), r#""say \"hi\"\\\nbye""#);
     }
 }

@@ -8,7 +8,10 @@ use tonic::{
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
 };
 
-use super::pb::{analysis_service_client::AnalysisServiceClient, network_service_client::NetworkServiceClient};
+use super::pb::{
+    alert_service_client::AlertServiceClient, analysis_service_client::AnalysisServiceClient,
+    network_service_client::NetworkServiceClient,
+};
 
 /// Largest message a client sends or accepts: a batch of 1,000 rows can be
 /// several MiB, past tonic's 4 MiB default.
@@ -79,6 +82,12 @@ impl Connection {
 
     pub fn analysis(&self) -> AnalysisServiceClient<Authorized> {
         AnalysisServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+            .max_encoding_message_size(MESSAGE_LIMIT)
+            .max_decoding_message_size(MESSAGE_LIMIT)
+    }
+
+    pub fn alerts(&self) -> AlertServiceClient<Authorized> {
+        AlertServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
             .max_encoding_message_size(MESSAGE_LIMIT)
             .max_decoding_message_size(MESSAGE_LIMIT)
     }

@@ -5,6 +5,7 @@ mod alerts;
 mod analysis;
 mod auth;
 mod changes;
+mod command_line;
 mod common;
 mod crash;
 mod crash_cycle;
