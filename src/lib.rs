@@ -14,6 +14,7 @@ pub mod analysis;
 pub mod auth;
 pub mod cli;
 pub mod demo;
+pub mod draw;
 pub mod error;
 pub mod export;
 pub mod graph;

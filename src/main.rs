@@ -8,6 +8,7 @@ use clusternet::{
     analysis::stages::stage_config::StageConfig,
     cli::{
         analyses::AnalysisCommand,
+        draw::{self, DrawArgs},
         export::{self, ExportArgs},
         reads::ReadCommand,
         ClientArgs,
@@ -52,6 +53,9 @@ enum Command {
     /// Writes a network as GraphML, GEXF, DOT, node-link JSON or a CSV
     /// directory, optionally with PageRank, communities and stages per node.
     Export(ExportArgs),
+    /// Draws a cluster's firm network (--cluster) or the inter-cluster map
+    /// (--map) as SVG.
+    Draw(DrawArgs),
     #[command(flatten)]
     Analysis(AnalysisCommand),
     #[command(flatten)]
@@ -223,6 +227,7 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Serve(args) => run_server(*args).await,
         Command::Import(args) => run_import(args).await,
         Command::Export(args) => export::run(args).await,
+        Command::Draw(args) => draw::run(args).await,
         Command::Analysis(command) => command.run().await,
         Command::Read(command) => command.run().await,
         Command::DemoCsv { dir } => import::write_dir(&dir, &demo::demo_changes())

@@ -62,7 +62,7 @@ impl WithArg {
 }
 
 /// Checks where the output goes before asking the server for anything.
-fn check_out(out: &Path, format: Format, layer: LayerArg) -> Result<(), String> {
+pub fn check_out(out: &Path, format: Format, layer: LayerArg) -> Result<(), String> {
     if format == Format::Csv && layer != LayerArg::Firm {
         return Err("error: --format csv writes the whole firm network; use it with --layer firm".into());
     }
@@ -87,33 +87,7 @@ pub async fn run(args: ExportArgs) -> Result<(), String> {
         filter: Some(args.filter.to_pb()),
         results: args.with.iter().map(|w| result_kind_to_pb(w.kind()) as i32).collect(),
     };
-    let progress = ProgressBar::new_spinner().with_style(
-        ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    progress.enable_steady_tick(std::time::Duration::from_millis(120));
-    let mut stream = connection
-        .analysis()
-        .export_network(request)
-        .await
-        .map_err(|s| server_error(&s))?
-        .into_inner();
-    let mut selection = Selection::default();
-    let mut summary = None;
-    while let Some(message) = stream.message().await.map_err(|s| server_error(&s))? {
-        let Some(event) = message.event else { continue };
-        if let pb::export_network_response::Event::Progress(p) = &event {
-            progress.set_message(format!("{} {}/{}", p.phase, p.done, p.total));
-        }
-        summary = gather(&mut selection, event).map_err(|e| format!("error: the server sent {e}"))?;
-        progress.set_message(format!(
-            "{} actors, {} links, {} clusters received",
-            selection.actors.len(),
-            selection.links.len(),
-            selection.clusters.len()
-        ));
-    }
-    progress.finish_and_clear();
-    let summary = summary.ok_or("error: the export stream ended without its summary")?;
+    let (selection, summary) = fetch(&connection, request).await?;
     let layer = match args.layer {
         LayerArg::Firm => Layer::Firm,
         LayerArg::Cluster => Layer::Cluster,
@@ -135,4 +109,39 @@ pub async fn run(args: ExportArgs) -> Result<(), String> {
         args.out.display()
     );
     Ok(())
+}
+
+/// Runs one ExportNetwork call and gathers its parts, with a spinner on
+/// stderr (when it is a terminal) counting what has arrived.
+pub async fn fetch(
+    connection: &crate::service::client::Connection,
+    request: pb::ExportNetworkRequest,
+) -> Result<(Selection, pb::AnalysisSummary), String> {
+    let progress = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    progress.enable_steady_tick(std::time::Duration::from_millis(120));
+    let mut stream = connection
+        .analysis()
+        .export_network(request)
+        .await
+        .map_err(|s| server_error(&s))?
+        .into_inner();
+    let mut selection = Selection::default();
+    let mut summary = None;
+    while let Some(message) = stream.message().await.map_err(|s| server_error(&s))? {
+        let Some(event) = message.event else { continue };
+        if let Some(last) = gather(&mut selection, event).map_err(|e| format!("error: the server sent {e}"))? {
+            summary = Some(last);
+        }
+        progress.set_message(format!(
+            "{} actors, {} links, {} clusters received",
+            selection.actors.len(),
+            selection.links.len(),
+            selection.clusters.len()
+        ));
+    }
+    progress.finish_and_clear();
+    let summary = summary.ok_or("error: the export stream ended without its summary")?;
+    Ok((selection, summary))
 }

@@ -4,6 +4,7 @@
 //! error carries the gRPC status.
 
 pub mod analyses;
+pub mod draw;
 pub mod export;
 pub mod output;
 pub mod reads;

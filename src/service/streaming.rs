@@ -193,6 +193,7 @@ impl Runner {
                 runtime: tokio::runtime::Handle::current(),
                 started: Instant::now(),
                 rows: AtomicU64::new(0),
+                last: last.clone(),
             };
             let finished = AtomicBool::new(false);
             std::thread::scope(|scope| {
@@ -283,6 +284,9 @@ pub struct Sink<E> {
     started: Instant,
     /// Result rows sent so far, for the summary.
     rows: AtomicU64,
+    /// When the last message went out (shared with the heartbeat), so the
+    /// heartbeat stays quiet after the summary: the summary is last.
+    last: Arc<std::sync::Mutex<(Instant, Option<pb::Progress>)>>,
 }
 
 impl<E> Sink<E> {
@@ -305,6 +309,12 @@ impl<E> Sink<E> {
     /// never reads must not hold an analysis slot (and a blocking thread)
     /// forever.
     fn deliver(&self, item: Result<E, Status>) -> Result<()> {
+        // The heartbeat sends while holding this lock: either its progress
+        // is queued before this message, or it sees this message's time and
+        // keeps quiet until the job has ended.
+        if let Ok(mut last) = self.last.lock() {
+            last.0 = Instant::now();
+        }
         match self
             .runtime
             .block_on(tokio::time::timeout(self.stall_timeout, self.sender.send(item)))

@@ -14,6 +14,7 @@ mod fuzz;
 mod import_cli;
 mod limits;
 mod network;
+mod pictures;
 mod reference;
 mod server;
 mod stages;
