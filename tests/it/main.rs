@@ -15,6 +15,7 @@ mod import_cli;
 mod limits;
 mod network;
 mod pictures;
+mod python_client;
 mod reference;
 mod server;
 mod stages;
