@@ -249,7 +249,8 @@ fn json(value: &Value) -> serde_json::Value {
 
 /// NetworkX's node-link form: `directed`, `multigraph`, `graph`, `nodes`
 /// (each with `id`) and `edges` (each with `source` and `target`, and `key`
-/// on a multigraph).
+/// on a multigraph). Written an item at a time: a document tree of a
+/// million links would take gigabytes.
 fn node_link(table: &Table, out: &mut dyn Write) -> io::Result<()> {
     use serde_json::{Map, Value as J};
     let object = |declared: &[(&str, Kind)], item: &Item, mut map: Map<String, J>| -> J {
@@ -258,42 +259,39 @@ fn node_link(table: &Table, out: &mut dyn Write) -> io::Result<()> {
         }
         J::Object(map)
     };
-    let nodes: Vec<J> = table
-        .nodes
-        .iter()
-        .map(|n| {
-            let mut map = Map::new();
-            map.insert("id".into(), J::from(&*n.id));
-            object(&table.node_attributes, &n.attributes, map)
-        })
-        .collect();
+    write!(
+        out,
+        r#"{{"directed":{},"multigraph":{},"graph":{{"layer":"{}"}},"nodes":["#,
+        table.directed,
+        table.multigraph,
+        layer_name(table)
+    )?;
+    for (i, n) in table.nodes.iter().enumerate() {
+        let mut map = Map::new();
+        map.insert("id".into(), J::from(&*n.id));
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *out, &object(&table.node_attributes, &n.attributes, map))?;
+    }
+    out.write_all(br#"],"edges":["#)?;
     // Keys number the edges between one ordered pair, as NetworkX does.
     let mut seen: std::collections::HashMap<(&str, &str), u64> = std::collections::HashMap::new();
-    let edges: Vec<J> = table
-        .edges
-        .iter()
-        .map(|e| {
-            let mut map = Map::new();
-            map.insert("source".into(), J::from(&*e.source));
-            map.insert("target".into(), J::from(&*e.target));
-            if table.multigraph {
-                let key = seen.entry((&e.source, &e.target)).or_insert(0);
-                map.insert("key".into(), J::from(*key));
-                *key += 1;
-            }
-            object(&table.edge_attributes, &e.attributes, map)
-        })
-        .collect();
-    let mut graph = Map::new();
-    graph.insert("layer".into(), J::from(layer_name(table)));
-    let mut document = Map::new();
-    document.insert("directed".into(), J::from(table.directed));
-    document.insert("multigraph".into(), J::from(table.multigraph));
-    document.insert("graph".into(), J::Object(graph));
-    document.insert("nodes".into(), J::Array(nodes));
-    document.insert("edges".into(), J::Array(edges));
-    serde_json::to_writer(&mut *out, &J::Object(document))?;
-    writeln!(out)
+    for (i, e) in table.edges.iter().enumerate() {
+        let mut map = Map::new();
+        map.insert("source".into(), J::from(&*e.source));
+        map.insert("target".into(), J::from(&*e.target));
+        if table.multigraph {
+            let key = seen.entry((&e.source, &e.target)).or_insert(0);
+            map.insert("key".into(), J::from(*key));
+            *key += 1;
+        }
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *out, &object(&table.edge_attributes, &e.attributes, map))?;
+    }
+    writeln!(out, "]}}")
 }
 
 #[cfg(test)]
