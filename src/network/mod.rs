@@ -481,6 +481,59 @@ impl Network {
         key
     }
 
+    /// Restores actors (a checkpoint's, after its clusters and id index),
+    /// without a batch's bookkeeping: no deferred checks, no counts, no
+    /// copy of each actor. What a batch would refuse is corrupt data here:
+    /// an unknown cluster, a site outside the actor's clusters, an id the
+    /// index does not hold. The actors map and the memberships are built
+    /// side by side.
+    pub fn restore_actors(&mut self, actors: Vec<Actor>) -> Result<()> {
+        let mut restored = Vec::with_capacity(actors.len());
+        for actor in actors {
+            let corrupt = |what: String| Error::Corrupt(format!("stored actor '{}': {what}", actor.id));
+            if let Some(cluster) = actor.cluster_ids.iter().find(|c| !self.clusters.contains_key(*c)) {
+                return Err(corrupt(format!("cluster '{cluster}' does not exist")));
+            }
+            if let Some(site) = &actor.site_id {
+                if !self
+                    .sites
+                    .get(site)
+                    .is_some_and(|owner| actor.cluster_ids.contains(owner))
+                {
+                    return Err(corrupt(format!("site '{site}' is not a site of its clusters")));
+                }
+            }
+            let Some(&ix) = self.actor_ix.get(&actor.id) else {
+                return Err(corrupt("its id has no index".into()));
+            };
+            if ix as usize >= self.actor_at.len() {
+                return Err(corrupt(format!("index {ix} is past the index's end")));
+            }
+            restored.push((ix, Arc::new(actor)));
+        }
+        let (mut actors, mut members) = (std::mem::take(&mut self.actors), std::mem::take(&mut self.members));
+        rayon::join(
+            || {
+                for (_, actor) in &restored {
+                    actors.insert(actor.id.clone(), actor.clone());
+                }
+            },
+            || {
+                for (_, actor) in &restored {
+                    for cluster in &actor.cluster_ids {
+                        members.entry(cluster.clone()).or_default().insert(actor.id.clone());
+                    }
+                }
+            },
+        );
+        self.actors = actors;
+        self.members = members;
+        for (ix, actor) in restored {
+            self.actor_at.set(ix as usize, Some(actor));
+        }
+        Ok(())
+    }
+
     /// Restores links in index form (a checkpoint's, in key order), without
     /// the checks and id lookups of a batch: each must join two live actors,
     /// else the data is corrupt. The two maps are built side by side, and the
@@ -875,5 +928,41 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(error, Error::NotFound { .. }));
+    }
+
+    #[test]
+    fn restored_actors_give_the_network_their_batch_gives_and_corrupt_ones_are_refused() {
+        let world = vec![
+            cluster("a", &["a-park"]),
+            cluster("b", &[]),
+            actor("x", &["a"]),
+            actor("y", &["a", "b"]),
+            actor("z", &["b"]),
+        ];
+        let mut applied = Network::default();
+        applied.apply(&world).unwrap();
+        // As a checkpoint restores: clusters, the id index, then the actors.
+        let mut restored = Network::default();
+        restored.apply(&world[..2]).unwrap();
+        for id in ["x", "y", "z"] {
+            restored.intern(&Id::from(id));
+        }
+        let actors: Vec<Actor> = applied.actors.values().map(|a| (**a).clone()).collect();
+        restored.restore_actors(actors.clone()).unwrap();
+        assert_eq!(restored.actors, applied.actors);
+        assert_eq!(restored.members, applied.members);
+        assert_eq!(restored.actor_at, applied.actor_at);
+
+        let mut orphan = actors[0].clone();
+        orphan.cluster_ids = vec!["nowhere".into()];
+        let mut corrupt = Network::default();
+        corrupt.apply(&world[..2]).unwrap();
+        corrupt.intern(&orphan.id);
+        let error = corrupt.restore_actors(vec![orphan]).unwrap_err();
+        assert!(matches!(error, Error::Corrupt(_)), "{error:?}");
+        let mut unindexed = Network::default();
+        unindexed.apply(&world[..2]).unwrap();
+        let error = unindexed.restore_actors(vec![actors[1].clone()]).unwrap_err();
+        assert!(error.to_string().contains("no index"), "{error}");
     }
 }

@@ -385,6 +385,7 @@ impl SledBackend {
         // Link rows are restored at the end, all at once: nothing later in a
         // checkpoint depends on them, and the maps build faster in bulk.
         let mut link_rows: Vec<(EdgeKey, LinkData)> = Vec::new();
+        let mut actors: Vec<Actor> = Vec::new();
         let mut reader = CheckpointReader::open(&self.checkpoint_path(revision), revision)?;
         let (mut reading, mut replaying) = (Duration::ZERO, Duration::ZERO);
         loop {
@@ -404,7 +405,7 @@ impl SledBackend {
                         }
                     }
                     Record::Cluster(c) => pending.push(Change::UpsertCluster(c)),
-                    Record::Actor(a) => pending.push(Change::UpsertActor(a)),
+                    Record::Actor(a) => actors.push(a),
                     Record::Link(l) => pending.push(Change::UpsertLink(l)),
                     Record::ClusterLink(l) => pending.push(Change::UpsertClusterLink(l)),
                     Record::Profile(p) => pending.push(Change::UpsertActorProfile(p)),
@@ -413,6 +414,9 @@ impl SledBackend {
             }
             // Frames hold one kind of record each, in dependency order, so each
             // replays against what came before it.
+            if !actors.is_empty() {
+                network.restore_actors(std::mem::take(&mut actors))?;
+            }
             replay(&mut network, &pending)?;
             pending.clear();
             replaying += started.elapsed();
