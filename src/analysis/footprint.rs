@@ -7,9 +7,11 @@
 //! filtered graph's: the filter is applied while projecting, after the
 //! decision. The figures per node and per edge follow the data structures:
 //!
-//! * projecting a graph (every graph analysis): the edge list (16 B an edge,
-//!   sorted in a copy), CSR adjacency out and in (offsets 8 B a node, target
-//!   4 B and weight 8 B an arc), ids and names (about 70 B a node);
+//! * projecting a graph (every graph analysis): the edge list and its
+//!   reverse (16 B an edge each), the two CSR directions built side by side
+//!   (each sorts its rows in a copy and merges into another, 32 B an arc,
+//!   and keeps offsets 8 B a node, target 4 B and weight 8 B an arc), ids
+//!   and names (about 70 B a node);
 //! * iterative scores (PageRank, eigenvector): up to ten vectors of 8 B a
 //!   node (PageRank's solution, its core's iterates) and PageRank's peeling
 //!   (about 8 B a node);
@@ -63,7 +65,7 @@ pub fn estimate(workload: Workload, network: &Network, threads: usize) -> Footpr
     let nodes = (network.actors.len() + network.clusters.len()) as u64;
     let edges = (network.links.len() + network.cluster_links.len()) as u64;
     let threads = threads.max(1) as u64;
-    let projection = 100 * nodes + 64 * edges;
+    let projection = 100 * nodes + 120 * edges;
     let sweep = 48 * nodes + 4 * edges;
     let relations = 128 * nodes + 48 * edges;
     let counted = match workload {

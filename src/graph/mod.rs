@@ -198,20 +198,18 @@ impl AnalysisGraph {
                 forward.push((v, u, w));
             }
         }
-        let outgoing = csr(n, &forward, weighted);
-        drop(forward);
-        let incoming = if directed {
-            // The reverse of the merged arcs, so their summed weights carry over.
-            let backward: Vec<(u32, u32, f64)> = (0..n as u32)
-                .flat_map(|u| {
-                    let row = outgoing.neighbors_slice(u).iter().zip(outgoing.edges_slice(u));
-                    row.map(move |(&v, &w)| (v, u, w))
-                })
-                .collect();
-            csr(n, &backward, true)
+        let (outgoing, incoming) = if directed {
+            // Both directions at once, each from the arcs as given: `csr`
+            // sums parallel arcs in the order they came, so an arc's weight
+            // is the same sum both ways.
+            let backward: Vec<(u32, u32, f64)> = forward.iter().map(|&(u, v, w)| (v, u, w)).collect();
+            let (outgoing, incoming) = rayon::join(|| csr(n, &forward, weighted), || csr(n, &backward, weighted));
+            (outgoing, Some(incoming))
         } else {
-            outgoing.clone()
+            (csr(n, &forward, weighted), None)
         };
+        drop(forward);
+        let incoming = incoming.unwrap_or_else(|| outgoing.clone());
         let mut out_offsets = Vec::with_capacity(n + 1);
         out_offsets.push(0);
         for v in 0..n as u32 {
@@ -299,7 +297,9 @@ fn csr(n: usize, arcs: &[(u32, u32, f64)], weighted: bool) -> Adjacency {
     for u in 0..n {
         let row = &mut rows[offsets[u]..offsets[u + 1]];
         if !row.is_sorted_by_key(|(v, _)| *v) {
-            row.sort_unstable_by_key(|(v, _)| *v);
+            // Stable, so parallel arcs are summed in the order they came
+            // (the in-arcs and out-arcs of a pair then sum alike).
+            row.sort_by_key(|(v, _)| *v);
         }
         let first = merged.len();
         for &(v, w) in row.iter() {
@@ -556,4 +556,38 @@ pub fn cluster_graph(network: &Network, filter: &GraphFilter, layer: Layer, weig
         false,
         weighted,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_arcs_weigh_the_same_sum_out_of_their_source_and_into_their_target() {
+        // Weights whose sum depends on the order they are added in.
+        let arcs = [
+            (2, 0, 0.1),
+            (0, 1, 1e16),
+            (2, 0, 0.2),
+            (0, 1, 1.0),
+            (1, 2, 5.0),
+            (2, 0, 0.3),
+            (0, 1, -1e16),
+            (0, 2, 4.0),
+        ];
+        let ids: Vec<Id> = ["a", "b", "c"].into_iter().map(Id::from).collect();
+        let g = AnalysisGraph::from_edges(ids, vec![String::new(); 3], &arcs, true, true);
+        for u in 0..3 {
+            for (&v, &w) in g.out_neighbors(u).iter().zip(g.out_weights(u)) {
+                let back = g
+                    .in_neighbors(v as usize)
+                    .iter()
+                    .position(|&x| x as usize == u)
+                    .unwrap();
+                assert_eq!(g.in_weights(v as usize)[back].to_bits(), w.to_bits(), "{u} -> {v}");
+            }
+        }
+        assert_eq!(g.out_weights(2), &[0.1 + 0.2 + 0.3]);
+        assert_eq!(g.edge_count(), 4);
+    }
 }
