@@ -259,7 +259,7 @@ fn heartbeat<E: AnalysisEvent>(
         // Woken early when the job ends; a spurious wake only loops once more.
         std::thread::park_timeout(Duration::from_millis(50));
         let Ok(mut last) = last.lock() else { return };
-        if last.0.elapsed() >= HEARTBEAT {
+        if last.0.elapsed() >= HEARTBEAT && !finished.load(Ordering::Relaxed) {
             let event = last.1.clone().unwrap_or(pb::Progress {
                 phase: "starting".into(),
                 done: 0,
@@ -309,16 +309,18 @@ impl<E> Sink<E> {
     /// never reads must not hold an analysis slot (and a blocking thread)
     /// forever.
     fn deliver(&self, item: Result<E, Status>) -> Result<()> {
-        // The heartbeat sends while holding this lock: either its progress
-        // is queued before this message, or it sees this message's time and
-        // keeps quiet until the job has ended.
-        if let Ok(mut last) = self.last.lock() {
+        // The heartbeat sends under this lock too, so its messages and the
+        // job's are ordered; stamped when the send is done, the heartbeat
+        // keeps quiet until the job has ended, so the summary stays last.
+        let mut last = self.last.lock().ok();
+        let sent = self
+            .runtime
+            .block_on(tokio::time::timeout(self.stall_timeout, self.sender.send(item)));
+        if let Some(last) = last.as_mut() {
             last.0 = Instant::now();
         }
-        match self
-            .runtime
-            .block_on(tokio::time::timeout(self.stall_timeout, self.sender.send(item)))
-        {
+        drop(last);
+        match sent {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Error::Cancelled),
             Err(_) => {
