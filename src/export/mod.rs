@@ -64,34 +64,49 @@ pub struct NodeResults {
     pub stage: Option<Stage>,
 }
 
+/// Links between two checks of the control.
+const LINKS_PER_CHECK: usize = 1 << 16;
+
 /// What `filter` selects on `layer`, in id order (so that two exports of
 /// the same network are identical).
-pub fn select(network: &Network, filter: &GraphFilter, layer: Layer) -> Selection {
+pub fn select(
+    network: &Network,
+    filter: &GraphFilter,
+    layer: Layer,
+    control: &Control,
+) -> Result<Selection, Cancelled> {
     let wanted = filter.wants_cluster();
     if layer != Layer::Firm {
-        return Selection {
+        return Ok(Selection {
             clusters: network.clusters.values().filter(|c| wanted(&c.id)).cloned().collect(),
             edges: inter_cluster(network, filter, layer).edges,
             ..Selection::default()
-        };
+        });
     }
-    // The actors the firm graph of the same filter has as nodes.
-    let actors: Vec<Arc<Actor>> = network
-        .actors
-        .values()
-        .filter(|a| filter.keeps_actor(a))
-        .filter(|a| filter.clusters.is_empty() || a.cluster_ids.iter().any(&wanted))
-        .cloned()
+    // The actors the firm graph of the same filter has as nodes, marked by
+    // index as well, so each link's ends are tested without hashing ids.
+    let keeps = |a: &Actor| filter.keeps_actor(a) && (filter.clusters.is_empty() || a.cluster_ids.iter().any(&wanted));
+    let actors: Vec<Arc<Actor>> = network.actors.values().filter(|a| keeps(a)).cloned().collect();
+    let kept: Vec<bool> = network
+        .actor_at
+        .iter()
+        .map(|a| a.as_deref().is_some_and(keeps))
         .collect();
-    let kept: HashSet<&Id> = actors.iter().map(|a| &a.id).collect();
-    let mut links: Vec<Link> = filter
-        .links(network)
-        .filter(|(_, _, source, target)| kept.contains(&source.id) && kept.contains(&target.id))
-        .map(|(key, data, _, _)| network.link_from(key, data))
-        .collect();
+    let is_kept = |ix: u32| kept.get(ix as usize).copied().unwrap_or(false);
+    let mut links = Vec::new();
+    for (done, (key, data)) in network.links.iter().enumerate() {
+        if done % LINKS_PER_CHECK == 0 {
+            control.check()?;
+            control.progress("select", done as u64, network.links.len() as u64);
+        }
+        if is_kept(key.source) && is_kept(key.target) && filter.keeps_link(key.kind, data) {
+            links.push(network.link_from(key, data));
+        }
+    }
     // The store orders links by actor index, which depends on the order
     // actors arrived in; ids do not.
-    links.sort_unstable_by(|a, b| (&a.source, &a.target, a.kind).cmp(&(&b.source, &b.target, b.kind)));
+    links.sort_unstable_by(|a: &Link, b: &Link| (&a.source, &a.target, a.kind).cmp(&(&b.source, &b.target, b.kind)));
+    control.check()?;
     // The named clusters and every cluster an exported actor belongs to, so
     // that the export can be imported on its own.
     let mut cluster_ids: BTreeSet<&Id> = network.clusters.keys().filter(|c| wanted(c)).collect();
@@ -115,14 +130,14 @@ pub fn select(network: &Network, filter: &GraphFilter, layer: Layer) -> Selectio
         .filter_map(|a| network.profiles.get(&a.id))
         .flat_map(|p| p.iter().cloned())
         .collect();
-    Selection {
+    Ok(Selection {
         actors,
         links,
         clusters,
         cluster_links,
         profiles,
         ..Selection::default()
-    }
+    })
 }
 
 impl Selection {

@@ -490,10 +490,8 @@ impl AnalysisService for AnalysisApi {
         let stage_config = self.stage_config.clone();
         self.run(call, "ExportNetwork", workload, move |snapshot, control, sink| {
             use convert::export::*;
-            control.progress("select", 0, 1);
             let network = &snapshot.network;
-            let mut selection = select(network, &filter, layer);
-            control.check()?;
+            let mut selection = select(network, &filter, layer, control)?;
             if !kinds.is_empty() {
                 let graph_of = |spec: &GraphSpec| graphs.get_or_build(snapshot.revision, spec, || spec.build(network));
                 selection.results = node_results(
