@@ -40,7 +40,7 @@ pub struct DrawArgs {
 }
 
 pub async fn run(args: DrawArgs) -> Result<(), String> {
-    super::export::check_out(&args.out, crate::export::formats::Format::Dot, super::LayerArg::Firm)?;
+    super::check_file_out(&args.out)?;
     let connection = args.client.connect().await?;
     let svg = match &args.cluster {
         Some(cluster) => {

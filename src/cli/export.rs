@@ -9,7 +9,7 @@ use std::{
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{server_error, ClientArgs, FilterArgs, LayerArg};
+use super::{check_parent, server_error, ClientArgs, FilterArgs, LayerArg};
 use crate::{
     export::{
         formats::{write, Format},
@@ -62,21 +62,14 @@ impl WithArg {
 }
 
 /// Checks where the output goes before asking the server for anything.
-pub fn check_out(out: &Path, format: Format, layer: LayerArg) -> Result<(), String> {
-    if format == Format::Csv && layer != LayerArg::Firm {
-        return Err("error: --format csv writes the whole firm network; use it with --layer firm".into());
+fn check_out(out: &Path, format: Format, layer: LayerArg) -> Result<(), String> {
+    if format == Format::Csv {
+        if layer != LayerArg::Firm {
+            return Err("error: --format csv writes the whole firm network; use it with --layer firm".into());
+        }
+        return check_parent(out);
     }
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if !parent.is_dir() {
-        return Err(format!("error: the directory {} does not exist", parent.display()));
-    }
-    if format != Format::Csv && out.is_dir() {
-        return Err(format!("error: {} is a directory; give a file name", out.display()));
-    }
-    Ok(())
+    super::check_file_out(out)
 }
 
 pub async fn run(args: ExportArgs) -> Result<(), String> {

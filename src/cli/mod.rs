@@ -107,6 +107,28 @@ impl FilterArgs {
     }
 }
 
+/// Checks that a file can be written at `out`: its directory exists and it
+/// is not itself a directory (so a slip is named before any call is made).
+pub fn check_file_out(out: &std::path::Path) -> Result<(), String> {
+    check_parent(out)?;
+    if out.is_dir() {
+        return Err(format!("error: {} is a directory; give a file name", out.display()));
+    }
+    Ok(())
+}
+
+/// Checks that the directory `out` goes into exists.
+pub fn check_parent(out: &std::path::Path) -> Result<(), String> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(format!("error: the directory {} does not exist", parent.display()));
+    }
+    Ok(())
+}
+
 /// A failed call, as the command line reports it: the status code and the
 /// server's message.
 pub fn server_error(status: &tonic::Status) -> String {
