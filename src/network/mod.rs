@@ -10,6 +10,7 @@
 //! makes the large maps compare integers instead of strings and gives the
 //! analyses a ready numbering of the firm network.
 
+pub mod mix;
 pub mod query;
 
 use std::sync::Arc;
@@ -90,6 +91,8 @@ pub struct Network {
     pub actor_at: Vector<Option<Arc<Actor>>>,
     /// Cluster id to the ids of its member actors.
     pub members: OrdMap<Id, OrdSet<Id>>,
+    /// Cluster id to what its members add up to now (see [`mix`]).
+    pub mixes: mix::Mixes,
     pub links: OrdMap<EdgeKey, LinkData>,
     /// Every link key with source and target swapped, so the links into an
     /// actor are a range, as the links out of it are a range of `links`.
@@ -328,6 +331,7 @@ impl Network {
                     for cluster in &actor.cluster_ids {
                         self.remove_member(cluster, id);
                     }
+                    mix::remove_actor(&mut self.mixes, &actor);
                     // Profiles are the actor's own history: they go with it.
                     if let Some(profiles) = self.profiles.remove(id) {
                         counts.actor_profiles_deleted += profiles.len() as u64;
@@ -441,7 +445,9 @@ impl Network {
             for cluster in &old.cluster_ids {
                 self.remove_member(cluster, &actor.id);
             }
+            mix::remove_actor(&mut self.mixes, &old);
         }
+        mix::add_actor(&mut self.mixes, actor);
         for cluster in &actor.cluster_ids {
             self.members
                 .entry(cluster.clone())
@@ -512,6 +518,7 @@ impl Network {
             restored.push((ix, Arc::new(actor)));
         }
         let (mut actors, mut members) = (std::mem::take(&mut self.actors), std::mem::take(&mut self.members));
+        let mut mixes = std::mem::take(&mut self.mixes);
         rayon::join(
             || {
                 for (_, actor) in &restored {
@@ -523,9 +530,11 @@ impl Network {
                     for cluster in &actor.cluster_ids {
                         members.entry(cluster.clone()).or_default().insert(actor.id.clone());
                     }
+                    mix::add_actor(&mut mixes, actor);
                 }
             },
         );
+        self.mixes = mixes;
         self.actors = actors;
         self.members = members;
         for (ix, actor) in restored {
@@ -583,6 +592,7 @@ impl Network {
     /// Detaches a deleted cluster from everything that names it: members leave
     /// it (and its sites), cluster links to it or its sites go.
     fn cascade_cluster_delete(&mut self, cluster: &Cluster, counts: &mut ChangeCounts) {
+        self.mixes.remove(&cluster.id);
         let member_ids: Vec<Id> = self
             .members
             .remove(&cluster.id)
@@ -951,6 +961,7 @@ mod tests {
         restored.restore_actors(actors.clone()).unwrap();
         assert_eq!(restored.actors, applied.actors);
         assert_eq!(restored.members, applied.members);
+        assert_eq!(restored.mixes, applied.mixes);
         assert_eq!(restored.actor_at, applied.actor_at);
 
         let mut orphan = actors[0].clone();

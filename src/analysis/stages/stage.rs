@@ -538,6 +538,22 @@ pub fn assess(
         needed.sort_unstable();
         needed.dedup();
         for c in needed {
+            // Today's mixes are kept by every batch; a past date counts
+            // the members' profiles.
+            if filter.as_of.is_none() {
+                if let Some(mix) = network.mixes.get(&cluster_ids[c]) {
+                    member_counts[c] = mix.members as usize;
+                    for (sum, count) in mixes[c].iter_mut().zip(mix.segments) {
+                        *sum = count as f64;
+                    }
+                    industries[c] = mix
+                        .industries
+                        .iter()
+                        .map(|(code, n)| (code.as_str(), *n as f64))
+                        .collect();
+                }
+                continue;
+            }
             for ix in network.member_indexes(&cluster_ids[c]) {
                 let Some(actor) = filter.actor(network, ix) else {
                     continue;
@@ -592,16 +608,17 @@ pub fn assess(
         .map(|c| {
             let id = &cluster_ids[c];
             let t = &tallies[c];
+            // Members shared with each other cluster, in one pass over the
+            // members (not one per related cluster: a cluster may be tied to
+            // most of the network's clusters).
+            let mut shared: HashMap<usize, usize> = HashMap::default();
+            for actor in t.members.iter().filter_map(|m| network.actor(*m)) {
+                for o in clusters_of(actor).filter(|o| *o != c) {
+                    *shared.entry(o).or_default() += 1;
+                }
+            }
             let overlap = closest(c, &|o| {
-                let shared = t
-                    .members
-                    .iter()
-                    .filter(|m| {
-                        network
-                            .actor(**m)
-                            .is_some_and(|a| a.cluster_ids.contains(&cluster_ids[o]))
-                    })
-                    .count();
+                let shared = shared.get(&o).copied().unwrap_or(0);
                 shared as f64 / member_counts[c].min(member_counts[o]).max(1) as f64
             });
             // The Substitutes weights for segments and industry, 0.25 and 0.15, renormalised.

@@ -293,11 +293,13 @@ impl ClusterPlaces {
         for (&member, &p) in &place_of {
             for key in network.incident(member) {
                 let other = if key.source == member { key.target } else { key.source };
-                let is_platform = filter
-                    .actor(network, other)
-                    .is_some_and(|a| a.kind == ActorKind::Platform);
-                let kept = network.links.get(&key).is_some_and(|d| filter.keeps_link(key.kind, d));
-                if is_platform && kept && other != member {
+                // Most partners are not platforms: the link's data is read
+                // for those that are.
+                let is_platform = other != member
+                    && filter
+                        .actor(network, other)
+                        .is_some_and(|a| a.kind == ActorKind::Platform);
+                if is_platform && network.links.get(&key).is_some_and(|d| filter.keeps_link(key.kind, d)) {
                     tied.entry(other).or_default().entry(p).or_default().insert(member);
                 }
             }
