@@ -132,7 +132,7 @@ fn run(algorithm: &str, path: &str) {
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "{{\"tool\": \"clusternet\", \"algorithm\": \"{algorithm}\", \"nodes\": {n}, \"arcs\": {}, \"seconds\": {seconds:.4}, \"build_seconds\": {build_seconds:.4}, \"peak_rss_mib\": {:.1}, \"checksum\": {checksum}, \"detail\": \"{detail}\"}}",
-        graph.outgoing.edge_count(),
+        graph.out_arc(graph.node_count()),
         peak_rss_mib()
     );
 }

@@ -10,6 +10,7 @@
 //! * Louvain (unweighted, the FIRM layer undirected) and betweenness from 256
 //!   pivots, BENCH_REPEATS_SLOW (1) times each (igraph: once; its Louvain
 //!   takes minutes here);
+//! * PageRank after each of BENCH_REPEATS one-link writes (the graph patched);
 //! * a restart to SERVING, and the first PageRank after it;
 //!
 //! and python-igraph (when installed) on the same edge list, in process,
@@ -33,7 +34,10 @@ use std::{
 use clusternet::{
     import::write_dir,
     model::{Actor, ActorKind, Change, Channel, Cluster, Id, Link, LinkKind, SegmentSet, Site, Validity},
-    service::pb::{self, analysis_service_client::AnalysisServiceClient},
+    service::{
+        convert::change_to_pb,
+        pb::{self, analysis_service_client::AnalysisServiceClient, network_service_client::NetworkServiceClient},
+    },
     synthetic::barabasi_albert,
 };
 use tonic::transport::Channel as GrpcChannel;
@@ -69,7 +73,6 @@ print(json.dumps(out))
 /// BA edge (u, v) a SUPPLY link u → v.
 fn changes(nodes: usize, clusters: usize, edges: &[(u32, u32)]) -> Vec<Change> {
     let cluster_id = |c: usize| Id::from(format!("cluster-{c:04}"));
-    let actor_id = |a: u32| Id::from(format!("a{a}"));
     let mut out = Vec::with_capacity(clusters + nodes + edges.len());
     for c in 0..clusters {
         out.push(Change::UpsertCluster(Cluster {
@@ -158,14 +161,39 @@ fn betweenness256() -> pb::CentralityRequest {
     }
 }
 
-async fn client(port: u16) -> AnalysisServiceClient<GrpcChannel> {
-    let channel = GrpcChannel::from_shared(format!("http://127.0.0.1:{port}"))
+async fn channel(port: u16) -> GrpcChannel {
+    GrpcChannel::from_shared(format!("http://127.0.0.1:{port}"))
         .expect("valid URL")
         .timeout(Duration::from_secs(3600))
         .connect()
         .await
-        .expect("the server is up");
-    AnalysisServiceClient::new(channel).max_decoding_message_size(64 << 20)
+        .expect("the server is up")
+}
+
+async fn client(port: u16) -> AnalysisServiceClient<GrpcChannel> {
+    AnalysisServiceClient::new(channel(port).await).max_decoding_message_size(64 << 20)
+}
+
+/// Actor `a`'s id.
+fn actor_id(a: u32) -> Id {
+    Id::from(format!("a{a}"))
+}
+
+/// A new SUPPLY link from a younger actor to an older one, as the BA links run.
+fn one_link(i: usize, nodes: usize) -> pb::ApplyChangesRequest {
+    let source = nodes / 2 + (i * 7_919) % (nodes / 2);
+    let target = (i * 104_729 + 13) % (nodes / 2);
+    let link = Link {
+        source: actor_id(source as u32),
+        target: actor_id(target as u32),
+        kind: LinkKind::Supply,
+        channel: Channel::Physical,
+        weight: 1.0,
+        validity: Validity::default(),
+    };
+    pb::ApplyChangesRequest {
+        changes: vec![change_to_pb(&Change::UpsertLink(link))],
+    }
 }
 
 fn igraph(edge_file: &Path, repeats: usize, slow: bool) -> Option<serde_json::Value> {
@@ -248,6 +276,16 @@ async fn main() {
     for _ in 0..repeats {
         pageranks.push(timed("PageRank, warm", analysis.centrality(pagerank())).await);
     }
+    // After a one-link write the next PageRank patches the graph it kept.
+    let mut writer = NetworkServiceClient::new(channel(port).await);
+    let mut after_writes: Vec<f64> = Vec::new();
+    for i in 0..repeats {
+        writer
+            .apply_changes(one_link(i, nodes))
+            .await
+            .expect("the write is applied");
+        after_writes.push(timed("PageRank after a one-link write", analysis.centrality(pagerank())).await);
+    }
     let mut louvains: Vec<f64> = Vec::new();
     let mut betweennesses: Vec<f64> = Vec::new();
     for _ in 0..slow_repeats {
@@ -292,6 +330,11 @@ async fn main() {
     row(
         &format!("PageRank top 10, warm (median of {repeats})"),
         median(&mut pageranks),
+        their("pagerank"),
+    );
+    row(
+        &format!("PageRank top 10, first call after a one-link write (median of {repeats})"),
+        median(&mut after_writes),
         their("pagerank"),
     );
     row(

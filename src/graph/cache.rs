@@ -4,10 +4,11 @@
 //!
 //! A graph is keyed by the revision it was built from and what it was built
 //! of (layer, filter, edge mode). Concurrent requests for one key wait for a
-//! single build. Only the newest revision's graphs are kept: a write makes
-//! the next request build afresh, and the older graphs go as soon as the
-//! analyses holding them finish. At most `capacity` graphs are kept, the
-//! least recently used going first.
+//! single build. After a write, the first request of a spec is handed that
+//! spec's graph of the older revision as a base to patch (see
+//! `AnalysisGraph::patched`), and the new graph takes its place: one graph a
+//! spec, the newest. At most `capacity` graphs are kept, the least recently
+//! used going first.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -15,9 +16,12 @@ use super::{AnalysisGraph, GraphSpec};
 
 type Slot = Arc<OnceLock<Arc<AnalysisGraph>>>;
 
+/// A graph of an earlier revision to make the new one from: (its revision, it).
+pub type Base<'a> = Option<(u64, &'a AnalysisGraph)>;
+
 pub struct GraphCache {
     capacity: usize,
-    /// (revision, spec, graph), most recently used last.
+    /// (revision, spec, graph), most recently used last; one entry a spec.
     entries: Mutex<Vec<(u64, GraphSpec, Slot)>>,
 }
 
@@ -30,19 +34,21 @@ impl GraphCache {
         }
     }
 
-    /// The graph of `spec` at `revision`: kept, being built by another
-    /// request (then this one waits for it), or built now by `build`.
+    /// The graph of `spec` at `revision`: kept, being made by another
+    /// request (then this one waits for it), or made now by `make`, which
+    /// is given the spec's graph of an earlier revision when one is kept.
     pub fn get_or_build(
         &self,
         revision: u64,
         spec: &GraphSpec,
-        build: impl FnOnce() -> AnalysisGraph,
+        make: impl FnOnce(Base<'_>) -> AnalysisGraph,
     ) -> Arc<AnalysisGraph> {
         if self.capacity == 0 {
-            return Arc::new(build());
+            return Arc::new(make(None));
         }
-        let slot = self.slot(revision, spec);
-        slot.get_or_init(|| Arc::new(build())).clone()
+        let (slot, base) = self.slot(revision, spec);
+        slot.get_or_init(|| Arc::new(make(base.as_ref().map(|(r, g)| (*r, &**g)))))
+            .clone()
     }
 
     /// The graphs kept (built or being built).
@@ -54,24 +60,33 @@ impl GraphCache {
         self.len() == 0
     }
 
-    fn slot(&self, revision: u64, spec: &GraphSpec) -> Slot {
+    /// The slot of (`revision`, `spec`), and the base to make it from.
+    fn slot(&self, revision: u64, spec: &GraphSpec) -> (Slot, Option<(u64, Arc<AnalysisGraph>)>) {
         let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let newest = entries.iter().map(|e| e.0).max().unwrap_or(0);
-        if revision < newest {
-            // An analysis of an older snapshot: build for it alone.
-            return Slot::default();
-        }
-        // A newer revision makes every graph kept stale.
-        entries.retain(|e| e.0 == revision);
-        let slot = match entries.iter().position(|e| &e.1 == spec) {
-            Some(i) => entries.remove(i).2,
-            None => Slot::default(),
+        let Some(i) = entries.iter().position(|e| &e.1 == spec) else {
+            let slot = Slot::default();
+            entries.push((revision, spec.clone(), slot.clone()));
+            if entries.len() > self.capacity {
+                entries.remove(0);
+            }
+            return (slot, None);
         };
-        entries.push((revision, spec.clone(), slot.clone()));
-        if entries.len() > self.capacity {
-            entries.remove(0);
+        let (kept, _, slot) = entries.remove(i);
+        if kept == revision {
+            entries.push((revision, spec.clone(), slot.clone()));
+            return (slot, None);
         }
-        slot
+        if revision < kept {
+            // An analysis of an older snapshot: made for it alone.
+            entries.insert(i, (kept, spec.clone(), slot));
+            return (Slot::default(), None);
+        }
+        // Newer: the kept graph (if it is built by now) is the base, and
+        // the new graph replaces it.
+        let base = slot.get().map(|graph| (kept, graph.clone()));
+        let fresh = Slot::default();
+        entries.push((revision, spec.clone(), fresh.clone()));
+        (fresh, base)
     }
 }
 
@@ -99,12 +114,12 @@ mod tests {
     fn one_revision_and_spec_is_built_once_and_shared() {
         let cache = GraphCache::new(4);
         let builds = AtomicUsize::new(0);
-        let build = || {
+        let build = |_: Base<'_>| {
             builds.fetch_add(1, Ordering::Relaxed);
             empty()
         };
         let a = cache.get_or_build(7, &spec(false), build);
-        let b = cache.get_or_build(7, &spec(false), || unreachable!("kept"));
+        let b = cache.get_or_build(7, &spec(false), |_| unreachable!("kept"));
         assert!(Arc::ptr_eq(&a, &b));
         cache.get_or_build(7, &spec(true), build);
         assert_eq!(builds.load(Ordering::Relaxed), 2, "another spec is another graph");
@@ -118,7 +133,7 @@ mod tests {
         std::thread::scope(|scope| {
             for _ in 0..8 {
                 scope.spawn(|| {
-                    cache.get_or_build(1, &spec(false), || {
+                    cache.get_or_build(1, &spec(false), |_| {
                         builds.fetch_add(1, Ordering::Relaxed);
                         std::thread::sleep(std::time::Duration::from_millis(50));
                         empty()
@@ -130,15 +145,20 @@ mod tests {
     }
 
     #[test]
-    fn a_newer_revision_drops_the_older_graphs_and_an_older_one_is_not_kept() {
+    fn a_newer_revision_is_made_from_the_older_graph_which_it_replaces_and_an_older_one_is_not_kept() {
         let cache = GraphCache::new(4);
-        cache.get_or_build(1, &spec(false), empty);
-        cache.get_or_build(1, &spec(true), empty);
-        cache.get_or_build(2, &spec(false), empty);
-        assert_eq!(cache.len(), 1, "revision 1's graphs are stale");
+        let first = cache.get_or_build(1, &spec(false), |_| empty());
+        cache.get_or_build(1, &spec(true), |_| empty());
+        cache.get_or_build(2, &spec(false), |base| {
+            let (revision, graph) = base.expect("revision 1's graph is the base");
+            assert_eq!(revision, 1);
+            assert!(std::ptr::eq(graph, &*first));
+            empty()
+        });
+        assert_eq!(cache.len(), 2, "one graph a spec");
         let builds = AtomicUsize::new(0);
         for _ in 0..2 {
-            cache.get_or_build(1, &spec(false), || {
+            cache.get_or_build(1, &spec(false), |_| {
                 builds.fetch_add(1, Ordering::Relaxed);
                 empty()
             });
@@ -148,21 +168,21 @@ mod tests {
             2,
             "an old snapshot's graph is built for its call alone"
         );
-        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.len(), 2);
     }
 
     #[test]
     fn the_least_recently_used_graph_goes_first() {
         let cache = GraphCache::new(2);
-        cache.get_or_build(1, &spec(false), empty);
-        cache.get_or_build(1, &spec(true), empty);
-        cache.get_or_build(1, &spec(false), || unreachable!("kept"));
+        cache.get_or_build(1, &spec(false), |_| empty());
+        cache.get_or_build(1, &spec(true), |_| empty());
+        cache.get_or_build(1, &spec(false), |_| unreachable!("kept"));
         let third = GraphSpec {
             undirected: true,
             ..spec(false)
         };
-        cache.get_or_build(1, &third, empty);
+        cache.get_or_build(1, &third, |_| empty());
         assert_eq!(cache.len(), 2);
-        cache.get_or_build(1, &spec(false), || unreachable!("used last, so kept"));
+        cache.get_or_build(1, &spec(false), |_| unreachable!("used last, so kept"));
     }
 }

@@ -10,21 +10,27 @@
 //!
 //! A directed graph follows SUPPLY, INVESTMENT and OWNERSHIP from source to
 //! target and the undirected kinds both ways; an undirected graph follows
-//! every link both ways. Adjacency is held in petgraph's compressed sparse
-//! row form (`petgraph::csr::Csr`), out-edges and in-edges both, so analyses
-//! walk plain slices.
+//! every link both ways. Adjacency is held in compressed sparse rows
+//! ([`Rows`]), out-arcs and in-arcs both, so analyses walk plain slices.
+//!
+//! A FIRM graph can also be patched from the graph of an earlier revision
+//! and the batches since ([`AnalysisGraph::patched`]): the rows of the nodes
+//! they touched are made again and the rest are copied, so the first
+//! analysis after a small write does not project the whole network.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     sync::Arc,
 };
 
-use petgraph::{csr::Csr, Directed};
-
 pub mod cache;
+mod patch;
+mod rows;
+
+pub use rows::Rows;
 
 use crate::{
-    model::{Actor, Channel, ClusterLinkKind, Date, Id, LinkKind},
+    model::{Actor, Change, Channel, ClusterLinkKind, Date, Id, LinkKind},
     network::{EdgeKey, Ix, LinkData, Network},
 };
 
@@ -149,6 +155,54 @@ impl GraphSpec {
             layer => cluster_graph(network, &self.filter, layer, self.weighted),
         }
     }
+
+    /// The graph on `network`: patched from `base` (this spec's graph of an
+    /// earlier revision) when `batches` gives the changes since (at most as
+    /// many as it is told) and they touch little of it; built otherwise.
+    pub fn make(
+        &self,
+        network: &Network,
+        base: cache::Base<'_>,
+        batches: impl FnOnce(u64, usize) -> Option<Vec<Change>>,
+    ) -> (AnalysisGraph, Made) {
+        if let (Layer::Firm, Some((revision, graph))) = (self.layer, base) {
+            let mode = EdgeMode {
+                undirected: self.undirected,
+                weighted: self.weighted,
+            };
+            let started = std::time::Instant::now();
+            let most = patch::most_changes(graph);
+            let patched =
+                batches(revision, most).and_then(|changes| graph.patched(network, &self.filter, mode, &changes));
+            if let Some(patched) = patched {
+                tracing::debug!(
+                    from = revision,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "analysis graph patched"
+                );
+                return (patched, Made::Patched);
+            }
+        }
+        (self.build(network), Made::Built)
+    }
+}
+
+/// How a graph was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Made {
+    /// Projected from the whole network.
+    Built,
+    /// From an earlier revision's graph and the batches since.
+    Patched,
+}
+
+impl Made {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Made::Built => "built",
+            Made::Patched => "patched",
+        }
+    }
 }
 
 /// How edges are formed.
@@ -160,19 +214,17 @@ pub struct EdgeMode {
     pub weighted: bool,
 }
 
-pub type Adjacency = Csr<(), f64, Directed, u32>;
-
 /// A graph ready for analysis: nodes 0..n with ids and names, and adjacency
-/// both ways. For an undirected graph `incoming` equals `outgoing`.
+/// both ways. For an undirected graph `incoming` is `outgoing`.
 pub struct AnalysisGraph {
     pub ids: Vec<Id>,
     pub names: Vec<String>,
     pub directed: bool,
-    pub outgoing: Adjacency,
-    pub incoming: Adjacency,
-    /// `out_offsets[v]` is the index of v's first out-arc among all out-arcs
-    /// (CSR row offsets), so an arc has one number across the graph.
-    out_offsets: Vec<usize>,
+    outgoing: Arc<Rows>,
+    incoming: Arc<Rows>,
+    /// FIRM layer: each node's actor index, ascending (what a patch needs to
+    /// tell whether the nodes stayed); empty on the other layers.
+    actors: Vec<Ix>,
 }
 
 impl AnalysisGraph {
@@ -199,29 +251,26 @@ impl AnalysisGraph {
             }
         }
         let (outgoing, incoming) = if directed {
-            // Both directions at once, each from the arcs as given: `csr`
+            // Both directions at once, each from the arcs as given: a row
             // sums parallel arcs in the order they came, so an arc's weight
             // is the same sum both ways.
             let backward: Vec<(u32, u32, f64)> = forward.iter().map(|&(u, v, w)| (v, u, w)).collect();
-            let (outgoing, incoming) = rayon::join(|| csr(n, &forward, weighted), || csr(n, &backward, weighted));
-            (outgoing, Some(incoming))
+            let (outgoing, incoming) = rayon::join(
+                || Rows::build(n, &forward, weighted),
+                || Rows::build(n, &backward, weighted),
+            );
+            (Arc::new(outgoing), Arc::new(incoming))
         } else {
-            (csr(n, &forward, weighted), None)
+            let rows = Arc::new(Rows::build(n, &forward, weighted));
+            (rows.clone(), rows)
         };
-        drop(forward);
-        let incoming = incoming.unwrap_or_else(|| outgoing.clone());
-        let mut out_offsets = Vec::with_capacity(n + 1);
-        out_offsets.push(0);
-        for v in 0..n as u32 {
-            out_offsets.push(out_offsets[v as usize] + outgoing.neighbors_slice(v).len());
-        }
         AnalysisGraph {
             ids,
             names,
             directed,
             outgoing,
             incoming,
-            out_offsets,
+            actors: Vec::new(),
         }
     }
 
@@ -231,7 +280,7 @@ impl AnalysisGraph {
 
     /// Edges as the analysis sees them: for an undirected graph each pair once.
     pub fn edge_count(&self) -> usize {
-        let arcs = self.outgoing.edge_count();
+        let arcs = self.outgoing.arc_count();
         if self.directed {
             arcs
         } else {
@@ -240,31 +289,31 @@ impl AnalysisGraph {
     }
 
     pub fn out_neighbors(&self, v: usize) -> &[u32] {
-        self.outgoing.neighbors_slice(v as u32)
+        self.outgoing.targets(v)
     }
 
     pub fn out_weights(&self, v: usize) -> &[f64] {
-        self.outgoing.edges_slice(v as u32)
+        self.outgoing.weights(v)
     }
 
     /// The number of v's first out-arc; its i-th out-arc is `out_arc(v) + i`.
     /// `out_arc(node_count())` is the number of arcs.
     pub fn out_arc(&self, v: usize) -> usize {
-        self.out_offsets[v]
+        self.outgoing.first_arc(v)
     }
 
     /// The number of the arc u → v, if there is one (out-neighbours are sorted).
     pub fn arc(&self, u: usize, v: usize) -> Option<usize> {
         let position = self.out_neighbors(u).binary_search(&(v as u32)).ok()?;
-        Some(self.out_offsets[u] + position)
+        Some(self.out_arc(u) + position)
     }
 
     pub fn in_neighbors(&self, v: usize) -> &[u32] {
-        self.incoming.neighbors_slice(v as u32)
+        self.incoming.targets(v)
     }
 
     pub fn in_weights(&self, v: usize) -> &[f64] {
-        self.incoming.edges_slice(v as u32)
+        self.incoming.weights(v)
     }
 
     /// The node of an id, by linear search: for tests and small lookups.
@@ -273,77 +322,10 @@ impl AnalysisGraph {
     }
 }
 
-/// Builds a CSR with exactly `n` nodes from arcs in any order, merging
-/// parallel arcs (weights summed when `weighted`, else 1). A counting sort
-/// by source, then each row sorted on its own (rows are short, and mostly
-/// sorted already: links come in key order): O(arcs) for the whole, where a
-/// comparison sort of 10M arcs took seconds.
-fn csr(n: usize, arcs: &[(u32, u32, f64)], weighted: bool) -> Adjacency {
-    let mut offsets = vec![0usize; n + 1];
-    for &(u, _, _) in arcs {
-        offsets[u as usize + 1] += 1;
-    }
-    for v in 0..n {
-        offsets[v + 1] += offsets[v];
-    }
-    let mut rows: Vec<(u32, f64)> = vec![(0, 0.0); arcs.len()];
-    let mut next = offsets.clone();
-    for &(u, v, w) in arcs {
-        rows[next[u as usize]] = (v, if weighted { w } else { 1.0 });
-        next[u as usize] += 1;
-    }
-    drop(next);
-    let mut merged: Vec<(u32, u32, f64)> = Vec::with_capacity(arcs.len());
-    for u in 0..n {
-        let row = &mut rows[offsets[u]..offsets[u + 1]];
-        if !row.is_sorted_by_key(|(v, _)| *v) {
-            // Stable, so parallel arcs are summed in the order they came
-            // (the in-arcs and out-arcs of a pair then sum alike).
-            row.sort_by_key(|(v, _)| *v);
-        }
-        let first = merged.len();
-        for &(v, w) in row.iter() {
-            let same = merged.len() > first && merged.last().is_some_and(|last| last.1 == v);
-            match merged.last_mut() {
-                Some(last) if same => {
-                    if weighted {
-                        last.2 += w;
-                    }
-                }
-                _ => merged.push((u as u32, v, w)),
-            }
-        }
-    }
-    drop(rows);
-    let mut graph = Adjacency::from_sorted_edges(&merged).expect("arcs are sorted and unique");
-    // `from_sorted_edges` stops at the highest node with an edge.
-    while graph.node_count() < n {
-        graph.add_node(());
-    }
-    graph
-}
-
 /// The FIRM layer: actors and the selected links between them.
 pub fn firm_graph(network: &Network, filter: &GraphFilter, mode: EdgeMode) -> AnalysisGraph {
-    let clusters: BTreeSet<&Id> = filter.clusters.iter().collect();
-    // Actor index to node, NONE for an actor left out: a plain array, as
-    // every link looks up both its ends.
-    const NONE: u32 = u32::MAX;
-    let mut node_of: Vec<u32> = vec![NONE; network.actor_at.len()];
-    let mut ids = Vec::new();
-    let mut names = Vec::new();
-    for (ix, actor) in network.actor_at.iter().enumerate() {
-        let Some(actor) = actor.as_ref().filter(|a| filter.keeps_actor(a)) else {
-            continue;
-        };
-        if !clusters.is_empty() && !actor.cluster_ids.iter().any(|c| clusters.contains(c)) {
-            continue;
-        }
-        node_of[ix] = ids.len() as u32;
-        ids.push(actor.id.clone());
-        names.push(actor.name.clone());
-    }
-    let node = |ix: Ix| node_of.get(ix as usize).copied().filter(|v| *v != NONE);
+    let nodes = FirmNodes::of(network, filter);
+    let node = |ix: Ix| nodes.node(ix);
     let mut edges = Vec::new();
     let mut undirected_pairs = Vec::new();
     for (key, data) in network.links.iter() {
@@ -360,15 +342,64 @@ pub fn firm_graph(network: &Network, filter: &GraphFilter, mode: EdgeMode) -> An
             edges.push((u, v, w));
         }
     }
-    if mode.undirected {
+    // `patch::firm_rows` makes a node's rows from its links in the order
+    // this loop and `from_edges` meet them; the two must stay in step.
+    let graph = if mode.undirected {
         edges.append(&mut undirected_pairs);
-        return AnalysisGraph::from_edges(ids, names, &edges, false, mode.weighted);
+        AnalysisGraph::from_edges(nodes.ids, nodes.names, &edges, false, mode.weighted)
+    } else {
+        for (u, v, w) in undirected_pairs {
+            edges.push((u, v, w));
+            edges.push((v, u, w));
+        }
+        AnalysisGraph::from_edges(nodes.ids, nodes.names, &edges, true, mode.weighted)
+    };
+    AnalysisGraph {
+        actors: nodes.actors,
+        ..graph
     }
-    for (u, v, w) in undirected_pairs {
-        edges.push((u, v, w));
-        edges.push((v, u, w));
+}
+
+/// The FIRM layer's nodes: the actors a filter keeps, in index order.
+struct FirmNodes {
+    ids: Vec<Id>,
+    names: Vec<String>,
+    /// Each node's actor index, ascending.
+    actors: Vec<Ix>,
+    /// Actor index to node, `NONE` for an actor left out: a plain array, as
+    /// every link looks up both its ends.
+    node_of: Vec<u32>,
+}
+
+const NONE: u32 = u32::MAX;
+
+impl FirmNodes {
+    fn of(network: &Network, filter: &GraphFilter) -> FirmNodes {
+        let clusters: BTreeSet<&Id> = filter.clusters.iter().collect();
+        let mut nodes = FirmNodes {
+            ids: Vec::new(),
+            names: Vec::new(),
+            actors: Vec::new(),
+            node_of: vec![NONE; network.actor_at.len()],
+        };
+        for (ix, actor) in network.actor_at.iter().enumerate() {
+            let Some(actor) = actor.as_ref().filter(|a| filter.keeps_actor(a)) else {
+                continue;
+            };
+            if !clusters.is_empty() && !actor.cluster_ids.iter().any(|c| clusters.contains(c)) {
+                continue;
+            }
+            nodes.node_of[ix] = nodes.ids.len() as u32;
+            nodes.ids.push(actor.id.clone());
+            nodes.names.push(actor.name.clone());
+            nodes.actors.push(ix as Ix);
+        }
+        nodes
     }
-    AnalysisGraph::from_edges(ids, names, &edges, true, mode.weighted)
+
+    fn node(&self, ix: Ix) -> Option<u32> {
+        self.node_of.get(ix as usize).copied().filter(|v| *v != NONE)
+    }
 }
 
 /// One aggregated tie between two clusters (or sites) of the inter-cluster network.

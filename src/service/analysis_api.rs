@@ -44,7 +44,7 @@ pub struct AnalysisApi {
     /// Weights, thresholds and smile curve of the stage analyses.
     stage_config: Arc<StageConfig>,
     /// The graphs of the latest revision, shared by its analyses.
-    graphs: Arc<GraphCache>,
+    graphs: Arc<Graphs>,
 }
 
 /// What an analysis call starts from: the snapshot it reads, taken when the
@@ -68,10 +68,14 @@ impl AnalysisApi {
         graphs_kept: usize,
     ) -> Self {
         AnalysisApi {
-            store,
-            runner: Runner::new(limits, metrics, stall_timeout, shutdown),
+            store: store.clone(),
+            runner: Runner::new(limits, metrics.clone(), stall_timeout, shutdown),
             stage_config: Arc::new(stage_config),
-            graphs: Arc::new(GraphCache::new(graphs_kept)),
+            graphs: Arc::new(Graphs {
+                cache: GraphCache::new(graphs_kept),
+                store,
+                metrics,
+            }),
         }
     }
 
@@ -106,16 +110,31 @@ impl AnalysisApi {
 
 /// The graph of `spec` on this snapshot: kept from an earlier analysis of
 /// the same revision, or built now (and kept).
-fn graph_of(
-    graphs: &GraphCache,
-    snapshot: &Snapshot,
-    spec: &GraphSpec,
-    control: &Control,
-) -> Result<Arc<AnalysisGraph>> {
+fn graph_of(graphs: &Graphs, snapshot: &Snapshot, spec: &GraphSpec, control: &Control) -> Result<Arc<AnalysisGraph>> {
     control.progress("build_graph", 0, 1);
-    let graph = graphs.get_or_build(snapshot.revision, spec, || spec.build(&snapshot.network));
+    let graph = graphs.of(snapshot, spec);
     control.check()?;
     Ok(graph)
+}
+
+/// The graphs analyses run on: kept for the latest revision and, after a
+/// write, patched from the older graph with the batches the log holds.
+pub struct Graphs {
+    cache: GraphCache,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl Graphs {
+    fn of(&self, snapshot: &Snapshot, spec: &GraphSpec) -> Arc<AnalysisGraph> {
+        self.cache.get_or_build(snapshot.revision, spec, |base| {
+            let (graph, made) = spec.make(&snapshot.network, base, |after, most| {
+                self.store.changes_between(after, snapshot.revision, most)
+            });
+            self.metrics.graph_made(made.as_str());
+            graph
+        })
+    }
 }
 
 /// The closing summary of a run on `layer`.
@@ -493,7 +512,7 @@ impl AnalysisService for AnalysisApi {
             let network = &snapshot.network;
             let mut selection = select(network, &filter, layer, control)?;
             if !kinds.is_empty() {
-                let graph_of = |spec: &GraphSpec| graphs.get_or_build(snapshot.revision, spec, || spec.build(network));
+                let graph_of = |spec: &GraphSpec| graphs.of(snapshot, spec);
                 selection.results = node_results(
                     network,
                     &filter,

@@ -47,6 +47,7 @@ pub struct Metrics {
     request_bytes: IntCounterVec,
     response_bytes: IntCounterVec,
     analyses: IntCounterVec,
+    graphs_made: IntCounterVec,
     pub analyses_running: IntGauge,
     pub analyses_queued: IntGauge,
     revision: IntGauge,
@@ -149,6 +150,17 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            graphs_made: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "graphs_made_total",
+                        "Analysis graphs made for a new revision, by how (built from the whole network, or patched from the last one)",
+                    ),
+                    &["how"],
+                )
+                .unwrap(),
+            ),
             analyses_running: registered(
                 &r,
                 IntGauge::new("analyses_running", "Analyses holding a slot").unwrap(),
@@ -235,6 +247,11 @@ impl Metrics {
         let gauge = self.subscribers.with_label_values(&[feed]);
         gauge.inc();
         GaugeGuard(gauge)
+    }
+
+    /// An analysis graph was made (`how`: built or patched).
+    pub fn graph_made(&self, how: &str) {
+        self.graphs_made.with_label_values(&[how]).inc();
     }
 
     pub fn analysis_ended(&self, kind: &str, outcome: &str) {

@@ -237,6 +237,29 @@ impl Store {
         &self.log
     }
 
+    /// The changes of the batches after revision `after` up to `upto`, in
+    /// order; `None` when there are more than `most` of them or the log no
+    /// longer holds them all (what wants them then starts afresh).
+    pub fn changes_between(&self, after: u64, upto: u64, most: usize) -> Option<Vec<Change>> {
+        const CHUNK: usize = 256;
+        let mut changes = Vec::new();
+        let mut next = after + 1;
+        while next <= upto {
+            let read = self.log.read(next, CHUNK).ok()?;
+            if read.is_empty() {
+                return None;
+            }
+            for (revision, batch) in read.into_iter().take_while(|(r, _)| *r <= upto) {
+                if revision != next || changes.len() + batch.len() > most {
+                    return None;
+                }
+                changes.extend(batch);
+                next += 1;
+            }
+        }
+        Some(changes)
+    }
+
     /// Validates and applies one batch atomically; returns once it is durable.
     pub async fn apply(&self, changes: Vec<Change>) -> Result<Applied> {
         self.submit(changes, None).await?.outcome().await
