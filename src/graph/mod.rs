@@ -217,14 +217,15 @@ pub struct EdgeMode {
 /// A graph ready for analysis: nodes 0..n with ids and names, and adjacency
 /// both ways. For an undirected graph `incoming` is `outgoing`.
 pub struct AnalysisGraph {
-    pub ids: Vec<Id>,
-    pub names: Vec<String>,
+    /// Shared with the graphs patched from this one while they stay the same.
+    pub ids: Arc<Vec<Id>>,
+    pub names: Arc<Vec<String>>,
     pub directed: bool,
     outgoing: Arc<Rows>,
     incoming: Arc<Rows>,
-    /// FIRM layer: each node's actor index, ascending (what a patch needs to
-    /// tell whether the nodes stayed); empty on the other layers.
-    actors: Vec<Ix>,
+    /// FIRM layer: each node's actor index, ascending (a patch looks nodes
+    /// up in it); empty on the other layers.
+    actors: Arc<Vec<Ix>>,
 }
 
 impl AnalysisGraph {
@@ -265,12 +266,12 @@ impl AnalysisGraph {
             (rows.clone(), rows)
         };
         AnalysisGraph {
-            ids,
-            names,
+            ids: Arc::new(ids),
+            names: Arc::new(names),
             directed,
             outgoing,
             incoming,
-            actors: Vec::new(),
+            actors: Arc::default(),
         }
     }
 
@@ -355,7 +356,7 @@ pub fn firm_graph(network: &Network, filter: &GraphFilter, mode: EdgeMode) -> An
         AnalysisGraph::from_edges(nodes.ids, nodes.names, &edges, true, mode.weighted)
     };
     AnalysisGraph {
-        actors: nodes.actors,
+        actors: Arc::new(nodes.actors),
         ..graph
     }
 }
@@ -373,9 +374,29 @@ struct FirmNodes {
 
 const NONE: u32 = u32::MAX;
 
+/// Whether an actor is a node of the FIRM layer under a filter.
+struct KeepsActor<'f> {
+    filter: &'f GraphFilter,
+    clusters: BTreeSet<&'f Id>,
+}
+
+impl<'f> KeepsActor<'f> {
+    fn new(filter: &'f GraphFilter) -> Self {
+        KeepsActor {
+            filter,
+            clusters: filter.clusters.iter().collect(),
+        }
+    }
+
+    fn keeps(&self, actor: &Actor) -> bool {
+        self.filter.keeps_actor(actor)
+            && (self.clusters.is_empty() || actor.cluster_ids.iter().any(|c| self.clusters.contains(c)))
+    }
+}
+
 impl FirmNodes {
     fn of(network: &Network, filter: &GraphFilter) -> FirmNodes {
-        let clusters: BTreeSet<&Id> = filter.clusters.iter().collect();
+        let keeps = KeepsActor::new(filter);
         let mut nodes = FirmNodes {
             ids: Vec::new(),
             names: Vec::new(),
@@ -383,12 +404,9 @@ impl FirmNodes {
             node_of: vec![NONE; network.actor_at.len()],
         };
         for (ix, actor) in network.actor_at.iter().enumerate() {
-            let Some(actor) = actor.as_ref().filter(|a| filter.keeps_actor(a)) else {
+            let Some(actor) = actor.as_ref().filter(|a| keeps.keeps(a)) else {
                 continue;
             };
-            if !clusters.is_empty() && !actor.cluster_ids.iter().any(|c| clusters.contains(c)) {
-                continue;
-            }
             nodes.node_of[ix] = nodes.ids.len() as u32;
             nodes.ids.push(actor.id.clone());
             nodes.names.push(actor.name.clone());

@@ -10,7 +10,7 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use super::{AnalysisGraph, EdgeMode, FirmNodes, GraphFilter};
+use super::{AnalysisGraph, EdgeMode, GraphFilter, KeepsActor};
 use crate::{
     model::Change,
     network::{EdgeKey, Ix, Network},
@@ -35,6 +35,9 @@ impl AnalysisGraph {
     /// build is needed instead: an actor or cluster deleted (its links go
     /// without a change of their own), actors becoming or ceasing to be
     /// nodes other than new ones at the end, or too much touched.
+    ///
+    /// Only what the changes name is looked at: a pass over every actor to
+    /// list the nodes again cost more than the rest of a patch.
     pub fn patched<'c>(
         &self,
         network: &Network,
@@ -47,51 +50,74 @@ impl AnalysisGraph {
         }
         let most = most_nodes(self);
         let mut touched: Vec<Ix> = Vec::new();
+        let mut upserted: Vec<Ix> = Vec::new();
         for change in changes {
             let key = match change {
                 Change::UpsertLink(link) => link.key(),
                 Change::DeleteLink(key) => key.clone(),
+                Change::UpsertActor(actor) => {
+                    upserted.push(*network.actor_ix.get(&actor.id)?);
+                    continue;
+                }
                 Change::DeleteActor { .. } | Change::DeleteCluster { .. } => return None,
                 _ => continue,
             };
             touched.push(*network.actor_ix.get(&key.source)?);
             touched.push(*network.actor_ix.get(&key.target)?);
-            if touched.len() > 2 * most {
+            if touched.len() + upserted.len() > 2 * most {
                 return None;
             }
         }
-        let nodes = FirmNodes::of(network, filter);
-        // The nodes must be the old ones, with new ones only after them.
-        if nodes.actors.get(..self.actors.len()) != Some(&self.actors[..]) {
-            return None;
+        // An upserted actor stays what it was (a node, renamed perhaps, or
+        // not one), or is a new node after the last.
+        upserted.sort_unstable();
+        upserted.dedup();
+        let keeps = KeepsActor::new(filter);
+        let (mut ids, mut names, mut actors) = (self.ids.clone(), self.names.clone(), self.actors.clone());
+        let last = self.actors.last().copied();
+        for ix in upserted {
+            let actor = network.actor(ix)?;
+            match (self.actors.binary_search(&ix), keeps.keeps(actor)) {
+                (Ok(v), true) => {
+                    if names[v] != actor.name {
+                        Arc::make_mut(&mut names)[v] = actor.name.clone();
+                    }
+                }
+                (Err(_), false) => {}
+                (Err(_), true) if last.is_none_or(|last| ix > last) => {
+                    Arc::make_mut(&mut ids).push(actor.id.clone());
+                    Arc::make_mut(&mut names).push(actor.name.clone());
+                    Arc::make_mut(&mut actors).push(ix);
+                    // Its links may predate it (an actor now inside the
+                    // filter's clusters): its neighbours' rows change too.
+                    touched.push(ix);
+                    touched.extend(
+                        network
+                            .incident(ix)
+                            .map(|key| if key.source == ix { key.target } else { key.source }),
+                    );
+                }
+                _ => return None,
+            }
         }
-        // A new node's links may predate it (an actor now inside the
-        // filter's clusters): its neighbours' rows change too.
-        for &ix in &nodes.actors[self.actors.len()..] {
-            touched.push(ix);
-            touched.extend(
-                network
-                    .incident(ix)
-                    .map(|key| if key.source == ix { key.target } else { key.source }),
-            );
-        }
+        let node = |ix: Ix| actors.binary_search(&ix).ok().map(|v| v as u32);
         let mut outgoing: BTreeMap<u32, Arcs> = BTreeMap::new();
         let mut incoming: BTreeMap<u32, Arcs> = BTreeMap::new();
         for ix in touched {
-            let Some(u) = nodes.node(ix) else { continue };
+            let Some(u) = node(ix) else { continue };
             if outgoing.contains_key(&u) {
                 continue;
             }
             if outgoing.len() >= most {
                 return None;
             }
-            let (out_arcs, in_arcs) = firm_rows(network, filter, mode, &nodes, ix);
+            let (out_arcs, in_arcs) = firm_rows(network, filter, mode, &node, ix);
             outgoing.insert(u, out_arcs);
             if let Some(in_arcs) = in_arcs {
                 incoming.insert(u, in_arcs);
             }
         }
-        let n = nodes.ids.len();
+        let n = ids.len();
         let (outgoing, incoming) = if mode.undirected {
             let rows = Arc::new(self.outgoing.patched(n, &mut outgoing, mode.weighted));
             (rows.clone(), rows)
@@ -103,12 +129,12 @@ impl AnalysisGraph {
             (Arc::new(out_rows), Arc::new(in_rows))
         };
         Some(AnalysisGraph {
-            ids: nodes.ids,
-            names: nodes.names,
+            ids,
+            names,
             directed: self.directed,
             outgoing,
             incoming,
-            actors: nodes.actors,
+            actors,
         })
     }
 }
@@ -124,7 +150,7 @@ fn firm_rows(
     network: &Network,
     filter: &GraphFilter,
     mode: EdgeMode,
-    nodes: &FirmNodes,
+    node: &dyn Fn(Ix) -> Option<u32>,
     ix: Ix,
 ) -> (Arcs, Option<Arcs>) {
     let mut keys: Vec<EdgeKey> = network.incident(ix).collect();
@@ -138,7 +164,7 @@ fn firm_rows(
         if other == ix {
             continue; // self-loops are dropped
         }
-        let Some(v) = nodes.node(other) else { continue };
+        let Some(v) = node(other) else { continue };
         let w = if mode.weighted { data.weight } else { 1.0 };
         if mode.undirected || !key.kind.is_directed() {
             both.push((v, w));
@@ -163,7 +189,7 @@ mod tests {
     use super::*;
     use crate::{
         graph::firm_graph,
-        model::{Change, LinkKind, Validity},
+        model::{Actor, Change, LinkKind, Validity},
         testing,
     };
 
@@ -194,7 +220,11 @@ mod tests {
             .filter(|(bit, _)| clusters & bit != 0)
             .map(|(_, c)| *c)
             .collect();
-        Change::UpsertActor(testing::actor(&format!("x{a}"), &names))
+        // Its name changes with its clusters: a patch renames nodes too.
+        Change::UpsertActor(Actor {
+            name: format!("x{a} in {names:?}"),
+            ..testing::actor(&format!("x{a}"), &names)
+        })
     }
 
     fn kind(k: u8) -> LinkKind {
