@@ -22,6 +22,7 @@ use std::{
 };
 
 use petgraph::unionfind::UnionFind;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{Alert, AlertKind, AlertRules, Figure, Severity};
@@ -176,8 +177,11 @@ impl Evaluator<'_> {
             .into_iter()
             .map(|a| (a.cluster.clone(), a))
             .collect();
+        // Each cluster's own figures are its own: they run in parallel (the
+        // thread's low priority leaves the cores to the writer and the
+        // gRPC threads when they are busy).
         clusters
-            .iter()
+            .par_iter()
             .map(|cluster| {
                 let (stage, scores, passed) = match assessed.get(cluster) {
                     Some(a) => {
