@@ -136,8 +136,9 @@ struct ServeArgs {
     /// not given.
     #[arg(long, env = "CLUSTERNET_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
-    /// Analysis graphs kept for the latest revision, so analyses of one
-    /// snapshot share one projection (0 builds one per call).
+    /// Analysis graphs kept (the newest of each layer, filter and edge
+    /// mode), so analyses of one snapshot share one projection and the
+    /// first after a small write patches it (0 builds one per call).
     #[arg(long, env = "CLUSTERNET_GRAPHS_KEPT", default_value_t = 4)]
     graphs_kept: usize,
     /// Seconds an analysis waits for a client that stopped reading its
