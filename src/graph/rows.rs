@@ -29,7 +29,7 @@ pub struct Rows {
 /// The rows of nodes `c * CHUNK ..` with offsets local to the chunk.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Chunk {
-    offsets: Vec<u32>,
+    offsets: Vec<usize>,
     targets: Vec<u32>,
     weights: Vec<f64>,
 }
@@ -72,18 +72,18 @@ impl Chunk {
                 self.weights.push(w);
             }
         }
-        self.offsets.push(self.targets.len() as u32);
+        self.offsets.push(self.targets.len());
     }
 
     fn copy_row(&mut self, other: &Chunk, local: usize) {
-        let (start, end) = (other.offsets[local] as usize, other.offsets[local + 1] as usize);
+        let (start, end) = (other.offsets[local], other.offsets[local + 1]);
         self.targets.extend_from_slice(&other.targets[start..end]);
         self.weights.extend_from_slice(&other.weights[start..end]);
-        self.offsets.push(self.targets.len() as u32);
+        self.offsets.push(self.targets.len());
     }
 
     fn row(&self, local: usize) -> std::ops::Range<usize> {
-        self.offsets[local] as usize..self.offsets[local + 1] as usize
+        self.offsets[local]..self.offsets[local + 1]
     }
 }
 
@@ -93,7 +93,6 @@ impl Rows {
     /// source, then each row on its own: O(arcs) for the whole, where a
     /// comparison sort of 10M arcs took seconds.
     pub fn build(n: usize, arcs: &[(u32, u32, f64)], weighted: bool) -> Rows {
-        assert!(arcs.len() <= u32::MAX as usize / 2, "a chunk's offsets are 32-bit");
         let mut starts = vec![0usize; n + 1];
         for &(u, _, _) in arcs {
             starts[u as usize + 1] += 1;
@@ -200,7 +199,7 @@ impl Rows {
             return self.arc_count();
         }
         let (chunk, local) = self.at(v);
-        self.bases[v >> CHUNK_BITS] + chunk.offsets[local] as usize
+        self.bases[v >> CHUNK_BITS] + chunk.offsets[local]
     }
 }
 
