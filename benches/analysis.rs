@@ -36,6 +36,12 @@
 //!     quantiles of every gate figure and score, the share of clusters each
 //!     gate lets through, and how many are judged VIRTUAL (docs/stages.md,
 //!     Calibration).
+//! `cargo bench --bench analysis -- moonshot ACTORS PER_ACTOR [STOP_GIB]`
+//!     how far the in-memory network goes (issue 14's 10M actors / 100M
+//!     links): restores ACTORS actors in 1,000 clusters and a BA network of
+//!     PER_ACTOR links each, in parts of 10M links as a restart restores a
+//!     checkpoint, printing RSS after each; stops adding past STOP_GIB of
+//!     RSS (default 20); then builds the FIRM graph and runs PageRank.
 //! `cargo bench --bench analysis -- fusion CLUSTERS ACTORS LINKS [PIVOTS]`
 //!     times FusionLinks over the whole network with its defaults (Leiden,
 //!     sampled edge betweenness) or PIVOTS pivots, three runs.
@@ -133,6 +139,121 @@ fn run(algorithm: &str, path: &str) {
     println!(
         "{{\"tool\": \"clusternet\", \"algorithm\": \"{algorithm}\", \"nodes\": {n}, \"arcs\": {}, \"seconds\": {seconds:.4}, \"build_seconds\": {build_seconds:.4}, \"peak_rss_mib\": {:.1}, \"checksum\": {checksum}, \"detail\": \"{detail}\"}}",
         graph.out_arc(graph.node_count()),
+        peak_rss_mib()
+    );
+}
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn moonshot(actors: usize, per_actor: usize, stop_gib: f64) {
+    use clusternet::{
+        graph::{firm_graph, EdgeMode, GraphFilter},
+        model::{Actor, ActorKind, Change, Channel, Cluster, LinkKind, SegmentSet, Validity},
+        network::{EdgeKey, LinkData, Network},
+    };
+    let clusters = 1_000;
+    let started = Instant::now();
+    let cluster_id = |c: usize| Id::from(format!("cluster-{c:04}"));
+    let mut network = Network::default();
+    let mut changes = Vec::new();
+    for c in 0..clusters {
+        changes.push(Change::UpsertCluster(Cluster {
+            id: cluster_id(c),
+            name: format!("Cluster {c}"),
+            region: format!("Region {}", c % 30),
+            country: None,
+            industry: "C2930".into(),
+            sites: Vec::new(),
+        }));
+    }
+    network.apply(&changes).unwrap();
+    for ix in 0..actors {
+        network.actor_at.push_back(None);
+        network.actor_ix.insert(Id::from(format!("a{ix}")), ix as u32);
+    }
+    for lo in (0..actors).step_by(1_000_000) {
+        let part: Vec<Actor> = (lo..(lo + 1_000_000).min(actors))
+            .map(|a| Actor {
+                id: Id::from(format!("a{a}")),
+                name: format!("Firm {a}"),
+                kind: ActorKind::Firm,
+                industry: "C2930".into(),
+                segments: SegmentSet::default(),
+                cluster_ids: vec![cluster_id(a * clusters / actors)],
+                site_id: None,
+                country: None,
+                employees: None,
+                revenue: None,
+                validity: Validity::default(),
+            })
+            .collect();
+        network.restore_actors(part).unwrap();
+    }
+    eprintln!(
+        "{actors} actors: RSS {:.0} MiB, {:.1} s",
+        rss_mib(),
+        started.elapsed().as_secs_f64()
+    );
+    let edges = clusternet::synthetic::barabasi_albert(actors, per_actor, 7);
+    let data = LinkData {
+        channel: Channel::Physical,
+        weight: 1.0,
+        validity: Validity::default(),
+    };
+    let mut held = 0usize;
+    for part in edges.chunks(10_000_000) {
+        if rss_mib() > stop_gib * 1024.0 {
+            eprintln!("stopped: RSS past {stop_gib} GiB");
+            break;
+        }
+        let rows: Vec<(EdgeKey, LinkData)> = part
+            .iter()
+            .map(|&(u, v)| {
+                (
+                    EdgeKey {
+                        source: u,
+                        target: v,
+                        kind: LinkKind::Supply,
+                    },
+                    data,
+                )
+            })
+            .collect();
+        network.restore_links(&rows).unwrap();
+        held += part.len();
+        eprintln!(
+            "{held} links: RSS {:.0} MiB, {:.1} s",
+            rss_mib(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let network_mib = rss_mib();
+    drop(edges);
+    let built = Instant::now();
+    let graph = firm_graph(
+        &network,
+        &GraphFilter::default(),
+        EdgeMode {
+            undirected: false,
+            weighted: false,
+        },
+    );
+    let build_seconds = built.elapsed().as_secs_f64();
+    let graph_mib = rss_mib();
+    let ranked = Instant::now();
+    let scores = pagerank(&graph, &PageRankConfig::default(), &Control::none()).unwrap();
+    println!(
+        "{{\"tool\": \"clusternet\", \"algorithm\": \"moonshot\", \"actors\": {actors}, \"links\": {held}, \"rss_network_mib\": {network_mib:.0}, \"graph_build_seconds\": {build_seconds:.2}, \"rss_with_graph_mib\": {graph_mib:.0}, \"pagerank_seconds\": {:.2}, \"iterations\": {}, \"peak_rss_mib\": {:.0}}}",
+        ranked.elapsed().as_secs_f64(),
+        scores.iterations,
         peak_rss_mib()
     );
 }
@@ -557,6 +678,11 @@ fn main() {
             args[1].parse().unwrap(),
             args[2].parse().unwrap(),
             args[3].parse().unwrap(),
+        ),
+        Some("moonshot") => moonshot(
+            args[1].parse().unwrap(),
+            args[2].parse().unwrap(),
+            args.get(3).map_or(20.0, |g| g.parse().unwrap()),
         ),
         Some("overlap") => overlap_all_pairs(
             args[1].parse().unwrap(),
