@@ -240,17 +240,34 @@ impl AnalysisGraph {
         directed: bool,
         weighted: bool,
     ) -> AnalysisGraph {
+        AnalysisGraph::from_edge_list(ids, names, edges.to_vec(), directed, weighted)
+    }
+
+    /// `from_edges` taking the list: a directed graph builds from it in
+    /// place, without a copy of every arc (160 MB at 10M links).
+    fn from_edge_list(
+        ids: Vec<Id>,
+        names: Vec<String>,
+        mut edges: Vec<(u32, u32, f64)>,
+        directed: bool,
+        weighted: bool,
+    ) -> AnalysisGraph {
         let n = ids.len();
-        let mut forward: Vec<(u32, u32, f64)> = Vec::with_capacity(edges.len() * if directed { 1 } else { 2 });
-        for &(u, v, w) in edges {
-            if u == v {
-                continue;
+        let forward = if directed {
+            edges.retain(|&(u, v, _)| u != v);
+            edges
+        } else {
+            // Each edge's two arcs side by side, as `patch::firm_rows`
+            // expects them.
+            let mut forward = Vec::with_capacity(edges.len() * 2);
+            for (u, v, w) in edges {
+                if u != v {
+                    forward.push((u, v, w));
+                    forward.push((v, u, w));
+                }
             }
-            forward.push((u, v, w));
-            if !directed {
-                forward.push((v, u, w));
-            }
-        }
+            forward
+        };
         let (outgoing, incoming) = if directed {
             // Both directions at once, each from the arcs as given: a row
             // sums parallel arcs in the order they came, so an arc's weight
@@ -347,13 +364,13 @@ pub fn firm_graph(network: &Network, filter: &GraphFilter, mode: EdgeMode) -> An
     // this loop and `from_edges` meet them; the two must stay in step.
     let graph = if mode.undirected {
         edges.append(&mut undirected_pairs);
-        AnalysisGraph::from_edges(nodes.ids, nodes.names, &edges, false, mode.weighted)
+        AnalysisGraph::from_edge_list(nodes.ids, nodes.names, edges, false, mode.weighted)
     } else {
         for (u, v, w) in undirected_pairs {
             edges.push((u, v, w));
             edges.push((v, u, w));
         }
-        AnalysisGraph::from_edges(nodes.ids, nodes.names, &edges, true, mode.weighted)
+        AnalysisGraph::from_edge_list(nodes.ids, nodes.names, edges, true, mode.weighted)
     };
     AnalysisGraph {
         actors: Arc::new(nodes.actors),
