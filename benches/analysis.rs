@@ -63,14 +63,12 @@ use clusternet::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+#[path = "support/mod.rs"]
+mod support;
+
+/// This process's peak RSS, in MiB.
 fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    support::memory_mib(std::process::id()).0
 }
 
 fn generate(nodes: usize, per_node: usize, seed: u64, path: &str) {
@@ -143,14 +141,9 @@ fn run(algorithm: &str, path: &str) {
     );
 }
 
+/// This process's RSS, in MiB.
 fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    support::memory_mib(std::process::id()).1
 }
 
 fn moonshot(actors: usize, per_actor: usize, stop_gib: f64) {
@@ -509,16 +502,10 @@ fn alert_round(clusters: usize, actors: usize, links: usize) {
     let block = (actors * 9 / 10 / clusters).max(1);
     let mut rounds_ms = Vec::new();
     let mut alerts = 0;
-    let rounds: usize = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
+    let rounds = support::env_or("BENCH_ROUNDS", 50);
     // BENCH_ROUND_LINKS new links per round (default 1), as a burst of
     // batches evaluated together would bring.
-    let per_round: usize = std::env::var("BENCH_ROUND_LINKS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+    let per_round = support::env_or("BENCH_ROUND_LINKS", 1);
     for p in 0..rounds {
         let changes: Vec<Change> = (0..per_round)
             .map(|i| {

@@ -60,13 +60,7 @@ fn note<T>(record: &Shared, kind: &'static str, started: Instant, result: &Resul
 }
 
 fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    support::memory_mib(pid).1
 }
 
 async fn channel(port: u16) -> Channel {
