@@ -171,7 +171,7 @@ impl GraphSpec {
                 weighted: self.weighted,
             };
             let started = std::time::Instant::now();
-            let most = patch::most_changes(graph);
+            let most = patch::most_nodes(graph);
             let patched =
                 batches(revision, most).and_then(|changes| graph.patched(network, &self.filter, mode, &changes));
             if let Some(patched) = patched {

@@ -19,14 +19,10 @@ use crate::{
 /// Past this share of nodes touched, a build is cheaper than a patch.
 const PATCH_AT_MOST: f64 = 0.05;
 
-/// The nodes a patch of `graph` may touch before a build is cheaper.
-fn most_nodes(graph: &AnalysisGraph) -> usize {
+/// The nodes a patch of `graph` may touch before a build is cheaper; also
+/// the changes worth reading from the log to patch it.
+pub(super) fn most_nodes(graph: &AnalysisGraph) -> usize {
     ((graph.node_count() as f64 * PATCH_AT_MOST) as usize).max(64)
-}
-
-/// The changes worth reading to patch `graph`: past them it is built.
-pub(super) fn most_changes(graph: &AnalysisGraph) -> usize {
-    most_nodes(graph)
 }
 
 impl AnalysisGraph {

@@ -63,13 +63,18 @@ impl Chunk {
         let first = self.targets.len();
         for &(v, w) in row.iter() {
             let w = if weighted { w } else { 1.0 };
-            if self.targets.len() > first && self.targets.last() == Some(&v) {
-                if weighted {
-                    *self.weights.last_mut().expect("a target has its weight") += w;
+            let last = self.targets.len().checked_sub(1).filter(|&i| i >= first);
+            match last {
+                // A parallel arc: summed into the one before (unweighted, it stays 1).
+                Some(i) if self.targets[i] == v => {
+                    if weighted {
+                        self.weights[i] += w;
+                    }
                 }
-            } else {
-                self.targets.push(v);
-                self.weights.push(w);
+                _ => {
+                    self.targets.push(v);
+                    self.weights.push(w);
+                }
             }
         }
         self.offsets.push(self.targets.len());

@@ -119,7 +119,7 @@ fn graph_of(graphs: &Graphs, snapshot: &Snapshot, spec: &GraphSpec, control: &Co
 
 /// The graphs analyses run on: kept for the latest revision and, after a
 /// write, patched from the older graph with the batches the log holds.
-pub struct Graphs {
+struct Graphs {
     cache: GraphCache,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
