@@ -241,7 +241,12 @@ impl Store {
     /// order; `None` when there are more than `most` of them or the log no
     /// longer holds them all (what wants them then starts afresh).
     pub fn changes_between(&self, after: u64, upto: u64, most: usize) -> Option<Vec<Change>> {
-        const CHUNK: usize = 256;
+        // Batches are read a few at a time, so a bulk load is given up
+        // after decoding a few of its batches, not hundreds.
+        const CHUNK: usize = 8;
+        if upto.saturating_sub(after) > most as u64 {
+            return None; // more batches than changes wanted: each holds one at least
+        }
         let mut changes = Vec::new();
         let mut next = after + 1;
         while next <= upto {

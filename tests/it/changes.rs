@@ -112,6 +112,52 @@ async fn a_revision_compacted_away_is_out_of_range_naming_the_oldest_kept() {
     for revision in oldest..=20 {
         assert_eq!(next(&mut stream).await.revision, revision);
     }
+    // What a kept graph is patched from: not there for compacted batches.
+    let store = server.store();
+    assert!(store.changes_between(0, 20, 1_000).is_none(), "revision 1 is compacted");
+    assert_eq!(
+        store.changes_between(oldest - 1, 20, 1_000).map(|c| c.len()),
+        Some((21 - oldest) as usize)
+    );
+    server.stop().await;
+}
+
+/// The changes between two revisions come back from the log in order, and
+/// not at all past the number asked for (in changes, or in batches).
+#[tokio::test]
+async fn the_changes_between_two_revisions_are_read_back_in_order_up_to_a_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    client
+        .apply_changes(batch(vec![
+            upsert_actor(actor("a", &[])),
+            upsert_actor(actor("b", &[])),
+        ]))
+        .await
+        .unwrap();
+    client.apply_changes(add("c")).await.unwrap();
+    client.apply_changes(add("d")).await.unwrap();
+    let store = server.store();
+    let ids = |changes: Vec<clusternet::model::Change>| -> Vec<String> {
+        changes
+            .into_iter()
+            .map(|c| match c {
+                clusternet::model::Change::UpsertActor(a) => a.id.to_string(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    };
+    assert_eq!(
+        store.changes_between(0, 3, 4).map(ids),
+        Some(vec!["a".into(), "b".into(), "c".into(), "d".into()])
+    );
+    assert_eq!(store.changes_between(1, 2, 4).map(ids), Some(vec!["c".to_string()]));
+    assert!(store.changes_between(0, 3, 3).is_none(), "four changes, three wanted");
+    assert!(
+        store.changes_between(0, 3, 2).is_none(),
+        "three batches, two changes wanted"
+    );
     server.stop().await;
 }
 
