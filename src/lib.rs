@@ -12,6 +12,7 @@
 pub mod alert;
 pub mod analysis;
 pub mod auth;
+mod background;
 pub mod cli;
 pub mod demo;
 pub mod draw;

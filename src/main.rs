@@ -158,6 +158,12 @@ struct ServeArgs {
     /// the last one, and at least as many as the network has entities.
     #[arg(long, env = "CLUSTERNET_CHECKPOINT_CHANGES", default_value_t = 100_000)]
     checkpoint_changes: u64,
+    /// The network's maps are rebuilt compact in the background once this
+    /// many changes, and a sixteenth of its entities, were written since
+    /// they last were, and writes then pause for a second (0 never does).
+    /// A bulk import leaves them half empty.
+    #[arg(long, env = "CLUSTERNET_REPACK_CHANGES", default_value_t = 100_000)]
+    repack_changes: u64,
     /// Run without the alert engine (no AlertService): for measuring what
     /// alerts cost, or a read-mostly replica.
     #[arg(long, env = "CLUSTERNET_NO_ALERTS")]
@@ -322,6 +328,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
         max_batch_changes: args.max_batch_changes,
         history_revisions: (args.history_revisions > 0).then_some(args.history_revisions),
         checkpoint_min_changes: args.checkpoint_changes.max(1),
+        repack_min_changes: (args.repack_changes > 0).then_some(args.repack_changes),
         ..StoreConfig::default()
     };
     let data_dir = args.data_dir.clone();

@@ -30,18 +30,18 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+/// Held by each test while it counts: the count is the whole process's.
+static COUNTING_ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn held() -> isize {
     HELD.load(Ordering::Relaxed)
 }
 
-/// A link of the restored network costs its entry in the links map (48 bytes)
-/// and in the reverse index (12), with little to spare: the maps' leaves are
-/// full. Inserted in key order one by one, as before, they took 140 bytes a
-/// link, every leaf half empty.
-#[test]
-fn a_restored_link_costs_little_more_than_its_entries() {
-    const ACTORS: u32 = 20_000;
-    const PER_ACTOR: u32 = 10;
+const ACTORS: u32 = 20_000;
+const PER_ACTOR: u32 = 10;
+
+/// A network of `ACTORS` firms in one cluster, without links.
+fn firms() -> Network {
     let mut network = Network::default();
     let cluster = Cluster {
         id: "c".into(),
@@ -73,12 +73,17 @@ fn a_restored_link_costs_little_more_than_its_entries() {
                 .collect::<Vec<_>>(),
         )
         .unwrap();
+    network
+}
+
+/// About `ACTORS * PER_ACTOR` links in key order, as a checkpoint holds them.
+fn link_rows() -> Vec<(EdgeKey, LinkData)> {
     let data = LinkData {
         channel: Channel::Physical,
         weight: 1.0,
         validity: Validity::default(),
     };
-    let rows: Vec<(EdgeKey, LinkData)> = (0..ACTORS)
+    (0..ACTORS)
         .flat_map(|s| {
             (1..=PER_ACTOR).map(move |d| EdgeKey {
                 source: s,
@@ -90,7 +95,18 @@ fn a_restored_link_costs_little_more_than_its_entries() {
         .map(|k| (k, data))
         .collect::<std::collections::BTreeMap<_, _>>()
         .into_iter()
-        .collect();
+        .collect()
+}
+
+/// A link of the restored network costs its entry in the links map (48 bytes)
+/// and in the reverse index (12), with little to spare: the maps' leaves are
+/// full. Inserted in key order one by one, as before, they took 140 bytes a
+/// link, every leaf half empty.
+#[test]
+fn a_restored_link_costs_little_more_than_its_entries() {
+    let _alone = COUNTING_ALONE.lock().unwrap_or_else(|p| p.into_inner());
+    let mut network = firms();
+    let rows = link_rows();
     rayon::join(|| (), || ()); // the thread pool's own allocations are not the links'
     let before = held();
     network.restore_links(&rows).unwrap();
@@ -99,5 +115,34 @@ fn a_restored_link_costs_little_more_than_its_entries() {
     assert!(
         per_link < 75.0,
         "a restored link holds {per_link:.1} bytes; full leaves hold about 64"
+    );
+}
+
+/// Batches leave the maps' leaves part empty; a bulk load in key order, half
+/// empty. Repacked, the network's links cost what restored ones do.
+#[test]
+fn a_repacked_network_costs_what_a_restored_one_does() {
+    let _alone = COUNTING_ALONE.lock().unwrap_or_else(|p| p.into_inner());
+    let mut network = firms();
+    let rows = link_rows();
+    rayon::join(|| (), || ()); // the thread pool's own allocations are not the links'
+    let before = held();
+    for part in rows.chunks(5_000) {
+        let batch: Vec<Change> = part
+            .iter()
+            .map(|(key, data)| Change::UpsertLink(network.link_from(key, data)))
+            .collect();
+        network.apply(&batch).unwrap();
+    }
+    let per_link = |bytes: isize| bytes as f64 / rows.len() as f64;
+    let loaded = per_link(held() - before);
+    let repacked = network.repacked();
+    drop(network);
+    let compact = per_link(held() - before);
+    assert_eq!(repacked.links.len(), rows.len());
+    assert!(loaded > 100.0, "loaded in batches, a link holds {loaded:.1} bytes");
+    assert!(
+        compact < 75.0,
+        "repacked, a link holds {compact:.1} bytes; full leaves hold about 64"
     );
 }

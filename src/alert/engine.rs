@@ -194,7 +194,7 @@ impl Worker {
                 return;
             }
         };
-        lower_priority();
+        crate::background::lower_priority("alert thread");
         let mut pending: BTreeMap<u64, Arc<Committed>> = BTreeMap::new();
         self.start_up();
         loop {
@@ -400,23 +400,6 @@ impl Worker {
         if !alerts.is_empty() {
             // No subscriber is fine.
             let _ = self.engine.live.send(Arc::new(Raised { alerts }));
-        }
-    }
-}
-
-/// Lowers the calling thread's priority (Linux schedules threads by their
-/// own nice value); elsewhere a no-op.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        /// Below the writer and the gRPC threads (nice 0).
-        const NICE: i32 = 10;
-        // SAFETY: gettid has no preconditions; setpriority on our own thread
-        // id only changes this thread's nice value, and a failure (say, no
-        // permission) leaves it as it was.
-        let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, NICE) };
-        if result != 0 {
-            tracing::warn!("cannot lower the alert thread's priority; it competes with the writer as an equal");
         }
     }
 }

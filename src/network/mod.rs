@@ -587,6 +587,50 @@ impl Network {
         Ok(())
     }
 
+    /// The same network with its big ordered maps built again in
+    /// [`packing_order`]: the links, the reverse keys, the actors and each
+    /// cluster's members. Batches leave those maps between half and
+    /// two-thirds full (a bulk import, in key order, half); rebuilt, they
+    /// take the memory a restart gives them. The maps are built side by
+    /// side; the result shares nothing with `self` in them, so the old ones
+    /// go once no snapshot holds them.
+    pub fn repacked(&self) -> Network {
+        let ((links, reverse), (actors, members)) = rayon::join(
+            || {
+                rayon::join(
+                    || {
+                        packing_order(&self.links)
+                            .map(|(k, v)| (*k, *v))
+                            .collect::<OrdMap<_, _>>()
+                    },
+                    || packing_order(&self.reverse).copied().collect::<OrdSet<_>>(),
+                )
+            },
+            || {
+                rayon::join(
+                    || {
+                        packing_order(&self.actors)
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect::<OrdMap<_, _>>()
+                    },
+                    || {
+                        self.members
+                            .iter()
+                            .map(|(cluster, set)| (cluster.clone(), packing_order(set).cloned().collect::<OrdSet<_>>()))
+                            .collect::<OrdMap<_, _>>()
+                    },
+                )
+            },
+        );
+        Network {
+            links,
+            reverse,
+            actors,
+            members,
+            ..self.clone()
+        }
+    }
+
     fn remove_link(&mut self, key: &EdgeKey) -> Option<LinkData> {
         let removed = self.links.remove(key)?;
         self.reverse.remove(&key.swapped());
@@ -790,8 +834,11 @@ impl Network {
 /// some 640 MB of empty slots. Inserted by evens, each leaf holds half of its
 /// final range; the odd keys then fill each one exactly, splitting nothing.
 /// Any order gives the same map; this one only gives a smaller one.
-pub(crate) fn packing_order<T>(ascending: &[T]) -> impl Iterator<Item = &T> {
-    ascending.iter().step_by(2).chain(ascending.iter().skip(1).step_by(2))
+pub(crate) fn packing_order<I: Iterator + Clone>(
+    ascending: impl IntoIterator<IntoIter = I>,
+) -> impl Iterator<Item = I::Item> {
+    let ascending = ascending.into_iter();
+    ascending.clone().step_by(2).chain(ascending.skip(1).step_by(2))
 }
 
 #[cfg(test)]

@@ -54,6 +54,7 @@ pub struct Metrics {
     write_queue: IntGauge,
     group_size: Histogram,
     flush_seconds: Histogram,
+    repack_seconds: Histogram,
     alert_lag: IntGauge,
     subscribers: IntGaugeVec,
     connections: IntGauge,
@@ -190,6 +191,17 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            repack_seconds: registered(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "repack_duration_seconds",
+                        "Time to rebuild the network's maps compact after many writes (published ones only)",
+                    )
+                    .buckets(vec![0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0]),
+                )
+                .unwrap(),
+            ),
             alert_lag: registered(
                 &r,
                 IntGauge::new(
@@ -296,6 +308,10 @@ impl CommitObserver for Metrics {
     fn group_committed(&self, batches: usize, sync: Duration) {
         self.group_size.observe(batches as f64);
         self.flush_seconds.observe(sync.as_secs_f64());
+    }
+
+    fn repacked(&self, took: Duration) {
+        self.repack_seconds.observe(took.as_secs_f64());
     }
 }
 

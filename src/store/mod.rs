@@ -7,10 +7,21 @@
 //! answers the callers. Readers load the published snapshot without a lock, so
 //! they never wait for writers and never see a batch that is half applied or
 //! not yet durable.
+//!
+//! A repacker thread rebuilds the network's big maps once many changes have
+//! been written and the writes have paused (see [`Network::repacked`]), and
+//! hands the result to the writer, which publishes it if the network has not
+//! moved on meanwhile: batches leave the maps' nodes part empty, and a bulk
+//! import leaves them half empty.
 
 mod sled_backend;
 
-use std::{path::Path, sync::Arc, thread};
+use std::{
+    path::Path,
+    sync::Arc,
+    thread,
+    time::{Duration, Instant},
+};
 
 use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -54,7 +65,9 @@ pub trait LogReader: Send + Sync {
 /// Told of every group of batches the writer makes durable (for metrics).
 pub trait CommitObserver: Send + Sync {
     /// `batches` were made durable by one sync that took `sync`.
-    fn group_committed(&self, batches: usize, sync: std::time::Duration);
+    fn group_committed(&self, batches: usize, sync: Duration);
+    /// The network's maps were rebuilt compact in `took` and published.
+    fn repacked(&self, _took: Duration) {}
 }
 
 /// A batch as committed, for live watchers.
@@ -87,6 +100,13 @@ pub struct StoreConfig {
     /// latest; older ones are dropped at checkpoints (the log after the last
     /// checkpoint is always kept). None keeps every batch.
     pub history_revisions: Option<u64>,
+    /// The network's maps are rebuilt compact (repacked) once this many
+    /// changes, and at least a sixteenth as many as the network has
+    /// entities, were written since they last were; None never repacks.
+    pub repack_min_changes: Option<u64>,
+    /// How long writes must pause before a repack starts: one that a write
+    /// overtakes is thrown away.
+    pub repack_quiet: Duration,
 }
 
 impl Default for StoreConfig {
@@ -96,6 +116,8 @@ impl Default for StoreConfig {
             max_group: 64,
             checkpoint_min_changes: 100_000,
             history_revisions: Some(100_000),
+            repack_min_changes: Some(100_000),
+            repack_quiet: Duration::from_secs(1),
         }
     }
 }
@@ -118,6 +140,18 @@ struct WriteRequest {
     changes: Vec<Change>,
     sequence: Option<Sequence>,
     reply: oneshot::Sender<Result<Applied>>,
+}
+
+/// What the writer's queue carries.
+enum Request {
+    Write(WriteRequest),
+    /// The network at `snapshot.revision`, repacked; `accepted` is told
+    /// whether it was published.
+    Repacked {
+        snapshot: Box<Snapshot>,
+        took: Duration,
+        accepted: std::sync::mpsc::SyncSender<bool>,
+    },
 }
 
 /// Ties queued batches together: once one fails, the later ones of the same
@@ -153,7 +187,7 @@ pub struct Store {
     current: Arc<ArcSwap<Snapshot>>,
     log: Arc<dyn LogReader>,
     committed: broadcast::Sender<Arc<Committed>>,
-    queue: std::sync::Mutex<Option<mpsc::Sender<WriteRequest>>>,
+    queue: std::sync::Mutex<Option<mpsc::Sender<Request>>>,
     writer: std::sync::Mutex<Option<thread::JoinHandle<()>>>,
     config: StoreConfig,
     observer: Arc<arc_swap::ArcSwapOption<Box<dyn CommitObserver>>>,
@@ -178,6 +212,14 @@ impl Store {
         // from the log instead; the writer never waits for them.
         let (committed, _) = broadcast::channel(WATCH_BUFFER);
         let observer = Arc::new(arc_swap::ArcSwapOption::empty());
+        let repack_due = match config.repack_min_changes {
+            Some(_) => Some(Repacker::start(
+                current.clone(),
+                sender.downgrade(),
+                config.repack_quiet,
+            )?),
+            None => None,
+        };
         let writer = Writer {
             observer: observer.clone(),
             backend,
@@ -188,6 +230,9 @@ impl Store {
             max_group: config.max_group.max(1),
             checkpoint_min_changes: config.checkpoint_min_changes,
             since_checkpoint: changes_since_checkpoint,
+            repack_due,
+            repack_min_changes: config.repack_min_changes.unwrap_or(u64::MAX),
+            since_repack: changes_since_checkpoint,
         };
         let handle = thread::Builder::new()
             .name("clusternet-writer".into())
@@ -312,11 +357,11 @@ impl Store {
         };
         let (reply, answer) = oneshot::channel();
         queue
-            .send(WriteRequest {
+            .send(Request::Write(WriteRequest {
                 changes,
                 sequence,
                 reply,
-            })
+            }))
             .await
             .map_err(|_| shutting_down())?;
         Ok(PendingBatch { answer })
@@ -363,15 +408,37 @@ struct Writer {
     checkpoint_min_changes: u64,
     /// Changes logged since the last checkpoint.
     since_checkpoint: u64,
+    /// Told after each commit while a repack is due.
+    repack_due: Option<std::sync::mpsc::Sender<()>>,
+    repack_min_changes: u64,
+    /// Changes written since the network was last loaded or repacked.
+    since_repack: u64,
 }
 
 impl Writer {
-    fn run(mut self, mut queue: mpsc::Receiver<WriteRequest>) {
+    fn run(mut self, mut queue: mpsc::Receiver<Request>) {
         while let Some(first) = queue.blocking_recv() {
+            let first = match first {
+                Request::Write(first) => first,
+                Request::Repacked {
+                    snapshot,
+                    took,
+                    accepted,
+                } => {
+                    let _ = accepted.send(self.publish_repacked(snapshot, took));
+                    continue;
+                }
+            };
             let mut group = vec![first];
             while group.len() < self.max_group {
                 match queue.try_recv() {
-                    Ok(request) => group.push(request),
+                    Ok(Request::Write(request)) => group.push(request),
+                    // This group is about to move the network on, so the
+                    // repack is stale; the next commit asks for another.
+                    Ok(Request::Repacked { accepted, .. }) => {
+                        let _ = accepted.send(false);
+                        break;
+                    }
                     Err(_) => break,
                 }
             }
@@ -403,6 +470,35 @@ impl Writer {
             }
         }
         network
+    }
+
+    /// Publishes a repacked network if the network is still at its
+    /// revision (the same content, so readers see no change).
+    fn publish_repacked(&mut self, snapshot: Box<Snapshot>, took: Duration) -> bool {
+        if self.failure.is_some() || snapshot.revision != self.current.load().revision {
+            return false;
+        }
+        tracing::info!(
+            revision = snapshot.revision,
+            changes = self.since_repack,
+            took_ms = took.as_millis() as u64,
+            "network repacked"
+        );
+        self.current.store(Arc::from(snapshot));
+        self.since_repack = 0;
+        if let Some(observer) = self.observer.load().as_ref() {
+            observer.repacked(took);
+        }
+        true
+    }
+
+    fn maybe_repack(&mut self) {
+        let Some(due) = &self.repack_due else { return };
+        let entities = Self::entities(&self.current.load().network);
+        if self.since_repack >= self.repack_min_changes.max(entities / 16) && due.send(()).is_err() {
+            tracing::warn!("the repacker stopped; the network's maps are no longer repacked");
+            self.repack_due = None;
+        }
     }
 
     fn entities(network: &Network) -> u64 {
@@ -487,6 +583,7 @@ impl Writer {
                 Ok(()) => {
                     revision += 1;
                     self.since_checkpoint += request.changes.len() as u64;
+                    self.since_repack += request.changes.len() as u64;
                     applied.push((index, revision));
                     results.push(Ok(Applied { revision, counts }));
                 }
@@ -536,11 +633,83 @@ impl Writer {
             let _ = request.reply.send(result);
         }
         self.maybe_checkpoint();
+        self.maybe_repack();
+    }
+}
+
+/// The thread that repacks the network: told when a repack is due, it waits
+/// for the writes to pause, repacks the published network at low priority,
+/// hands it to the writer and, once published, gives the old maps' memory
+/// back to the system.
+struct Repacker {
+    current: Arc<ArcSwap<Snapshot>>,
+    /// Weak, so the repacker does not keep the writer running at shutdown.
+    queue: mpsc::WeakSender<Request>,
+    quiet: Duration,
+}
+
+impl Repacker {
+    fn start(
+        current: Arc<ArcSwap<Snapshot>>,
+        queue: mpsc::WeakSender<Request>,
+        quiet: Duration,
+    ) -> Result<std::sync::mpsc::Sender<()>> {
+        let (due, told) = std::sync::mpsc::channel();
+        let repacker = Repacker { current, queue, quiet };
+        thread::Builder::new()
+            .name("clusternet-repacker".into())
+            .spawn(move || repacker.run(told))
+            .map_err(|e| Error::Unavailable {
+                message: format!("cannot start the repacker thread: {e}"),
+            })?;
+        Ok(due)
+    }
+
+    fn run(self, told: std::sync::mpsc::Receiver<()>) {
+        use std::sync::mpsc::RecvTimeoutError;
+        crate::background::lower_priority("repacker thread");
+        // Ends when the writer does (it holds the other end).
+        while told.recv().is_ok() {
+            // Each commit while due tells again: wait until one quiet spell
+            // passes with no word, so a repack is not overtaken at once.
+            loop {
+                match told.recv_timeout(self.quiet) {
+                    Ok(()) => continue,
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
+            let published = self.current.load_full();
+            let started = Instant::now();
+            let snapshot = Box::new(Snapshot {
+                revision: published.revision,
+                network: published.network.repacked(),
+            });
+            drop(published);
+            let (accepted, answer) = std::sync::mpsc::sync_channel(1);
+            let request = Request::Repacked {
+                snapshot,
+                took: started.elapsed(),
+                accepted,
+            };
+            let Some(queue) = self.queue.upgrade() else { return };
+            if queue.blocking_send(request).is_err() {
+                return;
+            }
+            drop(queue);
+            if answer.recv() == Ok(true) {
+                crate::background::return_freed_memory();
+            }
+        }
     }
 }
 
 impl<T: CommitObserver + ?Sized> CommitObserver for Arc<T> {
-    fn group_committed(&self, batches: usize, sync: std::time::Duration) {
+    fn group_committed(&self, batches: usize, sync: Duration) {
         (**self).group_committed(batches, sync)
+    }
+
+    fn repacked(&self, took: Duration) {
+        (**self).repacked(took)
     }
 }

@@ -129,6 +129,15 @@ fn change(op: &Op) -> Change {
 fn contents(store: &Store) -> Model {
     let snapshot = store.snapshot();
     let network = &snapshot.network;
+    // The reverse index holds every link's key swapped, and nothing else.
+    let swapped: Vec<_> = network
+        .links
+        .keys()
+        .map(|key| key.swapped())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(network.reverse.iter().copied().collect::<Vec<_>>(), swapped);
     Model {
         actors: network.actors.keys().map(|id| id.to_string()).collect(),
         links: network
@@ -149,6 +158,9 @@ fn open(dir: &std::path::Path) -> Store {
     let config = StoreConfig {
         // Checkpoint often, so reopening mixes checkpoints and log replay.
         checkpoint_min_changes: 7,
+        // Repack after every few changes, so repacks race the batches.
+        repack_min_changes: Some(3),
+        repack_quiet: Duration::from_millis(1),
         ..StoreConfig::default()
     };
     Store::open_sled(dir, &SledConfig::default(), config).unwrap()
@@ -237,6 +249,106 @@ proptest! {
             prop_assert_eq!(&contents(&store), &model);
         }
     }
+}
+
+/// Counts the repacks the store publishes.
+#[derive(Default)]
+struct Repacks(std::sync::atomic::AtomicUsize);
+
+impl clusternet::store::CommitObserver for Repacks {
+    fn group_committed(&self, _: usize, _: Duration) {}
+
+    fn repacked(&self, _: Duration) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Once enough changes are written and the writes pause, the store publishes
+/// its network rebuilt compact: the same revision and the same content, in
+/// new maps. Fewer changes than the threshold never repack.
+#[tokio::test]
+async fn after_many_writes_and_a_pause_the_store_repacks_without_changing_what_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        repack_min_changes: Some(40),
+        repack_quiet: Duration::from_millis(50),
+        ..StoreConfig::default()
+    };
+    let store = Store::open_sled(dir.path(), &SledConfig::default(), config).unwrap();
+    let repacks = std::sync::Arc::new(Repacks::default());
+    store.observe(Box::new(repacks.clone()));
+    let write = |ops: Vec<Op>| store.apply(ops.iter().map(change).collect());
+    write((0..12).map(Op::UpsertActor).collect()).await.unwrap();
+    for a in 0..12u8 {
+        write(vec![Op::UpsertLink(a, (a + 1) % 12, 0, 1)]).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        repacks.0.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "24 changes are below the 40 asked for"
+    );
+
+    for a in 0..12u8 {
+        write(vec![
+            Op::UpsertLink(a, (a + 5) % 12, 1, 2),
+            Op::UpsertLink(a, (a + 3) % 12, 2, 3),
+        ])
+        .await
+        .unwrap();
+    }
+    let before = store.snapshot();
+    let held = contents(&store);
+    let waited = Instant::now();
+    while repacks.0.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(waited.elapsed() < Duration::from_secs(20), "no repack was published");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let after = store.snapshot();
+    assert_eq!(after.revision, before.revision, "a repack is not a revision");
+    assert!(
+        !std::sync::Arc::ptr_eq(&before, &after),
+        "the repacked network is published"
+    );
+    assert!(!before.network.links.ptr_eq(&after.network.links), "in new maps");
+    assert_eq!(contents(&store), held);
+    // Writes go on from the repacked network.
+    write(vec![Op::DeleteLink(0, 1, 0)]).await.unwrap();
+    assert_eq!(contents(&store).links.len(), held.links.len() - 1);
+}
+
+/// A repack races the writes that come while it runs: one they overtake is
+/// thrown away, never published over them. With repacks due at every commit
+/// and no pause asked for, the writes below overtake most of them.
+#[tokio::test]
+async fn a_repack_overtaken_by_writes_never_takes_them_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        repack_min_changes: Some(1),
+        repack_quiet: Duration::ZERO,
+        ..StoreConfig::default()
+    };
+    let store = Store::open_sled(dir.path(), &SledConfig::default(), config).unwrap();
+    let mut model = Model::default();
+    let mut revision = 0;
+    let actors: Vec<Op> = (0..60).map(Op::UpsertActor).collect();
+    let mut batches = vec![actors];
+    for a in 0..60u8 {
+        for b in (0..60u8).filter(|&b| b != a) {
+            batches.push(vec![Op::UpsertLink(a, b, 0, 1 + (a % 4))]);
+        }
+    }
+    for chunk in batches.chunks(500) {
+        let mut pending = Vec::new();
+        for ops in chunk {
+            pending.push(store.submit(ops.iter().map(change).collect(), None).await.unwrap());
+        }
+        for (ops, batch) in chunk.iter().zip(pending) {
+            follow(&mut model, &mut revision, ops, batch.outcome().await).unwrap();
+        }
+    }
+    assert_eq!(store.snapshot().revision, revision);
+    assert_eq!(contents(&store), model);
 }
 
 const BIN: &str = env!("CARGO_BIN_EXE_clusternet");
