@@ -220,6 +220,9 @@ fn moonshot(actors: usize, per_actor: usize, stop_gib: f64) {
                 )
             })
             .collect();
+        // In key order, as a checkpoint holds them.
+        let mut rows = rows;
+        rows.sort_unstable_by_key(|(key, _)| *key);
         network.restore_links(&rows).unwrap();
         held += part.len();
         eprintln!(

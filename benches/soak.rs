@@ -38,7 +38,7 @@ use tonic::{transport::Channel, Code};
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{env_or, free_port, start_with};
+use support::{env_or, free_port, get_metrics, start_with};
 
 #[derive(Default)]
 struct Record {
@@ -366,7 +366,7 @@ async fn main() {
         rss.iter().copied().fold(f64::NAN, f64::max),
         rss.last().copied().unwrap_or(f64::NAN)
     );
-    let scrape = reqwest_free_get(&metrics_address).await;
+    let scrape = get_metrics(&metrics_address).await;
     let lines: Vec<&str> = scrape
         .lines()
         .filter(|l| l.starts_with("clusternet_calls_total") || l.starts_with("clusternet_analyses_total"))
@@ -374,16 +374,4 @@ async fn main() {
     println!("\nthe server's own count (/metrics):\n{}", lines.join("\n"));
     let _ = server.kill();
     let _ = server.wait();
-}
-
-/// GET /metrics without an HTTP client crate.
-async fn reqwest_free_get(address: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut socket) = tokio::net::TcpStream::connect(address).await else {
-        return String::new();
-    };
-    let _ = socket.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n").await;
-    let mut reply = String::new();
-    let _ = socket.read_to_string(&mut reply).await;
-    reply
 }

@@ -94,3 +94,24 @@ pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
+
+/// GET /metrics without an HTTP client crate; empty when the server is not
+/// there.
+#[allow(dead_code)] // only the benches that scrape the server use it
+pub async fn get_metrics(address: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut socket) = tokio::net::TcpStream::connect(address).await else {
+        return String::new();
+    };
+    let _ = socket.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").await;
+    let mut reply = String::new();
+    let _ = socket.read_to_string(&mut reply).await;
+    reply
+}
+
+/// The value of an unlabelled sample in a Prometheus text page.
+#[allow(dead_code)] // only the benches that scrape the server use it
+pub fn metric(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
