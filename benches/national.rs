@@ -45,9 +45,7 @@ use tonic::transport::Channel as GrpcChannel;
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{
-    env_or, free_port, get_metrics, median, memory_mib, metric, start_with, terminate, wait_serving, BIN,
-};
+use support::{env_or, free_port, get_metrics, median, memory_mib, metric, start_with, terminate, wait_serving, BIN};
 
 const IGRAPH: &str = r#"
 import json, sys, time

@@ -103,7 +103,9 @@ pub async fn get_metrics(address: &str) -> String {
     let Ok(mut socket) = tokio::net::TcpStream::connect(address).await else {
         return String::new();
     };
-    let _ = socket.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").await;
+    let _ = socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .await;
     let mut reply = String::new();
     let _ = socket.read_to_string(&mut reply).await;
     reply

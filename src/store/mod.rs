@@ -10,9 +10,9 @@
 //!
 //! A repacker thread rebuilds the network's big maps once many changes have
 //! been written and the writes have paused (see [`Network::repacked`]), and
-//! hands the result to the writer, which publishes it if the network has not
-//! moved on meanwhile: batches leave the maps' nodes part empty, and a bulk
-//! import leaves them half empty.
+//! hands the result to the writer, which applies to it again the batches
+//! committed meanwhile and publishes it: batches leave the maps' nodes part
+//! empty, and a bulk import leaves them half empty.
 
 mod sled_backend;
 
@@ -104,8 +104,8 @@ pub struct StoreConfig {
     /// changes, and at least a sixteenth as many as the network has
     /// entities, were written since they last were; None never repacks.
     pub repack_min_changes: Option<u64>,
-    /// How long writes must pause before a repack starts: one that a write
-    /// overtakes is thrown away.
+    /// How long writes must pause before a repack starts (the batches that
+    /// come while it runs are applied to it again before it is published).
     pub repack_quiet: Duration,
 }
 
@@ -146,7 +146,7 @@ struct WriteRequest {
 enum Request {
     Write(WriteRequest),
     /// The network at `snapshot.revision`, repacked; `accepted` is told
-    /// whether it was published.
+    /// whether it was published (caught up with the batches since).
     Repacked {
         snapshot: Box<Snapshot>,
         took: Duration,
@@ -231,6 +231,7 @@ impl Store {
             checkpoint_min_changes: config.checkpoint_min_changes,
             since_checkpoint: changes_since_checkpoint,
             repack_due,
+            log: log.clone(),
             repack_min_changes: config.repack_min_changes.unwrap_or(u64::MAX),
             since_repack: changes_since_checkpoint,
         };
@@ -410,6 +411,8 @@ struct Writer {
     since_checkpoint: u64,
     /// Told after each commit while a repack is due.
     repack_due: Option<std::sync::mpsc::Sender<()>>,
+    /// The change log, to catch a repacked network up.
+    log: Arc<dyn LogReader>,
     repack_min_changes: u64,
     /// Changes written since the network was last loaded or repacked.
     since_repack: u64,
@@ -430,19 +433,26 @@ impl Writer {
                 }
             };
             let mut group = vec![first];
+            let mut repacked = None;
             while group.len() < self.max_group {
                 match queue.try_recv() {
                     Ok(Request::Write(request)) => group.push(request),
-                    // This group is about to move the network on, so the
-                    // repack is stale; the next commit asks for another.
-                    Ok(Request::Repacked { accepted, .. }) => {
-                        let _ = accepted.send(false);
+                    // Published once this group is in: it catches up with it.
+                    Ok(Request::Repacked {
+                        snapshot,
+                        took,
+                        accepted,
+                    }) => {
+                        repacked = Some((snapshot, took, accepted));
                         break;
                     }
                     Err(_) => break,
                 }
             }
             self.commit_group(group);
+            if let Some((snapshot, took, accepted)) = repacked {
+                let _ = accepted.send(self.publish_repacked(snapshot, took));
+            }
         }
         if self.failure.is_none() {
             // A checkpoint at shutdown makes the next start a plain read.
@@ -472,20 +482,48 @@ impl Writer {
         network
     }
 
-    /// Publishes a repacked network if the network is still at its
-    /// revision (the same content, so readers see no change).
+    /// Publishes a repacked network. The batches committed while it was
+    /// made are applied to it again from the log, as they were applied
+    /// before (so readers see no change); when there are many of them, or
+    /// the log no longer holds them, it is thrown away.
     fn publish_repacked(&mut self, snapshot: Box<Snapshot>, took: Duration) -> bool {
-        if self.failure.is_some() || snapshot.revision != self.current.load().revision {
+        /// Changes replayed at most; past this the repack is thrown away
+        /// (the writer replays them, and writes wait meanwhile).
+        const REPLAY_MOST: usize = 50_000;
+        let revision = self.current.load().revision;
+        if self.failure.is_some() {
             return false;
         }
+        let Snapshot {
+            revision: from,
+            mut network,
+        } = *snapshot;
+        let mut replayed = 0;
+        let mut next = from + 1;
+        while next <= revision {
+            let Ok(read) = self.log.read(next, 64) else {
+                return false;
+            };
+            if read.is_empty() {
+                return false;
+            }
+            for (logged, changes) in read.into_iter().take_while(|(r, _)| *r <= revision) {
+                replayed += changes.len();
+                if logged != next || replayed > REPLAY_MOST || network.apply(&changes).is_err() {
+                    return false;
+                }
+                next += 1;
+            }
+        }
         tracing::info!(
-            revision = snapshot.revision,
+            revision,
             changes = self.since_repack,
+            replayed,
             took_ms = took.as_millis() as u64,
             "network repacked"
         );
-        self.current.store(Arc::from(snapshot));
-        self.since_repack = 0;
+        self.current.store(Arc::new(Snapshot { revision, network }));
+        self.since_repack = replayed as u64;
         if let Some(observer) = self.observer.load().as_ref() {
             observer.repacked(took);
         }
@@ -639,8 +677,8 @@ impl Writer {
 
 /// The thread that repacks the network: told when a repack is due, it waits
 /// for the writes to pause, repacks the published network at low priority,
-/// hands it to the writer and, once published, gives the old maps' memory
-/// back to the system.
+/// hands it to the writer (which catches it up and publishes it) and, once
+/// published, gives the old maps' memory back to the system.
 struct Repacker {
     current: Arc<ArcSwap<Snapshot>>,
     /// Weak, so the repacker does not keep the writer running at shutdown.
