@@ -501,15 +501,23 @@ impl Writer {
         let mut replayed = 0;
         let mut next = from + 1;
         while next <= revision {
-            let Ok(read) = self.log.read(next, 64) else {
-                return false;
+            let read = match self.log.read(next, 64) {
+                Ok(read) if !read.is_empty() => read,
+                Ok(_) => return false, // compacted away: the pause after the next write repacks again
+                Err(error) => {
+                    tracing::warn!(%error, "a repack could not read the batches since it began; thrown away");
+                    return false;
+                }
             };
-            if read.is_empty() {
-                return false;
-            }
             for (logged, changes) in read.into_iter().take_while(|(r, _)| *r <= revision) {
                 replayed += changes.len();
-                if logged != next || replayed > REPLAY_MOST || network.apply(&changes).is_err() {
+                if logged != next || replayed > REPLAY_MOST {
+                    return false;
+                }
+                if let Err(error) = network.apply(&changes) {
+                    // Each applied once to the same network already; not
+                    // publishing is the safe side.
+                    tracing::warn!(%error, revision = logged, "a batch did not apply again to a repack; thrown away");
                     return false;
                 }
                 next += 1;
