@@ -17,9 +17,10 @@
 use std::{
     collections::HashMap,
     fmt,
-    fs::File,
     path::{Path, PathBuf},
 };
+
+use rayon::prelude::*;
 
 use crate::model::{
     Actor, ActorKind, ActorProfile, Change, Channel, Cluster, ClusterLink, ClusterLinkKind, Country, Date, Id, Link,
@@ -267,30 +268,87 @@ impl Row<'_> {
     }
 }
 
+/// A file body at least this large, with no quotes, is parsed in parts in
+/// parallel.
+const PARALLEL_FROM_BYTES: usize = 1 << 20;
+
+/// The records of `body`, each given to `parse` with the 1-based line of the
+/// file it starts on (`first_line` being the body's first).
+fn parse_records<T>(
+    body: &[u8],
+    first_line: u64,
+    header: &HashMap<String, usize>,
+    parse: &(impl Fn(&Row) -> RowResult<T> + Sync),
+) -> Vec<(u64, RowResult<T>)> {
+    let mut csv = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(false)
+        .from_reader(body);
+    // Lines are counted here from the records' byte offsets: the csv
+    // reader's own count skips blank lines and counts a CRLF file short.
+    let (mut line, mut counted_to) = (first_line, 0usize);
+    let mut line_of = |p: Option<&csv::Position>| {
+        let Some(mut at) = p.map(|p| (p.byte() as usize).min(body.len())) else {
+            return 0;
+        };
+        // A record's position is where the reader began: before the blank
+        // lines it skipped.
+        while at < body.len() && matches!(body[at], b'\r' | b'\n') {
+            at += 1;
+        }
+        if at >= counted_to {
+            line += body[counted_to..at].iter().filter(|b| **b == b'\n').count() as u64;
+            counted_to = at;
+        }
+        line
+    };
+    let mut out = Vec::new();
+    for record in csv.records() {
+        out.push(match record {
+            Ok(record) => (
+                line_of(record.position()),
+                parse(&Row {
+                    header,
+                    record: &record,
+                }),
+            ),
+            Err(e) => (line_of(e.position()), Err(e.to_string())),
+        });
+    }
+    out
+}
+
 impl DirReader {
     /// Parses every record of `dir/file` with `parse`; a missing file is no rows.
-    fn rows<T>(
+    ///
+    /// Why in parts: the links of a national network are 350 MB of CSV, and
+    /// `clusternet import` parses them all before it sends anything (a bad
+    /// row anywhere imports nothing). A body with no quote cannot hold a
+    /// line break inside a field, so it is cut at line ends into parts that
+    /// parse on every core; a quoted body is parsed in one piece.
+    fn rows<T: Send>(
         &mut self,
         dir: &Path,
         file: &'static str,
         required: &[&str],
-        parse: impl Fn(&Row) -> RowResult<T>,
+        parse: impl Fn(&Row) -> RowResult<T> + Sync,
     ) -> Vec<(Origin, T)> {
         let path: PathBuf = dir.join(file);
         if !path.is_file() {
             return Vec::new();
         }
         let at = |line: u64| Origin { file, line };
-        let mut csv = match File::open(&path) {
-            Ok(f) => csv::ReaderBuilder::new().flexible(true).from_reader(f),
+        let data = match std::fs::read(&path) {
+            Ok(data) => data,
             Err(e) => {
                 self.errors.push(RowError {
                     origin: at(0),
-                    message: format!("cannot open: {e}"),
+                    message: format!("cannot read: {e}"),
                 });
                 return Vec::new();
             }
         };
+        let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(&data[..]);
         let header: HashMap<String, usize> = match csv.headers() {
             Ok(h) => h
                 .iter()
@@ -313,29 +371,50 @@ impl DirReader {
             });
             return Vec::new();
         }
+        // Where the body starts: past the header record.
+        let body_start = (csv.position().byte() as usize).min(data.len());
+        let body_line = 1 + data[..body_start].iter().filter(|b| **b == b'\n').count() as u64;
+        let body = &data[body_start..];
+        let parts: Vec<(usize, usize)> = if body.len() >= PARALLEL_FROM_BYTES && !body.contains(&b'"') {
+            let count = rayon::current_num_threads() * 4;
+            let mut cuts = vec![0];
+            for k in 1..count {
+                let from = (body.len() * k / count).max(*cuts.last().unwrap_or(&0));
+                // Just past the next line end.
+                match body[from..].iter().position(|b| *b == b'\n') {
+                    Some(at) => cuts.push(from + at + 1),
+                    None => break,
+                }
+            }
+            cuts.push(body.len());
+            cuts.dedup();
+            cuts.windows(2).map(|w| (w[0], w[1])).collect()
+        } else {
+            vec![(0, body.len())]
+        };
+        // Each part's first line: the body's, plus the line ends before it.
+        let line_ends: Vec<u64> = parts
+            .par_iter()
+            .map(|&(start, end)| body[start..end].iter().filter(|b| **b == b'\n').count() as u64)
+            .collect();
+        let first_lines = line_ends.iter().scan(body_line, |line, ends| {
+            let first = *line;
+            *line += ends;
+            Some(first)
+        });
+        let parts: Vec<(usize, usize, u64)> = parts.iter().zip(first_lines).map(|(&(s, e), l)| (s, e, l)).collect();
+        let parsed: Vec<Vec<(u64, RowResult<T>)>> = parts
+            .par_iter()
+            .map(|&(start, end, first_line)| parse_records(&body[start..end], first_line, &header, &parse))
+            .collect();
         let mut rows = Vec::new();
-        for record in csv.records() {
-            match record {
-                Ok(record) => {
-                    let line = record.position().map_or(0, |p| p.line());
-                    match parse(&Row {
-                        header: &header,
-                        record: &record,
-                    }) {
-                        Ok(value) => rows.push((at(line), value)),
-                        Err(message) => self.errors.push(RowError {
-                            origin: at(line),
-                            message,
-                        }),
-                    }
-                }
-                Err(e) => {
-                    let line = e.position().map_or(0, |p| p.line());
-                    self.errors.push(RowError {
-                        origin: at(line),
-                        message: e.to_string(),
-                    });
-                }
+        for (line, result) in parsed.into_iter().flatten() {
+            match result {
+                Ok(value) => rows.push((at(line), value)),
+                Err(message) => self.errors.push(RowError {
+                    origin: at(line),
+                    message,
+                }),
             }
         }
         rows
@@ -471,6 +550,72 @@ mod tests {
             lines[0]
         );
         assert!(lines[1].starts_with("links.csv:2: weight: -3"), "{}", lines[1]);
+    }
+
+    /// A body large enough to be parsed in parts gives the same rows, and
+    /// the same bad rows at the same lines, as one parsed whole; a quoted
+    /// body (a field may hold a line break) is parsed whole.
+    #[test]
+    fn a_large_file_parsed_in_parts_reads_as_one_parsed_whole() {
+        let rows = 60_000; // over PARALLEL_FROM_BYTES
+        let mut text = String::from("source,target,kind,weight\r\n");
+        for i in 0..rows {
+            // Every 7,919th row has a bad weight, and every 10,007th is blank.
+            let weight = if i % 7_919 == 5 {
+                "-1".to_string()
+            } else {
+                format!("{}", 1 + i % 3)
+            };
+            text.push_str(&format!("a{i},b{i},supply,{weight}\r\n"));
+            if i % 10_007 == 3 {
+                text.push_str("\r\n");
+            }
+        }
+        assert!(text.len() > PARALLEL_FROM_BYTES);
+        let dir = tempfile::tempdir().unwrap();
+        let read = |text: &str| {
+            write(dir.path(), "links.csv", text);
+            let mut reader = DirReader::default();
+            let links = reader.rows(dir.path(), "links.csv", &["source", "target", "kind"], |row| {
+                Ok((
+                    row.id("source")?,
+                    row.number("weight")?.filter(|w| *w > 0.0).ok_or("weight: -1")?,
+                ))
+            });
+            let errors: Vec<String> = reader.errors.iter().map(|e| e.to_string()).collect();
+            (links, errors)
+        };
+        let (links, errors) = read(&text);
+        assert_eq!(links.len() + errors.len(), rows);
+        // The line of each row, counted here: the header is line 1.
+        let mut line = 1;
+        let mut expected_errors = Vec::new();
+        let mut expected_lines = Vec::new();
+        for i in 0..rows {
+            line += 1;
+            if i % 7_919 == 5 {
+                expected_errors.push(format!("links.csv:{line}: weight: -1"));
+            } else {
+                expected_lines.push((line, format!("a{i}")));
+            }
+            if i % 10_007 == 3 {
+                line += 1;
+            }
+        }
+        assert_eq!(errors, expected_errors, "{:?}", &errors[..errors.len().min(3)]);
+        let got: Vec<(u64, String)> = links.iter().map(|(o, (id, _))| (o.line, id.to_string())).collect();
+        assert_eq!(got, expected_lines);
+
+        // Quoted, one field holding a line break: parsed whole, lines still right.
+        let quoted = text.replacen("a1,b1,supply", "\"a\n1\",b1,supply", 1);
+        let (links, errors) = read(&quoted);
+        assert_eq!(&*links[1].1 .0, "a\n1");
+        assert_eq!(errors.len(), expected_errors.len());
+        assert_eq!(
+            links[2].0.line,
+            expected_lines[2].0 + 1,
+            "the quoted line break moves later rows down"
+        );
     }
 
     #[test]
