@@ -99,8 +99,13 @@ impl AlertEngine {
         });
         // Subscribed before anything is read, so no batch falls in between.
         let committed = store.subscribe();
+        // The network as the engine starts, taken here rather than when its
+        // (low-priority) thread gets to it: a batch written in between would
+        // otherwise fall into the baseline and raise nothing.
+        let at_start = Some(store.snapshot());
         let worker = Worker {
             engine: engine.clone(),
+            at_start,
             store,
             stage,
             evaluated: loaded.evaluated,
@@ -174,6 +179,8 @@ impl Drop for AlertEngine {
 
 struct Worker {
     engine: Arc<AlertEngine>,
+    /// The store's snapshot when the engine started, for the first round.
+    at_start: Option<Arc<Snapshot>>,
     store: Arc<Store>,
     stage: StageConfig,
     /// The revision the kept figures are of (None: nothing evaluated yet).
@@ -243,7 +250,7 @@ impl Worker {
     /// The first round after start: a baseline when nothing was kept, or
     /// the batches committed since the last round.
     fn start_up(&mut self) {
-        let now = self.store.snapshot();
+        let now = self.at_start.take().unwrap_or_else(|| self.store.snapshot());
         match self.evaluated {
             None => {
                 let rules = self.engine.rules();

@@ -595,3 +595,27 @@ async fn rules_are_validated_by_field_persisted_and_listing_filters_and_pages() 
     assert_eq!(again, crossing);
     server.stop().await;
 }
+
+/// A batch written the moment the server serves, before its alert thread
+/// has run, is evaluated as a change, not folded into the starting
+/// baseline: its alert is raised.
+#[tokio::test]
+async fn a_write_right_after_the_start_raises_its_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_demo(dir.path(), ServerConfig::default()).await;
+    let revision = apply(
+        &server,
+        vec![upsert_link(link("faw", "ks-firm-10", pb::LinkKind::Investment))],
+    )
+    .await;
+    let mut client = alerts_client(&server).await;
+    settle(&mut client, revision).await;
+    let alerts = listed(&mut client, pb::ListAlertsRequest::default()).await;
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.kind == pb::AlertKind::CrossInvestmentAdded as i32),
+        "{alerts:?}"
+    );
+    server.stop().await;
+}
