@@ -16,6 +16,7 @@ use clusternet::{
     demo, import,
     service::{
         admission::AnalysisLimits,
+        graphs::{GraphsConfig, WarmGraphs},
         import_client::{upload, UploadError},
         metrics::{serve_metrics, Metrics},
         server::{serve, ServerConfig},
@@ -141,6 +142,13 @@ struct ServeArgs {
     /// first after a small write patches it (0 builds one per call).
     #[arg(long, env = "CLUSTERNET_GRAPHS_KEPT", default_value_t = 4)]
     graphs_kept: usize,
+    /// Milliseconds the writes must pause before the kept graphs (remembered
+    /// across restarts in graphs.json; before any analysis, the default FIRM
+    /// graph) are made again in the background, so the first analysis after
+    /// a bulk import or a restart need not project the network (0: never;
+    /// the calls make them).
+    #[arg(long, env = "CLUSTERNET_WARM_GRAPHS_AFTER_MS", default_value_t = 500)]
+    warm_graphs_after_ms: u64,
     /// Seconds an analysis waits for a client that stopped reading its
     /// stream before it is cancelled and its slot freed.
     #[arg(long, env = "CLUSTERNET_STALL_TIMEOUT", default_value_t = 30)]
@@ -396,7 +404,13 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
         max_subscribers: args.max_subscribers,
         metrics: metrics.clone(),
         stall_timeout: std::time::Duration::from_secs(args.stall_timeout.max(1)),
-        graphs_kept: args.graphs_kept,
+        graphs: GraphsConfig {
+            kept: args.graphs_kept,
+            warm: (args.warm_graphs_after_ms > 0).then(|| WarmGraphs {
+                quiet: std::time::Duration::from_millis(args.warm_graphs_after_ms),
+                remembered: Some(args.data_dir.join("graphs.json")),
+            }),
+        },
         tokens,
         tls,
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),

@@ -51,6 +51,17 @@ impl GraphCache {
             .clone()
     }
 
+    /// How many graphs it keeps at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The specs of the graphs kept, least recently used first.
+    pub fn specs(&self) -> Vec<GraphSpec> {
+        let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries.iter().map(|(_, spec, _)| spec.clone()).collect()
+    }
+
     /// The graphs kept (built or being built).
     pub fn len(&self) -> usize {
         self.entries.lock().map_or(0, |e| e.len())

@@ -29,13 +29,15 @@ mod rows;
 
 pub use rows::Rows;
 
+use serde::{Deserialize, Serialize};
+
 use crate::{
     model::{Actor, Change, Channel, ClusterLinkKind, Date, Id, LinkKind},
     network::{EdgeKey, Ix, LinkData, Network},
 };
 
 /// Which network an analysis runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Layer {
     Firm,
     Cluster,
@@ -43,7 +45,7 @@ pub enum Layer {
 }
 
 /// Which part of the network an analysis sees. Empty lists mean "all".
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct GraphFilter {
     pub link_kinds: Vec<LinkKind>,
     pub channels: Vec<Channel>,
@@ -131,7 +133,9 @@ impl GraphFilter {
 }
 
 /// What an analysis graph is built from.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// What a graph is made of; kept specs are remembered across restarts, so
+/// it is serialisable.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct GraphSpec {
     pub layer: Layer,
     pub filter: GraphFilter,

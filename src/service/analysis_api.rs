@@ -12,6 +12,7 @@ use super::{
     admission::AnalysisLimits,
     analysis_params::{self, SubstituteTarget},
     convert::{self, analysis::*},
+    graphs::Graphs,
     metrics::Metrics,
     pb::{self, analysis_service_server::AnalysisService},
     streaming::{deadline_of, AnalysisEvent, EventStream, Runner, Sink, ROWS_PER_MESSAGE},
@@ -34,7 +35,7 @@ use crate::{
     },
     error::Result,
     export::{node_results, select, ResultKind},
-    graph::{cache::GraphCache, inter_cluster, AnalysisGraph, GraphFilter, GraphSpec, Layer},
+    graph::{inter_cluster, AnalysisGraph, GraphFilter, GraphSpec, Layer},
     store::{Snapshot, Store},
 };
 
@@ -58,24 +59,20 @@ impl AnalysisApi {
     /// `limits`: slots, queue and memory budget of the analyses.
     /// `stall_timeout`: how long a result waits for a client that stopped
     /// reading before the analysis is cancelled and frees its slot.
-    pub fn new(
+    pub(super) fn new(
         store: Arc<Store>,
         limits: AnalysisLimits,
         metrics: Arc<Metrics>,
         stall_timeout: Duration,
         shutdown: watch::Receiver<bool>,
         stage_config: StageConfig,
-        graphs_kept: usize,
+        graphs: Arc<Graphs>,
     ) -> Self {
         AnalysisApi {
             store: store.clone(),
-            runner: Runner::new(limits, metrics.clone(), stall_timeout, shutdown),
+            runner: Runner::new(limits, metrics, stall_timeout, shutdown),
             stage_config: Arc::new(stage_config),
-            graphs: Arc::new(Graphs {
-                cache: GraphCache::new(graphs_kept),
-                store,
-                metrics,
-            }),
+            graphs,
         }
     }
 
@@ -115,26 +112,6 @@ fn graph_of(graphs: &Graphs, snapshot: &Snapshot, spec: &GraphSpec, control: &Co
     let graph = graphs.of(snapshot, spec);
     control.check()?;
     Ok(graph)
-}
-
-/// The graphs analyses run on: kept for the latest revision and, after a
-/// write, patched from the older graph with the batches the log holds.
-struct Graphs {
-    cache: GraphCache,
-    store: Arc<Store>,
-    metrics: Arc<Metrics>,
-}
-
-impl Graphs {
-    fn of(&self, snapshot: &Snapshot, spec: &GraphSpec) -> Arc<AnalysisGraph> {
-        self.cache.get_or_build(snapshot.revision, spec, |base| {
-            let (graph, made) = spec.make(&snapshot.network, base, |after, most| {
-                self.store.changes_between(after, snapshot.revision, most)
-            });
-            self.metrics.graph_made(made.as_str());
-            graph
-        })
-    }
 }
 
 /// The closing summary of a run on `layer`.

@@ -11,6 +11,7 @@ pub mod client;
 mod connections;
 pub mod convert;
 mod feed;
+pub mod graphs;
 pub mod import_client;
 pub mod metrics;
 mod network_api;

@@ -11,6 +11,7 @@ use super::{
     auth_layer::AuthLayer,
     connections,
     feed::Watchers,
+    graphs::{Graphs, GraphsConfig},
     metrics::{CallLogLayer, Metrics},
     pb::{
         self, alert_service_server::AlertServiceServer, analysis_service_server::AnalysisServiceServer,
@@ -51,8 +52,8 @@ pub struct ServerConfig {
     pub tls: Option<tonic::transport::ServerTlsConfig>,
     /// Weights, thresholds and smile curve of the stage analyses.
     pub stage: StageConfig,
-    /// Analysis graphs kept for the latest revision (`GraphCache`).
-    pub graphs_kept: usize,
+    /// Analysis graphs kept for the latest revision, and their warming.
+    pub graphs: GraphsConfig,
 }
 
 impl Default for ServerConfig {
@@ -69,7 +70,7 @@ impl Default for ServerConfig {
             tokens: None,
             tls: None,
             stage: StageConfig::default(),
-            graphs_kept: 4,
+            graphs: GraphsConfig::default(),
         }
     }
 }
@@ -110,6 +111,7 @@ pub async fn serve(
     store.observe(Box::new(config.metrics.clone()));
     let watchers = Arc::new(Watchers::new(config.max_subscribers, config.metrics.clone()));
     let (stop_feeds, feeds_stop) = tokio::sync::watch::channel(false);
+    let graphs = Graphs::start(store.clone(), config.metrics.clone(), config.graphs, feeds_stop.clone());
     let analysis = AnalysisServiceServer::new(AnalysisApi::new(
         store.clone(),
         config.analyses,
@@ -117,7 +119,7 @@ pub async fn serve(
         config.stall_timeout,
         feeds_stop.clone(),
         config.stage,
-        config.graphs_kept,
+        graphs.clone(),
     ))
     .max_encoding_message_size(config.max_message_bytes);
     let alert =
@@ -156,7 +158,7 @@ pub async fn serve(
         .add_optional_service(alert)
         .serve_with_incoming_shutdown(incoming, shutdown);
     let grace = config.shutdown_grace;
-    tokio::select! {
+    let served = tokio::select! {
         served = serving => served,
         // A client that reads nothing can keep its call open: after the
         // grace its connection is dropped, so shutdown has a bound.
@@ -167,5 +169,8 @@ pub async fn serve(
             tracing::warn!(grace_seconds = grace.as_secs_f64(), "calls still open after the shutdown grace; cutting them");
             Ok(())
         }
-    }
+    };
+    // The next start warms the graphs this run kept.
+    graphs.remember();
+    served
 }

@@ -18,7 +18,10 @@ mod sled_backend;
 
 use std::{
     path::Path,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -159,16 +162,16 @@ enum Request {
 /// its first bad batch even though later batches were already queued.
 #[derive(Clone, Default)]
 pub struct Sequence {
-    failed: Arc<std::sync::atomic::AtomicBool>,
+    failed: Arc<AtomicBool>,
 }
 
 impl Sequence {
     fn has_failed(&self) -> bool {
-        self.failed.load(std::sync::atomic::Ordering::Acquire)
+        self.failed.load(Ordering::Acquire)
     }
 
     fn fail(&self) {
-        self.failed.store(true, std::sync::atomic::Ordering::Release);
+        self.failed.store(true, Ordering::Release);
     }
 }
 
@@ -191,6 +194,8 @@ pub struct Store {
     writer: std::sync::Mutex<Option<thread::JoinHandle<()>>>,
     config: StoreConfig,
     observer: Arc<arc_swap::ArcSwapOption<Box<dyn CommitObserver>>>,
+    /// Set while enough was written for a repack and it has not landed.
+    repack_pending: Arc<AtomicBool>,
 }
 
 impl Store {
@@ -212,6 +217,7 @@ impl Store {
         // from the log instead; the writer never waits for them.
         let (committed, _) = broadcast::channel(WATCH_BUFFER);
         let observer = Arc::new(arc_swap::ArcSwapOption::empty());
+        let repack_pending = Arc::new(AtomicBool::new(false));
         let repack_due = match config.repack_min_changes {
             Some(_) => Some(Repacker::start(
                 current.clone(),
@@ -234,6 +240,7 @@ impl Store {
             log: log.clone(),
             repack_min_changes: config.repack_min_changes.unwrap_or(u64::MAX),
             since_repack: changes_since_checkpoint,
+            repack_pending: repack_pending.clone(),
         };
         let handle = thread::Builder::new()
             .name("clusternet-writer".into())
@@ -249,7 +256,15 @@ impl Store {
             writer: std::sync::Mutex::new(Some(handle)),
             config,
             observer,
+            repack_pending,
         })
+    }
+
+    /// Whether a repack is due or under way: the network's maps are about to
+    /// be rebuilt, so work that walks them all (warming a graph) is better
+    /// done after.
+    pub fn repack_pending(&self) -> bool {
+        self.repack_pending.load(Ordering::Acquire)
     }
 
     /// Tells `observer` of every group of batches made durable from now on.
@@ -416,6 +431,7 @@ struct Writer {
     repack_min_changes: u64,
     /// Changes written since the network was last loaded or repacked.
     since_repack: u64,
+    repack_pending: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -490,6 +506,9 @@ impl Writer {
         /// Changes replayed at most; past this the repack is thrown away
         /// (the writer replays them, and writes wait meanwhile).
         const REPLAY_MOST: usize = 50_000;
+        // Landed or thrown away, it is no longer pending; the next commit
+        // says so again if it is still due.
+        self.repack_pending.store(false, Ordering::Release);
         let revision = self.current.load().revision;
         if self.failure.is_some() {
             return false;
@@ -541,7 +560,12 @@ impl Writer {
     fn maybe_repack(&mut self) {
         let Some(due) = &self.repack_due else { return };
         let entities = Self::entities(&self.current.load().network);
-        if self.since_repack >= self.repack_min_changes.max(entities / 16) && due.send(()).is_err() {
+        if self.since_repack < self.repack_min_changes.max(entities / 16) {
+            return;
+        }
+        let told = due.send(()).is_ok();
+        self.repack_pending.store(told, Ordering::Release);
+        if !told {
             tracing::warn!("the repacker stopped; the network's maps are no longer repacked");
             self.repack_due = None;
         }

@@ -11,6 +11,7 @@ mod crash;
 mod crash_cycle;
 mod export;
 mod fuzz;
+mod graphs;
 mod import_cli;
 mod limits;
 mod network;

@@ -271,7 +271,7 @@ async fn after_many_writes_and_a_pause_the_store_repacks_without_changing_what_i
     let dir = tempfile::tempdir().unwrap();
     let config = StoreConfig {
         repack_min_changes: Some(40),
-        repack_quiet: Duration::from_millis(50),
+        repack_quiet: Duration::from_millis(300),
         ..StoreConfig::default()
     };
     let store = Store::open_sled(dir.path(), &SledConfig::default(), config).unwrap();
@@ -288,6 +288,7 @@ async fn after_many_writes_and_a_pause_the_store_repacks_without_changing_what_i
         0,
         "24 changes are below the 40 asked for"
     );
+    assert!(!store.repack_pending());
 
     for a in 0..12u8 {
         write(vec![
@@ -297,6 +298,7 @@ async fn after_many_writes_and_a_pause_the_store_repacks_without_changing_what_i
         .await
         .unwrap();
     }
+    assert!(store.repack_pending(), "due, and waiting for the writes to pause");
     let before = store.snapshot();
     let held = contents(&store);
     let waited = Instant::now();
@@ -304,6 +306,7 @@ async fn after_many_writes_and_a_pause_the_store_repacks_without_changing_what_i
         assert!(waited.elapsed() < Duration::from_secs(20), "no repack was published");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert!(!store.repack_pending(), "landed");
     let after = store.snapshot();
     assert_eq!(after.revision, before.revision, "a repack is not a revision");
     assert!(

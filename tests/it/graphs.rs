@@ -1,0 +1,188 @@
+//! Warm analysis graphs: once the writes pause, the server makes the graphs
+//! it keeps again for the latest revision, so an analysis finds its graph
+//! ready; the specs kept are remembered across a restart.
+
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use clusternet::{
+    graph::GraphSpec,
+    service::{
+        graphs::{GraphsConfig, WarmGraphs},
+        metrics::Metrics,
+        pb::analysis_service_client::AnalysisServiceClient,
+        server::ServerConfig,
+    },
+    synthetic::SyntheticConfig,
+};
+
+use crate::common::*;
+
+fn warming(dir: &Path, metrics: &Arc<Metrics>) -> ServerConfig {
+    ServerConfig {
+        metrics: metrics.clone(),
+        graphs: GraphsConfig {
+            kept: 4,
+            warm: Some(WarmGraphs {
+                quiet: Duration::from_millis(50),
+                remembered: Some(dir.join("graphs.json")),
+            }),
+        },
+        ..ServerConfig::default()
+    }
+}
+
+/// Graphs made so far: (built, patched).
+fn made(metrics: &Metrics, server: &TestServer) -> (u64, u64) {
+    let text = metrics.render(server.store(), None);
+    let count = |how: &str| {
+        let name = format!("clusternet_graphs_made_total{{how=\"{how}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&name))
+            .map_or(0, |value| value.trim().parse().unwrap())
+    };
+    (count("built"), count("patched"))
+}
+
+/// Waits (at most 20 s) until the graphs made are `want`.
+async fn wait_made(metrics: &Metrics, server: &TestServer, want: (u64, u64)) {
+    let started = Instant::now();
+    while made(metrics, server) != want {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "graphs made {:?}, waiting for {want:?}",
+            made(metrics, server)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn pagerank(weighted: bool) -> pb::CentralityRequest {
+    pb::CentralityRequest {
+        measure: pb::CentralityMeasure::Pagerank as i32,
+        weighted,
+        ..Default::default()
+    }
+}
+
+async fn ranks(server: &TestServer, weighted: bool) -> (Vec<(String, f64)>, u64) {
+    let mut client = AnalysisServiceClient::new(server.channel().await);
+    let mut stream = client.centrality(pagerank(weighted)).await.unwrap().into_inner();
+    let (mut rows, mut revision) = (Vec::new(), None);
+    while let Some(event) = stream.message().await.unwrap() {
+        match event.event.unwrap() {
+            pb::centrality_response::Event::Rows(batch) => {
+                rows.extend(batch.rows.into_iter().map(|r| (r.node_id, r.value)));
+            }
+            pb::centrality_response::Event::Summary(summary) => revision = Some(summary.revision),
+            pb::centrality_response::Event::Progress(_) => {}
+        }
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    (rows, revision.expect("a summary closes the stream"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_graphs_kept_are_made_again_once_writes_pause_so_an_analysis_finds_them_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let server = TestServer::start_configured(dir.path(), Default::default(), warming(dir.path(), &metrics)).await;
+    // Before any analysis the default FIRM graph is warmed, here of the
+    // empty network.
+    wait_made(&metrics, &server, (1, 0)).await;
+
+    load_synthetic(
+        &server,
+        SyntheticConfig {
+            clusters: 8,
+            actors: 1_000,
+            links: 6_000,
+            ..SyntheticConfig::default()
+        },
+    )
+    .await;
+    // One batch (a pause inside the load could warm between two) that
+    // touches every node: built again, not patched.
+    wait_made(&metrics, &server, (2, 0)).await;
+    let (directed, revision) = ranks(&server, false).await;
+    assert_eq!(revision, server.store().snapshot().revision);
+    assert_eq!(made(&metrics, &server), (2, 0), "the call found its graph warm");
+
+    let (weighted, _) = ranks(&server, true).await;
+    assert_eq!(made(&metrics, &server), (3, 0), "a new spec is built by its first call");
+
+    // A small write: both kept graphs are patched before anyone asks.
+    let actor = |i: usize| clusternet::synthetic::actor_id(i).to_string();
+    server
+        .client()
+        .await
+        .apply_changes(batch(vec![upsert_link(link(
+            &actor(3),
+            &actor(900),
+            pb::LinkKind::Supply,
+        ))]))
+        .await
+        .unwrap();
+    wait_made(&metrics, &server, (3, 2)).await;
+    let (directed_after, revision_after) = ranks(&server, false).await;
+    let (weighted_after, _) = ranks(&server, true).await;
+    assert_eq!(revision_after, revision + 1);
+    assert_eq!(made(&metrics, &server), (3, 2), "both calls found their graphs warm");
+    assert_ne!(directed_after, directed, "the write moves the ranks");
+    assert_ne!(weighted_after, weighted);
+    server.stop().await;
+
+    // The specs kept are remembered, the one used last at the end.
+    let remembered: Vec<GraphSpec> =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("graphs.json")).unwrap()).unwrap();
+    assert_eq!(remembered.len(), 2);
+    assert!(remembered[1].weighted && !remembered[0].weighted);
+
+    // A restart makes both before any call, and they answer as before.
+    let metrics = Arc::new(Metrics::new());
+    let server = TestServer::start_configured(dir.path(), Default::default(), warming(dir.path(), &metrics)).await;
+    wait_made(&metrics, &server, (2, 0)).await;
+    assert_eq!(ranks(&server, true).await.0, weighted_after);
+    assert_eq!(ranks(&server, false).await.0, directed_after);
+    assert_eq!(
+        made(&metrics, &server),
+        (2, 0),
+        "the calls after the restart found their graphs warm"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_list_of_graphs_is_ignored_and_the_default_graph_is_warmed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("graphs.json"), "[{\"layer\": \"Nowhere\"").unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let server = TestServer::start_configured(dir.path(), Default::default(), warming(dir.path(), &metrics)).await;
+    wait_made(&metrics, &server, (1, 0)).await;
+    ranks(&server, false).await;
+    assert_eq!(made(&metrics, &server), (1, 0));
+    server.stop().await;
+    let remembered: Vec<GraphSpec> =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("graphs.json")).unwrap()).unwrap();
+    assert_eq!(remembered.len(), 1, "the broken list was written over");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_warming_nothing_is_made_before_a_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let config = ServerConfig {
+        metrics: metrics.clone(),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_demo(dir.path(), config).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(made(&metrics, &server), (0, 0));
+    ranks(&server, false).await;
+    assert_eq!(made(&metrics, &server), (1, 0));
+    server.stop().await;
+    assert!(!dir.path().join("graphs.json").exists());
+}
