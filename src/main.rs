@@ -142,11 +142,11 @@ struct ServeArgs {
     /// first after a small write patches it (0 builds one per call).
     #[arg(long, env = "CLUSTERNET_GRAPHS_KEPT", default_value_t = 4)]
     graphs_kept: usize,
-    /// Milliseconds the writes must pause before the kept graphs (remembered
-    /// across restarts in graphs.json; before any analysis, the default FIRM
-    /// graph) are made again in the background, so the first analysis after
-    /// a bulk import or a restart need not project the network (0: never;
-    /// the calls make them).
+    /// Milliseconds the writes must pause before the kept graphs (before any
+    /// analysis, the default FIRM graph) are made again in the background,
+    /// so the first analysis after a bulk import need not project the
+    /// network. They are kept across restarts in graphs/ in the data
+    /// directory (0: never; the calls make them).
     #[arg(long, env = "CLUSTERNET_WARM_GRAPHS_AFTER_MS", default_value_t = 500)]
     warm_graphs_after_ms: u64,
     /// Seconds an analysis waits for a client that stopped reading its
@@ -408,7 +408,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
             kept: args.graphs_kept,
             warm: (args.warm_graphs_after_ms > 0).then(|| WarmGraphs {
                 quiet: std::time::Duration::from_millis(args.warm_graphs_after_ms),
-                remembered: Some(args.data_dir.join("graphs.json")),
+                kept_in: Some(args.data_dir.join("graphs")),
             }),
         },
         tokens,

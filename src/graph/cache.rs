@@ -62,6 +62,16 @@ impl GraphCache {
         entries.iter().map(|(_, spec, _)| spec.clone()).collect()
     }
 
+    /// The graphs kept and built: (revision, spec, graph), least recently
+    /// used first.
+    pub fn built(&self) -> Vec<(u64, GraphSpec, Arc<AnalysisGraph>)> {
+        let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries
+            .iter()
+            .filter_map(|(revision, spec, slot)| Some((*revision, spec.clone(), slot.get()?.clone())))
+            .collect()
+    }
+
     /// The graphs kept (built or being built).
     pub fn len(&self) -> usize {
         self.entries.lock().map_or(0, |e| e.len())

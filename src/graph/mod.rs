@@ -26,6 +26,7 @@ use std::{
 pub mod cache;
 mod patch;
 mod rows;
+pub mod stored;
 
 pub use rows::Rows;
 

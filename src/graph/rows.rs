@@ -7,7 +7,11 @@
 //! every arc (on 10M arcs, 240 MB). Chunks are also built in parallel.
 //! Our own arrays rather than petgraph's `Csr` for both reasons.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    io::{self, Read, Write},
+    sync::Arc,
+};
 
 use rayon::prelude::*;
 
@@ -175,6 +179,65 @@ impl Rows {
         Rows::of_chunks(chunks, n)
     }
 
+    /// Writes the rows in a little-endian layout `read_from` reads back:
+    /// the node count, then each chunk's arc count, offsets, targets and
+    /// weights.
+    pub fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
+        out.write_all(&(self.nodes as u64).to_le_bytes())?;
+        for chunk in &self.chunks {
+            out.write_all(&(chunk.targets.len() as u64).to_le_bytes())?;
+            for offset in &chunk.offsets {
+                out.write_all(&(*offset as u64).to_le_bytes())?;
+            }
+            for target in &chunk.targets {
+                out.write_all(&target.to_le_bytes())?;
+            }
+            for weight in &chunk.weights {
+                out.write_all(&weight.to_le_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows as `write_to` wrote them, for `nodes` nodes whose arcs point
+    /// below `targets_below`. Anything that could not have been written
+    /// (wrong counts, offsets out of order, a target out of range) is
+    /// `InvalidData`: an analysis indexes these arrays without checks.
+    pub fn read_from(input: &mut impl Read, nodes: usize, targets_below: usize) -> io::Result<Rows> {
+        let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("stored rows: {what}"));
+        if read_u64(input)? != nodes as u64 {
+            return Err(invalid("node count"));
+        }
+        let mut chunks = Vec::with_capacity(nodes.div_ceil(CHUNK));
+        for lo in (0..nodes).step_by(CHUNK) {
+            let rows = (lo + CHUNK).min(nodes) - lo;
+            let arcs = usize::try_from(read_u64(input)?).map_err(|_| invalid("arc count"))?;
+            // Bounded before allocating: 2^32 arcs in a chunk is no graph
+            // this server made.
+            if arcs > u32::MAX as usize {
+                return Err(invalid("arc count"));
+            }
+            let offsets: Vec<usize> = read_array(input, rows + 1, |b| u64::from_le_bytes(b) as usize)?;
+            let targets: Vec<u32> = read_array(input, arcs, u32::from_le_bytes)?;
+            let weights: Vec<f64> = read_array(input, arcs, f64::from_le_bytes)?;
+            let ordered = offsets.first() == Some(&0)
+                && offsets.last() == Some(&arcs)
+                && offsets.windows(2).all(|pair| pair[0] <= pair[1]);
+            if !ordered {
+                return Err(invalid("offsets"));
+            }
+            if targets.iter().any(|&t| t as usize >= targets_below) {
+                return Err(invalid("a target out of range"));
+            }
+            chunks.push(Arc::new(Chunk {
+                offsets,
+                targets,
+                weights,
+            }));
+        }
+        Ok(Rows::of_chunks(chunks, nodes))
+    }
+
     pub fn node_count(&self) -> usize {
         self.nodes
     }
@@ -206,6 +269,32 @@ impl Rows {
         let (chunk, local) = self.at(v);
         self.bases[v >> CHUNK_BITS] + chunk.offsets[local]
     }
+}
+
+fn read_u64(input: &mut impl Read) -> io::Result<u64> {
+    let mut bytes = [0; 8];
+    input.read_exact(&mut bytes)?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// `count` values of `N` little-endian bytes each, read in blocks.
+fn read_array<T, const N: usize>(input: &mut impl Read, count: usize, decode: fn([u8; N]) -> T) -> io::Result<Vec<T>> {
+    const BLOCK: usize = 1 << 16;
+    let mut values = Vec::with_capacity(count.min(BLOCK));
+    let mut buffer = vec![0u8; BLOCK * N];
+    let mut left = count;
+    while left > 0 {
+        let take = left.min(BLOCK);
+        let bytes = &mut buffer[..take * N];
+        input.read_exact(bytes)?;
+        values.extend(bytes.chunks_exact(N).map(|b| {
+            let mut value = [0; N];
+            value.copy_from_slice(b);
+            decode(value)
+        }));
+        left -= take;
+    }
+    Ok(values)
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use tokio::sync::{
 
 use super::metrics::Metrics;
 use crate::{
-    graph::{cache::GraphCache, AnalysisGraph, GraphFilter, GraphSpec, Layer},
+    graph::{cache::GraphCache, stored, AnalysisGraph, GraphFilter, GraphSpec, Layer, Made},
     store::{Committed, Snapshot, Store},
 };
 
@@ -46,27 +46,29 @@ impl Default for GraphsConfig {
     }
 }
 
-/// When to warm, and where the specs are remembered.
+/// When to warm, and where the graphs are kept across restarts.
 #[derive(Clone, Debug)]
 pub struct WarmGraphs {
     /// How long the writes must pause before the graphs are made again.
     pub quiet: Duration,
-    /// Where the specs kept are remembered across restarts (none: forgotten).
-    pub remembered: Option<PathBuf>,
+    /// A directory for the specs kept (`specs.json`) and, as the server
+    /// stops, the FIRM graphs of the last revision (`N.graph`); none:
+    /// forgotten at a restart.
+    pub kept_in: Option<PathBuf>,
 }
 
 pub(super) struct Graphs {
     cache: GraphCache,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
-    /// Where the specs kept are remembered, and what the file holds.
-    remembered: Option<(PathBuf, Mutex<Vec<GraphSpec>>)>,
+    /// The directory the graphs are kept in, and what its specs file holds.
+    kept_in: Option<(PathBuf, Mutex<Vec<GraphSpec>>)>,
 }
 
 impl Graphs {
     /// The graphs of `store`'s snapshots; warming (when configured) starts
-    /// on the runtime and ends when `shutdown` turns true, after
-    /// remembering the specs kept.
+    /// on the runtime by reading back the graphs the last run kept, and
+    /// ends when `shutdown` turns true.
     pub(super) fn start(
         store: Arc<Store>,
         metrics: Arc<Metrics>,
@@ -74,18 +76,20 @@ impl Graphs {
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Graphs> {
         let warming = config.warm.filter(|_| config.kept > 0);
-        let remembered = warming.as_ref().and_then(|w| w.remembered.clone()).map(|path| {
-            let specs = read_specs(&path);
-            (path, Mutex::new(specs))
+        let kept_in = warming.as_ref().and_then(|w| w.kept_in.clone()).map(|dir| {
+            let specs = read_specs(&dir.join(SPECS));
+            (dir, Mutex::new(specs))
         });
         let graphs = Arc::new(Graphs {
             cache: GraphCache::new(config.kept),
             store,
             metrics,
-            remembered,
+            kept_in,
         });
         if let Some(warming) = warming {
-            tokio::spawn(warm(graphs.clone(), warming.quiet, shutdown));
+            let reading = graphs.clone();
+            let read_back = tokio::task::spawn_blocking(move || reading.read_back());
+            tokio::spawn(warm(graphs.clone(), warming.quiet, shutdown, read_back));
         }
         graphs
     }
@@ -93,7 +97,7 @@ impl Graphs {
     /// Writes the specs kept to the file, when they changed since it was
     /// written; also called as the server stops.
     pub(super) fn remember(&self) {
-        let Some((path, written)) = &self.remembered else {
+        let Some((dir, written)) = &self.kept_in else {
             return;
         };
         let mut written = written.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -101,7 +105,8 @@ impl Graphs {
         if kept.is_empty() || *written == kept {
             return;
         }
-        match write_specs(path, &kept) {
+        let path = dir.join(SPECS);
+        match std::fs::create_dir_all(dir).and_then(|()| write_specs(&path, &kept)) {
             Ok(()) => *written = kept,
             Err(error) => tracing::warn!(%error, path = %path.display(), "cannot remember the analysis graphs kept"),
         }
@@ -109,9 +114,88 @@ impl Graphs {
 
     /// The specs remembered from the last run.
     fn remembered(&self) -> Vec<GraphSpec> {
-        self.remembered.as_ref().map_or_else(Vec::new, |(_, written)| {
+        self.kept_in.as_ref().map_or_else(Vec::new, |(_, written)| {
             written.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
         })
+    }
+
+    /// As the server stops: the specs kept, and the FIRM graphs made of the
+    /// latest revision, for the next start (`load`). A graph not yet made
+    /// of it (writes just before the stop) is left to be made again then.
+    pub(super) fn keep_for_restart(&self) {
+        self.remember();
+        let Some((dir, _)) = &self.kept_in else { return };
+        let revision = self.store.snapshot().revision;
+        let result = (|| -> std::io::Result<usize> {
+            std::fs::create_dir_all(dir)?;
+            remove_graph_files(dir)?;
+            let mut written = 0;
+            for (i, (made_of, spec, graph)) in self.cache.built().into_iter().enumerate() {
+                if made_of == revision && stored::write(&dir.join(format!("{i}.{GRAPH}")), revision, &spec, &graph)? {
+                    written += 1;
+                }
+            }
+            Ok(written)
+        })();
+        match result {
+            Ok(0) => {}
+            Ok(written) => tracing::info!(revision, graphs = written, "analysis graphs kept for the next start"),
+            Err(error) => {
+                tracing::warn!(%error, dir = %dir.display(), "cannot keep the analysis graphs for the next start")
+            }
+        }
+    }
+
+    /// At the start: the graphs the last run kept, read back when they were
+    /// made of the revision the store is at. Each is read into its cache
+    /// slot, so a call that wants it meanwhile waits for the read rather
+    /// than building. A file that does not fit is logged and the graph
+    /// built instead.
+    fn read_back(&self) {
+        let Some((dir, _)) = &self.kept_in else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let snapshot = self.store.snapshot();
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|e| e == GRAPH))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let spec = match stored::header(&path) {
+                Ok((revision, spec)) if revision == snapshot.revision => spec,
+                Ok(_) => {
+                    tracing::info!(path = %path.display(), "a kept analysis graph is of another revision; made again");
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, path = %path.display(), "a kept analysis graph cannot be used; made again");
+                    continue;
+                }
+            };
+            let started = Instant::now();
+            self.cache.get_or_build(snapshot.revision, &spec, |_| {
+                match stored::read(&path, &snapshot.network, snapshot.revision) {
+                    Ok(Some((_, graph))) => {
+                        tracing::info!(
+                            revision = snapshot.revision,
+                            nodes = graph.node_count(),
+                            edges = graph.edge_count(),
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            path = %path.display(),
+                            "analysis graph read back"
+                        );
+                        self.metrics.graph_made("read");
+                        return graph;
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, path = %path.display(), "a kept analysis graph cannot be used; made again")
+                    }
+                }
+                self.metrics.graph_made(Made::Built.as_str());
+                spec.build(&snapshot.network)
+            });
+        }
     }
 
     /// The graph of `spec` on this snapshot: kept from an earlier analysis
@@ -155,6 +239,20 @@ impl Graphs {
     }
 }
 
+/// The specs file and the graph files' extension in the directory.
+const SPECS: &str = "specs.json";
+const GRAPH: &str = "graph";
+
+fn remove_graph_files(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == GRAPH || e == "tmp") {
+            std::fs::remove_file(path)?;
+        }
+    }
+    Ok(())
+}
+
 /// What an analysis with every field left at its default runs on.
 fn default_spec() -> GraphSpec {
     GraphSpec {
@@ -165,10 +263,18 @@ fn default_spec() -> GraphSpec {
     }
 }
 
-async fn warm(graphs: Arc<Graphs>, quiet: Duration, mut shutdown: watch::Receiver<bool>) {
+async fn warm(
+    graphs: Arc<Graphs>,
+    quiet: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    read_back: tokio::task::JoinHandle<()>,
+) {
     // Subscribed first, so a batch committed while the first graphs are
     // made is waited for, not missed.
     let mut committed = graphs.store.subscribe();
+    if read_back.await.is_err() {
+        tracing::warn!("reading back the analysis graphs failed");
+    }
     let mut wanted = graphs.remembered();
     if wanted.is_empty() {
         wanted.push(default_spec());

@@ -170,7 +170,8 @@ pub async fn serve(
             Ok(())
         }
     };
-    // The next start warms the graphs this run kept.
-    graphs.remember();
+    // The next start reads back (or warms) the graphs this run kept.
+    let keeping = graphs.clone();
+    let _ = tokio::task::spawn_blocking(move || keeping.keep_for_restart()).await;
     served
 }

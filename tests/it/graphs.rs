@@ -28,23 +28,26 @@ fn warming(dir: &Path, metrics: &Arc<Metrics>) -> ServerConfig {
             kept: 4,
             warm: Some(WarmGraphs {
                 quiet: Duration::from_millis(50),
-                remembered: Some(dir.join("graphs.json")),
+                kept_in: Some(dir.join("graphs")),
             }),
         },
         ..ServerConfig::default()
     }
 }
 
+/// Graphs made so far one way (`built`, `patched`, `read` back from a file).
+fn made_by(metrics: &Metrics, server: &TestServer, how: &str) -> u64 {
+    let name = format!("clusternet_graphs_made_total{{how=\"{how}\"}} ");
+    metrics
+        .render(server.store(), None)
+        .lines()
+        .find_map(|line| line.strip_prefix(&name).map(|value| value.trim().parse().unwrap()))
+        .unwrap_or(0)
+}
+
 /// Graphs made so far: (built, patched).
 fn made(metrics: &Metrics, server: &TestServer) -> (u64, u64) {
-    let text = metrics.render(server.store(), None);
-    let count = |how: &str| {
-        let name = format!("clusternet_graphs_made_total{{how=\"{how}\"}} ");
-        text.lines()
-            .find_map(|line| line.strip_prefix(&name))
-            .map_or(0, |value| value.trim().parse().unwrap())
-    };
-    (count("built"), count("patched"))
+    (made_by(metrics, server, "built"), made_by(metrics, server, "patched"))
 }
 
 /// Waits (at most 20 s) until the graphs made are `want`.
@@ -135,30 +138,112 @@ async fn the_graphs_kept_are_made_again_once_writes_pause_so_an_analysis_finds_t
     assert_ne!(weighted_after, weighted);
     server.stop().await;
 
-    // The specs kept are remembered, the one used last at the end.
+    // The specs kept are remembered, the one used last at the end, and
+    // both graphs (made of the last revision) are kept beside them.
+    let kept = dir.path().join("graphs");
     let remembered: Vec<GraphSpec> =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("graphs.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(kept.join("specs.json")).unwrap()).unwrap();
     assert_eq!(remembered.len(), 2);
     assert!(remembered[1].weighted && !remembered[0].weighted);
+    assert!(kept.join("0.graph").exists() && kept.join("1.graph").exists());
 
-    // A restart makes both before any call, and they answer as before.
+    // A restart reads both back before any call, and they answer as before.
+    let metrics = Arc::new(Metrics::new());
+    let server = TestServer::start_configured(dir.path(), Default::default(), warming(dir.path(), &metrics)).await;
+    wait_read(&metrics, &server, 2).await;
+    assert_eq!(ranks(&server, true).await.0, weighted_after);
+    assert_eq!(ranks(&server, false).await.0, directed_after);
+    assert_eq!(made(&metrics, &server), (0, 0), "nothing was built or patched");
+    server.stop().await;
+
+    // A write the graphs have not caught up with when the server stops: the
+    // stale graphs are not kept, and the next start makes them again.
+    let metrics = Arc::new(Metrics::new());
+    let config = ServerConfig {
+        graphs: GraphsConfig {
+            kept: 4,
+            warm: Some(WarmGraphs {
+                quiet: Duration::from_secs(60),
+                kept_in: Some(kept.clone()),
+            }),
+        },
+        ..warming(dir.path(), &metrics)
+    };
+    let server = TestServer::start_configured(dir.path(), Default::default(), config).await;
+    wait_read(&metrics, &server, 2).await;
+    server
+        .client()
+        .await
+        .apply_changes(batch(vec![upsert_link(link(
+            &actor(4),
+            &actor(901),
+            pb::LinkKind::Supply,
+        ))]))
+        .await
+        .unwrap();
+    server.stop().await;
+    assert!(!kept.join("0.graph").exists() && !kept.join("1.graph").exists());
     let metrics = Arc::new(Metrics::new());
     let server = TestServer::start_configured(dir.path(), Default::default(), warming(dir.path(), &metrics)).await;
     wait_made(&metrics, &server, (2, 0)).await;
-    assert_eq!(ranks(&server, true).await.0, weighted_after);
-    assert_eq!(ranks(&server, false).await.0, directed_after);
-    assert_eq!(
-        made(&metrics, &server),
-        (2, 0),
-        "the calls after the restart found their graphs warm"
-    );
+    assert_eq!(made_by(&metrics, &server, "read"), 0);
+    let (moved, _) = ranks(&server, false).await;
+    assert_ne!(moved, directed_after, "the last write is in the graph");
+    server.stop().await;
+}
+
+/// Waits (at most 20 s) until `want` graphs were read back.
+async fn wait_read(metrics: &Metrics, server: &TestServer, want: u64) {
+    let started = Instant::now();
+    while made_by(metrics, server, "read") != want {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "graphs read back: {}",
+            made_by(metrics, server, "read")
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A graph file that is damaged or made of another network is never used:
+/// the graph is built, and the answers are the network's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_graph_file_is_refused_and_the_graph_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let server = TestServer::start_configured(dir.path(), Default::default(), warming(dir.path(), &metrics)).await;
+    load_synthetic(
+        &server,
+        SyntheticConfig {
+            clusters: 4,
+            actors: 500,
+            links: 3_000,
+            ..SyntheticConfig::default()
+        },
+    )
+    .await;
+    wait_made(&metrics, &server, (2, 0)).await;
+    let (ranked, _) = ranks(&server, false).await;
+    server.stop().await;
+    let file = dir.path().join("graphs").join("0.graph");
+    // Cut short, as a full disk would leave it (were it not renamed into
+    // place only once written).
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() - 100]).unwrap();
+
+    let metrics = Arc::new(Metrics::new());
+    let server = TestServer::start_configured(dir.path(), Default::default(), warming(dir.path(), &metrics)).await;
+    wait_made(&metrics, &server, (1, 0)).await;
+    assert_eq!(made_by(&metrics, &server, "read"), 0);
+    assert_eq!(ranks(&server, false).await.0, ranked);
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_list_of_graphs_is_ignored_and_the_default_graph_is_warmed() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("graphs.json"), "[{\"layer\": \"Nowhere\"").unwrap();
+    std::fs::create_dir(dir.path().join("graphs")).unwrap();
+    std::fs::write(dir.path().join("graphs").join("specs.json"), "[{\"layer\": \"Nowhere\"").unwrap();
     let metrics = Arc::new(Metrics::new());
     let server = TestServer::start_configured(dir.path(), Default::default(), warming(dir.path(), &metrics)).await;
     wait_made(&metrics, &server, (1, 0)).await;
@@ -166,7 +251,7 @@ async fn an_unreadable_list_of_graphs_is_ignored_and_the_default_graph_is_warmed
     assert_eq!(made(&metrics, &server), (1, 0));
     server.stop().await;
     let remembered: Vec<GraphSpec> =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("graphs.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("graphs").join("specs.json")).unwrap()).unwrap();
     assert_eq!(remembered.len(), 1, "the broken list was written over");
 }
 
@@ -184,5 +269,5 @@ async fn without_warming_nothing_is_made_before_a_call() {
     ranks(&server, false).await;
     assert_eq!(made(&metrics, &server), (1, 0));
     server.stop().await;
-    assert!(!dir.path().join("graphs.json").exists());
+    assert!(!dir.path().join("graphs").exists());
 }
