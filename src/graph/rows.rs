@@ -180,9 +180,9 @@ impl Rows {
     }
 
     /// Writes the rows in a little-endian layout `read_from` reads back:
-    /// the node count, then each chunk's arc count, offsets, targets and
-    /// weights.
-    pub fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
+    /// the node count, then each chunk's arc count, offsets, targets and,
+    /// when `weights` (an unweighted graph's are all 1), weights.
+    pub fn write_to(&self, out: &mut impl Write, weights: bool) -> io::Result<()> {
         out.write_all(&(self.nodes as u64).to_le_bytes())?;
         for chunk in &self.chunks {
             out.write_all(&(chunk.targets.len() as u64).to_le_bytes())?;
@@ -192,18 +192,31 @@ impl Rows {
             for target in &chunk.targets {
                 out.write_all(&target.to_le_bytes())?;
             }
-            for weight in &chunk.weights {
-                out.write_all(&weight.to_le_bytes())?;
+            if weights {
+                for weight in &chunk.weights {
+                    out.write_all(&weight.to_le_bytes())?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// The bytes `write_to` writes.
+    pub fn stored_len(&self, weights: bool) -> u64 {
+        let per_arc = if weights { 12 } else { 4 };
+        let chunks: usize = self
+            .chunks
+            .iter()
+            .map(|c| 8 + c.offsets.len() * 8 + c.targets.len() * per_arc)
+            .sum();
+        (8 + chunks) as u64
     }
 
     /// Rows as `write_to` wrote them, for `nodes` nodes whose arcs point
     /// below `targets_below`. Anything that could not have been written
     /// (wrong counts, offsets out of order, a target out of range) is
     /// `InvalidData`: an analysis indexes these arrays without checks.
-    pub fn read_from(input: &mut impl Read, nodes: usize, targets_below: usize) -> io::Result<Rows> {
+    pub fn read_from(input: &mut impl Read, nodes: usize, targets_below: usize, weights: bool) -> io::Result<Rows> {
         let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("stored rows: {what}"));
         if read_u64(input)? != nodes as u64 {
             return Err(invalid("node count"));
@@ -219,7 +232,11 @@ impl Rows {
             }
             let offsets: Vec<usize> = read_array(input, rows + 1, |b| u64::from_le_bytes(b) as usize)?;
             let targets: Vec<u32> = read_array(input, arcs, u32::from_le_bytes)?;
-            let weights: Vec<f64> = read_array(input, arcs, f64::from_le_bytes)?;
+            let weights: Vec<f64> = if weights {
+                read_array(input, arcs, f64::from_le_bytes)?
+            } else {
+                vec![1.0; arcs]
+            };
             let ordered = offsets.first() == Some(&0)
                 && offsets.last() == Some(&arcs)
                 && offsets.windows(2).all(|pair| pair[0] <= pair[1]);

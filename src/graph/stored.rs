@@ -11,7 +11,7 @@
 
 use std::{
     fs::File,
-    io::{self, BufReader, BufWriter, Read, Write},
+    io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write},
     path::Path,
     sync::Arc,
 };
@@ -19,7 +19,7 @@ use std::{
 use super::{AnalysisGraph, FirmNodes, GraphSpec, Layer, Rows};
 use crate::network::{Ix, Network};
 
-const MAGIC: &[u8; 8] = b"CNGRAPH1";
+const MAGIC: &[u8; 8] = b"CNGRAPH2";
 
 /// Writes `graph`, made of `spec` at `revision`, to `path` (through a
 /// temporary file and a rename, so a crash leaves the old file or the new
@@ -32,6 +32,7 @@ pub fn write(path: &Path, revision: u64, spec: &GraphSpec, graph: &AnalysisGraph
     let mut out = BufWriter::with_capacity(1 << 20, File::create(&temporary)?);
     out.write_all(MAGIC)?;
     out.write_all(&revision.to_le_bytes())?;
+    let weighted = spec.weighted;
     let spec = serde_json::to_vec(spec).map_err(io::Error::other)?;
     out.write_all(&(spec.len() as u64).to_le_bytes())?;
     out.write_all(&spec)?;
@@ -40,9 +41,11 @@ pub fn write(path: &Path, revision: u64, spec: &GraphSpec, graph: &AnalysisGraph
     for ix in graph.actors.iter() {
         out.write_all(&ix.to_le_bytes())?;
     }
-    graph.outgoing.write_to(&mut out)?;
+    // The out-rows' length, so the in-rows can be read beside them.
+    out.write_all(&graph.outgoing.stored_len(weighted).to_le_bytes())?;
+    graph.outgoing.write_to(&mut out, weighted)?;
     if graph.directed {
-        graph.incoming.write_to(&mut out)?;
+        graph.incoming.write_to(&mut out, weighted)?;
     }
     out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     std::fs::rename(&temporary, path)?;
@@ -105,17 +108,39 @@ pub fn read(path: &Path, network: &Network, revision: u64) -> io::Result<Option<
         }
     }
     let n = nodes.actors.len();
-    let outgoing = Arc::new(Rows::read_from(&mut input, n, n)?);
-    let incoming = if directed {
-        Arc::new(Rows::read_from(&mut input, n, n)?)
+    let weighted = spec.weighted;
+    let out_len = read_u64(&mut input)?;
+    let in_at = input
+        .stream_position()?
+        .checked_add(out_len)
+        .ok_or_else(|| invalid("out-rows length"))?;
+    let mut read_out = move || -> io::Result<Rows> {
+        let rows = Rows::read_from(&mut input, n, n, weighted)?;
+        if input.stream_position()? != in_at {
+            return Err(invalid("out-rows length"));
+        }
+        if !directed {
+            ends(&mut input)?;
+        }
+        Ok(rows)
+    };
+    // The two directions are read side by side.
+    let (outgoing, incoming) = if directed {
+        let read_in = || -> io::Result<Rows> {
+            let mut input = BufReader::with_capacity(1 << 20, File::open(path)?);
+            input.seek(SeekFrom::Start(in_at))?;
+            let rows = Rows::read_from(&mut input, n, n, weighted)?;
+            ends(&mut input)?;
+            Ok(rows)
+        };
+        let (outgoing, incoming) = rayon::join(read_out, read_in);
+        (Arc::new(outgoing?), Arc::new(incoming?))
     } else {
-        outgoing.clone()
+        let rows = Arc::new(read_out()?);
+        (rows.clone(), rows)
     };
     if outgoing.arc_count() != incoming.arc_count() {
         return Err(invalid("arc counts"));
-    }
-    if input.read(&mut [0])? != 0 {
-        return Err(invalid("trailing bytes"));
     }
     let graph = AnalysisGraph {
         ids: Arc::new(nodes.ids),
@@ -126,6 +151,14 @@ pub fn read(path: &Path, network: &Network, revision: u64) -> io::Result<Option<
         actors: Arc::new(nodes.actors),
     };
     Ok(Some((spec, graph)))
+}
+
+/// Nothing after what was read.
+fn ends(input: &mut impl Read) -> io::Result<()> {
+    if input.read(&mut [0])? != 0 {
+        return Err(invalid("trailing bytes"));
+    }
+    Ok(())
 }
 
 fn read_u64(input: &mut impl Read) -> io::Result<u64> {
@@ -199,9 +232,9 @@ mod tests {
         let path = dir.path().join("g.graph");
         write(&path, 3, &spec, &graph).unwrap();
         let bytes = std::fs::read(&path).unwrap();
-        let arcs = graph.edge_count();
-        // The file ends with the in-rows' targets, then their weights.
-        let last_target = bytes.len() - arcs * 8 - 4;
+        // The file ends with the in-rows' targets (an unweighted graph's
+        // weights are all 1, not stored).
+        let last_target = bytes.len() - 4;
         let damaged = |bytes: &[u8]| {
             std::fs::write(&path, bytes).unwrap();
             read(&path, &network, 3).map(|g| g.is_some())
