@@ -156,7 +156,7 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new(
                         "graphs_made_total",
-                        "Analysis graphs made for a new revision, by how (built from the whole network, or patched from the last one)",
+                        "Analysis graphs made for a new revision, by how (built from the whole network, patched from the last one, or read back at a start)",
                     ),
                     &["how"],
                 )
