@@ -1,14 +1,15 @@
 //! The graphs analyses run on: kept for the latest revision, patched after a
-//! write from the older graph and the batches the log holds, and *warmed*:
-//! made again in the background once the writes pause, so the first analysis
-//! after a bulk import or a restart finds its graph ready instead of
-//! projecting 10M links while the caller waits.
+//! write from the older graph and the batches the log holds, *warmed* (made
+//! again in the background once the writes pause), and kept across a
+//! restart (written as the server stops, read back as it starts), so the
+//! first analysis after a bulk import or a restart finds its graph ready
+//! instead of projecting 10M links while the caller waits.
 //!
 //! What is warmed is what was used: the specs the cache keeps, remembered in
-//! a file across restarts; before any analysis, the default FIRM graph
-//! (directed, unweighted, no filter), which every analysis with default
-//! fields runs on. A call that arrives while its graph is being warmed waits
-//! for that one build rather than starting its own (`GraphCache`).
+//! `specs.json`; before any analysis, the default FIRM graph (directed,
+//! unweighted, no filter), which every analysis with default fields runs
+//! on. A call that arrives while its graph is being warmed or read back
+//! waits for that one build rather than starting its own (`GraphCache`).
 
 use std::{
     path::{Path, PathBuf},
@@ -120,7 +121,7 @@ impl Graphs {
     }
 
     /// As the server stops: the specs kept, and the FIRM graphs made of the
-    /// latest revision, for the next start (`load`). A graph not yet made
+    /// latest revision, for the next start (`read_back`). A graph not yet made
     /// of it (writes just before the stop) is left to be made again then.
     pub(super) fn keep_for_restart(&self) {
         self.remember();
