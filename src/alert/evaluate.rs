@@ -827,7 +827,7 @@ fn own_network(network: &Network, cluster: &Id, k: usize) -> (Ranked, Components
         .collect();
     let graph = AnalysisGraph::from_edges(ids.clone(), vec![String::new(); ids.len()], &edges, true, true);
     let top = match pagerank(&graph, &PageRankConfig::default(), &Control::none()) {
-        Ok(scores) => rank_order(&scores.values, &ids, true)
+        Ok(scores) => rank_order(&scores.values, &ids, true, k)
             .into_iter()
             .take(k)
             .map(|i| (ids[i].clone(), scores.values[i]))

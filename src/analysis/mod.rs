@@ -104,14 +104,49 @@ impl Scores {
     }
 }
 
-/// Ranks nodes by value, highest first, ties by id: returns node indexes in
-/// rank order (rank 1 first).
-pub fn rank_order(values: &[f64], ids: &[crate::model::Id], descending: bool) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|&a, &b| {
-        let by_value = values[b].total_cmp(&values[a]);
+/// Ranks nodes by value, highest first, ties by id: returns the indexes of
+/// the first `top` nodes in rank order (rank 1 first; all of them when `top`
+/// is 0 or at least the node count). The first `top` are picked out before
+/// they are sorted: a top 10 of a million nodes, many tied, took a full sort
+/// comparing ids (a third of a warm PageRank call at 10M links).
+pub fn rank_order(values: &[f64], ids: &[crate::model::Id], descending: bool, top: usize) -> Vec<usize> {
+    let ranked = |a: &usize, b: &usize| {
+        let by_value = values[*b].total_cmp(&values[*a]);
         let by_value = if descending { by_value } else { by_value.reverse() };
-        by_value.then_with(|| ids[a].cmp(&ids[b]))
-    });
+        by_value.then_with(|| ids[*a].cmp(&ids[*b]))
+    };
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    if top > 0 && top < order.len() {
+        order.select_nth_unstable_by(top - 1, ranked);
+        order.truncate(top);
+    }
+    order.sort_by(ranked);
     order
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::rank_order;
+    use crate::model::Id;
+
+    proptest! {
+        /// Picking the top k first gives exactly the first k of the full
+        /// ranking, ties (by id) included, either way round.
+        #[test]
+        fn the_top_k_are_the_first_k_of_the_whole_ranking(
+            values in prop::collection::vec(0u8..6, 0..300),
+            top in 0usize..320,
+            descending: bool,
+        ) {
+            let values: Vec<f64> = values.into_iter().map(f64::from).collect();
+            let ids: Vec<Id> = (0..values.len()).map(|i| format!("n{:03}", (i * 7919) % 1000).into()).collect();
+            let whole = rank_order(&values, &ids, descending, 0);
+            prop_assert_eq!(whole.len(), values.len());
+            let picked = rank_order(&values, &ids, descending, top);
+            let expected = if top == 0 { &whole[..] } else { &whole[..top.min(whole.len())] };
+            prop_assert_eq!(&picked[..], expected);
+        }
+    }
 }

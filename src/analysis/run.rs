@@ -173,13 +173,8 @@ pub fn centrality_on(
         }
         Measure::KCore => centrality::k_core(graph),
     };
-    let order = rank_order(&scores.values, &graph.ids, !job.ascending);
-    let keep = if job.top_k == 0 {
-        order.len()
-    } else {
-        job.top_k.min(order.len())
-    };
-    let rows = order[..keep]
+    let order = rank_order(&scores.values, &graph.ids, !job.ascending, job.top_k);
+    let rows = order
         .iter()
         .enumerate()
         .map(|(i, &v)| RankedRow {
