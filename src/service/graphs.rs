@@ -160,7 +160,15 @@ impl Graphs {
             .filter_map(|entry| entry.ok().map(|e| e.path()))
             .filter(|path| path.extension().is_some_and(|e| e == GRAPH))
             .collect();
-        paths.sort();
+        // In the order they were kept (least recently used first): by
+        // number, so 10.graph comes after 9.graph.
+        paths.sort_by_key(|path| {
+            let number = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<u64>().ok());
+            (number.unwrap_or(u64::MAX), path.clone())
+        });
         for path in paths {
             let spec = match stored::header(&path) {
                 Ok((revision, spec)) if revision == snapshot.revision => spec,
