@@ -50,17 +50,27 @@ fn made(metrics: &Metrics, server: &TestServer) -> (u64, u64) {
     (made_by(metrics, server, "built"), made_by(metrics, server, "patched"))
 }
 
-/// Waits (at most 20 s) until the graphs made are `want`.
-async fn wait_made(metrics: &Metrics, server: &TestServer, want: (u64, u64)) {
+/// Waits (at most 20 s) until `counted` (read from the metrics) is `want`.
+async fn wait_for<T: PartialEq + std::fmt::Debug>(counted: impl Fn() -> T, want: T) {
     let started = Instant::now();
-    while made(metrics, server) != want {
+    while counted() != want {
         assert!(
             started.elapsed() < Duration::from_secs(20),
-            "graphs made {:?}, waiting for {want:?}",
-            made(metrics, server)
+            "graphs made: {:?}, waiting for {want:?}",
+            counted()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Waits until the graphs made are `want`: (built, patched).
+async fn wait_made(metrics: &Metrics, server: &TestServer, want: (u64, u64)) {
+    wait_for(|| made(metrics, server), want).await;
+}
+
+/// Waits until `want` graphs were read back.
+async fn wait_read(metrics: &Metrics, server: &TestServer, want: u64) {
+    wait_for(|| made_by(metrics, server, "read"), want).await;
 }
 
 fn pagerank(weighted: bool) -> pb::CentralityRequest {
@@ -190,19 +200,6 @@ async fn the_graphs_kept_are_made_again_once_writes_pause_so_an_analysis_finds_t
     let (moved, _) = ranks(&server, false).await;
     assert_ne!(moved, directed_after, "the last write is in the graph");
     server.stop().await;
-}
-
-/// Waits (at most 20 s) until `want` graphs were read back.
-async fn wait_read(metrics: &Metrics, server: &TestServer, want: u64) {
-    let started = Instant::now();
-    while made_by(metrics, server, "read") != want {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "graphs read back: {}",
-            made_by(metrics, server, "read")
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// A graph file that is damaged or made of another network is never used:
