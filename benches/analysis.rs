@@ -30,6 +30,10 @@
 //!     (BENCH_ROUNDS; BENCH_ROUND_LINKS links per round)
 //!     of one new OWNERSHIP link between two clusters (what a small batch
 //!     costs the engine before its alerts can be sent), in process.
+//! `cargo bench --bench analysis -- alert-parts CLUSTERS ACTORS LINKS`
+//!     what each part of a cluster's alert figures costs (walking its
+//!     members' links, the stage assessment, virtual-integration detection,
+//!     member overlaps, tie counts), per cluster, in process.
 //! `cargo bench --bench analysis -- calibration [NETWORKS]`
 //!     the stage figures on null models (`synthetic::null_models`, 200
 //!     networks by default) and on specialised districts built to be virtual:
@@ -669,6 +673,11 @@ fn main() {
             args[2].parse().unwrap(),
             args[3].parse().unwrap(),
         ),
+        Some("alert-parts") => alert_parts(
+            args[1].parse().unwrap(),
+            args[2].parse().unwrap(),
+            args[3].parse().unwrap(),
+        ),
         Some("moonshot") => moonshot(
             args[1].parse().unwrap(),
             args[2].parse().unwrap(),
@@ -681,4 +690,76 @@ fn main() {
         ),
         _ => eprintln!("usage: see benches/compare.py (generate NODES M SEED FILE | run ALGORITHM FILE)"),
     }
+}
+
+/// What each part of a cluster's alert figures costs, per cluster, on the
+/// first 50 clusters.
+fn alert_parts(clusters: usize, actors: usize, links: usize) {
+    use clusternet::{
+        analysis::relations::{
+            crossing::capital_ties_by_other,
+            fusion::{cross_industry_ties_by_other, IndustryLevel},
+            overlap::member_jaccards,
+        },
+        analysis::stages::{stage::assess, stage_config::StageConfig, virtual_integration::detect},
+        graph::GraphFilter,
+    };
+    let network = synthetic_network(clusters, actors, links);
+    let stage = StageConfig::default();
+    let ids: Vec<Id> = network.clusters.keys().take(50).cloned().collect();
+    let incident: usize = ids
+        .iter()
+        .map(|c| {
+            network
+                .member_indexes(c)
+                .map(|ix| network.incident(ix).count())
+                .sum::<usize>()
+        })
+        .sum();
+    println!("incident links per cluster {}", incident / ids.len());
+    let time = |name: &str, f: &dyn Fn(&Id)| {
+        let started = Instant::now();
+        for c in &ids {
+            f(c);
+        }
+        println!(
+            "{name}: {:.3} ms per cluster",
+            started.elapsed().as_secs_f64() * 1000.0 / ids.len() as f64
+        );
+    };
+    let control = Control::none();
+    time("the members' links, with their data", &|c| {
+        let n: usize = network
+            .member_indexes(c)
+            .map(|ix| network.incident(ix).filter(|k| network.links.get(k).is_some()).count())
+            .sum();
+        std::hint::black_box(n);
+    });
+    time("the members' links, keys only", &|c| {
+        let n: usize = network.member_indexes(c).map(|ix| network.incident(ix).count()).sum();
+        std::hint::black_box(n);
+    });
+    time("assess", &|c| {
+        let f = GraphFilter {
+            clusters: vec![c.clone()],
+            ..GraphFilter::default()
+        };
+        std::hint::black_box(assess(&network, &f, &stage, &control).unwrap());
+    });
+    time("detect", &|c| {
+        let f = GraphFilter {
+            clusters: vec![c.clone()],
+            ..GraphFilter::default()
+        };
+        std::hint::black_box(detect(&network, &f, &stage, &control).unwrap());
+    });
+    time("jaccards", &|c| {
+        std::hint::black_box(member_jaccards(&network, c));
+    });
+    time("cross industry ties", &|c| {
+        std::hint::black_box(cross_industry_ties_by_other(&network, c, IndustryLevel::Division));
+    });
+    time("capital ties", &|c| {
+        std::hint::black_box(capital_ties_by_other(&network, c));
+    });
 }

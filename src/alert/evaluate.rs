@@ -34,14 +34,14 @@ use crate::{
         relations::fusion::{cross_industry_ties_by_other, IndustryLevel},
         relations::overlap::member_jaccards,
         relations::substitution::{substitute_scores, SubstituteConfig},
-        stages::stage::{assess, Stage},
+        stages::stage::{assess_with, Stage},
         stages::stage_config::StageConfig,
-        stages::virtual_integration::detect,
+        stages::virtual_integration::detect_with,
         Cancelled, Control,
     },
     graph::{AnalysisGraph, GraphFilter},
     model::{Change, Id},
-    network::{EdgeKey, Ix, Network},
+    network::{ties::Ties, EdgeKey, Ix, Network},
 };
 
 /// Actors with a score, best first.
@@ -91,6 +91,9 @@ const STAGE_NAMES: [&str; 3] = ["REGIONAL_INTEGRATION", "GLOBAL_VALUE_CHAIN", "V
 const CUT_OFF_LISTED: usize = 20;
 /// Actors named in one link alert, at most.
 const ACTORS_LISTED: usize = 20;
+/// Members whose links a round reads at once: about 50 MB of ties on the
+/// national network.
+const MEMBERS_READ_AT_ONCE: usize = 100_000;
 
 impl Evaluator<'_> {
     /// Figures of every cluster: the baseline when nothing is kept yet.
@@ -163,17 +166,38 @@ impl Evaluator<'_> {
         }
     }
 
-    /// The figures of the named clusters.
+    /// The figures of the named clusters, a part at a time: each part's
+    /// members' links are read once (see [`Ties`]) and serve its stage
+    /// assessment, its places, its core firms and its own network.
     fn states(&self, network: &Network, clusters: &[Id]) -> Result<Vec<(Id, ClusterState)>, Cancelled> {
-        if clusters.is_empty() {
-            return Ok(Vec::new());
+        let mut states = Vec::with_capacity(clusters.len());
+        let mut rest = clusters;
+        while !rest.is_empty() {
+            // Parts of about MEMBERS_READ_AT_ONCE members bound the links
+            // held at once (a bulk round covers every cluster).
+            let mut members = 0;
+            let take = rest
+                .iter()
+                .position(|c| {
+                    members += network.members.get(c).map_or(0, |m| m.len());
+                    members > MEMBERS_READ_AT_ONCE
+                })
+                .map_or(rest.len(), |at| at + 1);
+            let (part, after) = rest.split_at(take);
+            states.extend(self.states_of(network, part)?);
+            rest = after;
         }
+        Ok(states)
+    }
+
+    fn states_of(&self, network: &Network, clusters: &[Id]) -> Result<Vec<(Id, ClusterState)>, Cancelled> {
         let control = Control::new(self.stop, &|_, _, _| {}, Duration::from_secs(3600));
+        let ties = Ties::read(network, clusters.iter().flat_map(|c| network.member_indexes(c)));
         let filter = GraphFilter {
             clusters: clusters.to_vec(),
             ..GraphFilter::default()
         };
-        let assessed: HashMap<Id, _> = assess(network, &filter, self.stage, &control)?
+        let assessed: HashMap<Id, _> = assess_with(network, &filter, self.stage, &control, Some(&ties))?
             .into_iter()
             .map(|a| (a.cluster.clone(), a))
             .collect();
@@ -199,10 +223,10 @@ impl Evaluator<'_> {
                     clusters: vec![cluster.clone()],
                     ..GraphFilter::default()
                 };
-                let pattern = detect(network, &own, self.stage, &control)?
+                let pattern = detect_with(network, &own, self.stage, &control, Some(&ties))?
                     .first()
                     .map(|p| (p.confidence, p.parts.len() as u32));
-                let (top, components) = own_network(network, cluster, self.rules.centrality_top_k as usize);
+                let (top, components) = own_network(network, &ties, cluster, self.rules.centrality_top_k as usize);
                 let state = ClusterState {
                     stage,
                     scores,
@@ -792,16 +816,16 @@ fn changed_profiles<'c>(before: &Network, after: &Network, changes: impl Iterato
 
 /// The cluster's own network (links with both ends members): its PageRank
 /// top-k and each member's component.
-fn own_network(network: &Network, cluster: &Id, k: usize) -> (Ranked, Components) {
+fn own_network(network: &Network, ties: &Ties, cluster: &Id, k: usize) -> (Ranked, Components) {
     let members: Vec<Ix> = network.member_indexes(cluster).collect();
     let local: HashMap<Ix, u32> = members.iter().enumerate().map(|(i, ix)| (*ix, i as u32)).collect();
     let mut edges = Vec::new();
     for &ix in &members {
-        for key in network.out_links(ix) {
+        for (key, data) in ties.out(ix) {
             let (Some(&u), Some(&v)) = (local.get(&key.source), local.get(&key.target)) else {
                 continue;
             };
-            let weight = network.links.get(&key).map_or(1.0, |d| d.weight);
+            let weight = data.weight;
             edges.push((u, v, weight));
             if !key.kind.is_directed() {
                 edges.push((v, u, weight));

@@ -12,6 +12,7 @@
 
 pub mod mix;
 pub mod query;
+pub mod ties;
 
 use std::sync::Arc;
 
@@ -276,6 +277,17 @@ impl Network {
     /// The keys of the links into an actor, by source.
     pub fn in_links(&self, ix: Ix) -> impl Iterator<Item = EdgeKey> + '_ {
         self.reverse.range(source_range(ix)).map(EdgeKey::swapped)
+    }
+
+    /// The links out of an actor, by target, with their data (read with the
+    /// key, where [`Network::out_links`] and a lookup would descend twice).
+    pub fn out_links_with_data(&self, ix: Ix) -> impl Iterator<Item = (EdgeKey, &LinkData)> + '_ {
+        self.links.range(source_range(ix)).map(|(key, data)| (*key, data))
+    }
+
+    /// The links into an actor, by source, with their data.
+    pub fn in_links_with_data(&self, ix: Ix) -> impl Iterator<Item = (EdgeKey, &LinkData)> + '_ {
+        self.in_links(ix).filter_map(|key| Some((key, self.links.get(&key)?)))
     }
 
     /// The keys of every link at an actor: out-links, then in-links.

@@ -26,7 +26,7 @@ use crate::analysis::{stages::stage_config::StageConfig, Cancelled, Control};
 use crate::{
     graph::GraphFilter,
     model::{ActorKind, Id, LinkKind, Segment},
-    network::{Ix, Network},
+    network::{ties::Ties, Ix, Network},
 };
 
 /// The supply arcs between a set of actors, both ways, over dense local
@@ -41,9 +41,9 @@ struct SupplyNetwork {
 
 impl SupplyNetwork {
     fn new<S: BuildHasher>(
-        network: &Network,
         filter: &GraphFilter,
         members: &std::collections::HashSet<Ix, S>,
+        ties: &Ties,
     ) -> SupplyNetwork {
         let mut ixs: Vec<Ix> = members.iter().copied().collect();
         ixs.sort_unstable();
@@ -51,12 +51,12 @@ impl SupplyNetwork {
         let mut down = vec![Vec::new(); ixs.len()];
         let mut up = vec![Vec::new(); ixs.len()];
         for (i, &ix) in ixs.iter().enumerate() {
-            for key in network.out_links(ix) {
+            for (key, data) in ties.out(ix) {
                 if key.kind != LinkKind::Supply {
                     continue;
                 }
                 let Some(&j) = local.get(&key.target) else { continue };
-                if network.links.get(&key).is_some_and(|d| filter.keeps_link(key.kind, d)) {
+                if filter.keeps_link(key.kind, data) {
                     down[i].push(j);
                     up[j as usize].push(i as u32);
                 }
@@ -65,37 +65,38 @@ impl SupplyNetwork {
         SupplyNetwork { ixs, local, down, up }
     }
 
-    /// The actors reached from `from` along `arcs`, without `from`.
-    fn walk(&self, from: Ix, arcs: &[Vec<u32>]) -> HashSet<Ix> {
-        let Some(&start) = self.local.get(&from) else {
-            return HashSet::default();
-        };
+    /// The members reached from local node `start` along `arcs`, without
+    /// it, as local nodes.
+    fn reached(&self, start: u32, arcs: &[Vec<u32>]) -> Vec<u32> {
         let mut seen = vec![false; self.ixs.len()];
         seen[start as usize] = true;
-        let mut queue = VecDeque::from([start]);
-        let mut reached = HashSet::default();
-        while let Some(v) = queue.pop_front() {
-            for &w in &arcs[v as usize] {
+        let mut reached = Vec::new();
+        let mut next = 0;
+        let mut at = start;
+        loop {
+            for &w in &arcs[at as usize] {
                 if !seen[w as usize] {
                     seen[w as usize] = true;
-                    reached.insert(self.ixs[w as usize]);
-                    queue.push_back(w);
+                    reached.push(w);
                 }
             }
+            // The reached list is the breadth-first queue.
+            let Some(&v) = reached.get(next) else { break };
+            next += 1;
+            at = v;
         }
         reached
     }
 
+    /// The actors upstream of `ix` (those that supply it, directly or not).
     fn upstream(&self, ix: Ix) -> HashSet<Ix> {
-        self.walk(ix, &self.up)
-    }
-
-    fn downstream(&self, ix: Ix) -> HashSet<Ix> {
-        self.walk(ix, &self.down)
-    }
-
-    fn has_suppliers(&self, ix: Ix) -> bool {
-        self.local.get(&ix).is_some_and(|&i| !self.up[i as usize].is_empty())
+        let Some(&start) = self.local.get(&ix) else {
+            return HashSet::default();
+        };
+        self.reached(start, &self.up)
+            .into_iter()
+            .map(|i| self.ixs[i as usize])
+            .collect()
     }
 
     /// The direct suppliers (`up`) or customers (`down`) of an actor.
@@ -126,43 +127,44 @@ fn find_cores<S: BuildHasher>(
     min_reach: f64,
 ) -> (Vec<Reach>, f64) {
     let others = members.len().saturating_sub(1).max(1) as f64;
-    let mut all: Vec<(Reach, HashSet<Ix>)> = members
+    // Each member with suppliers, its reach and its upstream (local nodes).
+    let mut all: Vec<(Reach, Vec<u32>, Option<&Id>)> = members
         .iter()
-        .filter(|ix| supply.has_suppliers(**ix))
-        .map(|&ix| {
-            let upstream = supply.upstream(ix);
+        .filter_map(|&ix| {
+            let &start = supply.local.get(&ix)?;
+            if supply.up[start as usize].is_empty() {
+                return None;
+            }
+            let upstream = supply.reached(start, &supply.up);
             let reach = Reach {
                 actor: ix,
                 reach: upstream.len() as f64 / others,
                 upstream: upstream.len(),
-                downstream: supply.downstream(ix).len(),
+                downstream: supply.reached(start, &supply.down).len(),
             };
-            (reach, upstream)
+            Some((reach, upstream, network.actor(ix).map(|a| &a.id)))
         })
         .collect();
     // Equal reach is ordered by actor id, not index: an actor's index
     // depends on when it was stored, and the answer must not.
-    let id_of = |ix: Ix| network.actor(ix).map(|a| a.id.clone());
-    all.sort_by(|a, b| {
-        b.0.reach
-            .total_cmp(&a.0.reach)
-            .then_with(|| id_of(a.0.actor).cmp(&id_of(b.0.actor)))
-    });
-    let candidates: HashSet<Ix> = all
-        .iter()
-        .filter(|(r, _)| r.reach >= min_reach)
-        .map(|(r, _)| r.actor)
-        .collect();
-    let supplied_by_candidate = |upstream: &HashSet<Ix>| upstream.iter().any(|u| candidates.contains(u));
+    all.sort_by(|a, b| b.0.reach.total_cmp(&a.0.reach).then_with(|| a.2.cmp(&b.2)));
+    let mut candidate = vec![false; supply.ixs.len()];
+    for (r, _, _) in all.iter().filter(|(r, _, _)| r.reach >= min_reach) {
+        if let Some(&i) = supply.local.get(&r.actor) {
+            candidate[i as usize] = true;
+        }
+    }
+    let is_candidate = |ix: Ix| supply.local.get(&ix).is_some_and(|&i| candidate[i as usize]);
+    let supplied_by_candidate = |upstream: &[u32]| upstream.iter().any(|&u| candidate[u as usize]);
     let cores: Vec<Reach> = all
         .iter()
-        .filter(|(r, upstream)| candidates.contains(&r.actor) && !supplied_by_candidate(upstream))
-        .map(|(r, _)| *r)
+        .filter(|(r, upstream, _)| is_candidate(r.actor) && !supplied_by_candidate(upstream))
+        .map(|(r, _, _)| *r)
         .collect();
     let best = all
         .iter()
-        .filter(|(_, upstream)| !supplied_by_candidate(upstream))
-        .map(|(r, _)| r.reach)
+        .filter(|(_, upstream, _)| !supplied_by_candidate(upstream))
+        .map(|(r, _, _)| r.reach)
         .fold(0.0, f64::max);
     (cores, best)
 }
@@ -174,14 +176,10 @@ pub fn cores_of<S: BuildHasher>(
     network: &Network,
     filter: &GraphFilter,
     members: &std::collections::HashSet<Ix, S>,
+    ties: &Ties,
     min_reach: f64,
 ) -> (Vec<Reach>, f64) {
-    find_cores(
-        network,
-        &SupplyNetwork::new(network, filter, members),
-        members,
-        min_reach,
-    )
+    find_cores(network, &SupplyNetwork::new(filter, members, ties), members, min_reach)
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -240,7 +238,7 @@ pub fn core_firms(
         .member_indexes(cluster)
         .filter(|ix| filter.actor(network, *ix).is_some())
         .collect();
-    let supply = SupplyNetwork::new(network, filter, &members);
+    let supply = SupplyNetwork::new(filter, &members, &Ties::none(network));
     let (cores, best_reach) = find_cores(network, &supply, &members, config.core_firms.min_reach);
     control.check()?;
     let core_set: HashSet<Ix> = cores.iter().map(|r| r.actor).collect();

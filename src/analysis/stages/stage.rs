@@ -28,13 +28,13 @@ use crate::analysis::{
     relations::fusion::IndustryLevel,
     stages::core_firms::cores_of,
     stages::stage_config::StageConfig,
-    stages::virtual_integration::{measure_cluster, Pattern},
+    stages::virtual_integration::{measure_cluster_with, Pattern},
     Cancelled, Control,
 };
 use crate::{
     graph::GraphFilter,
     model::{Actor, ActorKind, Channel, Country, Date, Id, LinkKind, Segment},
-    network::{Attributes, Ix, Network},
+    network::{ties::Ties, Attributes, Ix, Network},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
@@ -374,15 +374,31 @@ pub fn assess(
     config: &StageConfig,
     control: &Control,
 ) -> Result<Vec<Assessment>, Cancelled> {
-    let cluster_ids: Vec<Id> = network.clusters.keys().cloned().collect();
-    let regions: Vec<&str> = cluster_ids
-        .iter()
-        .map(|c| network.clusters.get(c).map_or("", |c| c.region.as_str()))
-        .collect();
-    let home: Vec<Option<Country>> = cluster_ids
-        .iter()
-        .map(|c| network.clusters.get(c).and_then(|c| c.country))
-        .collect();
+    assess_with(network, filter, config, control, None)
+}
+
+/// [`assess`], reading the assessed members' links from `ties` when given
+/// (the alert engine reads each cluster's once for all its figures).
+/// Otherwise they are read here: once for all the named clusters, or for
+/// each cluster as it is assessed.
+pub fn assess_with(
+    network: &Network,
+    filter: &GraphFilter,
+    config: &StageConfig,
+    control: &Control,
+    ties: Option<&Ties>,
+) -> Result<Vec<Assessment>, Cancelled> {
+    // One walk of the clusters map: looking each id up again cost the alert
+    // engine's small rounds a string-compared descent per cluster of the
+    // network, twice.
+    let mut cluster_ids: Vec<Id> = Vec::with_capacity(network.clusters.len());
+    let mut regions: Vec<&str> = Vec::with_capacity(network.clusters.len());
+    let mut home: Vec<Option<Country>> = Vec::with_capacity(network.clusters.len());
+    for (id, cluster) in network.clusters.iter() {
+        cluster_ids.push(id.clone());
+        regions.push(cluster.region.as_str());
+        home.push(cluster.country);
+    }
     let wanted = filter.wants_cluster();
     let assessed: Vec<bool> = cluster_ids.iter().map(&wanted).collect();
     let index: HashMap<&Id, usize> = cluster_ids.iter().enumerate().map(|(i, c)| (c, i)).collect();
@@ -443,15 +459,19 @@ pub fn assess(
         .flat_map(|(t, _)| t.members.iter().copied())
         .collect();
     let members = &assessed_members;
-    let links: Box<dyn Iterator<Item = _>> = if members.len() * 4 < kept_actors as usize {
+    // Read once for the named clusters (or given), the members' links serve
+    // the tallies, the places and the core firms alike.
+    let read_here = (ties.is_none() && members.len() * 4 < kept_actors as usize)
+        .then(|| Ties::read(network, members.iter().copied()));
+    let given_ties: Option<&Ties> = ties.or(read_here.as_ref());
+    let links: Box<dyn Iterator<Item = _>> = if let Some(ties) = given_ties {
         Box::new(members.iter().flat_map(move |&ix| {
-            network.incident(ix).filter_map(move |key| {
+            ties.incident(ix).filter_map(move |(key, data)| {
                 let other = if key.source == ix { key.target } else { key.source };
                 // A link between two assessed members is taken from its lower end.
                 if members.contains(&other) && other < ix {
                     return None;
                 }
-                let data = network.links.get(&key)?;
                 if !filter.keeps_link(key.kind, data) {
                     return None;
                 }
@@ -626,13 +646,22 @@ pub fn assess(
                 0.625 * cosine(&mixes[c], &mixes[o]) + 0.375 * sparse_cosine(&industry_vectors[c], &industry_vectors[o])
             });
             control.check()?;
-            let pattern = measure_cluster(network, filter, config, id, control)?;
+            let read;
+            let ties = match given_ties {
+                Some(ties) => ties,
+                None => {
+                    read = Ties::read(network, t.members.iter().copied());
+                    &read
+                }
+            };
+            let pattern = measure_cluster_with(network, filter, config, id, ties, control)?;
             Ok(evaluate(
                 network,
                 filter,
                 config,
                 id,
                 t,
+                ties,
                 &mixes[c],
                 home[c],
                 pattern,
@@ -689,6 +718,7 @@ fn evaluate(
     config: &StageConfig,
     id: &Id,
     t: &Tally,
+    ties: &Ties,
     mix: &[f64; 8],
     home: Option<Country>,
     pattern: Option<Pattern>,
@@ -713,7 +743,7 @@ fn evaluate(
         .copied()
         .filter(|s| mix[*s as usize] > 0.0)
         .collect();
-    let (cores, core_reach) = cores_of(network, filter, &t.members, config.core_firms.min_reach);
+    let (cores, core_reach) = cores_of(network, filter, &t.members, ties, config.core_firms.min_reach);
     let core_firm = cores.first().and_then(|r| network.actor(r.actor).map(|a| a.id.clone()));
     let corridors = pattern.as_ref().map_or(0, |p| p.corridors.len() as u64);
     let (interaction, specialisation) = pattern

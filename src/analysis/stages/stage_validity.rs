@@ -308,6 +308,30 @@ proptest! {
             prop_assert_eq!(Some(assessment), all.iter().find(|a| a.cluster == assessment.cluster));
         }
     }
+
+    /// Links read once for all the figures (as the alert engine reads a
+    /// round's clusters), for every actor or only some, change no
+    /// assessment and no pattern.
+    #[test]
+    fn figures_from_links_read_once_equal_figures_read_from_the_network(
+        changes in testing::arbitrary_clustered_network(false),
+        which in prop::collection::vec(0usize..3, 1..3),
+        read_every in 1usize..4,
+    ) {
+        use crate::{
+            analysis::{stages::{stage::assess_with, stage_config::StageConfig, virtual_integration::detect_with}, Control},
+            network::ties::Ties,
+        };
+        let network = network(changes);
+        let named: Vec<Id> = which.iter().map(|&i| Id::from(["A", "B", "C"][i])).collect();
+        let filter = GraphFilter { clusters: named, ..GraphFilter::default() };
+        let ties = Ties::read(&network, (0..network.actor_at.len() as u32).step_by(read_every));
+        let config = StageConfig::default();
+        let read_once = assess_with(&network, &filter, &config, &Control::none(), Some(&ties)).unwrap();
+        prop_assert_eq!(read_once, assess_all(&network, &filter));
+        let read_once = detect_with(&network, &filter, &config, &Control::none(), Some(&ties)).unwrap();
+        prop_assert_eq!(read_once, testing::detect_all(&network, &filter));
+    }
 }
 
 /// One demo cluster with its members, their links and the actors at the

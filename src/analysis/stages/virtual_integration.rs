@@ -56,7 +56,7 @@ use crate::analysis::{
 use crate::{
     graph::GraphFilter,
     model::{ActorKind, Channel, ClusterLinkKey, ClusterLinkKind, Date, Id, LinkKind, Segment},
-    network::{Ix, Network},
+    network::{ties::Ties, Ix, Network},
 };
 
 /// Random reassignments in the specialisation test: with 999, the smallest
@@ -183,6 +183,18 @@ pub fn detect(
     config: &StageConfig,
     control: &Control,
 ) -> Result<Vec<Pattern>, Cancelled> {
+    detect_with(network, filter, config, control, None)
+}
+
+/// [`detect`], reading the members' links from `ties` when given (the alert
+/// engine reads each cluster's once for all its figures).
+pub fn detect_with(
+    network: &Network,
+    filter: &GraphFilter,
+    config: &StageConfig,
+    control: &Control,
+    ties: Option<&Ties>,
+) -> Result<Vec<Pattern>, Cancelled> {
     let clusters: Vec<&Id> = if filter.clusters.is_empty() {
         network.clusters.keys().collect()
     } else {
@@ -192,10 +204,14 @@ pub fn detect(
         .par_iter()
         .map(|cluster| {
             control.check()?;
-            let layout = ClusterPlaces::new(network, filter, config, cluster);
+            // Unread, a cluster whose places are not joined walks its
+            // members' link keys once, as before there were ties to read.
+            let unread = Ties::none(network);
+            let ties = ties.unwrap_or(&unread);
+            let layout = ClusterPlaces::new(network, filter, config, cluster, ties);
             let mut found = Vec::new();
             for group in layout.joined_groups().into_iter().filter(|group| group.len() >= 2) {
-                let pattern = layout.measure(network, filter, config, &group, control)?;
+                let pattern = layout.measure(network, filter, config, &group, ties, control)?;
                 if pattern.holds() {
                     found.push(pattern);
                 }
@@ -221,12 +237,25 @@ pub fn measure_cluster(
     cluster: &Id,
     control: &Control,
 ) -> Result<Option<Pattern>, Cancelled> {
-    let layout = ClusterPlaces::new(network, filter, config, cluster);
+    let ties = Ties::read(network, network.member_indexes(cluster));
+    measure_cluster_with(network, filter, config, cluster, &ties, control)
+}
+
+/// [`measure_cluster`] reading the members' links from `ties`.
+pub fn measure_cluster_with(
+    network: &Network,
+    filter: &GraphFilter,
+    config: &StageConfig,
+    cluster: &Id,
+    ties: &Ties,
+    control: &Control,
+) -> Result<Option<Pattern>, Cancelled> {
+    let layout = ClusterPlaces::new(network, filter, config, cluster, ties);
     if layout.places.is_empty() {
         return Ok(None);
     }
     let all: Vec<usize> = (0..layout.places.len()).collect();
-    layout.measure(network, filter, config, &all, control).map(Some)
+    layout.measure(network, filter, config, &all, ties, control).map(Some)
 }
 
 /// A cluster's places and what joins them.
@@ -243,7 +272,7 @@ struct ClusterPlaces {
 }
 
 impl ClusterPlaces {
-    fn new(network: &Network, filter: &GraphFilter, config: &StageConfig, cluster: &Id) -> ClusterPlaces {
+    fn new(network: &Network, filter: &GraphFilter, config: &StageConfig, cluster: &Id, ties: &Ties) -> ClusterPlaces {
         let own = filter.for_cluster(cluster);
         let mut places = places(network, &own, config.places.colocation_km);
         places.retain(|p| !p.members.is_empty());
@@ -291,7 +320,7 @@ impl ClusterPlaces {
         // members they are tied to at each place.
         let mut tied: BTreeMap<Ix, BTreeMap<usize, BTreeSet<Ix>>> = BTreeMap::new();
         for (&member, &p) in &place_of {
-            for key in network.incident(member) {
+            for key in ties.keys(member) {
                 let other = if key.source == member { key.target } else { key.source };
                 // Most partners are not platforms: the link's data is read
                 // for those that are.
@@ -351,6 +380,7 @@ impl ClusterPlaces {
         filter: &GraphFilter,
         config: &StageConfig,
         set: &[usize],
+        ties: &Ties,
         control: &Control,
     ) -> Result<Pattern, Cancelled> {
         let in_set = |p: usize| set.contains(&p);
@@ -385,14 +415,14 @@ impl ClusterPlaces {
             .collect();
         let member_at: HashMap<Ix, usize> = members.iter().copied().collect();
         for &(me, my_place) in &members {
-            for key in network.incident(me) {
+            for (key, data) in ties.incident(me) {
                 let other = if key.source == me { key.target } else { key.source };
                 if other == me || (member_at.contains_key(&other) && other < me) {
                     continue; // a tie between two members is taken once, from its lower end
                 }
-                let Some(data) = network.links.get(&key).filter(|d| filter.keeps_link(key.kind, d)) else {
+                if !filter.keeps_link(key.kind, data) {
                     continue;
-                };
+                }
                 let (Some(mine), Some(theirs)) = (filter.actor(network, me), filter.actor(network, other)) else {
                     continue;
                 };
