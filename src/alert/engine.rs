@@ -2,9 +2,16 @@
 //! evaluates them in rounds, makes each round's alerts durable and then
 //! hands them to live subscribers.
 //!
-//! * **Coalescing.** A round takes every batch committed since the last one,
-//!   so under a burst the engine evaluates the union once instead of each
-//!   batch; the writer never waits for it.
+//! * **Events first, then figures.** The engine takes in every batch
+//!   committed since it last looked: it raises their event alerts (new links
+//!   across clusters, lost substitutes: cheap, from the batches themselves)
+//!   and marks the clusters they changed as owed. It then recomputes owed
+//!   clusters' figures a slice at a time (about [`PAY_FOR`] of work), looking
+//!   for new batches between slices, so an event alert waits for at most one
+//!   slice, not for every figure a backlog owes.
+//! * **Coalescing.** Owed figures are recomputed once however many batches
+//!   changed the cluster meanwhile, on the latest network taken in; the
+//!   writer never waits for the engine.
 //! * **Lower priority.** The thread runs at nice 10: when the machine is
 //!   busy, the writer and the gRPC threads come first (a bulk load costs the
 //!   writer little), and when it is not, alerts go out as soon as they are
@@ -12,13 +19,13 @@
 //!   batch that arrived during the rest for seconds.
 //! * **Catching up.** Batches the live broadcast dropped (the engine fell
 //!   behind) are read back from the change log.
-//! * **Restart.** The log holds the revision evaluated and the figures kept,
-//!   so a restart resumes where the last round ended. Batches a crash left
+//! * **Restart.** The log holds the revision taken in, the clusters owed and
+//!   the figures kept, so a restart resumes where the engine stopped. Batches a crash left
 //!   unevaluated are evaluated against the kept figures (see
 //!   [`Evaluator::evaluate`] for what that cannot tell).
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{btree_map::Entry, BTreeMap, BTreeSet, HashMap},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
@@ -31,7 +38,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, watch};
 
 use super::{
-    evaluate::{ClusterState, Evaluator},
+    evaluate::{affected_clusters, ClusterState, Evaluator},
     log::AlertLog,
     Alert, AlertRules,
 };
@@ -50,6 +57,10 @@ const LIVE_BUFFER: usize = 256;
 const LOG_CHUNK: usize = 256;
 /// How long to wait before retrying a round whose alerts could not be stored.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Work on owed figures between two looks for new batches.
+pub const PAY_FOR: Duration = Duration::from_millis(40);
+/// Owed clusters recomputed together (in parallel) within a slice.
+const PAY_AT_ONCE: usize = 4;
 
 /// The alerts of one round, in sequence order; never empty.
 pub struct Raised {
@@ -71,7 +82,7 @@ pub struct AlertEngine {
     rules: ArcSwap<AlertRules>,
     /// The latest sequence number that is durable (and so may be sent).
     latest: AtomicU64,
-    /// The latest revision evaluated.
+    /// The latest revision whose alerts are all raised (events and figures).
     evaluated: AtomicU64,
     live: broadcast::Sender<Arc<Raised>>,
     stop: watch::Sender<bool>,
@@ -91,7 +102,7 @@ impl AlertEngine {
             log: Arc::new(log),
             rules: ArcSwap::from_pointee(loaded.rules),
             latest: AtomicU64::new(loaded.last_sequence),
-            evaluated: AtomicU64::new(loaded.evaluated.unwrap_or(0)),
+            evaluated: AtomicU64::new(loaded.settled),
             live,
             stop,
             stopping: Arc::new(AtomicBool::new(false)),
@@ -110,6 +121,7 @@ impl AlertEngine {
             stage,
             evaluated: loaded.evaluated,
             states: loaded.states,
+            owed: loaded.owed,
             before: None,
             stopping: engine.stopping.clone(),
         };
@@ -183,9 +195,12 @@ struct Worker {
     at_start: Option<Arc<Snapshot>>,
     store: Arc<Store>,
     stage: StageConfig,
-    /// The revision the kept figures are of (None: nothing evaluated yet).
+    /// The latest revision taken in (None: nothing evaluated yet).
     evaluated: Option<u64>,
     states: HashMap<Id, ClusterState>,
+    /// Clusters whose figures batches taken in changed and that are not yet
+    /// recomputed.
+    owed: BTreeSet<Id>,
     /// The network as of `evaluated`, when known (not after a restart).
     before: Option<Arc<Snapshot>>,
     /// Set at shutdown; the round under way checks it between clusters.
@@ -205,18 +220,23 @@ impl Worker {
         let mut pending: BTreeMap<u64, Arc<Committed>> = BTreeMap::new();
         self.start_up();
         loop {
-            let stopping = runtime.block_on(async {
-                tokio::select! {
-                    received = committed.recv() => {
-                        if let Ok(batch) = received {
-                            pending.insert(batch.revision, batch);
+            // With figures owed, only a look: they are worked on at once.
+            let stopping = if self.owed.is_empty() {
+                runtime.block_on(async {
+                    tokio::select! {
+                        received = committed.recv() => {
+                            if let Ok(batch) = received {
+                                pending.insert(batch.revision, batch);
+                            }
+                            // Lagged: the log has what was dropped.
+                            false
                         }
-                        // Lagged: the log has what was dropped.
-                        false
+                        _ = stopped.wait_for(|stop| *stop) => true,
                     }
-                    _ = stopped.wait_for(|stop| *stop) => true,
-                }
-            });
+                })
+            } else {
+                self.stopping.load(Ordering::Relaxed)
+            };
             // Take the rest of the burst.
             loop {
                 match committed.try_recv() {
@@ -227,14 +247,14 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            // Stopping ends the thread at this round boundary, backlog or not:
-            // the evaluated revision is durable, so the next start catches up
-            // from the log.
+            // Stopping ends the thread between steps, backlog or not: what
+            // was taken in and what is owed are durable, so the next start
+            // goes on from there.
             if stopping {
                 return;
             }
-            let evaluated = self.catch_up(&mut pending);
-            if !evaluated {
+            let stored = self.catch_up(&mut pending) && self.pay_owed();
+            if !stored {
                 let stop = runtime.block_on(async {
                     tokio::time::timeout(RETRY_AFTER, stopped.wait_for(|stop| *stop))
                         .await
@@ -269,7 +289,8 @@ impl Worker {
                 match self.engine.log.commit(now.revision, &[], &states) {
                     Ok(()) => {
                         self.states = states.into_iter().filter_map(|(c, s)| Some((c, s?))).collect();
-                        self.finish(now, Vec::new());
+                        self.owed.clear();
+                        self.taken_in(now, Vec::new());
                         tracing::info!(clusters = self.states.len(), "alert baseline taken");
                     }
                     Err(error) => {
@@ -286,6 +307,7 @@ impl Worker {
                 );
                 self.evaluated = None;
                 self.states.clear();
+                self.owed.clear();
                 self.start_up();
             }
             Some(_) => {
@@ -294,8 +316,8 @@ impl Worker {
         }
     }
 
-    /// Evaluates every batch from the one after `evaluated` to the latest
-    /// published; returns false if the round could not be stored.
+    /// Takes in every batch from the one after `evaluated` to the latest
+    /// published; returns false if they could not be stored.
     fn catch_up(&mut self, pending: &mut BTreeMap<u64, Arc<Committed>>) -> bool {
         let Some(evaluated) = self.evaluated else {
             self.start_up();
@@ -345,65 +367,148 @@ impl Worker {
         self.round(before, next, &batches)
     }
 
+    /// Raises the event alerts of `batches`, which took `before` to `next`,
+    /// and owes the figures of the clusters they changed (every cluster
+    /// when `before` is unknown, whose events are then skipped).
     fn round(&mut self, before: Option<Arc<Snapshot>>, next: Arc<Snapshot>, batches: &[Arc<Committed>]) -> bool {
-        let _span = tracing::debug_span!("alert_round", revision = next.revision, batches = batches.len()).entered();
+        let _span = tracing::debug_span!("alert_take_in", revision = next.revision, batches = batches.len()).entered();
         let started = Instant::now();
         let rules = self.engine.rules();
-        let evaluator = Evaluator {
-            stage: &self.stage,
-            rules: &rules,
-            revision: next.revision,
-            now_unix_ms: unix_ms(),
-            stop: &self.stopping,
-        };
+        let evaluator = self.evaluator(&rules, next.revision);
         let changes = batches.iter().flat_map(|b| b.changes.iter());
-        let Ok(outcome) = evaluator.evaluate(
-            before.as_deref().map(|s| &s.network),
-            &next.network,
-            changes,
-            &self.states,
-        ) else {
-            // Stopped by the shutdown: nothing stored, the next start
-            // evaluates these batches from the log.
-            tracing::info!(revision = next.revision, "alert round stopped by the shutdown");
-            return false;
+        let (mut alerts, affected) = match before.as_deref() {
+            Some(before) => (
+                evaluator.events(&before.network, &next.network, changes.clone(), &self.states),
+                affected_clusters(&before.network, &next.network, changes),
+            ),
+            None => (
+                Vec::new(),
+                self.states
+                    .keys()
+                    .chain(next.network.clusters.keys())
+                    .cloned()
+                    .collect(),
+            ),
         };
-        let evaluated_ms = started.elapsed().as_millis() as u64;
-        let mut alerts = outcome.alerts;
-        let mut sequence = self.engine.latest_sequence();
-        for alert in &mut alerts {
-            sequence += 1;
-            alert.sequence = sequence;
-        }
-        if let Err(error) = self.engine.log.commit(next.revision, &alerts, &outcome.states) {
-            // Nothing was sent; the same batches are evaluated again.
+        self.number(&mut alerts);
+        let owed: Vec<Id> = affected.into_iter().filter(|c| !self.owed.contains(c)).collect();
+        let settled = self.owed.is_empty() && owed.is_empty();
+        if let Err(error) = self.engine.log.take_in(next.revision, &alerts, &owed, settled) {
+            // Nothing was sent; the same batches are taken in again.
             tracing::error!(%error, "cannot store alerts; retrying");
             return false;
         }
-        for (cluster, state) in outcome.states {
+        self.owed.extend(owed);
+        tracing::debug!(
+            alerts = alerts.len(),
+            owed = self.owed.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "batches taken in"
+        );
+        self.taken_in(next, alerts);
+        true
+    }
+
+    /// Recomputes owed figures on the network last taken in, a few clusters
+    /// at a time, until [`PAY_FOR`] has passed or a batch waits; raises
+    /// their state alerts. Returns false if they could not be stored.
+    fn pay_owed(&mut self) -> bool {
+        let Some(at) = self.before.clone() else {
+            return true;
+        };
+        let _span = tracing::debug_span!("alert_figures", revision = at.revision, owed = self.owed.len()).entered();
+        let started = Instant::now();
+        let rules = self.engine.rules();
+        let evaluator = self.evaluator(&rules, at.revision);
+        let mut alerts = Vec::new();
+        let mut states: Vec<(Id, Option<ClusterState>)> = Vec::new();
+        let mut paid: BTreeSet<Id> = BTreeSet::new();
+        while paid.len() < self.owed.len() {
+            let part: Vec<Id> = self
+                .owed
+                .iter()
+                .filter(|c| !paid.contains(*c))
+                .take(PAY_AT_ONCE)
+                .cloned()
+                .collect();
+            let Ok(outcome) = evaluator.state_changes(&at.network, &part, &self.states) else {
+                // Stopped by the shutdown: what is owed stays owed.
+                tracing::info!(revision = at.revision, "alert figures stopped by the shutdown");
+                return false;
+            };
+            paid.extend(part);
+            alerts.extend(outcome.alerts);
+            states.extend(outcome.states);
+            if started.elapsed() >= PAY_FOR || self.store.snapshot().revision > at.revision {
+                break;
+            }
+        }
+        // A cluster's member overlap with one not recomputed here is that
+        // one's too (it is symmetric): kept on both sides, a crossing is
+        // raised once, not again when the other is recomputed.
+        let mirrored = mirror_overlaps(&states, &paid, &self.states);
+        states.extend(mirrored.into_iter().map(|(c, s)| (c, Some(s))));
+        self.number(&mut alerts);
+        let settled = (paid.len() == self.owed.len()).then_some(at.revision);
+        if let Err(error) = self.engine.log.settle(&alerts, &states, settled) {
+            tracing::error!(%error, "cannot store alerts; retrying");
+            return false;
+        }
+        for (cluster, state) in states {
             match state {
                 Some(state) => self.states.insert(cluster, state),
                 None => self.states.remove(&cluster),
             };
         }
+        self.owed.retain(|c| !paid.contains(c));
         tracing::debug!(
             alerts = alerts.len(),
-            evaluated_ms,
+            paid = paid.len(),
+            owed = self.owed.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "round evaluated and stored"
+            "figures recomputed and stored"
         );
-        self.finish(next, alerts);
+        self.publish(alerts);
+        if let Some(settled) = settled {
+            self.engine.evaluated.store(settled, Ordering::Release);
+        }
         true
     }
 
-    /// Durable: publish the sequence and revision, then send.
-    fn finish(&mut self, next: Arc<Snapshot>, alerts: Vec<Alert>) {
+    fn evaluator<'a>(&'a self, rules: &'a AlertRules, revision: u64) -> Evaluator<'a> {
+        Evaluator {
+            stage: &self.stage,
+            rules,
+            revision,
+            now_unix_ms: unix_ms(),
+            stop: &self.stopping,
+        }
+    }
+
+    /// Numbers alerts on from the latest sequence.
+    fn number(&self, alerts: &mut [Alert]) {
+        let mut sequence = self.engine.latest_sequence();
+        for alert in alerts {
+            sequence += 1;
+            alert.sequence = sequence;
+        }
+    }
+
+    /// Durable: `next` is taken in; publish, then send its alerts.
+    fn taken_in(&mut self, next: Arc<Snapshot>, alerts: Vec<Alert>) {
         self.evaluated = Some(next.revision);
+        if self.owed.is_empty() {
+            self.engine.evaluated.store(next.revision, Ordering::Release);
+        }
+        self.before = Some(next);
+        self.publish(alerts);
+    }
+
+    /// Durable alerts: publish the sequence, then send.
+    fn publish(&self, alerts: Vec<Alert>) {
         if let Some(last) = alerts.last() {
             self.engine.latest.store(last.sequence, Ordering::Release);
         }
-        self.engine.evaluated.store(next.revision, Ordering::Release);
-        self.before = Some(next);
         if !alerts.is_empty() {
             // No subscriber is fine.
             let _ = self.engine.live.send(Arc::new(Raised { alerts }));
@@ -411,8 +516,85 @@ impl Worker {
     }
 }
 
+/// The overlaps of clusters not in `paid`, brought up to date with the
+/// figures just computed for those in it (gone clusters aside).
+fn mirror_overlaps(
+    states: &[(Id, Option<ClusterState>)],
+    paid: &BTreeSet<Id>,
+    kept: &HashMap<Id, ClusterState>,
+) -> BTreeMap<Id, ClusterState> {
+    let mut mirrored: BTreeMap<Id, ClusterState> = BTreeMap::new();
+    for (cluster, state) in states {
+        let Some(state) = state else { continue };
+        let was = kept.get(cluster).map_or(&[][..], |s| &s.overlaps[..]);
+        let others: BTreeSet<&Id> = was
+            .iter()
+            .chain(&state.overlaps)
+            .map(|(c, _)| c)
+            .filter(|c| !paid.contains(*c))
+            .collect();
+        for other in others {
+            let theirs = match mirrored.entry(other.clone()) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => match kept.get(other) {
+                    Some(kept) => entry.insert(kept.clone()),
+                    None => continue,
+                },
+            };
+            theirs.overlaps.retain(|(c, _)| c != cluster);
+            if let Some((_, j)) = state.overlaps.iter().find(|(c, _)| c == other) {
+                theirs.overlaps.push((cluster.clone(), *j));
+                theirs.overlaps.sort_by(|a, b| a.0.cmp(&b.0));
+            }
+        }
+    }
+    mirrored
+}
+
 fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(overlaps: &[(&str, f64)]) -> ClusterState {
+        ClusterState::with_overlaps(overlaps)
+    }
+
+    /// A's overlaps recomputed without B's: B's kept overlap with A follows
+    /// A's (so B, recomputed later, does not raise the same crossing again);
+    /// clusters recomputed with A and clusters gone are left alone.
+    #[test]
+    fn overlaps_recomputed_on_one_side_are_mirrored_on_the_other() {
+        let kept: HashMap<Id, ClusterState> = [
+            ("A", state(&[("B", 0.1), ("D", 0.3)])),
+            ("B", state(&[("A", 0.1), ("C", 0.2)])),
+            ("C", state(&[("B", 0.2)])),
+            ("D", state(&[("A", 0.3)])),
+            ("E", state(&[])),
+        ]
+        .into_iter()
+        .map(|(c, s)| (Id::from(c), s))
+        .collect();
+        // A now shares more with B, nothing with D, and something with E; C
+        // is recomputed beside it.
+        let states = vec![
+            (Id::from("A"), Some(state(&[("B", 0.6), ("E", 0.05)]))),
+            (Id::from("C"), Some(state(&[("B", 0.2)]))),
+            (Id::from("F"), None),
+        ];
+        let paid: BTreeSet<Id> = ["A", "C", "F"].into_iter().map(Id::from).collect();
+        let mirrored = mirror_overlaps(&states, &paid, &kept);
+        assert_eq!(mirrored.keys().map(|c| &**c).collect::<Vec<_>>(), ["B", "D", "E"]);
+        assert_eq!(
+            mirrored[&Id::from("B")].overlaps,
+            state(&[("A", 0.6), ("C", 0.2)]).overlaps
+        );
+        assert!(mirrored[&Id::from("D")].overlaps.is_empty());
+        assert_eq!(mirrored[&Id::from("E")].overlaps, state(&[("A", 0.05)]).overlaps);
+    }
 }

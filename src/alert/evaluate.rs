@@ -68,6 +68,23 @@ pub struct ClusterState {
     pub overlaps: Vec<(Id, f64)>,
 }
 
+#[cfg(test)]
+impl ClusterState {
+    /// A regional cluster with the given member overlaps and nothing else.
+    pub(crate) fn with_overlaps(overlaps: &[(&str, f64)]) -> ClusterState {
+        ClusterState {
+            stage: Stage::RegionalIntegration,
+            scores: [0.5; 3],
+            passed: [true, false, false],
+            pattern: None,
+            top: Vec::new(),
+            top_k: 5,
+            components: Vec::new(),
+            overlaps: overlaps.iter().map(|(c, j)| (Id::from(*c), *j)).collect(),
+        }
+    }
+}
+
 /// What one evaluation found: alerts (not yet numbered) and the new figures
 /// of the clusters it recomputed (`None`: the cluster is gone).
 #[derive(Default)]
@@ -105,7 +122,9 @@ impl Evaluator<'_> {
     /// Evaluates a round: `changes` took `before` to `after`. Without
     /// `before` (a restart after a crash left batches unevaluated) every
     /// cluster is recomputed and the event alerts of those batches are
-    /// skipped: whether a link was new cannot be told any more.
+    /// skipped: whether a link was new cannot be told any more. The engine
+    /// runs the two halves, [`Evaluator::events`] and
+    /// [`Evaluator::state_changes`], apart; this is both at once.
     pub fn evaluate<'c>(
         &self,
         before: Option<&Network>,
@@ -113,7 +132,6 @@ impl Evaluator<'_> {
         changes: impl Iterator<Item = &'c Change> + Clone,
         kept: &HashMap<Id, ClusterState>,
     ) -> Result<Outcome, Cancelled> {
-        let mut outcome = Outcome::default();
         let affected: Vec<Id> = match before {
             Some(before) => affected_clusters(before, after, changes.clone()),
             None => kept
@@ -124,7 +142,23 @@ impl Evaluator<'_> {
                 .into_iter()
                 .collect(),
         };
-        let (live, gone): (Vec<Id>, Vec<Id>) = affected.into_iter().partition(|c| after.clusters.contains_key(c));
+        let mut outcome = self.state_changes(after, &affected, kept)?;
+        if let Some(before) = before {
+            outcome.alerts.extend(self.events(before, after, changes, kept));
+        }
+        Ok(outcome)
+    }
+
+    /// The state alerts of `clusters` (figures recomputed on `after` and
+    /// compared with those kept) and their new figures (`None`: gone).
+    pub fn state_changes(
+        &self,
+        after: &Network,
+        clusters: &[Id],
+        kept: &HashMap<Id, ClusterState>,
+    ) -> Result<Outcome, Cancelled> {
+        let mut outcome = Outcome::default();
+        let (live, gone): (Vec<Id>, Vec<Id>) = clusters.iter().cloned().partition(|c| after.clusters.contains_key(c));
         outcome.states.extend(gone.into_iter().map(|c| (c, None)));
         let fresh = self.states(after, &live)?;
         let mut pairs_seen: HashSet<(Id, Id)> = HashSet::new();
@@ -134,14 +168,27 @@ impl Evaluator<'_> {
             }
         }
         outcome.states.extend(fresh.into_iter().map(|(c, s)| (c, Some(s))));
-        if let Some(before) = before {
-            self.link_events(before, after, changes.clone(), kept, &mut outcome.alerts);
-            if self.rules.enabled(AlertKind::SubstituteLost) {
-                self.lost_substitutes(before, after, changes, &mut outcome.alerts);
-            }
-        }
         outcome.alerts.retain(|a| self.rules.enabled(a.kind));
         Ok(outcome)
+    }
+
+    /// The event alerts of `changes`, which took `before` to `after`: new
+    /// links across clusters and lost substitutes. They need no cluster's
+    /// figures, so the engine raises them before it recomputes any.
+    pub fn events<'c>(
+        &self,
+        before: &Network,
+        after: &Network,
+        changes: impl Iterator<Item = &'c Change> + Clone,
+        kept: &HashMap<Id, ClusterState>,
+    ) -> Vec<Alert> {
+        let mut alerts = Vec::new();
+        self.link_events(before, after, changes.clone(), kept, &mut alerts);
+        if self.rules.enabled(AlertKind::SubstituteLost) {
+            self.lost_substitutes(before, after, changes, &mut alerts);
+        }
+        alerts.retain(|a| self.rules.enabled(a.kind));
+        alerts
     }
 
     fn alert(
@@ -501,7 +548,9 @@ impl Evaluator<'_> {
                 continue; // inside a cluster
             }
             let ends = (source.id.clone(), target.id.clone());
-            let known = |c: &Id| kept.contains_key(c);
+            // Known: kept, or there before the round (its figures may still
+            // be owed when the engine raises events ahead of them).
+            let known = |c: &Id| kept.contains_key(c) || before.clusters.contains_key(c);
             let sides = |clusters: &[Id]| -> Vec<Id> {
                 if clusters.is_empty() {
                     vec![outside.clone()]

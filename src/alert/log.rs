@@ -3,19 +3,26 @@
 //!
 //! * `a/<sequence>` holds an alert;
 //! * `c/<cluster id>` the figures kept for a cluster ([`ClusterState`]);
-//! * `m/evaluated` the latest revision evaluated, `m/sequence` the latest
-//!   sequence number, `m/rules` the rules.
+//! * `o/<cluster id>` a cluster whose figures are owed: batches taken in
+//!   changed it, and its figures have not been recomputed since;
+//! * `m/evaluated` the latest revision taken in (its event alerts raised,
+//!   the clusters it changed owed), `m/settled` the latest revision whose
+//!   alerts are all raised (nothing owed), `m/sequence` the latest sequence
+//!   number, `m/rules` the rules.
 //!
-//! One evaluation round is one `apply_batch` (its alerts, the figures it
-//! changed and the revision it reached) followed by a flush, so after a
-//! crash a round is there entirely or not at all, and an alert is durable
-//! before anyone is sent it.
+//! Each step of the engine (taking batches in, recomputing owed figures) is
+//! one `apply_batch` followed by a flush, so after a crash a step is there
+//! entirely or not at all, and an alert is durable before anyone is sent it.
 //!
 //! Why a database of its own: the store's writer flushes its database after
 //! every group of batches, and concurrent flushes of one sled 0.34 database
 //! can deadlock. Here too only one flush runs at a time (`flushing`).
 
-use std::{collections::HashMap, path::Path, sync::Mutex};
+use std::{
+    collections::{BTreeSet, HashMap},
+    path::Path,
+    sync::Mutex,
+};
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -28,7 +35,9 @@ use crate::{
 
 const ALERT_PREFIX: &[u8] = b"a/";
 const STATE_PREFIX: &[u8] = b"c/";
+const OWED_PREFIX: &[u8] = b"o/";
 const META_EVALUATED: &[u8] = b"m/evaluated";
+const META_SETTLED: &[u8] = b"m/settled";
 const META_SEQUENCE: &[u8] = b"m/sequence";
 const META_RULES: &[u8] = b"m/rules";
 
@@ -36,9 +45,12 @@ const META_RULES: &[u8] = b"m/rules";
 pub struct Loaded {
     /// None when nothing was ever evaluated.
     pub evaluated: Option<u64>,
+    /// The latest revision whose alerts are all raised.
+    pub settled: u64,
     pub last_sequence: u64,
     pub rules: AlertRules,
     pub states: HashMap<Id, ClusterState>,
+    pub owed: BTreeSet<Id>,
 }
 
 pub struct AlertLog {
@@ -61,6 +73,17 @@ fn alert_key(sequence: u64) -> Vec<u8> {
 
 fn state_key(cluster: &str) -> Vec<u8> {
     [STATE_PREFIX, cluster.as_bytes()].concat()
+}
+
+fn owed_key(cluster: &str) -> Vec<u8> {
+    [OWED_PREFIX, cluster.as_bytes()].concat()
+}
+
+/// The cluster id after `prefix` in a key.
+fn cluster_of(key: &[u8], prefix: &[u8]) -> Result<Id> {
+    std::str::from_utf8(&key[prefix.len()..])
+        .map(Id::from)
+        .map_err(|_| Error::Corrupt("alert log: a cluster id is not UTF-8".into()))
 }
 
 impl AlertLog {
@@ -86,35 +109,89 @@ impl AlertLog {
         let mut states = HashMap::new();
         for entry in self.db.scan_prefix(STATE_PREFIX) {
             let (key, bytes) = entry?;
-            let cluster = std::str::from_utf8(&key[STATE_PREFIX.len()..])
-                .map_err(|_| Error::Corrupt("alert log: a cluster id is not UTF-8".into()))?;
-            states.insert(Id::from(cluster), decode(&bytes)?);
+            states.insert(cluster_of(&key, STATE_PREFIX)?, decode(&bytes)?);
         }
+        let mut owed = BTreeSet::new();
+        for entry in self.db.scan_prefix(OWED_PREFIX) {
+            owed.insert(cluster_of(&entry?.0, OWED_PREFIX)?);
+        }
+        let evaluated = counter(META_EVALUATED)?;
+        // A log from before owed figures settled every round it took in.
+        let settled = counter(META_SETTLED)?.or(evaluated.filter(|_| owed.is_empty()));
         Ok(Loaded {
-            evaluated: counter(META_EVALUATED)?,
+            evaluated,
+            settled: settled.unwrap_or(0),
             last_sequence: counter(META_SEQUENCE)?.unwrap_or(0),
             rules,
             states,
+            owed,
         })
     }
 
-    /// Records one round durably: its alerts (already numbered), the figures
-    /// it changed (`None` removes a cluster's), and the revision it reached.
-    pub fn commit(&self, evaluated: u64, alerts: &[Alert], states: &[(Id, Option<ClusterState>)]) -> Result<()> {
+    /// Takes batches in durably: their event alerts (already numbered), the
+    /// clusters they changed (now owed), the revision reached, and that
+    /// revision as settled when nothing is owed.
+    pub fn take_in(&self, evaluated: u64, alerts: &[Alert], owed: &[Id], settled: bool) -> Result<()> {
         let mut batch = sled::Batch::default();
-        for alert in alerts {
-            batch.insert(alert_key(alert.sequence), encode(alert));
+        Self::add_alerts(&mut batch, alerts);
+        for cluster in owed {
+            batch.insert(owed_key(cluster), &[]);
         }
-        if let Some(last) = alerts.last() {
-            batch.insert(META_SEQUENCE, encode(&last.sequence));
+        batch.insert(META_EVALUATED, encode(&evaluated));
+        if settled {
+            batch.insert(META_SETTLED, encode(&evaluated));
         }
+        self.db.apply_batch(batch)?;
+        self.flush()
+    }
+
+    /// Pays owed figures durably: the state alerts (already numbered), the
+    /// new figures (`None` removes a cluster's), which are owed no more,
+    /// and `settled` when nothing is owed any longer.
+    pub fn settle(&self, alerts: &[Alert], states: &[(Id, Option<ClusterState>)], settled: Option<u64>) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        Self::add_alerts(&mut batch, alerts);
+        Self::add_states(&mut batch, states);
+        for (cluster, _) in states {
+            batch.remove(owed_key(cluster));
+        }
+        if let Some(settled) = settled {
+            batch.insert(META_SETTLED, encode(&settled));
+        }
+        self.db.apply_batch(batch)?;
+        self.flush()
+    }
+
+    fn add_states(batch: &mut sled::Batch, states: &[(Id, Option<ClusterState>)]) {
         for (cluster, state) in states {
             match state {
                 Some(state) => batch.insert(state_key(cluster), encode(state)),
                 None => batch.remove(state_key(cluster)),
             }
         }
+    }
+
+    fn add_alerts(batch: &mut sled::Batch, alerts: &[Alert]) {
+        for alert in alerts {
+            batch.insert(alert_key(alert.sequence), encode(alert));
+        }
+        if let Some(last) = alerts.last() {
+            batch.insert(META_SEQUENCE, encode(&last.sequence));
+        }
+    }
+
+    /// Records one round durably: its alerts (already numbered), the figures
+    /// it changed (`None` removes a cluster's), and the revision it reached.
+    /// Used for the baseline, which owes nothing: it also clears what was owed.
+    pub fn commit(&self, evaluated: u64, alerts: &[Alert], states: &[(Id, Option<ClusterState>)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        Self::add_alerts(&mut batch, alerts);
+        Self::add_states(&mut batch, states);
+        for entry in self.db.scan_prefix(OWED_PREFIX) {
+            batch.remove(entry?.0);
+        }
         batch.insert(META_EVALUATED, encode(&evaluated));
+        batch.insert(META_SETTLED, encode(&evaluated));
         self.db.apply_batch(batch)?;
         self.flush()
     }
@@ -137,5 +214,51 @@ impl AlertLog {
             .take(limit)
             .map(|entry| decode(&entry?.1))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(overlaps: &[(&str, f64)]) -> ClusterState {
+        ClusterState::with_overlaps(overlaps)
+    }
+
+    /// Figures owed at a stop are owed at the next start, and the settled
+    /// revision moves only once nothing is owed.
+    #[test]
+    fn owed_figures_survive_a_restart_and_settle_once_paid() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = AlertLog::open(dir.path()).unwrap();
+            log.commit(3, &[], &[(Id::from("A"), Some(state(&[])))]).unwrap();
+            log.take_in(5, &[], &[Id::from("A"), Id::from("B")], false).unwrap();
+        }
+        let log = AlertLog::open(dir.path()).unwrap();
+        let loaded = log.load().unwrap();
+        assert_eq!(loaded.evaluated, Some(5));
+        assert_eq!(loaded.settled, 3, "batches 4 and 5 still owe figures");
+        assert_eq!(loaded.owed, BTreeSet::from([Id::from("A"), Id::from("B")]));
+
+        log.settle(&[], &[(Id::from("A"), Some(state(&[("B", 0.5)])))], None)
+            .unwrap();
+        let loaded = log.load().unwrap();
+        assert_eq!(loaded.owed, BTreeSet::from([Id::from("B")]));
+        assert_eq!(loaded.settled, 3);
+        log.settle(&[], &[(Id::from("B"), None)], Some(5)).unwrap();
+        let loaded = log.load().unwrap();
+        assert!(loaded.owed.is_empty());
+        assert_eq!(loaded.settled, 5);
+        assert_eq!(loaded.states.keys().collect::<Vec<_>>(), [&Id::from("A")]);
+
+        // Taking in with nothing owed settles at once; a baseline clears what is owed.
+        log.take_in(6, &[], &[], true).unwrap();
+        assert_eq!(log.load().unwrap().settled, 6);
+        log.take_in(7, &[], &[Id::from("C")], false).unwrap();
+        log.commit(7, &[], &[]).unwrap();
+        let loaded = log.load().unwrap();
+        assert!(loaded.owed.is_empty());
+        assert_eq!(loaded.settled, 7);
     }
 }
