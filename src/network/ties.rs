@@ -11,14 +11,21 @@
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
+use std::sync::Arc;
+
 use super::{EdgeKey, Ix, LinkData, Network};
+use crate::model::Actor;
 
 /// A link at an actor, with its data.
 pub type Tie<'n> = (EdgeKey, &'n LinkData);
 
+/// A link at an actor, with its data and the actor at its other end (None:
+/// not stored; a loop's other end is the actor itself).
+pub type Partner<'n> = (EdgeKey, &'n LinkData, Option<&'n Arc<Actor>>);
+
 /// A part read on one thread: each actor with the ends of its out-links and
 /// of all its links in the part's list, and the list.
-type Part<'n> = (Vec<(Ix, u32, u32)>, Vec<Tie<'n>>);
+type Part<'n> = (Vec<(Ix, u32, u32)>, Vec<Partner<'n>>);
 
 /// Actors below which reading in parallel costs more than it saves.
 const PARALLEL_FROM: usize = 64;
@@ -27,7 +34,7 @@ pub struct Ties<'n> {
     network: &'n Network,
     /// Actor to (start, end of its out-links, end) in `links`.
     at: FxHashMap<Ix, (u32, u32, u32)>,
-    links: Vec<Tie<'n>>,
+    links: Vec<Partner<'n>>,
 }
 
 impl<'n> Ties<'n> {
@@ -50,9 +57,13 @@ impl<'n> Ties<'n> {
             let mut ends = Vec::with_capacity(part.len());
             let mut links = Vec::new();
             for &ix in part {
-                links.extend(network.out_links_with_data(ix));
+                links.extend(
+                    network
+                        .out_links_with_data(ix)
+                        .map(|tie| with_partner(network, ix, tie)),
+                );
                 let out_end = links.len() as u32;
-                links.extend(network.in_links_with_data(ix));
+                links.extend(network.in_links_with_data(ix).map(|tie| with_partner(network, ix, tie)));
                 ends.push((ix, out_end, links.len() as u32));
             }
             (ends, links)
@@ -88,6 +99,11 @@ impl<'n> Ties<'n> {
     /// Every link at `ix`, out-links then in-links, in the order
     /// [`Network::incident`] gives them.
     pub fn incident(&self, ix: Ix) -> impl Iterator<Item = Tie<'n>> + '_ {
+        self.partners(ix).map(|(key, data, _)| (key, data))
+    }
+
+    /// [`Ties::incident`] with the actor at each link's other end.
+    pub fn partners(&self, ix: Ix) -> impl Iterator<Item = Partner<'n>> + '_ {
         let network = self.network;
         self.either(
             ix,
@@ -96,20 +112,32 @@ impl<'n> Ties<'n> {
                 network
                     .out_links_with_data(ix)
                     .chain(network.in_links_with_data(ix))
+                    .map(|tie| with_partner(network, ix, tie))
                     .collect()
             },
         )
     }
 
-    /// The keys of every link at `ix`, as [`Ties::incident`] orders them;
-    /// unread, a walk of the keys alone (no data is looked up).
-    pub fn keys(&self, ix: Ix) -> impl Iterator<Item = EdgeKey> + '_ {
+    /// The keys of every link at `ix` with the actor at the other end, as
+    /// [`Ties::incident`] orders them; unread, no data is looked up.
+    pub fn keys_and_partners(&self, ix: Ix) -> impl Iterator<Item = (EdgeKey, Option<&'n Arc<Actor>>)> + '_ {
+        let network = self.network;
         let (kept, unread) = match self.at.get(&ix) {
             Some(&(start, _, end)) => (
-                Some(self.links[start as usize..end as usize].iter().map(|(key, _)| *key)),
+                Some(
+                    self.links[start as usize..end as usize]
+                        .iter()
+                        .map(|(key, _, actor)| (*key, *actor)),
+                ),
                 None,
             ),
-            None => (None, Some(self.network.incident(ix))),
+            None => (
+                None,
+                Some(network.incident(ix).map(move |key| {
+                    let other = if key.source == ix { key.target } else { key.source };
+                    (key, network.actor(other))
+                })),
+            ),
         };
         kept.into_iter().flatten().chain(unread.into_iter().flatten())
     }
@@ -120,8 +148,14 @@ impl<'n> Ties<'n> {
         self.either(
             ix,
             |&(start, out_end, _)| start..out_end,
-            move || network.out_links_with_data(ix).collect(),
+            move || {
+                network
+                    .out_links_with_data(ix)
+                    .map(|tie| with_partner(network, ix, tie))
+                    .collect()
+            },
         )
+        .map(|(key, data, _)| (key, data))
     }
 
     /// The part of `links` read for `ix`, or what `read` reads when it was not.
@@ -129,8 +163,8 @@ impl<'n> Ties<'n> {
         &self,
         ix: Ix,
         part: impl Fn(&(u32, u32, u32)) -> std::ops::Range<u32>,
-        read: impl FnOnce() -> Vec<Tie<'n>>,
-    ) -> impl Iterator<Item = Tie<'n>> + '_ {
+        read: impl FnOnce() -> Vec<Partner<'n>>,
+    ) -> impl Iterator<Item = Partner<'n>> + '_ {
         let (kept, fallback) = match self.at.get(&ix) {
             Some(range) => {
                 let range = part(range);
@@ -143,6 +177,12 @@ impl<'n> Ties<'n> {
         };
         kept.into_iter().flatten().chain(fallback.into_iter().flatten())
     }
+}
+
+/// A link at `ix` with the actor at its other end.
+fn with_partner<'n>(network: &'n Network, ix: Ix, (key, data): Tie<'n>) -> Partner<'n> {
+    let other = if key.source == ix { key.target } else { key.source };
+    (key, data, network.actor(other))
 }
 
 #[cfg(test)]
@@ -165,8 +205,22 @@ mod tests {
         for ix in all {
             let incident: Vec<Tie> = network.incident(ix).map(with_data).collect();
             assert_eq!(ties.incident(ix).collect::<Vec<_>>(), incident, "actor {ix}");
-            let keys: Vec<EdgeKey> = network.incident(ix).collect();
-            assert_eq!(ties.keys(ix).collect::<Vec<_>>(), keys, "actor {ix}");
+            // The same actors (by identity) at the other ends.
+            let ids = |actors: Vec<Option<&Arc<Actor>>>| -> Vec<Option<*const Actor>> {
+                actors.into_iter().map(|a| a.map(Arc::as_ptr)).collect()
+            };
+            let others = ids(network
+                .incident(ix)
+                .map(|key| network.actor(if key.source == ix { key.target } else { key.source }))
+                .collect());
+            assert_eq!(
+                ids(ties.partners(ix).map(|(_, _, actor)| actor).collect()),
+                others,
+                "actor {ix}"
+            );
+            let (keys, partners): (Vec<EdgeKey>, Vec<Option<&Arc<Actor>>>) = ties.keys_and_partners(ix).unzip();
+            assert_eq!(keys, network.incident(ix).collect::<Vec<_>>(), "actor {ix}");
+            assert_eq!(ids(partners), others, "actor {ix}");
             let out: Vec<Tie> = network.out_links(ix).map(with_data).collect();
             assert_eq!(ties.out(ix).collect::<Vec<_>>(), out, "actor {ix}");
         }

@@ -466,7 +466,8 @@ pub fn assess_with(
     let given_ties: Option<&Ties> = ties.or(read_here.as_ref());
     let links: Box<dyn Iterator<Item = _>> = if let Some(ties) = given_ties {
         Box::new(members.iter().flat_map(move |&ix| {
-            ties.incident(ix).filter_map(move |(key, data)| {
+            let me = filter.actor(network, ix);
+            ties.partners(ix).filter_map(move |(key, data, partner)| {
                 let other = if key.source == ix { key.target } else { key.source };
                 // A link between two assessed members is taken from its lower end.
                 if members.contains(&other) && other < ix {
@@ -475,12 +476,9 @@ pub fn assess_with(
                 if !filter.keeps_link(key.kind, data) {
                     return None;
                 }
-                Some((
-                    key,
-                    data,
-                    filter.actor(network, key.source)?,
-                    filter.actor(network, key.target)?,
-                ))
+                let (me, partner) = (me?, partner.filter(|a| filter.keeps_actor(a))?);
+                let (source, target) = if key.source == ix { (me, partner) } else { (partner, me) };
+                Some((key, data, source, target))
             })
         }))
     } else {

@@ -320,14 +320,12 @@ impl ClusterPlaces {
         // members they are tied to at each place.
         let mut tied: BTreeMap<Ix, BTreeMap<usize, BTreeSet<Ix>>> = BTreeMap::new();
         for (&member, &p) in &place_of {
-            for key in ties.keys(member) {
+            for (key, partner) in ties.keys_and_partners(member) {
                 let other = if key.source == member { key.target } else { key.source };
                 // Most partners are not platforms: the link's data is read
                 // for those that are.
-                let is_platform = other != member
-                    && filter
-                        .actor(network, other)
-                        .is_some_and(|a| a.kind == ActorKind::Platform);
+                let is_platform =
+                    other != member && partner.is_some_and(|a| filter.keeps_actor(a) && a.kind == ActorKind::Platform);
                 if is_platform && network.links.get(&key).is_some_and(|d| filter.keeps_link(key.kind, d)) {
                     tied.entry(other).or_default().entry(p).or_default().insert(member);
                 }
@@ -415,7 +413,10 @@ impl ClusterPlaces {
             .collect();
         let member_at: HashMap<Ix, usize> = members.iter().copied().collect();
         for &(me, my_place) in &members {
-            for (key, data) in ties.incident(me) {
+            let Some(mine) = filter.actor(network, me) else {
+                continue;
+            };
+            for (key, data, partner) in ties.partners(me) {
                 let other = if key.source == me { key.target } else { key.source };
                 if other == me || (member_at.contains_key(&other) && other < me) {
                     continue; // a tie between two members is taken once, from its lower end
@@ -423,7 +424,7 @@ impl ClusterPlaces {
                 if !filter.keeps_link(key.kind, data) {
                     continue;
                 }
-                let (Some(mine), Some(theirs)) = (filter.actor(network, me), filter.actor(network, other)) else {
+                let Some(theirs) = partner.filter(|a| filter.keeps_actor(a)) else {
                     continue;
                 };
                 let is_virtual = data.channel == Channel::Virtual || key.kind == LinkKind::Platform;

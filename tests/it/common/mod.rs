@@ -33,14 +33,21 @@ impl TestServer {
     }
 
     /// A server with the demo networks loaded.
+    /// As `clusternet serve --demo` starts: the demo is loaded before the
+    /// alert engine starts, so it is the engine's baseline, not a change.
     pub async fn start_demo(dir: &Path, server: ServerConfig) -> TestServer {
-        let started = TestServer::start_configured(dir, StoreConfig::default(), server).await;
-        assert!(clusternet::demo::load_if_empty(started.store()).await.unwrap());
-        started
+        let store =
+            Arc::new(Store::open_sled(dir, &SledConfig::default(), StoreConfig::default()).expect("store opens"));
+        assert!(clusternet::demo::load_if_empty(&store).await.unwrap());
+        TestServer::serve_store(dir, store, server).await
     }
 
     pub async fn start_configured(dir: &Path, config: StoreConfig, server: ServerConfig) -> TestServer {
         let store = Arc::new(Store::open_sled(dir, &SledConfig::default(), config).expect("store opens"));
+        TestServer::serve_store(dir, store, server).await
+    }
+
+    async fn serve_store(dir: &Path, store: Arc<Store>, server: ServerConfig) -> TestServer {
         let log = AlertLog::open(&dir.join("alerts")).expect("alert log opens");
         let alerts = AlertEngine::start(store.clone(), log, server.stage.clone()).expect("alert engine starts");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
