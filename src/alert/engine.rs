@@ -39,7 +39,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::{
     evaluate::{affected_clusters, ClusterState, Evaluator},
-    log::AlertLog,
+    log::{settled, AlertLog},
     Alert, AlertRules,
 };
 use crate::{
@@ -96,13 +96,14 @@ impl AlertEngine {
     /// Loads the log and starts evaluating `store`'s batches.
     pub fn start(store: Arc<Store>, log: AlertLog, stage: StageConfig) -> Result<Arc<AlertEngine>> {
         let loaded = log.load()?;
+        let settled_at_start = loaded.settled();
         let (live, _) = broadcast::channel(LIVE_BUFFER);
         let (stop, stopped) = watch::channel(false);
         let engine = Arc::new(AlertEngine {
             log: Arc::new(log),
             rules: ArcSwap::from_pointee(loaded.rules),
             latest: AtomicU64::new(loaded.last_sequence),
-            evaluated: AtomicU64::new(loaded.settled),
+            evaluated: AtomicU64::new(settled_at_start),
             live,
             stop,
             stopping: Arc::new(AtomicBool::new(false)),
@@ -199,8 +200,9 @@ struct Worker {
     evaluated: Option<u64>,
     states: HashMap<Id, ClusterState>,
     /// Clusters whose figures batches taken in changed and that are not yet
-    /// recomputed.
-    owed: BTreeSet<Id>,
+    /// recomputed, each with the revision that first changed it: the
+    /// oldest are paid first.
+    owed: BTreeMap<Id, u64>,
     /// The network as of `evaluated`, when known (not after a restart).
     before: Option<Arc<Snapshot>>,
     /// Set at shutdown; the round under way checks it between clusters.
@@ -391,14 +393,13 @@ impl Worker {
             ),
         };
         self.number(&mut alerts);
-        let owed: Vec<Id> = affected.into_iter().filter(|c| !self.owed.contains(c)).collect();
-        let settled = self.owed.is_empty() && owed.is_empty();
-        if let Err(error) = self.engine.log.take_in(next.revision, &alerts, &owed, settled) {
+        let owed: Vec<Id> = affected.into_iter().filter(|c| !self.owed.contains_key(c)).collect();
+        if let Err(error) = self.engine.log.take_in(next.revision, &alerts, &owed) {
             // Nothing was sent; the same batches are taken in again.
             tracing::error!(%error, "cannot store alerts; retrying");
             return false;
         }
-        self.owed.extend(owed);
+        self.owed.extend(owed.into_iter().map(|c| (c, next.revision)));
         tracing::debug!(
             alerts = alerts.len(),
             owed = self.owed.len(),
@@ -409,9 +410,10 @@ impl Worker {
         true
     }
 
-    /// Recomputes owed figures on the network last taken in, a few clusters
-    /// at a time, until [`PAY_FOR`] has passed or a batch waits; raises
-    /// their state alerts. Returns false if they could not be stored.
+    /// Recomputes owed figures on the network last taken in, the oldest
+    /// owed first, a few clusters at a time, until [`PAY_FOR`] has passed or
+    /// a batch waits; raises their state alerts. Returns false if they could
+    /// not be stored.
     fn pay_owed(&mut self) -> bool {
         let Some(at) = self.before.clone() else {
             return true;
@@ -423,14 +425,14 @@ impl Worker {
         let mut alerts = Vec::new();
         let mut states: Vec<(Id, Option<ClusterState>)> = Vec::new();
         let mut paid: BTreeSet<Id> = BTreeSet::new();
-        while paid.len() < self.owed.len() {
-            let part: Vec<Id> = self
-                .owed
-                .iter()
-                .filter(|c| !paid.contains(*c))
-                .take(PAY_AT_ONCE)
-                .cloned()
-                .collect();
+        let mut oldest_first: Vec<(u64, &Id)> = self.owed.iter().map(|(c, r)| (*r, c)).collect();
+        oldest_first.sort_unstable();
+        let mut oldest_first = oldest_first.into_iter().map(|(_, c)| c.clone());
+        loop {
+            let part: Vec<Id> = oldest_first.by_ref().take(PAY_AT_ONCE).collect();
+            if part.is_empty() {
+                break;
+            }
             let Ok(outcome) = evaluator.state_changes(&at.network, &part, &self.states) else {
                 // Stopped by the shutdown: what is owed stays owed.
                 tracing::info!(revision = at.revision, "alert figures stopped by the shutdown");
@@ -449,8 +451,7 @@ impl Worker {
         let mirrored = mirror_overlaps(&states, &paid, &self.states);
         states.extend(mirrored.into_iter().map(|(c, s)| (c, Some(s))));
         self.number(&mut alerts);
-        let settled = (paid.len() == self.owed.len()).then_some(at.revision);
-        if let Err(error) = self.engine.log.settle(&alerts, &states, settled) {
+        if let Err(error) = self.engine.log.settle(&alerts, &states) {
             tracing::error!(%error, "cannot store alerts; retrying");
             return false;
         }
@@ -460,7 +461,7 @@ impl Worker {
                 None => self.states.remove(&cluster),
             };
         }
-        self.owed.retain(|c| !paid.contains(c));
+        self.owed.retain(|c, _| !paid.contains(c));
         tracing::debug!(
             alerts = alerts.len(),
             paid = paid.len(),
@@ -469,10 +470,14 @@ impl Worker {
             "figures recomputed and stored"
         );
         self.publish(alerts);
-        if let Some(settled) = settled {
-            self.engine.evaluated.store(settled, Ordering::Release);
-        }
+        self.publish_settled();
         true
+    }
+
+    /// The latest revision whose alerts are all raised, for ListAlerts.
+    fn publish_settled(&self) {
+        let settled = settled(self.evaluated.unwrap_or(0), &self.owed);
+        self.engine.evaluated.store(settled, Ordering::Release);
     }
 
     fn evaluator<'a>(&'a self, rules: &'a AlertRules, revision: u64) -> Evaluator<'a> {
@@ -497,9 +502,7 @@ impl Worker {
     /// Durable: `next` is taken in; publish, then send its alerts.
     fn taken_in(&mut self, next: Arc<Snapshot>, alerts: Vec<Alert>) {
         self.evaluated = Some(next.revision);
-        if self.owed.is_empty() {
-            self.engine.evaluated.store(next.revision, Ordering::Release);
-        }
+        self.publish_settled();
         self.before = Some(next);
         self.publish(alerts);
     }

@@ -3,11 +3,10 @@
 //!
 //! * `a/<sequence>` holds an alert;
 //! * `c/<cluster id>` the figures kept for a cluster ([`ClusterState`]);
-//! * `o/<cluster id>` a cluster whose figures are owed: batches taken in
-//!   changed it, and its figures have not been recomputed since;
+//! * `o/<cluster id>` a cluster whose figures are owed, with the revision
+//!   that first changed it since its figures were last recomputed;
 //! * `m/evaluated` the latest revision taken in (its event alerts raised,
-//!   the clusters it changed owed), `m/settled` the latest revision whose
-//!   alerts are all raised (nothing owed), `m/sequence` the latest sequence
+//!   the clusters it changed owed), `m/sequence` the latest sequence
 //!   number, `m/rules` the rules.
 //!
 //! Each step of the engine (taking batches in, recomputing owed figures) is
@@ -19,7 +18,7 @@
 //! can deadlock. Here too only one flush runs at a time (`flushing`).
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, HashMap},
     path::Path,
     sync::Mutex,
 };
@@ -37,7 +36,6 @@ const ALERT_PREFIX: &[u8] = b"a/";
 const STATE_PREFIX: &[u8] = b"c/";
 const OWED_PREFIX: &[u8] = b"o/";
 const META_EVALUATED: &[u8] = b"m/evaluated";
-const META_SETTLED: &[u8] = b"m/settled";
 const META_SEQUENCE: &[u8] = b"m/sequence";
 const META_RULES: &[u8] = b"m/rules";
 
@@ -45,12 +43,26 @@ const META_RULES: &[u8] = b"m/rules";
 pub struct Loaded {
     /// None when nothing was ever evaluated.
     pub evaluated: Option<u64>,
-    /// The latest revision whose alerts are all raised.
-    pub settled: u64,
     pub last_sequence: u64,
     pub rules: AlertRules,
     pub states: HashMap<Id, ClusterState>,
-    pub owed: BTreeSet<Id>,
+    /// Owed clusters, each with the revision that first changed it.
+    pub owed: BTreeMap<Id, u64>,
+}
+
+impl Loaded {
+    /// The latest revision whose alerts are all raised.
+    pub fn settled(&self) -> u64 {
+        settled(self.evaluated.unwrap_or(0), &self.owed)
+    }
+}
+
+/// The latest revision whose alerts are all raised, events and figures:
+/// the one before the oldest owed, or `evaluated` when nothing is owed.
+pub fn settled(evaluated: u64, owed: &BTreeMap<Id, u64>) -> u64 {
+    owed.values()
+        .min()
+        .map_or(evaluated, |first| first.saturating_sub(1).min(evaluated))
 }
 
 pub struct AlertLog {
@@ -111,16 +123,13 @@ impl AlertLog {
             let (key, bytes) = entry?;
             states.insert(cluster_of(&key, STATE_PREFIX)?, decode(&bytes)?);
         }
-        let mut owed = BTreeSet::new();
+        let mut owed = BTreeMap::new();
         for entry in self.db.scan_prefix(OWED_PREFIX) {
-            owed.insert(cluster_of(&entry?.0, OWED_PREFIX)?);
+            let (key, bytes) = entry?;
+            owed.insert(cluster_of(&key, OWED_PREFIX)?, decode(&bytes)?);
         }
-        let evaluated = counter(META_EVALUATED)?;
-        // A log from before owed figures settled every round it took in.
-        let settled = counter(META_SETTLED)?.or(evaluated.filter(|_| owed.is_empty()));
         Ok(Loaded {
-            evaluated,
-            settled: settled.unwrap_or(0),
+            evaluated: counter(META_EVALUATED)?,
             last_sequence: counter(META_SEQUENCE)?.unwrap_or(0),
             rules,
             states,
@@ -129,34 +138,27 @@ impl AlertLog {
     }
 
     /// Takes batches in durably: their event alerts (already numbered), the
-    /// clusters they changed (now owed), the revision reached, and that
-    /// revision as settled when nothing is owed.
-    pub fn take_in(&self, evaluated: u64, alerts: &[Alert], owed: &[Id], settled: bool) -> Result<()> {
+    /// clusters they made owed (with the revision reached), and that
+    /// revision.
+    pub fn take_in(&self, evaluated: u64, alerts: &[Alert], owed: &[Id]) -> Result<()> {
         let mut batch = sled::Batch::default();
         Self::add_alerts(&mut batch, alerts);
         for cluster in owed {
-            batch.insert(owed_key(cluster), &[]);
+            batch.insert(owed_key(cluster), encode(&evaluated));
         }
         batch.insert(META_EVALUATED, encode(&evaluated));
-        if settled {
-            batch.insert(META_SETTLED, encode(&evaluated));
-        }
         self.db.apply_batch(batch)?;
         self.flush()
     }
 
-    /// Pays owed figures durably: the state alerts (already numbered), the
-    /// new figures (`None` removes a cluster's), which are owed no more,
-    /// and `settled` when nothing is owed any longer.
-    pub fn settle(&self, alerts: &[Alert], states: &[(Id, Option<ClusterState>)], settled: Option<u64>) -> Result<()> {
+    /// Pays owed figures durably: the state alerts (already numbered) and
+    /// the new figures (`None` removes a cluster's), which are owed no more.
+    pub fn settle(&self, alerts: &[Alert], states: &[(Id, Option<ClusterState>)]) -> Result<()> {
         let mut batch = sled::Batch::default();
         Self::add_alerts(&mut batch, alerts);
         Self::add_states(&mut batch, states);
         for (cluster, _) in states {
             batch.remove(owed_key(cluster));
-        }
-        if let Some(settled) = settled {
-            batch.insert(META_SETTLED, encode(&settled));
         }
         self.db.apply_batch(batch)?;
         self.flush()
@@ -191,7 +193,6 @@ impl AlertLog {
             batch.remove(entry?.0);
         }
         batch.insert(META_EVALUATED, encode(&evaluated));
-        batch.insert(META_SETTLED, encode(&evaluated));
         self.db.apply_batch(batch)?;
         self.flush()
     }
@@ -226,39 +227,40 @@ mod tests {
     }
 
     /// Figures owed at a stop are owed at the next start, and the settled
-    /// revision moves only once nothing is owed.
+    /// revision is the one before the oldest owed.
     #[test]
     fn owed_figures_survive_a_restart_and_settle_once_paid() {
         let dir = tempfile::tempdir().unwrap();
+        let owed =
+            |pairs: &[(&str, u64)]| -> BTreeMap<Id, u64> { pairs.iter().map(|(c, r)| (Id::from(*c), *r)).collect() };
         {
             let log = AlertLog::open(dir.path()).unwrap();
             log.commit(3, &[], &[(Id::from("A"), Some(state(&[])))]).unwrap();
-            log.take_in(5, &[], &[Id::from("A"), Id::from("B")], false).unwrap();
+            log.take_in(4, &[], &[Id::from("B")]).unwrap();
+            log.take_in(5, &[], &[Id::from("A")]).unwrap();
         }
         let log = AlertLog::open(dir.path()).unwrap();
         let loaded = log.load().unwrap();
         assert_eq!(loaded.evaluated, Some(5));
-        assert_eq!(loaded.settled, 3, "batches 4 and 5 still owe figures");
-        assert_eq!(loaded.owed, BTreeSet::from([Id::from("A"), Id::from("B")]));
+        assert_eq!(loaded.owed, owed(&[("A", 5), ("B", 4)]));
+        assert_eq!(loaded.settled(), 3, "batch 4 still owes B's figures");
 
-        log.settle(&[], &[(Id::from("A"), Some(state(&[("B", 0.5)])))], None)
-            .unwrap();
+        log.settle(&[], &[(Id::from("B"), Some(state(&[("A", 0.5)])))]).unwrap();
         let loaded = log.load().unwrap();
-        assert_eq!(loaded.owed, BTreeSet::from([Id::from("B")]));
-        assert_eq!(loaded.settled, 3);
-        log.settle(&[], &[(Id::from("B"), None)], Some(5)).unwrap();
+        assert_eq!(loaded.owed, owed(&[("A", 5)]));
+        assert_eq!(loaded.settled(), 4);
+        log.settle(&[], &[(Id::from("A"), None)]).unwrap();
         let loaded = log.load().unwrap();
         assert!(loaded.owed.is_empty());
-        assert_eq!(loaded.settled, 5);
-        assert_eq!(loaded.states.keys().collect::<Vec<_>>(), [&Id::from("A")]);
+        assert_eq!(loaded.settled(), 5);
+        assert_eq!(loaded.states.keys().collect::<Vec<_>>(), [&Id::from("B")]);
 
-        // Taking in with nothing owed settles at once; a baseline clears what is owed.
-        log.take_in(6, &[], &[], true).unwrap();
-        assert_eq!(log.load().unwrap().settled, 6);
-        log.take_in(7, &[], &[Id::from("C")], false).unwrap();
+        // A baseline clears what is owed.
+        log.take_in(7, &[], &[Id::from("C")]).unwrap();
+        assert_eq!(log.load().unwrap().settled(), 6);
         log.commit(7, &[], &[]).unwrap();
         let loaded = log.load().unwrap();
         assert!(loaded.owed.is_empty());
-        assert_eq!(loaded.settled, 7);
+        assert_eq!(loaded.settled(), 7);
     }
 }
