@@ -53,26 +53,54 @@ impl<'n> Ties<'n> {
         let mut actors: Vec<Ix> = actors.into_iter().collect();
         actors.sort_unstable();
         actors.dedup();
-        let read_part = |part: &[Ix]| -> Part<'n> {
+        // First every actor's out-links: their data comes with the range.
+        let chunk = actors.len().div_ceil(rayon::current_num_threads() * 4).max(1);
+        let read_out = |part: &[Ix]| -> Vec<Vec<Tie<'n>>> {
+            part.iter()
+                .map(|&ix| network.out_links_with_data(ix).collect())
+                .collect()
+        };
+        let outs: Vec<Vec<Tie<'n>>> = if actors.len() < PARALLEL_FROM {
+            read_out(&actors)
+        } else {
+            actors
+                .par_chunks(chunk)
+                .map(read_out)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .flatten()
+                .collect()
+        };
+        // Then the in-links. One whose source was read takes its data from
+        // that source's out-links (sorted by key, found by bisection), not
+        // from a descent of the link map: reading whole clusters, most are.
+        let data_of = |key: &EdgeKey| -> Option<&'n LinkData> {
+            let read = actors.binary_search(&key.source).ok().and_then(|at| {
+                let out = &outs[at];
+                out.binary_search_by(|(k, _)| k.cmp(key)).ok().map(|i| out[i].1)
+            });
+            read.or_else(|| network.links.get(key))
+        };
+        let read_part = |(first, part): (usize, &[Ix])| -> Part<'n> {
             let mut ends = Vec::with_capacity(part.len());
             let mut links = Vec::new();
-            for &ix in part {
-                links.extend(
-                    network
-                        .out_links_with_data(ix)
-                        .map(|tie| with_partner(network, ix, tie)),
-                );
+            for (at, &ix) in (first..).zip(part) {
+                links.extend(outs[at].iter().map(|&tie| with_partner(network, ix, tie)));
                 let out_end = links.len() as u32;
-                links.extend(network.in_links_with_data(ix).map(|tie| with_partner(network, ix, tie)));
+                let ins = network.in_links(ix).filter_map(|key| Some((key, data_of(&key)?)));
+                links.extend(ins.map(|tie| with_partner(network, ix, tie)));
                 ends.push((ix, out_end, links.len() as u32));
             }
             (ends, links)
         };
         let parts: Vec<Part<'n>> = if actors.len() < PARALLEL_FROM {
-            vec![read_part(&actors)]
+            vec![read_part((0, &actors))]
         } else {
-            let chunk = actors.len().div_ceil(rayon::current_num_threads() * 4).max(1);
-            actors.par_chunks(chunk).map(read_part).collect()
+            actors
+                .par_chunks(chunk)
+                .enumerate()
+                .map(|(i, part)| read_part((i * chunk, part)))
+                .collect()
         };
         let total: usize = parts.iter().map(|(_, links)| links.len()).sum();
         let mut ties = Ties {
