@@ -415,7 +415,8 @@ impl Worker {
     /// a batch waits; raises their state alerts. Returns false if they could
     /// not be stored.
     fn pay_owed(&mut self) -> bool {
-        let Some(at) = self.before.clone() else {
+        // Nothing owed: nothing to store (an empty step would still flush).
+        let Some(at) = self.before.clone().filter(|_| !self.owed.is_empty()) else {
             return true;
         };
         let _span = tracing::debug_span!("alert_figures", revision = at.revision, owed = self.owed.len()).entered();
