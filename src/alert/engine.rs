@@ -38,7 +38,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, watch};
 
 use super::{
-    evaluate::{affected_clusters, ClusterState, Evaluator},
+    evaluate::{changed_clusters, ClusterState, Evaluator},
     log::{settled, AlertLog},
     Alert, AlertRules,
 };
@@ -276,14 +276,7 @@ impl Worker {
         match self.evaluated {
             None => {
                 let rules = self.engine.rules();
-                let evaluator = Evaluator {
-                    stage: &self.stage,
-                    rules: &rules,
-                    revision: now.revision,
-                    now_unix_ms: unix_ms(),
-                    stop: &self.stopping,
-                };
-                let Ok(baseline) = evaluator.baseline(&now.network) else {
+                let Ok(baseline) = self.evaluator(&rules, now.revision).baseline(&now.network) else {
                     tracing::info!("alert baseline stopped by the shutdown");
                     return;
                 };
@@ -378,20 +371,12 @@ impl Worker {
         let rules = self.engine.rules();
         let evaluator = self.evaluator(&rules, next.revision);
         let changes = batches.iter().flat_map(|b| b.changes.iter());
-        let (mut alerts, affected) = match before.as_deref() {
-            Some(before) => (
-                evaluator.events(&before.network, &next.network, changes.clone(), &self.states),
-                affected_clusters(&before.network, &next.network, changes),
-            ),
-            None => (
-                Vec::new(),
-                self.states
-                    .keys()
-                    .chain(next.network.clusters.keys())
-                    .cloned()
-                    .collect(),
-            ),
+        let before = before.as_deref().map(|b| &b.network);
+        let mut alerts = match before {
+            Some(before) => evaluator.events(before, &next.network, changes.clone(), &self.states),
+            None => Vec::new(),
         };
+        let affected = changed_clusters(before, &next.network, changes, &self.states);
         self.number(&mut alerts);
         let owed: Vec<Id> = affected.into_iter().filter(|c| !self.owed.contains_key(c)).collect();
         if let Err(error) = self.engine.log.take_in(next.revision, &alerts, &owed) {

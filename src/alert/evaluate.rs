@@ -132,16 +132,7 @@ impl Evaluator<'_> {
         changes: impl Iterator<Item = &'c Change> + Clone,
         kept: &HashMap<Id, ClusterState>,
     ) -> Result<Outcome, Cancelled> {
-        let affected: Vec<Id> = match before {
-            Some(before) => affected_clusters(before, after, changes.clone()),
-            None => kept
-                .keys()
-                .chain(after.clusters.keys())
-                .cloned()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect(),
-        };
+        let affected = changed_clusters(before, after, changes.clone(), kept);
         let mut outcome = self.state_changes(after, &affected, kept)?;
         if let Some(before) = before {
             outcome.alerts.extend(self.events(before, after, changes, kept));
@@ -750,6 +741,24 @@ fn component_sizes(components: &[(Id, u32)]) -> (usize, usize) {
         *sizes.entry(*label).or_default() += 1;
     }
     (sizes.len(), sizes.values().copied().max().unwrap_or(0))
+}
+
+/// The clusters whose figures `changes` (which took `before` to `after`)
+/// can have changed; every cluster, kept or present, when `before` is
+/// unknown.
+pub fn changed_clusters<'c>(
+    before: Option<&Network>,
+    after: &Network,
+    changes: impl Iterator<Item = &'c Change>,
+    kept: &HashMap<Id, ClusterState>,
+) -> Vec<Id> {
+    match before {
+        Some(before) => affected_clusters(before, after, changes),
+        None => {
+            let every: BTreeSet<Id> = kept.keys().chain(after.clusters.keys()).cloned().collect();
+            every.into_iter().collect()
+        }
+    }
 }
 
 /// The clusters a round can have changed: those of every actor, link end,

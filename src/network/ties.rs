@@ -120,10 +120,6 @@ impl<'n> Ties<'n> {
         ties
     }
 
-    pub fn network(&self) -> &'n Network {
-        self.network
-    }
-
     /// Every link at `ix`, out-links then in-links, in the order
     /// [`Network::incident`] gives them.
     pub fn incident(&self, ix: Ix) -> impl Iterator<Item = Tie<'n>> + '_ {
@@ -133,84 +129,53 @@ impl<'n> Ties<'n> {
     /// [`Ties::incident`] with the actor at each link's other end.
     pub fn partners(&self, ix: Ix) -> impl Iterator<Item = Partner<'n>> + '_ {
         let network = self.network;
-        self.either(
-            ix,
-            |&(start, _, end)| start..end,
-            move || {
-                network
-                    .out_links_with_data(ix)
-                    .chain(network.in_links_with_data(ix))
-                    .map(|tie| with_partner(network, ix, tie))
-                    .collect()
-            },
-        )
+        let kept = self.read_for(ix, |&(start, _, end)| start..end);
+        let unread = kept.is_none().then(|| {
+            network
+                .out_links_with_data(ix)
+                .chain(network.in_links_with_data(ix))
+                .map(move |tie| with_partner(network, ix, tie))
+        });
+        kept.into_iter().flatten().copied().chain(unread.into_iter().flatten())
     }
 
     /// The keys of every link at `ix` with the actor at the other end, as
     /// [`Ties::incident`] orders them; unread, no data is looked up.
     pub fn keys_and_partners(&self, ix: Ix) -> impl Iterator<Item = (EdgeKey, Option<&'n Arc<Actor>>)> + '_ {
         let network = self.network;
-        let (kept, unread) = match self.at.get(&ix) {
-            Some(&(start, _, end)) => (
-                Some(
-                    self.links[start as usize..end as usize]
-                        .iter()
-                        .map(|(key, _, actor)| (*key, *actor)),
-                ),
-                None,
-            ),
-            None => (
-                None,
-                Some(network.incident(ix).map(move |key| {
-                    let other = if key.source == ix { key.target } else { key.source };
-                    (key, network.actor(other))
-                })),
-            ),
-        };
-        kept.into_iter().flatten().chain(unread.into_iter().flatten())
+        let kept = self.read_for(ix, |&(start, _, end)| start..end);
+        let unread = kept.is_none().then(|| {
+            network
+                .incident(ix)
+                .map(move |key| (key, partner_of(network, ix, &key)))
+        });
+        let kept = kept.into_iter().flatten().map(|(key, _, actor)| (*key, *actor));
+        kept.chain(unread.into_iter().flatten())
     }
 
     /// The links out of `ix`, by target.
     pub fn out(&self, ix: Ix) -> impl Iterator<Item = Tie<'n>> + '_ {
-        let network = self.network;
-        self.either(
-            ix,
-            |&(start, out_end, _)| start..out_end,
-            move || {
-                network
-                    .out_links_with_data(ix)
-                    .map(|tie| with_partner(network, ix, tie))
-                    .collect()
-            },
-        )
-        .map(|(key, data, _)| (key, data))
+        let kept = self.read_for(ix, |&(start, out_end, _)| start..out_end);
+        let unread = kept.is_none().then(|| self.network.out_links_with_data(ix));
+        let kept = kept.into_iter().flatten().map(|(key, data, _)| (*key, *data));
+        kept.chain(unread.into_iter().flatten())
     }
 
-    /// The part of `links` read for `ix`, or what `read` reads when it was not.
-    fn either(
-        &self,
-        ix: Ix,
-        part: impl Fn(&(u32, u32, u32)) -> std::ops::Range<u32>,
-        read: impl FnOnce() -> Vec<Partner<'n>>,
-    ) -> impl Iterator<Item = Partner<'n>> + '_ {
-        let (kept, fallback) = match self.at.get(&ix) {
-            Some(range) => {
-                let range = part(range);
-                (
-                    Some(self.links[range.start as usize..range.end as usize].iter().copied()),
-                    None,
-                )
-            }
-            None => (None, Some(read().into_iter())),
-        };
-        kept.into_iter().flatten().chain(fallback.into_iter().flatten())
+    /// The part of `links` read for `ix` (None: not read).
+    fn read_for(&self, ix: Ix, part: impl Fn(&(u32, u32, u32)) -> std::ops::Range<u32>) -> Option<&[Partner<'n>]> {
+        let range = part(self.at.get(&ix)?);
+        Some(&self.links[range.start as usize..range.end as usize])
     }
 }
 
 /// A link at `ix` with the actor at its other end.
 fn with_partner<'n>(network: &'n Network, ix: Ix, (key, data): Tie<'n>) -> Partner<'n> {
-    let other = if key.source == ix { key.target } else { key.source };
-    (key, data, network.actor(other))
+    (key, data, partner_of(network, ix, &key))
+}
+
+/// The actor at the end of `key` that is not `ix` (`ix` itself for a loop).
+fn partner_of<'n>(network: &'n Network, ix: Ix, key: &EdgeKey) -> Option<&'n Arc<Actor>> {
+    network.actor(if key.source == ix { key.target } else { key.source })
 }
 
 #[cfg(test)]
