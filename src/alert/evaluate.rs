@@ -34,9 +34,8 @@ use crate::{
         relations::fusion::{cross_industry_ties_by_other, IndustryLevel},
         relations::overlap::member_jaccards,
         relations::substitution::{substitute_scores, SubstituteConfig},
-        stages::stage::{assess_with, Stage},
+        stages::stage::{assess_and_detect_with, Stage},
         stages::stage_config::StageConfig,
-        stages::virtual_integration::detect_with,
         Cancelled, Control,
     },
     graph::{AnalysisGraph, GraphFilter},
@@ -235,9 +234,9 @@ impl Evaluator<'_> {
             clusters: clusters.to_vec(),
             ..GraphFilter::default()
         };
-        let assessed: HashMap<Id, _> = assess_with(network, &filter, self.stage, &control, Some(&ties))?
+        let assessed: HashMap<Id, _> = assess_and_detect_with(network, &filter, self.stage, &control, Some(&ties))?
             .into_iter()
-            .map(|a| (a.cluster.clone(), a))
+            .map(|(a, patterns)| (a.cluster.clone(), (a, patterns)))
             .collect();
         // Each cluster's own figures are its own: they run in parallel (the
         // thread's low priority leaves the cores to the writer and the
@@ -245,25 +244,19 @@ impl Evaluator<'_> {
         clusters
             .par_iter()
             .map(|cluster| {
-                let (stage, scores, passed) = match assessed.get(cluster) {
-                    Some(a) => {
+                let (stage, scores, passed, pattern) = match assessed.get(cluster) {
+                    Some((a, patterns)) => {
                         let mut scores = [0.0; 3];
                         let mut passed = [false; 3];
                         for (i, s) in a.scores.iter().take(3).enumerate() {
                             scores[i] = s.score;
                             passed[i] = s.passed();
                         }
-                        (a.stage, scores, passed)
+                        let pattern = patterns.first().map(|p| (p.confidence, p.parts.len() as u32));
+                        (a.stage, scores, passed, pattern)
                     }
-                    None => (Stage::Unclassified, [0.0; 3], [false; 3]),
+                    None => (Stage::Unclassified, [0.0; 3], [false; 3], None),
                 };
-                let own = GraphFilter {
-                    clusters: vec![cluster.clone()],
-                    ..GraphFilter::default()
-                };
-                let pattern = detect_with(network, &own, self.stage, &control, Some(&ties))?
-                    .first()
-                    .map(|p| (p.confidence, p.parts.len() as u32));
                 let (top, components) = own_network(network, &ties, cluster, self.rules.centrality_top_k as usize);
                 let state = ClusterState {
                     stage,

@@ -334,6 +334,67 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Assessed and searched for patterns from one reading of its places,
+    /// each cluster of parks (among unrelated ones) gets the assessment
+    /// `assess` gives and the patterns `detect` finds in it alone.
+    #[test]
+    fn assessing_and_detecting_together_equals_each_alone(
+        cluster_seed in 0u64..1_000,
+        before in 0usize..4,
+        after in 0usize..4,
+        pad_seed in 0u64..1_000,
+        read_every in 1usize..4,
+    ) {
+        let network = network(padded(cluster_seed, true, before, after, pad_seed));
+        every_cluster_assessed_and_detected_as_alone(&network, read_every);
+    }
+}
+
+fn every_cluster_assessed_and_detected_as_alone(network: &Network, read_every: usize) -> usize {
+    use crate::{
+        analysis::{
+            stages::{stage::assess_and_detect_with, stage_config::StageConfig},
+            Control,
+        },
+        network::ties::Ties,
+    };
+    let ties = Ties::read(network, (0..network.actor_at.len() as u32).step_by(read_every));
+    let every = GraphFilter {
+        clusters: network.clusters.keys().cloned().collect(),
+        ..GraphFilter::default()
+    };
+    let together =
+        assess_and_detect_with(network, &every, &StageConfig::default(), &Control::none(), Some(&ties)).unwrap();
+    assert_eq!(together.len(), network.clusters.len());
+    let mut patterns = 0;
+    for (assessment, found) in together {
+        assert_eq!(assessment, self::assessment(network, &assessment.cluster));
+        assert_eq!(
+            found,
+            patterns_of(network, &assessment.cluster),
+            "{}",
+            assessment.cluster
+        );
+        patterns += found.len();
+    }
+    patterns
+}
+
+#[test]
+fn the_demo_clusters_assessed_and_detected_together_are_as_alone() {
+    let demo = network(demo::demo_changes());
+    for read_every in [1, 2] {
+        let patterns = every_cluster_assessed_and_detected_as_alone(&demo, read_every);
+        assert!(
+            patterns > 0,
+            "the demo has virtual clusters, so the comparison compares patterns"
+        );
+    }
+}
+
 /// One demo cluster with its members, their links and the actors at the
 /// other ends (stripped of their own clusters, which are not loaded).
 fn demo_cluster_alone(cluster: &str) -> Network {
