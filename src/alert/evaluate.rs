@@ -229,7 +229,12 @@ impl Evaluator<'_> {
 
     fn states_of(&self, network: &Network, clusters: &[Id]) -> Result<Vec<(Id, ClusterState)>, Cancelled> {
         let control = Control::new(self.stop, &|_, _, _| {}, Duration::from_secs(3600));
-        let ties = Ties::read(network, clusters.iter().flat_map(|c| network.member_indexes(c)));
+        // Members are looked up by id: in parallel for a large round.
+        let members: Vec<Ix> = clusters
+            .par_iter()
+            .flat_map_iter(|c| network.member_indexes(c))
+            .collect();
+        let ties = Ties::read(network, members);
         let filter = GraphFilter {
             clusters: clusters.to_vec(),
             ..GraphFilter::default()

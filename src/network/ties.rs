@@ -9,8 +9,6 @@
 //! asked, so a `Ties` can only make a walk cheaper, never change it.
 
 use rayon::prelude::*;
-use rustc_hash::FxHashMap;
-
 use std::sync::Arc;
 
 use super::{EdgeKey, Ix, LinkData, Network};
@@ -23,18 +21,23 @@ pub type Tie<'n> = (EdgeKey, &'n LinkData);
 /// not stored; a loop's other end is the actor itself).
 pub type Partner<'n> = (EdgeKey, &'n LinkData, Option<&'n Arc<Actor>>);
 
-/// A part read on one thread: each actor with the ends of its out-links and
-/// of all its links in the part's list, and the list.
-type Part<'n> = (Vec<(Ix, u32, u32)>, Vec<Partner<'n>>);
+/// Where an actor's links are in its part's list: start, end of its
+/// out-links, end.
+type Span = (u32, u32, u32);
 
 /// Actors below which reading in parallel costs more than it saves.
 const PARALLEL_FROM: usize = 64;
 
 pub struct Ties<'n> {
     network: &'n Network,
-    /// Actor to (start, end of its out-links, end) in `links`.
-    at: FxHashMap<Ix, (u32, u32, u32)>,
-    links: Vec<Partner<'n>>,
+    /// The actors read, ascending, each with the span of its links in its
+    /// part. The parts stay as read (a copy into one list was a serial
+    /// tenth of a 10,000-cluster alert round).
+    actors: Vec<Ix>,
+    spans: Vec<Span>,
+    /// Actors per part: actor `i` is in part `i / chunk`.
+    chunk: usize,
+    parts: Vec<Vec<Partner<'n>>>,
 }
 
 impl<'n> Ties<'n> {
@@ -42,8 +45,10 @@ impl<'n> Ties<'n> {
     pub fn none(network: &'n Network) -> Ties<'n> {
         Ties {
             network,
-            at: FxHashMap::default(),
-            links: Vec::new(),
+            actors: Vec::new(),
+            spans: Vec::new(),
+            chunk: 1,
+            parts: Vec::new(),
         }
     }
 
@@ -51,7 +56,11 @@ impl<'n> Ties<'n> {
     /// parallel when there are many.
     pub fn read(network: &'n Network, actors: impl IntoIterator<Item = Ix>) -> Ties<'n> {
         let mut actors: Vec<Ix> = actors.into_iter().collect();
-        actors.sort_unstable();
+        if actors.len() < PARALLEL_FROM {
+            actors.sort_unstable();
+        } else {
+            actors.par_sort_unstable();
+        }
         actors.dedup();
         // First every actor's out-links: their data comes with the range.
         let chunk = actors.len().div_ceil(rayon::current_num_threads() * 4).max(1);
@@ -81,43 +90,41 @@ impl<'n> Ties<'n> {
             });
             read.or_else(|| network.links.get(key))
         };
-        let read_part = |(first, part): (usize, &[Ix])| -> Part<'n> {
-            let mut ends = Vec::with_capacity(part.len());
+        let read_part = |(first, part): (usize, &[Ix])| -> (Vec<Span>, Vec<Partner<'n>>) {
+            let mut spans = Vec::with_capacity(part.len());
             let mut links = Vec::new();
             for (at, &ix) in (first..).zip(part) {
+                let start = links.len() as u32;
                 links.extend(outs[at].iter().map(|&tie| with_partner(network, ix, tie)));
                 let out_end = links.len() as u32;
                 let ins = network.in_links(ix).filter_map(|key| Some((key, data_of(&key)?)));
                 links.extend(ins.map(|tie| with_partner(network, ix, tie)));
-                ends.push((ix, out_end, links.len() as u32));
+                spans.push((start, out_end, links.len() as u32));
             }
-            (ends, links)
+            (spans, links)
         };
-        let parts: Vec<Part<'n>> = if actors.len() < PARALLEL_FROM {
-            vec![read_part((0, &actors))]
+        let (spans, parts): (Vec<Vec<Span>>, Vec<Vec<Partner<'n>>>) = if actors.len() < PARALLEL_FROM {
+            let (spans, links) = read_part((0, &actors));
+            (vec![spans], vec![links])
         } else {
             actors
                 .par_chunks(chunk)
                 .enumerate()
                 .map(|(i, part)| read_part((i * chunk, part)))
-                .collect()
+                .unzip()
         };
-        let total: usize = parts.iter().map(|(_, links)| links.len()).sum();
-        let mut ties = Ties {
+        let chunk = if actors.len() < PARALLEL_FROM {
+            actors.len().max(1)
+        } else {
+            chunk
+        };
+        Ties {
             network,
-            at: FxHashMap::with_capacity_and_hasher(actors.len(), Default::default()),
-            links: Vec::with_capacity(total),
-        };
-        for (ends, links) in parts {
-            let base = ties.links.len() as u32;
-            let mut start = base;
-            for (ix, out_end, end) in ends {
-                ties.at.insert(ix, (start, base + out_end, base + end));
-                start = base + end;
-            }
-            ties.links.extend(links);
+            spans: spans.concat(),
+            actors,
+            chunk,
+            parts,
         }
-        ties
     }
 
     /// Every link at `ix`, out-links then in-links, in the order
@@ -162,9 +169,10 @@ impl<'n> Ties<'n> {
     }
 
     /// The part of `links` read for `ix` (None: not read).
-    fn read_for(&self, ix: Ix, part: impl Fn(&(u32, u32, u32)) -> std::ops::Range<u32>) -> Option<&[Partner<'n>]> {
-        let range = part(self.at.get(&ix)?);
-        Some(&self.links[range.start as usize..range.end as usize])
+    fn read_for(&self, ix: Ix, part: impl Fn(&Span) -> std::ops::Range<u32>) -> Option<&[Partner<'n>]> {
+        let at = self.actors.binary_search(&ix).ok()?;
+        let range = part(&self.spans[at]);
+        Some(&self.parts[at / self.chunk][range.start as usize..range.end as usize])
     }
 }
 
@@ -238,8 +246,10 @@ mod tests {
         for read_every in [1, 3] {
             assert_ties_are_the_links(&network, read_every);
         }
+        let ties = Ties::read(&network, 0..600);
+        assert!(ties.parts.len() > 1, "read in parts");
         assert!(
-            Ties::read(&network, 0..600).links.len() >= 6_000,
+            ties.parts.iter().map(Vec::len).sum::<usize>() >= 6_000,
             "every link is read from both ends"
         );
     }

@@ -430,7 +430,16 @@ impl<'n> TieContext<'_, 'n> {
             if t.members.contains(&other) {
                 continue;
             }
-            t.related.extend(self.clusters_of(other_actor));
+            // Looked up once for both uses (each lookup hashes an id).
+            let mut theirs = [0usize; 4];
+            let mut their_count = 0;
+            for o in self.clusters_of(other_actor) {
+                t.related.insert(o);
+                if their_count < theirs.len() {
+                    theirs[their_count] = o;
+                }
+                their_count += 1;
+            }
             match (self.home[c], other_actor.country) {
                 (Some(home), Some(theirs)) if theirs != home => {
                     t.foreign += 1;
@@ -440,9 +449,14 @@ impl<'n> TieContext<'_, 'n> {
                 }
                 (Some(_), Some(_)) => {
                     t.domestic_external += 1;
-                    let elsewhere = self
-                        .clusters_of(other_actor)
-                        .any(|o| self.regions[o] != self.regions[c]);
+                    let elsewhere = if their_count <= theirs.len() {
+                        theirs[..their_count]
+                            .iter()
+                            .any(|&o| self.regions[o] != self.regions[c])
+                    } else {
+                        self.clusters_of(other_actor)
+                            .any(|o| self.regions[o] != self.regions[c])
+                    };
                     t.other_region += u64::from(elsewhere);
                 }
                 _ => t.unknown_country += 1,
@@ -545,15 +559,20 @@ fn assess_clusters(
     let mut kept_actors = 0u64;
     if narrow {
         kept_actors = network.actors.len() as u64;
-        for c in (0..cluster_ids.len()).filter(|c| assessed[*c]) {
-            for ix in network.member_indexes(&cluster_ids[c]) {
-                let Some(actor) = filter.actor(network, ix) else {
-                    continue;
-                };
-                tallies[c].members.insert(ix);
-                tallies[c].related.extend(clusters_of(actor).filter(|o| *o != c));
-            }
-        }
+        // Each cluster's own: in parallel (a baseline names every cluster).
+        tallies
+            .par_iter_mut()
+            .enumerate()
+            .filter(|(c, _)| assessed[*c])
+            .for_each(|(c, t)| {
+                for ix in network.member_indexes(&cluster_ids[c]) {
+                    let Some(actor) = filter.actor(network, ix) else {
+                        continue;
+                    };
+                    t.members.insert(ix);
+                    t.related.extend(clusters_of(actor).filter(|o| *o != c));
+                }
+            });
     } else {
         for (ix, actor) in network.actor_at.iter().enumerate() {
             let Some(actor) = actor.as_ref().filter(|a| filter.keeps_actor(a)) else {
