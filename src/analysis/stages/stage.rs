@@ -364,12 +364,19 @@ struct Tally {
     related: HashSet<usize>,
 }
 
+/// In `TieContext::cluster_at`: an actor in no cluster, or in more than one.
+const NO_CLUSTER: u32 = u32::MAX;
+const MANY_CLUSTERS: u32 = u32::MAX - 1;
+
 /// What a cluster's tally reads of the rest of the network.
 struct TieContext<'a, 'n> {
     network: &'n Network,
     filter: &'a GraphFilter,
     /// Each cluster of the network by id, as an index into the next two.
     index: &'a HashMap<&'n Id, usize>,
+    /// When looked up beforehand: each actor's one cluster by index,
+    /// [`NO_CLUSTER`] or [`MANY_CLUSTERS`] (then looked up by id).
+    cluster_at: Option<&'a [u32]>,
     home: &'a [Option<Country>],
     regions: &'a [&'n str],
 }
@@ -377,6 +384,15 @@ struct TieContext<'a, 'n> {
 impl<'n> TieContext<'_, 'n> {
     fn clusters_of<'s>(&'s self, actor: &'s Actor) -> impl Iterator<Item = usize> + 's {
         actor.cluster_ids.iter().filter_map(move |c| self.index.get(c).copied())
+    }
+
+    /// [`TieContext::clusters_of`] the actor at `ix`, from the table when
+    /// there is one.
+    fn clusters_at<'s>(&'s self, ix: Ix, actor: &'s Actor) -> impl Iterator<Item = usize> + 's {
+        let known = self.cluster_at.and_then(|at| at.get(ix as usize).copied());
+        let one = known.filter(|c| *c != NO_CLUSTER && *c != MANY_CLUSTERS);
+        let by_id = matches!(known, None | Some(MANY_CLUSTERS)).then(|| self.clusters_of(actor));
+        one.map(|c| c as usize).into_iter().chain(by_id.into_iter().flatten())
     }
 
     /// Tallies every link with an end among cluster `c`'s members, each once
@@ -433,7 +449,7 @@ impl<'n> TieContext<'_, 'n> {
             // Looked up once for both uses (each lookup hashes an id).
             let mut theirs = [0usize; 4];
             let mut their_count = 0;
-            for o in self.clusters_of(other_actor) {
+            for o in self.clusters_at(other, other_actor) {
                 t.related.insert(o);
                 if their_count < theirs.len() {
                     theirs[their_count] = o;
@@ -596,22 +612,41 @@ fn assess_clusters(
 
     // The links with an end in an assessed cluster: when few clusters are
     // assessed, their members' own links; otherwise one pass over all links.
-    let assessed_members: HashSet<Ix> = tallies
+    let members_assessed: usize = tallies
         .iter()
         .zip(&assessed)
         .filter(|(_, a)| **a)
-        .flat_map(|(t, _)| t.members.iter().copied())
-        .collect();
+        .map(|(t, _)| t.members.len())
+        .sum();
     // Read once for the named clusters (or given), the members' links serve
     // the tallies, the places and the core firms alike.
-    let read_here = (ties.is_none() && assessed_members.len() * 4 < kept_actors as usize)
-        .then(|| Ties::read(network, assessed_members.iter().copied()));
-    drop(assessed_members);
+    let read_here = (ties.is_none() && members_assessed * 4 < kept_actors as usize).then(|| {
+        let members = tallies.iter().zip(&assessed).filter(|(_, a)| **a);
+        Ties::read(network, members.flat_map(|(t, _)| t.members.iter().copied()))
+    });
     let given_ties: Option<&Ties> = ties.or(read_here.as_ref());
+    // When the assessed clusters hold a good part of the network (a
+    // baseline), every actor's cluster is looked up once here rather than at
+    // each tie that reaches it: hashing the far ends' cluster ids was a
+    // twelfth of a 10,000-cluster round.
+    let cluster_at = (members_assessed * 4 >= network.actor_at.len()).then(|| {
+        let at: Vec<Option<&std::sync::Arc<Actor>>> = network.actor_at.iter().map(Option::as_ref).collect();
+        at.par_iter()
+            .map(|actor| {
+                let mut clusters = actor.iter().flat_map(|a| clusters_of(a));
+                match (clusters.next(), clusters.next()) {
+                    (None, _) => NO_CLUSTER,
+                    (Some(c), None) => c as u32,
+                    (Some(_), Some(_)) => MANY_CLUSTERS,
+                }
+            })
+            .collect::<Vec<u32>>()
+    });
     let tie_context = TieContext {
         network,
         filter,
         index: &index,
+        cluster_at: cluster_at.as_deref(),
         home: &home,
         regions: &regions,
     };
