@@ -23,6 +23,7 @@ use std::{
 
 use petgraph::unionfind::UnionFind;
 use rayon::prelude::*;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::{Alert, AlertKind, AlertRules, Figure, Severity};
@@ -874,7 +875,8 @@ fn changed_profiles<'c>(before: &Network, after: &Network, changes: impl Iterato
 /// top-k and each member's component.
 fn own_network(network: &Network, ties: &Ties, cluster: &Id, k: usize) -> (Ranked, Components) {
     let members: Vec<Ix> = network.member_indexes(cluster).collect();
-    let local: HashMap<Ix, u32> = members.iter().enumerate().map(|(i, ix)| (*ix, i as u32)).collect();
+    // FxHash: this runs for every cluster of a round, most of them small.
+    let local: FxHashMap<Ix, u32> = members.iter().enumerate().map(|(i, ix)| (*ix, i as u32)).collect();
     let mut edges = Vec::new();
     for &ix in &members {
         for (key, data) in ties.out(ix) {
@@ -897,7 +899,7 @@ fn own_network(network: &Network, ties: &Ties, cluster: &Id, k: usize) -> (Ranke
         joined.union(u, v);
     }
     // Label each component by its first member, so labels are stable.
-    let mut label_of_root: HashMap<u32, u32> = HashMap::new();
+    let mut label_of_root: FxHashMap<u32, u32> = FxHashMap::default();
     let components = (0..members.len() as u32)
         .map(|i| {
             let root = joined.find_mut(i);
