@@ -63,29 +63,41 @@ impl<'n> Ties<'n> {
         }
         actors.dedup();
         // First every actor's out-links: their data comes with the range.
-        let chunk = actors.len().div_ceil(rayon::current_num_threads() * 4).max(1);
-        let read_out = |part: &[Ix]| -> Vec<Vec<Tie<'n>>> {
-            part.iter()
-                .map(|&ix| network.out_links_with_data(ix).collect())
-                .collect()
-        };
-        let outs: Vec<Vec<Tie<'n>>> = if actors.len() < PARALLEL_FROM {
-            read_out(&actors)
+        // Each part's in one list, with each actor's end in it (a list per
+        // actor was an allocation per actor).
+        let small = actors.len() < PARALLEL_FROM;
+        let chunk = if small {
+            actors.len().max(1)
         } else {
-            actors
-                .par_chunks(chunk)
-                .map(read_out)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .flatten()
-                .collect()
+            actors.len().div_ceil(rayon::current_num_threads() * 4).max(1)
+        };
+        let read_out = |part: &[Ix]| -> (Vec<u32>, Vec<Tie<'n>>) {
+            let mut ends = Vec::with_capacity(part.len());
+            let mut ties = Vec::new();
+            for &ix in part {
+                ties.extend(network.out_links_with_data(ix));
+                ends.push(ties.len() as u32);
+            }
+            (ends, ties)
+        };
+        let outs: Vec<(Vec<u32>, Vec<Tie<'n>>)> = if small {
+            vec![read_out(&actors)]
+        } else {
+            actors.par_chunks(chunk).map(read_out).collect()
+        };
+        // The out-links of the actor at `at` in `actors`.
+        let out_of = |at: usize| -> &[Tie<'n>] {
+            let (ends, ties) = &outs[at / chunk];
+            let local = at % chunk;
+            let start = if local == 0 { 0 } else { ends[local - 1] as usize };
+            &ties[start..ends[local] as usize]
         };
         // Then the in-links. One whose source was read takes its data from
         // that source's out-links (sorted by key, found by bisection), not
         // from a descent of the link map: reading whole clusters, most are.
         let data_of = |key: &EdgeKey| -> Option<&'n LinkData> {
             let read = actors.binary_search(&key.source).ok().and_then(|at| {
-                let out = &outs[at];
+                let out = out_of(at);
                 out.binary_search_by(|(k, _)| k.cmp(key)).ok().map(|i| out[i].1)
             });
             read.or_else(|| network.links.get(key))
@@ -95,7 +107,7 @@ impl<'n> Ties<'n> {
             let mut links = Vec::new();
             for (at, &ix) in (first..).zip(part) {
                 let start = links.len() as u32;
-                links.extend(outs[at].iter().map(|&tie| with_partner(network, ix, tie)));
+                links.extend(out_of(at).iter().map(|&tie| with_partner(network, ix, tie)));
                 let out_end = links.len() as u32;
                 let ins = network.in_links(ix).filter_map(|key| Some((key, data_of(&key)?)));
                 links.extend(ins.map(|tie| with_partner(network, ix, tie)));
@@ -103,7 +115,7 @@ impl<'n> Ties<'n> {
             }
             (spans, links)
         };
-        let (spans, parts): (Vec<Vec<Span>>, Vec<Vec<Partner<'n>>>) = if actors.len() < PARALLEL_FROM {
+        let (spans, parts): (Vec<Vec<Span>>, Vec<Vec<Partner<'n>>>) = if small {
             let (spans, links) = read_part((0, &actors));
             (vec![spans], vec![links])
         } else {
@@ -112,11 +124,6 @@ impl<'n> Ties<'n> {
                 .enumerate()
                 .map(|(i, part)| read_part((i * chunk, part)))
                 .unzip()
-        };
-        let chunk = if actors.len() < PARALLEL_FROM {
-            actors.len().max(1)
-        } else {
-            chunk
         };
         Ties {
             network,
