@@ -591,49 +591,67 @@ impl Evaluator<'_> {
                 shown.join(", ")
             }
         };
-        // Tie counts per cluster, each walked once per network however many
-        // pairs it is in (a bulk load makes thousands of pairs).
-        let kinds = [
+        /// Each cluster pair's new links' ends.
+        type Pairs = BTreeMap<(Id, Id), Vec<(Id, Id)>>;
+        /// A cluster's ties of one kind to each other cluster.
+        type Count = fn(&Network, &Id) -> HashMap<Id, u64>;
+        let kinds: [(AlertKind, Pairs, Count, &str, &str); 2] = [
             (
                 AlertKind::FusionLinkAdded,
                 fusion,
-                TieCounts::new(|network, cluster| {
-                    cross_industry_ties_by_other(network, cluster, IndustryLevel::Division)
-                }),
+                |network, cluster| cross_industry_ties_by_other(network, cluster, IndustryLevel::Division),
                 "cross_industry_ties",
                 "cross-industry",
             ),
             (
                 AlertKind::CrossInvestmentAdded,
                 capital,
-                TieCounts::new(capital_ties_by_other),
+                capital_ties_by_other,
                 "capital_ties",
                 "investment or ownership",
             ),
         ];
-        for (kind, pairs, mut counts, figure, what) in kinds {
+        // Tie counts per cluster, each walked once per network and kind
+        // however many pairs it is in (a bulk load makes thousands of
+        // pairs), the walks in parallel: they are most of a batch's events.
+        let networks = [before, after];
+        let mut needed: Vec<(usize, usize, &Id)> = kinds
+            .iter()
+            .enumerate()
+            .flat_map(|(k, (_, pairs, ..))| pairs.keys().flat_map(move |(a, _)| [(k, 0, a), (k, 1, a)]))
+            .collect();
+        needed.sort_unstable();
+        needed.dedup();
+        let counts: HashMap<(usize, usize, &Id), HashMap<Id, u64>> = needed
+            .into_par_iter()
+            .map(|(k, which, a)| ((k, which, a), (kinds[k].2)(networks[which], a)))
+            .collect();
+        let between = |k: usize, which: usize, a: &Id, b: &Id| -> u64 {
+            counts
+                .get(&(k, which, a))
+                .and_then(|by_other| by_other.get(b))
+                .copied()
+                .unwrap_or(0)
+        };
+        for (k, (kind, pairs, _, figure, what)) in kinds.iter().enumerate() {
             for ((a, b), links) in pairs {
-                let clusters: Vec<Id> = [&a, &b].into_iter().filter(|c| !c.is_empty()).cloned().collect();
+                let clusters: Vec<Id> = [a, b].into_iter().filter(|c| !c.is_empty()).cloned().collect();
                 let other = if b.is_empty() {
                     "actors outside any cluster".to_string()
                 } else {
                     b.to_string()
                 };
-                let ties = Figure::new(
-                    figure,
-                    counts.between(before, 0, &a, &b) as f64,
-                    counts.between(after, 1, &a, &b) as f64,
-                );
+                let ties = Figure::new(*figure, between(k, 0, a, b) as f64, between(k, 1, a, b) as f64);
                 alerts.push(self.alert(
-                    kind,
+                    *kind,
                     Severity::Info,
                     clusters,
-                    named(&links),
+                    named(links),
                     vec![Figure::new("new_links", 0.0, links.len() as f64), ties],
                     format!(
                         "{} new {what} tie(s) between {a} and {other}: {}",
                         links.len(),
-                        listed(&links)
+                        listed(links)
                     ),
                 ));
             }
@@ -917,28 +935,6 @@ fn own_network(network: &Network, ties: &Ties, cluster: &Id, k: usize) -> (Ranke
         Err(_) => Vec::new(),
     };
     (top, components)
-}
-
-/// Tie counts from one cluster to every other, computed once per cluster
-/// and network (0: before, 1: after).
-struct TieCounts {
-    count: fn(&Network, &Id) -> HashMap<Id, u64>,
-    memo: HashMap<(usize, Id), HashMap<Id, u64>>,
-}
-
-impl TieCounts {
-    fn new(count: fn(&Network, &Id) -> HashMap<Id, u64>) -> TieCounts {
-        TieCounts {
-            count,
-            memo: HashMap::new(),
-        }
-    }
-
-    fn between(&mut self, network: &Network, which: usize, a: &Id, b: &Id) -> u64 {
-        let count = self.count;
-        let by_other = self.memo.entry((which, a.clone())).or_insert_with(|| count(network, a));
-        by_other.get(b).copied().unwrap_or(0)
-    }
 }
 
 #[cfg(test)]
