@@ -364,6 +364,12 @@ struct Tally {
     related: HashSet<usize>,
 }
 
+/// The indexes of an actor's clusters in `index`. An iterator, not a Vec:
+/// it runs for every actor of the network.
+fn cluster_indexes<'a>(index: &'a HashMap<&Id, usize>, actor: &'a Actor) -> impl Iterator<Item = usize> + 'a {
+    actor.cluster_ids.iter().filter_map(move |c| index.get(c).copied())
+}
+
 /// In `TieContext::cluster_at`: an actor in no cluster, or in more than one.
 const NO_CLUSTER: u32 = u32::MAX;
 const MANY_CLUSTERS: u32 = u32::MAX - 1;
@@ -383,7 +389,7 @@ struct TieContext<'a, 'n> {
 
 impl<'n> TieContext<'_, 'n> {
     fn clusters_of<'s>(&'s self, actor: &'s Actor) -> impl Iterator<Item = usize> + 's {
-        actor.cluster_ids.iter().filter_map(move |c| self.index.get(c).copied())
+        cluster_indexes(self.index, actor)
     }
 
     /// [`TieContext::clusters_of`] the actor at `ix`, from the table when
@@ -557,11 +563,7 @@ fn assess_clusters(
     let wanted = filter.wants_cluster();
     let assessed: Vec<bool> = cluster_ids.iter().map(&wanted).collect();
     let index: HashMap<&Id, usize> = cluster_ids.iter().enumerate().map(|(i, c)| (c, i)).collect();
-    // An iterator, not a Vec: it runs for every actor of the network.
-    fn indexes<'a>(index: &'a HashMap<&Id, usize>, actor: &'a Actor) -> impl Iterator<Item = usize> + 'a {
-        actor.cluster_ids.iter().filter_map(move |c| index.get(c).copied())
-    }
-    let clusters_of = |actor| indexes(&index, actor);
+    let clusters_of = |actor| cluster_indexes(&index, actor);
     let mut tallies: Vec<Tally> = (0..cluster_ids.len()).map(|_| Tally::default()).collect();
     let mut mixes = vec![[0.0f64; 8]; cluster_ids.len()];
     let mut industries: Vec<HashMap<&str, f64>> = vec![HashMap::default(); cluster_ids.len()];
