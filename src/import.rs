@@ -17,10 +17,12 @@
 use std::{
     collections::HashMap,
     fmt,
+    ops::ControlFlow,
     path::{Path, PathBuf},
 };
 
 use rayon::prelude::*;
+use rustc_hash::FxHashMap;
 
 use crate::model::{
     Actor, ActorKind, ActorProfile, Change, Channel, Cluster, ClusterLink, ClusterLinkKind, Country, Date, Id, Link,
@@ -67,16 +69,78 @@ pub const FILES: [&str; 6] = [
     "actor_profiles.csv",
 ];
 
-/// Reads every CSV file of the format in `dir`, in dependency order. Returns
-/// every bad row found (not just the first) or the changes, each checked on
-/// its own; references between rows are checked by the server.
-pub fn read_dir(dir: &Path) -> Result<Vec<SourcedChange>, Vec<RowError>> {
+/// The first of the two passes `clusternet import` makes: parses and checks
+/// every row of every file in `dir` and keeps none. Returns the number of
+/// changes the directory holds, or every bad row found (not just the first);
+/// references between rows are checked by the server.
+///
+/// Why two passes: a bad row anywhere must import nothing, and a national
+/// network's rows held at once are gigabytes (4.7 GB for 11M rows) and
+/// seconds of parsing before the first batch goes out. Checked first, the
+/// rows can then be read again part by part while the earlier parts upload.
+pub fn check_dir(dir: &Path) -> Result<u64, Vec<RowError>> {
+    let mut count = 0u64;
+    // Each change is checked on its own (weights, coordinates, dates) and
+    // dropped on the thread that parsed it.
+    let check = |change: Change| change.validated().map(drop).map_err(|e| e.to_string());
+    let errors = each_change(dir, &check, &mut |checked| {
+        count += checked.len() as u64;
+        ControlFlow::Continue(())
+    });
+    if errors.is_empty() {
+        Ok(count)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The second pass: hands the changes of `dir` to `sink` in order, a few
+/// parts of a file at a time (parsed on every core), until `sink` breaks.
+/// Rows are parsed but not checked again: `check_dir` did, and the server
+/// checks every change. A row that no longer parses (the file changed since
+/// the check) is returned as an error.
+pub fn read_dir(dir: &Path, mut sink: impl FnMut(Vec<SourcedChange>) -> ControlFlow<()>) -> Result<(), Vec<RowError>> {
+    let errors = each_change(dir, &Ok, &mut |changes| {
+        sink(
+            changes
+                .into_iter()
+                .map(|(origin, change)| SourcedChange { change, origin })
+                .collect(),
+        )
+    });
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// How the rows of one file become changes.
+type ChangeParser = fn(&Row) -> RowResult<Change>;
+
+/// The files after clusters.csv (and the sites folded into it), in
+/// dependency order, with their required columns.
+const CHANGE_FILES: [(&str, &[&str], ChangeParser); 4] = [
+    ("actors.csv", &["id", "kind"], actor_row),
+    ("links.csv", &["source", "target", "kind"], link_row),
+    ("cluster_links.csv", &["source", "target", "kind"], cluster_link_row),
+    ("actor_profiles.csv", &["actor_id", "until"], profile_row),
+];
+
+/// Every file of `dir` in dependency order, each change given to `keep` on
+/// the thread that parsed it and what it keeps handed to `sink` part by
+/// part; returns the bad rows, sorted by file and line.
+fn each_change<T: Send>(
+    dir: &Path,
+    keep: &(impl Fn(Change) -> RowResult<T> + Sync),
+    sink: &mut dyn FnMut(Vec<(Origin, T)>) -> ControlFlow<()>,
+) -> Vec<RowError> {
     let mut reader = DirReader::default();
     if !FILES.iter().any(|f| dir.join(f).is_file()) {
-        return Err(vec![RowError {
+        return vec![RowError {
             origin: Origin { file: "", line: 0 },
             message: format!("{} holds none of {}", dir.display(), FILES.join(", ")),
-        }]);
+        }];
     }
     let sites = reader.rows(dir, "sites.csv", &["id", "cluster_id", "lat", "lon"], |row| {
         let site = Site {
@@ -93,21 +157,23 @@ pub fn read_dir(dir: &Path) -> Result<Vec<SourcedChange>, Vec<RowError>> {
     }
     let clusters = reader.rows(dir, "clusters.csv", &["id"], |row| {
         let id = row.id("id")?;
-        Ok(Change::UpsertCluster(Cluster {
+        Ok(Cluster {
             sites: Vec::new(),
             name: row.text("name"),
             region: row.text("region"),
             country: row.parse::<Country>("country")?,
             industry: row.text("industry"),
             id,
-        }))
+        })
     });
-    let mut changes: Vec<SourcedChange> = Vec::new();
-    for (origin, mut change) in clusters {
-        if let Change::UpsertCluster(cluster) = &mut change {
-            cluster.sites = sites_by_cluster.remove(&cluster.id).unwrap_or_default();
+    let mut kept = Vec::new();
+    for (origin, mut cluster) in clusters {
+        // The sites are part of the cluster, so checked with it.
+        cluster.sites = sites_by_cluster.remove(&cluster.id).unwrap_or_default();
+        match keep(Change::UpsertCluster(cluster)) {
+            Ok(change) => kept.push((origin, change)),
+            Err(message) => reader.errors.push(RowError { origin, message }),
         }
-        changes.push(SourcedChange { change, origin });
     }
     for cluster in sites_by_cluster.keys() {
         reader.errors.push(RowError {
@@ -118,77 +184,74 @@ pub fn read_dir(dir: &Path) -> Result<Vec<SourcedChange>, Vec<RowError>> {
             message: format!("sites name cluster '{cluster}', which clusters.csv does not define"),
         });
     }
-    let actors = reader.rows(dir, "actors.csv", &["id", "kind"], |row| {
-        Ok(Change::UpsertActor(Actor {
-            id: row.id("id")?,
-            name: row.text("name"),
-            kind: row.parse::<ActorKind>("kind")?.ok_or("kind: must not be empty")?,
-            industry: row.text("industry"),
-            segments: row.list::<Segment>("segments")?.into_iter().collect(),
-            cluster_ids: row.list::<String>("clusters")?.into_iter().map(Id::from).collect(),
-            site_id: row.optional_id("site_id"),
-            country: row.parse::<Country>("country")?,
-            employees: row.parse::<u64>("employees")?,
-            revenue: row.number("revenue")?,
-            validity: row.validity()?,
-        }))
-    });
-    let links = reader.rows(dir, "links.csv", &["source", "target", "kind"], |row| {
-        Ok(Change::UpsertLink(Link {
-            source: row.id("source")?,
-            target: row.id("target")?,
-            kind: row.parse::<LinkKind>("kind")?.ok_or("kind: must not be empty")?,
-            channel: row.parse::<Channel>("channel")?.unwrap_or(Channel::Physical),
-            weight: row.number("weight")?.unwrap_or(1.0),
-            validity: row.validity()?,
-        }))
-    });
-    let cluster_links = reader.rows(dir, "cluster_links.csv", &["source", "target", "kind"], |row| {
-        let kind = row.parse::<ClusterLinkKind>("kind")?.ok_or("kind: must not be empty")?;
-        let default_channel = if kind == ClusterLinkKind::Platform {
-            Channel::Virtual
-        } else {
-            Channel::Physical
-        };
-        Ok(Change::UpsertClusterLink(ClusterLink {
-            source: row.id("source")?,
-            target: row.id("target")?,
-            kind,
-            channel: row.parse::<Channel>("channel")?.unwrap_or(default_channel),
-            weight: row.number("weight")?.unwrap_or(1.0),
-        }))
-    });
-    let profiles = reader.rows(dir, "actor_profiles.csv", &["actor_id", "until"], |row| {
-        Ok(Change::UpsertActorProfile(ActorProfile {
-            actor_id: row.id("actor_id")?,
-            until: row.parse::<Date>("until")?.ok_or("until: must not be empty")?,
-            industry: row.text("industry"),
-            segments: row.list::<Segment>("segments")?.into_iter().collect(),
-            employees: row.parse::<u64>("employees")?,
-            revenue: row.number("revenue")?,
-        }))
-    });
-    for (origin, change) in actors.into_iter().chain(links).chain(cluster_links).chain(profiles) {
-        changes.push(SourcedChange { change, origin });
-    }
-    // Item-level checks (weights, coordinates, dates) here, so every bad row
-    // is reported at once with its line.
-    for sourced in &changes {
-        if let Err(error) = sourced.change.clone().validated() {
-            reader.errors.push(RowError {
-                origin: sourced.origin.clone(),
-                message: error.to_string(),
-            });
-        }
-    }
-    if reader.errors.is_empty() {
-        Ok(changes)
+    let mut flow = if kept.is_empty() {
+        ControlFlow::Continue(())
     } else {
-        reader
-            .errors
-            .sort_by(|a, b| (a.origin.file, a.origin.line).cmp(&(b.origin.file, b.origin.line)));
-        Err(reader.errors)
+        sink(kept)
+    };
+    for (file, required, parse) in CHANGE_FILES {
+        if flow.is_break() {
+            break;
+        }
+        flow = reader.each_part(dir, file, required, |row| parse(row).and_then(keep), sink);
     }
+    let mut errors = reader.errors;
+    errors.sort_by(|a, b| (a.origin.file, a.origin.line).cmp(&(b.origin.file, b.origin.line)));
+    errors
+}
+
+fn actor_row(row: &Row) -> RowResult<Change> {
+    Ok(Change::UpsertActor(Actor {
+        id: row.id("id")?,
+        name: row.text("name"),
+        kind: row.parse::<ActorKind>("kind")?.ok_or("kind: must not be empty")?,
+        industry: row.text("industry"),
+        segments: row.list::<Segment>("segments")?.into_iter().collect(),
+        cluster_ids: row.list::<String>("clusters")?.into_iter().map(Id::from).collect(),
+        site_id: row.optional_id("site_id"),
+        country: row.parse::<Country>("country")?,
+        employees: row.parse::<u64>("employees")?,
+        revenue: row.number("revenue")?,
+        validity: row.validity()?,
+    }))
+}
+
+fn link_row(row: &Row) -> RowResult<Change> {
+    Ok(Change::UpsertLink(Link {
+        source: row.id("source")?,
+        target: row.id("target")?,
+        kind: row.parse::<LinkKind>("kind")?.ok_or("kind: must not be empty")?,
+        channel: row.parse::<Channel>("channel")?.unwrap_or(Channel::Physical),
+        weight: row.number("weight")?.unwrap_or(1.0),
+        validity: row.validity()?,
+    }))
+}
+
+fn cluster_link_row(row: &Row) -> RowResult<Change> {
+    let kind = row.parse::<ClusterLinkKind>("kind")?.ok_or("kind: must not be empty")?;
+    let default_channel = if kind == ClusterLinkKind::Platform {
+        Channel::Virtual
+    } else {
+        Channel::Physical
+    };
+    Ok(Change::UpsertClusterLink(ClusterLink {
+        source: row.id("source")?,
+        target: row.id("target")?,
+        kind,
+        channel: row.parse::<Channel>("channel")?.unwrap_or(default_channel),
+        weight: row.number("weight")?.unwrap_or(1.0),
+    }))
+}
+
+fn profile_row(row: &Row) -> RowResult<Change> {
+    Ok(Change::UpsertActorProfile(ActorProfile {
+        actor_id: row.id("actor_id")?,
+        until: row.parse::<Date>("until")?.ok_or("until: must not be empty")?,
+        industry: row.text("industry"),
+        segments: row.list::<Segment>("segments")?.into_iter().collect(),
+        employees: row.parse::<u64>("employees")?,
+        revenue: row.number("revenue")?,
+    }))
 }
 
 #[derive(Default)]
@@ -196,9 +259,14 @@ struct DirReader {
     errors: Vec<RowError>,
 }
 
+/// Each column's place by its name. Fx, not SipHash: every field of every
+/// row is found by name, and SipHash was a tenth of a national import's
+/// parse.
+type Header = FxHashMap<String, usize>;
+
 /// One CSV record with its header, for typed access by column name.
 struct Row<'a> {
-    header: &'a HashMap<String, usize>,
+    header: &'a Header,
     record: &'a csv::StringRecord,
 }
 
@@ -272,12 +340,17 @@ impl Row<'_> {
 /// parallel.
 const PARALLEL_FROM_BYTES: usize = 1 << 20;
 
+/// About how large a part of a large file is: small enough that the parts
+/// parsed at once (a few per thread) are a few megabytes of changes while
+/// the earlier ones upload.
+const PART_BYTES: usize = 2 << 20;
+
 /// The records of `body`, each given to `parse` with the 1-based line of the
 /// file it starts on (`first_line` being the body's first).
 fn parse_records<T>(
     body: &[u8],
     first_line: u64,
-    header: &HashMap<String, usize>,
+    header: &Header,
     parse: &(impl Fn(&Row) -> RowResult<T> + Sync),
 ) -> Vec<(u64, RowResult<T>)> {
     let mut csv = csv::ReaderBuilder::new()
@@ -302,7 +375,9 @@ fn parse_records<T>(
         }
         line
     };
-    let mut out = Vec::new();
+    // About one record in 32 bytes (a link row is 35): growing the list
+    // from empty copied it over and over.
+    let mut out = Vec::with_capacity(body.len() / 32);
     for record in csv.records() {
         out.push(match record {
             Ok(record) => (
@@ -319,13 +394,8 @@ fn parse_records<T>(
 }
 
 impl DirReader {
-    /// Parses every record of `dir/file` with `parse`; a missing file is no rows.
-    ///
-    /// Why in parts: the links of a national network are 350 MB of CSV, and
-    /// `clusternet import` parses them all before it sends anything (a bad
-    /// row anywhere imports nothing). A body with no quote cannot hold a
-    /// line break inside a field, so it is cut at line ends into parts that
-    /// parse on every core; a quoted body is parsed in one piece.
+    /// Every row of `dir/file` parsed with `parse`, at once; a missing file
+    /// is no rows.
     fn rows<T: Send>(
         &mut self,
         dir: &Path,
@@ -333,9 +403,34 @@ impl DirReader {
         required: &[&str],
         parse: impl Fn(&Row) -> RowResult<T> + Sync,
     ) -> Vec<(Origin, T)> {
+        let mut rows = Vec::new();
+        let _ = self.each_part(dir, file, required, parse, &mut |part| {
+            rows.extend(part);
+            ControlFlow::Continue(())
+        });
+        rows
+    }
+
+    /// Parses the records of `dir/file` with `parse` and hands the good ones
+    /// to `sink` in file order, a few parts at a time, until it breaks; bad
+    /// rows go to `self.errors`. A missing file is no rows.
+    ///
+    /// Why in parts: the links of a national network are 350 MB of CSV. A
+    /// body with no quote cannot hold a line break inside a field, so it is
+    /// cut at line ends into parts that parse on every core, a window of
+    /// them at a time so that what is held stays small; a quoted body is
+    /// parsed in one piece.
+    fn each_part<T: Send>(
+        &mut self,
+        dir: &Path,
+        file: &'static str,
+        required: &[&str],
+        parse: impl Fn(&Row) -> RowResult<T> + Sync,
+        sink: &mut dyn FnMut(Vec<(Origin, T)>) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
         let path: PathBuf = dir.join(file);
         if !path.is_file() {
-            return Vec::new();
+            return ControlFlow::Continue(());
         }
         let at = |line: u64| Origin { file, line };
         let data = match std::fs::read(&path) {
@@ -345,11 +440,11 @@ impl DirReader {
                     origin: at(0),
                     message: format!("cannot read: {e}"),
                 });
-                return Vec::new();
+                return ControlFlow::Continue(());
             }
         };
         let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(&data[..]);
-        let header: HashMap<String, usize> = match csv.headers() {
+        let header: Header = match csv.headers() {
             Ok(h) => h
                 .iter()
                 .enumerate()
@@ -360,7 +455,7 @@ impl DirReader {
                     origin: at(1),
                     message: format!("unreadable header: {e}"),
                 });
-                return Vec::new();
+                return ControlFlow::Continue(());
             }
         };
         let missing: Vec<&str> = required.iter().copied().filter(|c| !header.contains_key(*c)).collect();
@@ -369,14 +464,15 @@ impl DirReader {
                 origin: at(1),
                 message: format!("the header lacks required columns: {}", missing.join(", ")),
             });
-            return Vec::new();
+            return ControlFlow::Continue(());
         }
         // Where the body starts: past the header record.
         let body_start = (csv.position().byte() as usize).min(data.len());
         let body_line = 1 + data[..body_start].iter().filter(|b| **b == b'\n').count() as u64;
         let body = &data[body_start..];
+        let threads = rayon::current_num_threads();
         let parts: Vec<(usize, usize)> = if body.len() >= PARALLEL_FROM_BYTES && !body.contains(&b'"') {
-            let count = rayon::current_num_threads() * 4;
+            let count = (threads * 4).max(body.len() / PART_BYTES);
             let mut cuts = vec![0];
             for k in 1..count {
                 let from = (body.len() * k / count).max(*cuts.last().unwrap_or(&0));
@@ -403,21 +499,26 @@ impl DirReader {
             Some(first)
         });
         let parts: Vec<(usize, usize, u64)> = parts.iter().zip(first_lines).map(|(&(s, e), l)| (s, e, l)).collect();
-        let parsed: Vec<Vec<(u64, RowResult<T>)>> = parts
-            .par_iter()
-            .map(|&(start, end, first_line)| parse_records(&body[start..end], first_line, &header, &parse))
-            .collect();
-        let mut rows = Vec::new();
-        for (line, result) in parsed.into_iter().flatten() {
-            match result {
-                Ok(value) => rows.push((at(line), value)),
-                Err(message) => self.errors.push(RowError {
-                    origin: at(line),
-                    message,
-                }),
+        for window in parts.chunks(threads * 2) {
+            let parsed: Vec<Vec<(u64, RowResult<T>)>> = window
+                .par_iter()
+                .map(|&(start, end, first_line)| parse_records(&body[start..end], first_line, &header, &parse))
+                .collect();
+            let mut rows = Vec::with_capacity(parsed.iter().map(Vec::len).sum());
+            for (line, result) in parsed.into_iter().flatten() {
+                match result {
+                    Ok(value) => rows.push((at(line), value)),
+                    Err(message) => self.errors.push(RowError {
+                        origin: at(line),
+                        message,
+                    }),
+                }
+            }
+            if !rows.is_empty() {
+                sink(rows)?;
             }
         }
-        rows
+        ControlFlow::Continue(())
     }
 }
 
@@ -541,7 +642,7 @@ mod tests {
             "id,kind,clusters\na1,firm,c1\na2,refinery,c1\n",
         );
         write(dir.path(), "links.csv", "source,target,kind,weight\na1,a2,supply,-3\n");
-        let errors = read_dir(dir.path()).err().unwrap();
+        let errors = check_dir(dir.path()).err().unwrap();
         let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(
@@ -633,12 +734,66 @@ mod tests {
             revenue: Some(3.5e8),
         }));
         write_dir(dir.path(), &demo).unwrap();
-        let read: Vec<Change> = read_dir(dir.path())
-            .ok()
-            .unwrap()
-            .into_iter()
-            .map(|s| s.change)
-            .collect();
+        assert_eq!(check_dir(dir.path()), Ok(demo.len() as u64));
+        let mut read: Vec<Change> = Vec::new();
+        read_dir(dir.path(), |changes| {
+            read.extend(changes.into_iter().map(|s| s.change));
+            ControlFlow::Continue(())
+        })
+        .unwrap();
         assert_eq!(read, demo);
+    }
+
+    /// The second pass hands a large directory over in several parts, in
+    /// file order, each change with its own line, and stops when told.
+    #[test]
+    fn a_large_directory_is_read_part_by_part_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let actors = 20_000;
+        let mut text = String::from("id,kind\n");
+        for i in 0..actors {
+            text.push_str(&format!("actor-{i},firm\n"));
+        }
+        write(dir.path(), "actors.csv", &text);
+        let mut text = String::from("source,target,kind\n");
+        let links = 300_000; // about 10 MB: several windows of parts
+        for i in 0..links {
+            text.push_str(&format!("actor-{},actor-{},supply\n", i % actors, (i * 7 + 1) % actors));
+        }
+        write(dir.path(), "links.csv", &text);
+        assert_eq!(check_dir(dir.path()), Ok((actors + links) as u64));
+
+        let mut parts = 0;
+        let mut read: Vec<SourcedChange> = Vec::new();
+        read_dir(dir.path(), |changes| {
+            parts += 1;
+            read.extend(changes);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert!(parts > 2, "{parts} parts");
+        assert_eq!(read.len(), actors + links);
+        for (i, sourced) in read[actors..].iter().enumerate() {
+            assert_eq!(
+                sourced.origin,
+                Origin {
+                    file: "links.csv",
+                    line: i as u64 + 2
+                }
+            );
+            let Change::UpsertLink(link) = &sourced.change else {
+                panic!("a link")
+            };
+            assert_eq!(&*link.source, format!("actor-{}", i % actors));
+        }
+
+        // A sink that breaks after the first part gets no more.
+        let mut calls = 0;
+        read_dir(dir.path(), |_| {
+            calls += 1;
+            ControlFlow::Break(())
+        })
+        .unwrap();
+        assert_eq!(calls, 1);
     }
 }

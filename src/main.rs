@@ -17,7 +17,7 @@ use clusternet::{
     service::{
         admission::AnalysisLimits,
         graphs::{GraphsConfig, WarmGraphs},
-        import_client::{upload, UploadError},
+        import_client::{upload_dir, UploadError},
         metrics::{serve_metrics, Metrics},
         server::{serve, ServerConfig},
     },
@@ -478,9 +478,13 @@ async fn run_import(args: ImportArgs) -> Result<(), String> {
     if !args.dir.is_dir() {
         return Err(format!("error: the directory {} does not exist", args.dir.display()));
     }
-    let changes = match import::read_dir(&args.dir) {
-        Ok(changes) => changes,
-        Err(errors) => {
+    // The first pass checks every row and keeps none: a bad row anywhere
+    // imports nothing. The second reads the rows again as they upload.
+    let started = Instant::now();
+    let checking = args.dir.clone();
+    let total = match tokio::task::spawn_blocking(move || import::check_dir(&checking)).await {
+        Ok(Ok(total)) => total,
+        Ok(Err(errors)) => {
             let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
             return Err(format!(
                 "{}\nerror: {} bad rows; nothing was imported",
@@ -488,16 +492,15 @@ async fn run_import(args: ImportArgs) -> Result<(), String> {
                 errors.len()
             ));
         }
+        Err(error) => return Err(format!("error: the CSV check stopped: {error}")),
     };
-    let total = changes.len() as u64;
     let progress = ProgressBar::new(total).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} changes ({per_sec}, eta {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let bar = progress.clone();
-    let started = Instant::now();
     let connection = args.client.connect().await?;
-    let result = upload(&connection, changes, args.batch_size, move |sent| {
+    let result = upload_dir(&connection, args.dir.clone(), args.batch_size, move |sent| {
         bar.set_position(sent)
     })
     .await;

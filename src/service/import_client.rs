@@ -2,12 +2,20 @@
 //! `ImportChanges` in batches, and turns a server error back into the
 //! `file:line` of the row that caused it.
 
+use std::{
+    ops::ControlFlow,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use tokio_stream::{wrappers::ReceiverStream, StreamExt};
+
 use super::{
     client::{ConnectError, Connection},
     convert::change_to_pb,
     pb,
 };
-use crate::import::{Origin, SourcedChange};
+use crate::import::{self, Origin, SourcedChange};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
@@ -18,46 +26,114 @@ pub enum UploadError {
     Row { origin: String, message: String },
     #[error("the server refused the import: {0}")]
     Status(tonic::Status),
+    /// The reading thread failed; the batches it read before are in.
+    #[error("{0}")]
+    Read(String),
 }
 
-/// Sends `changes` in batches of `batch_size`; `on_sent` is told how many
-/// changes have gone out after each batch.
-pub async fn upload(
+/// Sends the CSV directory `dir`, already checked with `import::check_dir`,
+/// in batches of `batch_size`; `on_sent` is told how many changes have gone
+/// out after each batch.
+///
+/// A blocking thread reads the directory again (`import::read_dir`, parsed
+/// on every core) into batches while the batches before them are encoded
+/// and sent: the upload starts at once and holds a few batches, not the
+/// network. Only where each change came from is kept, to trace a refusal
+/// back to its row.
+pub async fn upload_dir(
     connection: &Connection,
-    changes: Vec<SourcedChange>,
+    dir: PathBuf,
     batch_size: usize,
     on_sent: impl Fn(u64) + Send + 'static,
 ) -> Result<pb::ImportChangesResponse, UploadError> {
     let mut client = connection.network();
     let batch_size = batch_size.max(1);
-    // Batches are encoded as the stream is read, not all before it: the
-    // import starts at once and holds one copy of the network, not two.
-    let origins: Vec<Origin> = changes.iter().map(|c| c.origin.clone()).collect();
-    let mut changes = changes.into_iter();
-    let mut sent = 0u64;
-    let batches = std::iter::from_fn(move || {
-        let batch: Vec<pb::Change> = changes
-            .by_ref()
-            .take(batch_size)
-            .map(|c| change_to_pb(&c.change))
-            .collect();
-        if batch.is_empty() {
-            return None;
+    // A few batches read ahead: enough to cover a part's parse.
+    let (batches_out, batches_in) = tokio::sync::mpsc::channel::<Vec<SourcedChange>>(8);
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut batch = Vec::with_capacity(batch_size);
+        let read = import::read_dir(&dir, |changes| {
+            for change in changes {
+                batch.push(change);
+                if batch.len() == batch_size {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                    // The upload ended (refused or cut): stop reading.
+                    if batches_out.blocking_send(full).is_err() {
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        if !batch.is_empty() {
+            let _ = batches_out.blocking_send(batch);
         }
+        read
+    });
+    let origins = Arc::new(Mutex::new(Origins::default()));
+    let sent_from = Arc::clone(&origins);
+    let mut sent = 0u64;
+    let requests = ReceiverStream::new(batches_in).map(move |batch| {
+        sent_from.lock().unwrap_or_else(|e| e.into_inner()).extend(&batch);
         sent += batch.len() as u64;
         on_sent(sent);
-        Some(pb::ImportChangesRequest { changes: batch })
+        pb::ImportChangesRequest {
+            changes: batch.iter().map(|c| change_to_pb(&c.change)).collect(),
+        }
     });
-    let stream = tokio_stream::iter(batches);
-    match client.import_changes(stream).await {
-        Ok(response) => Ok(response.into_inner()),
-        Err(status) => match locate(status.message(), batch_size) {
-            Some(index) if index < origins.len() => Err(UploadError::Row {
-                origin: origins[index].to_string(),
+    let uploaded = client.import_changes(requests).await;
+    let read = reader
+        .await
+        .map_err(|e| UploadError::Read(format!("the CSV reader stopped: {e}")))?;
+    let origins = origins.lock().unwrap_or_else(|e| e.into_inner());
+    match uploaded {
+        Ok(response) => match read {
+            Ok(()) => Ok(response.into_inner()),
+            // The files changed between the check and the upload: what was
+            // read before the bad row is in.
+            Err(errors) => Err(UploadError::Row {
+                origin: errors[0].origin.to_string(),
+                message: format!("{} (the file changed after it was checked)", errors[0].message),
+            }),
+        },
+        Err(status) => match locate(status.message(), batch_size).and_then(|index| origins.get(index)) {
+            Some(origin) => Err(UploadError::Row {
+                origin: origin.to_string(),
                 message: format!("{:?}: {}", status.code(), status.message()),
             }),
-            _ => Err(UploadError::Status(status)),
+            None => Err(UploadError::Status(status)),
         },
+    }
+}
+
+/// Where each change sent came from: its line, and the files by the index
+/// of their first change (10M `Origin`s would be 240 MB).
+#[derive(Default)]
+struct Origins {
+    lines: Vec<u64>,
+    files: Vec<(usize, &'static str)>,
+}
+
+impl Origins {
+    fn extend(&mut self, changes: &[SourcedChange]) {
+        for change in changes {
+            if self.files.last().map(|&(_, file)| file) != Some(change.origin.file) {
+                self.files.push((self.lines.len(), change.origin.file));
+            }
+            self.lines.push(change.origin.line);
+        }
+    }
+
+    fn get(&self, index: usize) -> Option<Origin> {
+        let line = *self.lines.get(index)?;
+        let file = self
+            .files
+            .partition_point(|&(first, _)| first <= index)
+            .checked_sub(1)?;
+        Some(Origin {
+            file: self.files[file].1,
+            line,
+        })
     }
 }
 
@@ -81,5 +157,22 @@ mod tests {
             "batch 3 (after 2 applied batches, revision 7): changes[17].upsert_link.target: actor 'x' neither exists";
         assert_eq!(super::locate(message, 100), Some(217));
         assert_eq!(super::locate("storage failure", 100), None);
+    }
+
+    #[test]
+    fn origins_kept_compactly_give_each_change_its_file_and_line() {
+        use crate::import::{Origin, SourcedChange};
+        let change = |file: &'static str, line: u64| SourcedChange {
+            change: crate::model::Change::DeleteActor {
+                id: "a".into(),
+                cascade: false,
+            },
+            origin: Origin { file, line },
+        };
+        let mut origins = super::Origins::default();
+        origins.extend(&[change("clusters.csv", 2), change("actors.csv", 2)]);
+        origins.extend(&[change("actors.csv", 4), change("links.csv", 9)]);
+        let got: Vec<String> = (0..5).filter_map(|i| origins.get(i)).map(|o| o.to_string()).collect();
+        assert_eq!(got, ["clusters.csv:2", "actors.csv:2", "actors.csv:4", "links.csv:9"]);
     }
 }

@@ -102,6 +102,61 @@ async fn a_row_the_server_refuses_is_traced_back_to_its_line() {
     server.stop().await;
 }
 
+/// A file large enough to be read in parts while it uploads: a refusal deep
+/// in it is traced to its line, the batches before it are in, none after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_deep_in_a_large_file_names_its_line_and_keeps_the_batches_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = tempfile::tempdir().unwrap();
+    let actors = 2_000;
+    let mut text = String::from("id,kind\n");
+    for i in 0..actors {
+        text.push_str(&format!("actor-{i},firm\n"));
+    }
+    std::fs::write(csv.path().join("actors.csv"), text).unwrap();
+    let (links, bad) = (40_000, 31_234);
+    let mut text = String::from("source,target,kind\n");
+    for i in 0..links {
+        let target = if i == bad {
+            "nobody".to_string()
+        } else {
+            // Each pair once: the source, and 1 to 20 actors on.
+            format!("actor-{}", (i % actors + 1 + i / actors) % actors)
+        };
+        text.push_str(&format!("actor-{},{target},supply\n", i % actors));
+    }
+    assert!(text.len() > 1 << 20, "large enough to be read in parts");
+    std::fs::write(csv.path().join("links.csv"), text).unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let batch = 1_000;
+    let out = run(vec![
+        "import".into(),
+        "--server".into(),
+        server.url(),
+        "--batch-size".into(),
+        batch.to_string(),
+        csv.path().display().to_string(),
+    ])
+    .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The header is line 1, link 0 line 2.
+    assert!(
+        stderr.contains(&format!("links.csv:{}: FailedPrecondition", bad + 2)),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nobody"), "{stderr}");
+    let network = server.store().snapshot().network.clone();
+    let before = (actors + bad) / batch * batch - actors;
+    assert_eq!(network.actors.len(), actors);
+    assert_eq!(
+        network.links.len(),
+        before,
+        "the batches before the refused one, and no more"
+    );
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_reads_its_stage_settings_from_a_config_file() {
     // `clusternet config` prints the defaults, a file to start from.
