@@ -22,6 +22,7 @@ pub mod graph;
 pub mod import;
 pub mod model;
 pub mod network;
+pub mod replica;
 pub mod service;
 pub mod store;
 pub mod synthetic;

@@ -176,6 +176,27 @@ struct ServeArgs {
     /// alerts cost, or a read-mostly replica.
     #[arg(long, env = "CLUSTERNET_NO_ALERTS")]
     no_alerts: bool,
+    /// Run as one replica of a shared log on NATS JetStream at this URL
+    /// (e.g. nats://127.0.0.1:4222; several, comma-separated): every write
+    /// is ordered by the stream and applied on every replica. Without it the
+    /// server stands alone (docs/scale-out.md).
+    #[arg(long, env = "CLUSTERNET_NATS")]
+    nats: Option<String>,
+    /// The JetStream stream holding the batches (with --nats).
+    #[arg(long, env = "CLUSTERNET_NATS_STREAM", default_value = "CLUSTERNET")]
+    nats_stream: String,
+    /// Copies JetStream keeps of each batch: 3 in production, 1 on one NATS
+    /// server (with --nats; used when the stream is made).
+    #[arg(long, env = "CLUSTERNET_NATS_REPLICAS", default_value_t = 1)]
+    nats_replicas: usize,
+    /// Times a write is checked and proposed again after another replica
+    /// wrote first, before it gets ABORTED (with --nats).
+    #[arg(long, env = "CLUSTERNET_NATS_RETRIES", default_value_t = 8)]
+    nats_retries: u32,
+    /// Batches a replica may trail the stream by and still report SERVING
+    /// (with --nats).
+    #[arg(long, env = "CLUSTERNET_MAX_LAG", default_value_t = 1_000)]
+    max_lag: u64,
     /// TOML file of stage-analysis settings (weights, thresholds, smile
     /// curve); missing values keep their defaults (`clusternet config`).
     #[arg(long, env = "CLUSTERNET_CONFIG")]
@@ -345,6 +366,29 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("error: {e}"))?
         .map_err(|e| format!("error: cannot open the store in {}: {e}", args.data_dir.display()))?;
     let store = Arc::new(store);
+    if let Some(url) = &args.nats {
+        if args.nats_stream.is_empty()
+            || !args
+                .nats_stream
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(format!(
+                "error: --nats-stream '{}': a stream name is letters, digits, '_' and '-'",
+                args.nats_stream
+            ));
+        }
+        let config = clusternet::replica::NatsConfig {
+            url: url.clone(),
+            stream: args.nats_stream.clone(),
+            replicas: args.nats_replicas.max(1),
+            retries: args.nats_retries,
+            max_lag: args.max_lag,
+        };
+        clusternet::replica::Replica::start(&config, store.clone())
+            .await
+            .map_err(|e| format!("error: {e}"))?;
+    }
     let snapshot = store.snapshot();
     tracing::info!(
         revision = snapshot.revision,

@@ -14,6 +14,7 @@ mod feed;
 pub mod graphs;
 pub mod import_client;
 pub mod metrics;
+pub mod min_revision;
 mod network_api;
 mod paging;
 pub mod server;

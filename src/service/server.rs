@@ -13,6 +13,7 @@ use super::{
     feed::Watchers,
     graphs::{Graphs, GraphsConfig},
     metrics::{CallLogLayer, Metrics},
+    min_revision::MinRevisionLayer,
     pb::{
         self, alert_service_server::AlertServiceServer, analysis_service_server::AnalysisServiceServer,
         network_service_server::NetworkServiceServer,
@@ -108,6 +109,28 @@ pub async fn serve(
         .build_v1alpha()
         .expect("the compiled descriptor sets are valid");
 
+    // A replica that trails its log (or lost it) says NOT_SERVING until it
+    // is back; a single server is always ready.
+    let mut ready = store.ready();
+    let following = health.clone();
+    let alerts_served = alerts.is_some();
+    tokio::spawn(async move {
+        // The first value is SERVING, as set above: wait for a change.
+        while ready.changed().await.is_ok() {
+            if *ready.borrow_and_update() {
+                following.set_serving::<NetworkServiceServer<NetworkApi>>().await;
+                following.set_serving::<AnalysisServiceServer<AnalysisApi>>().await;
+                if alerts_served {
+                    following.set_serving::<AlertServiceServer<AlertApi>>().await;
+                }
+            } else {
+                following.set_not_serving::<NetworkServiceServer<NetworkApi>>().await;
+                following.set_not_serving::<AnalysisServiceServer<AnalysisApi>>().await;
+                following.set_not_serving::<AlertServiceServer<AlertApi>>().await;
+            }
+        }
+    });
+    let min_revision = MinRevisionLayer::new(store.clone());
     store.observe(Box::new(config.metrics.clone()));
     let watchers = Arc::new(Watchers::new(config.max_subscribers, config.metrics.clone()));
     let (stop_feeds, feeds_stop) = tokio::sync::watch::channel(false);
@@ -149,6 +172,7 @@ pub async fn serve(
         // Outermost, so refused calls are logged and counted too.
         .layer(CallLogLayer::new(config.metrics.clone()))
         .layer(AuthLayer::new(config.tokens.clone()))
+        .layer(min_revision)
         .layer(wire_status::layer())
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -401,10 +401,16 @@ impl<E> Drop for EventStream<E> {
 /// header to the response headers only, not to a stream's body, so analyses
 /// enforce it themselves.
 pub fn deadline_of<T>(request: &Request<T>) -> Option<Instant> {
-    let header = request.metadata().get("grpc-timeout")?.to_str().ok()?;
-    let (digits, unit) = header.split_at(header.len().checked_sub(1)?);
+    let timeout = grpc_timeout(request.metadata().get("grpc-timeout")?.to_str().ok()?)?;
+    Instant::now().checked_add(timeout)
+}
+
+/// A `grpc-timeout` header's value (`<digits><unit>`, unit one of H M S m
+/// u n) as a duration.
+pub fn grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
     let amount: u64 = digits.parse().ok()?;
-    let timeout = match unit {
+    Some(match unit {
         "H" => Duration::from_secs(amount.saturating_mul(3600)),
         "M" => Duration::from_secs(amount.saturating_mul(60)),
         "S" => Duration::from_secs(amount),
@@ -412,6 +418,5 @@ pub fn deadline_of<T>(request: &Request<T>) -> Option<Instant> {
         "u" => Duration::from_micros(amount),
         "n" => Duration::from_nanos(amount),
         _ => return None,
-    };
-    Instant::now().checked_add(timeout)
+    })
 }

@@ -14,6 +14,7 @@
 //! committed meanwhile and publishes it: batches leave the maps' nodes part
 //! empty, and a bulk import leaves them half empty.
 
+mod replicated;
 mod sled_backend;
 
 use std::{
@@ -29,7 +30,8 @@ use std::{
 use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-pub use sled_backend::{open_db, SledBackend, SledConfig};
+pub use replicated::{PublishRefused, Sequencer};
+pub use sled_backend::{decode_batch, encode_batch, open_db, SledBackend, SledConfig};
 
 use crate::{
     error::{Error, Result},
@@ -142,6 +144,9 @@ pub struct Applied {
 struct WriteRequest {
     changes: Vec<Change>,
     sequence: Option<Sequence>,
+    /// Replicated: the revision the shared log gave this batch. It must be
+    /// the next one; one already applied (delivered again) is skipped.
+    at: Option<u64>,
     reply: oneshot::Sender<Result<Applied>>,
 }
 
@@ -196,6 +201,14 @@ pub struct Store {
     observer: Arc<arc_swap::ArcSwapOption<Box<dyn CommitObserver>>>,
     /// Set while enough was written for a repack and it has not landed.
     repack_pending: Arc<AtomicBool>,
+    /// The published revision, for waiting until one is reached.
+    revision: tokio::sync::watch::Receiver<u64>,
+    /// Replicated: where this node's batches go to be ordered (the
+    /// writer then applies only what the shared log delivers).
+    proposals: std::sync::OnceLock<mpsc::Sender<replicated::Proposal>>,
+    /// Whether the store should be serving (a replica that trails its log
+    /// or lost it says no).
+    ready: tokio::sync::watch::Sender<bool>,
 }
 
 impl Store {
@@ -218,6 +231,7 @@ impl Store {
         let (committed, _) = broadcast::channel(WATCH_BUFFER);
         let observer = Arc::new(arc_swap::ArcSwapOption::empty());
         let repack_pending = Arc::new(AtomicBool::new(false));
+        let (revision_out, revision_in) = tokio::sync::watch::channel(revision);
         let repack_due = match config.repack_min_changes {
             Some(_) => Some(Repacker::start(
                 current.clone(),
@@ -241,6 +255,7 @@ impl Store {
             repack_min_changes: config.repack_min_changes.unwrap_or(u64::MAX),
             since_repack: changes_since_checkpoint,
             repack_pending: repack_pending.clone(),
+            revision: revision_out,
         };
         let handle = thread::Builder::new()
             .name("clusternet-writer".into())
@@ -257,7 +272,33 @@ impl Store {
             config,
             observer,
             repack_pending,
+            revision: revision_in,
+            proposals: std::sync::OnceLock::new(),
+            ready: tokio::sync::watch::channel(true).0,
         })
+    }
+
+    /// Waits until the published revision is at least `revision`; false if
+    /// the writer stopped first.
+    pub async fn reached(&self, revision: u64) -> bool {
+        let mut published = self.revision.clone();
+        let reached = published.wait_for(|r| *r >= revision).await.is_ok();
+        reached
+    }
+
+    /// The published revision as it moves.
+    pub fn revisions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revision.clone()
+    }
+
+    /// Whether this store should be serving; health follows it.
+    pub fn ready(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.ready.subscribe()
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready
+            .send_if_modified(|now| std::mem::replace(now, ready) != ready);
     }
 
     /// Whether a repack is due or under way: the network's maps are about to
@@ -367,20 +408,62 @@ impl Store {
         .map_err(|_| Error::Unavailable {
             message: "the batch's validation was interrupted".into(),
         })??;
+        let (reply, answer) = oneshot::channel();
+        if let Some(proposals) = self.proposals.get() {
+            // Replicated: ordered by the shared log, applied as it delivers.
+            proposals
+                .send(replicated::Proposal {
+                    changes,
+                    sequence,
+                    reply,
+                })
+                .await
+                .map_err(|_| shutting_down())?;
+            return Ok(PendingBatch { answer });
+        }
+        self.queue_write(WriteRequest {
+            changes,
+            sequence,
+            at: None,
+            reply,
+        })
+        .await?;
+        Ok(PendingBatch { answer })
+    }
+
+    /// Queues a batch the shared log ordered at `revision` (a replica's
+    /// consumer): checked where it was proposed, applied here as it is.
+    pub async fn submit_at(&self, revision: u64, changes: Vec<Change>) -> Result<PendingBatch> {
+        let (reply, answer) = oneshot::channel();
+        self.queue_write(WriteRequest {
+            changes,
+            sequence: None,
+            at: Some(revision),
+            reply,
+        })
+        .await?;
+        Ok(PendingBatch { answer })
+    }
+
+    async fn queue_write(&self, request: WriteRequest) -> Result<()> {
         let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let Some(queue) = queue else {
             return Err(shutting_down());
         };
-        let (reply, answer) = oneshot::channel();
-        queue
-            .send(Request::Write(WriteRequest {
-                changes,
-                sequence,
-                reply,
-            }))
-            .await
-            .map_err(|_| shutting_down())?;
-        Ok(PendingBatch { answer })
+        queue.send(Request::Write(request)).await.map_err(|_| shutting_down())
+    }
+
+    /// Makes this store a replica of a shared log: from now on its batches
+    /// are proposed to `sequencer`, which orders them, and are applied only
+    /// as the log delivers them back (through [`Store::submit_at`]). Needs a
+    /// tokio runtime. Returns false if it already was one.
+    pub fn replicate(self: &Arc<Self>, sequencer: Arc<dyn Sequencer>, retries: u32) -> bool {
+        let (sender, receiver) = mpsc::channel(64);
+        if self.proposals.set(sender).is_err() {
+            return false;
+        }
+        tokio::spawn(replicated::propose(Arc::downgrade(self), sequencer, retries, receiver));
+        true
     }
 
     /// Stops taking writes, lets queued batches finish, syncs and stops the
@@ -432,6 +515,7 @@ struct Writer {
     /// Changes written since the network was last loaded or repacked.
     since_repack: u64,
     repack_pending: Arc<AtomicBool>,
+    revision: tokio::sync::watch::Sender<u64>,
 }
 
 impl Writer {
@@ -631,6 +715,23 @@ impl Writer {
                 }));
                 continue;
             }
+            if let Some(at) = request.at {
+                if at <= revision {
+                    // Delivered again (a consumer that restarted): in already.
+                    results.push(Ok(Applied {
+                        revision: at,
+                        counts: ChangeCounts::default(),
+                    }));
+                    continue;
+                }
+                if at != revision + 1 {
+                    self.failure = Some(format!("the shared log skipped from revision {revision} to {at}"));
+                    results.push(Err(Error::Unavailable {
+                        message: format!("replica out of order: revision {at} delivered after {revision}"),
+                    }));
+                    continue;
+                }
+            }
             if request.sequence.as_ref().is_some_and(Sequence::has_failed) {
                 results.push(Err(Error::precondition(
                     "",
@@ -643,6 +744,15 @@ impl Writer {
                 Err(error) => {
                     if let Some(sequence) = &request.sequence {
                         sequence.fail();
+                    }
+                    if request.at.is_some() {
+                        // The log holds it, so every replica must apply it:
+                        // this one has diverged, and stops rather than guess.
+                        tracing::error!(%error, revision = revision + 1, "a batch of the shared log does not apply here");
+                        self.failure = Some(format!(
+                            "revision {} of the shared log does not apply: {error}",
+                            revision + 1
+                        ));
                     }
                     results.push(Err(error));
                     network = self.rebuild(&published.network, &group, &applied);
@@ -692,6 +802,7 @@ impl Writer {
                 }
             } else {
                 self.current.store(Arc::new(Snapshot { revision, network }));
+                self.revision.send_replace(revision);
                 // Published and durable: tell the watchers (no receivers is fine).
                 for batch in committed {
                     let _ = self.committed.send(batch);

@@ -252,6 +252,15 @@ fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     bincode::serialize(value).expect("bincode serialises model types")
 }
 
+/// One batch as the change log stores it (bincode), for a replicated log.
+pub fn encode_batch(changes: &[Change]) -> Vec<u8> {
+    encode(changes)
+}
+
+pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Change>> {
+    decode(bytes)
+}
+
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     bincode::deserialize(bytes).map_err(|e| Error::Corrupt(e.to_string()))
 }

@@ -1,0 +1,371 @@
+//! Replicas on NATS JetStream (`serve --nats URL`; design in
+//! docs/scale-out.md).
+//!
+//! The log is one JetStream stream: each accepted batch is one message, and
+//! its stream sequence is its revision on every node. A node appends with
+//! `Nats-Expected-Last-Sequence`, so JetStream's own Raft decides the one
+//! order and two nodes can never both write revision r + 1. Every node,
+//! the writing one included, consumes the stream in order into its store
+//! ([`Store::submit_at`]); the local sled store is the checkpoint a restart
+//! resumes the stream from.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Weak,
+    },
+    time::Duration,
+};
+
+use async_nats::jetstream::{
+    self,
+    consumer::{pull::OrderedConfig, DeliverPolicy},
+    context::PublishErrorKind,
+    message::PublishMessage,
+    stream::{Config as StreamConfig, StorageType},
+};
+use futures_util::StreamExt;
+
+use crate::{
+    error::Error,
+    store::{decode_batch, PublishRefused, Sequencer, Store},
+};
+
+/// Where the shared log is and how it is kept.
+#[derive(Clone, Debug)]
+pub struct NatsConfig {
+    /// The NATS server(s), e.g. `nats://127.0.0.1:4222` (comma-separated).
+    pub url: String,
+    /// The JetStream stream holding the batches.
+    pub stream: String,
+    /// Copies JetStream keeps of each batch (3 in production, 1 in a test).
+    pub replicas: usize,
+    /// Times a batch is checked again and re-proposed after another node
+    /// wrote first, before the caller gets ABORTED.
+    pub retries: u32,
+    /// Batches this node may trail the stream by and still say SERVING.
+    pub max_lag: u64,
+}
+
+/// A node's link to the shared log: appends for the store, and the consumer
+/// that applies the log to it.
+pub struct Replica {
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    subject: String,
+    stream: String,
+    /// Set when this node cannot go on applying the log (it diverged, or
+    /// the consumer failed): it then never says SERVING again.
+    broken: AtomicBool,
+    /// Connections made to NATS so far: a new one means the consumer (kept
+    /// by the NATS server, which may have restarted) is made again.
+    connections: Arc<AtomicU64>,
+}
+
+impl Replica {
+    /// Connects, makes sure the stream exists, checks that `store` is a
+    /// prefix of it, and starts consuming it into `store` from the store's
+    /// revision on; from then on the store's writes go through the stream.
+    pub async fn start(config: &NatsConfig, store: Arc<Store>) -> Result<Arc<Replica>, String> {
+        let connections = Arc::new(AtomicU64::new(0));
+        let counted = connections.clone();
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("clusternet {}", std::process::id()))
+            // Back within a second of NATS: a replica is NOT_SERVING meanwhile.
+            .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 100).min(1_000)))
+            .event_callback(move |event| {
+                let counted = counted.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            counted.fetch_add(1, Ordering::AcqRel);
+                            tracing::info!("connected to NATS");
+                        }
+                        async_nats::Event::Disconnected => tracing::warn!("lost NATS; reconnecting"),
+                        other => tracing::debug!(event = %other, "NATS"),
+                    }
+                }
+            })
+            .retry_on_initial_connect()
+            .connect(config.url.as_str())
+            .await
+            .map_err(|e| format!("cannot connect to NATS at {}: {e}", config.url))?;
+        let jetstream = jetstream::new(client.clone());
+        let subject = format!("{}.batches", config.stream);
+        let mut stream = tokio::time::timeout(
+            Duration::from_secs(30),
+            jetstream.get_or_create_stream(StreamConfig {
+                name: config.stream.clone(),
+                subjects: vec![subject.clone()],
+                num_replicas: config.replicas.max(1),
+                storage: StorageType::File,
+                ..Default::default()
+            }),
+        )
+        .await
+        .map_err(|_| {
+            format!(
+                "NATS at {} did not answer about stream {} in 30 s",
+                config.url, config.stream
+            )
+        })?
+        .map_err(|e| format!("cannot open JetStream stream {}: {e}", config.stream))?;
+        let state = stream
+            .info()
+            .await
+            .map_err(|e| format!("cannot read stream {}: {e}", config.stream))?
+            .state
+            .clone();
+        let local = store.snapshot().revision;
+        if local > state.last_sequence {
+            return Err(format!(
+                "the data directory is at revision {local}, past the end of stream {} ({}): it was not made from this \
+                 stream; start on an empty directory",
+                config.stream, state.last_sequence
+            ));
+        }
+        if state.messages > 0 && state.first_sequence > local + 1 {
+            return Err(format!(
+                "stream {} begins at revision {}, after this node's {local}: the batches between are gone; start on \
+                 an empty directory only if the stream holds them all",
+                config.stream, state.first_sequence
+            ));
+        }
+        let replica = Arc::new(Replica {
+            client,
+            jetstream,
+            subject,
+            stream: config.stream.clone(),
+            broken: AtomicBool::new(false),
+            connections,
+        });
+        store.set_ready(local + config.max_lag >= state.last_sequence);
+        tokio::spawn(consume(replica.clone(), stream, Arc::downgrade(&store)));
+        tokio::spawn(watch_lag(replica.clone(), Arc::downgrade(&store), config.max_lag));
+        store.replicate(replica.clone(), config.retries);
+        tracing::info!(
+            stream = %config.stream,
+            local_revision = local,
+            stream_last = state.last_sequence,
+            "replica of the JetStream log"
+        );
+        Ok(replica)
+    }
+
+    fn stop_serving(&self, store: &Store) {
+        self.broken.store(true, Ordering::Release);
+        store.set_ready(false);
+    }
+
+    /// The stream's last sequence, as JetStream says now.
+    pub async fn last_sequence(&self) -> Result<u64, String> {
+        let stream = self
+            .jetstream
+            .get_stream_no_info(&self.stream)
+            .await
+            .map_err(|e| e.to_string())?;
+        let info = stream.get_info().await.map_err(|e| e.to_string())?;
+        Ok(info.state.last_sequence)
+    }
+}
+
+impl Sequencer for Replica {
+    fn append(
+        &self,
+        expected: u64,
+        payload: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = Result<u64, PublishRefused>> + Send + '_>> {
+        Box::pin(async move {
+            // Sent while disconnected, a publish waits in the client's
+            // buffer and may land after the caller was told it failed.
+            if self.client.connection_state() != async_nats::connection::State::Connected {
+                return Err(PublishRefused::Failed(Error::Unavailable {
+                    message: "this replica is not connected to the shared log (NATS); nothing was written: send \
+                              the batch again"
+                        .into(),
+                }));
+            }
+            let message = PublishMessage::build()
+                .payload(payload.into())
+                .expected_last_sequence(expected);
+            let failed = |e: &dyn std::fmt::Display| {
+                PublishRefused::Failed(Error::Unavailable {
+                    message: format!("the shared log did not take the batch: {e}; send it again"),
+                })
+            };
+            let ack = self
+                .jetstream
+                .send_publish(self.subject.clone(), message)
+                .await
+                .map_err(|e| match e.kind() {
+                    PublishErrorKind::MaxPayloadExceeded => PublishRefused::Failed(Error::ResourceExhausted {
+                        message: format!("changes: the batch is too large for the NATS server's max_payload: {e}"),
+                    }),
+                    _ => failed(&e),
+                })?;
+            match ack.await {
+                Ok(ack) => Ok(ack.sequence),
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(PublishRefused::Conflict),
+                Err(e) if e.kind() == PublishErrorKind::TimedOut => Err(PublishRefused::Failed(Error::Unavailable {
+                    message: format!(
+                        "the shared log did not answer in time: the batch may still land as revision {}; read it \
+                         (clusternet-min-revision) before sending the batch again",
+                        expected + 1
+                    ),
+                })),
+                Err(e) => Err(failed(&e)),
+            }
+        })
+    }
+}
+
+/// Applies the stream to `store` in order from the store's revision on,
+/// until the store closes. The consumer lives on the NATS server: after a
+/// reconnection or an error it is made again from the revision reached.
+async fn consume(replica: Arc<Replica>, stream: jetstream::stream::Stream, store: Weak<Store>) {
+    let Some(revisions) = store.upgrade().map(|s| s.revisions()) else {
+        return;
+    };
+    let mut writer_gone = std::pin::pin!(writer_stopped(revisions.clone()));
+    loop {
+        let generation = replica.connections.load(Ordering::Acquire);
+        let from = *revisions.borrow() + 1;
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
+                ..Default::default()
+            })
+            .await;
+        let made = match consumer {
+            Ok(consumer) => consumer.messages().await.map_err(|e| e.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        let outcome = match made {
+            Ok(messages) => follow(&replica, &store, messages, generation, writer_gone.as_mut()).await,
+            Err(error) => {
+                tracing::warn!(%error, from, "cannot read the shared log; trying again");
+                Followed::Again
+            }
+        };
+        match outcome {
+            Followed::Stop => return,
+            Followed::Again => tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = writer_gone.as_mut() => return,
+            },
+        }
+    }
+}
+
+enum Followed {
+    /// The store closed or cannot apply the log.
+    Stop,
+    /// The consumer failed or NATS came back: make it again.
+    Again,
+}
+
+/// Applies what one consumer delivers, several batches queued at the writer
+/// at a time; every batch queued is settled before it returns.
+async fn follow(
+    replica: &Replica,
+    store: &Weak<Store>,
+    mut messages: jetstream::consumer::pull::Ordered,
+    generation: u64,
+    mut writer_gone: Pin<&mut impl Future<Output = ()>>,
+) -> Followed {
+    const IN_FLIGHT: usize = 32;
+    let mut in_flight: std::collections::VecDeque<(u64, crate::store::PendingBatch)> = Default::default();
+    let mut check = tokio::time::interval(Duration::from_millis(250));
+    let mut outcome = None;
+    while outcome.is_none() || !in_flight.is_empty() {
+        let Some(store) = store.upgrade() else {
+            return Followed::Stop;
+        };
+        let next = if outcome.is_some() || in_flight.len() >= IN_FLIGHT {
+            None
+        } else if in_flight.is_empty() {
+            tokio::select! {
+                next = messages.next() => Some(next),
+                _ = check.tick() => {
+                    if replica.connections.load(Ordering::Acquire) != generation {
+                        outcome = Some(Followed::Again);
+                    }
+                    continue;
+                }
+                _ = writer_gone.as_mut() => return Followed::Stop,
+            }
+        } else {
+            // Take what has arrived; if nothing, settle the oldest first.
+            tokio::time::timeout(Duration::from_millis(1), messages.next())
+                .await
+                .ok()
+        };
+        match next {
+            None => {
+                let Some((revision, pending)) = in_flight.pop_front() else {
+                    continue;
+                };
+                if let Err(error) = pending.outcome().await {
+                    tracing::error!(%error, revision, "this replica cannot apply the shared log");
+                    replica.stop_serving(&store);
+                    return Followed::Stop;
+                }
+            }
+            Some(None) => outcome = Some(Followed::Again),
+            Some(Some(Err(error))) => {
+                tracing::warn!(%error, "reading the shared log; reading it again");
+                outcome = Some(Followed::Again);
+            }
+            Some(Some(Ok(message))) => {
+                let decoded = message.info().map_err(|e| e.to_string()).and_then(|info| {
+                    Ok((
+                        info.stream_sequence,
+                        decode_batch(&message.payload).map_err(|e| e.to_string())?,
+                    ))
+                });
+                let (revision, changes) = match decoded {
+                    Ok(decoded) => decoded,
+                    Err(error) => {
+                        tracing::error!(%error, "a log message that is not a batch; this replica stops serving");
+                        replica.stop_serving(&store);
+                        return Followed::Stop;
+                    }
+                };
+                match store.submit_at(revision, changes).await {
+                    Ok(pending) => in_flight.push_back((revision, pending)),
+                    Err(_) => return Followed::Stop, // shutting down
+                }
+            }
+        }
+    }
+    outcome.unwrap_or(Followed::Again)
+}
+
+/// Resolves once the store's writer has stopped (its revision sender gone).
+async fn writer_stopped(mut revisions: tokio::sync::watch::Receiver<u64>) {
+    while revisions.changed().await.is_ok() {}
+}
+
+/// Health follows the link to NATS and how far this node trails the stream.
+async fn watch_lag(replica: Arc<Replica>, store: Weak<Store>, max_lag: u64) {
+    let Some(revisions) = store.upgrade().map(|s| s.revisions()) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        if revisions.has_changed().is_err() {
+            return; // the writer stopped
+        }
+        let connected = replica.client.connection_state() == async_nats::connection::State::Connected;
+        let caught_up = connected
+            && match replica.last_sequence().await {
+                Ok(last) => *revisions.borrow() + max_lag >= last,
+                Err(_) => false,
+            };
+        let Some(store) = store.upgrade() else { return };
+        store.set_ready(caught_up && !replica.broken.load(Ordering::Acquire));
+    }
+}

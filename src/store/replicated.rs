@@ -1,0 +1,143 @@
+//! A store as one replica of a shared, ordered log (issue 16; the NATS
+//! JetStream log is in `crate::replica`).
+//!
+//! Validation depends on the state (a link needs its actors), so a node
+//! checks a batch against its latest snapshot at revision r and proposes it
+//! to the log on the condition that the log still ends at r. If another node
+//! wrote first, the condition fails: the node waits until its own replica has
+//! the other write, checks again and proposes again, a bounded number of
+//! times. Whatever the log accepts comes back to every node, this one too,
+//! through [`Store::submit_at`]; the caller is answered once this node has
+//! applied its batch, so it reads its own write here.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{encode_batch, Applied, Sequence, Store};
+use crate::{
+    error::{Error, Result},
+    model::Change,
+};
+
+/// Orders batches for every replica: a shared log.
+pub trait Sequencer: Send + Sync + 'static {
+    /// Appends `payload` (one encoded batch) if the log still ends at
+    /// `expected`; the revision it got.
+    fn append(
+        &self,
+        expected: u64,
+        payload: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = std::result::Result<u64, PublishRefused>> + Send + '_>>;
+}
+
+/// Why the log did not take a batch.
+#[derive(Debug)]
+pub enum PublishRefused {
+    /// The log no longer ends at the revision the batch was checked at.
+    Conflict,
+    /// The log cannot be reached or refused it for another reason.
+    Failed(Error),
+}
+
+pub(super) struct Proposal {
+    pub changes: Vec<Change>,
+    pub sequence: Option<Sequence>,
+    pub reply: oneshot::Sender<Result<Applied>>,
+}
+
+/// How long a node waits for the write it lost to before it tries again
+/// anyway (the log's own delivery is usually milliseconds behind).
+const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
+
+/// How long a node waits to apply its own accepted batch before it answers
+/// that it has not (it trails the log, or cannot apply it).
+const APPLY_WAIT: Duration = Duration::from_secs(30);
+
+/// Proposes this node's batches one at a time, in the order they came: a
+/// batch is checked against the state its predecessor left.
+pub(super) async fn propose(
+    store: Weak<Store>,
+    sequencer: Arc<dyn Sequencer>,
+    retries: u32,
+    mut proposals: mpsc::Receiver<Proposal>,
+) {
+    while let Some(proposal) = proposals.recv().await {
+        let Some(store) = store.upgrade() else { return };
+        let Proposal {
+            changes,
+            sequence,
+            reply,
+        } = proposal;
+        if sequence.as_ref().is_some_and(Sequence::has_failed) {
+            let _ = reply.send(Err(Error::precondition(
+                "",
+                "not applied: an earlier batch of the same stream failed",
+            )));
+            continue;
+        }
+        let outcome = propose_one(&store, sequencer.as_ref(), retries, changes).await;
+        if outcome.is_err() {
+            if let Some(sequence) = &sequence {
+                sequence.fail();
+            }
+        }
+        let _ = reply.send(outcome);
+    }
+}
+
+async fn propose_one(store: &Store, sequencer: &dyn Sequencer, retries: u32, changes: Vec<Change>) -> Result<Applied> {
+    let changes = Arc::new(changes);
+    let mut lost_to = Vec::new();
+    for attempt in 0..=retries {
+        let snapshot = store.snapshot();
+        // The batch against this node's latest state, as the embedded
+        // writer would check it: the same errors for the same input.
+        let checking = (snapshot.clone(), changes.clone());
+        let counts = tokio::task::spawn_blocking(move || {
+            let (snapshot, changes) = checking;
+            let mut network = snapshot.network.clone();
+            network.apply(&changes)
+        })
+        .await
+        .map_err(|_| Error::Unavailable {
+            message: "the batch's check was interrupted".into(),
+        })??;
+        match sequencer.append(snapshot.revision, encode_batch(&changes)).await {
+            Ok(revision) => {
+                // In the log, so on every replica in time; the caller is
+                // answered once it is readable here.
+                return match tokio::time::timeout(APPLY_WAIT, store.reached(revision)).await {
+                    Ok(true) => Ok(Applied { revision, counts }),
+                    _ => Err(Error::Unavailable {
+                        message: format!(
+                            "the batch is revision {revision} of the shared log, but this node has not applied it (it \
+                             is at {}): read it on another replica",
+                            store.snapshot().revision
+                        ),
+                    }),
+                };
+            }
+            Err(PublishRefused::Conflict) => {
+                lost_to.push(snapshot.revision + 1);
+                // Wait for the write that came first, then check again;
+                // a little jitter so two nodes do not collide in step.
+                let _ = tokio::time::timeout(CATCH_UP_WAIT, store.reached(snapshot.revision + 1)).await;
+                let jitter = (std::process::id() as u64 + attempt as u64 * 7) % 5;
+                tokio::time::sleep(Duration::from_millis(jitter * (attempt as u64 + 1))).await;
+            }
+            Err(PublishRefused::Failed(error)) => return Err(error),
+        }
+    }
+    Err(Error::Aborted {
+        message: format!(
+            "another node wrote first {} times (revisions {lost_to:?}); send the batch again",
+            lost_to.len()
+        ),
+    })
+}

@@ -1,0 +1,447 @@
+//! Replicas on NATS JetStream (`serve --nats`), as an operator runs them:
+//! a real `nats-server -js` and `clusternet serve` processes on loopback
+//! ports, talked to over gRPC.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use tonic::{metadata::MetadataValue, transport::Channel, Code, Request};
+
+use crate::common::*;
+use pb::{analysis_service_client::AnalysisServiceClient, network_service_client::NetworkServiceClient};
+
+const BIN: &str = env!("CARGO_BIN_EXE_clusternet");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Debian puts nats-server in /usr/sbin, which a user's PATH may lack.
+fn nats_server_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("CLUSTERNET_NATS_SERVER") {
+        return path.into();
+    }
+    for candidate in [
+        "/usr/sbin/nats-server",
+        "/usr/bin/nats-server",
+        "/usr/local/bin/nats-server",
+    ] {
+        if Path::new(candidate).is_file() {
+            return candidate.into();
+        }
+    }
+    "nats-server".into()
+}
+
+/// A single-node JetStream server in `dir`; killed when dropped.
+struct Nats {
+    child: Child,
+    port: u16,
+}
+
+impl Nats {
+    fn start(dir: &Path, port: u16) -> Nats {
+        let store = dir.join("jetstream");
+        let config = dir.join("nats.conf");
+        // Batches of 10,000 changes are over NATS's default 1 MB payload.
+        std::fs::write(
+            &config,
+            format!(
+                "listen: 127.0.0.1:{port}\nmax_payload: 8MB\njetstream {{ store_dir: \"{}\" }}\n",
+                store.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(nats_server_binary())
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server runs (apt-get install nats-server; .ci/run installs it)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Nats { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `clusternet serve --nats` on its own data directory; killed when dropped.
+struct Replica {
+    child: Child,
+    port: u16,
+}
+
+impl Replica {
+    async fn start(data: &Path, nats: &str) -> Replica {
+        let port = free_port();
+        let child = Command::new(BIN)
+            .args(["serve", "--no-alerts", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--nats", nats, "--nats-stream", "TEST"])
+            .arg("--data-dir")
+            .arg(data)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the server runs");
+        let replica = Replica { child, port };
+        replica.wait_serving().await;
+        replica
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url()).unwrap().connect().await.unwrap()
+    }
+
+    async fn network(&self) -> NetworkServiceClient<Channel> {
+        NetworkServiceClient::new(self.channel().await)
+    }
+
+    async fn health(&self) -> Option<i32> {
+        let channel = Channel::from_shared(self.url()).ok()?.connect().await.ok()?;
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        let reply = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "clusternet.v1.NetworkService".into(),
+            })
+            .await
+            .ok()?;
+        Some(reply.into_inner().status)
+    }
+
+    async fn wait_serving(&self) {
+        let started = Instant::now();
+        while self.health().await != Some(tonic_health::pb::health_check_response::ServingStatus::Serving as i32) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the replica did not start serving"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM, as an operator stops it.
+    fn stop(mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn with_min_revision<T>(message: T, revision: u64) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("clusternet-min-revision", MetadataValue::from(revision));
+    request
+}
+
+async fn links_at(replica: &Replica, revision: u64) -> Vec<(String, String)> {
+    let mut client = replica.network().await;
+    let mut links = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_links(with_min_revision(
+                pb::ListLinksRequest {
+                    page_size: 500,
+                    page_token: page_token.clone(),
+                    ..Default::default()
+                },
+                revision,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        links.extend(page.links.into_iter().map(|l| (l.source, l.target)));
+        if page.next_page_token.is_empty() {
+            return links;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+fn seed_cluster() -> pb::ApplyChangesRequest {
+    batch(vec![upsert_cluster(cluster("c1", vec![]))])
+}
+
+fn one_actor(id: &str) -> pb::ApplyChangesRequest {
+    batch(vec![upsert_actor(actor(id, &["c1"]))])
+}
+
+/// Writes on either replica land in one order on both: each reply's
+/// revision is read back on the other replica (which waits for it), and the
+/// two give the same pages and the same analysis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_on_either_replica_are_read_on_both_in_one_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path(), free_port());
+    let a = Replica::start(&dir.path().join("a"), &nats.url()).await;
+    let b = Replica::start(&dir.path().join("b"), &nats.url()).await;
+    let (mut on_a, mut on_b) = (a.network().await, b.network().await);
+    let first = on_a.apply_changes(seed_cluster()).await.unwrap().into_inner().revision;
+    assert_eq!(first, 1, "the stream's first sequence is the first revision");
+    let mut last = first;
+    for i in 0..20 {
+        let client = if i % 2 == 0 { &mut on_a } else { &mut on_b };
+        let reply = client
+            .apply_changes(one_actor(&format!("f{i}")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            reply.revision,
+            last + 1,
+            "one revision after the other, whichever replica wrote"
+        );
+        last = reply.revision;
+        if i > 0 {
+            let link = upsert_link(link(&format!("f{}", i - 1), &format!("f{i}"), pb::LinkKind::Supply));
+            last = client
+                .apply_changes(batch(vec![link]))
+                .await
+                .unwrap()
+                .into_inner()
+                .revision;
+        }
+        // Written on one, read at once on the other.
+        let other = if i % 2 == 0 { &b } else { &a };
+        let got = other
+            .network()
+            .await
+            .get_actor(with_min_revision(
+                pb::GetActorRequest { id: format!("f{i}") },
+                reply.revision,
+            ))
+            .await;
+        assert!(got.is_ok(), "{got:?}");
+    }
+    let (links_a, links_b) = (links_at(&a, last).await, links_at(&b, last).await);
+    assert_eq!(links_a.len(), 19);
+    assert_eq!(links_a, links_b);
+    let pagerank = |channel: Channel| async move {
+        let mut client = AnalysisServiceClient::new(channel);
+        let mut stream = client
+            .centrality(with_min_revision(
+                pb::CentralityRequest {
+                    measure: pb::CentralityMeasure::Pagerank as i32,
+                    top_k: 5,
+                    ..Default::default()
+                },
+                last,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut rows = Vec::new();
+        while let Some(message) = stream.message().await.unwrap() {
+            if let Some(pb::centrality_response::Event::Rows(batch)) = message.event {
+                rows.extend(batch.rows.into_iter().map(|r| (r.node_id, r.value)));
+            }
+        }
+        rows
+    };
+    assert_eq!(pagerank(a.channel().await).await, pagerank(b.channel().await).await);
+    // A revision no replica has: the call waits out its deadline and says so.
+    let mut late = with_min_revision(pb::GetActorRequest { id: "f1".into() }, last + 100);
+    late.set_timeout(Duration::from_millis(300));
+    let refused = b.network().await.get_actor(late).await.unwrap_err();
+    assert_eq!(refused.code(), Code::DeadlineExceeded, "{refused:?}");
+    assert!(refused.message().contains("clusternet-min-revision"), "{refused:?}");
+    let mut bad = Request::new(pb::GetActorRequest { id: "f1".into() });
+    bad.metadata_mut()
+        .insert("clusternet-min-revision", MetadataValue::from_static("soon"));
+    assert_status(
+        b.network().await.get_actor(bad).await,
+        Code::InvalidArgument,
+        "clusternet-min-revision",
+    );
+}
+
+/// Two replicas written to at once never both get the same revision: the
+/// stream takes one batch per revision and the loser checks again and
+/// retries; every acknowledged batch is on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_on_two_replicas_never_share_a_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path(), free_port());
+    let a = Replica::start(&dir.path().join("a"), &nats.url()).await;
+    let b = Replica::start(&dir.path().join("b"), &nats.url()).await;
+    a.network().await.apply_changes(seed_cluster()).await.unwrap();
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let client = if w % 2 == 0 {
+            a.network().await
+        } else {
+            b.network().await
+        };
+        writers.push(tokio::spawn(async move {
+            let mut client = client;
+            let mut acknowledged = Vec::new();
+            for i in 0..15 {
+                let id = format!("w{w}-{i}");
+                match client.apply_changes(one_actor(&id)).await {
+                    Ok(reply) => acknowledged.push((reply.into_inner().revision, id)),
+                    Err(status) => assert_eq!(status.code(), Code::Aborted, "{status:?}"),
+                }
+            }
+            acknowledged
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.unwrap());
+    }
+    let revisions: BTreeSet<u64> = acknowledged.iter().map(|(r, _)| *r).collect();
+    assert_eq!(revisions.len(), acknowledged.len(), "no two writes share a revision");
+    assert!(acknowledged.len() >= 60, "most writes land: {}", acknowledged.len());
+    let last = *revisions.iter().next_back().unwrap();
+    for replica in [&a, &b] {
+        let mut client = replica.network().await;
+        for (_, id) in &acknowledged {
+            let got = client
+                .get_actor(with_min_revision(pb::GetActorRequest { id: id.clone() }, last))
+                .await;
+            assert!(got.is_ok(), "{id} is on every replica: {got:?}");
+        }
+    }
+}
+
+/// Writes whose validity depends on each other, sent to two replicas at
+/// once: a cluster deleted on one while an actor joins it on the other. Each
+/// is checked against the state the log ends at, so exactly one lands each
+/// time, the other is refused as the single server would refuse it, and no
+/// replica is left holding a batch it cannot apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_that_conflict_are_checked_against_the_log_not_a_stale_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path(), free_port());
+    let a = Replica::start(&dir.path().join("a"), &nats.url()).await;
+    let b = Replica::start(&dir.path().join("b"), &nats.url()).await;
+    let (mut on_a, mut on_b) = (a.network().await, b.network().await);
+    let mut last = 0;
+    for round in 0..20 {
+        let id = format!("c{round}");
+        let made = on_a
+            .apply_changes(batch(vec![upsert_cluster(cluster(&id, vec![]))]))
+            .await
+            .unwrap();
+        let made = made.into_inner().revision;
+        let delete = pb::Change {
+            change: Some(pb::change::Change::DeleteCluster(pb::DeleteCluster {
+                id: id.clone(),
+                cascade: false,
+            })),
+        };
+        let join = upsert_actor(actor(&format!("joiner-{round}"), &[&id]));
+        // B must have the cluster before its join is checked.
+        let mut join_request = with_min_revision(batch(vec![join]), made);
+        join_request.set_timeout(Duration::from_secs(10));
+        let mut delete_request = Request::new(batch(vec![delete]));
+        delete_request.set_timeout(Duration::from_secs(10));
+        let (deleted, joined) = tokio::join!(on_a.apply_changes(delete_request), on_b.apply_changes(join_request));
+        match (&deleted, &joined) {
+            (Ok(d), Err(j)) => {
+                assert_eq!(j.code(), Code::FailedPrecondition, "{j:?}");
+                last = last.max(d.get_ref().revision);
+            }
+            (Err(d), Ok(j)) => {
+                assert_eq!(d.code(), Code::FailedPrecondition, "{d:?}");
+                last = last.max(j.get_ref().revision);
+            }
+            other => panic!("exactly one of the two lands: {other:?}"),
+        }
+    }
+    for replica in [&a, &b] {
+        let mut request = with_min_revision(pb::ListActorsRequest::default(), last);
+        request.set_timeout(Duration::from_secs(10));
+        let page = replica.network().await.list_actors(request).await;
+        assert!(page.is_ok(), "{page:?}");
+        assert_eq!(
+            replica.health().await,
+            Some(tonic_health::pb::health_check_response::ServingStatus::Serving as i32),
+            "every replica applied every batch of the log"
+        );
+    }
+}
+
+/// A replica stopped while the other goes on writing catches up from its
+/// own data directory when it starts again; and health says NOT_SERVING
+/// while NATS is gone, SERVING once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_replica_catches_up_and_health_follows_nats() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats_port = free_port();
+    let nats = Nats::start(dir.path(), nats_port);
+    let a = Replica::start(&dir.path().join("a"), &nats.url()).await;
+    let b = Replica::start(&dir.path().join("b"), &nats.url()).await;
+    let mut on_a = a.network().await;
+    on_a.apply_changes(seed_cluster()).await.unwrap();
+    on_a.apply_changes(one_actor("before")).await.unwrap();
+    b.stop();
+    let mut last = 0;
+    for i in 0..30 {
+        last = on_a
+            .apply_changes(one_actor(&format!("while-{i}")))
+            .await
+            .unwrap()
+            .into_inner()
+            .revision;
+    }
+    let b = Replica::start(&dir.path().join("b"), &nats.url()).await;
+    let got = b
+        .network()
+        .await
+        .get_actor(with_min_revision(pb::GetActorRequest { id: "while-29".into() }, last))
+        .await;
+    assert!(got.is_ok(), "{got:?}");
+
+    drop(nats);
+    let started = Instant::now();
+    while a.health().await != Some(tonic_health::pb::health_check_response::ServingStatus::NotServing as i32) {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "health did not follow NATS going away"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = on_a.apply_changes(one_actor("while-down")).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    let _nats = Nats::start(dir.path(), nats_port);
+    a.wait_serving().await;
+    let reply = on_a.apply_changes(one_actor("after")).await.unwrap().into_inner();
+    assert_eq!(reply.revision, last + 1, "nothing was half-written while NATS was down");
+}
