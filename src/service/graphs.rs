@@ -64,6 +64,10 @@ pub(super) struct Graphs {
     metrics: Arc<Metrics>,
     /// The directory the graphs are kept in, and what its specs file holds.
     kept_in: Option<(PathBuf, Mutex<Vec<GraphSpec>>)>,
+    /// Graphs the last run kept, of the revision the store is at, not read
+    /// back yet: a call that wants one reads it itself rather than wait for
+    /// the read-back to reach it.
+    unread: Mutex<Vec<(GraphSpec, PathBuf)>>,
 }
 
 impl Graphs {
@@ -81,15 +85,32 @@ impl Graphs {
             let specs = read_specs(&dir.join(SPECS));
             (dir, Mutex::new(specs))
         });
-        let graphs = Arc::new(Graphs {
+        let mut graphs = Graphs {
             cache: GraphCache::new(config.kept),
             store,
             metrics,
             kept_in,
-        });
+            unread: Mutex::new(Vec::new()),
+        };
+        if warming.is_some() {
+            graphs.unread = Mutex::new(graphs.kept_of_this_revision());
+        }
+        let graphs = Arc::new(graphs);
         if let Some(warming) = warming {
             let reading = graphs.clone();
-            let read_back = tokio::task::spawn_blocking(move || reading.read_back());
+            let (read, read_back) = tokio::sync::oneshot::channel();
+            // A thread of its own, not the blocking pool: it lowers its
+            // priority after the first graph, and must not hand a pooled
+            // thread on so lowered.
+            let started = std::thread::Builder::new()
+                .name("clusternet-graphs-read".into())
+                .spawn(move || {
+                    reading.read_back();
+                    let _ = read.send(());
+                });
+            if let Err(error) = started {
+                tracing::warn!(%error, "cannot start reading back the analysis graphs; they are made again");
+            }
             tokio::spawn(warm(graphs.clone(), warming.quiet, shutdown, read_back));
         }
         graphs
@@ -147,15 +168,16 @@ impl Graphs {
         }
     }
 
-    /// At the start: the graphs the last run kept, read back when they were
-    /// made of the revision the store is at. Each is read into its cache
-    /// slot, so a call that wants it meanwhile waits for the read rather
-    /// than building. A file that does not fit is logged and the graph
-    /// built instead.
-    fn read_back(&self) {
-        let Some((dir, _)) = &self.kept_in else { return };
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        let snapshot = self.store.snapshot();
+    /// The graphs the last run kept that were made of the revision the
+    /// store is at, least recently used first (their headers only are read).
+    fn kept_of_this_revision(&self) -> Vec<(GraphSpec, PathBuf)> {
+        let Some((dir, _)) = &self.kept_in else {
+            return Vec::new();
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let revision = self.store.snapshot().revision;
         let mut paths: Vec<PathBuf> = entries
             .filter_map(|entry| entry.ok().map(|e| e.path()))
             .filter(|path| path.extension().is_some_and(|e| e == GRAPH))
@@ -169,40 +191,71 @@ impl Graphs {
                 .and_then(|s| s.parse::<u64>().ok());
             (number.unwrap_or(u64::MAX), path.clone())
         });
-        for path in paths {
-            let spec = match stored::header(&path) {
-                Ok((revision, spec)) if revision == snapshot.revision => spec,
+        paths
+            .into_iter()
+            .filter_map(|path| match stored::header(&path) {
+                Ok((made_of, spec)) if made_of == revision => Some((spec, path)),
                 Ok(_) => {
                     tracing::info!(path = %path.display(), "a kept analysis graph is of another revision; made again");
-                    continue;
+                    None
                 }
                 Err(error) => {
                     tracing::warn!(%error, path = %path.display(), "a kept analysis graph cannot be used; made again");
-                    continue;
+                    None
                 }
+            })
+            .collect()
+    }
+
+    /// The file of `spec`'s kept graph, if no one has read it yet: whoever
+    /// takes it reads it.
+    fn take_unread(&self, spec: &GraphSpec) -> Option<PathBuf> {
+        let mut unread = self.unread.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let at = unread.iter().position(|(kept, _)| kept == spec)?;
+        Some(unread.remove(at).1)
+    }
+
+    /// The kept graph at `path`, if it still fits the snapshot.
+    fn read_kept(&self, path: &Path, snapshot: &Snapshot) -> Option<AnalysisGraph> {
+        let started = Instant::now();
+        match stored::read(path, &snapshot.network, snapshot.revision) {
+            Ok(Some((_, graph))) => {
+                tracing::info!(
+                    revision = snapshot.revision,
+                    nodes = graph.node_count(),
+                    edges = graph.edge_count(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    path = %path.display(),
+                    "analysis graph read back"
+                );
+                self.metrics.graph_made("read");
+                Some(graph)
+            }
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(%error, path = %path.display(), "a kept analysis graph cannot be used; made again");
+                None
+            }
+        }
+    }
+
+    /// At the start, on a thread of its own at low priority: the graphs the
+    /// last run kept, each read into its cache slot unless a call took it
+    /// first (and reads it itself, at full speed).
+    fn read_back(&self) {
+        crate::background::lower_priority("analysis graphs' read-back");
+        let snapshot = self.store.snapshot();
+        loop {
+            let next = {
+                let mut unread = self.unread.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                (!unread.is_empty()).then(|| unread.remove(0))
             };
-            let started = Instant::now();
+            let Some((spec, path)) = next else { return };
             self.cache.get_or_build(snapshot.revision, &spec, |_| {
-                match stored::read(&path, &snapshot.network, snapshot.revision) {
-                    Ok(Some((_, graph))) => {
-                        tracing::info!(
-                            revision = snapshot.revision,
-                            nodes = graph.node_count(),
-                            edges = graph.edge_count(),
-                            elapsed_ms = started.elapsed().as_millis() as u64,
-                            path = %path.display(),
-                            "analysis graph read back"
-                        );
-                        self.metrics.graph_made("read");
-                        return graph;
-                    }
-                    Ok(None) => {}
-                    Err(error) => {
-                        tracing::warn!(%error, path = %path.display(), "a kept analysis graph cannot be used; made again")
-                    }
-                }
-                self.metrics.graph_made(Made::Built.as_str());
-                spec.build(&snapshot.network)
+                self.read_kept(&path, &snapshot).unwrap_or_else(|| {
+                    self.metrics.graph_made(Made::Built.as_str());
+                    spec.build(&snapshot.network)
+                })
             });
         }
     }
@@ -211,6 +264,11 @@ impl Graphs {
     /// of the same revision, patched from an older one, or built now.
     pub(super) fn of(&self, snapshot: &Snapshot, spec: &GraphSpec) -> Arc<AnalysisGraph> {
         self.cache.get_or_build(snapshot.revision, spec, |base| {
+            if snapshot.revision == self.store.snapshot().revision {
+                if let Some(graph) = self.take_unread(spec).and_then(|path| self.read_kept(&path, snapshot)) {
+                    return graph;
+                }
+            }
             let (graph, made) = spec.make(&snapshot.network, base, |after, most| {
                 self.store.changes_between(after, snapshot.revision, most)
             });
@@ -276,13 +334,13 @@ async fn warm(
     graphs: Arc<Graphs>,
     quiet: Duration,
     mut shutdown: watch::Receiver<bool>,
-    read_back: tokio::task::JoinHandle<()>,
+    read_back: tokio::sync::oneshot::Receiver<()>,
 ) {
     // Subscribed first, so a batch committed while the first graphs are
     // made is waited for, not missed.
     let mut committed = graphs.store.subscribe();
     if read_back.await.is_err() {
-        tracing::warn!("reading back the analysis graphs failed");
+        tracing::warn!("reading back the analysis graphs stopped early");
     }
     let mut wanted = graphs.remembered();
     if wanted.is_empty() {
