@@ -33,6 +33,21 @@ use crate::{
     store::{decode_batch, PublishRefused, Sequencer, Store},
 };
 
+/// How long making the consumer may take before it is asked again.
+const CONSUMER_WAIT: Duration = Duration::from_secs(2);
+
+/// How long a starting replica waits for JetStream to hold its stream.
+const STREAM_WAIT: Duration = Duration::from_secs(30);
+
+/// The NATS servers of a `--nats` value: one URL or several, comma-separated.
+fn servers(urls: &str) -> Vec<String> {
+    urls.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 /// Where the shared log is and how it is kept.
 #[derive(Clone, Debug)]
 pub struct NatsConfig {
@@ -62,6 +77,10 @@ pub struct Replica {
     /// Connections made to NATS so far: a new one means the consumer (kept
     /// by the NATS server, which may have restarted) is made again.
     connections: Arc<AtomicU64>,
+    /// The highest sequence the stream is known to hold (from this node's
+    /// acks and the lag check): a consumer that stays behind it without
+    /// delivering anything is made again.
+    stream_last: AtomicU64,
 }
 
 impl Replica {
@@ -89,29 +108,40 @@ impl Replica {
                 }
             })
             .retry_on_initial_connect()
-            .connect(config.url.as_str())
+            .connect(servers(&config.url))
             .await
             .map_err(|e| format!("cannot connect to NATS at {}: {e}", config.url))?;
         let jetstream = jetstream::new(client.clone());
         let subject = format!("{}.batches", config.stream);
-        let mut stream = tokio::time::timeout(
-            Duration::from_secs(30),
-            jetstream.get_or_create_stream(StreamConfig {
-                name: config.stream.clone(),
-                subjects: vec![subject.clone()],
-                num_replicas: config.replicas.max(1),
-                storage: StorageType::File,
-                ..Default::default()
-            }),
-        )
-        .await
-        .map_err(|_| {
-            format!(
-                "NATS at {} did not answer about stream {} in 30 s",
-                config.url, config.stream
-            )
-        })?
-        .map_err(|e| format!("cannot open JetStream stream {}: {e}", config.stream))?;
+        // A JetStream cluster that is starting too answers "temporarily
+        // unavailable" until it has elected its leaders: try for a while.
+        let started = std::time::Instant::now();
+        let mut stream = loop {
+            let made = jetstream
+                .get_or_create_stream(StreamConfig {
+                    name: config.stream.clone(),
+                    subjects: vec![subject.clone()],
+                    num_replicas: config.replicas.max(1),
+                    storage: StorageType::File,
+                    ..Default::default()
+                })
+                .await;
+            match made {
+                Ok(stream) => break stream,
+                Err(error) if started.elapsed() < STREAM_WAIT => {
+                    tracing::info!(%error, stream = %config.stream, "JetStream not ready; trying again");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(error) => {
+                    return Err(format!(
+                        "cannot open JetStream stream {} at {} within {} s: {error}",
+                        config.stream,
+                        config.url,
+                        STREAM_WAIT.as_secs()
+                    ))
+                }
+            }
+        };
         let state = stream
             .info()
             .await
@@ -140,6 +170,7 @@ impl Replica {
             stream: config.stream.clone(),
             broken: AtomicBool::new(false),
             connections,
+            stream_last: AtomicU64::new(state.last_sequence),
         });
         store.set_ready(local + config.max_lag >= state.last_sequence);
         tokio::spawn(consume(replica.clone(), stream, Arc::downgrade(&store)));
@@ -191,6 +222,7 @@ impl Sequencer for Replica {
                 .payload(payload.into())
                 .expected_last_sequence(expected);
             let failed = |e: &dyn std::fmt::Display| {
+                tracing::warn!(error = %e, expected, "the shared log did not take a batch");
                 PublishRefused::Failed(Error::Unavailable {
                     message: format!("the shared log did not take the batch: {e}; send it again"),
                 })
@@ -206,7 +238,10 @@ impl Sequencer for Replica {
                     _ => failed(&e),
                 })?;
             match ack.await {
-                Ok(ack) => Ok(ack.sequence),
+                Ok(ack) => {
+                    self.stream_last.fetch_max(ack.sequence, Ordering::AcqRel);
+                    Ok(ack.sequence)
+                }
                 Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(PublishRefused::Conflict),
                 Err(e) if e.kind() == PublishErrorKind::TimedOut => Err(PublishRefused::Failed(Error::Unavailable {
                     message: format!(
@@ -232,15 +267,20 @@ async fn consume(replica: Arc<Replica>, stream: jetstream::stream::Stream, store
     loop {
         let generation = replica.connections.load(Ordering::Acquire);
         let from = *revisions.borrow() + 1;
-        let consumer = stream
-            .create_consumer(OrderedConfig {
+        // Briefly, then again: a request sent while the NATS cluster has no
+        // leader (one of its servers just died) may never be answered.
+        let consumer = tokio::time::timeout(
+            CONSUMER_WAIT,
+            stream.create_consumer(OrderedConfig {
                 deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
                 ..Default::default()
-            })
-            .await;
+            }),
+        )
+        .await;
         let made = match consumer {
-            Ok(consumer) => consumer.messages().await.map_err(|e| e.to_string()),
-            Err(error) => Err(error.to_string()),
+            Ok(Ok(consumer)) => consumer.messages().await.map_err(|e| e.to_string()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!("no answer in {} s", CONSUMER_WAIT.as_secs())),
         };
         let outcome = match made {
             Ok(messages) => follow(&replica, &store, messages, generation, writer_gone.as_mut()).await,
@@ -277,7 +317,12 @@ async fn follow(
 ) -> Followed {
     const IN_FLIGHT: usize = 32;
     let mut in_flight: std::collections::VecDeque<(u64, crate::store::PendingBatch)> = Default::default();
+    /// A consumer this long behind the stream without delivering is made
+    /// again: after the stream's leader moves, the old one is gone and says
+    /// so only when its heartbeats are missed.
+    const STALLED: Duration = Duration::from_secs(1);
     let mut check = tokio::time::interval(Duration::from_millis(250));
+    let mut delivered = tokio::time::Instant::now();
     let mut outcome = None;
     while outcome.is_none() || !in_flight.is_empty() {
         let Some(store) = store.upgrade() else {
@@ -289,7 +334,10 @@ async fn follow(
             tokio::select! {
                 next = messages.next() => Some(next),
                 _ = check.tick() => {
-                    if replica.connections.load(Ordering::Acquire) != generation {
+                    let behind = replica.stream_last.load(Ordering::Acquire) > store.snapshot().revision;
+                    if replica.connections.load(Ordering::Acquire) != generation
+                        || (behind && delivered.elapsed() > STALLED)
+                    {
                         outcome = Some(Followed::Again);
                     }
                     continue;
@@ -319,6 +367,7 @@ async fn follow(
                 outcome = Some(Followed::Again);
             }
             Some(Some(Ok(message))) => {
+                delivered = tokio::time::Instant::now();
                 let decoded = message.info().map_err(|e| e.to_string()).and_then(|info| {
                     Ok((
                         info.stream_sequence,
@@ -362,7 +411,10 @@ async fn watch_lag(replica: Arc<Replica>, store: Weak<Store>, max_lag: u64) {
         let connected = replica.client.connection_state() == async_nats::connection::State::Connected;
         let caught_up = connected
             && match replica.last_sequence().await {
-                Ok(last) => *revisions.borrow() + max_lag >= last,
+                Ok(last) => {
+                    replica.stream_last.fetch_max(last, Ordering::AcqRel);
+                    *revisions.borrow() + max_lag >= last
+                }
                 Err(_) => false,
             };
         let Some(store) = store.upgrade() else { return };

@@ -16,6 +16,22 @@ use pb::{analysis_service_client::AnalysisServiceClient, network_service_client:
 
 const BIN: &str = env!("CARGO_BIN_EXE_clusternet");
 
+/// A directory for one test, removed after it unless
+/// CLUSTERNET_KEEP_TEST_DIRS is set (then its path is printed: the
+/// replicas' logs are in it).
+fn test_dir() -> tempfile::TempDir {
+    let keep = std::env::var_os("CLUSTERNET_KEEP_TEST_DIRS").is_some();
+    let dir = tempfile::Builder::new()
+        .prefix("clusternet-replicas")
+        .disable_cleanup(keep)
+        .tempdir()
+        .unwrap();
+    if keep {
+        eprintln!("test directory kept: {}", dir.path().display());
+    }
+    dir
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -93,17 +109,105 @@ struct Replica {
     port: u16,
 }
 
+/// Three JetStream servers in one NATS cluster on loopback ports.
+struct NatsCluster {
+    nodes: Vec<Option<Child>>,
+    ports: Vec<u16>,
+}
+
+impl NatsCluster {
+    fn start(dir: &Path) -> NatsCluster {
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut nodes = Vec::new();
+        for i in 0..3 {
+            let config = dir.join(format!("n{i}.conf"));
+            let others: Vec<String> = (0..3)
+                .filter(|j| *j != i)
+                .map(|j| format!("nats-route://127.0.0.1:{}", routes[j]))
+                .collect();
+            std::fs::write(
+                &config,
+                format!(
+                    "server_name: n{i}\nlisten: 127.0.0.1:{}\nmax_payload: 8MB\njetstream {{ store_dir: \"{}\" }}\n\
+                     cluster {{ name: clusternet, listen: 127.0.0.1:{}, routes: [{}] }}\n",
+                    ports[i],
+                    dir.join(format!("n{i}")).display(),
+                    routes[i],
+                    others.join(", ")
+                ),
+            )
+            .unwrap();
+            let log = std::fs::File::create(dir.join(format!("n{i}.log"))).unwrap();
+            let child = Command::new(nats_server_binary())
+                .arg("-c")
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("nats-server runs");
+            nodes.push(Some(child));
+        }
+        for port in &ports {
+            let started = Instant::now();
+            while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
+                assert!(started.elapsed() < Duration::from_secs(20), "nats-server did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        NatsCluster { nodes, ports }
+    }
+
+    /// Every server, as a replica is given them: comma-separated.
+    fn urls(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// kill -9, as a machine dies.
+    fn kill(&mut self, node: usize) {
+        if let Some(mut child) = self.nodes[node].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for node in 0..self.nodes.len() {
+            self.kill(node);
+        }
+    }
+}
+
 impl Replica {
     async fn start(data: &Path, nats: &str) -> Replica {
+        Replica::start_with(data, nats, &[]).await
+    }
+
+    async fn start_with(data: &Path, nats: &str, flags: &[&str]) -> Replica {
         let port = free_port();
         let child = Command::new(BIN)
             .args(["serve", "--no-alerts", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--nats", nats, "--nats-stream", "TEST"])
+            .args(flags)
             .arg("--data-dir")
             .arg(data)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info,clusternet::access=off")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // Beside the data directory, for a failure's post-mortem
+            // (CLUSTERNET_KEEP_TEST_DIRS=1 keeps it).
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(data.with_extension("log"))
+                    .unwrap(),
+            )
             .spawn()
             .expect("the server runs");
         let replica = Replica { child, port };
@@ -144,6 +248,12 @@ impl Replica {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// kill -9, as a machine dies.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// SIGTERM, as an operator stops it.
@@ -207,7 +317,7 @@ fn one_actor(id: &str) -> pb::ApplyChangesRequest {
 /// two give the same pages and the same analysis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_on_either_replica_are_read_on_both_in_one_order() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let nats = Nats::start(dir.path(), free_port());
     let a = Replica::start(&dir.path().join("a"), &nats.url()).await;
     let b = Replica::start(&dir.path().join("b"), &nats.url()).await;
@@ -296,7 +406,7 @@ async fn writes_on_either_replica_are_read_on_both_in_one_order() {
 /// retries; every acknowledged batch is on both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_on_two_replicas_never_share_a_revision() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let nats = Nats::start(dir.path(), free_port());
     let a = Replica::start(&dir.path().join("a"), &nats.url()).await;
     let b = Replica::start(&dir.path().join("b"), &nats.url()).await;
@@ -347,7 +457,7 @@ async fn concurrent_writers_on_two_replicas_never_share_a_revision() {
 /// replica is left holding a batch it cannot apply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_that_conflict_are_checked_against_the_log_not_a_stale_copy() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let nats = Nats::start(dir.path(), free_port());
     let a = Replica::start(&dir.path().join("a"), &nats.url()).await;
     let b = Replica::start(&dir.path().join("b"), &nats.url()).await;
@@ -403,7 +513,7 @@ async fn writes_that_conflict_are_checked_against_the_log_not_a_stale_copy() {
 /// while NATS is gone, SERVING once it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_replica_catches_up_and_health_follows_nats() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = test_dir();
     let nats_port = free_port();
     let nats = Nats::start(dir.path(), nats_port);
     let a = Replica::start(&dir.path().join("a"), &nats.url()).await;
@@ -444,4 +554,133 @@ async fn a_restarted_replica_catches_up_and_health_follows_nats() {
     a.wait_serving().await;
     let reply = on_a.apply_changes(one_actor("after")).await.unwrap().into_inner();
     assert_eq!(reply.revision, last + 1, "nothing was half-written while NATS was down");
+}
+
+/// The operator's case: three NATS servers (the stream kept on all three)
+/// and three replicas, writers on each. One NATS server and one replica
+/// are killed in the middle; every batch acknowledged is on both surviving
+/// replicas, which end at the same revision with the same pages, and the
+/// killed replica, started again, catches up to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_node_and_a_replica_killed_mid_write_lose_no_acknowledged_batch() {
+    let dir = test_dir();
+    let mut nats = NatsCluster::start(dir.path());
+    let flags = ["--nats-replicas", "3"];
+    let a = Replica::start_with(&dir.path().join("a"), &nats.urls(), &flags).await;
+    let b = Replica::start_with(&dir.path().join("b"), &nats.urls(), &flags).await;
+    let c = Replica::start_with(&dir.path().join("c"), &nats.urls(), &flags).await;
+    a.network().await.apply_changes(seed_cluster()).await.unwrap();
+    let (acked_out, mut acked) = tokio::sync::mpsc::unbounded_channel::<(u64, String)>();
+    let mut writers = Vec::new();
+    let c_killed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for (w, replica) in [&a, &b, &c].into_iter().enumerate() {
+        let mut client = replica.network().await;
+        let acked_out = acked_out.clone();
+        let killed = (w == 2).then(|| c_killed.clone());
+        writers.push(tokio::spawn(async move {
+            // 40 acknowledged writes each, or until its replica is killed
+            // (the others need a few seconds to get past the kill; 90 s
+            // at most): refused, cut or timed out, a write is not
+            // acknowledged, so not counted, and the writer goes on.
+            let (started, mut landed) = (Instant::now(), 0);
+            let mut i = 0;
+            while landed < 40 && started.elapsed() < Duration::from_secs(90) {
+                if killed
+                    .as_ref()
+                    .is_some_and(|k| k.load(std::sync::atomic::Ordering::Acquire))
+                {
+                    break;
+                }
+                let id = format!("w{w}-{i}");
+                i += 1;
+                let mut request = Request::new(one_actor(&id));
+                request.set_timeout(Duration::from_secs(10));
+                match client.apply_changes(request).await {
+                    Ok(reply) => {
+                        landed += 1;
+                        let _ = acked_out.send((reply.into_inner().revision, id));
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(status) => {
+                        eprintln!("writer {w}: {:?} {}", status.code(), status.message());
+                        tokio::time::sleep(Duration::from_millis(100)).await
+                    }
+                }
+            }
+        }));
+    }
+    drop(acked_out);
+    // Once a third of the writes are in, a NATS server and a replica die.
+    let mut seen = Vec::new();
+    while seen.len() < 50 {
+        seen.push(acked.recv().await.expect("writes land before the kill"));
+    }
+    nats.kill(0);
+    c.kill();
+    c_killed.store(true, std::sync::atomic::Ordering::Release);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    while let Some(ack) = acked.recv().await {
+        seen.push(ack);
+    }
+    let revisions: BTreeSet<u64> = seen.iter().map(|(r, _)| *r).collect();
+    assert_eq!(
+        revisions.len(),
+        seen.len(),
+        "no two acknowledged writes share a revision"
+    );
+    for survivor in ["w0-", "w1-"] {
+        let landed = seen.iter().filter(|(_, id)| id.starts_with(survivor)).count();
+        assert_eq!(
+            landed, 40,
+            "the writes through a surviving replica went on after the kill"
+        );
+    }
+    let last = *revisions.iter().next_back().unwrap();
+    let on_a = actors_on(&a, last).await;
+    for (_, id) in &seen {
+        assert!(on_a.contains(id), "{id} was acknowledged, so it is on every replica");
+    }
+    // Both survivors, once at the same revision, hold the same actors.
+    let mut reached = Vec::new();
+    for replica in [&a, &b] {
+        let page = replica
+            .network()
+            .await
+            .list_actors(with_min_revision(pb::ListActorsRequest::default(), last))
+            .await
+            .unwrap();
+        reached.push(page.into_inner().revision);
+    }
+    let end = reached.into_iter().max().unwrap();
+    let on_a = actors_on(&a, end).await;
+    assert_eq!(on_a, actors_on(&b, end).await);
+    // The killed replica comes back on its own directory and catches up.
+    let c = Replica::start_with(&dir.path().join("c"), &nats.urls(), &flags).await;
+    assert_eq!(actors_on(&c, end).await, on_a);
+}
+
+/// Every actor id on a replica once it has applied `revision`, in order.
+async fn actors_on(replica: &Replica, revision: u64) -> Vec<String> {
+    let mut client = replica.network().await;
+    let mut ids = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let mut request = with_min_revision(
+            pb::ListActorsRequest {
+                page_size: 500,
+                page_token: page_token.clone(),
+                ..Default::default()
+            },
+            revision,
+        );
+        request.set_timeout(Duration::from_secs(20));
+        let page = client.list_actors(request).await.unwrap().into_inner();
+        ids.extend(page.actors.into_iter().map(|a| a.id));
+        if page.next_page_token.is_empty() {
+            return ids;
+        }
+        page_token = page.next_page_token;
+    }
 }
