@@ -30,7 +30,7 @@ use futures_util::StreamExt;
 
 use crate::{
     error::Error,
-    store::{decode_batch, PublishRefused, Sequencer, Store},
+    store::{decode_batch, PublishRefused, ReplicationFigures, Sequencer, Store},
 };
 
 /// How long making the consumer may take before it is asked again.
@@ -78,9 +78,9 @@ pub struct Replica {
     /// by the NATS server, which may have restarted) is made again.
     connections: Arc<AtomicU64>,
     /// The highest sequence the stream is known to hold (from this node's
-    /// acks and the lag check): a consumer that stays behind it without
-    /// delivering anything is made again.
-    stream_last: AtomicU64,
+    /// acks and the lag check; a consumer that stays behind it without
+    /// delivering anything is made again), and the conflicts, for metrics.
+    figures: Arc<ReplicationFigures>,
 }
 
 impl Replica {
@@ -170,12 +170,15 @@ impl Replica {
             stream: config.stream.clone(),
             broken: AtomicBool::new(false),
             connections,
-            stream_last: AtomicU64::new(state.last_sequence),
+            figures: Arc::new(ReplicationFigures {
+                log_last: AtomicU64::new(state.last_sequence),
+                ..Default::default()
+            }),
         });
         store.set_ready(local + config.max_lag >= state.last_sequence);
         tokio::spawn(consume(replica.clone(), stream, Arc::downgrade(&store)));
         tokio::spawn(watch_lag(replica.clone(), Arc::downgrade(&store), config.max_lag));
-        store.replicate(replica.clone(), config.retries);
+        store.replicate(replica.clone(), config.retries, replica.figures.clone());
         tracing::info!(
             stream = %config.stream,
             local_revision = local,
@@ -238,10 +241,7 @@ impl Sequencer for Replica {
                     _ => failed(&e),
                 })?;
             match ack.await {
-                Ok(ack) => {
-                    self.stream_last.fetch_max(ack.sequence, Ordering::AcqRel);
-                    Ok(ack.sequence)
-                }
+                Ok(ack) => Ok(ack.sequence),
                 Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(PublishRefused::Conflict),
                 Err(e) if e.kind() == PublishErrorKind::TimedOut => Err(PublishRefused::Failed(Error::Unavailable {
                     message: format!(
@@ -334,7 +334,7 @@ async fn follow(
             tokio::select! {
                 next = messages.next() => Some(next),
                 _ = check.tick() => {
-                    let behind = replica.stream_last.load(Ordering::Acquire) > store.snapshot().revision;
+                    let behind = replica.figures.log_last.load(Ordering::Acquire) > store.snapshot().revision;
                     if replica.connections.load(Ordering::Acquire) != generation
                         || (behind && delivered.elapsed() > STALLED)
                     {
@@ -412,7 +412,7 @@ async fn watch_lag(replica: Arc<Replica>, store: Weak<Store>, max_lag: u64) {
         let caught_up = connected
             && match replica.last_sequence().await {
                 Ok(last) => {
-                    replica.stream_last.fetch_max(last, Ordering::AcqRel);
+                    replica.figures.log_last.fetch_max(last, Ordering::AcqRel);
                     *revisions.borrow() + max_lag >= last
                 }
                 Err(_) => false,

@@ -56,6 +56,9 @@ pub struct Metrics {
     flush_seconds: Histogram,
     repack_seconds: Histogram,
     alert_lag: IntGauge,
+    log_last: IntGauge,
+    replica_lag: IntGauge,
+    publish_conflicts: IntCounter,
     subscribers: IntGaugeVec,
     connections: IntGauge,
     connections_refused: IntCounter,
@@ -210,6 +213,30 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            log_last: registered(
+                &r,
+                IntGauge::new(
+                    "log_last_revision",
+                    "With --nats: the last revision the shared log is known to hold",
+                )
+                .unwrap(),
+            ),
+            replica_lag: registered(
+                &r,
+                IntGauge::new(
+                    "replica_lag_revisions",
+                    "With --nats: revisions the shared log holds that this replica has not applied",
+                )
+                .unwrap(),
+            ),
+            publish_conflicts: registered(
+                &r,
+                IntCounter::new(
+                    "publish_conflicts_total",
+                    "With --nats: writes checked again because another replica wrote first",
+                )
+                .unwrap(),
+            ),
             subscribers: registered(
                 &r,
                 IntGaugeVec::new(
@@ -294,6 +321,17 @@ impl Metrics {
         if let Some(alerts) = alerts {
             self.alert_lag
                 .set(revision.saturating_sub(alerts.evaluated_revision()) as i64);
+        }
+        if let Some(replication) = store.replication() {
+            let last = replication
+                .log_last
+                .load(std::sync::atomic::Ordering::Acquire)
+                .max(revision);
+            self.log_last.set(last as i64);
+            self.replica_lag.set((last - revision) as i64);
+            let conflicts = replication.conflicts.load(std::sync::atomic::Ordering::Relaxed);
+            self.publish_conflicts
+                .inc_by(conflicts.saturating_sub(self.publish_conflicts.get()));
         }
         self.resident_memory.set(resident_memory_bytes() as i64);
         let mut out = Vec::new();

@@ -30,7 +30,7 @@ use std::{
 use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-pub use replicated::{PublishRefused, Sequencer};
+pub use replicated::{PublishRefused, ReplicationFigures, Sequencer};
 pub use sled_backend::{decode_batch, encode_batch, open_db, SledBackend, SledConfig};
 
 use crate::{
@@ -206,6 +206,8 @@ pub struct Store {
     /// Replicated: where this node's batches go to be ordered (the
     /// writer then applies only what the shared log delivers).
     proposals: std::sync::OnceLock<mpsc::Sender<replicated::Proposal>>,
+    /// Replicated: what the replica reports about its log.
+    replication: std::sync::OnceLock<Arc<ReplicationFigures>>,
     /// Whether the store should be serving (a replica that trails its log
     /// or lost it says no).
     ready: tokio::sync::watch::Sender<bool>,
@@ -274,6 +276,7 @@ impl Store {
             repack_pending,
             revision: revision_in,
             proposals: std::sync::OnceLock::new(),
+            replication: std::sync::OnceLock::new(),
             ready: tokio::sync::watch::channel(true).0,
         })
     }
@@ -456,14 +459,32 @@ impl Store {
     /// Makes this store a replica of a shared log: from now on its batches
     /// are proposed to `sequencer`, which orders them, and are applied only
     /// as the log delivers them back (through [`Store::submit_at`]). Needs a
-    /// tokio runtime. Returns false if it already was one.
-    pub fn replicate(self: &Arc<Self>, sequencer: Arc<dyn Sequencer>, retries: u32) -> bool {
+    /// tokio runtime; `figures` is what the replica reports about its log.
+    /// Returns false if it already was one.
+    pub fn replicate(
+        self: &Arc<Self>,
+        sequencer: Arc<dyn Sequencer>,
+        retries: u32,
+        figures: Arc<ReplicationFigures>,
+    ) -> bool {
         let (sender, receiver) = mpsc::channel(64);
         if self.proposals.set(sender).is_err() {
             return false;
         }
-        tokio::spawn(replicated::propose(Arc::downgrade(self), sequencer, retries, receiver));
+        let _ = self.replication.set(figures.clone());
+        tokio::spawn(replicated::propose(
+            Arc::downgrade(self),
+            sequencer,
+            retries,
+            figures,
+            receiver,
+        ));
         true
+    }
+
+    /// Replicated: what the replica reports about its log.
+    pub fn replication(&self) -> Option<&ReplicationFigures> {
+        self.replication.get().map(|f| &**f)
     }
 
     /// Stops taking writes, lets queued batches finish, syncs and stops the

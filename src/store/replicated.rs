@@ -13,7 +13,10 @@
 use std::{
     future::Future,
     pin::Pin,
-    sync::{Arc, Weak},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Weak,
+    },
     time::Duration,
 };
 
@@ -24,6 +27,15 @@ use crate::{
     error::{Error, Result},
     model::Change,
 };
+
+/// What a replica reports about its log, for metrics.
+#[derive(Debug, Default)]
+pub struct ReplicationFigures {
+    /// The highest revision the log is known to hold.
+    pub log_last: AtomicU64,
+    /// Proposals that lost to another node's write and were checked again.
+    pub conflicts: AtomicU64,
+}
 
 /// Orders batches for every replica: a shared log.
 pub trait Sequencer: Send + Sync + 'static {
@@ -65,6 +77,7 @@ pub(super) async fn propose(
     store: Weak<Store>,
     sequencer: Arc<dyn Sequencer>,
     retries: u32,
+    figures: Arc<ReplicationFigures>,
     mut proposals: mpsc::Receiver<Proposal>,
 ) {
     while let Some(proposal) = proposals.recv().await {
@@ -81,7 +94,7 @@ pub(super) async fn propose(
             )));
             continue;
         }
-        let outcome = propose_one(&store, sequencer.as_ref(), retries, changes).await;
+        let outcome = propose_one(&store, sequencer.as_ref(), retries, &figures, changes).await;
         if outcome.is_err() {
             if let Some(sequence) = &sequence {
                 sequence.fail();
@@ -91,7 +104,13 @@ pub(super) async fn propose(
     }
 }
 
-async fn propose_one(store: &Store, sequencer: &dyn Sequencer, retries: u32, changes: Vec<Change>) -> Result<Applied> {
+async fn propose_one(
+    store: &Store,
+    sequencer: &dyn Sequencer,
+    retries: u32,
+    figures: &ReplicationFigures,
+    changes: Vec<Change>,
+) -> Result<Applied> {
     let changes = Arc::new(changes);
     let mut lost_to = Vec::new();
     for attempt in 0..=retries {
@@ -110,6 +129,7 @@ async fn propose_one(store: &Store, sequencer: &dyn Sequencer, retries: u32, cha
         })??;
         match sequencer.append(snapshot.revision, encode_batch(&changes)).await {
             Ok(revision) => {
+                figures.log_last.fetch_max(revision, Ordering::AcqRel);
                 // In the log, so on every replica in time; the caller is
                 // answered once it is readable here.
                 return match tokio::time::timeout(APPLY_WAIT, store.reached(revision)).await {
@@ -124,6 +144,7 @@ async fn propose_one(store: &Store, sequencer: &dyn Sequencer, retries: u32, cha
                 };
             }
             Err(PublishRefused::Conflict) => {
+                figures.conflicts.fetch_add(1, Ordering::Relaxed);
                 lost_to.push(snapshot.revision + 1);
                 // Wait for the write that came first, then check again;
                 // a little jitter so two nodes do not collide in step.

@@ -271,6 +271,25 @@ impl Drop for Replica {
     }
 }
 
+/// GET /metrics from `address`, once the replica has applied its writes.
+async fn scrape(address: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut page = String::new();
+    socket.read_to_string(&mut page).await.unwrap();
+    page
+}
+
+/// An unlabelled sample of a Prometheus text page.
+fn sample(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 fn with_min_revision<T>(message: T, revision: u64) -> Request<T> {
     let mut request = Request::new(message);
     request
@@ -408,7 +427,8 @@ async fn writes_on_either_replica_are_read_on_both_in_one_order() {
 async fn concurrent_writers_on_two_replicas_never_share_a_revision() {
     let dir = test_dir();
     let nats = Nats::start(dir.path(), free_port());
-    let a = Replica::start(&dir.path().join("a"), &nats.url()).await;
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let a = Replica::start_with(&dir.path().join("a"), &nats.url(), &["--metrics-listen", &metrics]).await;
     let b = Replica::start(&dir.path().join("b"), &nats.url()).await;
     a.network().await.apply_changes(seed_cluster()).await.unwrap();
     let mut writers = Vec::new();
@@ -439,6 +459,26 @@ async fn concurrent_writers_on_two_replicas_never_share_a_revision() {
     assert_eq!(revisions.len(), acknowledged.len(), "no two writes share a revision");
     assert!(acknowledged.len() >= 60, "most writes land: {}", acknowledged.len());
     let last = *revisions.iter().next_back().unwrap();
+    // What the replica says of its log: where it ends, nothing behind, and
+    // the races it lost (each a write checked again).
+    // (The other replica's last write reaches it within its lag check.)
+    let started = Instant::now();
+    let page = loop {
+        let page = scrape(&metrics).await;
+        let caught_up = sample(&page, "clusternet_log_last_revision") == Some(last as f64)
+            && sample(&page, "clusternet_replica_lag_revisions") == Some(0.0);
+        if caught_up || started.elapsed() > Duration::from_secs(10) {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        sample(&page, "clusternet_log_last_revision"),
+        Some(last as f64),
+        "{page}"
+    );
+    assert_eq!(sample(&page, "clusternet_replica_lag_revisions"), Some(0.0), "{page}");
+    assert!(sample(&page, "clusternet_publish_conflicts_total").is_some(), "{page}");
     for replica in [&a, &b] {
         let mut client = replica.network().await;
         for (_, id) in &acknowledged {
