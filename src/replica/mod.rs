@@ -206,6 +206,16 @@ impl Replica {
 }
 
 impl Sequencer for Replica {
+    fn last(&self) -> Pin<Box<dyn Future<Output = Result<u64, Error>> + Send + '_>> {
+        Box::pin(async move {
+            let last = self.last_sequence().await.map_err(|message| Error::Unavailable {
+                message: format!("cannot read where the shared log ends: {message}"),
+            })?;
+            self.figures.log_last.fetch_max(last, Ordering::AcqRel);
+            Ok(last)
+        })
+    }
+
     fn append(
         &self,
         expected: u64,

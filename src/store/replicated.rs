@@ -46,6 +46,9 @@ pub trait Sequencer: Send + Sync + 'static {
         expected: u64,
         payload: Vec<u8>,
     ) -> Pin<Box<dyn Future<Output = std::result::Result<u64, PublishRefused>> + Send + '_>>;
+
+    /// The last revision the log holds now.
+    fn last(&self) -> Pin<Box<dyn Future<Output = Result<u64>> + Send + '_>>;
 }
 
 /// Why the log did not take a batch.
@@ -118,7 +121,7 @@ async fn propose_one(
         // The batch against this node's latest state, as the embedded
         // writer would check it: the same errors for the same input.
         let checking = (snapshot.clone(), changes.clone());
-        let counts = tokio::task::spawn_blocking(move || {
+        let checked = tokio::task::spawn_blocking(move || {
             let (snapshot, changes) = checking;
             let mut network = snapshot.network.clone();
             network.apply(&changes)
@@ -126,7 +129,20 @@ async fn propose_one(
         .await
         .map_err(|_| Error::Unavailable {
             message: "the batch's check was interrupted".into(),
-        })??;
+        })?;
+        let counts = match checked {
+            Ok(counts) => counts,
+            // Refused against this node's copy: refused for good only if the
+            // copy is the log's latest (another node's write this one has
+            // not applied yet may be what the batch needs).
+            Err(error) => match sequencer.last().await {
+                Ok(last) if last > snapshot.revision && attempt < retries => {
+                    let _ = tokio::time::timeout(CATCH_UP_WAIT, store.reached(last)).await;
+                    continue;
+                }
+                _ => return Err(error),
+            },
+        };
         match sequencer.append(snapshot.revision, encode_batch(&changes)).await {
             Ok(revision) => {
                 figures.log_last.fetch_max(revision, Ordering::AcqRel);

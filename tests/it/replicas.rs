@@ -548,6 +548,32 @@ async fn writes_that_conflict_are_checked_against_the_log_not_a_stale_copy() {
     }
 }
 
+/// A write is checked against the log's latest state, not only against the
+/// replica that took it: an actor joining a cluster created a moment ago
+/// through the other replica is accepted, even before this replica has
+/// applied the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_needing_another_replicas_write_waits_for_it_rather_than_fail() {
+    let dir = test_dir();
+    let nats = Nats::start(dir.path(), free_port());
+    let a = Replica::start(&dir.path().join("a"), &nats.url()).await;
+    let b = Replica::start(&dir.path().join("b"), &nats.url()).await;
+    let (mut on_a, mut on_b) = (a.network().await, b.network().await);
+    for round in 0..10 {
+        let id = format!("new-{round}");
+        // The cluster with many members, so that applying it takes each
+        // replica a while: A answers once it has, and B may still be at it.
+        let mut changes = vec![upsert_cluster(cluster(&id, vec![]))];
+        changes.extend((0..5_000).map(|i| upsert_actor(actor(&format!("{id}-member-{i}"), &[&id]))));
+        on_a.apply_changes(batch(changes)).await.unwrap();
+        // No min revision: B may not have the cluster yet.
+        let joined = on_b
+            .apply_changes(batch(vec![upsert_actor(actor(&format!("joiner-{round}"), &[&id]))]))
+            .await;
+        assert!(joined.is_ok(), "round {round}: {joined:?}");
+    }
+}
+
 /// A replica stopped while the other goes on writing catches up from its
 /// own data directory when it starts again; and health says NOT_SERVING
 /// while NATS is gone, SERVING once it is back.
