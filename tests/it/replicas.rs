@@ -574,6 +574,63 @@ async fn a_write_needing_another_replicas_write_waits_for_it_rather_than_fail() 
     }
 }
 
+/// A change feed moved to another replica resumes where it left off: every
+/// replica logs each batch under the stream's sequence, so revision r is the
+/// same batch everywhere, with no gap and no duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_feed_moved_to_another_replica_resumes_without_gap_or_duplicate() {
+    let dir = test_dir();
+    let nats = Nats::start(dir.path(), free_port());
+    let a = Replica::start(&dir.path().join("a"), &nats.url()).await;
+    let b = Replica::start(&dir.path().join("b"), &nats.url()).await;
+    let (mut on_a, mut on_b) = (a.network().await, b.network().await);
+    on_a.apply_changes(seed_cluster()).await.unwrap();
+    for i in 0..9 {
+        let client = if i % 2 == 0 { &mut on_a } else { &mut on_b };
+        client.apply_changes(one_actor(&format!("f{i}"))).await.unwrap();
+    }
+    let batch_of = |event: &pb::WatchChangesResponse| match event.changes.first().and_then(|c| c.change.clone()) {
+        Some(pb::change::Change::UpsertCluster(c)) => c.id,
+        Some(pb::change::Change::UpsertActor(a)) => a.id,
+        other => panic!("an unexpected change {other:?}"),
+    };
+    // Five batches from A, then the watcher moves to B.
+    let mut seen = Vec::new();
+    let mut feed = on_a
+        .watch_changes(pb::WatchChangesRequest { from_revision: 1 })
+        .await
+        .unwrap()
+        .into_inner();
+    while seen.len() < 5 {
+        let event = feed.message().await.unwrap().expect("the feed goes on");
+        seen.push((event.revision, batch_of(&event)));
+    }
+    drop(feed);
+    let resume = seen.last().unwrap().0 + 1;
+    let mut feed = on_b
+        .watch_changes(pb::WatchChangesRequest { from_revision: resume })
+        .await
+        .unwrap()
+        .into_inner();
+    // The rest of the history, then a write made on A after the move.
+    on_a.apply_changes(one_actor("after-the-move")).await.unwrap();
+    while seen.len() < 11 {
+        let event = tokio::time::timeout(Duration::from_secs(10), feed.message())
+            .await
+            .expect("the moved feed delivers")
+            .unwrap()
+            .expect("the feed goes on");
+        seen.push((event.revision, batch_of(&event)));
+    }
+    let revisions: Vec<u64> = seen.iter().map(|(r, _)| *r).collect();
+    assert_eq!(revisions, (1..=11).collect::<Vec<u64>>(), "no gap, no duplicate");
+    let mut expected = vec!["c1".to_string()];
+    expected.extend((0..9).map(|i| format!("f{i}")));
+    expected.push("after-the-move".into());
+    let ids: Vec<String> = seen.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(ids, expected);
+}
+
 /// A replica stopped while the other goes on writing catches up from its
 /// own data directory when it starts again; and health says NOT_SERVING
 /// while NATS is gone, SERVING once it is back.
