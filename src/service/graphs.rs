@@ -264,10 +264,9 @@ impl Graphs {
     /// of the same revision, patched from an older one, or built now.
     pub(super) fn of(&self, snapshot: &Snapshot, spec: &GraphSpec) -> Arc<AnalysisGraph> {
         self.cache.get_or_build(snapshot.revision, spec, |base| {
-            if snapshot.revision == self.store.snapshot().revision {
-                if let Some(graph) = self.take_unread(spec).and_then(|path| self.read_kept(&path, snapshot)) {
-                    return graph;
-                }
+            // A kept file of another revision is refused by the read.
+            if let Some(graph) = self.take_unread(spec).and_then(|path| self.read_kept(&path, snapshot)) {
+                return graph;
             }
             let (graph, made) = spec.make(&snapshot.network, base, |after, most| {
                 self.store.changes_between(after, snapshot.revision, most)
