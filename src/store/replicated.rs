@@ -140,7 +140,10 @@ async fn propose_one(
                     let _ = tokio::time::timeout(CATCH_UP_WAIT, store.reached(last)).await;
                     continue;
                 }
-                _ => return Err(error),
+                Ok(_) => return Err(error),
+                // Whether the refusal holds at the log's end cannot be
+                // known: say that, not the stale copy's verdict.
+                Err(unreachable) => return Err(unreachable),
             },
         };
         match sequencer.append(snapshot.revision, encode_batch(&changes)).await {
