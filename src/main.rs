@@ -4,7 +4,10 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::In
 
 use clap::{Args, Parser, Subcommand};
 use clusternet::{
-    alert::{engine::AlertEngine, log::AlertLog},
+    alert::{
+        engine::{AlertEngine, SharedSteps},
+        log::AlertLog,
+    },
     analysis::stages::stage_config::StageConfig,
     cli::{
         analyses::AnalysisCommand,
@@ -14,6 +17,7 @@ use clusternet::{
         ClientArgs,
     },
     demo, import,
+    replica::alerts::AlertShare,
     service::{
         admission::AnalysisLimits,
         graphs::{GraphsConfig, WarmGraphs},
@@ -366,7 +370,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("error: {e}"))?
         .map_err(|e| format!("error: cannot open the store in {}: {e}", args.data_dir.display()))?;
     let store = Arc::new(store);
-    if let Some(url) = &args.nats {
+    let replica = if let Some(url) = &args.nats {
         if args.nats_stream.is_empty()
             || !args
                 .nats_stream
@@ -385,10 +389,13 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
             retries: args.nats_retries,
             max_lag: args.max_lag,
         };
-        clusternet::replica::Replica::start(&config, store.clone())
+        let replica = clusternet::replica::Replica::start(&config, store.clone())
             .await
             .map_err(|e| format!("error: {e}"))?;
-    }
+        Some((replica, config))
+    } else {
+        None
+    };
     let snapshot = store.snapshot();
     tracing::info!(
         revision = snapshot.revision,
@@ -415,10 +422,35 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("error: {e}"))?
             .map_err(|e| format!("error: cannot open the alert log in {}: {e}", alerts_dir.display()))?;
-        Some(
-            AlertEngine::start(store.clone(), alert_log, stage.clone())
-                .map_err(|e| format!("error: cannot start the alert engine: {e}"))?,
-        )
+        // Replicated, alerts are produced once, by the replica holding the
+        // lease, and every replica records them (docs/scale-out.md).
+        let share = match &replica {
+            Some((replica, config)) => Some(
+                AlertShare::open(
+                    replica.clone(),
+                    config,
+                    node_name(&args.listen),
+                    clusternet::service::encode_alert,
+                )
+                .await
+                .map_err(|e| format!("error: {e}"))?,
+            ),
+            None => None,
+        };
+        let shared = share.clone().map(|s| s as Arc<dyn SharedSteps>);
+        let engine = AlertEngine::start(store.clone(), alert_log, stage.clone(), shared)
+            .map_err(|e| format!("error: cannot start the alert engine: {e}"))?;
+        if let Some(share) = &share {
+            let recorded = engine
+                .recorded_step()
+                .map_err(|e| format!("error: cannot read the alert log: {e}"))?;
+            share.run(&engine, recorded);
+        }
+        Some((engine, share))
+    };
+    let (alerts, share) = match alerts {
+        Some((engine, share)) => (Some(engine), share),
+        None => (None, None),
     };
     // Metrics first: once the gRPC port accepts, /metrics answers too.
     let metrics = Arc::new(Metrics::new());
@@ -481,8 +513,18 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
     })
     .await
     .map_err(|e| format!("error: {e}"))?;
+    if let Some(share) = share {
+        share.release().await;
+    }
     tracing::info!("store flushed; bye");
     Ok(())
+}
+
+/// Who holds the alert lease, as the lease says: the host, the address
+/// served and the process.
+fn node_name(listen: &std::net::SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{} {listen} pid {}", host.trim(), std::process::id())
 }
 
 /// The machine's memory (MemTotal), or 8 GiB where /proc does not say.

@@ -26,6 +26,8 @@
 
 use std::{
     collections::{btree_map::Entry, BTreeMap, BTreeSet, HashMap},
+    future::Future,
+    pin::Pin,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
@@ -39,15 +41,49 @@ use tokio::sync::{broadcast, watch};
 
 use super::{
     evaluate::{changed_clusters, ClusterState, Evaluator},
-    log::{settled, AlertLog},
+    log::{settled, AlertLog, Step},
     Alert, AlertRules,
 };
 use crate::{
     analysis::stages::stage_config::StageConfig,
     error::{Error, Result},
     model::Id,
-    store::{Committed, Snapshot, Store},
+    store::{Committed, PublishRefused, Snapshot, Store},
 };
+
+type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The engine's steps shared by replicas (`serve --nats`; kept in
+/// JetStream by `crate::replica::alerts`), and the lease that says which
+/// replica produces them.
+///
+/// Alerts are produced once: only the lease holder evaluates, and it
+/// appends each step on the condition that the shared log still ends where
+/// its own state does, so a holder that lost the lease unawares cannot
+/// extend it. Every replica records the shared steps into its own alert
+/// log in order (`AlertEngine::record_shared`), so ListAlerts and
+/// WatchAlerts give the same alerts under the same sequence numbers on any
+/// replica, and a replica taking the lease over resumes from exactly the
+/// figures and owed clusters the last holder recorded.
+pub trait SharedSteps: Send + Sync + 'static {
+    /// Whether this replica holds the lease now.
+    fn holds_lease(&self) -> bool;
+
+    /// Appends an encoded step if the shared log still ends at `expected`;
+    /// the position it got.
+    fn append(&self, expected: u64, step: Vec<u8>) -> Pending<'_, std::result::Result<u64, PublishRefused>>;
+
+    /// Waits until this replica has recorded every step the shared log
+    /// holds now; where the log ends.
+    fn caught_up(&self) -> Pending<'_, Result<u64>>;
+
+    /// The last alert sequence the outside record (the ALERTS stream)
+    /// holds.
+    fn alerts_last(&self) -> Pending<'_, Result<u64>>;
+
+    /// Adds durable alerts to the outside record, each at its sequence.
+    fn publish_alerts(&self, alerts: Vec<Alert>) -> Pending<'_, Result<()>>;
+}
 
 /// Rounds a live subscriber may fall behind before it reads the log instead.
 /// A round's alerts go out as one message, so a bulk round of thousands of
@@ -57,6 +93,12 @@ const LIVE_BUFFER: usize = 256;
 const LOG_CHUNK: usize = 256;
 /// How long to wait before retrying a round whose alerts could not be stored.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Replicated: how often a replica not producing looks whether it holds
+/// the lease, and a producer with nothing to do whether it still does.
+const LEASE_LOOK: Duration = Duration::from_millis(250);
+/// Replicated: how long a new producer waits for its network to reach the
+/// revision the shared alert log was evaluated at.
+const TAKE_OVER_WAIT: Duration = Duration::from_secs(5);
 /// Work on owed figures between two looks for new batches.
 pub const PAY_FOR: Duration = Duration::from_millis(40);
 /// Owed clusters recomputed together (in parallel) within a slice.
@@ -85,6 +127,11 @@ pub struct AlertEngine {
     /// The latest revision whose alerts are all raised (events and figures).
     evaluated: AtomicU64,
     live: broadcast::Sender<Arc<Raised>>,
+    /// Replicated: the shared steps and lease; None on a single server.
+    shared: Option<Arc<dyn SharedSteps>>,
+    /// Whether this engine evaluates and records steps (always, on a
+    /// single server; while it holds the lease, replicated).
+    producing: AtomicBool,
     stop: watch::Sender<bool>,
     /// The same signal for the round under way, which checks it between
     /// clusters (a round over a large burst takes seconds).
@@ -93,8 +140,15 @@ pub struct AlertEngine {
 }
 
 impl AlertEngine {
-    /// Loads the log and starts evaluating `store`'s batches.
-    pub fn start(store: Arc<Store>, log: AlertLog, stage: StageConfig) -> Result<Arc<AlertEngine>> {
+    /// Loads the log and starts evaluating `store`'s batches: at once on a
+    /// single server (`shared` None), while holding the lease when the
+    /// steps are shared by replicas.
+    pub fn start(
+        store: Arc<Store>,
+        log: AlertLog,
+        stage: StageConfig,
+        shared: Option<Arc<dyn SharedSteps>>,
+    ) -> Result<Arc<AlertEngine>> {
         let loaded = log.load()?;
         let settled_at_start = loaded.settled();
         let (live, _) = broadcast::channel(LIVE_BUFFER);
@@ -105,6 +159,8 @@ impl AlertEngine {
             latest: AtomicU64::new(loaded.last_sequence),
             evaluated: AtomicU64::new(settled_at_start),
             live,
+            producing: AtomicBool::new(shared.is_none()),
+            shared: shared.clone(),
             stop,
             stopping: Arc::new(AtomicBool::new(false)),
             thread: std::sync::Mutex::new(None),
@@ -113,8 +169,9 @@ impl AlertEngine {
         let committed = store.subscribe();
         // The network as the engine starts, taken here rather than when its
         // (low-priority) thread gets to it: a batch written in between would
-        // otherwise fall into the baseline and raise nothing.
-        let at_start = Some(store.snapshot());
+        // otherwise fall into the baseline and raise nothing. A replica
+        // takes the network as it is when it takes the lease.
+        let at_start = shared.is_none().then(|| store.snapshot());
         let worker = Worker {
             engine: engine.clone(),
             at_start,
@@ -125,6 +182,11 @@ impl AlertEngine {
             owed: loaded.owed,
             before: None,
             stopping: engine.stopping.clone(),
+            shared,
+            leading: false,
+            position: 0,
+            outside: None,
+            runtime: None,
         };
         let handle = thread::Builder::new()
             .name("clusternet-alerts".into())
@@ -160,12 +222,78 @@ impl AlertEngine {
         AlertRules::clone(&self.rules.load())
     }
 
-    /// Validates, stores durably, then applies the rules to later rounds.
+    /// Validates, stores durably (in the shared log when replicated, so
+    /// every replica takes them), then applies the rules to later rounds.
+    /// Replicated, it blocks on the runtime it is called from: call it from
+    /// a blocking task.
     pub fn set_rules(&self, rules: AlertRules) -> Result<AlertRules> {
         let rules = rules.validated()?;
-        self.log.set_rules(&rules)?;
-        self.rules.store(Arc::new(rules.clone()));
-        Ok(rules)
+        let step = Step::Rules(rules.clone());
+        let Some(shared) = &self.shared else {
+            self.record(None, &step)?;
+            return Ok(rules);
+        };
+        let encoded = step.encode();
+        tokio::runtime::Handle::current().block_on(async {
+            const ATTEMPTS: usize = 8;
+            for _ in 0..ATTEMPTS {
+                let expected = shared.caught_up().await?;
+                match shared.append(expected, encoded.clone()).await {
+                    Ok(position) => {
+                        self.record_shared(position, &step)?;
+                        return Ok(rules.clone());
+                    }
+                    // The producer appended first: catch up and go again.
+                    Err(PublishRefused::Conflict) => continue,
+                    Err(PublishRefused::Failed(error)) => return Err(error),
+                }
+            }
+            Err(Error::Aborted {
+                message: format!("rules: the shared alert log moved on {ATTEMPTS} times; send them again"),
+            })
+        })
+    }
+
+    /// The last shared step this replica's alert log holds (0: none).
+    pub fn recorded_step(&self) -> Result<u64> {
+        self.log.step()
+    }
+
+    /// Whether this engine produces alerts now (replicated: holds the lease).
+    pub fn producing(&self) -> bool {
+        self.producing.load(Ordering::Acquire)
+    }
+
+    /// Records a step of the shared log at `position` (each replica's
+    /// consumer hands in every step, the producer's own included); false if
+    /// it was recorded already.
+    pub fn record_shared(&self, position: u64, step: &Step) -> Result<bool> {
+        let recorded = self.record(Some(position), step)?;
+        if recorded {
+            self.evaluated.store(self.log.settled()?, Ordering::Release);
+        }
+        Ok(recorded)
+    }
+
+    /// Makes a step durable, then publishes it: the new rules, or the
+    /// alerts' sequence and the alerts to live subscribers. Whoever records
+    /// a step sends its alerts, so they go out once on each replica.
+    fn record(&self, position: Option<u64>, step: &Step) -> Result<bool> {
+        if !self.log.record(position, step)? {
+            return Ok(false);
+        }
+        if let Step::Rules(rules) = step {
+            self.rules.store(Arc::new(rules.clone()));
+        }
+        let alerts = step.alerts();
+        if let Some(last) = alerts.last() {
+            self.latest.store(last.sequence, Ordering::Release);
+            // No subscriber is fine.
+            let _ = self.live.send(Arc::new(Raised {
+                alerts: alerts.to_vec(),
+            }));
+        }
+        Ok(true)
     }
 
     /// Stops the thread: the round under way stops between clusters,
@@ -207,17 +335,28 @@ struct Worker {
     before: Option<Arc<Snapshot>>,
     /// Set at shutdown; the round under way checks it between clusters.
     stopping: Arc<AtomicBool>,
+    /// Replicated: the shared steps; whether this worker produces them
+    /// now, and the position its state is at in their log.
+    shared: Option<Arc<dyn SharedSteps>>,
+    leading: bool,
+    position: u64,
+    /// The last alert sequence known to be in the outside record (None:
+    /// ask it).
+    outside: Option<u64>,
+    /// The thread's runtime, for the shared log's calls.
+    runtime: Option<Arc<tokio::runtime::Runtime>>,
 }
 
 impl Worker {
     fn run(mut self, mut committed: broadcast::Receiver<Arc<Committed>>, mut stopped: watch::Receiver<bool>) {
-        let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
-            Ok(runtime) => runtime,
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => Arc::new(runtime),
             Err(error) => {
                 tracing::error!(%error, "the alert thread cannot start; no alerts will be raised");
                 return;
             }
         };
+        self.runtime = Some(runtime.clone());
         crate::background::lower_priority("alert thread");
         let pool = evaluation_pool();
         let on_pool = |work: &mut (dyn FnMut() -> bool + Send)| match &pool {
@@ -225,13 +364,34 @@ impl Worker {
             None => work(),
         };
         let mut pending: BTreeMap<u64, Arc<Committed>> = BTreeMap::new();
-        on_pool(&mut || {
-            self.start_up();
-            true
-        });
+        if self.shared.is_none() {
+            on_pool(&mut || {
+                self.start_up();
+                true
+            });
+        }
         loop {
+            // Replicated and not producing: batches are the producer's to
+            // evaluate; look for the lease now and then.
+            if self.shared.is_some() && !self.leading {
+                pending.clear();
+                while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = committed.try_recv() {}
+                let took_over = self.holds_lease() && on_pool(&mut || self.take_over());
+                if !took_over {
+                    if stops_within(&runtime, &mut stopped, LEASE_LOOK) {
+                        return;
+                    }
+                    continue;
+                }
+            }
             // With figures owed, only a look: they are worked on at once.
+            // Replicated, the wait ends now and then to look at the lease.
             let stopping = if self.owed.is_empty() {
+                let wait = if self.shared.is_some() {
+                    LEASE_LOOK
+                } else {
+                    Duration::MAX
+                };
                 runtime.block_on(async {
                     tokio::select! {
                         received = committed.recv() => {
@@ -242,6 +402,7 @@ impl Worker {
                             false
                         }
                         _ = stopped.wait_for(|stop| *stop) => true,
+                        _ = tokio::time::sleep(wait) => false,
                     }
                 })
             } else {
@@ -263,22 +424,174 @@ impl Worker {
             if stopping {
                 return;
             }
+            if self.shared.is_some() && !self.holds_lease() {
+                self.step_down("the lease lapsed");
+                continue;
+            }
             let stored = on_pool(&mut || self.catch_up(&mut pending) && self.pay_owed());
-            if !stored {
-                let stop = runtime.block_on(async {
-                    tokio::time::timeout(RETRY_AFTER, stopped.wait_for(|stop| *stop))
-                        .await
-                        .is_ok()
-                });
-                if stop {
-                    return;
-                }
+            if !stored && self.leading_or_alone() && stops_within(&runtime, &mut stopped, RETRY_AFTER) {
+                return;
             }
         }
     }
 
-    /// The first round after start: a baseline when nothing was kept, or
-    /// the batches committed since the last round.
+    fn holds_lease(&self) -> bool {
+        self.shared.as_ref().is_some_and(|shared| shared.holds_lease())
+    }
+
+    fn leading_or_alone(&self) -> bool {
+        self.shared.is_none() || self.leading
+    }
+
+    /// Replicated, with the lease just taken: resumes from the figures and
+    /// owed clusters the shared log ends with (every step of it recorded
+    /// here first), on a network that has reached the revision they are
+    /// at. False if it cannot yet.
+    fn take_over(&mut self) -> bool {
+        let (Some(shared), Some(runtime)) = (self.shared.clone(), self.runtime.clone()) else {
+            return false;
+        };
+        let position = match runtime.block_on(shared.caught_up()) {
+            Ok(position) => position,
+            Err(error) => {
+                tracing::warn!(%error, "holding the alert lease, but the shared alert log is not read up to its end");
+                return false;
+            }
+        };
+        let loaded = match self.engine.log.load() {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the alert log to take over producing alerts");
+                return false;
+            }
+        };
+        if let Some(evaluated) = loaded.evaluated {
+            // Made inside the runtime: a timer needs one.
+            let reached =
+                runtime.block_on(async { tokio::time::timeout(TAKE_OVER_WAIT, self.store.reached(evaluated)).await });
+            if !matches!(reached, Ok(true)) {
+                tracing::warn!(
+                    evaluated,
+                    "the alert log is ahead of this replica's network; waiting to take over"
+                );
+                return false;
+            }
+        }
+        self.evaluated = loaded.evaluated;
+        self.states = loaded.states;
+        self.owed = loaded.owed;
+        self.position = position;
+        self.outside = None;
+        self.before = self.before.take().filter(|b| Some(b.revision) == self.evaluated);
+        self.leading = true;
+        self.engine.producing.store(true, Ordering::Release);
+        tracing::info!(
+            position,
+            evaluated = ?self.evaluated,
+            owed = self.owed.len(),
+            "took the alert lease: producing alerts"
+        );
+        self.share_outside();
+        self.start_up();
+        true
+    }
+
+    fn step_down(&mut self, why: &str) {
+        if self.leading {
+            tracing::info!(why, "no longer producing alerts");
+        }
+        self.leading = false;
+        self.engine.producing.store(false, Ordering::Release);
+        // `before` is kept: the network at a revision is the same whoever
+        // evaluated it, so a take-over that resumes there can use it.
+        self.states.clear();
+        self.owed.clear();
+    }
+
+    /// Makes a step durable: on a single server in the alert log; when
+    /// replicated, first in the shared log, on the condition that it still
+    /// ends where this worker's state does. False if it was not.
+    fn record(&mut self, step: &Step) -> bool {
+        let position = match (self.shared.clone(), self.runtime.clone()) {
+            (None, _) => None,
+            (Some(_), None) => return false,
+            (Some(shared), Some(runtime)) => {
+                if !self.leading {
+                    return false;
+                }
+                match runtime.block_on(shared.append(self.position, step.encode())) {
+                    Ok(position) => Some(position),
+                    Err(PublishRefused::Conflict) => {
+                        // Another replica extended the log: this one's
+                        // state is no longer its end.
+                        self.step_down("another replica recorded an alert step first");
+                        return false;
+                    }
+                    Err(PublishRefused::Failed(error)) => {
+                        tracing::error!(%error, "cannot share an alert step; retrying");
+                        return false;
+                    }
+                }
+            }
+        };
+        if let Err(error) = self.engine.record(position, step) {
+            tracing::error!(%error, "cannot store alerts; retrying");
+            if position.is_some() {
+                // Shared but not recorded here: the consumer records it;
+                // resume from the log.
+                self.step_down("the step could not be recorded here");
+            }
+            return false;
+        }
+        if let Some(position) = position {
+            self.position = position;
+            self.share_outside();
+        }
+        true
+    }
+
+    /// Replicated: adds the alerts recorded here and not yet in the outside
+    /// record (the ALERTS stream) to it, in order. A failure is retried
+    /// after the next step.
+    fn share_outside(&mut self) {
+        let (Some(shared), Some(runtime)) = (self.shared.clone(), self.runtime.clone()) else {
+            return;
+        };
+        let latest = self.engine.latest_sequence();
+        let mut last = match self.outside {
+            Some(last) => last,
+            None => match runtime.block_on(shared.alerts_last()) {
+                Ok(last) => last,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the ALERTS stream's end; trying again after the next step");
+                    return;
+                }
+            },
+        };
+        while last < latest {
+            let alerts = match self.engine.read(last + 1, LOG_CHUNK) {
+                Ok(alerts) if !alerts.is_empty() => alerts,
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the alert log");
+                    self.outside = None;
+                    return;
+                }
+            };
+            let next = alerts.last().map_or(last, |a| a.sequence);
+            if let Err(error) = runtime.block_on(shared.publish_alerts(alerts)) {
+                tracing::warn!(%error, "cannot add alerts to the ALERTS stream; trying again after the next step");
+                self.outside = None;
+                return;
+            }
+            last = next;
+        }
+        self.outside = Some(last);
+    }
+
+    /// The first round after start (or after taking the lease): a
+    /// baseline when nothing was kept, or the batches committed since the
+    /// last round.
     fn start_up(&mut self) {
         let now = self.at_start.take().unwrap_or_else(|| self.store.snapshot());
         match self.evaluated {
@@ -289,16 +602,21 @@ impl Worker {
                     return;
                 };
                 let states: Vec<(Id, Option<ClusterState>)> = baseline.into_iter().map(|(c, s)| (c, Some(s))).collect();
-                match self.engine.log.commit(now.revision, &[], &states) {
-                    Ok(()) => {
-                        self.states = states.into_iter().filter_map(|(c, s)| Some((c, s?))).collect();
-                        self.owed.clear();
-                        self.taken_in(now, Vec::new());
-                        tracing::info!(clusters = self.states.len(), "alert baseline taken");
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "cannot store the alert baseline; retrying with the next batch")
-                    }
+                let step = Step::Baseline {
+                    evaluated: now.revision,
+                    alerts: Vec::new(),
+                    states,
+                };
+                if self.record(&step) {
+                    let Step::Baseline { states, .. } = step else {
+                        unreachable!()
+                    };
+                    self.states = states.into_iter().filter_map(|(c, s)| Some((c, s?))).collect();
+                    self.owed.clear();
+                    self.taken_in(now);
+                    tracing::info!(clusters = self.states.len(), "alert baseline taken");
+                } else {
+                    tracing::error!("cannot store the alert baseline; retrying with the next batch");
                 }
             }
             Some(evaluated) if evaluated == now.revision => self.before = Some(now),
@@ -387,11 +705,18 @@ impl Worker {
         let affected = changed_clusters(before, &next.network, changes, &self.states);
         self.number(&mut alerts);
         let owed: Vec<Id> = affected.into_iter().filter(|c| !self.owed.contains_key(c)).collect();
-        if let Err(error) = self.engine.log.take_in(next.revision, &alerts, &owed) {
+        let step = Step::TakeIn {
+            evaluated: next.revision,
+            alerts,
+            owed,
+        };
+        if !self.record(&step) {
             // Nothing was sent; the same batches are taken in again.
-            tracing::error!(%error, "cannot store alerts; retrying");
             return false;
         }
+        let Step::TakeIn { alerts, owed, .. } = step else {
+            unreachable!()
+        };
         self.owed.extend(owed.into_iter().map(|c| (c, next.revision)));
         tracing::debug!(
             alerts = alerts.len(),
@@ -399,7 +724,7 @@ impl Worker {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "batches taken in"
         );
-        self.taken_in(next, alerts);
+        self.taken_in(next);
         true
     }
 
@@ -445,10 +770,13 @@ impl Worker {
         let mirrored = mirror_overlaps(&states, &paid, &self.states);
         states.extend(mirrored.into_iter().map(|(c, s)| (c, Some(s))));
         self.number(&mut alerts);
-        if let Err(error) = self.engine.log.settle(&alerts, &states) {
-            tracing::error!(%error, "cannot store alerts; retrying");
+        let step = Step::Settle { alerts, states };
+        if !self.record(&step) {
             return false;
         }
+        let Step::Settle { alerts, states } = step else {
+            unreachable!()
+        };
         for (cluster, state) in states {
             match state {
                 Some(state) => self.states.insert(cluster, state),
@@ -463,7 +791,6 @@ impl Worker {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "figures recomputed and stored"
         );
-        self.publish(alerts);
         self.publish_settled();
         true
     }
@@ -493,24 +820,17 @@ impl Worker {
         }
     }
 
-    /// Durable: `next` is taken in; publish, then send its alerts.
-    fn taken_in(&mut self, next: Arc<Snapshot>, alerts: Vec<Alert>) {
+    /// Durable (its alerts sent): `next` is taken in.
+    fn taken_in(&mut self, next: Arc<Snapshot>) {
         self.evaluated = Some(next.revision);
         self.publish_settled();
         self.before = Some(next);
-        self.publish(alerts);
     }
+}
 
-    /// Durable alerts: publish the sequence, then send.
-    fn publish(&self, alerts: Vec<Alert>) {
-        if let Some(last) = alerts.last() {
-            self.engine.latest.store(last.sequence, Ordering::Release);
-        }
-        if !alerts.is_empty() {
-            // No subscriber is fine.
-            let _ = self.engine.live.send(Arc::new(Raised { alerts }));
-        }
-    }
+/// Rests for `rest` unless told to stop first; whether it was.
+fn stops_within(runtime: &tokio::runtime::Runtime, stopped: &mut watch::Receiver<bool>, rest: Duration) -> bool {
+    runtime.block_on(async { tokio::time::timeout(rest, stopped.wait_for(|stop| *stop)).await.is_ok() })
 }
 
 /// The overlaps of clusters not in `paid`, brought up to date with the

@@ -7,7 +7,8 @@
 //!   that first changed it since its figures were last recomputed;
 //! * `m/evaluated` the latest revision taken in (its event alerts raised,
 //!   the clusters it changed owed), `m/sequence` the latest sequence
-//!   number, `m/rules` the rules.
+//!   number, `m/rules` the rules, `m/step` the last step of a log shared
+//!   by replicas recorded here.
 //!
 //! Each step of the engine (taking batches in, recomputing owed figures) is
 //! one `apply_batch` followed by a flush, so after a crash a step is there
@@ -23,7 +24,7 @@ use std::{
     sync::Mutex,
 };
 
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::{evaluate::ClusterState, Alert, AlertRules};
 use crate::{
@@ -38,6 +39,51 @@ const OWED_PREFIX: &[u8] = b"o/";
 const META_EVALUATED: &[u8] = b"m/evaluated";
 const META_SEQUENCE: &[u8] = b"m/sequence";
 const META_RULES: &[u8] = b"m/rules";
+const META_STEP: &[u8] = b"m/step";
+
+/// One step of the engine, made durable as a whole: the unit a replicated
+/// engine shares with the other replicas (`crate::replica`), in order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Step {
+    /// Figures of every cluster at `evaluated`; nothing is owed after it.
+    Baseline {
+        evaluated: u64,
+        alerts: Vec<Alert>,
+        states: Vec<(Id, Option<ClusterState>)>,
+    },
+    /// Batches taken in up to `evaluated`: their event alerts (numbered)
+    /// and the clusters they made owed.
+    TakeIn {
+        evaluated: u64,
+        alerts: Vec<Alert>,
+        owed: Vec<Id>,
+    },
+    /// Owed figures paid: the state alerts (numbered) and the new figures
+    /// (`None` removes a cluster's), which are owed no more.
+    Settle {
+        alerts: Vec<Alert>,
+        states: Vec<(Id, Option<ClusterState>)>,
+    },
+    /// New rules for later rounds.
+    Rules(AlertRules),
+}
+
+impl Step {
+    pub fn alerts(&self) -> &[Alert] {
+        match self {
+            Step::Baseline { alerts, .. } | Step::TakeIn { alerts, .. } | Step::Settle { alerts, .. } => alerts,
+            Step::Rules(_) => &[],
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Step> {
+        decode(bytes)
+    }
+}
 
 /// What the log holds, as loaded at start.
 pub struct Loaded {
@@ -48,6 +94,8 @@ pub struct Loaded {
     pub states: HashMap<Id, ClusterState>,
     /// Owed clusters, each with the revision that first changed it.
     pub owed: BTreeMap<Id, u64>,
+    /// The last shared step recorded (0: none, or a single server).
+    pub step: u64,
 }
 
 impl Loaded {
@@ -68,6 +116,9 @@ pub fn settled(evaluated: u64, owed: &BTreeMap<Id, u64>) -> u64 {
 pub struct AlertLog {
     db: sled::Db,
     flushing: Mutex<()>,
+    /// One step recorded at a time, so a shared step's position check and
+    /// its write are one.
+    recording: Mutex<()>,
 }
 
 fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
@@ -109,6 +160,7 @@ impl AlertLog {
         Ok(AlertLog {
             db,
             flushing: Mutex::new(()),
+            recording: Mutex::new(()),
         })
     }
 
@@ -134,34 +186,84 @@ impl AlertLog {
             rules,
             states,
             owed,
+            step: counter(META_STEP)?.unwrap_or(0),
         })
     }
 
-    /// Takes batches in durably: their event alerts (already numbered), the
-    /// clusters they made owed (with the revision reached), and that
-    /// revision.
-    pub fn take_in(&self, evaluated: u64, alerts: &[Alert], owed: &[Id]) -> Result<()> {
+    /// Makes one engine step durable: one `apply_batch` and a flush.
+    ///
+    /// `position` is the step's place in a log shared by replicas (`None`
+    /// on a single server). A shared step is recorded only if it is the one
+    /// after the last recorded (the producer and the node's consumer of the
+    /// shared log may both hand it in); returns whether it was recorded.
+    pub fn record(&self, position: Option<u64>, step: &Step) -> Result<bool> {
+        let _one_at_a_time = self.recording.lock().unwrap_or_else(|p| p.into_inner());
         let mut batch = sled::Batch::default();
-        Self::add_alerts(&mut batch, alerts);
-        for cluster in owed {
-            batch.insert(owed_key(cluster), encode(&evaluated));
+        if let Some(position) = position {
+            if position <= self.step()? {
+                return Ok(false);
+            }
+            batch.insert(META_STEP, encode(&position));
         }
-        batch.insert(META_EVALUATED, encode(&evaluated));
+        match step {
+            Step::Baseline {
+                evaluated,
+                alerts,
+                states,
+            } => {
+                Self::add_alerts(&mut batch, alerts);
+                Self::add_states(&mut batch, states);
+                for entry in self.db.scan_prefix(OWED_PREFIX) {
+                    batch.remove(entry?.0);
+                }
+                batch.insert(META_EVALUATED, encode(evaluated));
+            }
+            Step::TakeIn {
+                evaluated,
+                alerts,
+                owed,
+            } => {
+                Self::add_alerts(&mut batch, alerts);
+                for cluster in owed {
+                    batch.insert(owed_key(cluster), encode(evaluated));
+                }
+                batch.insert(META_EVALUATED, encode(evaluated));
+            }
+            Step::Settle { alerts, states } => {
+                Self::add_alerts(&mut batch, alerts);
+                Self::add_states(&mut batch, states);
+                for (cluster, _) in states {
+                    batch.remove(owed_key(cluster));
+                }
+            }
+            Step::Rules(rules) => {
+                batch.insert(META_RULES, encode(rules));
+            }
+        }
         self.db.apply_batch(batch)?;
-        self.flush()
+        self.flush()?;
+        Ok(true)
     }
 
-    /// Pays owed figures durably: the state alerts (already numbered) and
-    /// the new figures (`None` removes a cluster's), which are owed no more.
-    pub fn settle(&self, alerts: &[Alert], states: &[(Id, Option<ClusterState>)]) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        Self::add_alerts(&mut batch, alerts);
-        Self::add_states(&mut batch, states);
-        for (cluster, _) in states {
-            batch.remove(owed_key(cluster));
+    /// The last shared step recorded (0: none).
+    pub fn step(&self) -> Result<u64> {
+        Ok(self.db.get(META_STEP)?.map(|b| decode(&b)).transpose()?.unwrap_or(0))
+    }
+
+    /// The latest revision whose alerts are all raised, as recorded.
+    pub fn settled(&self) -> Result<u64> {
+        let evaluated: u64 = self
+            .db
+            .get(META_EVALUATED)?
+            .map(|b| decode(&b))
+            .transpose()?
+            .unwrap_or(0);
+        let mut oldest: Option<u64> = None;
+        for entry in self.db.scan_prefix(OWED_PREFIX) {
+            let revision: u64 = decode(&entry?.1)?;
+            oldest = Some(oldest.map_or(revision, |o| o.min(revision)));
         }
-        self.db.apply_batch(batch)?;
-        self.flush()
+        Ok(oldest.map_or(evaluated, |first| first.saturating_sub(1).min(evaluated)))
     }
 
     fn add_states(batch: &mut sled::Batch, states: &[(Id, Option<ClusterState>)]) {
@@ -180,26 +282,6 @@ impl AlertLog {
         if let Some(last) = alerts.last() {
             batch.insert(META_SEQUENCE, encode(&last.sequence));
         }
-    }
-
-    /// Records one round durably: its alerts (already numbered), the figures
-    /// it changed (`None` removes a cluster's), and the revision it reached.
-    /// Used for the baseline, which owes nothing: it also clears what was owed.
-    pub fn commit(&self, evaluated: u64, alerts: &[Alert], states: &[(Id, Option<ClusterState>)]) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        Self::add_alerts(&mut batch, alerts);
-        Self::add_states(&mut batch, states);
-        for entry in self.db.scan_prefix(OWED_PREFIX) {
-            batch.remove(entry?.0);
-        }
-        batch.insert(META_EVALUATED, encode(&evaluated));
-        self.db.apply_batch(batch)?;
-        self.flush()
-    }
-
-    pub fn set_rules(&self, rules: &AlertRules) -> Result<()> {
-        self.db.insert(META_RULES, encode(rules))?;
-        self.flush()
     }
 
     fn flush(&self) -> Result<()> {
@@ -226,6 +308,52 @@ mod tests {
         ClusterState::with_overlaps(overlaps)
     }
 
+    fn baseline(evaluated: u64, states: &[(Id, Option<ClusterState>)]) -> Step {
+        Step::Baseline {
+            evaluated,
+            alerts: Vec::new(),
+            states: states.to_vec(),
+        }
+    }
+
+    fn take_in(evaluated: u64, owed: &[&str]) -> Step {
+        Step::TakeIn {
+            evaluated,
+            alerts: Vec::new(),
+            owed: owed.iter().map(|c| Id::from(*c)).collect(),
+        }
+    }
+
+    fn settle(states: &[(Id, Option<ClusterState>)]) -> Step {
+        Step::Settle {
+            alerts: Vec::new(),
+            states: states.to_vec(),
+        }
+    }
+
+    /// A shared step is recorded once, in order: the producer and the
+    /// node's consumer of the shared log may both hand it in.
+    #[test]
+    fn a_shared_step_is_recorded_once_and_only_after_the_one_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AlertLog::open(dir.path()).unwrap();
+        assert!(log.record(Some(1), &baseline(3, &[])).unwrap());
+        assert!(
+            !log.record(Some(1), &take_in(4, &["B"])).unwrap(),
+            "position 1 is taken"
+        );
+        assert!(
+            log.record(Some(3), &take_in(4, &["B"])).unwrap(),
+            "a part-written step may leave a gap"
+        );
+        assert!(!log.record(Some(2), &Step::Rules(AlertRules::default())).unwrap());
+        let loaded = log.load().unwrap();
+        assert_eq!((loaded.step, loaded.evaluated), (3, Some(4)));
+        assert_eq!(loaded.owed.len(), 1);
+        let step = take_in(5, &["A"]);
+        assert_eq!(Step::decode(&step.encode()).unwrap(), step);
+    }
+
     /// Figures owed at a stop are owed at the next start, and the settled
     /// revision is the one before the oldest owed.
     #[test]
@@ -235,9 +363,10 @@ mod tests {
             |pairs: &[(&str, u64)]| -> BTreeMap<Id, u64> { pairs.iter().map(|(c, r)| (Id::from(*c), *r)).collect() };
         {
             let log = AlertLog::open(dir.path()).unwrap();
-            log.commit(3, &[], &[(Id::from("A"), Some(state(&[])))]).unwrap();
-            log.take_in(4, &[], &[Id::from("B")]).unwrap();
-            log.take_in(5, &[], &[Id::from("A")]).unwrap();
+            log.record(None, &baseline(3, &[(Id::from("A"), Some(state(&[])))]))
+                .unwrap();
+            log.record(None, &take_in(4, &["B"])).unwrap();
+            log.record(None, &take_in(5, &["A"])).unwrap();
         }
         let log = AlertLog::open(dir.path()).unwrap();
         let loaded = log.load().unwrap();
@@ -245,20 +374,22 @@ mod tests {
         assert_eq!(loaded.owed, owed(&[("A", 5), ("B", 4)]));
         assert_eq!(loaded.settled(), 3, "batch 4 still owes B's figures");
 
-        log.settle(&[], &[(Id::from("B"), Some(state(&[("A", 0.5)])))]).unwrap();
+        log.record(None, &settle(&[(Id::from("B"), Some(state(&[("A", 0.5)])))]))
+            .unwrap();
         let loaded = log.load().unwrap();
         assert_eq!(loaded.owed, owed(&[("A", 5)]));
         assert_eq!(loaded.settled(), 4);
-        log.settle(&[], &[(Id::from("A"), None)]).unwrap();
+        log.record(None, &settle(&[(Id::from("A"), None)])).unwrap();
         let loaded = log.load().unwrap();
         assert!(loaded.owed.is_empty());
         assert_eq!(loaded.settled(), 5);
         assert_eq!(loaded.states.keys().collect::<Vec<_>>(), [&Id::from("B")]);
 
         // A baseline clears what is owed.
-        log.take_in(7, &[], &[Id::from("C")]).unwrap();
+        log.record(None, &take_in(7, &["C"])).unwrap();
         assert_eq!(log.load().unwrap().settled(), 6);
-        log.commit(7, &[], &[]).unwrap();
+        assert_eq!(log.settled().unwrap(), 6, "the log says what a load says");
+        log.record(None, &baseline(7, &[])).unwrap();
         let loaded = log.load().unwrap();
         assert!(loaded.owed.is_empty());
         assert_eq!(loaded.settled(), 7);

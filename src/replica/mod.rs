@@ -28,6 +28,8 @@ use async_nats::jetstream::{
 };
 use futures_util::StreamExt;
 
+pub mod alerts;
+
 use crate::{
     error::Error,
     store::{decode_batch, PublishRefused, ReplicationFigures, Sequencer, Store},
@@ -113,35 +115,7 @@ impl Replica {
             .map_err(|e| format!("cannot connect to NATS at {}: {e}", config.url))?;
         let jetstream = jetstream::new(client.clone());
         let subject = format!("{}.batches", config.stream);
-        // A JetStream cluster that is starting too answers "temporarily
-        // unavailable" until it has elected its leaders: try for a while.
-        let started = std::time::Instant::now();
-        let mut stream = loop {
-            let made = jetstream
-                .get_or_create_stream(StreamConfig {
-                    name: config.stream.clone(),
-                    subjects: vec![subject.clone()],
-                    num_replicas: config.replicas.max(1),
-                    storage: StorageType::File,
-                    ..Default::default()
-                })
-                .await;
-            match made {
-                Ok(stream) => break stream,
-                Err(error) if started.elapsed() < STREAM_WAIT => {
-                    tracing::info!(%error, stream = %config.stream, "JetStream not ready; trying again");
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                Err(error) => {
-                    return Err(format!(
-                        "cannot open JetStream stream {} at {} within {} s: {error}",
-                        config.stream,
-                        config.url,
-                        STREAM_WAIT.as_secs()
-                    ))
-                }
-            }
-        };
+        let mut stream = open_stream(&jetstream, log_stream(&config.stream, &subject, config), &config.url).await?;
         let state = stream
             .info()
             .await
@@ -188,6 +162,10 @@ impl Replica {
         Ok(replica)
     }
 
+    fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
     fn stop_serving(&self, store: &Store) {
         self.broken.store(true, Ordering::Release);
         store.set_ready(false);
@@ -224,7 +202,7 @@ impl Sequencer for Replica {
         Box::pin(async move {
             // Sent while disconnected, a publish waits in the client's
             // buffer and may land after the caller was told it failed.
-            if self.client.connection_state() != async_nats::connection::State::Connected {
+            if !self.connected() {
                 return Err(PublishRefused::Failed(Error::Unavailable {
                     message: "this replica is not connected to the shared log (NATS); nothing was written: send \
                               the batch again"
@@ -266,6 +244,67 @@ impl Sequencer for Replica {
     }
 }
 
+/// A stream holding one of the shared logs: every message kept, on file,
+/// in as many copies as the operator asked.
+fn log_stream(name: &str, subject: &str, config: &NatsConfig) -> StreamConfig {
+    StreamConfig {
+        name: name.into(),
+        subjects: vec![subject.into()],
+        num_replicas: config.replicas.max(1),
+        storage: StorageType::File,
+        ..Default::default()
+    }
+}
+
+/// An ordered consumer of `stream` from `start` on, its messages. Asked
+/// briefly: a request sent while the NATS cluster has no leader (one of its
+/// servers just died) may never be answered; the caller asks again.
+async fn read_from<I>(
+    stream: &jetstream::stream::Stream<I>,
+    start: u64,
+) -> Result<jetstream::consumer::pull::Ordered, String> {
+    let made = tokio::time::timeout(
+        CONSUMER_WAIT,
+        stream.create_consumer(OrderedConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start },
+            ..Default::default()
+        }),
+    )
+    .await;
+    match made {
+        Ok(Ok(consumer)) => consumer.messages().await.map_err(|e| e.to_string()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no answer in {} s", CONSUMER_WAIT.as_secs())),
+    }
+}
+
+/// Opens a stream, making it if it is not there. A JetStream cluster that
+/// is starting too answers "temporarily unavailable" until it has elected
+/// its leaders: try for a while.
+async fn open_stream(
+    jetstream: &jetstream::Context,
+    config: StreamConfig,
+    url: &str,
+) -> Result<jetstream::stream::Stream, String> {
+    let started = std::time::Instant::now();
+    loop {
+        match jetstream.get_or_create_stream(config.clone()).await {
+            Ok(stream) => return Ok(stream),
+            Err(error) if started.elapsed() < STREAM_WAIT => {
+                tracing::info!(%error, stream = %config.name, "JetStream not ready; trying again");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(error) => {
+                return Err(format!(
+                    "cannot open JetStream stream {} at {url} within {} s: {error}",
+                    config.name,
+                    STREAM_WAIT.as_secs()
+                ))
+            }
+        }
+    }
+}
+
 /// Applies the stream to `store` in order from the store's revision on,
 /// until the store closes. The consumer lives on the NATS server: after a
 /// reconnection or an error it is made again from the revision reached.
@@ -277,22 +316,7 @@ async fn consume(replica: Arc<Replica>, stream: jetstream::stream::Stream, store
     loop {
         let generation = replica.connections.load(Ordering::Acquire);
         let from = *revisions.borrow() + 1;
-        // Briefly, then again: a request sent while the NATS cluster has no
-        // leader (one of its servers just died) may never be answered.
-        let consumer = tokio::time::timeout(
-            CONSUMER_WAIT,
-            stream.create_consumer(OrderedConfig {
-                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: from },
-                ..Default::default()
-            }),
-        )
-        .await;
-        let made = match consumer {
-            Ok(Ok(consumer)) => consumer.messages().await.map_err(|e| e.to_string()),
-            Ok(Err(error)) => Err(error.to_string()),
-            Err(_) => Err(format!("no answer in {} s", CONSUMER_WAIT.as_secs())),
-        };
-        let outcome = match made {
+        let outcome = match read_from(&stream, from).await {
             Ok(messages) => follow(&replica, &store, messages, generation, writer_gone.as_mut()).await,
             Err(error) => {
                 tracing::warn!(%error, from, "cannot read the shared log; trying again");
@@ -418,8 +442,7 @@ async fn watch_lag(replica: Arc<Replica>, store: Weak<Store>, max_lag: u64) {
         if revisions.has_changed().is_err() {
             return; // the writer stopped
         }
-        let connected = replica.client.connection_state() == async_nats::connection::State::Connected;
-        let caught_up = connected
+        let caught_up = replica.connected()
             && match replica.last_sequence().await {
                 Ok(last) => {
                     replica.figures.log_last.fetch_max(last, Ordering::AcqRel);

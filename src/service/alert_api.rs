@@ -85,6 +85,12 @@ impl Source for Alerts {
     }
 }
 
+/// An alert as the API carries it, encoded: what replicas add to the
+/// ALERTS stream (`crate::replica::alerts`).
+pub fn encode_alert(alert: &Alert) -> Vec<u8> {
+    prost::Message::encode_to_vec(&alert_to_pb(alert))
+}
+
 fn alert_to_pb(alert: &Alert) -> pb::Alert {
     pb::Alert {
         sequence: alert.sequence,

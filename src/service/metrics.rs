@@ -59,6 +59,7 @@ pub struct Metrics {
     log_last: IntGauge,
     replica_lag: IntGauge,
     publish_conflicts: IntCounter,
+    alert_producer: IntGauge,
     subscribers: IntGaugeVec,
     connections: IntGauge,
     connections_refused: IntCounter,
@@ -237,6 +238,14 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            alert_producer: registered(
+                &r,
+                IntGauge::new(
+                    "alert_producer",
+                    "1 while this node produces alerts (always alone; with --nats, while it holds the alert lease)",
+                )
+                .unwrap(),
+            ),
             subscribers: registered(
                 &r,
                 IntGaugeVec::new(
@@ -321,6 +330,7 @@ impl Metrics {
         if let Some(alerts) = alerts {
             self.alert_lag
                 .set(revision.saturating_sub(alerts.evaluated_revision()) as i64);
+            self.alert_producer.set(alerts.producing() as i64);
         }
         if let Some(replication) = store.replication() {
             let last = replication

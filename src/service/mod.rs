@@ -31,6 +31,6 @@ pub mod pb {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("clusternet_descriptor");
 }
 
-pub use alert_api::AlertApi;
+pub use alert_api::{encode_alert, AlertApi};
 pub use analysis_api::AnalysisApi;
 pub use network_api::NetworkApi;

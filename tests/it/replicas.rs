@@ -12,7 +12,10 @@ use std::{
 use tonic::{metadata::MetadataValue, transport::Channel, Code, Request};
 
 use crate::common::*;
-use pb::{analysis_service_client::AnalysisServiceClient, network_service_client::NetworkServiceClient};
+use pb::{
+    alert_service_client::AlertServiceClient, analysis_service_client::AnalysisServiceClient,
+    network_service_client::NetworkServiceClient,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clusternet");
 
@@ -190,14 +193,26 @@ impl Replica {
     }
 
     async fn start_with(data: &Path, nats: &str, flags: &[&str]) -> Replica {
+        Replica::spawn(data, nats, &[&["--no-alerts"], flags].concat()).await
+    }
+
+    /// A replica that takes part in producing alerts.
+    async fn start_alerting(data: &Path, nats: &str, metrics: &str) -> Replica {
+        Replica::spawn(data, nats, &["--metrics-listen", metrics]).await
+    }
+
+    async fn spawn(data: &Path, nats: &str, flags: &[&str]) -> Replica {
         let port = free_port();
         let child = Command::new(BIN)
-            .args(["serve", "--no-alerts", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--nats", nats, "--nats-stream", "TEST"])
             .args(flags)
             .arg("--data-dir")
             .arg(data)
-            .env("RUST_LOG", "info,clusternet::access=off")
+            .env(
+                "RUST_LOG",
+                std::env::var("CLUSTERNET_TEST_LOG").unwrap_or("info,clusternet::access=off".into()),
+            )
             .stdout(Stdio::null())
             // Beside the data directory, for a failure's post-mortem
             // (CLUSTERNET_KEEP_TEST_DIRS=1 keeps it).
@@ -225,6 +240,10 @@ impl Replica {
 
     async fn network(&self) -> NetworkServiceClient<Channel> {
         NetworkServiceClient::new(self.channel().await)
+    }
+
+    async fn alerts(&self) -> AlertServiceClient<Channel> {
+        AlertServiceClient::new(self.channel().await)
     }
 
     async fn health(&self) -> Option<i32> {
@@ -806,4 +825,263 @@ async fn actors_on(replica: &Replica, revision: u64) -> Vec<String> {
         }
         page_token = page.next_page_token;
     }
+}
+
+/// An investment from `a{i}` to `c{j}`: a new capital tie across the
+/// clusters `a` and `c` of [`crate::alerts::three_clusters`], which raises
+/// one CROSS_INVESTMENT_ADDED alert naming the two firms.
+fn cross_investment(i: u32, j: u32) -> pb::ApplyChangesRequest {
+    batch(vec![upsert_link(link(
+        &format!("a{i}"),
+        &format!("c{j}"),
+        pb::LinkKind::Investment,
+    ))])
+}
+
+/// The alerts a replica lists from `from` on, once it has recorded
+/// `count` of them (within 20 s).
+async fn alerts_listed(replica: &Replica, from: u64, count: usize) -> Vec<pb::Alert> {
+    let mut client = replica.alerts().await;
+    let started = Instant::now();
+    loop {
+        let listed = crate::alerts::listed(
+            &mut client,
+            pb::ListAlertsRequest {
+                page_size: 1000,
+                from_sequence: from,
+                ..Default::default()
+            },
+        )
+        .await;
+        if listed.len() >= count || started.elapsed() > Duration::from_secs(20) {
+            return listed;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reads a WatchAlerts stream until `count` alerts came (within 20 s).
+async fn watched(stream: &mut tonic::Streaming<pb::WatchAlertsResponse>, count: usize) -> Vec<pb::Alert> {
+    let mut alerts = Vec::new();
+    while alerts.len() < count {
+        let next = tokio::time::timeout(Duration::from_secs(20), stream.message())
+            .await
+            .expect("the next alert within 20 s")
+            .unwrap()
+            .expect("the watch stays open");
+        alerts.push(next.alert.unwrap());
+    }
+    alerts
+}
+
+/// A WatchAlerts stream on `replica` from `from_sequence`.
+async fn watch_from(replica: &Replica, from_sequence: u64) -> tonic::Streaming<pb::WatchAlertsResponse> {
+    replica
+        .alerts()
+        .await
+        .watch_alerts(pb::WatchAlertsRequest {
+            from_sequence,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Which replica produces alerts, by its metrics (waiting up to 15 s for
+/// exactly one to).
+async fn producer(metrics: &[&str]) -> usize {
+    let started = Instant::now();
+    loop {
+        let mut producing = Vec::new();
+        for (i, address) in metrics.iter().enumerate() {
+            if let Ok(Ok(_)) =
+                tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(address)).await
+            {
+                if sample(&scrape(address).await, "clusternet_alert_producer") == Some(1.0) {
+                    producing.push(i);
+                }
+            }
+        }
+        if producing.len() == 1 {
+            return producing[0];
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "exactly one replica produces alerts, not {producing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The alerts in the ALERTS stream, read from NATS itself: each message a
+/// `clusternet.v1.Alert` at the stream sequence of its alert sequence.
+async fn alerts_stream(nats: &str) -> Vec<(u64, pb::Alert)> {
+    use prost::Message as _;
+    let client = async_nats::connect(nats).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    let mut stream = jetstream.get_stream("TEST_ALERTS").await.unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let mut alerts = Vec::new();
+    for sequence in 1..=last {
+        let message = stream.get_raw_message(sequence).await.unwrap();
+        alerts.push((sequence, pb::Alert::decode(message.payload).unwrap()));
+    }
+    alerts
+}
+
+/// Alerts are produced once across replicas. Exactly one replica holds the
+/// lease; every replica lists the same alerts under the same sequence
+/// numbers, and so does the ALERTS stream in NATS; a WatchAlerts moved from
+/// one replica to another resumes with no gap and no duplicate; rules set
+/// on a replica that does not produce apply everywhere; when the producer
+/// dies, another takes the lease over and goes on from the next sequence;
+/// the dead one, restarted, records what it missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_are_produced_once_and_a_watch_moves_between_replicas() {
+    let dir = test_dir();
+    let nats = Nats::start(dir.path(), free_port());
+    let metrics = [
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    ];
+    let metrics: Vec<&str> = metrics.iter().map(String::as_str).collect();
+    let mut replicas = [
+        Some(Replica::start_alerting(&dir.path().join("r0"), &nats.url(), metrics[0]).await),
+        Some(Replica::start_alerting(&dir.path().join("r1"), &nats.url(), metrics[1]).await),
+    ];
+    let world = replicas[0]
+        .as_ref()
+        .unwrap()
+        .network()
+        .await
+        .apply_changes(batch(crate::alerts::three_clusters()))
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+    let first = producer(&metrics).await;
+    let other = 1 - first;
+    // Only capital ties across clusters raise alerts from here on.
+    let mut rules = replicas[other].as_ref().unwrap().alerts().await;
+    let only_cross = pb::AlertRules {
+        disabled_kinds: (1..=9)
+            .filter(|k| *k != pb::AlertKind::CrossInvestmentAdded as i32)
+            .collect(),
+        ..Default::default()
+    };
+    rules
+        .set_alert_rules(pb::SetAlertRulesRequest {
+            rules: Some(only_cross.clone()),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["disabled_kinds".into()],
+            }),
+        })
+        .await
+        .expect("rules set on the replica that does not produce");
+    for replica in replicas.iter().flatten() {
+        let started = Instant::now();
+        loop {
+            let got = replica
+                .alerts()
+                .await
+                .get_alert_rules(pb::GetAlertRulesRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .rules
+                .unwrap();
+            if got.disabled_kinds == only_cross.disabled_kinds {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the rules reach every replica"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // 8 capital ties written one by one on both replicas (a round raises
+    // one alert per pair of clusters, so each is read before the next is
+    // written); a watch on one replica reads the first four, then moves to
+    // the other.
+    let ties: Vec<(u32, u32)> = (1..=2).flat_map(|i| (1..=4).map(move |j| (i, j))).collect();
+    let written = ties.len();
+    let mut watch = watch_from(replicas[first].as_ref().unwrap(), 1).await;
+    let mut seen = Vec::new();
+    for (k, (i, j)) in ties.iter().enumerate() {
+        if k == 4 {
+            let resume = seen.last().map_or(1, |a: &pb::Alert| a.sequence + 1);
+            watch = watch_from(replicas[other].as_ref().unwrap(), resume).await;
+        }
+        let on = replicas[k % 2].as_ref().unwrap();
+        on.network()
+            .await
+            .apply_changes(cross_investment(*i, *j))
+            .await
+            .unwrap();
+        let alert = watched(&mut watch, 1).await.remove(0);
+        assert_eq!(alert.actor_ids, [format!("a{i}"), format!("c{j}")], "{alert:?}");
+        seen.push(alert);
+    }
+    drop(watch);
+    let sequences: Vec<u64> = seen.iter().map(|a| a.sequence).collect();
+    let first_sequence = sequences[0];
+    assert_eq!(
+        sequences,
+        (first_sequence..first_sequence + written as u64).collect::<Vec<_>>(),
+        "no gap, no duplicate across the move"
+    );
+    let pairs: BTreeSet<Vec<String>> = seen.iter().map(|a| a.actor_ids.clone()).collect();
+    assert_eq!(pairs.len(), written, "each tie raised once: {seen:?}");
+    assert!(seen
+        .iter()
+        .all(|a| a.kind == pb::AlertKind::CrossInvestmentAdded as i32 && a.revision > world));
+
+    // Every replica lists the same alerts, and the ALERTS stream holds them
+    // at their sequence numbers.
+    let on_first = alerts_listed(replicas[first].as_ref().unwrap(), 1, sequences.len()).await;
+    let on_other = alerts_listed(replicas[other].as_ref().unwrap(), 1, sequences.len()).await;
+    assert_eq!(on_first, on_other, "the same alerts under the same numbers on both");
+    let started = Instant::now();
+    let mut in_nats = alerts_stream(&nats.url()).await;
+    while in_nats.len() < on_first.len() && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        in_nats = alerts_stream(&nats.url()).await;
+    }
+    assert_eq!(in_nats.len(), on_first.len());
+    for ((sequence, alert), listed) in in_nats.iter().zip(&on_first) {
+        assert_eq!(*sequence, alert.sequence);
+        assert_eq!(alert, listed);
+    }
+
+    // The producer dies; the other takes the lease over once it lapses and
+    // the next alerts follow on, read by a watch resumed on the survivor.
+    let latest = on_first.last().unwrap().sequence;
+    replicas[first].take().unwrap().kill();
+    let survivor = replicas[other].as_ref().unwrap();
+    assert_eq!(producer(&[metrics[other]]).await, 0, "the survivor produces");
+    let mut resumed = watch_from(survivor, latest + 1).await;
+    let mut after = Vec::new();
+    for j in 1..=4 {
+        survivor
+            .network()
+            .await
+            .apply_changes(cross_investment(3, j))
+            .await
+            .unwrap();
+        after.extend(watched(&mut resumed, 1).await);
+    }
+    assert_eq!(
+        after.iter().map(|a| a.sequence).collect::<Vec<_>>(),
+        (latest + 1..=latest + 4).collect::<Vec<_>>()
+    );
+    assert!(after.iter().all(|a| a.actor_ids[0] == "a3"), "{after:?}");
+
+    // The dead replica, restarted, records what it missed.
+    let back = Replica::start_alerting(&dir.path().join(format!("r{first}")), &nats.url(), metrics[first]).await;
+    let all = alerts_listed(survivor, 1, (latest + 4) as usize).await;
+    assert_eq!(alerts_listed(&back, 1, all.len()).await, all);
+    assert_eq!(alerts_stream(&nats.url()).await.len(), all.len());
 }

@@ -49,7 +49,7 @@ impl TestServer {
 
     async fn serve_store(dir: &Path, store: Arc<Store>, server: ServerConfig) -> TestServer {
         let log = AlertLog::open(&dir.join("alerts")).expect("alert log opens");
-        let alerts = AlertEngine::start(store.clone(), log, server.stage.clone()).expect("alert engine starts");
+        let alerts = AlertEngine::start(store.clone(), log, server.stage.clone(), None).expect("alert engine starts");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
         let (shutdown, signal) = oneshot::channel::<()>();
