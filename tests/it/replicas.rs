@@ -1085,3 +1085,255 @@ async fn alerts_are_produced_once_and_a_watch_moves_between_replicas() {
     assert_eq!(alerts_listed(&back, 1, all.len()).await, all);
     assert_eq!(alerts_stream(&nats.url()).await.len(), all.len());
 }
+
+/// Batch `b` of importer `w`'s import: the firm `i{w}-{b}` joins cluster
+/// `p{w}`, cooperates with the firm of the batch before, and invests in
+/// `q{w}`'s firm `q{w}-{b % 5}` (a capital tie across clusters: alerts).
+fn import_batch(w: usize, b: usize) -> pb::ImportChangesRequest {
+    let id = format!("i{w}-{b}");
+    let mut changes = vec![upsert_actor(actor(&id, &[&format!("p{w}")]))];
+    if b > 0 {
+        changes.push(upsert_link(link(
+            &format!("i{w}-{}", b - 1),
+            &id,
+            pb::LinkKind::Cooperation,
+        )));
+    }
+    changes.push(upsert_link(link(
+        &id,
+        &format!("q{w}-{}", b % 5),
+        pb::LinkKind::Investment,
+    )));
+    pb::ImportChangesRequest { changes }
+}
+
+/// Streams batches `from..to` of importer `w` to the replica at `url`, one
+/// every 20 ms; the import's reply or the status that cut it.
+async fn import(url: String, w: usize, from: usize, to: usize) -> Result<u64, tonic::Status> {
+    let channel = Channel::from_shared(url)
+        .unwrap()
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut request = Request::new(paced_batches(w, from, to));
+    request.set_timeout(Duration::from_secs(60));
+    NetworkServiceClient::new(channel)
+        .import_changes(request)
+        .await
+        .map(|r| r.into_inner().revision)
+}
+
+/// Importer `w`'s batches `from..to`, one every 20 ms.
+fn paced_batches(w: usize, from: usize, to: usize) -> impl tokio_stream::Stream<Item = pb::ImportChangesRequest> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        for b in from..to {
+            if sender.send(import_batch(w, b)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(receiver)
+}
+
+/// How many of importer `w`'s batches `replica` holds at `revision`,
+/// checking that they are the first ones: a cut import leaves a prefix
+/// of its batches, never one with a hole.
+async fn landed(replica: &Replica, w: usize, revision: u64) -> usize {
+    let prefix = format!("i{w}-");
+    let held: BTreeSet<usize> = actors_on(replica, revision)
+        .await
+        .iter()
+        .filter_map(|id| id.strip_prefix(&prefix)?.parse().ok())
+        .collect();
+    assert_eq!(
+        held,
+        (0..held.len()).collect::<BTreeSet<_>>(),
+        "importer {w}'s batches landed as a prefix"
+    );
+    held.len()
+}
+
+/// The rows of each analysis a user compares replicas by, as text:
+/// PageRank (top 50) and every cluster's stage assessment.
+async fn analyses_at(replica: &Replica, revision: u64) -> (String, String) {
+    let mut client = AnalysisServiceClient::new(replica.channel().await);
+    let mut centrality = client
+        .centrality(with_min_revision(
+            pb::CentralityRequest {
+                measure: pb::CentralityMeasure::Pagerank as i32,
+                top_k: 50,
+                ..Default::default()
+            },
+            revision,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut ranks = Vec::new();
+    while let Some(message) = centrality.message().await.unwrap() {
+        if let Some(pb::centrality_response::Event::Rows(rows)) = message.event {
+            ranks.push(format!("{:?}", rows.rows));
+        }
+    }
+    let mut stages = client
+        .assess_stage(with_min_revision(pb::AssessStageRequest::default(), revision))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut assessed = Vec::new();
+    while let Some(message) = stages.message().await.unwrap() {
+        if let Some(pb::assess_stage_response::Event::Rows(rows)) = message.event {
+            assessed.push(format!("{:?}", rows.rows));
+        }
+    }
+    assert!(!ranks.is_empty() && !assessed.is_empty());
+    (ranks.concat(), assessed.concat())
+}
+
+/// The operator's case for imports: three NATS servers (R3), three
+/// replicas producing alerts, an import streaming into each. The replica
+/// producing alerts and a NATS server are killed mid-import. Every import
+/// cut by the kill (or by the leader elections after it) has landed a
+/// prefix of its batches, the same on both survivors, and is resumed from
+/// there on a survivor; then every replica, the killed one restarted too,
+/// gives the same ListLinks pages, PageRank and stage assessments, and a
+/// WatchAlerts that was reading the killed producer resumes on a survivor
+/// with no gap and no duplicate, ending with the alerts every replica lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_cut_by_a_killed_producer_and_nats_node_resume_and_replicas_agree() {
+    const BATCHES: usize = 80;
+    let dir = test_dir();
+    let mut nats = NatsCluster::start(dir.path());
+    let metrics: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let metrics: Vec<&str> = metrics.iter().map(String::as_str).collect();
+    let urls = nats.urls();
+    let start = |i: usize| {
+        let (data, urls, metrics) = (dir.path().join(format!("r{i}")), urls.clone(), metrics[i]);
+        async move { Replica::spawn(&data, &urls, &["--nats-replicas", "3", "--metrics-listen", metrics]).await }
+    };
+    let mut replicas = [Some(start(0).await), Some(start(1).await), Some(start(2).await)];
+    let mut seed = Vec::new();
+    for w in 0..3 {
+        seed.push(upsert_cluster(cluster(&format!("p{w}"), vec![])));
+        seed.push(upsert_cluster(cluster(&format!("q{w}"), vec![])));
+        for j in 0..5 {
+            seed.push(upsert_actor(actor(&format!("q{w}-{j}"), &[&format!("q{w}")])));
+        }
+    }
+    let r0 = replicas[0].as_ref().unwrap();
+    r0.network().await.apply_changes(batch(seed)).await.unwrap();
+    let killed = producer(&metrics).await;
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != killed).collect();
+    let mut watch = watch_from(replicas[killed].as_ref().unwrap(), 1).await;
+
+    let mut importers = Vec::new();
+    for (w, replica) in replicas.iter().enumerate() {
+        importers.push(tokio::spawn(import(replica.as_ref().unwrap().url(), w, 0, BATCHES)));
+    }
+    // A third of the way in, the producer and a NATS server die.
+    tokio::time::sleep(Duration::from_millis(BATCHES as u64 * 20 / 3)).await;
+    nats.kill(0);
+    replicas[killed].take().unwrap().kill();
+    let mut seen: Vec<pb::Alert> = Vec::new();
+    while let Ok(Some(message)) = watch.message().await {
+        seen.push(message.alert.unwrap());
+    }
+    let mut cut = Vec::new();
+    for (w, importer) in importers.into_iter().enumerate() {
+        if let Err(status) = importer.await.unwrap() {
+            eprintln!("import {w} cut: {:?} {}", status.code(), status.message());
+            cut.push(w);
+        }
+    }
+    assert!(cut.contains(&killed), "the import into the killed replica was cut");
+
+    // Each cut import: what landed is a prefix, the same on both
+    // survivors; resumed from there on a survivor until it is all in.
+    let (a, b) = (
+        replicas[survivors[0]].as_ref().unwrap(),
+        replicas[survivors[1]].as_ref().unwrap(),
+    );
+    let started = Instant::now();
+    for w in cut {
+        loop {
+            // A write after the cut: everything that landed before it is
+            // at a revision below its own.
+            let marker = loop {
+                let mut request = Request::new(batch(vec![upsert_cluster(cluster("marker", vec![]))]));
+                request.set_timeout(Duration::from_secs(10));
+                match a.network().await.apply_changes(request).await {
+                    Ok(reply) => break reply.into_inner().revision,
+                    Err(status) => {
+                        assert!(started.elapsed() < Duration::from_secs(90), "{status:?}");
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                }
+            };
+            let held = landed(a, w, marker).await;
+            assert_eq!(
+                held,
+                landed(b, w, marker).await,
+                "both survivors hold the same part of import {w}"
+            );
+            if held == BATCHES {
+                break;
+            }
+            if let Err(status) = import(a.url(), w, held, BATCHES).await {
+                eprintln!("import {w} resumed at {held} and cut: {:?}", status.code());
+                assert!(started.elapsed() < Duration::from_secs(90), "{status:?}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+    let end = a
+        .network()
+        .await
+        .apply_changes(batch(vec![upsert_cluster(cluster("end", vec![]))]))
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+    for w in 0..3 {
+        assert_eq!(landed(a, w, end).await, BATCHES, "import {w} is all in");
+    }
+
+    // Every replica, the killed one restarted, gives the same answers.
+    let restarted = start(killed).await;
+    let expected_links = links_at(a, end).await;
+    let expected_analyses = analyses_at(a, end).await;
+    for replica in [a, b, &restarted] {
+        assert_eq!(links_at(replica, end).await, expected_links);
+        assert_eq!(analyses_at(replica, end).await, expected_analyses);
+    }
+
+    // The watch, moved to a survivor, resumes after the last alert it got
+    // and ends with every alert raised, as every replica lists them.
+    let mut alerts = a.alerts().await;
+    let started = Instant::now();
+    let latest = loop {
+        let page = alerts
+            .list_alerts(pb::ListAlertsRequest {
+                page_size: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if page.evaluated_revision >= end {
+            break page.latest_sequence;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "alerts reach the end");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let resume = seen.last().map_or(1, |a| a.sequence + 1);
+    let mut moved = watch_from(b, resume).await;
+    seen.extend(watched(&mut moved, (latest + 1 - resume) as usize).await);
+    let sequences: Vec<u64> = seen.iter().map(|a| a.sequence).collect();
+    assert_eq!(sequences, (1..=latest).collect::<Vec<_>>(), "no gap, no duplicate");
+    assert!(latest > 0);
+    for replica in [a, b, &restarted] {
+        assert_eq!(alerts_listed(replica, 1, latest as usize).await, seen);
+    }
+}
