@@ -1337,3 +1337,48 @@ async fn imports_cut_by_a_killed_producer_and_nats_node_resume_and_replicas_agre
         assert_eq!(alerts_listed(replica, 1, latest as usize).await, seen);
     }
 }
+
+/// The lag a replica reports is real: one frozen (SIGSTOP) while 3,000
+/// batches are imported through another reports, once thawed, a lag above
+/// zero on its way back to none, with the log's end where the import left
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_behind_the_log_reports_its_lag_until_it_catches_up() {
+    const BATCHES: u64 = 3_000;
+    let dir = test_dir();
+    let nats = Nats::start(dir.path(), free_port());
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let a = Replica::start(&dir.path().join("a"), &nats.url()).await;
+    let b = Replica::start_with(&dir.path().join("b"), &nats.url(), &["--metrics-listen", &metrics]).await;
+    a.network().await.apply_changes(seed_cluster()).await.unwrap();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(b.child.id() as i32, libc::SIGSTOP) };
+    let batches = (0..BATCHES).map(|i| pb::ImportChangesRequest {
+        changes: vec![upsert_actor(actor(&format!("x{i}"), &["c1"]))],
+    });
+    let end = a
+        .network()
+        .await
+        .import_changes(tokio_stream::iter(batches))
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+    assert_eq!(end, BATCHES + 1);
+    unsafe { libc::kill(b.child.id() as i32, libc::SIGCONT) };
+    let (started, mut most) = (Instant::now(), 0.0_f64);
+    loop {
+        let page = scrape(&metrics).await;
+        let lag = sample(&page, "clusternet_replica_lag_revisions").unwrap();
+        let last = sample(&page, "clusternet_log_last_revision").unwrap();
+        most = most.max(lag);
+        if lag == 0.0 && last == end as f64 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{page}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(most > 0.0, "the lag was seen on the way back");
+    assert!(most <= BATCHES as f64);
+    assert_eq!(actors_on(&b, end).await.len() as u64, BATCHES);
+}
