@@ -22,7 +22,7 @@ use std::{
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{encode_batch, Applied, Sequence, Store};
+use super::{encode_batch, Applied, Sequence, Snapshot, Store};
 use crate::{
     error::{Error, Result},
     model::Change,
@@ -76,6 +76,15 @@ const APPLY_WAIT: Duration = Duration::from_secs(30);
 
 /// Proposes this node's batches one at a time, in the order they came: a
 /// batch is checked against the state its predecessor left.
+///
+/// That state is kept from one batch to the next: once the log has taken a
+/// batch at r + 1, the network it was checked into is the log's state at
+/// r + 1, so the next batch is checked on it and proposed at once, while
+/// this node applies the first one from the log (its caller is answered
+/// then, by a task of its own). Only a lost race, a refusal, or another
+/// node's write applied here sends the check back to the local snapshot.
+/// An import through one node so costs a check and a round trip per batch,
+/// not also the local apply.
 pub(super) async fn propose(
     store: Weak<Store>,
     sequencer: Arc<dyn Sequencer>,
@@ -83,6 +92,7 @@ pub(super) async fn propose(
     figures: Arc<ReplicationFigures>,
     mut proposals: mpsc::Receiver<Proposal>,
 ) {
+    let mut ahead: Option<Arc<Snapshot>> = None;
     while let Some(proposal) = proposals.recv().await {
         let Some(store) = store.upgrade() else { return };
         let Proposal {
@@ -97,13 +107,49 @@ pub(super) async fn propose(
             )));
             continue;
         }
-        let outcome = propose_one(&store, sequencer.as_ref(), retries, &figures, changes).await;
-        if outcome.is_err() {
-            if let Some(sequence) = &sequence {
-                sequence.fail();
+        let outcome = propose_one(&store, sequencer.as_ref(), retries, &figures, changes, &mut ahead).await;
+        match outcome {
+            Ok((revision, counts)) => {
+                // In the log, so on every replica in time; the caller is
+                // answered once it is readable here.
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let applied = match tokio::time::timeout(APPLY_WAIT, store.reached(revision)).await {
+                        Ok(true) => Ok(Applied { revision, counts }),
+                        _ => {
+                            if let Some(sequence) = &sequence {
+                                sequence.fail();
+                            }
+                            Err(Error::Unavailable {
+                                message: format!(
+                                    "the batch is revision {revision} of the shared log, but this node has not applied \
+                                     it (it is at {}): read it on another replica",
+                                    store.snapshot().revision
+                                ),
+                            })
+                        }
+                    };
+                    let _ = reply.send(applied);
+                });
+            }
+            Err(error) => {
+                if let Some(sequence) = &sequence {
+                    sequence.fail();
+                }
+                let _ = reply.send(Err(error));
             }
         }
-        let _ = reply.send(outcome);
+    }
+}
+
+/// The state to check the next batch against: the network the last batch
+/// this node got into the log left (`ahead`), unless this node's own copy
+/// has reached or passed it.
+fn base(store: &Store, ahead: &Option<Arc<Snapshot>>) -> Arc<Snapshot> {
+    let snapshot = store.snapshot();
+    match ahead {
+        Some(ahead) if ahead.revision > snapshot.revision => ahead.clone(),
+        _ => snapshot,
     }
 }
 
@@ -113,30 +159,33 @@ async fn propose_one(
     retries: u32,
     figures: &ReplicationFigures,
     changes: Vec<Change>,
-) -> Result<Applied> {
+    ahead: &mut Option<Arc<Snapshot>>,
+) -> Result<(u64, crate::network::ChangeCounts)> {
     let changes = Arc::new(changes);
     let mut lost_to = Vec::new();
     for attempt in 0..=retries {
-        let snapshot = store.snapshot();
-        // The batch against this node's latest state, as the embedded
-        // writer would check it: the same errors for the same input.
-        let checking = (snapshot.clone(), changes.clone());
+        let base = base(store, ahead);
+        // The batch against the log's latest state as this node knows it,
+        // as the embedded writer would check it: the same errors for the
+        // same input.
+        let checking = (base.clone(), changes.clone());
         let checked = tokio::task::spawn_blocking(move || {
-            let (snapshot, changes) = checking;
-            let mut network = snapshot.network.clone();
-            network.apply(&changes)
+            let (base, changes) = checking;
+            let mut network = base.network.clone();
+            network.apply(&changes).map(|counts| (network, counts))
         })
         .await
         .map_err(|_| Error::Unavailable {
             message: "the batch's check was interrupted".into(),
         })?;
-        let counts = match checked {
-            Ok(counts) => counts,
+        let (network, counts) = match checked {
+            Ok(checked) => checked,
             // Refused against this node's copy: refused for good only if the
             // copy is the log's latest (another node's write this one has
             // not applied yet may be what the batch needs).
             Err(error) => match sequencer.last().await {
-                Ok(last) if last > snapshot.revision && attempt < retries => {
+                Ok(last) if last > base.revision && attempt < retries => {
+                    *ahead = None;
                     let _ = tokio::time::timeout(CATCH_UP_WAIT, store.reached(last)).await;
                     continue;
                 }
@@ -146,32 +195,28 @@ async fn propose_one(
                 Err(unreachable) => return Err(unreachable),
             },
         };
-        match sequencer.append(snapshot.revision, encode_batch(&changes)).await {
+        match sequencer.append(base.revision, encode_batch(&changes)).await {
             Ok(revision) => {
                 figures.log_last.fetch_max(revision, Ordering::AcqRel);
-                // In the log, so on every replica in time; the caller is
-                // answered once it is readable here.
-                return match tokio::time::timeout(APPLY_WAIT, store.reached(revision)).await {
-                    Ok(true) => Ok(Applied { revision, counts }),
-                    _ => Err(Error::Unavailable {
-                        message: format!(
-                            "the batch is revision {revision} of the shared log, but this node has not applied it (it \
-                             is at {}): read it on another replica",
-                            store.snapshot().revision
-                        ),
-                    }),
-                };
+                *ahead = Some(Arc::new(Snapshot { revision, network }));
+                return Ok((revision, counts));
             }
             Err(PublishRefused::Conflict) => {
                 figures.conflicts.fetch_add(1, Ordering::Relaxed);
-                lost_to.push(snapshot.revision + 1);
+                lost_to.push(base.revision + 1);
+                *ahead = None;
                 // Wait for the write that came first, then check again;
                 // a little jitter so two nodes do not collide in step.
-                let _ = tokio::time::timeout(CATCH_UP_WAIT, store.reached(snapshot.revision + 1)).await;
+                let _ = tokio::time::timeout(CATCH_UP_WAIT, store.reached(base.revision + 1)).await;
                 let jitter = (std::process::id() as u64 + attempt as u64 * 7) % 5;
                 tokio::time::sleep(Duration::from_millis(jitter * (attempt as u64 + 1))).await;
             }
-            Err(PublishRefused::Failed(error)) => return Err(error),
+            Err(PublishRefused::Failed(error)) => {
+                // It may still land (an ack that timed out): check the next
+                // batch against this node's copy once it knows.
+                *ahead = None;
+                return Err(error);
+            }
         }
     }
     Err(Error::Aborted {
