@@ -11,19 +11,12 @@
 
 use std::time::Instant;
 
-use clusternet::{
-    model::Change,
-    service::{
-        convert::change_to_pb,
-        pb::{self, network_service_client::NetworkServiceClient},
-    },
-    synthetic::{generate, SyntheticConfig},
-};
+use clusternet::service::pb::network_service_client::NetworkServiceClient;
 
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{env_or, free_port, median, memory_mib, start, terminate, wait_serving};
+use support::{env_or, free_port, import_batches, median, memory_mib, start, terminate, wait_serving};
 
 fn summary(values: &mut [f64]) -> String {
     let m = median(values);
@@ -37,26 +30,9 @@ fn summary(values: &mut [f64]) -> String {
 
 #[tokio::main]
 async fn main() {
-    let config = SyntheticConfig {
-        clusters: env_or("BENCH_CLUSTERS", 1_000),
-        actors: env_or("BENCH_ACTORS", 100_000),
-        links: env_or("BENCH_LINKS", 1_000_000),
-        ..SyntheticConfig::default()
-    };
     let runs = env_or("BENCH_RUNS", 3);
     let batch_size = env_or("BENCH_BATCH", 10_000);
-    eprintln!(
-        "generating {} clusters, {} actors, {} links",
-        config.clusters, config.actors, config.links
-    );
-    let changes: Vec<Change> = generate(&config);
-    let batches: Vec<pb::ImportChangesRequest> = changes
-        .chunks(batch_size)
-        .map(|chunk| pb::ImportChangesRequest {
-            changes: chunk.iter().map(change_to_pb).collect(),
-        })
-        .collect();
-    drop(changes);
+    let (config, batches) = import_batches(batch_size);
 
     let (mut throughput, mut import_secs, mut peak_import, mut rss_loaded) = (vec![], vec![], vec![], vec![]);
     let (mut restart_secs, mut peak_restart) = (vec![], vec![]);

@@ -30,20 +30,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use clusternet::{
-    model::Change,
-    service::{
-        convert::change_to_pb,
-        pb::{self, analysis_service_client::AnalysisServiceClient, network_service_client::NetworkServiceClient},
-    },
-    synthetic::{generate, SyntheticConfig},
+use clusternet::service::pb::{
+    self, analysis_service_client::AnalysisServiceClient, network_service_client::NetworkServiceClient,
 };
 use tonic::{metadata::MetadataValue, transport::Channel, Request};
 
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{env_or, free_port, median, start_with, terminate, wait_serving};
+use support::{env_or, free_port, import_batches, median, start_with, terminate, wait_serving};
 
 fn nats_server_binary() -> PathBuf {
     if let Ok(path) = std::env::var("CLUSTERNET_NATS_SERVER") {
@@ -245,6 +240,19 @@ async fn reads(ports: &[u16], callers: usize, seconds: f64, read: Read) -> (f64,
     (all.len() as f64 / seconds, percentile(0.5), percentile(0.99))
 }
 
+/// CPU seconds a process has used (user and system).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command's closing parenthesis; utime and stime
+    // are the 14th and 15th of the whole line.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (field(11) + field(12)) / ticks
+}
+
 fn summary(values: &mut [f64]) -> String {
     let m = median(values);
     let list: Vec<String> = values.iter().map(|v| format!("{v:.2}")).collect();
@@ -253,32 +261,11 @@ fn summary(values: &mut [f64]) -> String {
 
 #[tokio::main]
 async fn main() {
-    let config = SyntheticConfig {
-        clusters: env_or("BENCH_CLUSTERS", 1_000),
-        actors: env_or("BENCH_ACTORS", 100_000),
-        links: env_or("BENCH_LINKS", 1_000_000),
-        ..SyntheticConfig::default()
-    };
     let runs = env_or("BENCH_RUNS", 2);
     let batch_size = env_or("BENCH_BATCH", 5_000);
     let callers = env_or("BENCH_CALLERS", 16);
     let seconds = env_or("BENCH_SECONDS", 5) as f64;
-    let changes: Vec<Change> = generate(&config);
-    let change_count = changes.len() as f64;
-    let batches: Vec<pb::ImportChangesRequest> = changes
-        .chunks(batch_size)
-        .map(|chunk| pb::ImportChangesRequest {
-            changes: chunk.iter().map(change_to_pb).collect(),
-        })
-        .collect();
-    drop(changes);
-    eprintln!(
-        "{} clusters, {} actors, {} links: {change_count} changes in {} batches",
-        config.clusters,
-        config.actors,
-        config.links,
-        batches.len()
-    );
+    let (config, batches) = import_batches(batch_size);
 
     // Ingest, the three paths in turn; catch-up after each replicated one.
     let (mut alone, mut r1, mut r3) = (Vec::new(), Vec::new(), Vec::new());
@@ -338,6 +325,7 @@ async fn main() {
     let (third, third_port, _) = catch_up(&dir.path().join("c"), &flags, revision).await;
     servers.push((third, third_port));
     let ports: Vec<u16> = servers.iter().map(|(_, p)| *p).collect();
+    let pids: Vec<u32> = servers.iter().map(|(c, _)| c.id()).collect();
     // Warm each replica's analysis graph first.
     for port in &ports {
         reads(&[*port], 1, 0.01, Read::PageRank).await;
@@ -345,13 +333,20 @@ async fn main() {
     let mut read_rows = Vec::new();
     for read in [Read::Page, Read::PageRank] {
         for k in 1..=3 {
+            let cpu_before: f64 = pids[..k].iter().map(|p| cpu_seconds(*p)).sum();
             let (rate, p50, p99) = reads(&ports[..k], callers, seconds, read).await;
+            let cpu: f64 = pids[..k].iter().map(|p| cpu_seconds(*p)).sum::<f64>() - cpu_before;
+            // The replicas' own CPU per call: what bounds a replica on a
+            // machine of its own (here they share 2 cores with the callers).
+            let cpu_ms = cpu * 1000.0 / (rate * seconds);
             let name = match read {
                 Read::Page => "ListLinks 100 rows",
                 Read::PageRank => "PageRank top 10",
             };
-            eprintln!("{name}, {k} replica(s): {rate:.0} calls/s, p50 {p50:.2} ms, p99 {p99:.2} ms");
-            read_rows.push((name, k, rate, p50, p99));
+            eprintln!(
+                "{name}, {k} replica(s): {rate:.0} calls/s, p50 {p50:.2} ms, p99 {p99:.2} ms, {cpu_ms:.3} replica CPU ms/call"
+            );
+            read_rows.push((name, k, rate, p50, p99, cpu_ms));
         }
     }
     for (child, _) in servers {
@@ -381,7 +376,18 @@ async fn main() {
     println!("  R1                 {}", summary(&mut catch_r1));
     println!("  R3                 {}", summary(&mut catch_r3));
     println!("reads, {callers} callers for {seconds} s each, spread over the replicas:");
-    for (name, k, rate, p50, p99) in read_rows {
-        println!("  {name:<20} {k} replica(s): {rate:>8.0} calls/s   p50 {p50:>7.2} ms   p99 {p99:>7.2} ms");
+    for (name, k, rate, p50, p99, cpu_ms) in &read_rows {
+        println!(
+            "  {name:<20} {k} replica(s): {rate:>8.0} calls/s   p50 {p50:>7.2} ms   p99 {p99:>7.2} ms   {cpu_ms:.3} replica CPU ms/call"
+        );
+    }
+    println!("with a machine of {cpus} cores each (the replicas' CPU per call with one replica; reads need no other replica):");
+    for (name, _, _, _, _, cpu_ms) in read_rows.iter().filter(|r| r.1 == 1) {
+        let each = cpus as f64 * 1000.0 / cpu_ms;
+        println!(
+            "  {name:<20} about {each:.0} calls/s a replica: {:.0} with two, {:.0} with three",
+            2.0 * each,
+            3.0 * each
+        );
     }
 }

@@ -444,7 +444,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
             let recorded = engine
                 .recorded_step()
                 .map_err(|e| format!("error: cannot read the alert log: {e}"))?;
-            share.run(&engine, recorded);
+            share.run(&engine, recorded).await.map_err(|e| format!("error: {e}"))?;
         }
         Some((engine, share))
     };

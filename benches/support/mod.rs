@@ -117,3 +117,34 @@ pub fn metric(page: &str, name: &str) -> Option<f64> {
     page.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
+
+/// The generated network of the ingest benches (BENCH_CLUSTERS 1,000,
+/// BENCH_ACTORS 100k, BENCH_LINKS 1M) as `ImportChanges` messages of
+/// BENCH_BATCH (`batch`) changes each.
+#[allow(dead_code)] // only the benches that import use it
+pub fn import_batches(
+    batch: usize,
+) -> (
+    clusternet::synthetic::SyntheticConfig,
+    Vec<clusternet::service::pb::ImportChangesRequest>,
+) {
+    let config = clusternet::synthetic::SyntheticConfig {
+        clusters: env_or("BENCH_CLUSTERS", 1_000),
+        actors: env_or("BENCH_ACTORS", 100_000),
+        links: env_or("BENCH_LINKS", 1_000_000),
+        ..Default::default()
+    };
+    let batch = env_or("BENCH_BATCH", batch);
+    eprintln!(
+        "generating {} clusters, {} actors, {} links",
+        config.clusters, config.actors, config.links
+    );
+    let changes = clusternet::synthetic::generate(&config);
+    let batches = changes
+        .chunks(batch)
+        .map(|chunk| clusternet::service::pb::ImportChangesRequest {
+            changes: chunk.iter().map(clusternet::service::convert::change_to_pb).collect(),
+        })
+        .collect();
+    (config, batches)
+}

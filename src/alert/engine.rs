@@ -484,7 +484,6 @@ impl Worker {
         self.outside = None;
         self.before = self.before.take().filter(|b| Some(b.revision) == self.evaluated);
         self.leading = true;
-        self.engine.producing.store(true, Ordering::Release);
         tracing::info!(
             position,
             evaluated = ?self.evaluated,
@@ -493,6 +492,8 @@ impl Worker {
         );
         self.share_outside();
         self.start_up();
+        // Said once it has resumed (a new log's baseline recorded).
+        self.engine.producing.store(self.leading, Ordering::Release);
         true
     }
 

@@ -158,11 +158,21 @@ impl AlertShare {
 
     /// Starts reading the step log from the one after `recorded` (the last
     /// step this replica's alert log holds) into `engine`, and looking
-    /// for the lease.
-    pub fn run(self: &Arc<Self>, engine: &Arc<AlertEngine>, recorded: u64) {
+    /// for the lease. An alert log past the step log's end was not made
+    /// from it: refused, as a data directory past the batches' stream is.
+    pub async fn run(self: &Arc<Self>, engine: &Arc<AlertEngine>, recorded: u64) -> std::result::Result<(), String> {
+        let last = self.stream_last(&self.steps_stream).await.map_err(|e| e.to_string())?;
+        if recorded > last {
+            return Err(format!(
+                "the alert log is at step {recorded}, past the end of stream {} ({last}): it was not made from this \
+                 stream; start on an empty directory",
+                self.steps_stream
+            ));
+        }
         self.read.send_replace(recorded);
         tokio::spawn(read_steps(self.clone(), Arc::downgrade(engine), recorded));
         tokio::spawn(keep_lease(self.clone()));
+        Ok(())
     }
 
     /// At shutdown, after the engine stopped: gives the lease up so another

@@ -1311,22 +1311,13 @@ async fn imports_cut_by_a_killed_producer_and_nats_node_resume_and_replicas_agre
     // The watch, moved to a survivor, resumes after the last alert it got
     // and ends with every alert raised, as every replica lists them.
     let mut alerts = a.alerts().await;
-    let started = Instant::now();
-    let latest = loop {
-        let page = alerts
-            .list_alerts(pb::ListAlertsRequest {
-                page_size: 1,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        if page.evaluated_revision >= end {
-            break page.latest_sequence;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "alerts reach the end");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    crate::alerts::settle(&mut alerts, end).await;
+    let latest = alerts
+        .list_alerts(pb::ListAlertsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .latest_sequence;
     let resume = seen.last().map_or(1, |a| a.sequence + 1);
     let mut moved = watch_from(b, resume).await;
     seen.extend(watched(&mut moved, (latest + 1 - resume) as usize).await);
@@ -1381,4 +1372,36 @@ async fn a_replica_behind_the_log_reports_its_lag_until_it_catches_up() {
     assert!(most > 0.0, "the lag was seen on the way back");
     assert!(most <= BATCHES as f64);
     assert_eq!(actors_on(&b, end).await.len() as u64, BATCHES);
+}
+
+/// A replica whose alert log came from another shared log is refused at
+/// start, saying why, as a data directory past the batches' stream is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_log_from_another_stream_is_refused_at_start() {
+    let dir = test_dir();
+    let data = dir.path().join("r");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    for nats in ["first", "second"] {
+        std::fs::create_dir(dir.path().join(nats)).unwrap();
+    }
+    {
+        let first = Nats::start(&dir.path().join("first"), free_port());
+        let replica = Replica::start_alerting(&data, &first.url(), &metrics).await;
+        // Producing: its baseline is step 1 of the first stream.
+        assert_eq!(producer(&[&metrics]).await, 0);
+        replica.stop();
+    }
+    let second = Nats::start(&dir.path().join("second"), free_port());
+    let output = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--nats", &second.url(), "--nats-stream", "TEST", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("the alert log is at step 1, past the end of stream TEST_ALERT_STEPS (0)"),
+        "{said}"
+    );
 }
