@@ -188,6 +188,15 @@ enum Read {
     PageRank,
 }
 
+impl Read {
+    fn name(self) -> &'static str {
+        match self {
+            Read::Page => "ListLinks 100 rows",
+            Read::PageRank => "PageRank top 10",
+        }
+    }
+}
+
 /// `callers` closed-loop callers spread over `ports` for `seconds`:
 /// (calls per second, p50 ms, p99 ms).
 async fn reads(ports: &[u16], callers: usize, seconds: f64, read: Read) -> (f64, f64, f64) {
@@ -270,6 +279,8 @@ async fn main() {
     // Ingest, the three paths in turn; catch-up after each replicated one.
     let (mut alone, mut r1, mut r3) = (Vec::new(), Vec::new(), Vec::new());
     let (mut catch_r1, mut catch_r3) = (Vec::new(), Vec::new());
+    // (read, replicas: 0 for the server standing alone, calls/s, p50, p99, CPU ms a call)
+    let mut read_rows = Vec::new();
     let mut kept: Option<KeptLog> = None;
     for run in 1..=runs {
         {
@@ -280,6 +291,20 @@ async fn main() {
             let (secs, links, _) = import(port, &batches).await;
             eprintln!("run {run}: alone   {secs:.2} s, {:.0} links/s", links / secs);
             alone.push(links / secs);
+            if run == runs {
+                // The same reads on the server standing alone, for scale.
+                reads(&[port], 1, 0.01, Read::PageRank).await;
+                for read in [Read::Page, Read::PageRank] {
+                    let cpu_before = cpu_seconds(server.id());
+                    let (rate, p50, p99) = reads(&[port], callers, seconds, read).await;
+                    let cpu_ms = (cpu_seconds(server.id()) - cpu_before) * 1000.0 / (rate * seconds);
+                    eprintln!(
+                        "{}, alone: {rate:.0} calls/s, p50 {p50:.2} ms, p99 {p99:.2} ms",
+                        read.name()
+                    );
+                    read_rows.push((read.name(), 0, rate, p50, p99, cpu_ms));
+                }
+            }
             terminate(server);
         }
         for copies in [1, 3] {
@@ -330,7 +355,6 @@ async fn main() {
     for port in &ports {
         reads(&[*port], 1, 0.01, Read::PageRank).await;
     }
-    let mut read_rows = Vec::new();
     for read in [Read::Page, Read::PageRank] {
         for k in 1..=3 {
             let cpu_before: f64 = pids[..k].iter().map(|p| cpu_seconds(*p)).sum();
@@ -339,10 +363,7 @@ async fn main() {
             // The replicas' own CPU per call: what bounds a replica on a
             // machine of its own (here they share 2 cores with the callers).
             let cpu_ms = cpu * 1000.0 / (rate * seconds);
-            let name = match read {
-                Read::Page => "ListLinks 100 rows",
-                Read::PageRank => "PageRank top 10",
-            };
+            let name = read.name();
             eprintln!(
                 "{name}, {k} replica(s): {rate:.0} calls/s, p50 {p50:.2} ms, p99 {p99:.2} ms, {cpu_ms:.3} replica CPU ms/call"
             );
@@ -377,8 +398,12 @@ async fn main() {
     println!("  R3                 {}", summary(&mut catch_r3));
     println!("reads, {callers} callers for {seconds} s each, spread over the replicas:");
     for (name, k, rate, p50, p99, cpu_ms) in &read_rows {
+        let on = match k {
+            0 => "alone       ".to_string(),
+            k => format!("{k} replica(s)"),
+        };
         println!(
-            "  {name:<20} {k} replica(s): {rate:>8.0} calls/s   p50 {p50:>7.2} ms   p99 {p99:>7.2} ms   {cpu_ms:.3} replica CPU ms/call"
+            "  {name:<20} {on}: {rate:>8.0} calls/s   p50 {p50:>7.2} ms   p99 {p99:>7.2} ms   {cpu_ms:.3} server CPU ms/call"
         );
     }
     println!("with a machine of {cpus} cores each (the replicas' CPU per call with one replica; reads need no other replica):");

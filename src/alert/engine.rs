@@ -23,6 +23,11 @@
 //!   the figures kept, so a restart resumes where the engine stopped. Batches a crash left
 //!   unevaluated are evaluated against the kept figures (see
 //!   [`Evaluator::evaluate`] for what that cannot tell).
+//! * **Replicated** (`serve --nats`, [`SharedSteps`]): only the replica
+//!   holding the lease runs the rounds, and each step is made durable in
+//!   the shared step log first; every replica records those steps into its
+//!   own log, so each serves the same alerts, and the next holder resumes
+//!   from the last step.
 
 use std::{
     collections::{btree_map::Entry, BTreeMap, BTreeSet, HashMap},
