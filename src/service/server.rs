@@ -95,17 +95,10 @@ pub async fn serve(
         health.set_serving::<AlertServiceServer<AlertApi>>().await;
     }
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        // google.rpc's detail messages, so grpcurl can print a status's details.
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1 = reflection(alerts.is_some())
         .build_v1()
         .expect("the compiled descriptor sets are valid");
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1alpha = reflection(alerts.is_some())
         .build_v1alpha()
         .expect("the compiled descriptor sets are valid");
 
@@ -198,4 +191,22 @@ pub async fn serve(
     let keeping = graphs.clone();
     let _ = tokio::task::spawn_blocking(move || keeping.keep_for_restart()).await;
     served
+}
+
+/// Reflection over the services this server runs: without alerts
+/// (`--no-alerts`) the AlertService is not listed, as it is not served.
+fn reflection(alerts_served: bool) -> tonic_reflection::server::Builder<'static> {
+    let builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // google.rpc's detail messages, so grpcurl can print a status's details.
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET);
+    if alerts_served {
+        return builder;
+    }
+    use tonic::server::NamedService;
+    builder
+        .with_service_name(NetworkServiceServer::<NetworkApi>::NAME)
+        .with_service_name(AnalysisServiceServer::<AnalysisApi>::NAME)
+        .with_service_name(tonic_health::pb::health_server::HealthServer::<tonic_health::server::HealthService>::NAME)
 }

@@ -26,11 +26,9 @@ async fn health_reports_serving_for_the_server_and_the_network_service() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn reflection_lists_the_services() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path()).await;
-    let mut reflection = ServerReflectionClient::new(server.channel().await);
+/// The services reflection lists at `channel`.
+async fn listed_services(channel: tonic::transport::Channel) -> Vec<String> {
+    let mut reflection = ServerReflectionClient::new(channel);
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -44,11 +42,68 @@ async fn reflection_lists_the_services() {
     let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
         panic!("unexpected reply {reply:?}");
     };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in ["clusternet.v1.NetworkService", "grpc.health.v1.Health"] {
+    list.service.into_iter().map(|s| s.name).collect()
+}
+
+#[tokio::test]
+async fn reflection_lists_the_services() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let names = listed_services(server.channel().await).await;
+    for expected in [
+        "clusternet.v1.NetworkService",
+        "clusternet.v1.AnalysisService",
+        "clusternet.v1.AlertService",
+        "grpc.health.v1.Health",
+    ] {
         assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
     }
     server.stop().await;
+}
+
+/// `serve --no-alerts` does not serve the AlertService, so reflection does
+/// not offer it (grpcurl `list` would, and each call be UNIMPLEMENTED).
+#[tokio::test]
+async fn reflection_lists_no_alert_service_without_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_clusternet"))
+        .args([
+            "serve",
+            "--no-alerts",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    let channel = loop {
+        match tonic::transport::Channel::from_shared(url.clone())
+            .unwrap()
+            .connect()
+            .await
+        {
+            Ok(channel) => break channel,
+            Err(_) if started.elapsed() < std::time::Duration::from_secs(20) => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            Err(error) => panic!("the server did not start: {error}"),
+        }
+    };
+    let names = listed_services(channel).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(names.iter().any(|n| n == "clusternet.v1.NetworkService"), "{names:?}");
+    assert!(names.iter().any(|n| n == "grpc.health.v1.Health"), "{names:?}");
+    assert!(!names.iter().any(|n| n == "clusternet.v1.AlertService"), "{names:?}");
 }
 
 #[tokio::test]
