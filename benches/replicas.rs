@@ -20,6 +20,7 @@
 //! ```sh
 //! cargo bench --bench replicas
 //! BENCH_LINKS=200000 BENCH_ACTORS=20000 cargo bench --bench replicas   # smaller
+//! BENCH_PATHS=r1 BENCH_READS=0 cargo bench --bench replicas            # R1 ingest and catch-up only
 //! ```
 //!
 //! Needs `nats-server` (Debian's, /usr/sbin; or CLUSTERNET_NATS_SERVER).
@@ -167,15 +168,25 @@ async fn catch_up(dir: &Path, flags: &[String], revision: u64) -> (Child, u16, f
     let child = start_with(dir, port, &flags);
     wait_serving(port, started).await;
     let mut client = NetworkServiceClient::new(connect(port).await);
-    let mut request = Request::new(pb::ListClustersRequest {
-        page_size: 1,
-        ..Default::default()
-    });
-    request
-        .metadata_mut()
-        .insert("clusternet-min-revision", MetadataValue::from(revision));
-    request.set_timeout(Duration::from_secs(600));
-    client.list_clusters(request).await.expect("the replica catches up");
+    // A read waits at most 30 s for its revision: ask again until it is
+    // there (within 20 minutes).
+    loop {
+        let mut request = Request::new(pb::ListClustersRequest {
+            page_size: 1,
+            ..Default::default()
+        });
+        request
+            .metadata_mut()
+            .insert("clusternet-min-revision", MetadataValue::from(revision));
+        request.set_timeout(Duration::from_secs(60));
+        match client.list_clusters(request).await {
+            Ok(_) => break,
+            Err(status) if status.code() == tonic::Code::DeadlineExceeded && started.elapsed().as_secs() < 1200 => {
+                eprintln!("catching up: {}", status.message())
+            }
+            Err(status) => panic!("the replica does not catch up: {status}"),
+        }
+    }
     (child, port, started.elapsed().as_secs_f64())
 }
 
@@ -274,6 +285,9 @@ async fn main() {
     let batch_size = env_or("BENCH_BATCH", 5_000);
     let callers = env_or("BENCH_CALLERS", 16);
     let seconds = env_or("BENCH_SECONDS", 5) as f64;
+    // Which paths to measure (all by default) and whether to read.
+    let paths = std::env::var("BENCH_PATHS").unwrap_or_else(|_| "alone,r1,r3".into());
+    let measure_reads = env_or("BENCH_READS", 1) == 1;
     let (config, batches) = import_batches(batch_size);
 
     // Ingest, the three paths in turn; catch-up after each replicated one.
@@ -283,7 +297,7 @@ async fn main() {
     let mut read_rows = Vec::new();
     let mut kept: Option<KeptLog> = None;
     for run in 1..=runs {
-        {
+        if paths.contains("alone") {
             let dir = tempfile::tempdir().unwrap();
             let port = free_port();
             let server = start_with(dir.path(), port, &["--no-alerts"]);
@@ -291,7 +305,7 @@ async fn main() {
             let (secs, links, _) = import(port, &batches).await;
             eprintln!("run {run}: alone   {secs:.2} s, {:.0} links/s", links / secs);
             alone.push(links / secs);
-            if run == runs {
+            if run == runs && measure_reads {
                 // The same reads on the server standing alone, for scale.
                 reads(&[port], 1, 0.01, Read::PageRank).await;
                 for read in [Read::Page, Read::PageRank] {
@@ -308,6 +322,9 @@ async fn main() {
             terminate(server);
         }
         for copies in [1, 3] {
+            if !paths.contains(&format!("r{copies}")) {
+                continue;
+            }
             let dir = tempfile::tempdir().unwrap();
             let nats = Nats::start(dir.path(), copies);
             let flags = replica_flags(&nats, copies);
@@ -326,7 +343,7 @@ async fn main() {
                 r3.push(links / secs);
                 catch_r3.push(caught);
             }
-            if copies == 1 && run == runs {
+            if copies == 1 && run == runs && measure_reads {
                 kept = Some((dir, nats, vec![(server, port), (second, second_port)]));
             } else {
                 terminate(second);
@@ -336,44 +353,45 @@ async fn main() {
     }
 
     // Reads over one, two and three replicas of the last R1 log.
-    let (dir, nats, mut servers) = kept.expect("at least one run");
-    let flags = replica_flags(&nats, 1);
-    let revision = {
-        let mut client = NetworkServiceClient::new(connect(servers[0].1).await);
-        client
-            .list_clusters(pb::ListClustersRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .revision
-    };
-    let (third, third_port, _) = catch_up(&dir.path().join("c"), &flags, revision).await;
-    servers.push((third, third_port));
-    let ports: Vec<u16> = servers.iter().map(|(_, p)| *p).collect();
-    let pids: Vec<u32> = servers.iter().map(|(c, _)| c.id()).collect();
-    // Warm each replica's analysis graph first.
-    for port in &ports {
-        reads(&[*port], 1, 0.01, Read::PageRank).await;
-    }
-    for read in [Read::Page, Read::PageRank] {
-        for k in 1..=3 {
-            let cpu_before: f64 = pids[..k].iter().map(|p| cpu_seconds(*p)).sum();
-            let (rate, p50, p99) = reads(&ports[..k], callers, seconds, read).await;
-            let cpu: f64 = pids[..k].iter().map(|p| cpu_seconds(*p)).sum::<f64>() - cpu_before;
-            // The replicas' own CPU per call: what bounds a replica on a
-            // machine of its own (here they share 2 cores with the callers).
-            let cpu_ms = cpu * 1000.0 / (rate * seconds);
-            let name = read.name();
-            eprintln!(
-                "{name}, {k} replica(s): {rate:.0} calls/s, p50 {p50:.2} ms, p99 {p99:.2} ms, {cpu_ms:.3} replica CPU ms/call"
-            );
-            read_rows.push((name, k, rate, p50, p99, cpu_ms));
+    if let Some((dir, nats, mut servers)) = kept {
+        let flags = replica_flags(&nats, 1);
+        let revision = {
+            let mut client = NetworkServiceClient::new(connect(servers[0].1).await);
+            client
+                .list_clusters(pb::ListClustersRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .revision
+        };
+        let (third, third_port, _) = catch_up(&dir.path().join("c"), &flags, revision).await;
+        servers.push((third, third_port));
+        let ports: Vec<u16> = servers.iter().map(|(_, p)| *p).collect();
+        let pids: Vec<u32> = servers.iter().map(|(c, _)| c.id()).collect();
+        // Warm each replica's analysis graph first.
+        for port in &ports {
+            reads(&[*port], 1, 0.01, Read::PageRank).await;
         }
+        for read in [Read::Page, Read::PageRank] {
+            for k in 1..=3 {
+                let cpu_before: f64 = pids[..k].iter().map(|p| cpu_seconds(*p)).sum();
+                let (rate, p50, p99) = reads(&ports[..k], callers, seconds, read).await;
+                let cpu: f64 = pids[..k].iter().map(|p| cpu_seconds(*p)).sum::<f64>() - cpu_before;
+                // The replicas' own CPU per call: what bounds a replica on a
+                // machine of its own (here they share 2 cores with the callers).
+                let cpu_ms = cpu * 1000.0 / (rate * seconds);
+                let name = read.name();
+                eprintln!(
+                    "{name}, {k} replica(s): {rate:.0} calls/s, p50 {p50:.2} ms, p99 {p99:.2} ms, {cpu_ms:.3} replica CPU ms/call"
+                );
+                read_rows.push((name, k, rate, p50, p99, cpu_ms));
+            }
+        }
+        for (child, _) in servers {
+            terminate(child);
+        }
+        drop(nats);
     }
-    for (child, _) in servers {
-        terminate(child);
-    }
-    drop(nats);
 
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
@@ -381,21 +399,26 @@ async fn main() {
         config.actors, config.links, config.clusters
     );
     println!("durable ingest, links/s (ImportChanges, alerts off):");
-    let base = median(&mut alone);
-    println!("  alone (sled)       {}", summary(&mut alone));
-    println!(
-        "  --nats, R1         {}   {:.2}x alone",
-        summary(&mut r1),
-        median(&mut r1) / base
-    );
-    println!(
-        "  --nats, R3         {}   {:.2}x alone",
-        summary(&mut r3),
-        median(&mut r3) / base
-    );
+    let base = if alone.is_empty() { f64::NAN } else { median(&mut alone) };
+    for (path, values) in [
+        ("alone (sled)", &mut alone),
+        ("--nats, R1", &mut r1),
+        ("--nats, R3", &mut r3),
+    ] {
+        if !values.is_empty() {
+            let ratio = median(values) / base;
+            println!("  {path:<18} {}   {ratio:.2}x alone", summary(values));
+        }
+    }
     println!("a new replica's catch-up to the import's end (s):");
-    println!("  R1                 {}", summary(&mut catch_r1));
-    println!("  R3                 {}", summary(&mut catch_r3));
+    for (path, values) in [("R1", &mut catch_r1), ("R3", &mut catch_r3)] {
+        if !values.is_empty() {
+            println!("  {path:<18} {}", summary(values));
+        }
+    }
+    if read_rows.is_empty() {
+        return;
+    }
     println!("reads, {callers} callers for {seconds} s each, spread over the replicas:");
     for (name, k, rate, p50, p99, cpu_ms) in &read_rows {
         let on = match k {

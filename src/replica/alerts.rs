@@ -42,7 +42,7 @@ use async_nats::jetstream::{
 use futures_util::StreamExt;
 use tokio::sync::{watch, Notify};
 
-use super::{log_stream, open_stream, read_from, NatsConfig, Replica};
+use super::{log_stream, open_stream, read_from, InOrder, NatsConfig, Replica, Sequenced};
 use crate::{
     alert::{
         engine::{AlertEngine, SharedSteps},
@@ -379,7 +379,7 @@ async fn read_steps(share: Arc<AlertShare>, engine: Weak<AlertEngine>, recorded:
             }
         };
         let generation = share.replica.connections.load(Ordering::Acquire);
-        let mut messages = match read_from(&stream, next).await {
+        let mut messages = match read_from(&share.replica, &stream, next).await {
             Ok(messages) => messages,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the alert step log; trying again");
@@ -411,6 +411,14 @@ async fn read_steps(share: Arc<AlertShare>, engine: Weak<AlertEngine>, recorded:
             };
             let Ok(info) = message.info() else { break };
             let position = info.stream_sequence;
+            match (Sequenced { next }).place(position) {
+                InOrder::Take => {}
+                InOrder::Again => continue,
+                InOrder::Gap => {
+                    tracing::warn!(next, "a gap in the alert step log's delivery; reading it again");
+                    break;
+                }
+            }
             let (part, of) = message
                 .headers
                 .as_ref()

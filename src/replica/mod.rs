@@ -21,7 +21,7 @@ use std::{
 
 use async_nats::jetstream::{
     self,
-    consumer::{pull::OrderedConfig, DeliverPolicy},
+    consumer::{pull, AckPolicy, DeliverPolicy},
     context::PublishErrorKind,
     message::PublishMessage,
     stream::{Config as StreamConfig, StorageType},
@@ -256,25 +256,81 @@ fn log_stream(name: &str, subject: &str, config: &NatsConfig) -> StreamConfig {
     }
 }
 
-/// An ordered consumer of `stream` from `start` on, its messages. Asked
-/// briefly: a request sent while the NATS cluster has no leader (one of its
-/// servers just died) may never be answered; the caller asks again.
+/// The messages of `stream` from `start` on, in order, through an
+/// ephemeral pull consumer that acknowledges nothing (what an ordered
+/// consumer is, but with the size of each pull bounded: the ordered
+/// consumer of async-nats asks for 500 messages of any size at once, and
+/// 500 batches of about 1 MB overflow what the NATS server holds for a
+/// client, so it drops the replica as a slow consumer, again and again,
+/// and a replica catching up with a national network never did). A
+/// message lost with a connection shows as a gap in the sequence: the
+/// reader then asks again from where it is (see [`Sequenced`]).
+///
+/// Asked briefly: a request sent while the NATS cluster has no leader (one
+/// of its servers just died) may never be answered; the caller asks again.
 async fn read_from<I>(
+    replica: &Replica,
     stream: &jetstream::stream::Stream<I>,
     start: u64,
-) -> Result<jetstream::consumer::pull::Ordered, String> {
+) -> Result<jetstream::consumer::pull::Stream, String> {
     let made = tokio::time::timeout(
         CONSUMER_WAIT,
-        stream.create_consumer(OrderedConfig {
+        stream.create_consumer(pull::Config {
             deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start },
+            ack_policy: AckPolicy::None,
+            max_deliver: 1,
+            inactive_threshold: Duration::from_secs(30),
+            memory_storage: true,
+            num_replicas: 1,
             ..Default::default()
         }),
     )
     .await;
-    match made {
-        Ok(Ok(consumer)) => consumer.messages().await.map_err(|e| e.to_string()),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err(format!("no answer in {} s", CONSUMER_WAIT.as_secs())),
+    let consumer = match made {
+        Ok(Ok(consumer)) => consumer,
+        Ok(Err(error)) => return Err(error.to_string()),
+        Err(_) => return Err(format!("no answer in {} s", CONSUMER_WAIT.as_secs())),
+    };
+    // Room for the largest message twice over, well under the 64 MB the
+    // server holds for a client by default.
+    let max_payload = replica.client.server_info().max_payload;
+    consumer
+        .stream()
+        .max_messages_per_batch(256)
+        .max_bytes_per_batch((2 * max_payload).clamp(8 << 20, 24 << 20))
+        .heartbeat(Duration::from_secs(5))
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Where a reader of a stream is: the sequence it wants next.
+struct Sequenced {
+    next: u64,
+}
+
+/// What to do with a message at `sequence`.
+enum InOrder {
+    /// The next one: take it.
+    Take,
+    /// Had already: skip it.
+    Again,
+    /// Past a gap (a message lost with a connection): read again from
+    /// `next`.
+    Gap,
+}
+
+impl Sequenced {
+    fn place(&mut self, sequence: u64) -> InOrder {
+        match sequence.cmp(&self.next) {
+            std::cmp::Ordering::Equal => {
+                self.next += 1;
+                InOrder::Take
+            }
+            std::cmp::Ordering::Less => InOrder::Again,
+            std::cmp::Ordering::Greater => InOrder::Gap,
+        }
     }
 }
 
@@ -316,7 +372,7 @@ async fn consume(replica: Arc<Replica>, stream: jetstream::stream::Stream, store
     loop {
         let generation = replica.connections.load(Ordering::Acquire);
         let from = *revisions.borrow() + 1;
-        let outcome = match read_from(&stream, from).await {
+        let outcome = match read_from(&replica, &stream, from).await {
             Ok(messages) => follow(&replica, &store, messages, generation, writer_gone.as_mut()).await,
             Err(error) => {
                 tracing::warn!(%error, from, "cannot read the shared log; trying again");
@@ -345,7 +401,7 @@ enum Followed {
 async fn follow(
     replica: &Replica,
     store: &Weak<Store>,
-    mut messages: jetstream::consumer::pull::Ordered,
+    mut messages: jetstream::consumer::pull::Stream,
     generation: u64,
     mut writer_gone: Pin<&mut impl Future<Output = ()>>,
 ) -> Followed {
@@ -358,6 +414,12 @@ async fn follow(
     let mut check = tokio::time::interval(Duration::from_millis(250));
     let mut delivered = tokio::time::Instant::now();
     let mut outcome = None;
+    let mut order = match store.upgrade() {
+        Some(store) => Sequenced {
+            next: store.snapshot().revision + 1,
+        },
+        None => return Followed::Stop,
+    };
     while outcome.is_none() || !in_flight.is_empty() {
         let Some(store) = store.upgrade() else {
             return Followed::Stop;
@@ -402,12 +464,22 @@ async fn follow(
             }
             Some(Some(Ok(message))) => {
                 delivered = tokio::time::Instant::now();
-                let decoded = message.info().map_err(|e| e.to_string()).and_then(|info| {
-                    Ok((
-                        info.stream_sequence,
-                        decode_batch(&message.payload).map_err(|e| e.to_string())?,
-                    ))
-                });
+                let sequence = message.info().map(|info| info.stream_sequence);
+                match sequence.as_ref().map(|s| order.place(*s)) {
+                    Ok(InOrder::Take) | Err(_) => {}
+                    Ok(InOrder::Again) => continue,
+                    Ok(InOrder::Gap) => {
+                        tracing::warn!(
+                            next = order.next,
+                            "a gap in the shared log's delivery; reading it again"
+                        );
+                        outcome = Some(Followed::Again);
+                        continue;
+                    }
+                }
+                let decoded = sequence
+                    .map_err(|e| e.to_string())
+                    .and_then(|revision| Ok((revision, decode_batch(&message.payload).map_err(|e| e.to_string())?)));
                 let (revision, changes) = match decoded {
                     Ok(decoded) => decoded,
                     Err(error) => {
