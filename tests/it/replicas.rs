@@ -68,13 +68,17 @@ struct Nats {
 
 impl Nats {
     fn start(dir: &Path, port: u16) -> Nats {
+        // Batches of 10,000 changes are over NATS's default 1 MB payload.
+        Nats::start_with_payload(dir, port, "8MB")
+    }
+
+    fn start_with_payload(dir: &Path, port: u16, max_payload: &str) -> Nats {
         let store = dir.join("jetstream");
         let config = dir.join("nats.conf");
-        // Batches of 10,000 changes are over NATS's default 1 MB payload.
         std::fs::write(
             &config,
             format!(
-                "listen: 127.0.0.1:{port}\nmax_payload: 8MB\njetstream {{ store_dir: \"{}\" }}\n",
+                "listen: 127.0.0.1:{port}\nmax_payload: {max_payload}\njetstream {{ store_dir: \"{}\" }}\n",
                 store.display()
             ),
         )
@@ -1404,4 +1408,107 @@ async fn an_alert_log_from_another_stream_is_refused_at_start() {
         said.contains("the alert log is at step 1, past the end of stream TEST_ALERT_STEPS (0)"),
         "{said}"
     );
+}
+
+/// An alert step larger than the NATS server's `max_payload` (the figures
+/// of clusters with thousands of members, under a 128 KB limit) goes as
+/// parts, and the replica that does not produce records it whole: it
+/// settles the same revisions as the producer, and, taking the lease over,
+/// resumes from those figures rather than taking a new baseline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_steps_over_the_payload_limit_go_in_parts_and_are_recorded_whole() {
+    let dir = test_dir();
+    let nats = Nats::start_with_payload(dir.path(), free_port(), "128KB");
+    let metrics = [
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    ];
+    let metrics: Vec<&str> = metrics.iter().map(String::as_str).collect();
+    let mut replicas = [
+        Some(Replica::start_alerting(&dir.path().join("r0"), &nats.url(), metrics[0]).await),
+        Some(Replica::start_alerting(&dir.path().join("r1"), &nats.url(), metrics[1]).await),
+    ];
+    let first = producer(&metrics).await;
+    let other = 1 - first;
+    // Two clusters of 3,000 firms in batches under the limit, each firm
+    // tied to the one before: the figures paid for them (every member's
+    // component) are several times 128 KB.
+    let writer = replicas[first].as_ref().unwrap();
+    let mut last = 0;
+    for c in ["big-a", "big-b"] {
+        last = writer
+            .network()
+            .await
+            .apply_changes(batch(vec![upsert_cluster(cluster(c, vec![]))]))
+            .await
+            .unwrap()
+            .into_inner()
+            .revision;
+        for part in 0..12 {
+            let mut changes = Vec::new();
+            for i in part * 250..(part + 1) * 250 {
+                let id = format!("{c}-{i}");
+                changes.push(upsert_actor(actor(&id, &[c])));
+                if i > 0 {
+                    changes.push(upsert_link(link(
+                        &format!("{c}-{}", i - 1),
+                        &id,
+                        pb::LinkKind::Cooperation,
+                    )));
+                }
+            }
+            last = writer
+                .network()
+                .await
+                .apply_changes(batch(changes))
+                .await
+                .unwrap()
+                .into_inner()
+                .revision;
+        }
+    }
+    // The replica not producing records every step, parts and all.
+    let mut on_other = replicas[other].as_ref().unwrap().alerts().await;
+    crate::alerts::settle(&mut on_other, last).await;
+    // The producer dies; the other resumes from the recorded figures: a
+    // new link across the two big clusters is an event against them.
+    replicas[first].take().unwrap().kill();
+    assert_eq!(producer(&[metrics[other]]).await, 0);
+    let survivor = replicas[other].as_ref().unwrap();
+    let latest = on_other
+        .list_alerts(pb::ListAlertsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .latest_sequence;
+    let mut watch = watch_from(survivor, latest + 1).await;
+    survivor
+        .network()
+        .await
+        .apply_changes(batch(vec![upsert_link(link(
+            "big-a-7",
+            "big-b-7",
+            pb::LinkKind::Investment,
+        ))]))
+        .await
+        .unwrap();
+    let alert = watched(&mut watch, 1).await.remove(0);
+    assert_eq!(alert.kind, pb::AlertKind::CrossInvestmentAdded as i32, "{alert:?}");
+    assert_eq!(alert.cluster_ids, ["big-a", "big-b"]);
+    // Some steps did go in parts.
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut steps = async_nats::jetstream::new(client)
+        .get_stream("TEST_ALERT_STEPS")
+        .await
+        .unwrap();
+    let end = steps.info().await.unwrap().state.last_sequence;
+    let mut split = 0;
+    for sequence in 1..=end {
+        let message = steps.get_raw_message(sequence).await.unwrap();
+        let part = message.headers.get("Clusternet-Step-Part").map(|v| v.to_string());
+        split += part.is_some_and(|p| !p.ends_with("/1")) as usize;
+    }
+    assert!(split > 0, "no step of {end} went in parts");
+    let log = std::fs::read_to_string(dir.path().join(format!("r{other}.log"))).unwrap();
+    assert!(!log.contains("taking a new baseline"), "resumed, not rebased");
 }
