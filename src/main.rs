@@ -431,6 +431,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
                     config,
                     node_name(&args.listen),
                     clusternet::service::encode_alert,
+                    store.ready(),
                 )
                 .await
                 .map_err(|e| format!("error: {e}"))?,

@@ -74,8 +74,8 @@ pub struct AlertShare {
     lease: kv::Store,
     /// What this replica writes in the lease: who holds it.
     node: String,
-    /// The lease's revision while held, and when it was last renewed (ms
-    /// since `epoch`; 0: not held).
+    /// When the lease was last taken or renewed, in ms since `epoch` (0:
+    /// not held). The revision it is held at lives in the lease task.
     renewed_ms: AtomicU64,
     epoch: Instant,
     /// The highest position of the step log this replica has read.
@@ -88,6 +88,10 @@ pub struct AlertShare {
     /// An alert as the ALERTS stream carries it (the API's message; the
     /// service layer, which knows it, hands this in).
     encode: AlertEncoder,
+    /// Whether this replica is ready (caught up with the batches, NATS
+    /// reachable): only then does it take the lease, so a replica still
+    /// catching up leaves it to one that can produce at once.
+    ready: watch::Receiver<bool>,
 }
 
 /// Encodes an alert for the ALERTS stream.
@@ -101,6 +105,7 @@ impl AlertShare {
         config: &NatsConfig,
         node: String,
         encode: AlertEncoder,
+        ready: watch::Receiver<bool>,
     ) -> std::result::Result<Arc<AlertShare>, String> {
         let steps_stream = format!("{}_ALERT_STEPS", config.stream);
         let steps_subject = format!("{}.alert-steps", config.stream);
@@ -153,6 +158,7 @@ impl AlertShare {
             max_part: max_payload.saturating_sub(64 << 10).max(64 << 10),
             closing: AtomicBool::new(false),
             encode,
+            ready,
         }))
     }
 
@@ -321,6 +327,9 @@ async fn keep_lease(share: Arc<AlertShare>) {
         tick.tick().await;
         if share.closing.load(Ordering::Acquire) {
             return;
+        }
+        if held.is_none() && !*share.ready.borrow() {
+            continue;
         }
         let attempt = async {
             match held {
