@@ -95,10 +95,10 @@ pub async fn serve(
         health.set_serving::<AlertServiceServer<AlertApi>>().await;
     }
 
-    let reflection_v1 = reflection(alerts.is_some())
+    let reflection_v1 = reflection(alerts.is_some(), "grpc.reflection.v1.ServerReflection")
         .build_v1()
         .expect("the compiled descriptor sets are valid");
-    let reflection_v1alpha = reflection(alerts.is_some())
+    let reflection_v1alpha = reflection(alerts.is_some(), "grpc.reflection.v1alpha.ServerReflection")
         .build_v1alpha()
         .expect("the compiled descriptor sets are valid");
 
@@ -194,8 +194,10 @@ pub async fn serve(
 }
 
 /// Reflection over the services this server runs: without alerts
-/// (`--no-alerts`) the AlertService is not listed, as it is not served.
-fn reflection(alerts_served: bool) -> tonic_reflection::server::Builder<'static> {
+/// (`--no-alerts`) the AlertService is not listed, as it is not served;
+/// the rest are named, `itself` (the reflection service of this version)
+/// too, as it is listed when every service is.
+fn reflection(alerts_served: bool, itself: &'static str) -> tonic_reflection::server::Builder<'static> {
     let builder = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -209,4 +211,5 @@ fn reflection(alerts_served: bool) -> tonic_reflection::server::Builder<'static>
         .with_service_name(NetworkServiceServer::<NetworkApi>::NAME)
         .with_service_name(AnalysisServiceServer::<AnalysisApi>::NAME)
         .with_service_name(tonic_health::pb::health_server::HealthServer::<tonic_health::server::HealthService>::NAME)
+        .with_service_name(itself)
 }

@@ -55,6 +55,7 @@ async fn reflection_lists_the_services() {
         "clusternet.v1.AnalysisService",
         "clusternet.v1.AlertService",
         "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
     ] {
         assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
     }
@@ -103,6 +104,10 @@ async fn reflection_lists_no_alert_service_without_alerts() {
     let _ = child.wait();
     assert!(names.iter().any(|n| n == "clusternet.v1.NetworkService"), "{names:?}");
     assert!(names.iter().any(|n| n == "grpc.health.v1.Health"), "{names:?}");
+    assert!(
+        names.iter().any(|n| n == "grpc.reflection.v1.ServerReflection"),
+        "{names:?}"
+    );
     assert!(!names.iter().any(|n| n == "clusternet.v1.AlertService"), "{names:?}");
 }
 
