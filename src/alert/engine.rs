@@ -264,6 +264,12 @@ impl AlertEngine {
         self.log.step()
     }
 
+    /// Whether the alerts are shared by replicas (`serve --nats`): this
+    /// node's log may trail the one producing them.
+    pub fn replicated(&self) -> bool {
+        self.shared.is_some()
+    }
+
     /// Whether this engine produces alerts now (replicated: holds the lease).
     pub fn producing(&self) -> bool {
         self.producing.load(Ordering::Acquire)

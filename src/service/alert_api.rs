@@ -73,6 +73,10 @@ impl Source for Alerts {
         Ok(Some(1))
     }
 
+    fn may_trail(&self) -> bool {
+        self.engine.replicated()
+    }
+
     fn events(&self, item: &Raised, from: u64) -> Vec<(u64, pb::WatchAlertsResponse)> {
         item.alerts
             .iter()

@@ -32,6 +32,10 @@ impl Source for Changes {
         self.store.snapshot().revision
     }
 
+    fn may_trail(&self) -> bool {
+        self.store.replication().is_some()
+    }
+
     fn span(item: &Committed) -> (u64, u64) {
         (item.revision, item.revision)
     }

@@ -8,7 +8,7 @@
 //! which holds every durable item, and catches up from there. Each feed has a
 //! small buffer towards its client; a slow client only slows its own feed.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use tokio::sync::{broadcast, mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
@@ -48,7 +48,17 @@ pub trait Source: Send + Sync + 'static {
     /// What to send for the numbers of an item from `from` on, each with its
     /// number; only those this client wants.
     fn events(&self, item: &Self::Item, from: u64) -> Vec<(u64, Self::Event)>;
+    /// Whether this node may trail where the numbers are (a replica of a
+    /// shared log): a client resuming past what it holds, having read
+    /// further on another replica, is then waited for, not refused.
+    fn may_trail(&self) -> bool {
+        false
+    }
 }
+
+/// How long a feed on a replica waits to reach the number a client resumes
+/// from before it says the number is out of range.
+const TRAIL_WAIT: Duration = Duration::from_secs(10);
 
 pub type Events<E> = ReceiverStream<Result<E, Status>>;
 
@@ -124,8 +134,17 @@ pub async fn start<S: Source>(
     watching: Watching,
 ) -> Result<Events<S::Event>, Status> {
     let live = source.subscribe();
-    let current = source.published();
+    let mut current = source.published();
     let start = if from == 0 { current + 1 } else { from };
+    if start > current + 1 && source.may_trail() {
+        // A client that read further on another replica: this one gets
+        // there in a moment.
+        let waiting = tokio::time::Instant::now();
+        while start > current + 1 && waiting.elapsed() < TRAIL_WAIT {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            current = source.published();
+        }
+    }
     if start > current + 1 {
         // Waiting would skip the numbers in between without a word; a client
         // this far ahead resumes against a server that lost history (a restore).
@@ -240,5 +259,90 @@ impl<S: Source> Feed<S> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+
+    /// Numbers 1, 2, 3, ... each an item of its own, published as `at`
+    /// says: a log this node holds up to `at`.
+    struct Counting {
+        at: AtomicU64,
+        trails: bool,
+        live: broadcast::Sender<Arc<u64>>,
+    }
+
+    impl Source for Counting {
+        type Item = u64;
+        type Event = u64;
+        const FIELD: &'static str = "from";
+        const NOUN: &'static str = "number";
+
+        fn subscribe(&self) -> broadcast::Receiver<Arc<u64>> {
+            self.live.subscribe()
+        }
+        fn published(&self) -> u64 {
+            self.at.load(Ordering::Acquire)
+        }
+        fn span(item: &u64) -> (u64, u64) {
+            (*item, *item)
+        }
+        fn read(&self, from: u64, limit: usize) -> crate::Result<Vec<Arc<u64>>> {
+            let to = self.published().min(from + limit as u64 - 1);
+            Ok((from..=to).map(Arc::new).collect())
+        }
+        fn oldest(&self) -> crate::Result<Option<u64>> {
+            Ok(Some(1))
+        }
+        fn events(&self, item: &u64, from: u64) -> Vec<(u64, u64)> {
+            (*item >= from).then_some((*item, *item)).into_iter().collect()
+        }
+        fn may_trail(&self) -> bool {
+            self.trails
+        }
+    }
+
+    fn watching() -> Watching {
+        Watchers::new(1, Arc::new(Metrics::new())).admit("test").unwrap()
+    }
+
+    /// A client resuming at 6 on a node that holds 4: a replica, which
+    /// gets there in a moment, waits for it and then streams from 6; a
+    /// single server, which never will, says the number is out of range.
+    #[tokio::test]
+    async fn a_resume_past_what_a_replica_holds_waits_for_it() {
+        let (stop_tx, stop) = watch::channel(false);
+        for trails in [true, false] {
+            let source = Arc::new(Counting {
+                at: AtomicU64::new(4),
+                trails,
+                live: broadcast::channel(16).0,
+            });
+            let catching_up = source.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                catching_up.at.store(7, Ordering::Release);
+                for n in 5..=7 {
+                    let _ = catching_up.live.send(Arc::new(n));
+                }
+            });
+            let started = start(source, 6, stop.clone(), watching()).await;
+            if trails {
+                let mut events = started.expect("a replica waits to reach 6");
+                use tokio_stream::StreamExt;
+                assert_eq!(events.next().await.unwrap().unwrap(), 6);
+                assert_eq!(events.next().await.unwrap().unwrap(), 7);
+            } else {
+                match started {
+                    Err(refused) => assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused:?}"),
+                    Ok(_) => panic!("a single server refuses"),
+                }
+            }
+        }
+        drop(stop_tx);
     }
 }
