@@ -1087,7 +1087,14 @@ async fn alerts_are_produced_once_and_a_watch_moves_between_replicas() {
     let back = Replica::start_alerting(&dir.path().join(format!("r{first}")), &nats.url(), metrics[first]).await;
     let all = alerts_listed(survivor, 1, (latest + 4) as usize).await;
     assert_eq!(alerts_listed(&back, 1, all.len()).await, all);
-    assert_eq!(alerts_stream(&nats.url()).await.len(), all.len());
+    // The new producer adds its alerts to the ALERTS stream just after
+    // recording them.
+    let started = Instant::now();
+    while alerts_stream(&nats.url()).await.len() < all.len() && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let in_nats: Vec<pb::Alert> = alerts_stream(&nats.url()).await.into_iter().map(|(_, a)| a).collect();
+    assert_eq!(in_nats, all);
 }
 
 /// Batch `b` of importer `w`'s import: the firm `i{w}-{b}` joins cluster
