@@ -346,6 +346,16 @@ async fn links_at(replica: &Replica, revision: u64) -> Vec<(String, String)> {
     }
 }
 
+/// A single-node NATS server and two replicas of its log, alerts off, in a
+/// test directory; bind them in this order, so they stop in reverse.
+async fn two_replicas() -> (tempfile::TempDir, Nats, Replica, Replica) {
+    let dir = test_dir();
+    let nats = Nats::start(dir.path(), free_port());
+    let a = Replica::start(&dir.path().join("a"), &nats.url()).await;
+    let b = Replica::start(&dir.path().join("b"), &nats.url()).await;
+    (dir, nats, a, b)
+}
+
 fn seed_cluster() -> pb::ApplyChangesRequest {
     batch(vec![upsert_cluster(cluster("c1", vec![]))])
 }
@@ -359,10 +369,7 @@ fn one_actor(id: &str) -> pb::ApplyChangesRequest {
 /// two give the same pages and the same analysis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_on_either_replica_are_read_on_both_in_one_order() {
-    let dir = test_dir();
-    let nats = Nats::start(dir.path(), free_port());
-    let a = Replica::start(&dir.path().join("a"), &nats.url()).await;
-    let b = Replica::start(&dir.path().join("b"), &nats.url()).await;
+    let (_dir, _nats, a, b) = two_replicas().await;
     let (mut on_a, mut on_b) = (a.network().await, b.network().await);
     let first = on_a.apply_changes(seed_cluster()).await.unwrap().into_inner().revision;
     assert_eq!(first, 1, "the stream's first sequence is the first revision");
@@ -520,10 +527,7 @@ async fn concurrent_writers_on_two_replicas_never_share_a_revision() {
 /// replica is left holding a batch it cannot apply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_that_conflict_are_checked_against_the_log_not_a_stale_copy() {
-    let dir = test_dir();
-    let nats = Nats::start(dir.path(), free_port());
-    let a = Replica::start(&dir.path().join("a"), &nats.url()).await;
-    let b = Replica::start(&dir.path().join("b"), &nats.url()).await;
+    let (_dir, _nats, a, b) = two_replicas().await;
     let (mut on_a, mut on_b) = (a.network().await, b.network().await);
     let mut last = 0;
     for round in 0..20 {
@@ -577,10 +581,7 @@ async fn writes_that_conflict_are_checked_against_the_log_not_a_stale_copy() {
 /// applied the cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_needing_another_replicas_write_waits_for_it_rather_than_fail() {
-    let dir = test_dir();
-    let nats = Nats::start(dir.path(), free_port());
-    let a = Replica::start(&dir.path().join("a"), &nats.url()).await;
-    let b = Replica::start(&dir.path().join("b"), &nats.url()).await;
+    let (_dir, _nats, a, b) = two_replicas().await;
     let (mut on_a, mut on_b) = (a.network().await, b.network().await);
     for round in 0..10 {
         let id = format!("new-{round}");
@@ -602,10 +603,7 @@ async fn a_write_needing_another_replicas_write_waits_for_it_rather_than_fail() 
 /// same batch everywhere, with no gap and no duplicate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_feed_moved_to_another_replica_resumes_without_gap_or_duplicate() {
-    let dir = test_dir();
-    let nats = Nats::start(dir.path(), free_port());
-    let a = Replica::start(&dir.path().join("a"), &nats.url()).await;
-    let b = Replica::start(&dir.path().join("b"), &nats.url()).await;
+    let (_dir, _nats, a, b) = two_replicas().await;
     let (mut on_a, mut on_b) = (a.network().await, b.network().await);
     on_a.apply_changes(seed_cluster()).await.unwrap();
     for i in 0..9 {
