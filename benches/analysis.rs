@@ -335,7 +335,7 @@ fn substitutes_per_actor(clusters: usize, actors: usize, links: usize) {
 /// AssessStage for every cluster and DetectVirtualIntegration, three runs each.
 fn stages(clusters: usize, actors: usize, links: usize) {
     use clusternet::analysis::{
-        stages::stage::assess, stages::stage_config::StageConfig, stages::virtual_integration::detect, Control,
+        stages::stage::assess, stages::stage_config::StageConfig, stages::wholes::detect, Control,
     };
     let network = synthetic_with_sites(clusters, actors, links, 3);
     let config = StageConfig::default();
@@ -579,7 +579,7 @@ fn calibrate(title: &str, models: Vec<clusternet::synthetic::Districts>) {
     use clusternet::analysis::{
         stages::stage::{assess, Stage},
         stages::stage_config::StageConfig,
-        stages::virtual_integration::detect,
+        stages::wholes::detect,
         Control,
     };
     let config = StageConfig::default();
@@ -712,7 +712,7 @@ fn alert_parts(clusters: usize, actors: usize, links: usize) {
             fusion::{cross_industry_ties_by_other, IndustryLevel},
             overlap::member_jaccards,
         },
-        analysis::stages::{stage::assess, stage_config::StageConfig, virtual_integration::detect},
+        analysis::stages::{stage::assess, stage_config::StageConfig, wholes::detect},
         graph::GraphFilter,
     };
     let network = synthetic_network(clusters, actors, links);

@@ -280,6 +280,24 @@ pub fn specialised_districts(count: u64) -> impl Iterator<Item = Districts> {
     })
 }
 
+/// A segment mix: weights over the eight segments, a few of them large.
+fn draw_mix(rng: &mut ChaCha8Rng) -> [f64; 8] {
+    std::array::from_fn(|_| rng.gen::<f64>().powi(3))
+}
+
+/// A segment drawn with the weights of `mix`.
+fn pick(rng: &mut ChaCha8Rng, mix: &[f64; 8]) -> Segment {
+    let total: f64 = mix.iter().sum();
+    let mut u = rng.gen::<f64>() * total;
+    for (i, w) in mix.iter().enumerate() {
+        if u < *w {
+            return Segment::ALL[i];
+        }
+        u -= w;
+    }
+    Segment::ALL[7]
+}
+
 /// The clusters of `config` as changes, in dependency order.
 pub fn districts(config: &Districts) -> Vec<Change> {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
@@ -302,19 +320,6 @@ pub fn districts(config: &Districts) -> Vec<Change> {
             validity: Validity::default(),
         }));
     }
-    // A segment mix: weights over the eight segments, a few of them large.
-    let draw_mix = |rng: &mut ChaCha8Rng| -> [f64; 8] { std::array::from_fn(|_| rng.gen::<f64>().powi(3)) };
-    let pick = |rng: &mut ChaCha8Rng, mix: &[f64; 8]| -> Segment {
-        let total: f64 = mix.iter().sum();
-        let mut u = rng.gen::<f64>() * total;
-        for (i, w) in mix.iter().enumerate() {
-            if u < *w {
-                return Segment::ALL[i];
-            }
-            u -= w;
-        }
-        Segment::ALL[7]
-    };
     for c in 0..config.clusters {
         let cluster = Id::from(format!("{p}-cluster-{c:03}"));
         let parks = rng.gen_range(config.parks.clone()).max(1);
@@ -445,6 +450,404 @@ pub fn districts(config: &Districts) -> Vec<Change> {
         if seen.insert(link.key()) {
             changes.push(Change::UpsertLink(link));
         }
+    }
+    changes
+}
+
+/// Clusters of one site each in several cities, for testing and
+/// calibrating the wholes across clusters on networks no one tuned them on.
+/// Every cluster's members tie inside it; a share of each member's ties go
+/// to members of other clusters; a national platform is tied to members
+/// everywhere, a regional one to members of the clusters of each region.
+/// With `own_mixes` off, every cluster draws its segments from one national
+/// mix (the null model of specialisation); with `cross_share` small, the
+/// clusters barely tie to each other (the null model of interaction).
+/// `wholes` builds what the null models lack: groups of `whole_size`
+/// clusters, each with a mix of its own, tied to each other at `whole_share`
+/// of their ties, half online, joined by a platform of their own.
+#[derive(Clone, Debug)]
+pub struct Regions {
+    pub prefix: String,
+    pub clusters: usize,
+    pub members: std::ops::RangeInclusive<usize>,
+    /// Mean ties per member inside its cluster.
+    pub degree: f64,
+    /// Ties to members of other clusters, as a share of a member's ties.
+    pub cross_share: f64,
+    pub online_share: f64,
+    /// Share of members tied to the national platform (and to their
+    /// region's platform).
+    pub platform_reach: f64,
+    pub own_mixes: bool,
+    /// Built wholes: how many, and of how many clusters each.
+    pub wholes: usize,
+    pub whole_size: usize,
+    pub whole_share: f64,
+    pub seed: u64,
+}
+
+impl Default for Regions {
+    fn default() -> Self {
+        Regions {
+            prefix: "r".into(),
+            clusters: 12,
+            members: 10..=60,
+            degree: 4.0,
+            cross_share: 0.1,
+            online_share: 0.35,
+            platform_reach: 0.5,
+            own_mixes: false,
+            wholes: 0,
+            whole_size: 3,
+            whole_share: 0.4,
+            seed: 1,
+        }
+    }
+}
+
+/// The null models of wholes across clusters: `count` networks of 8 to 24
+/// single-site clusters sharing a national and regional platforms, of
+/// several sizes, densities and online shares; either one national segment
+/// mix with many random ties between clusters, or a mix of each cluster's
+/// own with few.
+pub fn regional_null_models(count: u64) -> impl Iterator<Item = Regions> {
+    use rand::seq::SliceRandom;
+    (0..count).map(|seed| {
+        let mut rng = ChaCha8Rng::seed_from_u64(50_000 + seed);
+        let own_mixes = rng.gen_bool(0.5);
+        let sizes = [5..=15, 10..=40, 20..=80, 40..=150];
+        Regions {
+            prefix: format!("rnull{seed}"),
+            clusters: rng.gen_range(8..=24),
+            members: sizes.choose(&mut rng).cloned().unwrap_or(10..=40),
+            degree: [2.0, 4.0, 8.0].choose(&mut rng).copied().unwrap_or(4.0),
+            cross_share: if own_mixes {
+                [0.02, 0.05, 0.1].choose(&mut rng).copied().unwrap_or(0.05)
+            } else {
+                [0.1, 0.3, 0.5].choose(&mut rng).copied().unwrap_or(0.3)
+            },
+            online_share: [0.1, 0.35, 0.6].choose(&mut rng).copied().unwrap_or(0.35),
+            platform_reach: [0.3, 0.6, 0.9].choose(&mut rng).copied().unwrap_or(0.6),
+            own_mixes,
+            seed,
+            ..Regions::default()
+        }
+    })
+}
+
+/// The built cases: `count` networks of 12 clusters, one whole of two to
+/// four clusters among them, the rest padding as in the null models.
+pub fn regional_wholes(count: u64) -> impl Iterator<Item = Regions> {
+    (0..count).map(|seed| Regions {
+        prefix: format!("rbuilt{seed}"),
+        clusters: 12,
+        members: 20..=60,
+        wholes: 1,
+        whole_size: 2 + (seed % 3) as usize,
+        whole_share: 0.4,
+        online_share: 0.5,
+        seed: 90_000 + seed,
+        ..Regions::default()
+    })
+}
+
+/// The clusters of `config` as changes, in dependency order. Clusters
+/// 0..whole_size form the first built whole, the next whole_size the
+/// second, and so on.
+pub fn regions(config: &Regions) -> Vec<Change> {
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let p = &config.prefix;
+    let mut changes = Vec::new();
+    let mut links: Vec<Link> = Vec::new();
+    let national_mix = draw_mix(&mut rng);
+    let channel = |rng: &mut ChaCha8Rng, share: f64| {
+        if rng.gen_bool(share) {
+            Channel::Virtual
+        } else {
+            Channel::Physical
+        }
+    };
+    let regions = 3usize;
+    let platform = |name: &str| Id::from(format!("{p}-platform-{name}"));
+    let mut platforms = vec![platform("national")];
+    platforms.extend((0..regions).map(|r| platform(&format!("region-{r}"))));
+    platforms.extend((0..config.wholes).map(|w| platform(&format!("whole-{w}"))));
+    for id in &platforms {
+        changes.push(Change::UpsertActor(Actor {
+            id: id.clone(),
+            name: id.to_string(),
+            kind: ActorKind::Platform,
+            industry: "J6312".into(),
+            segments: SegmentSet::default(),
+            cluster_ids: Vec::new(),
+            site_id: None,
+            country: Some("CN".parse().expect("valid")),
+            employees: None,
+            revenue: None,
+            validity: Validity::default(),
+        }));
+    }
+    let in_whole = |c: usize| (c < config.wholes * config.whole_size).then(|| c / config.whole_size.max(1));
+    let mut members: Vec<Vec<Id>> = Vec::new();
+    for c in 0..config.clusters {
+        let cluster = Id::from(format!("{p}-cluster-{c:03}"));
+        let site = Id::from(format!("{p}-cluster-{c:03}-site"));
+        // Cities at least tens of km apart: every cluster is its own place.
+        let (lat, lon) = (20.0 + 0.5 * (c / 10) as f64, 100.0 + 0.5 * (c % 10) as f64);
+        changes.push(Change::UpsertCluster(Cluster {
+            id: cluster.clone(),
+            name: format!("Cluster {c}"),
+            region: format!("Region {}", c % regions),
+            country: Some("CN".parse().expect("valid")),
+            industry: INDUSTRIES[c % INDUSTRIES.len()].into(),
+            sites: vec![Site {
+                id: site.clone(),
+                name: format!("City {c}"),
+                lat,
+                lon,
+            }],
+        }));
+        let own = config.own_mixes || in_whole(c).is_some();
+        let mix = if own { draw_mix(&mut rng) } else { national_mix };
+        let n = rng.gen_range(config.members.clone()).max(2);
+        let ids: Vec<Id> = (0..n).map(|i| Id::from(format!("{p}-c{c:03}-m{i:03}"))).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let segments: SegmentSet = (0..rng.gen_range(1..=2)).map(|_| pick(&mut rng, &mix)).collect();
+            changes.push(Change::UpsertActor(Actor {
+                id: id.clone(),
+                name: format!("Firm {c}.{i}"),
+                kind: ActorKind::Firm,
+                industry: INDUSTRIES[c % INDUSTRIES.len()].into(),
+                segments,
+                cluster_ids: vec![cluster.clone()],
+                site_id: Some(site.clone()),
+                country: Some("CN".parse().expect("valid")),
+                employees: Some(rng.gen_range(5..500)),
+                revenue: None,
+                validity: Validity::default(),
+            }));
+            let mut joins = vec![0, 1 + c % regions];
+            joins.extend(in_whole(c).map(|w| 1 + regions + w));
+            for (j, &k) in joins.iter().enumerate() {
+                let reach = if j == 2 { 0.8 } else { config.platform_reach };
+                if rng.gen_bool(reach.min(1.0)) {
+                    links.push(Link {
+                        source: platforms[k].clone(),
+                        target: id.clone(),
+                        kind: LinkKind::Platform,
+                        channel: Channel::Virtual,
+                        weight: 1.0,
+                        validity: Validity::default(),
+                    });
+                }
+            }
+        }
+        members.push(ids);
+    }
+    let clusters = members.len();
+    for c in 0..clusters {
+        let n = members[c].len();
+        let ties = (config.degree * n as f64 / 2.0).round() as usize;
+        let whole = in_whole(c);
+        let cross = if whole.is_some() {
+            config.whole_share
+        } else {
+            config.cross_share
+        };
+        for _ in 0..ties {
+            let a = members[c][rng.gen_range(0..n)].clone();
+            let other = if clusters > 1 && rng.gen_bool(cross) {
+                // A whole's ties across go to the whole's other clusters;
+                // the rest go anywhere.
+                let candidates: Vec<usize> = (0..clusters)
+                    .filter(|&o| o != c && (whole.is_none() || in_whole(o) == whole))
+                    .collect();
+                candidates[rng.gen_range(0..candidates.len())]
+            } else {
+                c
+            };
+            let b = members[other][rng.gen_range(0..members[other].len())].clone();
+            let online = if other != c && whole.is_some() {
+                0.5
+            } else {
+                config.online_share
+            };
+            links.push(Link {
+                source: a,
+                target: b,
+                kind: if rng.gen_bool(0.5) {
+                    LinkKind::Supply
+                } else {
+                    LinkKind::Cooperation
+                },
+                channel: channel(&mut rng, online),
+                weight: 1.0,
+                validity: Validity::default(),
+            });
+        }
+    }
+    let mut seen: HashSet<LinkKey> = HashSet::new();
+    for link in links {
+        let Ok(link) = link.validated() else { continue };
+        if link.source != link.target && seen.insert(link.key()) {
+            changes.push(Change::UpsertLink(link));
+        }
+    }
+    changes
+}
+
+/// The article's third stage at the scale of a region, as the issue's user
+/// tried it: a Shanghai design cluster, a Hangzhou product-development and
+/// marketing cluster and a Suzhou manufacturing, sales and after-sales
+/// cluster, `members` firms each, tied by a shared information platform,
+/// PLATFORM cluster links and `ties_per_pair` ties between each two
+/// clusters, `online_share` of them online. With `one_mix` every cluster
+/// draws from all six segments alike.
+#[derive(Clone, Debug)]
+pub struct ThreeCities {
+    pub members: usize,
+    pub ties_per_pair: usize,
+    pub online_share: f64,
+    pub one_mix: bool,
+    /// The clusters' `country`; None leaves it to their sites' coordinates.
+    pub country: Option<&'static str>,
+    pub seed: u64,
+}
+
+impl Default for ThreeCities {
+    fn default() -> Self {
+        ThreeCities {
+            members: 25,
+            ties_per_pair: 40,
+            online_share: 0.6,
+            one_mix: false,
+            country: Some("CN"),
+            seed: 3,
+        }
+    }
+}
+
+/// The three clusters' ids: Shanghai, Hangzhou, Suzhou.
+pub const THREE_CITIES: [&str; 3] = ["shanghai-design", "hangzhou-development", "suzhou-manufacturing"];
+/// The information platform they share.
+pub const THREE_CITIES_PLATFORM: &str = "yrd-info-platform";
+
+pub fn three_cities(config: &ThreeCities) -> Vec<Change> {
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let cities = [
+        ("Shanghai", 31.23, 121.47, vec![Segment::Design]),
+        (
+            "Hangzhou",
+            30.27,
+            120.15,
+            vec![Segment::ProductDevelopment, Segment::Marketing],
+        ),
+        (
+            "Suzhou",
+            31.30,
+            120.58,
+            vec![Segment::Manufacturing, Segment::Sales, Segment::AfterSalesService],
+        ),
+    ];
+    let all: Vec<Segment> = cities.iter().flat_map(|c| c.3.clone()).collect();
+    let country = config.country.map(|c| c.parse().expect("valid"));
+    let mut changes = vec![Change::UpsertActor(Actor {
+        id: THREE_CITIES_PLATFORM.into(),
+        name: "Yangtze River Delta information platform".into(),
+        kind: ActorKind::Platform,
+        industry: "J6312".into(),
+        segments: SegmentSet::default(),
+        cluster_ids: Vec::new(),
+        site_id: None,
+        country,
+        employees: None,
+        revenue: None,
+        validity: Validity::default(),
+    })];
+    let mut links = Vec::new();
+    let member = |c: usize, i: usize| Id::from(format!("{}-{i:02}", THREE_CITIES[c]));
+    let online = |rng: &mut ChaCha8Rng| {
+        if rng.gen_bool(config.online_share) {
+            Channel::Virtual
+        } else {
+            Channel::Physical
+        }
+    };
+    for (c, (city, lat, lon, segments)) in cities.iter().enumerate() {
+        let site = Id::from(format!("{}-site", THREE_CITIES[c]));
+        changes.push(Change::UpsertCluster(Cluster {
+            id: THREE_CITIES[c].into(),
+            name: format!("{city} cluster"),
+            region: "Yangtze River Delta".into(),
+            country,
+            industry: "C2930".into(),
+            sites: vec![Site {
+                id: site.clone(),
+                name: (*city).into(),
+                lat: *lat,
+                lon: *lon,
+            }],
+        }));
+        let choices = if config.one_mix { &all } else { segments };
+        for i in 0..config.members {
+            changes.push(Change::UpsertActor(Actor {
+                id: member(c, i),
+                name: format!("{city} firm {i}"),
+                kind: ActorKind::Firm,
+                industry: ["C2930", "M7410", "G4530"][c].into(),
+                segments: [choices[rng.gen_range(0..choices.len())]].into_iter().collect(),
+                cluster_ids: vec![THREE_CITIES[c].into()],
+                site_id: Some(site.clone()),
+                country,
+                employees: Some(rng.gen_range(10..300)),
+                revenue: None,
+                validity: Validity::default(),
+            }));
+            // Three ties inside per member, on average.
+            for _ in 0..2 {
+                let j = rng.gen_range(0..config.members);
+                links.push((member(c, i), member(c, j), LinkKind::Supply, Channel::Physical));
+            }
+            if rng.gen_bool(0.6) {
+                links.push((
+                    THREE_CITIES_PLATFORM.into(),
+                    member(c, i),
+                    LinkKind::Platform,
+                    Channel::Virtual,
+                ));
+            }
+        }
+    }
+    for (a, b) in [(0, 1), (1, 2), (0, 2)] {
+        for _ in 0..config.ties_per_pair {
+            let (i, j) = (rng.gen_range(0..config.members), rng.gen_range(0..config.members));
+            let channel = online(&mut rng);
+            links.push((member(a, i), member(b, j), LinkKind::Cooperation, channel));
+        }
+    }
+    let mut seen: HashSet<LinkKey> = HashSet::new();
+    for (source, target, kind, channel) in links {
+        let link = Link {
+            source,
+            target,
+            kind,
+            channel,
+            weight: 1.0,
+            validity: Validity::default(),
+        };
+        let Ok(link) = link.validated() else { continue };
+        if link.source != link.target && seen.insert(link.key()) {
+            changes.push(Change::UpsertLink(link));
+        }
+    }
+    for (a, b) in [(0, 1), (1, 2)] {
+        changes.push(Change::UpsertClusterLink(crate::model::ClusterLink {
+            source: THREE_CITIES[a].into(),
+            target: THREE_CITIES[b].into(),
+            kind: crate::model::ClusterLinkKind::Platform,
+            channel: Channel::Virtual,
+            weight: 1.0,
+        }));
     }
     changes
 }

@@ -70,7 +70,7 @@ pub fn detect_all(
     network: &Network,
     filter: &crate::graph::GraphFilter,
 ) -> Vec<crate::analysis::stages::virtual_integration::Pattern> {
-    use crate::analysis::{stages::stage_config::StageConfig, stages::virtual_integration::detect, Control};
+    use crate::analysis::{stages::stage_config::StageConfig, stages::wholes::detect, Control};
     detect(network, filter, &StageConfig::default(), &Control::none()).expect("Control::none never cancels")
 }
 

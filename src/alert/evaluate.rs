@@ -1165,7 +1165,7 @@ mod tests {
             .find_map(|config| {
                 let changes = districts(&config);
                 let patterns = crate::testing::detect_all(&network(changes.clone()), &GraphFilter::default());
-                patterns.first().map(|p| (changes, p.cluster.clone()))
+                patterns.first().map(|p| (changes, p.clusters[0].clone()))
             })
             .expect("a built district forms a pattern");
         let platform = base

@@ -30,7 +30,7 @@ use crate::{
         stages::stage::assess,
         stages::stage_config::StageConfig,
         stages::upgrading::upgrading,
-        stages::virtual_integration::detect,
+        stages::wholes::detect,
         Control,
     },
     error::Result,

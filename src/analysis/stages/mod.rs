@@ -5,6 +5,7 @@
 //! `docs/stages.md`.
 
 pub mod core_firms;
+pub mod measures;
 pub mod places;
 pub mod stage;
 pub mod stage_config;
@@ -12,3 +13,4 @@ pub mod stage_config;
 mod stage_validity;
 pub mod upgrading;
 pub mod virtual_integration;
+pub mod wholes;

@@ -27,13 +27,15 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use crate::analysis::{
     relations::fusion::IndustryLevel,
     stages::core_firms::cores_of,
+    stages::measures::{cosine, share, sparse_cosine, Gate},
     stages::stage_config::StageConfig,
     stages::virtual_integration::{measure_and_detect_with, measure_cluster_with, Pattern},
+    stages::wholes,
     Cancelled, Control,
 };
 use crate::{
     graph::GraphFilter,
-    model::{Actor, ActorKind, Channel, Country, Date, Id, LinkKind, Segment},
+    model::{Actor, ActorKind, Channel, Country, Id, LinkKind, Segment},
     network::{ties::Ties, Attributes, EdgeKey, Ix, LinkData, Network},
 };
 
@@ -121,70 +123,28 @@ pub struct Evidence {
     pub substitution: Relation,
     pub cross_investment_index: f64,
     pub fusion_index: f64,
+    /// When the cluster is at the third stage through a whole across
+    /// clusters: its relations with each other cluster of the whole.
+    pub whole_relations: Vec<WholeRelation>,
 }
 
-/// A necessary condition of a stage: its figure against its limit. A stage
-/// with an unmet gate is ruled out whatever its score.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Gate {
-    pub name: &'static str,
-    pub value: f64,
-    /// The floor, or the ceiling when `at_most`.
-    pub limit: f64,
-    pub at_most: bool,
-    pub met: bool,
-    /// What the figure is, in words.
-    pub meaning: &'static str,
-}
-
-impl Gate {
-    pub fn at_least(name: &'static str, value: f64, floor: f64, meaning: &'static str) -> Gate {
-        Gate {
-            name,
-            value,
-            limit: floor,
-            at_most: false,
-            met: value >= floor,
-            meaning,
-        }
-    }
-
-    pub fn at_most(name: &'static str, value: f64, ceiling: f64, meaning: &'static str) -> Gate {
-        Gate {
-            name,
-            value,
-            limit: ceiling,
-            at_most: true,
-            met: value <= ceiling,
-            meaning,
-        }
-    }
-
-    /// "place_interaction 0.02 is below its floor 0.30 (ties between ...)".
-    pub fn describe(&self) -> String {
-        let (relation, bound) = match (self.at_most, self.met) {
-            (false, false) => ("is below", "floor"),
-            (false, true) => ("reaches", "floor"),
-            (true, false) => ("is above", "ceiling"),
-            (true, true) => ("is within", "ceiling"),
-        };
-        format!(
-            "{} {} {relation} its {bound} {} ({})",
-            self.name,
-            round(self.value),
-            round(self.limit),
-            self.meaning
-        )
-    }
-}
-
-/// Two decimals, or three significant digits for small figures (p-values).
-fn round(x: f64) -> String {
-    if x != 0.0 && x.abs() < 0.01 {
-        format!("{x:.1e}")
-    } else {
-        format!("{x:.2}")
-    }
+/// How a cluster relates to another cluster of a whole they form: the
+/// article's overlap, substitution, crossing and fusion, counted.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WholeRelation {
+    pub cluster: Id,
+    /// Shared members over the smaller cluster's members.
+    pub overlap: f64,
+    /// Segment and industry mix similarity, as [`Relation`] substitution.
+    pub substitution: f64,
+    /// Ties between the two clusters' members.
+    pub ties: u64,
+    /// Of those, ownership or investment ties (crossing).
+    pub capital_ties: u64,
+    /// Of those, ties between enterprises of different ISIC divisions (fusion).
+    pub cross_industry_ties: u64,
+    /// Of those, VIRTUAL-channel or PLATFORM ties.
+    pub virtual_ties: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -232,9 +192,10 @@ pub struct Assessment {
     /// REGIONAL, GLOBAL, VIRTUAL in that order.
     pub scores: Vec<StageScore>,
     pub evidence: Evidence,
-    /// The virtual-integration pattern covering all the cluster's places,
-    /// exactly when the verdict is VIRTUAL_INTEGRATION: the one that
-    /// DetectVirtualIntegration reports for it.
+    /// The virtual whole the cluster is in, exactly when the verdict is
+    /// VIRTUAL_INTEGRATION: its own places (as DetectVirtualIntegration
+    /// reports them for it) or, when those are no whole, the whole across
+    /// clusters with a place of it (see [`super::wholes`]).
     pub pattern: Option<Pattern>,
 }
 
@@ -288,14 +249,6 @@ impl Assessment {
     }
 }
 
-fn share(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 / whole as f64
-    }
-}
-
 fn weighted_mean(factors: &[Factor]) -> f64 {
     let total: f64 = factors.iter().map(|f| f.weight).sum();
     if total == 0.0 {
@@ -303,44 +256,6 @@ fn weighted_mean(factors: &[Factor]) -> f64 {
     } else {
         factors.iter().map(|f| f.weight * f.value).sum::<f64>() / total
     }
-}
-
-fn cosine(a: &[f64], b: &[f64]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let norms = (a.iter().map(|x| x * x).sum::<f64>() * b.iter().map(|x| x * x).sum::<f64>()).sqrt();
-    if norms == 0.0 {
-        0.0
-    } else {
-        (dot / norms).min(1.0)
-    }
-}
-
-/// Members performing each segment, on `as_of` (today when None).
-pub fn segment_mix(network: &Network, members: impl Iterator<Item = Ix>, as_of: Option<Date>) -> [f64; 8] {
-    let mut mix = [0.0; 8];
-    for actor in members.filter_map(|m| network.actor(m)) {
-        for segment in network.attributes_at(actor, as_of).segments.iter() {
-            mix[segment as usize] += 1.0;
-        }
-    }
-    mix
-}
-
-/// 1 − the mean pairwise cosine of the places' segment mixes; 0 with fewer
-/// than two places that perform any segment.
-pub fn distinctness(mixes: &[[f64; 8]]) -> f64 {
-    let mixes: Vec<&[f64; 8]> = mixes.iter().filter(|m| m.iter().any(|x| *x > 0.0)).collect();
-    if mixes.len() < 2 {
-        return 0.0;
-    }
-    let (mut sum, mut pairs) = (0.0, 0usize);
-    for i in 0..mixes.len() {
-        for j in i + 1..mixes.len() {
-            sum += cosine(mixes[i], mixes[j]);
-            pairs += 1;
-        }
-    }
-    1.0 - sum / pairs as f64
 }
 
 /// Per-cluster tallies gathered in one pass over the links.
@@ -677,11 +592,27 @@ fn assess_clusters(
         }
     }
 
+    // The wholes across clusters with a place of an assessed cluster: its
+    // third stage when its own places are no whole.
+    let named: Vec<Id> = (0..cluster_ids.len())
+        .filter(|c| assessed[*c])
+        .map(|c| cluster_ids[c].clone())
+        .collect();
+    let wholes = wholes::find(network, filter, config, narrow.then_some(&named[..]), control)?;
+
     if narrow {
         let mut needed: Vec<usize> = (0..cluster_ids.len()).filter(|c| assessed[*c]).collect();
         for c in needed.clone() {
             needed.extend(tallies[c].related.iter().copied());
         }
+        // The other clusters of their wholes, for the relations within.
+        needed.extend(
+            wholes
+                .patterns
+                .iter()
+                .flat_map(|w| w.clusters.iter())
+                .filter_map(|id| index.get(id).copied()),
+        );
         needed.sort_unstable();
         needed.dedup();
         for c in needed {
@@ -769,9 +700,10 @@ fn assess_clusters(
                 shared as f64 / member_counts[c].min(member_counts[o]).max(1) as f64
             });
             // The Substitutes weights for segments and industry, 0.25 and 0.15, renormalised.
-            let substitution = closest(c, &|o| {
+            let substitution_of = |o: usize| {
                 0.625 * cosine(&mixes[c], &mixes[o]) + 0.375 * sparse_cosine(&industry_vectors[c], &industry_vectors[o])
-            });
+            };
+            let substitution = closest(c, &substitution_of);
             control.check()?;
             let read;
             let ties = match given_ties {
@@ -789,20 +721,37 @@ fn assess_clusters(
                     Vec::new(),
                 )
             };
-            let assessment = evaluate(
-                network,
-                filter,
-                config,
+            // Its own places first, as they always were; a whole across
+            // clusters when they are none.
+            let across = wholes
+                .of(id)
+                .filter(|_| !pattern.as_ref().is_some_and(Pattern::holds))
+                .cloned();
+            let whole_relations = across.as_ref().map_or_else(Vec::new, |whole| {
+                let others = whole.clusters.iter().filter(|o| *o != id);
+                others
+                    .filter_map(|o| index.get(o).map(|&o| (o, &cluster_ids[o])))
+                    .map(|(o, other)| WholeRelation {
+                        overlap: shared.get(&o).copied().unwrap_or(0) as f64
+                            / member_counts[c].min(member_counts[o]).max(1) as f64,
+                        substitution: substitution_of(o),
+                        ..ties_between(network, filter, &t.members, ties, other)
+                    })
+                    .collect()
+            });
+            let gathered = Gathered {
                 id,
-                t,
+                tally: t,
                 ties,
-                &mixes[c],
-                home[c],
-                pattern,
+                mix: &mixes[c],
+                home: home[c],
+                own: pattern,
+                across,
                 overlap,
                 substitution,
-            );
-            Ok((assessment, found))
+                whole_relations,
+            };
+            Ok((evaluate(network, filter, config, gathered), found))
         })
         .collect()
 }
@@ -824,42 +773,74 @@ fn add_member<'n>(
     }
 }
 
-fn sparse_cosine(a: &[(usize, f64)], b: &[(usize, f64)]) -> f64 {
-    let (mut i, mut j, mut dot) = (0, 0, 0.0);
-    while i < a.len() && j < b.len() {
-        match a[i].0.cmp(&b[j].0) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                dot += a[i].1 * b[j].1;
-                i += 1;
-                j += 1;
+/// What was gathered of one cluster for its assessment.
+struct Gathered<'a, 'n> {
+    id: &'a Id,
+    tally: &'a Tally,
+    ties: &'a Ties<'n>,
+    mix: &'a [f64; 8],
+    home: Option<Country>,
+    /// The cluster's own places measured as one whole.
+    own: Option<Pattern>,
+    /// The whole across clusters with a place of it, when its own places are none.
+    across: Option<Pattern>,
+    overlap: Relation,
+    substitution: Relation,
+    whole_relations: Vec<WholeRelation>,
+}
+
+/// Ties between `members` and the members of cluster `other` (not among
+/// `members`), counted by what they show: crossing, fusion, online.
+fn ties_between(
+    network: &Network,
+    filter: &GraphFilter,
+    members: &HashSet<Ix>,
+    ties: &Ties,
+    other: &Id,
+) -> WholeRelation {
+    let mut relation = WholeRelation {
+        cluster: other.clone(),
+        ..WholeRelation::default()
+    };
+    for &me in members {
+        let Some(mine) = filter.actor(network, me) else {
+            continue;
+        };
+        for (key, data, partner) in ties.partners(me) {
+            let them = if key.source == me { key.target } else { key.source };
+            if members.contains(&them) || !filter.keeps_link(key.kind, data) {
+                continue;
+            }
+            let Some(partner) = partner.filter(|a| filter.keeps_actor(a) && a.cluster_ids.contains(other)) else {
+                continue;
+            };
+            relation.ties += 1;
+            relation.capital_ties += u64::from(key.kind.is_capital());
+            relation.virtual_ties += u64::from(data.channel == Channel::Virtual || key.kind == LinkKind::Platform);
+            if mine.kind.is_enterprise() && partner.kind.is_enterprise() {
+                let a = network.attributes_at(mine, filter.as_of).industry;
+                let b = network.attributes_at(partner, filter.as_of).industry;
+                relation.cross_industry_ties +=
+                    u64::from(IndustryLevel::Division.key(a) != IndustryLevel::Division.key(b));
             }
         }
     }
-    let norm = |v: &[(usize, f64)]| v.iter().map(|(_, w)| w * w).sum::<f64>().sqrt();
-    let norms = norm(a) * norm(b);
-    if norms == 0.0 {
-        0.0
-    } else {
-        (dot / norms).min(1.0)
-    }
+    relation
 }
 
-#[allow(clippy::too_many_arguments)]
-fn evaluate(
-    network: &Network,
-    filter: &GraphFilter,
-    config: &StageConfig,
-    id: &Id,
-    t: &Tally,
-    ties: &Ties,
-    mix: &[f64; 8],
-    home: Option<Country>,
-    pattern: Option<Pattern>,
-    overlap: Relation,
-    substitution: Relation,
-) -> Assessment {
+fn evaluate(network: &Network, filter: &GraphFilter, config: &StageConfig, g: Gathered) -> Assessment {
+    let Gathered {
+        id,
+        tally: t,
+        ties,
+        mix,
+        home,
+        own: pattern,
+        across,
+        overlap,
+        substitution,
+        whole_relations,
+    } = g;
     let actors: Vec<&std::sync::Arc<Actor>> = t.members.iter().filter_map(|ix| network.actor(*ix)).collect();
     let enterprises: Vec<&&std::sync::Arc<Actor>> = actors.iter().filter(|a| a.kind.is_enterprise()).collect();
     let with_segments: Vec<usize> = enterprises
@@ -926,8 +907,12 @@ fn evaluate(
         substitution,
         cross_investment_index: share(t.crossing_capital, t.capital),
         fusion_index: share(t.crossing_cross_industry, t.crossing_enterprise_ties),
+        whole_relations,
     };
-    let scores = score(&evidence, pattern.as_ref(), config);
+    // The whole judged: a whole across clusters when the cluster's own
+    // places are none (its evidence above stays its own places').
+    let whole = across.or(pattern);
+    let scores = score(&evidence, whole.as_ref(), config);
     let stage = scores
         .iter()
         .rev()
@@ -939,7 +924,7 @@ fn evaluate(
         stage,
         scores,
         evidence,
-        pattern: pattern.filter(|_| stage == Stage::VirtualIntegration),
+        pattern: whole.filter(|_| stage == Stage::VirtualIntegration),
     }
 }
 

@@ -231,12 +231,21 @@ pub struct DetectionSettings {
     /// A platform actor joins two places when tied to at least this many
     /// members at each.
     pub min_platform_members: f64,
+    /// A whole across clusters has at most this many places (docs/stages.md,
+    /// "Wholes across clusters"): a region's chain, not a country.
+    pub max_parts: f64,
+    /// The search for wholes across clusters reads at most this many places
+    /// from each place it starts at, so a national platform tied to members
+    /// everywhere bounds the work.
+    pub max_search_places: f64,
 }
 
 impl Default for DetectionSettings {
     fn default() -> Self {
         DetectionSettings {
             min_platform_members: 2.0,
+            max_parts: 12.0,
+            max_search_places: 500.0,
         }
     }
 }

@@ -39,7 +39,7 @@ fn assessment(network: &Network, cluster: &str) -> Assessment {
 fn patterns_of(network: &Network, cluster: &str) -> Vec<Pattern> {
     detect_all(network, &GraphFilter::default())
         .into_iter()
-        .filter(|p| &*p.cluster == cluster)
+        .filter(|p| p.single_cluster().is_some_and(|c| &**c == cluster))
         .collect()
 }
 

@@ -26,7 +26,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::analysis::{
-    relations::fusion::IndustryLevel, stages::stage::segment_mix, stages::stage_config::StageConfig, Cancelled, Control,
+    relations::fusion::IndustryLevel, stages::measures::segment_mix, stages::stage_config::StageConfig, Cancelled,
+    Control,
 };
 use crate::{
     graph::GraphFilter,

@@ -48,8 +48,8 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::analysis::{
+    stages::measures::{distinctness, segment_mix, Gate},
     stages::places::{places, Place},
-    stages::stage::{distinctness, segment_mix, Gate},
     stages::stage_config::StageConfig,
     Cancelled, Control,
 };
@@ -139,11 +139,17 @@ impl PatternFactors {
     }
 }
 
-/// Places of one cluster measured as a virtual whole. A detected pattern
-/// when [`Pattern::holds`]; AssessStage also measures clusters that are not.
+/// Places measured as a virtual whole: one cluster's (the Changning parks)
+/// or places of several clusters (see [`super::wholes`]). A detected
+/// pattern when [`Pattern::holds`]; AssessStage also measures clusters that
+/// are not.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pattern {
-    pub cluster: Id,
+    /// The whole's id, from its parts alone (see [`whole_id`]): the same on
+    /// every call and whatever order the data was stored in.
+    pub id: Id,
+    /// The clusters the parts belong to, by id.
+    pub clusters: Vec<Id>,
     pub parts: Vec<Part>,
     /// Platform actors joining the parts, with the members at the parts they are tied to.
     pub platforms: Vec<(Id, u64)>,
@@ -171,20 +177,51 @@ impl Pattern {
     pub fn holds(&self) -> bool {
         self.gates.iter().all(|g| g.met) && self.confidence >= self.threshold
     }
+
+    /// The one cluster whose places these are; None for a whole across clusters.
+    pub fn single_cluster(&self) -> Option<&Id> {
+        match self.clusters.as_slice() {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+
+    /// Whether one of the parts is a place of `cluster`.
+    pub fn spans(&self, cluster: &Id) -> bool {
+        self.clusters.binary_search(cluster).is_ok()
+    }
+}
+
+/// A whole's id: "W" and 16 hex digits of FNV-1a over its parts' (cluster,
+/// place) pairs in order, so it names the same parts on every call.
+pub fn whole_id<'a>(parts: impl IntoIterator<Item = (&'a Id, &'a Id)>) -> Id {
+    let mut keys: Vec<(&Id, &Id)> = parts.into_iter().collect();
+    keys.sort();
+    let mut hash = Fnv::new();
+    for (cluster, place) in keys {
+        hash.write(cluster.as_bytes());
+        hash.write(place.as_bytes());
+    }
+    Id::from(format!("W{:016x}", hash.0))
+}
+
+/// FNV-1a, each written string ended by a zero byte: a hash of the data
+/// alone, the same on every platform and run.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes.iter().chain(&[0u8]) {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 const FINAL_CUSTOMER_SEGMENTS: [Segment; 3] = [Segment::Sales, Segment::Consumption, Segment::AfterSalesService];
-
-/// Finds the virtual-integration patterns among the places of each cluster
-/// in the filter (all when it names none), most confident first.
-pub fn detect(
-    network: &Network,
-    filter: &GraphFilter,
-    config: &StageConfig,
-    control: &Control,
-) -> Result<Vec<Pattern>, Cancelled> {
-    detect_with(network, filter, config, control, None)
-}
 
 /// [`detect`], reading the members' links from `ties` when given (the alert
 /// engine reads each cluster's once for all its figures).
@@ -208,7 +245,8 @@ pub fn detect_with(
             // members' link keys once, as before there were ties to read.
             let unread = Ties::none(network);
             let ties = ties.unwrap_or(&unread);
-            ClusterPlaces::new(network, filter, config, cluster, ties).patterns(network, filter, config, ties, control)
+            PlaceSet::of_cluster(network, filter, config, cluster, ties)
+                .patterns(network, filter, config, ties, control)
         })
         .collect::<Result<_, Cancelled>>()?;
     let mut patterns: Vec<Pattern> = found.into_iter().flatten().collect();
@@ -216,11 +254,12 @@ pub fn detect_with(
     Ok(patterns)
 }
 
-fn most_confident_first(patterns: &mut [Pattern]) {
+pub(super) fn most_confident_first(patterns: &mut [Pattern]) {
     patterns.sort_by(|a, b| {
         b.confidence
             .total_cmp(&a.confidence)
             .then_with(|| a.parts[0].place.cmp(&b.parts[0].place))
+            .then_with(|| a.id.cmp(&b.id))
     });
 }
 
@@ -246,7 +285,7 @@ pub fn measure_cluster_with(
     ties: &Ties,
     control: &Control,
 ) -> Result<Option<Pattern>, Cancelled> {
-    ClusterPlaces::new(network, filter, config, cluster, ties).measure_whole(network, filter, config, ties, control)
+    PlaceSet::of_cluster(network, filter, config, cluster, ties).measure_whole(network, filter, config, ties, control)
 }
 
 /// [`measure_cluster_with`] and the patterns [`detect_with`] finds in the
@@ -260,17 +299,19 @@ pub fn measure_and_detect_with(
     ties: &Ties,
     control: &Control,
 ) -> Result<(Option<Pattern>, Vec<Pattern>), Cancelled> {
-    let layout = ClusterPlaces::new(network, filter, config, cluster, ties);
+    let layout = PlaceSet::of_cluster(network, filter, config, cluster, ties);
     let whole = layout.measure_whole(network, filter, config, ties, control)?;
     let mut patterns = layout.patterns(network, filter, config, ties, control)?;
     most_confident_first(&mut patterns);
     Ok((whole, patterns))
 }
 
-/// A cluster's places and what joins them.
-struct ClusterPlaces {
-    cluster: Id,
-    /// Places with at least one member the filter keeps, in the cluster's site order.
+/// Places, one cluster's or several, and what joins them.
+pub(super) struct PlaceSet {
+    /// The clusters of the places, by id.
+    clusters: Vec<Id>,
+    /// Places with at least one member the filter keeps: one cluster's in
+    /// its site order, or several clusters' by (cluster, place).
     places: Vec<Place>,
     place_of: HashMap<Ix, usize>,
     /// Platform actors joining two places or more: the places, with the members tied at each.
@@ -280,9 +321,9 @@ struct ClusterPlaces {
     corridors: Vec<(Id, Id, usize, usize)>,
 }
 
-impl ClusterPlaces {
+impl PlaceSet {
     /// Every place measured as one whole; None when no member is at a place.
-    fn measure_whole(
+    pub(super) fn measure_whole(
         &self,
         network: &Network,
         filter: &GraphFilter,
@@ -316,25 +357,73 @@ impl ClusterPlaces {
         Ok(found)
     }
 
-    fn new(network: &Network, filter: &GraphFilter, config: &StageConfig, cluster: &Id, ties: &Ties) -> ClusterPlaces {
+    fn of_cluster(
+        network: &Network,
+        filter: &GraphFilter,
+        config: &StageConfig,
+        cluster: &Id,
+        ties: &Ties,
+    ) -> PlaceSet {
         let own = filter.for_cluster(cluster);
-        let mut places = places(network, &own, config.places.colocation_km);
+        let places = places(network, &own, config.places.colocation_km);
+        PlaceSet::new(network, filter, config, places, ties)
+    }
+
+    /// Places of several clusters, as one set. A member of two clusters
+    /// whose places are both in the set is at the first of them in
+    /// (cluster, place) order, so every member counts once.
+    pub(super) fn of_places(
+        network: &Network,
+        filter: &GraphFilter,
+        config: &StageConfig,
+        mut places: Vec<Place>,
+        ties: &Ties,
+    ) -> PlaceSet {
+        places.sort_by(|a, b| (&a.cluster, &a.id).cmp(&(&b.cluster, &b.id)));
+        PlaceSet::new(network, filter, config, places, ties)
+    }
+
+    fn new(
+        network: &Network,
+        filter: &GraphFilter,
+        config: &StageConfig,
+        mut places: Vec<Place>,
+        ties: &Ties,
+    ) -> PlaceSet {
         places.retain(|p| !p.members.is_empty());
-        let place_of: HashMap<Ix, usize> = places
-            .iter()
-            .enumerate()
-            .flat_map(|(p, place)| place.members.iter().map(move |&ix| (ix, p)))
-            .collect();
-        let place_of_site: HashMap<&Id, usize> = places
+        let mut clusters: Vec<Id> = places.iter().map(|p| p.cluster.clone()).collect();
+        clusters.sort();
+        clusters.dedup();
+        let mut place_of: HashMap<Ix, usize> = HashMap::new();
+        for (p, place) in places.iter().enumerate() {
+            for &ix in &place.members {
+                place_of.entry(ix).or_insert(p);
+            }
+        }
+        let mut place_of_site: HashMap<&Id, usize> = places
             .iter()
             .enumerate()
             .flat_map(|(p, place)| place.sites.iter().map(move |s| (s, p)))
             .collect();
+        // Across clusters a PLATFORM link may join two clusters by id (each
+        // of one place, as the three cities): it stands for their first
+        // places. One cluster's places are joined by links between its
+        // sites only, as they always were.
+        let across = clusters.len() > 1;
+        let mut ends: Vec<&Id> = places.iter().flat_map(|p| p.sites.iter()).collect();
+        if across {
+            for (p, place) in places.iter().enumerate() {
+                if !place_of_site.contains_key(&place.cluster) {
+                    place_of_site.insert(&place.cluster, p);
+                    ends.push(&place.cluster);
+                }
+            }
+        }
         let (mut platform_links, mut corridors) = (Vec::new(), Vec::new());
         // Links between two of the cluster's sites: TRANSPORT and PLATFORM
         // are undirected, stored from their lower end, so each is found in
         // the key range of one of its sites (not by scanning every link).
-        let from_sites = places.iter().flat_map(|p| p.sites.iter()).flat_map(|site| {
+        let from_sites = ends.into_iter().flat_map(|site| {
             let start = ClusterLinkKey {
                 source: site.clone(),
                 target: Id::from(""),
@@ -350,7 +439,9 @@ impl ClusterPlaces {
             let (Some(&a), Some(&b)) = (place_of_site.get(&link.source), place_of_site.get(&link.target)) else {
                 continue;
             };
-            if a == b {
+            let cluster_end = |end: &Id| places.iter().any(|p| p.cluster == *end);
+            let by_cluster = cluster_end(&link.source) || cluster_end(&link.target);
+            if a == b || (by_cluster && places[a].cluster == places[b].cluster) {
                 continue;
             }
             let entry = (link.source.clone(), link.target.clone(), a, b);
@@ -386,8 +477,8 @@ impl ClusterPlaces {
                 (joined.len() >= 2).then_some((ix, joined))
             })
             .collect();
-        ClusterPlaces {
-            cluster: cluster.clone(),
+        PlaceSet {
+            clusters,
             places,
             place_of,
             platform_reach,
@@ -513,7 +604,7 @@ impl ClusterPlaces {
             .collect();
         ordered.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let parts: Vec<&Place> = set.iter().map(|p| &self.places[*p]).collect();
-        let specialisation = specialisation_test(&self.cluster, &parts, &ordered, control)?;
+        let specialisation = specialisation_test(&self.clusters, &parts, &ordered, control)?;
         let mixes = mixes_of(set.len(), ordered.iter().map(|(_, l, mix)| (*l, mix)));
         let mut union_mix = [0.0; 8];
         for mix in &mixes {
@@ -614,8 +705,11 @@ impl ClusterPlaces {
             .filter_map(|(ix, tied)| network.actor(*ix).map(|a| (a.id.clone(), *tied)))
             .collect();
         platforms.sort();
+        let mut clusters: Vec<Id> = parts.iter().map(|p| p.cluster.clone()).collect();
+        clusters.dedup();
         Ok(Pattern {
-            cluster: self.cluster.clone(),
+            id: whole_id(parts.iter().map(|p| (&p.cluster, &p.id))),
+            clusters,
             parts: parts
                 .iter()
                 .zip(&mixes)
@@ -652,7 +746,7 @@ fn mixes_of<'a>(places: usize, members: impl Iterator<Item = (usize, &'a [f64; 8
 /// The permutation test of the places' distinctness. `members` are sorted
 /// by id, so the test does not depend on the order actors were stored in.
 fn specialisation_test(
-    cluster: &Id,
+    clusters: &[Id],
     parts: &[&Place],
     members: &[(&Id, usize, [f64; 8])],
     control: &Control,
@@ -666,14 +760,20 @@ fn specialisation_test(
         });
     }
     // FNV-1a over the cluster and place ids: a seed of the data alone.
-    let mut seed: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in std::iter::once(cluster.as_bytes())
-        .chain(parts.iter().map(|p| p.id.as_bytes()))
-        .flat_map(|b| b.iter().chain(&[0u8]))
-    {
-        seed = (seed ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+    // One cluster's places hash as they always did; across clusters each
+    // place with its cluster.
+    let mut seed = Fnv::new();
+    match clusters {
+        [one] => {
+            seed.write(one.as_bytes());
+            parts.iter().for_each(|p| seed.write(p.id.as_bytes()));
+        }
+        _ => parts.iter().for_each(|p| {
+            seed.write(p.cluster.as_bytes());
+            seed.write(p.id.as_bytes());
+        }),
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed.0);
     let mut labels: Vec<usize> = members.iter().map(|(_, l, _)| *l).collect();
     let (mut as_distinct, mut sum) = (0usize, 0.0);
     let mut mixes = vec![[0.0; 8]; parts.len()];

@@ -13,7 +13,8 @@ use crate::{
         run::{CommunityRow, RankedRow, RunSummary},
         stages::{
             core_firms::CoreFirm,
-            stage::{Assessment, Gate, Stage},
+            measures::Gate,
+            stage::{Assessment, Stage},
             upgrading::{Move, NewIndustry, Upgrading},
             virtual_integration::Pattern,
         },
@@ -449,6 +450,19 @@ pub fn assessment_to_pb(a: &Assessment) -> pb::StageAssessment {
             substitution_with: e.substitution.with.as_ref().map(|c| c.to_string()).unwrap_or_default(),
             cross_investment_index: e.cross_investment_index,
             fusion_index: e.fusion_index,
+            whole_relations: e
+                .whole_relations
+                .iter()
+                .map(|r| pb::WholeRelation {
+                    cluster_id: r.cluster.to_string(),
+                    overlap: r.overlap,
+                    substitution: r.substitution,
+                    ties: r.ties,
+                    capital_ties: r.capital_ties,
+                    cross_industry_ties: r.cross_industry_ties,
+                    virtual_ties: r.virtual_ties,
+                })
+                .collect(),
         }),
         explanation: a.explanation(),
         pattern: a.pattern.as_ref().map(pattern_to_pb),
@@ -477,7 +491,9 @@ pub fn pattern_to_pb(p: &Pattern) -> pb::VirtualIntegrationPattern {
             .collect()
     };
     pb::VirtualIntegrationPattern {
-        cluster_id: p.cluster.to_string(),
+        whole_id: p.id.to_string(),
+        cluster_id: p.single_cluster().map(|c| c.to_string()).unwrap_or_default(),
+        cluster_ids: p.clusters.iter().map(|c| c.to_string()).collect(),
         parts: p
             .parts
             .iter()

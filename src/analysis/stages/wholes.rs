@@ -1,0 +1,648 @@
+//! Virtual wholes across clusters: places of different clusters joined over
+//! platforms into one chain (the article's third stage at the scale of a
+//! region: a Shanghai design cluster, a Hangzhou product-development cluster
+//! and a Suzhou manufacturing cluster serving final customers as one).
+//!
+//! A whole across clusters is measured exactly as one cluster's places are
+//! ([`super::virtual_integration`]): the same gates, factors, permutation test and
+//! confidence, from the members at its places and their ties alone. What is
+//! new is finding the candidates without trying every set of places:
+//!
+//! 1. **Reading.** From the places of the clusters asked about, the places
+//!    their members tie to are read (their members' ties, segment mix,
+//!    platforms), and so on outwards, but only across *candidate pairs*:
+//!    two places of different clusters that are **joined** (a platform
+//!    actor tied to at least `detection.min_platform_members` members at
+//!    each, or a PLATFORM cluster link between them) and whose members tie
+//!    to each other **above chance**: the pair's ties between them against
+//!    the configuration model on the pair's own ties reach
+//!    `virtual.min_interaction`. At most `detection.max_search_places`
+//!    places are read for one component; the search says when it stopped
+//!    there (`bounded`).
+//! 2. **Growing.** Every place starts alone. The candidate pairs, strongest
+//!    first (interaction ratio, then ids), merge the groups of their two
+//!    places when the merged group keeps the structural gates (interaction,
+//!    online share of the joining ties, distinctness) and its *growth
+//!    score*, the confidence with coverage counted without the
+//!    final-customer rule (so a design cluster and a development cluster
+//!    can meet before the manufacturer that reaches customers joins),
+//!    does not fall below either group's, with at most `detection.max_parts`
+//!    places. Passes repeat until no pair merges. A national platform tied
+//!    to members everywhere joins every pair, but random places of one mix
+//!    are not distinct, so they do not merge: the country does not become
+//!    one whole.
+//! 3. **Judging.** Each group of two places or more spanning two clusters or
+//!    more is measured exactly, and reported when it holds.
+//!
+//! The work is that of the places read: each once, its members' links once;
+//! the merges are computed from per-place sums (O(parts²) each).
+//! Deadlines and cancellation are checked at every place read and every
+//! merge tried.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use petgraph::unionfind::UnionFind;
+
+use crate::analysis::{
+    stages::measures::{distinctness, segment_mix},
+    stages::places::{places, Place},
+    stages::stage_config::StageConfig,
+    stages::virtual_integration::{detect_with, most_confident_first, Pattern, PlaceSet},
+    Cancelled, Control,
+};
+use crate::{
+    graph::GraphFilter,
+    model::{ActorKind, Channel, ClusterLinkKind, Id, LinkKind, Segment},
+    network::{ties::Ties, Ix, Network},
+};
+
+/// What the search did, for the response and the docs' cost figures.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SearchCost {
+    /// Places whose members' ties were read.
+    pub places_read: u64,
+    /// Pairs of places of different clusters that are joined and tie above chance.
+    pub candidate_pairs: u64,
+    /// Merges of two groups tried.
+    pub merges_tried: u64,
+    /// A component reached `detection.max_search_places` and was not read to its end.
+    pub bounded: bool,
+}
+
+/// The wholes across clusters found, most confident first, and the search's cost.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Wholes {
+    pub patterns: Vec<Pattern>,
+    pub cost: SearchCost,
+}
+
+impl Wholes {
+    /// The most confident whole with a place of `cluster`.
+    pub fn of(&self, cluster: &Id) -> Option<&Pattern> {
+        self.patterns.iter().find(|p| p.spans(cluster))
+    }
+}
+
+/// DetectVirtualIntegration: the patterns among each cluster's own places
+/// ([`detect_with`]) and the wholes across clusters with a place of one of
+/// the filter's clusters (all when it names none), most confident first.
+pub fn detect(
+    network: &Network,
+    filter: &GraphFilter,
+    config: &StageConfig,
+    control: &Control,
+) -> Result<Vec<Pattern>, Cancelled> {
+    let mut patterns = detect_with(network, filter, config, control, None)?;
+    let named = (!filter.clusters.is_empty()).then_some(&filter.clusters[..]);
+    patterns.extend(find(network, filter, config, named, control)?.patterns);
+    most_confident_first(&mut patterns);
+    Ok(patterns)
+}
+
+/// The wholes across clusters with a place of one of `clusters` (every
+/// cluster of the network when None).
+pub fn find(
+    network: &Network,
+    filter: &GraphFilter,
+    config: &StageConfig,
+    clusters: Option<&[Id]>,
+    control: &Control,
+) -> Result<Wholes, Cancelled> {
+    let mut search = Search::new(network, filter, config);
+    let seeds: Vec<Id> = match clusters {
+        Some(named) => named.to_vec(),
+        None => network.clusters.keys().cloned().collect(),
+    };
+    let mut groups = Vec::new();
+    let mut done: BTreeSet<usize> = BTreeSet::new();
+    for cluster in &seeds {
+        for place in 0..search.layout(cluster).places.len() {
+            let Some(start) = search.node(cluster, place) else {
+                continue;
+            };
+            if done.contains(&start) {
+                continue;
+            }
+            let component = search.read_component(start, control)?;
+            done.extend(component.iter().copied());
+            groups.extend(search.grow(&component, control)?);
+        }
+    }
+    let mut patterns = Vec::new();
+    for group in groups {
+        control.check()?;
+        let places: Vec<Place> = group.iter().map(|&n| search.nodes[n].place.clone()).collect();
+        let members = places.iter().flat_map(|p| p.members.iter().copied());
+        let ties = Ties::read(network, members);
+        let set = PlaceSet::of_places(network, filter, config, places, &ties);
+        if let Some(pattern) = set.measure_whole(network, filter, config, &ties, control)? {
+            let wanted = clusters.is_none_or(|named| named.iter().any(|c| pattern.spans(c)));
+            if pattern.holds() && pattern.clusters.len() >= 2 && wanted {
+                patterns.push(pattern);
+            }
+        }
+    }
+    most_confident_first(&mut patterns);
+    patterns.dedup_by(|a, b| a.id == b.id);
+    Ok(Wholes {
+        patterns,
+        cost: search.cost,
+    })
+}
+
+/// A cluster's places and where to find a member among them.
+struct Layout {
+    places: Vec<Place>,
+    /// Site id to place index; empty for a cluster without sites (one place).
+    at_site: HashMap<Id, usize>,
+    /// The node of each place, once it has one.
+    node: Vec<Option<usize>>,
+}
+
+/// Ties of a place's members to one platform actor.
+#[derive(Clone, Copy, Default)]
+struct PlatformTies {
+    members: u64,
+    ties: u64,
+    virtual_ties: u64,
+    /// The member counted last, so a member with two links counts once.
+    last: Option<Ix>,
+}
+
+/// A place and the sums of its members' ties that the growth needs.
+struct Node {
+    place: Place,
+    read: bool,
+    mix: [f64; 8],
+    /// Ties between two of its members, platforms left out.
+    internal: u64,
+    /// Ties from its members to members at other places: (ties, online ties).
+    between: BTreeMap<usize, (u64, u64)>,
+    platforms: BTreeMap<Ix, PlatformTies>,
+}
+
+struct Search<'n, 'a> {
+    network: &'n Network,
+    filter: &'a GraphFilter,
+    config: &'a StageConfig,
+    layouts: HashMap<Id, Layout>,
+    nodes: Vec<Node>,
+    /// PLATFORM cluster links as pairs of ends (site or cluster ids), both ways.
+    platform_links: BTreeSet<(Id, Id)>,
+    cost: SearchCost,
+}
+
+impl<'n, 'a> Search<'n, 'a> {
+    fn new(network: &'n Network, filter: &'a GraphFilter, config: &'a StageConfig) -> Self {
+        let platform_links = network
+            .cluster_links
+            .values()
+            .filter(|l| l.kind == ClusterLinkKind::Platform)
+            .flat_map(|l| {
+                [
+                    (l.source.clone(), l.target.clone()),
+                    (l.target.clone(), l.source.clone()),
+                ]
+            })
+            .collect();
+        Search {
+            network,
+            filter,
+            config,
+            layouts: HashMap::new(),
+            nodes: Vec::new(),
+            platform_links,
+            cost: SearchCost::default(),
+        }
+    }
+
+    fn layout(&mut self, cluster: &Id) -> &mut Layout {
+        let (network, filter, km) = (self.network, self.filter, self.config.places.colocation_km);
+        self.layouts.entry(cluster.clone()).or_insert_with(|| {
+            let places = places(network, &filter.for_cluster(cluster), km);
+            let at_site = places
+                .iter()
+                .enumerate()
+                .flat_map(|(p, place)| place.sites.iter().map(move |s| (s.clone(), p)))
+                .collect();
+            let node = vec![None; places.len()];
+            Layout { places, at_site, node }
+        })
+    }
+
+    /// The node of a cluster's place, made when first asked; None for a
+    /// place without members.
+    fn node(&mut self, cluster: &Id, place: usize) -> Option<usize> {
+        let next = self.nodes.len();
+        let layout = self.layout(cluster);
+        if layout.places[place].members.is_empty() {
+            return None;
+        }
+        if let Some(n) = layout.node[place] {
+            return Some(n);
+        }
+        layout.node[place] = Some(next);
+        let place = layout.places[place].clone();
+        self.nodes.push(Node {
+            place,
+            read: false,
+            mix: [0.0; 8],
+            internal: 0,
+            between: BTreeMap::new(),
+            platforms: BTreeMap::new(),
+        });
+        Some(next)
+    }
+
+    /// The nodes of the places an actor is at, one per cluster of it.
+    fn nodes_of(&mut self, actor: &crate::model::Actor) -> Vec<usize> {
+        let mut found = Vec::new();
+        for cluster in &actor.cluster_ids {
+            let layout = self.layout(cluster);
+            let place = if layout.at_site.is_empty() {
+                (!layout.places.is_empty()).then_some(0)
+            } else {
+                actor.site_id.as_ref().and_then(|s| layout.at_site.get(s).copied())
+            };
+            if let Some(n) = place.and_then(|p| self.node(cluster, p)) {
+                found.push(n);
+            }
+        }
+        found
+    }
+
+    /// Reads a place's members' ties into its node.
+    fn read(&mut self, n: usize) {
+        if self.nodes[n].read {
+            return;
+        }
+        self.cost.places_read += 1;
+        let (network, filter) = (self.network, self.filter);
+        let members: Vec<Ix> = self.nodes[n].place.members.clone();
+        let own: std::collections::HashSet<Ix> = members.iter().copied().collect();
+        let ties = Ties::none(network);
+        let (mut internal, mut between, mut platforms) = (0u64, BTreeMap::new(), BTreeMap::<Ix, PlatformTies>::new());
+        for &me in &members {
+            let Some(mine) = filter.actor(network, me) else {
+                continue;
+            };
+            if mine.kind == ActorKind::Platform {
+                continue; // a platform's ties are the join, not the place's
+            }
+            for (key, data, partner) in ties.partners(me) {
+                let other = if key.source == me { key.target } else { key.source };
+                if other == me || !filter.keeps_link(key.kind, data) {
+                    continue;
+                }
+                let Some(theirs) = partner.filter(|a| filter.keeps_actor(a)) else {
+                    continue;
+                };
+                let online = u64::from(data.channel == Channel::Virtual || key.kind == LinkKind::Platform);
+                if theirs.kind == ActorKind::Platform {
+                    let entry: &mut PlatformTies = platforms.entry(other).or_default();
+                    entry.ties += 1;
+                    entry.virtual_ties += online;
+                    if entry.last != Some(me) {
+                        entry.members += 1;
+                        entry.last = Some(me);
+                    }
+                    continue;
+                }
+                if own.contains(&other) {
+                    internal += u64::from(other > me);
+                    continue;
+                }
+                for q in self.nodes_of(theirs) {
+                    if q != n {
+                        let e: &mut (u64, u64) = between.entry(q).or_default();
+                        e.0 += 1;
+                        e.1 += online;
+                    }
+                }
+            }
+        }
+        let node = &mut self.nodes[n];
+        node.mix = segment_mix(network, members.iter().copied(), filter.as_of);
+        node.internal = internal;
+        node.between = between;
+        node.platforms = platforms;
+        node.read = true;
+    }
+
+    /// Ties between two read places, from the first one's side.
+    fn ties_between(&self, p: usize, q: usize) -> (u64, u64) {
+        self.nodes[p].between.get(&q).copied().unwrap_or_default()
+    }
+
+    fn joined(&self, p: usize, q: usize) -> bool {
+        let k = self.config.detection.min_platform_members;
+        let (a, b) = (&self.nodes[p], &self.nodes[q]);
+        let by_platform = a
+            .platforms
+            .iter()
+            .any(|(ix, t)| t.members as f64 >= k && b.platforms.get(ix).is_some_and(|u| u.members as f64 >= k));
+        let ends = |place: &Place| -> Vec<Id> {
+            let mut ends = place.sites.clone();
+            ends.push(place.cluster.clone());
+            ends
+        };
+        let by_link = ends(&a.place).iter().any(|x| {
+            ends(&b.place)
+                .into_iter()
+                .any(|y| self.platform_links.contains(&(x.clone(), y)))
+        });
+        by_platform || by_link
+    }
+
+    /// The pair's interaction ratio when it is a candidate pair: places of
+    /// different clusters, joined, tied above chance.
+    fn candidate(&self, p: usize, q: usize) -> Option<f64> {
+        // Counted from the lower place's side, so the pair is the same pair
+        // whichever end the search came from.
+        let key = |n: usize| (&self.nodes[n].place.cluster, &self.nodes[n].place.id);
+        let (p, q) = if key(p) <= key(q) { (p, q) } else { (q, p) };
+        let (a, b) = (&self.nodes[p], &self.nodes[q]);
+        if a.place.cluster == b.place.cluster || !a.read || !b.read {
+            return None;
+        }
+        let (between, _) = self.ties_between(p, q);
+        if between == 0 {
+            return None;
+        }
+        let ratio = interaction(&[a.internal, b.internal], &[vec![0, between], vec![between, 0]]);
+        (ratio >= self.config.virtual_integration.min_interaction && self.joined(p, q)).then_some(ratio)
+    }
+
+    /// Reads the places reachable from `start` over candidate pairs, within
+    /// the budget; returns them.
+    fn read_component(&mut self, start: usize, control: &Control) -> Result<Vec<usize>, Cancelled> {
+        let budget = self.config.detection.max_search_places.max(2.0) as u64;
+        let mut component = vec![start];
+        let mut seen: BTreeSet<usize> = BTreeSet::from([start]);
+        let mut next = 0;
+        let mut read = 0u64;
+        while next < component.len() {
+            control.check()?;
+            let p = component[next];
+            next += 1;
+            self.read(p);
+            read += 1;
+            let neighbours: Vec<usize> = self.nodes[p].between.keys().copied().collect();
+            for q in neighbours {
+                if seen.contains(&q) {
+                    continue;
+                }
+                if read >= budget {
+                    self.cost.bounded = true;
+                    break;
+                }
+                control.check()?;
+                self.read(q);
+                read += 1;
+                if self.candidate(p, q).is_some() {
+                    seen.insert(q);
+                    component.push(q);
+                }
+            }
+        }
+        Ok(component)
+    }
+
+    /// Merges the component's places along candidate pairs while the growth
+    /// score does not fall; returns the groups of two places or more that
+    /// span two clusters or more.
+    fn grow(&mut self, component: &[usize], control: &Control) -> Result<Vec<Vec<usize>>, Cancelled> {
+        let key = |n: usize| (&self.nodes[n].place.cluster, &self.nodes[n].place.id);
+        let local: HashMap<usize, usize> = component.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+        let mut pairs: Vec<(f64, usize, usize)> = Vec::new();
+        for &p in component {
+            for &q in self.nodes[p].between.keys() {
+                if key(p) < key(q) && local.contains_key(&q) {
+                    if let Some(ratio) = self.candidate(p, q) {
+                        pairs.push((ratio, p, q));
+                    }
+                }
+            }
+        }
+        self.cost.candidate_pairs += pairs.len() as u64;
+        // Strongest first; ties broken by the places' ids, never by when
+        // they were read.
+        pairs.sort_by(|a, b| {
+            b.0.total_cmp(&a.0)
+                .then_with(|| key(a.1).cmp(&key(b.1)))
+                .then_with(|| key(a.2).cmp(&key(b.2)))
+        });
+        let mut groups: UnionFind<usize> = UnionFind::new(component.len());
+        let mut members: Vec<Vec<usize>> = component.iter().map(|&n| vec![n]).collect();
+        let mut score: Vec<f64> = vec![0.0; component.len()];
+        let max_parts = self.config.detection.max_parts.max(2.0) as usize;
+        loop {
+            let mut merged = false;
+            for &(_, p, q) in &pairs {
+                let (a, b) = (groups.find_mut(local[&p]), groups.find_mut(local[&q]));
+                if a == b || members[a].len() + members[b].len() > max_parts {
+                    continue;
+                }
+                control.check()?;
+                self.cost.merges_tried += 1;
+                let union: Vec<usize> = members[a].iter().chain(&members[b]).copied().collect();
+                let Some(grown) = self.growth_score(&union) else {
+                    continue;
+                };
+                if grown >= score[a].max(score[b]) {
+                    groups.union(a, b);
+                    let root = groups.find_mut(a);
+                    members[a].clear();
+                    members[b].clear();
+                    members[root] = union;
+                    score[root] = grown;
+                    merged = true;
+                }
+            }
+            if !merged {
+                break;
+            }
+        }
+        Ok(members
+            .into_iter()
+            .filter(|g| g.len() >= 2)
+            .filter(|g| {
+                let clusters: BTreeSet<&Id> = g.iter().map(|&n| &self.nodes[n].place.cluster).collect();
+                clusters.len() >= 2
+            })
+            .collect())
+    }
+
+    /// A group's growth score from its places' sums, or None when it fails a
+    /// structural gate (interaction, online share, distinctness).
+    fn growth_score(&self, group: &[usize]) -> Option<f64> {
+        let v = &self.config.virtual_integration;
+        let k = self.config.detection.min_platform_members;
+        let between: Vec<Vec<u64>> = group
+            .iter()
+            .map(|&p| {
+                group
+                    .iter()
+                    .map(|&q| if p == q { 0 } else { self.ties_between(p, q).0 })
+                    .collect()
+            })
+            .collect();
+        let internal: Vec<u64> = group.iter().map(|&p| self.nodes[p].internal).collect();
+        let ratio = interaction(&internal, &between);
+        // Ties between the places (each from its lower end's side) and the
+        // joining platforms' ties to members.
+        let (mut joining, mut online) = (0u64, 0u64);
+        for (i, &p) in group.iter().enumerate() {
+            for &q in &group[i + 1..] {
+                let (t, o) = self.ties_between(p, q);
+                joining += t;
+                online += o;
+            }
+        }
+        let mut reach: BTreeMap<Ix, (usize, u64, u64)> = BTreeMap::new();
+        for &p in group {
+            for (ix, t) in &self.nodes[p].platforms {
+                let e = reach.entry(*ix).or_default();
+                e.0 += usize::from(t.members as f64 >= k);
+                e.1 += t.ties;
+                e.2 += t.virtual_ties;
+            }
+        }
+        for (places, ties, virtual_ties) in reach.values() {
+            if *places >= 2 {
+                joining += ties;
+                online += virtual_ties;
+            }
+        }
+        let share = if joining == 0 {
+            0.0
+        } else {
+            online as f64 / joining as f64
+        };
+        let mixes: Vec<[f64; 8]> = group.iter().map(|&p| self.nodes[p].mix).collect();
+        let distinct = distinctness(&mixes);
+        if ratio < v.min_interaction || share < v.min_virtual_share || distinct < v.min_distinctness {
+            return None;
+        }
+        let covered = (0..Segment::ALL.len())
+            .filter(|s| mixes.iter().any(|m| m[*s] > 0.0))
+            .count();
+        let coverage = covered as f64 / Segment::ALL.len() as f64;
+        let online_factor = (share / v.virtual_saturation).min(1.0);
+        Some((online_factor * distinct * ratio.min(1.0) * coverage).powf(0.25))
+    }
+}
+
+/// Ties between places over what the configuration model on the places'
+/// own ties gives (see [`super::virtual_integration::Interaction`]): `internal[p]`
+/// ties inside place p, `between[p][q]` ties between p and q.
+fn interaction(internal: &[u64], between: &[Vec<u64>]) -> f64 {
+    let mut m = 0.0;
+    let mut observed = 0.0;
+    let mut squares = 0.0;
+    for (p, row) in between.iter().enumerate() {
+        let out: u64 = row.iter().sum();
+        let d = (2 * internal[p] + out) as f64;
+        squares += d * d;
+        m += internal[p] as f64;
+        observed += row[p + 1..].iter().sum::<u64>() as f64;
+    }
+    m += observed;
+    if m == 0.0 {
+        return 0.0;
+    }
+    let expected = (4.0 * m * m - squares) / (4.0 * m);
+    if expected > 0.0 {
+        observed / expected
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        analysis::stages::stage::Stage,
+        synthetic::{three_cities, ThreeCities, THREE_CITIES},
+        testing::{assess_all, detect_all, network},
+    };
+
+    fn cities(config: ThreeCities) -> Network {
+        network(three_cities(&config))
+    }
+
+    #[test]
+    fn three_single_site_clusters_in_three_cities_form_one_whole() {
+        let network = cities(ThreeCities::default());
+        let found = detect_all(&network, &GraphFilter::default());
+        assert_eq!(found.len(), 1, "{found:#?}");
+        let whole = &found[0];
+        let mut clusters: Vec<&str> = whole.clusters.iter().map(|c| &**c).collect();
+        clusters.sort();
+        let mut expected = THREE_CITIES.to_vec();
+        expected.sort();
+        assert_eq!(clusters, expected);
+        assert_eq!(whole.parts.len(), 3);
+        assert!(whole.holds());
+        assert_eq!(whole.platforms[0].0, crate::synthetic::THREE_CITIES_PLATFORM.into());
+        // Each cluster is at the third stage, through that whole.
+        for a in assess_all(&network, &GraphFilter::default()) {
+            assert_eq!(a.stage, Stage::VirtualIntegration, "{}", a.explanation());
+            assert_eq!(a.pattern.as_ref().map(|p| &p.id), Some(&whole.id));
+            assert_eq!(a.evidence.whole_relations.len(), 2, "{:?}", a.evidence.whole_relations);
+            assert!(a
+                .evidence
+                .whole_relations
+                .iter()
+                .all(|r| r.ties > 0 && r.virtual_ties > 0));
+        }
+    }
+
+    #[test]
+    fn the_whole_is_found_and_named_alike_from_each_of_its_clusters() {
+        let network = cities(ThreeCities::default());
+        let all = detect_all(&network, &GraphFilter::default());
+        for cluster in THREE_CITIES {
+            let filter = GraphFilter {
+                clusters: vec![cluster.into()],
+                ..GraphFilter::default()
+            };
+            assert_eq!(detect_all(&network, &filter), all, "from {cluster}");
+            let alone = assess_all(&network, &filter);
+            assert_eq!(alone[0].pattern.as_ref(), all.first(), "from {cluster}");
+        }
+    }
+
+    #[test]
+    fn two_ties_per_pair_are_no_whole() {
+        let network = cities(ThreeCities {
+            ties_per_pair: 2,
+            ..ThreeCities::default()
+        });
+        assert!(detect_all(&network, &GraphFilter::default()).is_empty());
+        for a in assess_all(&network, &GraphFilter::default()) {
+            assert_ne!(a.stage, Stage::VirtualIntegration, "{}", a.explanation());
+        }
+    }
+
+    #[test]
+    fn one_segment_mix_for_all_three_is_no_whole() {
+        let network = cities(ThreeCities {
+            one_mix: true,
+            ..ThreeCities::default()
+        });
+        assert!(detect_all(&network, &GraphFilter::default()).is_empty());
+        for a in assess_all(&network, &GraphFilter::default()) {
+            assert_ne!(a.stage, Stage::VirtualIntegration, "{}", a.explanation());
+        }
+    }
+
+    #[test]
+    fn the_interaction_of_two_places_by_hand() {
+        // 100 ties inside each, 2 between: m = 202, d = 202 each, expected
+        // between = (4·202² − 2·202²) / (4·202) = 101; 2 / 101.
+        let r = interaction(&[100, 100], &[vec![0, 2], vec![2, 0]]);
+        assert!((r - 2.0 / 101.0).abs() < 1e-12, "{r}");
+    }
+}
