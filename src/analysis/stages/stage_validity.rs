@@ -533,3 +533,167 @@ fn the_explanation_names_every_stage_that_passed_and_why_the_verdict_wins() {
     assert!(text.contains("also passed: REGIONAL_INTEGRATION"), "{text}");
     assert!(text.contains("GLOBAL_VALUE_CHAIN ruled out: foreign_share"), "{text}");
 }
+
+// Wholes across clusters: the three cities of issue 30, regional null
+// models, built wholes among padding, and invariance to unrelated data and
+// to the order of storage.
+
+mod across_clusters {
+    use super::*;
+    use crate::synthetic::{
+        regional_null_models, regional_wholes, regions, three_cities, Regions, ThreeCities, THREE_CITIES,
+    };
+
+    /// (clusters judged VIRTUAL, clusters, networks with a whole across clusters).
+    fn judged(models: impl Iterator<Item = Regions>) -> (usize, usize, usize, usize) {
+        let (mut virtual_ones, mut clusters, mut with_wholes, mut networks) = (0, 0, 0, 0);
+        for model in models {
+            let network = network(regions(&model));
+            let assessments = assess_all(&network, &GraphFilter::default());
+            clusters += assessments.len();
+            virtual_ones += assessments
+                .iter()
+                .filter(|a| a.stage == Stage::VirtualIntegration)
+                .count();
+            let wholes = detect_all(&network, &GraphFilter::default());
+            with_wholes += usize::from(wholes.iter().any(|p| p.clusters.len() >= 2));
+            networks += 1;
+        }
+        (virtual_ones, clusters, with_wholes, networks)
+    }
+
+    #[test]
+    fn single_site_clusters_sharing_platforms_with_random_ties_are_rarely_wholes() {
+        let (virtual_ones, clusters, with_wholes, networks) = judged(regional_null_models(40));
+        assert!(clusters >= 400, "{clusters} clusters");
+        assert!(
+            virtual_ones * 20 <= clusters,
+            "{virtual_ones} of {clusters} null-model clusters judged VIRTUAL"
+        );
+        assert!(
+            with_wholes * 20 <= networks,
+            "wholes in {with_wholes} of {networks} null-model networks"
+        );
+    }
+
+    #[test]
+    fn built_multi_city_wholes_among_unrelated_clusters_are_found_with_their_clusters() {
+        let mut found = 0;
+        let models: Vec<Regions> = regional_wholes(12).collect();
+        for model in &models {
+            let network = network(regions(model));
+            let built: Vec<Id> = (0..model.whole_size)
+                .map(|c| Id::from(format!("{}-cluster-{c:03}", model.prefix)))
+                .collect();
+            let wholes = detect_all(&network, &GraphFilter::default());
+            let across: Vec<&Pattern> = wholes.iter().filter(|p| p.clusters.len() >= 2).collect();
+            // Whatever is found is the built whole or part of it: padding
+            // never joins it.
+            for whole in &across {
+                assert!(
+                    whole.clusters.iter().all(|c| built.contains(c)),
+                    "{:?} is not within {built:?}",
+                    whole.clusters
+                );
+            }
+            found += usize::from(across.iter().any(|w| w.clusters == built));
+        }
+        assert!(
+            found * 4 >= models.len() * 3,
+            "{found} of {} built wholes found",
+            models.len()
+        );
+    }
+
+    /// The three cities beside `before` and `after` regions of unrelated
+    /// clusters, with `order` shuffling the clusters, actors and links of
+    /// the batch (each kind among its own, so references still resolve).
+    fn cities_padded(before: usize, after: usize, pad_seed: u64, order: Option<u64>) -> Vec<Change> {
+        let pad = |prefix: &str, clusters: usize, seed: u64| {
+            regions(&Regions {
+                prefix: prefix.into(),
+                clusters,
+                own_mixes: seed % 2 == 0,
+                cross_share: 0.3,
+                seed,
+                ..Regions::default()
+            })
+        };
+        let mut changes = if before > 0 {
+            pad("before", before, pad_seed)
+        } else {
+            Vec::new()
+        };
+        changes.extend(three_cities(&ThreeCities::default()));
+        if after > 0 {
+            changes.extend(pad("after", after, pad_seed + 1));
+        }
+        if let Some(seed) = order {
+            use rand::seq::SliceRandom;
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let rank = |c: &Change| match c {
+                Change::UpsertCluster(_) => 0,
+                Change::UpsertActor(_) => 1,
+                _ => 2,
+            };
+            changes.shuffle(&mut rng);
+            changes.sort_by_key(rank);
+        }
+        changes
+    }
+
+    fn whole_of(network: &Network) -> Pattern {
+        let wholes = detect_all(network, &GraphFilter::default());
+        let mut of_cities = wholes.into_iter().filter(|p| p.spans(&THREE_CITIES[0].into()));
+        of_cities.next().expect("the three cities form a whole")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+
+        /// Unrelated clusters and actors, stored before and after, and any
+        /// order of storage change none of the whole's figures, exactly, nor
+        /// any of its clusters' assessments.
+        #[test]
+        fn unrelated_clusters_and_storage_order_change_none_of_a_wholes_figures(
+            before in 0usize..8,
+            after in 0usize..8,
+            pad_seed in 0u64..1_000,
+            order in prop::option::of(0u64..1_000),
+        ) {
+            let alone = network(cities_padded(0, 0, pad_seed, None));
+            let padded = network(cities_padded(before, after, pad_seed, order));
+            prop_assert_eq!(whole_of(&alone), whole_of(&padded));
+            for cluster in THREE_CITIES {
+                prop_assert_eq!(assessment(&alone, cluster), assessment(&padded, cluster));
+            }
+        }
+    }
+
+    #[test]
+    fn the_three_cities_are_virtual_and_the_near_misses_say_why() {
+        let whole = network(three_cities(&ThreeCities::default()));
+        for cluster in THREE_CITIES {
+            let a = assessment(&whole, cluster);
+            assert_eq!(a.stage, Stage::VirtualIntegration, "{}", a.explanation());
+            let pattern = a.pattern.as_ref().unwrap();
+            assert_eq!(pattern.clusters.len(), 3);
+            assert!(pattern.id.starts_with('W'));
+        }
+        // Barely tied: each stays UNCLASSIFIED with its one place.
+        let sparse = network(three_cities(&ThreeCities {
+            ties_per_pair: 2,
+            ..ThreeCities::default()
+        }));
+        for cluster in THREE_CITIES {
+            let a = assessment(&sparse, cluster);
+            assert_ne!(a.stage, Stage::VirtualIntegration);
+            assert!(a.pattern.is_none());
+            assert!(
+                a.explanation().contains("places 1.00 is below its floor 2.00"),
+                "{}",
+                a.explanation()
+            );
+        }
+    }
+}

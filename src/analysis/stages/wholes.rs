@@ -26,8 +26,9 @@
 //!    score*, the confidence with coverage counted without the
 //!    final-customer rule (so a design cluster and a development cluster
 //!    can meet before the manufacturer that reaches customers joins),
-//!    does not fall below either group's, with at most `detection.max_parts`
-//!    places. Passes repeat until no pair merges. A national platform tied
+//!    stays at `thresholds.virtual` or above, and does not fall below
+//!    either group's while those are under it, with at most
+//!    `detection.max_parts` places. Passes repeat until no pair merges. A national platform tied
 //!    to members everywhere joins every pair, but random places of one mix
 //!    are not distinct, so they do not merge: the country does not become
 //!    one whole.
@@ -436,6 +437,7 @@ impl<'n, 'a> Search<'n, 'a> {
         let mut members: Vec<Vec<usize>> = component.iter().map(|&n| vec![n]).collect();
         let mut score: Vec<f64> = vec![0.0; component.len()];
         let max_parts = self.config.detection.max_parts.max(2.0) as usize;
+        let threshold = self.config.thresholds.virtual_integration;
         loop {
             let mut merged = false;
             for &(_, p, q) in &pairs {
@@ -449,7 +451,10 @@ impl<'n, 'a> Search<'n, 'a> {
                 let Some(grown) = self.growth_score(&union) else {
                     continue;
                 };
-                if grown >= score[a].max(score[b]) {
+                // A whole may grow while it stays a whole: its score may
+                // fall as far as the threshold, never below it, nor below
+                // either group's while those are under it.
+                if grown >= score[a].max(score[b]).min(threshold) {
                     groups.union(a, b);
                     let root = groups.find_mut(a);
                     members[a].clear();
