@@ -613,7 +613,7 @@ mod across_clusters {
             regions(&Regions {
                 prefix: prefix.into(),
                 clusters,
-                own_mixes: seed % 2 == 0,
+                own_mixes: seed.is_multiple_of(2),
                 cross_share: 0.3,
                 seed,
                 ..Regions::default()
