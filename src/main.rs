@@ -26,6 +26,7 @@ use clusternet::{
         server::{serve, ServerConfig},
     },
     store::{SledConfig, Store, StoreConfig},
+    synthetic,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -70,6 +71,11 @@ enum Command {
         /// Directory to write clusters.csv, sites.csv, actors.csv, links.csv
         /// and cluster_links.csv into.
         dir: PathBuf,
+        /// Write instead three single-site clusters in Shanghai, Hangzhou
+        /// and Suzhou joined over a platform: a virtual whole across
+        /// clusters (docs/stages.md).
+        #[arg(long)]
+        three_cities: bool,
     },
     /// Prints the default stage-analysis settings as TOML, a starting point
     /// for `serve --config`.
@@ -270,8 +276,14 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Draw(args) => draw::run(args).await,
         Command::Analysis(command) => command.run().await,
         Command::Read(command) => command.run().await,
-        Command::DemoCsv { dir } => import::write_dir(&dir, &demo::demo_changes())
-            .map_err(|e| format!("error: cannot write {}: {e}", dir.display())),
+        Command::DemoCsv { dir, three_cities } => {
+            let changes = if three_cities {
+                synthetic::three_cities(&synthetic::ThreeCities::default())
+            } else {
+                demo::demo_changes()
+            };
+            import::write_dir(&dir, &changes).map_err(|e| format!("error: cannot write {}: {e}", dir.display()))
+        }
         Command::Config => {
             print!("{}", StageConfig::default().to_toml());
             Ok(())

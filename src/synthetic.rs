@@ -711,6 +711,9 @@ pub struct ThreeCities {
     pub one_mix: bool,
     /// The clusters' `country`; None leaves it to their sites' coordinates.
     pub country: Option<&'static str>,
+    /// The same firms as one cluster (`THREE_CITIES_AS_ONE`) with three
+    /// sites, the PLATFORM links between the sites.
+    pub one_cluster: bool,
     pub seed: u64,
 }
 
@@ -722,6 +725,7 @@ impl Default for ThreeCities {
             online_share: 0.6,
             one_mix: false,
             country: Some("CN"),
+            one_cluster: false,
             seed: 3,
         }
     }
@@ -729,6 +733,8 @@ impl Default for ThreeCities {
 
 /// The three clusters' ids: Shanghai, Hangzhou, Suzhou.
 pub const THREE_CITIES: [&str; 3] = ["shanghai-design", "hangzhou-development", "suzhou-manufacturing"];
+/// The cluster of `ThreeCities::one_cluster`.
+pub const THREE_CITIES_AS_ONE: &str = "yangtze-delta";
 /// The information platform they share.
 pub const THREE_CITIES_PLATFORM: &str = "yrd-info-platform";
 
@@ -773,21 +779,51 @@ pub fn three_cities(config: &ThreeCities) -> Vec<Change> {
             Channel::Physical
         }
     };
-    for (c, (city, lat, lon, segments)) in cities.iter().enumerate() {
-        let site = Id::from(format!("{}-site", THREE_CITIES[c]));
-        changes.push(Change::UpsertCluster(Cluster {
-            id: THREE_CITIES[c].into(),
-            name: format!("{city} cluster"),
+    let site_of = |c: usize| Id::from(format!("{}-site", THREE_CITIES[c]));
+    let cluster_of = |c: usize| {
+        Id::from(if config.one_cluster {
+            THREE_CITIES_AS_ONE
+        } else {
+            THREE_CITIES[c]
+        })
+    };
+    let cluster = |id: Id, name: String, sites: Vec<Site>| {
+        Change::UpsertCluster(Cluster {
+            id,
+            name,
             region: "Yangtze River Delta".into(),
             country,
             industry: "C2930".into(),
-            sites: vec![Site {
-                id: site.clone(),
-                name: (*city).into(),
-                lat: *lat,
-                lon: *lon,
-            }],
-        }));
+            sites,
+        })
+    };
+    let sites: Vec<Site> = cities
+        .iter()
+        .enumerate()
+        .map(|(c, (city, lat, lon, _))| Site {
+            id: site_of(c),
+            name: (*city).into(),
+            lat: *lat,
+            lon: *lon,
+        })
+        .collect();
+    if config.one_cluster {
+        changes.push(cluster(
+            THREE_CITIES_AS_ONE.into(),
+            "Yangtze River Delta cluster".into(),
+            sites,
+        ));
+    } else {
+        for (c, site) in sites.into_iter().enumerate() {
+            changes.push(cluster(
+                THREE_CITIES[c].into(),
+                format!("{} cluster", site.name),
+                vec![site],
+            ));
+        }
+    }
+    for (c, (city, _, _, segments)) in cities.iter().enumerate() {
+        let site = site_of(c);
         let choices = if config.one_mix { &all } else { segments };
         for i in 0..config.members {
             changes.push(Change::UpsertActor(Actor {
@@ -796,7 +832,7 @@ pub fn three_cities(config: &ThreeCities) -> Vec<Change> {
                 kind: ActorKind::Firm,
                 industry: ["C2930", "M7410", "G4530"][c].into(),
                 segments: [choices[rng.gen_range(0..choices.len())]].into_iter().collect(),
-                cluster_ids: vec![THREE_CITIES[c].into()],
+                cluster_ids: vec![cluster_of(c)],
                 site_id: Some(site.clone()),
                 country,
                 employees: Some(rng.gen_range(10..300)),
@@ -840,10 +876,18 @@ pub fn three_cities(config: &ThreeCities) -> Vec<Change> {
             changes.push(Change::UpsertLink(link));
         }
     }
+    // Between the clusters, or between the sites of the one cluster.
+    let end = |c: usize| {
+        if config.one_cluster {
+            site_of(c)
+        } else {
+            Id::from(THREE_CITIES[c])
+        }
+    };
     for (a, b) in [(0, 1), (1, 2)] {
         changes.push(Change::UpsertClusterLink(crate::model::ClusterLink {
-            source: THREE_CITIES[a].into(),
-            target: THREE_CITIES[b].into(),
+            source: end(a),
+            target: end(b),
             kind: crate::model::ClusterLinkKind::Platform,
             channel: Channel::Virtual,
             weight: 1.0,

@@ -638,6 +638,9 @@ async fn stage(a: StageArgs) -> Result<(), String> {
                     ("regional", score(pb::Stage::RegionalIntegration)),
                     ("global", score(pb::Stage::GlobalValueChain)),
                     ("virtual", score(pb::Stage::VirtualIntegration)),
+                    // The whole it is virtual through, with the clusters of a whole across clusters.
+                    ("whole_id", r.pattern.as_ref().map(|p| p.whole_id.clone()).into()),
+                    ("whole_clusters", r.pattern.as_ref().map(|p| Cell::list(&p.cluster_ids)).unwrap_or(Cell::Empty)),
                 ];
                 if explain {
                     row.push(("explanation", r.explanation.clone().into()));
@@ -668,7 +671,8 @@ async fn virtual_integration(a: VirtualArgs) -> Result<(), String> {
                 let places: Vec<&str> = p.parts.iter().map(|x| x.place_id.as_str()).collect();
                 let platforms: Vec<&str> = p.platforms.iter().map(|x| x.actor_id.as_str()).collect();
                 vec![
-                    ("cluster_id", p.cluster_id.clone().into()),
+                    ("whole_id", p.whole_id.clone().into()),
+                    ("cluster_ids", Cell::list(&p.cluster_ids)),
                     ("places", Cell::list(&places)),
                     ("platforms", Cell::list(&platforms)),
                     ("interaction_ratio", p.interaction_ratio.into()),

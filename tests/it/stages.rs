@@ -664,3 +664,57 @@ async fn unrelated_clusters_loaded_beside_the_demo_move_no_verdict_or_figure() {
         .all(|a| stage(a) != pb::Stage::VirtualIntegration));
     server.stop().await;
 }
+
+/// Runs the `clusternet` command and returns its standard output.
+async fn clusternet(args: Vec<String>) -> String {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_clusternet"))
+            .args(args)
+            .output()
+            .expect("the binary runs")
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_clusters_in_three_cities_are_one_whole_named_by_each_over_the_api_and_the_command_line() {
+    use clusternet::synthetic::THREE_CITIES;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let csv = dir.path().join("three-cities");
+    let csv = csv.to_str().unwrap().to_string();
+    // As the README: write the network as CSV, import it through the API.
+    clusternet(vec!["demo-csv".into(), "--three-cities".into(), csv.clone()]).await;
+    clusternet(vec!["import".into(), "--server".into(), server.url(), csv]).await;
+    let mut client = AnalysisServiceClient::new(server.channel().await);
+
+    let found = patterns(&mut client).await;
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let whole = &found[0];
+    let mut clusters = THREE_CITIES.to_vec();
+    clusters.sort();
+    assert_eq!(whole.cluster_ids, clusters);
+    assert_eq!(whole.cluster_id, "", "a whole across clusters is no one cluster's");
+    assert!(whole.gates.iter().all(|g| g.met));
+    assert!(whole.confidence >= 0.5);
+    for cluster in THREE_CITIES {
+        let a = assessment(&mut client, cluster).await;
+        assert_eq!(stage(&a), pb::Stage::VirtualIntegration, "{}", a.explanation);
+        let named = a.pattern.as_ref().expect("the whole it is virtual through");
+        assert_eq!(named.whole_id, whole.whole_id, "one id on every call");
+        let relations = &a.evidence.as_ref().unwrap().whole_relations;
+        let mut others: Vec<&str> = relations.iter().map(|r| r.cluster_id.as_str()).collect();
+        others.sort();
+        let expected: Vec<&str> = clusters.iter().copied().filter(|c| *c != cluster).collect();
+        assert_eq!(others, expected);
+        assert!(a.explanation.contains(&whole.whole_id), "{}", a.explanation);
+    }
+    // The command line shows the same whole.
+    let table = clusternet(vec!["virtual".into(), "--json".into(), "--server".into(), server.url()]).await;
+    assert_eq!(table.lines().count(), 1, "{table}");
+    assert!(table.contains(&whole.whole_id), "{table}");
+    server.stop().await;
+}

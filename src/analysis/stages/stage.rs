@@ -227,8 +227,23 @@ impl Assessment {
                         others.join(", ")
                     )
                 };
+                // A whole across clusters is named, with the other clusters in it.
+                let across = self
+                    .pattern
+                    .as_ref()
+                    .filter(|p| p.clusters.len() > 1 && chosen.stage == Stage::VirtualIntegration)
+                    .map(|p| {
+                        let others: Vec<&str> = p
+                            .clusters
+                            .iter()
+                            .filter(|c| **c != self.cluster)
+                            .map(|c| &**c)
+                            .collect();
+                        format!(" as part of the whole {} with {}", p.id, others.join(", "))
+                    })
+                    .unwrap_or_default();
                 format!(
-                    "{}: {why}; strongest factors: {}",
+                    "{}{across}: {why}; strongest factors: {}",
                     chosen.describe(),
                     strongest.join(", ")
                 )

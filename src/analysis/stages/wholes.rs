@@ -620,6 +620,34 @@ mod tests {
     }
 
     #[test]
+    fn the_same_firms_as_one_cluster_of_three_sites_give_the_same_figures() {
+        // The verdict depends on the network, not on where the user drew
+        // the clusters' borders.
+        let three = detect_all(&cities(ThreeCities::default()), &GraphFilter::default());
+        let one = detect_all(
+            &cities(ThreeCities {
+                one_cluster: true,
+                ..ThreeCities::default()
+            }),
+            &GraphFilter::default(),
+        );
+        assert_eq!((three.len(), one.len()), (1, 1));
+        let (a, b) = (&three[0], &one[0]);
+        assert_eq!(b.clusters, [crate::synthetic::THREE_CITIES_AS_ONE.into()]);
+        assert_eq!(a.factors, b.factors);
+        assert_eq!(a.interaction, b.interaction);
+        assert_eq!(
+            (a.joining_ties, a.virtual_joining_ties),
+            (b.joining_ties, b.virtual_joining_ties)
+        );
+        assert_eq!(a.platforms, b.platforms);
+        assert_eq!(a.specialisation.distinctness, b.specialisation.distinctness);
+        // Both at the smallest p-value 999 reassignments can give.
+        assert_eq!(a.specialisation.p_value, b.specialisation.p_value);
+        assert_eq!(a.confidence, b.confidence);
+    }
+
+    #[test]
     fn two_ties_per_pair_are_no_whole() {
         let network = cities(ThreeCities {
             ties_per_pair: 2,
