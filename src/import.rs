@@ -78,19 +78,84 @@ pub const FILES: [&str; 6] = [
 /// network's rows held at once are gigabytes (4.7 GB for 11M rows) and
 /// seconds of parsing before the first batch goes out. Checked first, the
 /// rows can then be read again part by part while the earlier parts upload.
-pub fn check_dir(dir: &Path) -> Result<u64, Vec<RowError>> {
-    let mut count = 0u64;
+pub fn check_dir(dir: &Path) -> Result<Checked, Vec<RowError>> {
+    let mut checked = Checked::default();
     // Each change is checked on its own (weights, coordinates, dates) and
-    // dropped on the thread that parsed it.
-    let check = |change: Change| change.validated().map(drop).map_err(|e| e.to_string());
-    let errors = each_change(dir, &check, &mut |checked| {
-        count += checked.len() as u64;
+    // dropped on the thread that parsed it; a cluster without a country
+    // is looked up where its sites lie, for the report.
+    let check = |change: Change| {
+        let change = change.validated().map_err(|e| e.to_string())?;
+        Ok(match change {
+            Change::UpsertCluster(cluster) if cluster.country.is_none() => {
+                Some((cluster.id.clone(), crate::geo::home_country(&cluster)))
+            }
+            _ => None,
+        })
+    };
+    let errors = each_change(dir, &check, &mut |part| {
+        checked.changes += part.len() as u64;
+        for (origin, home) in part {
+            if let Some((cluster, home)) = home {
+                checked.homes.push((origin, cluster, home));
+            }
+        }
         ControlFlow::Continue(())
     });
     if errors.is_empty() {
-        Ok(count)
+        Ok(checked)
     } else {
         Err(errors)
+    }
+}
+
+/// What the check of a directory found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Checked {
+    /// Changes the directory holds.
+    pub changes: u64,
+    /// The clusters without a `country`, each with the home country its
+    /// sites give (or why they give none), by the row that defines it.
+    pub homes: Vec<(Origin, Id, crate::geo::HomeCountry)>,
+}
+
+impl Checked {
+    /// For the import's summary, per file: the clusters whose country came
+    /// from their sites, and those it could not, with why.
+    pub fn home_report(&self) -> Vec<String> {
+        use crate::geo::HomeCountry;
+        let mut lines = Vec::new();
+        let mut files: Vec<&str> = self.homes.iter().map(|(o, _, _)| o.file).collect();
+        files.dedup();
+        for file in files {
+            let of_file = || self.homes.iter().filter(move |(o, _, _)| o.file == file);
+            let derived: Vec<String> = of_file()
+                .filter_map(|(_, id, home)| match home {
+                    HomeCountry::FromSites(c) => Some(format!("{id} {}", c.as_str())),
+                    _ => None,
+                })
+                .collect();
+            let unknown: Vec<String> = of_file()
+                .filter_map(|(_, id, home)| match home {
+                    HomeCountry::Unknown(why) => Some(format!("{id} ({why})")),
+                    _ => None,
+                })
+                .collect();
+            if !derived.is_empty() {
+                lines.push(format!(
+                    "{file}: {} clusters without a country take it from their sites: {}",
+                    derived.len(),
+                    derived.join(", ")
+                ));
+            }
+            if !unknown.is_empty() {
+                lines.push(format!(
+                    "{file}: {} clusters without a country have none from their sites either: {}",
+                    unknown.len(),
+                    unknown.join(", ")
+                ));
+            }
+        }
+        lines
     }
 }
 
@@ -734,7 +799,7 @@ mod tests {
             revenue: Some(3.5e8),
         }));
         write_dir(dir.path(), &demo).unwrap();
-        assert_eq!(check_dir(dir.path()), Ok(demo.len() as u64));
+        assert_eq!(check_dir(dir.path()).map(|c| c.changes), Ok(demo.len() as u64));
         let mut read: Vec<Change> = Vec::new();
         read_dir(dir.path(), |changes| {
             read.extend(changes.into_iter().map(|s| s.change));
@@ -742,6 +807,29 @@ mod tests {
         })
         .unwrap();
         assert_eq!(read, demo);
+    }
+
+    #[test]
+    fn the_check_reports_per_file_the_clusters_whose_country_came_from_their_sites() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "clusters.csv",
+            "id,name,country\nsz,Suzhou,\nsplit,Split,\nde,Given,DE\n",
+        );
+        write(
+            dir.path(),
+            "sites.csv",
+            "id,cluster_id,lat,lon\nsz-1,sz,31.30,120.58\nsplit-1,split,22.54,114.06\nsplit-2,split,34.69,135.50\nde-1,de,31.30,120.58\n",
+        );
+        let checked = check_dir(dir.path()).unwrap();
+        assert_eq!(
+            checked.home_report(),
+            [
+                "clusters.csv: 1 clusters without a country take it from their sites: sz CN",
+                "clusters.csv: 1 clusters without a country have none from their sites either: split (sites in CN and JP)",
+            ]
+        );
     }
 
     /// The second pass hands a large directory over in several parts, in
@@ -761,7 +849,7 @@ mod tests {
             text.push_str(&format!("actor-{},actor-{},supply\n", i % actors, (i * 7 + 1) % actors));
         }
         write(dir.path(), "links.csv", &text);
-        assert_eq!(check_dir(dir.path()), Ok((actors + links) as u64));
+        assert_eq!(check_dir(dir.path()).map(|c| c.changes), Ok((actors + links) as u64));
 
         let mut parts = 0;
         let mut read: Vec<SourcedChange> = Vec::new();

@@ -18,6 +18,7 @@ pub mod demo;
 pub mod draw;
 pub mod error;
 pub mod export;
+pub mod geo;
 pub mod graph;
 pub mod import;
 pub mod model;

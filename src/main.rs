@@ -581,8 +581,8 @@ async fn run_import(args: ImportArgs) -> Result<(), String> {
     // imports nothing. The second reads the rows again as they upload.
     let started = Instant::now();
     let checking = args.dir.clone();
-    let total = match tokio::task::spawn_blocking(move || import::check_dir(&checking)).await {
-        Ok(Ok(total)) => total,
+    let checked = match tokio::task::spawn_blocking(move || import::check_dir(&checking)).await {
+        Ok(Ok(checked)) => checked,
         Ok(Err(errors)) => {
             let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
             return Err(format!(
@@ -593,6 +593,7 @@ async fn run_import(args: ImportArgs) -> Result<(), String> {
         }
         Err(error) => return Err(format!("error: the CSV check stopped: {error}")),
     };
+    let total = checked.changes;
     let progress = ProgressBar::new(total).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} changes ({per_sec}, eta {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -617,6 +618,9 @@ async fn run_import(args: ImportArgs) -> Result<(), String> {
                 counts.cluster_links_upserted,
                 reply.revision
             );
+            for line in checked.home_report() {
+                println!("{line}");
+            }
             Ok(())
         }
         Err(error @ UploadError::Row { .. }) => Err(format!(

@@ -34,6 +34,7 @@ use crate::analysis::{
     Cancelled, Control,
 };
 use crate::{
+    geo::{home_country, HomeCountry},
     graph::GraphFilter,
     model::{Actor, ActorKind, Channel, Country, Id, LinkKind, Segment},
     network::{ties::Ties, Attributes, EdgeKey, Ix, LinkData, Network},
@@ -71,8 +72,9 @@ pub struct Relation {
 pub struct Evidence {
     pub members: u64,
     pub enterprises: u64,
-    /// The cluster's own country, where it is; empty when unknown.
-    pub home_country: String,
+    /// Where the cluster is: its own country, else the one all its sites
+    /// lie in, else unknown with the reason.
+    pub home: HomeCountry,
     /// Links with an end in the cluster.
     pub ties: u64,
     pub internal_ties: u64,
@@ -485,10 +487,14 @@ fn assess_clusters(
     let mut cluster_ids: Vec<Id> = Vec::with_capacity(network.clusters.len());
     let mut regions: Vec<&str> = Vec::with_capacity(network.clusters.len());
     let mut home: Vec<Option<Country>> = Vec::with_capacity(network.clusters.len());
+    let mut home_found: Vec<HomeCountry> = Vec::with_capacity(network.clusters.len());
     for (id, cluster) in network.clusters.iter() {
         cluster_ids.push(id.clone());
         regions.push(cluster.region.as_str());
-        home.push(cluster.country);
+        // Its own country, else the one its sites lie in (offline boundaries).
+        let found = home_country(cluster);
+        home.push(found.country());
+        home_found.push(found);
     }
     let wanted = filter.wants_cluster();
     let assessed: Vec<bool> = cluster_ids.iter().map(&wanted).collect();
@@ -759,7 +765,7 @@ fn assess_clusters(
                 tally: t,
                 ties,
                 mix: &mixes[c],
-                home: home[c],
+                home: home_found[c].clone(),
                 own: pattern,
                 across,
                 overlap,
@@ -794,7 +800,7 @@ struct Gathered<'a, 'n> {
     tally: &'a Tally,
     ties: &'a Ties<'n>,
     mix: &'a [f64; 8],
-    home: Option<Country>,
+    home: HomeCountry,
     /// The cluster's own places measured as one whole.
     own: Option<Pattern>,
     /// The whole across clusters with a place of it, when its own places are none.
@@ -885,7 +891,7 @@ fn evaluate(network: &Network, filter: &GraphFilter, config: &StageConfig, g: Ga
     let evidence = Evidence {
         members: t.members.len() as u64,
         enterprises: enterprises.len() as u64,
-        home_country: home.map(|c| c.as_str().to_string()).unwrap_or_default(),
+        home,
         ties: t.ties,
         internal_ties: t.internal,
         domestic_external_ties: t.domestic_external,
@@ -1057,7 +1063,7 @@ pub fn score(e: &Evidence, pattern: Option<&Pattern>, config: &StageConfig) -> V
             gates: vec![
                 Gate::at_least(
                     "home_country",
-                    if e.home_country.is_empty() { 0.0 } else { 1.0 },
+                    if e.home.country().is_some() { 1.0 } else { 0.0 },
                     1.0,
                     "the cluster's country is known, so foreign ties can be told",
                 ),

@@ -490,7 +490,7 @@ fn home_country_is_where_the_cluster_is_not_where_its_members_are_registered() {
     changes.push(Change::UpsertActor(testing::actor("nowhere", &[])));
     changes.push(Change::UpsertLink(testing::link("m0", "nowhere", LinkKind::Supply)));
     let a = assessment(&network(changes), "kunshan");
-    assert_eq!(a.evidence.home_country, "CN");
+    assert_eq!(a.evidence.home, crate::geo::HomeCountry::Given("CN".parse().unwrap()));
     assert_eq!((a.evidence.foreign_ties, a.evidence.unknown_country_ties), (0, 1));
     assert_eq!(a.evidence.domestic_external_ties, 10);
     assert_ne!(a.stage, Stage::GlobalValueChain, "{}", a.explanation());
@@ -511,6 +511,79 @@ fn a_cluster_without_a_country_cannot_be_judged_global_and_says_so() {
     let a = assessment(&network(changes), "somewhere");
     assert_eq!((a.evidence.foreign_ties, a.evidence.unknown_country_ties), (0, 1));
     assert_eq!(gate(&a, Stage::GlobalValueChain, "home_country"), (0.0, false));
+}
+
+/// Issue 30's second case: a cluster with no `country` whose one site is at
+/// 31.30 N, 120.58 E (Suzhou), 40 Chinese members trading with 32 foreign
+/// manufacturers and distributors; `second_site` adds a site in Osaka.
+fn suzhou_without_a_country(second_site: bool) -> Vec<Change> {
+    let mut sites = vec![Site {
+        id: "suzhou".into(),
+        name: "Suzhou".into(),
+        lat: 31.30,
+        lon: 120.58,
+    }];
+    if second_site {
+        sites.push(Site {
+            id: "osaka".into(),
+            name: "Osaka".into(),
+            lat: 34.69,
+            lon: 135.50,
+        });
+    }
+    let mut changes = vec![Change::UpsertCluster(Cluster {
+        sites,
+        ..testing::cluster("sz")
+    })];
+    for i in 0..40 {
+        changes.push(Change::UpsertActor(Actor {
+            country: "CN".parse().ok(),
+            site_id: Some("suzhou".into()),
+            segments: [[Segment::Design, Segment::Marketing, Segment::AfterSalesService][i % 3]]
+                .into_iter()
+                .collect(),
+            ..testing::actor(&format!("m{i}"), &["sz"])
+        }));
+        if i > 0 {
+            changes.push(Change::UpsertLink(testing::link(
+                &format!("m{}", i - 1),
+                &format!("m{i}"),
+                LinkKind::Supply,
+            )));
+        }
+    }
+    for j in 0..32 {
+        changes.push(Change::UpsertActor(Actor {
+            country: ["DE", "JP", "US", "KR"][j % 4].parse().ok(),
+            ..testing::actor(&format!("f{j}"), &[])
+        }));
+        changes.push(Change::UpsertLink(testing::link(
+            &format!("m{}", j % 40),
+            &format!("f{j}"),
+            LinkKind::Supply,
+        )));
+        changes.push(Change::UpsertLink(testing::link(
+            &format!("f{j}"),
+            &format!("m{}", (j + 7) % 40),
+            LinkKind::Supply,
+        )));
+    }
+    changes
+}
+
+#[test]
+fn a_cluster_without_a_country_takes_it_from_where_its_sites_lie() {
+    use crate::geo::HomeCountry;
+    let a = assessment(&network(suzhou_without_a_country(false)), "sz");
+    assert_eq!(a.evidence.home, HomeCountry::FromSites("CN".parse().unwrap()));
+    assert_eq!(gate(&a, Stage::GlobalValueChain, "home_country"), (1.0, true));
+    assert_eq!(a.evidence.foreign_ties, 64);
+    assert_eq!(a.stage, Stage::GlobalValueChain, "{}", a.explanation());
+    // Sites in two countries leave it unknown, and the evidence says why.
+    let a = assessment(&network(suzhou_without_a_country(true)), "sz");
+    assert_eq!(a.evidence.home, HomeCountry::Unknown("sites in CN and JP".into()));
+    assert_eq!(gate(&a, Stage::GlobalValueChain, "home_country"), (0.0, false));
+    assert_eq!(a.evidence.foreign_ties, 0);
 }
 
 #[test]

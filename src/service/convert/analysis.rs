@@ -19,6 +19,7 @@ use crate::{
             virtual_integration::Pattern,
         },
     },
+    geo::HomeCountry,
     graph::{InterClusterEdge, InterClusterNode, Layer},
     model::{ActorKind, Channel, ClusterLinkKind, Date, Id, LinkKind, Segment},
 };
@@ -422,7 +423,16 @@ pub fn assessment_to_pb(a: &Assessment) -> pb::StageAssessment {
         evidence: Some(pb::StageEvidence {
             members: e.members,
             enterprises: e.enterprises,
-            home_country: e.home_country.clone(),
+            home_country: e.home.country().map(|c| c.as_str().to_string()).unwrap_or_default(),
+            home_country_source: match e.home {
+                HomeCountry::Given(_) => pb::HomeCountrySource::Given,
+                HomeCountry::FromSites(_) => pb::HomeCountrySource::Sites,
+                HomeCountry::Unknown(_) => pb::HomeCountrySource::Unknown,
+            } as i32,
+            home_country_unknown_reason: match &e.home {
+                HomeCountry::Unknown(why) => why.clone(),
+                _ => String::new(),
+            },
             ties: e.ties,
             internal_ties: e.internal_ties,
             domestic_external_ties: e.domestic_external_ties,
