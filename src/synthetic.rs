@@ -714,6 +714,10 @@ pub struct ThreeCities {
     /// The same firms as one cluster (`THREE_CITIES_AS_ONE`) with three
     /// sites, the PLATFORM links between the sites.
     pub one_cluster: bool,
+    /// A fourth cluster, in Ningbo (consumption, recycling and sales), tied
+    /// to each of the three by this many ties (online as the rest) and to
+    /// the platform: with as many as the others it is a fourth part.
+    pub ningbo_ties: Option<usize>,
     pub seed: u64,
 }
 
@@ -726,6 +730,7 @@ impl Default for ThreeCities {
             one_mix: false,
             country: Some("CN"),
             one_cluster: false,
+            ningbo_ties: None,
             seed: 3,
         }
     }
@@ -733,6 +738,8 @@ impl Default for ThreeCities {
 
 /// The three clusters' ids: Shanghai, Hangzhou, Suzhou.
 pub const THREE_CITIES: [&str; 3] = ["shanghai-design", "hangzhou-development", "suzhou-manufacturing"];
+/// The cluster of `ThreeCities::ningbo_ties`.
+pub const NINGBO: &str = "ningbo-recycling";
 /// The cluster of `ThreeCities::one_cluster`.
 pub const THREE_CITIES_AS_ONE: &str = "yangtze-delta";
 /// The information platform they share.
@@ -740,7 +747,7 @@ pub const THREE_CITIES_PLATFORM: &str = "yrd-info-platform";
 
 pub fn three_cities(config: &ThreeCities) -> Vec<Change> {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let cities = [
+    let mut cities = vec![
         ("Shanghai", 31.23, 121.47, vec![Segment::Design]),
         (
             "Hangzhou",
@@ -756,6 +763,16 @@ pub fn three_cities(config: &ThreeCities) -> Vec<Change> {
         ),
     ];
     let all: Vec<Segment> = cities.iter().flat_map(|c| c.3.clone()).collect();
+    let mut names: Vec<&str> = THREE_CITIES.to_vec();
+    if config.ningbo_ties.is_some() {
+        cities.push((
+            "Ningbo",
+            29.87,
+            121.54,
+            vec![Segment::Consumption, Segment::Recycling, Segment::Sales],
+        ));
+        names.push(NINGBO);
+    }
     let country = config.country.map(|c| c.parse().expect("valid"));
     let mut changes = vec![Change::UpsertActor(Actor {
         id: THREE_CITIES_PLATFORM.into(),
@@ -771,7 +788,7 @@ pub fn three_cities(config: &ThreeCities) -> Vec<Change> {
         validity: Validity::default(),
     })];
     let mut links = Vec::new();
-    let member = |c: usize, i: usize| Id::from(format!("{}-{i:02}", THREE_CITIES[c]));
+    let member = |c: usize, i: usize| Id::from(format!("{}-{i:02}", names[c]));
     let online = |rng: &mut ChaCha8Rng| {
         if rng.gen_bool(config.online_share) {
             Channel::Virtual
@@ -779,12 +796,12 @@ pub fn three_cities(config: &ThreeCities) -> Vec<Change> {
             Channel::Physical
         }
     };
-    let site_of = |c: usize| Id::from(format!("{}-site", THREE_CITIES[c]));
+    let site_of = |c: usize| Id::from(format!("{}-site", names[c]));
     let cluster_of = |c: usize| {
         Id::from(if config.one_cluster {
             THREE_CITIES_AS_ONE
         } else {
-            THREE_CITIES[c]
+            names[c]
         })
     };
     let cluster = |id: Id, name: String, sites: Vec<Site>| {
@@ -815,11 +832,7 @@ pub fn three_cities(config: &ThreeCities) -> Vec<Change> {
         ));
     } else {
         for (c, site) in sites.into_iter().enumerate() {
-            changes.push(cluster(
-                THREE_CITIES[c].into(),
-                format!("{} cluster", site.name),
-                vec![site],
-            ));
+            changes.push(cluster(names[c].into(), format!("{} cluster", site.name), vec![site]));
         }
     }
     for (c, (city, _, _, segments)) in cities.iter().enumerate() {
@@ -830,7 +843,7 @@ pub fn three_cities(config: &ThreeCities) -> Vec<Change> {
                 id: member(c, i),
                 name: format!("{city} firm {i}"),
                 kind: ActorKind::Firm,
-                industry: ["C2930", "M7410", "G4530"][c].into(),
+                industry: ["C2930", "M7410", "G4530", "E3830"][c].into(),
                 segments: [choices[rng.gen_range(0..choices.len())]].into_iter().collect(),
                 cluster_ids: vec![cluster_of(c)],
                 site_id: Some(site.clone()),
@@ -854,8 +867,14 @@ pub fn three_cities(config: &ThreeCities) -> Vec<Change> {
             }
         }
     }
-    for (a, b) in [(0, 1), (1, 2), (0, 2)] {
-        for _ in 0..config.ties_per_pair {
+    let mut pairs: Vec<(usize, usize, usize)> = [(0, 1), (1, 2), (0, 2)]
+        .map(|(a, b)| (a, b, config.ties_per_pair))
+        .to_vec();
+    if let Some(ties) = config.ningbo_ties {
+        pairs.extend((0..3).map(|c| (c, 3, ties)));
+    }
+    for (a, b, ties) in pairs {
+        for _ in 0..ties {
             let (i, j) = (rng.gen_range(0..config.members), rng.gen_range(0..config.members));
             let channel = online(&mut rng);
             links.push((member(a, i), member(b, j), LinkKind::Cooperation, channel));
@@ -881,7 +900,7 @@ pub fn three_cities(config: &ThreeCities) -> Vec<Change> {
         if config.one_cluster {
             site_of(c)
         } else {
-            Id::from(THREE_CITIES[c])
+            Id::from(names[c])
         }
     };
     for (a, b) in [(0, 1), (1, 2)] {

@@ -66,6 +66,52 @@ pub struct ClusterState {
     pub components: Vec<(Id, u32)>,
     /// Member Jaccard with every cluster sharing a member.
     pub overlaps: Vec<(Id, f64)>,
+    /// The whole across clusters the cluster is virtual through. Last, so
+    /// figures kept before it existed still read ([`ClusterState::decode`]).
+    pub whole: Option<WholeState>,
+}
+
+/// A whole across clusters as kept: its id, its clusters, its size and confidence.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WholeState {
+    pub id: Id,
+    pub clusters: Vec<Id>,
+    pub parts: u32,
+    pub confidence: f64,
+}
+
+/// [`ClusterState`] as kept before wholes across clusters.
+#[derive(Deserialize)]
+struct ClusterStateBeforeWholes {
+    stage: Stage,
+    scores: [f64; 3],
+    passed: [bool; 3],
+    pattern: Option<(f64, u32)>,
+    top: Vec<(Id, f64)>,
+    top_k: u32,
+    components: Vec<(Id, u32)>,
+    overlaps: Vec<(Id, f64)>,
+}
+
+impl ClusterState {
+    /// Reads kept figures, those written before wholes across clusters too
+    /// (they read as in no whole; the next round of the cluster fills it).
+    pub fn decode(bytes: &[u8]) -> Result<ClusterState, bincode::Error> {
+        bincode::deserialize(bytes).or_else(|error| {
+            let old: ClusterStateBeforeWholes = bincode::deserialize(bytes).map_err(|_| error)?;
+            Ok(ClusterState {
+                stage: old.stage,
+                scores: old.scores,
+                passed: old.passed,
+                pattern: old.pattern,
+                top: old.top,
+                top_k: old.top_k,
+                components: old.components,
+                overlaps: old.overlaps,
+                whole: None,
+            })
+        })
+    }
 }
 
 #[cfg(test)]
@@ -81,6 +127,7 @@ impl ClusterState {
             top_k: 5,
             components: Vec::new(),
             overlaps: overlaps.iter().map(|(c, j)| (Id::from(*c), *j)).collect(),
+            whole: None,
         }
     }
 }
@@ -151,13 +198,29 @@ impl Evaluator<'_> {
         let mut outcome = Outcome::default();
         let (live, gone): (Vec<Id>, Vec<Id>) = clusters.iter().cloned().partition(|c| after.clusters.contains_key(c));
         outcome.states.extend(gone.into_iter().map(|c| (c, None)));
-        let fresh = self.states(after, &live)?;
+        let mut fresh = self.states(after, &live)?;
+        // A whole's clusters are recomputed together: a batch that touches
+        // one of them can make or break the whole for all.
+        let recomputed: HashSet<&Id> = clusters.iter().collect();
+        let mut partners: BTreeSet<Id> = BTreeSet::new();
+        for (cluster, new) in &fresh {
+            let old = kept.get(cluster).and_then(|s| s.whole.as_ref());
+            for whole in old.into_iter().chain(new.whole.as_ref()) {
+                partners.extend(whole.clusters.iter().filter(|c| !recomputed.contains(c)).cloned());
+            }
+        }
+        partners.retain(|c| after.clusters.contains_key(c));
+        let partners: Vec<Id> = partners.into_iter().collect();
+        fresh.extend(self.states(after, &partners)?);
         let mut pairs_seen: HashSet<(Id, Id)> = HashSet::new();
         for (cluster, new) in &fresh {
             if let Some(old) = kept.get(cluster) {
                 self.compare(cluster, old, new, &mut pairs_seen, &mut outcome.alerts);
             }
         }
+        let old_wholes = fresh.iter().filter_map(|(c, _)| kept.get(c)?.whole.as_ref());
+        let new_wholes = fresh.iter().filter_map(|(_, s)| s.whole.as_ref());
+        self.wholes(old_wholes, new_wholes, &mut outcome.alerts);
         outcome.states.extend(fresh.into_iter().map(|(c, s)| (c, Some(s))));
         outcome.alerts.retain(|a| self.rules.enabled(a.kind));
         Ok(outcome)
@@ -250,7 +313,7 @@ impl Evaluator<'_> {
         clusters
             .par_iter()
             .map(|cluster| {
-                let (stage, scores, passed, pattern) = match assessed.get(cluster) {
+                let (stage, scores, passed, pattern, whole) = match assessed.get(cluster) {
                     Some((a, patterns)) => {
                         let mut scores = [0.0; 3];
                         let mut passed = [false; 3];
@@ -259,9 +322,15 @@ impl Evaluator<'_> {
                             passed[i] = s.passed();
                         }
                         let pattern = patterns.first().map(|p| (p.confidence, p.parts.len() as u32));
-                        (a.stage, scores, passed, pattern)
+                        let whole = a.pattern.as_ref().filter(|p| p.clusters.len() > 1).map(|p| WholeState {
+                            id: p.id.clone(),
+                            clusters: p.clusters.clone(),
+                            parts: p.parts.len() as u32,
+                            confidence: p.confidence,
+                        });
+                        (a.stage, scores, passed, pattern, whole)
                     }
-                    None => (Stage::Unclassified, [0.0; 3], [false; 3], None),
+                    None => (Stage::Unclassified, [0.0; 3], [false; 3], None, None),
                 };
                 let (top, components) = own_network(network, &ties, cluster, self.rules.centrality_top_k as usize);
                 let state = ClusterState {
@@ -273,6 +342,7 @@ impl Evaluator<'_> {
                     top_k: self.rules.centrality_top_k,
                     components,
                     overlaps: member_jaccards(network, cluster),
+                    whole,
                 };
                 Ok((cluster.clone(), state))
             })
@@ -378,6 +448,105 @@ impl Evaluator<'_> {
                     format!("the member overlap of {cluster} and {other} {way} {after:.3} (threshold {threshold})"),
                 ));
             }
+        }
+    }
+
+    /// WHOLE_FORMED, _GREW, _SHRANK, _DISSOLVED: the wholes across
+    /// clusters kept for the round's clusters against those found now, each
+    /// whole once. A new whole sharing a cluster with an old one grew or
+    /// shrank from it (by parts); one sharing none formed; an old whole
+    /// sharing a cluster with no new one dissolved.
+    fn wholes<'w>(
+        &self,
+        old: impl Iterator<Item = &'w WholeState>,
+        new: impl Iterator<Item = &'w WholeState>,
+        alerts: &mut Vec<Alert>,
+    ) {
+        let old: BTreeMap<&Id, &WholeState> = old.map(|w| (&w.id, w)).collect();
+        let new: BTreeMap<&Id, &WholeState> = new.map(|w| (&w.id, w)).collect();
+        let shares = |a: &WholeState, b: &WholeState| a.clusters.iter().any(|c| b.clusters.contains(c));
+        let figures = |before: Option<&WholeState>, after: Option<&WholeState>| {
+            let of = |w: Option<&WholeState>, f: fn(&WholeState) -> f64| w.map_or(0.0, f);
+            vec![
+                Figure::new("parts", of(before, |w| w.parts as f64), of(after, |w| w.parts as f64)),
+                Figure::new(
+                    "clusters",
+                    of(before, |w| w.clusters.len() as f64),
+                    of(after, |w| w.clusters.len() as f64),
+                ),
+                Figure::new("confidence", of(before, |w| w.confidence), of(after, |w| w.confidence)),
+            ]
+        };
+        let named = |w: &WholeState| w.clusters.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ");
+        for (id, after) in &new {
+            if old.contains_key(id) {
+                continue; // the same parts: no change of the whole
+            }
+            // The old whole it most overlaps, by shared clusters then id.
+            let from = old
+                .values()
+                .filter(|o| shares(o, after))
+                .max_by_key(|o| (o.clusters.iter().filter(|c| after.clusters.contains(c)).count(), &o.id));
+            let mut clusters: BTreeSet<Id> = after.clusters.iter().cloned().collect();
+            let (kind, severity, message) = match from {
+                None => (
+                    AlertKind::WholeFormed,
+                    Severity::Info,
+                    format!(
+                        "{} places of {} now form the virtual whole {id} (confidence {:.3})",
+                        after.parts,
+                        named(after),
+                        after.confidence
+                    ),
+                ),
+                Some(before) => {
+                    clusters.extend(before.clusters.iter().cloned());
+                    let grew = after.parts >= before.parts;
+                    (
+                        if grew {
+                            AlertKind::WholeGrew
+                        } else {
+                            AlertKind::WholeShrank
+                        },
+                        Severity::Info,
+                        format!(
+                            "the virtual whole {} {} from {} to {} places and is now {id} across {} (confidence {:.3})",
+                            before.id,
+                            if grew { "grew" } else { "shrank" },
+                            before.parts,
+                            after.parts,
+                            named(after),
+                            after.confidence
+                        ),
+                    )
+                }
+            };
+            alerts.push(self.alert(
+                kind,
+                severity,
+                clusters.into_iter().collect(),
+                Vec::new(),
+                figures(from.copied(), Some(after)),
+                message,
+            ));
+        }
+        for (id, before) in &old {
+            if new.contains_key(id) || new.values().any(|n| shares(n, before)) {
+                continue;
+            }
+            alerts.push(self.alert(
+                AlertKind::WholeDissolved,
+                Severity::Warning,
+                before.clusters.clone(),
+                Vec::new(),
+                figures(Some(before), None),
+                format!(
+                    "the virtual whole {id} across {} no longer holds (it had {} places, confidence {:.3})",
+                    named(before),
+                    before.parts,
+                    before.confidence
+                ),
+            ));
         }
     }
 
@@ -1200,6 +1369,147 @@ mod tests {
                 .iter()
                 .any(|a| a.kind == AlertKind::VirtualIntegrationDetected && a.clusters == vec![cluster.clone()]),
             "{detected:?}"
+        );
+    }
+
+    #[test]
+    fn figures_kept_before_wholes_across_clusters_still_read() {
+        // bincode writes a struct as its fields in order: this tuple is how
+        // a ClusterState was written before it had `whole`.
+        let state = ClusterState::with_overlaps(&[("B", 0.25)]);
+        let old = bincode::serialize(&(
+            state.stage,
+            state.scores,
+            state.passed,
+            state.pattern,
+            &state.top,
+            state.top_k,
+            &state.components,
+            &state.overlaps,
+        ))
+        .unwrap();
+        assert_eq!(ClusterState::decode(&old).unwrap(), state);
+        let now = bincode::serialize(&state).unwrap();
+        assert_eq!(ClusterState::decode(&now).unwrap(), state);
+    }
+
+    /// The three cities (issue 30) with a fourth, Ningbo, tied to them by
+    /// `ningbo` ties per pair, and the links of Ningbo to the other three.
+    fn cities_and_ningbo(ningbo: usize) -> (Vec<Change>, Vec<Change>) {
+        use crate::synthetic::{three_cities, ThreeCities, NINGBO};
+        let changes = three_cities(&ThreeCities {
+            ningbo_ties: Some(ningbo),
+            ..ThreeCities::default()
+        });
+        let network = network(changes.clone());
+        let ningbo_ties: Vec<Change> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::UpsertLink(l) => {
+                    let in_ningbo = |id: &Id| {
+                        network
+                            .actors
+                            .get(id)
+                            .is_some_and(|a| a.cluster_ids.contains(&NINGBO.into()))
+                    };
+                    let is_platform = |id: &Id| network.actors.get(id).is_some_and(|a| a.cluster_ids.is_empty());
+                    (in_ningbo(&l.source) != in_ningbo(&l.target) && !is_platform(&l.source) && !is_platform(&l.target))
+                        .then(|| c.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        (changes, ningbo_ties)
+    }
+
+    /// An alert's kind, clusters and figures (name, before, after).
+    type Raised = (AlertKind, Vec<Id>, Vec<(String, f64, f64)>);
+
+    fn whole_alerts(alerts: &[Alert]) -> Vec<Raised> {
+        alerts
+            .iter()
+            .filter(|a| a.kind.as_str().starts_with("WHOLE_"))
+            .map(|a| {
+                let figures = a.figures.iter().filter(|f| f.name != "confidence");
+                (
+                    a.kind,
+                    a.clusters.clone(),
+                    figures.map(|f| (f.name.clone(), f.before, f.after)).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_whole_across_clusters_forms_grows_shrinks_and_dissolves_once_each_naming_its_clusters() {
+        use crate::synthetic::{three_cities, ThreeCities, NINGBO, THREE_CITIES};
+        let three: Vec<Id> = {
+            let mut ids: Vec<Id> = THREE_CITIES.iter().map(|c| Id::from(*c)).collect();
+            ids.sort();
+            ids
+        };
+        let mut four = three.clone();
+        four.push(NINGBO.into());
+        four.sort();
+        let figures = |before: (f64, f64), after: (f64, f64)| {
+            vec![
+                ("parts".to_string(), before.0, after.0),
+                ("clusters".to_string(), before.1, after.1),
+            ]
+        };
+
+        // Formed: three barely tied clusters get forty ties per pair.
+        let sparse = three_cities(&ThreeCities {
+            ties_per_pair: 2,
+            ..ThreeCities::default()
+        });
+        let dense = three_cities(&ThreeCities::default());
+        let more_ties: Vec<Change> = dense.iter().filter(|c| !sparse.contains(c)).cloned().collect();
+        assert_eq!(
+            whole_alerts(&alerts_of(sparse, more_ties)),
+            [(AlertKind::WholeFormed, three.clone(), figures((0.0, 0.0), (3.0, 3.0)))]
+        );
+
+        // Grew: Ningbo, barely tied, gets as many ties as the others have.
+        let (weak, _) = cities_and_ningbo(2);
+        let (strong, ningbo_links) = cities_and_ningbo(40);
+        let added: Vec<Change> = strong.iter().filter(|c| !weak.contains(c)).cloned().collect();
+        assert_eq!(
+            whole_alerts(&alerts_of(weak, added)),
+            [(AlertKind::WholeGrew, four.clone(), figures((3.0, 3.0), (4.0, 4.0)))]
+        );
+
+        // Shrank: Ningbo's ties to the others go.
+        let cut: Vec<Change> = ningbo_links
+            .iter()
+            .map(|c| match c {
+                Change::UpsertLink(l) => Change::DeleteLink(l.key()),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(
+            whole_alerts(&alerts_of(strong, cut)),
+            [(AlertKind::WholeShrank, four, figures((4.0, 4.0), (3.0, 3.0)))]
+        );
+
+        // Dissolved: Suzhou's members turn to design, so no part reaches
+        // final customers and the parts are no longer distinct.
+        let dense = three_cities(&ThreeCities::default());
+        let redesigned: Vec<Change> = dense
+            .iter()
+            .filter_map(|c| match c {
+                Change::UpsertActor(a) if a.cluster_ids.contains(&THREE_CITIES[2].into()) => {
+                    Some(Change::UpsertActor(crate::model::Actor {
+                        segments: [crate::model::Segment::Design].into_iter().collect(),
+                        ..a.clone()
+                    }))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            whole_alerts(&alerts_of(dense, redesigned)),
+            [(AlertKind::WholeDissolved, three, figures((3.0, 3.0), (0.0, 0.0)))]
         );
     }
 

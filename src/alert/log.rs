@@ -173,7 +173,8 @@ impl AlertLog {
         let mut states = HashMap::new();
         for entry in self.db.scan_prefix(STATE_PREFIX) {
             let (key, bytes) = entry?;
-            states.insert(cluster_of(&key, STATE_PREFIX)?, decode(&bytes)?);
+            let state = ClusterState::decode(&bytes).map_err(|e| Error::Corrupt(format!("alert log: {e}")))?;
+            states.insert(cluster_of(&key, STATE_PREFIX)?, state);
         }
         let mut owed = BTreeMap::new();
         for entry in self.db.scan_prefix(OWED_PREFIX) {

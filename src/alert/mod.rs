@@ -27,10 +27,14 @@ pub enum AlertKind {
     SubstituteLost,
     OverlapCrossed,
     ClusterFragmented,
+    WholeFormed,
+    WholeGrew,
+    WholeShrank,
+    WholeDissolved,
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 9] = [
+    pub const ALL: [AlertKind; 13] = [
         AlertKind::StageChanged,
         AlertKind::VirtualIntegrationDetected,
         AlertKind::VirtualIntegrationLost,
@@ -40,6 +44,10 @@ impl AlertKind {
         AlertKind::SubstituteLost,
         AlertKind::OverlapCrossed,
         AlertKind::ClusterFragmented,
+        AlertKind::WholeFormed,
+        AlertKind::WholeGrew,
+        AlertKind::WholeShrank,
+        AlertKind::WholeDissolved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +61,10 @@ impl AlertKind {
             AlertKind::SubstituteLost => "SUBSTITUTE_LOST",
             AlertKind::OverlapCrossed => "OVERLAP_CROSSED",
             AlertKind::ClusterFragmented => "CLUSTER_FRAGMENTED",
+            AlertKind::WholeFormed => "WHOLE_FORMED",
+            AlertKind::WholeGrew => "WHOLE_GREW",
+            AlertKind::WholeShrank => "WHOLE_SHRANK",
+            AlertKind::WholeDissolved => "WHOLE_DISSOLVED",
         }
     }
 }
