@@ -86,7 +86,7 @@ async fn raised(server: &TestServer, client: &mut Alerts, changes: Vec<pb::Chang
 
 /// Turns every kind but `kind` off.
 async fn only(client: &mut Alerts, kind: pb::AlertKind) {
-    let others: Vec<i32> = (1..=9).filter(|k| *k != kind as i32).collect();
+    let others: Vec<i32> = (1..=13).filter(|k| *k != kind as i32).collect();
     client
         .set_alert_rules(pb::SetAlertRulesRequest {
             rules: Some(pb::AlertRules {
@@ -616,6 +616,50 @@ async fn a_write_right_after_the_start_raises_its_alert() {
             .iter()
             .any(|a| a.kind == pb::AlertKind::CrossInvestmentAdded as i32),
         "{alerts:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_clusters_tied_into_one_chain_form_a_whole_and_its_alert_names_them_all() {
+    use clusternet::synthetic::{three_cities, ThreeCities, THREE_CITIES};
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = alerts_client(&server).await;
+    let sparse = three_cities(&ThreeCities {
+        ties_per_pair: 2,
+        ..ThreeCities::default()
+    });
+    let dense = three_cities(&ThreeCities::default());
+    let more: Vec<_> = dense.iter().filter(|c| !sparse.contains(c)).cloned().collect();
+    let first = server.store().apply(sparse).await.unwrap().revision;
+    settle(&mut client, first).await;
+    let latest = client
+        .list_alerts(pb::ListAlertsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .latest_sequence;
+    let revision = server.store().apply(more).await.unwrap().revision;
+    settle(&mut client, revision).await;
+    let wholes: Vec<pb::Alert> = listed(
+        &mut client,
+        pb::ListAlertsRequest {
+            from_sequence: latest + 1,
+            kinds: vec![pb::AlertKind::WholeFormed as i32],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(wholes.len(), 1, "{wholes:?}");
+    let mut clusters = THREE_CITIES.to_vec();
+    clusters.sort();
+    assert_eq!(wholes[0].cluster_ids, clusters);
+    assert_eq!(figure(&wholes[0], "parts"), (0.0, 3.0));
+    assert!(
+        wholes[0].message.contains("now form the virtual whole W"),
+        "{}",
+        wholes[0].message
     );
     server.stop().await;
 }
