@@ -642,6 +642,90 @@ fn calibration(count: u64) {
     eprintln!("{:.1} s", started.elapsed().as_secs_f64());
 }
 
+/// Wholes across clusters at national scale: `clusters` single-site
+/// clusters of 20-60 members, a national platform and three regional ones
+/// tied to half of all members, 30% of every cluster's ties to random
+/// other clusters, and `wholes` built wholes of three clusters among them.
+/// Prints the search's time and cost, what it found, and how many of the
+/// built wholes it found whole.
+fn wholes(clusters: usize, wholes: usize) {
+    use clusternet::{
+        analysis::stages::{stage::assess, stage_config::StageConfig, wholes::find},
+        synthetic::{regions, Regions},
+    };
+    let model = Regions {
+        prefix: "nation".into(),
+        clusters,
+        members: 20..=60,
+        degree: 6.0,
+        cross_share: 0.3,
+        online_share: 0.35,
+        platform_reach: 0.5,
+        own_mixes: true,
+        wholes,
+        whole_size: 3,
+        whole_share: 0.4,
+        seed: 2026,
+    };
+    let started = Instant::now();
+    let changes = regions(&model);
+    let mut network = clusternet::network::Network::default();
+    let changes: Vec<_> = changes.into_iter().map(|c| c.validated().unwrap()).collect();
+    network.apply(&changes).unwrap();
+    eprintln!(
+        "generated {} actors, {} links in {:.1} s",
+        network.actors.len(),
+        network.links.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let config = StageConfig::default();
+    let built: Vec<Vec<clusternet::model::Id>> = (0..wholes)
+        .map(|w| {
+            (0..3)
+                .map(|i| format!("nation-cluster-{:03}", w * 3 + i).into())
+                .collect()
+        })
+        .collect();
+    for run in 0..3 {
+        let started = Instant::now();
+        let found = find(&network, &Default::default(), &config, None, &Control::none()).unwrap();
+        let seconds = started.elapsed().as_secs_f64();
+        let whole_found = built
+            .iter()
+            .filter(|b| found.patterns.iter().any(|p| p.clusters == **b))
+            .count();
+        let largest = found.patterns.iter().map(|p| p.clusters.len()).max().unwrap_or(0);
+        let started = Instant::now();
+        let assessed = assess(&network, &Default::default(), &config, &Control::none()).unwrap();
+        let assess_seconds = started.elapsed().as_secs_f64();
+        let virtual_ones = assessed
+            .iter()
+            .filter(|a| a.stage == clusternet::analysis::stages::stage::Stage::VirtualIntegration)
+            .count();
+        let one = clusternet::graph::GraphFilter {
+            clusters: vec![format!("nation-cluster-{:03}", clusters - 1 - run).into()],
+            ..Default::default()
+        };
+        let started = Instant::now();
+        assess(&network, &one, &config, &Control::none()).unwrap();
+        let one_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let started = Instant::now();
+        find(&network, &one, &config, Some(&one.clusters), &Control::none()).unwrap();
+        let search_one_ms = started.elapsed().as_secs_f64() * 1000.0;
+        println!(
+            "{{\"tool\": \"clusternet\", \"algorithm\": \"wholes\", \"run\": {run}, \"clusters\": {clusters}, \"actors\": {}, \"links\": {}, \"search_seconds\": {seconds:.3}, \"places_read\": {}, \"candidate_pairs\": {}, \"merges_tried\": {}, \"bounded\": {}, \"wholes\": {}, \"largest_whole_clusters\": {largest}, \"built\": {wholes}, \"built_found\": {whole_found}, \"assess_all_seconds\": {assess_seconds:.3}, \"virtual_clusters\": {virtual_ones}, \"assess_one_ms\": {one_ms:.1}, \"search_one_ms\": {search_one_ms:.1}, \"peak_rss_mib\": {:.1}}}",
+            network.actors.len(),
+            network.links.len(),
+            found.cost.places_read,
+            found.cost.candidate_pairs,
+            found.cost.merges_tried,
+            found.cost.bounded,
+            found.patterns.len(),
+            peak_rss_mib()
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     match args.first().map(String::as_str) {
@@ -679,6 +763,7 @@ fn main() {
             args.get(4).map(|p| p.parse().unwrap()),
         ),
         Some("calibration") => calibration(args.get(1).map_or(200, |n| n.parse().unwrap())),
+        Some("wholes") => wholes(args[1].parse().unwrap(), args[2].parse().unwrap()),
         Some("alert-round") => alert_round(
             args[1].parse().unwrap(),
             args[2].parse().unwrap(),

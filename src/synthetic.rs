@@ -593,7 +593,7 @@ pub fn regions(config: &Regions) -> Vec<Change> {
         let cluster = Id::from(format!("{p}-cluster-{c:03}"));
         let site = Id::from(format!("{p}-cluster-{c:03}-site"));
         // Cities at least tens of km apart: every cluster is its own place.
-        let (lat, lon) = (20.0 + 0.5 * (c / 10) as f64, 100.0 + 0.5 * (c % 10) as f64);
+        let (lat, lon) = (20.0 + 0.3 * (c / 60) as f64, 95.0 + 0.5 * (c % 60) as f64);
         changes.push(Change::UpsertCluster(Cluster {
             id: cluster.clone(),
             name: format!("Cluster {c}"),
@@ -659,10 +659,26 @@ pub fn regions(config: &Regions) -> Vec<Change> {
             let other = if clusters > 1 && rng.gen_bool(cross) {
                 // A whole's ties across go to the whole's other clusters;
                 // the rest go anywhere.
-                let candidates: Vec<usize> = (0..clusters)
-                    .filter(|&o| o != c && (whole.is_none() || in_whole(o) == whole))
-                    .collect();
-                candidates[rng.gen_range(0..candidates.len())]
+                match whole {
+                    Some(w) => {
+                        let size = config.whole_size;
+                        let first = w * size;
+                        let o = first + rng.gen_range(0..size - 1);
+                        if o >= c {
+                            o + 1
+                        } else {
+                            o
+                        }
+                    }
+                    None => {
+                        let o = rng.gen_range(0..clusters - 1);
+                        if o >= c {
+                            o + 1
+                        } else {
+                            o
+                        }
+                    }
+                }
             } else {
                 c
             };

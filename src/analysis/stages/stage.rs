@@ -488,16 +488,23 @@ fn assess_clusters(
     let mut regions: Vec<&str> = Vec::with_capacity(network.clusters.len());
     let mut home: Vec<Option<Country>> = Vec::with_capacity(network.clusters.len());
     let mut home_found: Vec<HomeCountry> = Vec::with_capacity(network.clusters.len());
+    let wanted = filter.wants_cluster();
+    let mut assessed: Vec<bool> = Vec::with_capacity(network.clusters.len());
     for (id, cluster) in network.clusters.iter() {
         cluster_ids.push(id.clone());
         regions.push(cluster.region.as_str());
-        // Its own country, else the one its sites lie in (offline boundaries).
-        let found = home_country(cluster);
+        assessed.push(wanted(id));
+        // Its own country, else the one its sites lie in (offline
+        // boundaries): looked up for the assessed clusters only, the only
+        // ones whose ties are told foreign or domestic.
+        let found = if wanted(id) {
+            home_country(cluster)
+        } else {
+            HomeCountry::default()
+        };
         home.push(found.country());
         home_found.push(found);
     }
-    let wanted = filter.wants_cluster();
-    let assessed: Vec<bool> = cluster_ids.iter().map(&wanted).collect();
     let index: HashMap<&Id, usize> = cluster_ids.iter().enumerate().map(|(i, c)| (c, i)).collect();
     let clusters_of = |actor| cluster_indexes(&index, actor);
     let mut tallies: Vec<Tally> = (0..cluster_ids.len()).map(|_| Tally::default()).collect();

@@ -177,8 +177,13 @@ struct Node {
     mix: [f64; 8],
     /// Ties between two of its members, platforms left out.
     internal: u64,
-    /// Ties from its members to members at other places: (ties, online ties).
-    between: BTreeMap<usize, (u64, u64)>,
+    /// Ties from its members to members of other clusters (or of its own
+    /// at other sites), by the partner's (cluster, site): (ties, online
+    /// ties). Kept unresolved: a place read only to judge one pair must not
+    /// make the places of all its partners' clusters.
+    ties_to: BTreeMap<(Id, Option<Id>), (u64, u64)>,
+    /// The places it ties to, once it is expanded.
+    neighbours: Vec<usize>,
     platforms: BTreeMap<Ix, PlatformTies>,
 }
 
@@ -249,27 +254,37 @@ impl<'n, 'a> Search<'n, 'a> {
             read: false,
             mix: [0.0; 8],
             internal: 0,
-            between: BTreeMap::new(),
+            ties_to: BTreeMap::new(),
+            neighbours: Vec::new(),
             platforms: BTreeMap::new(),
         });
         Some(next)
     }
 
-    /// The nodes of the places an actor is at, one per cluster of it.
-    fn nodes_of(&mut self, actor: &crate::model::Actor) -> Vec<usize> {
-        let mut found = Vec::new();
-        for cluster in &actor.cluster_ids {
-            let layout = self.layout(cluster);
-            let place = if layout.at_site.is_empty() {
-                (!layout.places.is_empty()).then_some(0)
-            } else {
-                actor.site_id.as_ref().and_then(|s| layout.at_site.get(s).copied())
-            };
-            if let Some(n) = place.and_then(|p| self.node(cluster, p)) {
-                found.push(n);
+    /// The node of the place a partner key (cluster, site) stands for.
+    fn node_at(&mut self, cluster: &Id, site: Option<&Id>) -> Option<usize> {
+        let layout = self.layout(cluster);
+        let place = if layout.at_site.is_empty() {
+            (!layout.places.is_empty()).then_some(0)
+        } else {
+            site.and_then(|s| layout.at_site.get(s).copied())
+        };
+        place.and_then(|p| self.node(cluster, p))
+    }
+
+    /// Resolves a read place's partners into nodes (making their clusters' places).
+    fn expand(&mut self, n: usize) -> Vec<usize> {
+        let keys: Vec<(Id, Option<Id>)> = self.nodes[n].ties_to.keys().cloned().collect();
+        let mut found: BTreeSet<usize> = BTreeSet::new();
+        for (cluster, site) in keys {
+            if let Some(q) = self.node_at(&cluster, site.as_ref()) {
+                if q != n {
+                    found.insert(q);
+                }
             }
         }
-        found
+        self.nodes[n].neighbours = found.iter().copied().collect();
+        self.nodes[n].neighbours.clone()
     }
 
     /// Reads a place's members' ties into its node.
@@ -282,7 +297,7 @@ impl<'n, 'a> Search<'n, 'a> {
         let members: Vec<Ix> = self.nodes[n].place.members.clone();
         let own: std::collections::HashSet<Ix> = members.iter().copied().collect();
         let ties = Ties::none(network);
-        let (mut internal, mut between, mut platforms) = (0u64, BTreeMap::new(), BTreeMap::<Ix, PlatformTies>::new());
+        let (mut internal, mut ties_to, mut platforms) = (0u64, BTreeMap::new(), BTreeMap::<Ix, PlatformTies>::new());
         for &me in &members {
             let Some(mine) = filter.actor(network, me) else {
                 continue;
@@ -313,26 +328,40 @@ impl<'n, 'a> Search<'n, 'a> {
                     internal += u64::from(other > me);
                     continue;
                 }
-                for q in self.nodes_of(theirs) {
-                    if q != n {
-                        let e: &mut (u64, u64) = between.entry(q).or_default();
-                        e.0 += 1;
-                        e.1 += online;
-                    }
+                for cluster in &theirs.cluster_ids {
+                    let e: &mut (u64, u64) = ties_to.entry((cluster.clone(), theirs.site_id.clone())).or_default();
+                    e.0 += 1;
+                    e.1 += online;
                 }
             }
         }
         let node = &mut self.nodes[n];
         node.mix = segment_mix(network, members.iter().copied(), filter.as_of);
         node.internal = internal;
-        node.between = between;
+        node.ties_to = ties_to;
         node.platforms = platforms;
         node.read = true;
     }
 
-    /// Ties between two read places, from the first one's side.
+    /// Ties between two read places, from the first one's side: its ties
+    /// to members of the second's cluster at the second's sites (at any
+    /// site, for a cluster without sites).
     fn ties_between(&self, p: usize, q: usize) -> (u64, u64) {
-        self.nodes[p].between.get(&q).copied().unwrap_or_default()
+        let (from, to) = (&self.nodes[p], &self.nodes[q].place);
+        let mut sum = (0, 0);
+        let start = (to.cluster.clone(), None);
+        for ((cluster, site), (t, o)) in from.ties_to.range(start..) {
+            if *cluster != to.cluster {
+                break;
+            }
+            let here = to.sites.is_empty() || site.as_ref().is_some_and(|s| to.sites.contains(s));
+            // One's own members at the same place are internal, not between.
+            if here && p != q {
+                sum.0 += t;
+                sum.1 += o;
+            }
+        }
+        sum
     }
 
     fn joined(&self, p: usize, q: usize) -> bool {
@@ -388,7 +417,7 @@ impl<'n, 'a> Search<'n, 'a> {
             next += 1;
             self.read(p);
             read += 1;
-            let neighbours: Vec<usize> = self.nodes[p].between.keys().copied().collect();
+            let neighbours = self.expand(p);
             for q in neighbours {
                 if seen.contains(&q) {
                     continue;
@@ -417,7 +446,7 @@ impl<'n, 'a> Search<'n, 'a> {
         let local: HashMap<usize, usize> = component.iter().enumerate().map(|(i, &n)| (n, i)).collect();
         let mut pairs: Vec<(f64, usize, usize)> = Vec::new();
         for &p in component {
-            for &q in self.nodes[p].between.keys() {
+            for &q in &self.nodes[p].neighbours {
                 if key(p) < key(q) && local.contains_key(&q) {
                     if let Some(ratio) = self.candidate(p, q) {
                         pairs.push((ratio, p, q));
