@@ -726,6 +726,59 @@ fn wholes(clusters: usize, wholes: usize) {
     }
 }
 
+/// The calibration of wholes across clusters: regional null models (half
+/// with one national segment mix and many random ties between clusters,
+/// half with a mix of each cluster's own and few) and built multi-city
+/// wholes among padding. Prints, for each family, the clusters judged
+/// VIRTUAL_INTEGRATION and the networks with a whole across clusters.
+fn calibration_regions(count: u64) {
+    use clusternet::{
+        analysis::stages::{
+            stage::{assess, Stage},
+            stage_config::StageConfig,
+            wholes::detect,
+        },
+        synthetic::{regional_null_models, regional_wholes, regions, Regions},
+    };
+    let started = Instant::now();
+    let config = StageConfig::default();
+    let judge = |name: &str, models: Vec<Regions>| {
+        let (mut clusters, mut virtual_ones, mut networks, mut with_wholes, mut built_found) = (0, 0, 0, 0, 0);
+        for model in &models {
+            let changes: Vec<_> = regions(model).into_iter().map(|c| c.validated().unwrap()).collect();
+            let mut network = clusternet::network::Network::default();
+            network.apply(&changes).unwrap();
+            let assessed = assess(&network, &Default::default(), &config, &Control::none()).unwrap();
+            clusters += assessed.len();
+            virtual_ones += assessed.iter().filter(|a| a.stage == Stage::VirtualIntegration).count();
+            let found = detect(&network, &Default::default(), &config, &Control::none()).unwrap();
+            let across: Vec<_> = found.iter().filter(|p| p.clusters.len() > 1).collect();
+            networks += 1;
+            with_wholes += usize::from(!across.is_empty());
+            let built: Vec<clusternet::model::Id> = (0..model.whole_size * model.wholes)
+                .map(|c| format!("{}-cluster-{c:03}", model.prefix).into())
+                .collect();
+            built_found += usize::from(model.wholes > 0 && across.iter().any(|p| p.clusters == built));
+        }
+        println!(
+            "| {name} | {networks} | {clusters} | {virtual_ones} ({:.2}%) | {with_wholes} ({:.1}%) | {built_found} |",
+            100.0 * virtual_ones as f64 / clusters.max(1) as f64,
+            100.0 * with_wholes as f64 / networks.max(1) as f64
+        );
+    };
+    println!("| family | networks | clusters | judged VIRTUAL | networks with a whole | built wholes found whole |");
+    println!("|---|---|---|---|---|---|");
+    let nulls: Vec<Regions> = regional_null_models(count).collect();
+    let (own, one): (Vec<Regions>, Vec<Regions>) = nulls.into_iter().partition(|m| m.own_mixes);
+    judge("null: one national mix, 10-50% of ties to random clusters", one);
+    judge("null: each cluster its own mix, 2-10% of ties to random clusters", own);
+    judge(
+        "built: one whole of 2-4 clusters among 12",
+        regional_wholes(count / 4).collect(),
+    );
+    eprintln!("{:.1} s", started.elapsed().as_secs_f64());
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     match args.first().map(String::as_str) {
@@ -763,6 +816,7 @@ fn main() {
             args.get(4).map(|p| p.parse().unwrap()),
         ),
         Some("calibration") => calibration(args.get(1).map_or(200, |n| n.parse().unwrap())),
+        Some("calibration-regions") => calibration_regions(args.get(1).map_or(200, |n| n.parse().unwrap())),
         Some("wholes") => wholes(args[1].parse().unwrap(), args[2].parse().unwrap()),
         Some("alert-round") => alert_round(
             args[1].parse().unwrap(),

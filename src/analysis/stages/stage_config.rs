@@ -231,6 +231,11 @@ pub struct DetectionSettings {
     /// A platform actor joins two places when tied to at least this many
     /// members at each.
     pub min_platform_members: f64,
+    /// Two places of different clusters are a candidate pair for a whole
+    /// only with at least this many ties between their members: one or two
+    /// ties are what chance gives between any two places, and places that
+    /// small could not pass the permutation test anyway.
+    pub min_pair_ties: f64,
     /// A whole across clusters has at most this many places (docs/stages.md,
     /// "Wholes across clusters"): a region's chain, not a country.
     pub max_parts: f64,
@@ -244,6 +249,7 @@ impl Default for DetectionSettings {
     fn default() -> Self {
         DetectionSettings {
             min_platform_members: 2.0,
+            min_pair_ties: 3.0,
             max_parts: 12.0,
             max_search_places: 500.0,
         }

@@ -14,9 +14,9 @@
 //!    two places of different clusters that are **joined** (a platform
 //!    actor tied to at least `detection.min_platform_members` members at
 //!    each, or a PLATFORM cluster link between them) and whose members tie
-//!    to each other **above chance**: the pair's ties between them against
-//!    the configuration model on the pair's own ties reach
-//!    `virtual.min_interaction`. At most `detection.max_search_places`
+//!    to each other **above chance**: at least `detection.min_pair_ties`
+//!    ties between them, and those against the configuration model on the
+//!    pair's own ties reach `virtual.min_interaction`. At most `detection.max_search_places`
 //!    places are read for one component; the search says when it stopped
 //!    there (`bounded`).
 //! 2. **Growing.** Every place starts alone. The candidate pairs, strongest
@@ -195,6 +195,9 @@ struct Search<'n, 'a> {
     nodes: Vec<Node>,
     /// PLATFORM cluster links as pairs of ends (site or cluster ids), both ways.
     platform_links: BTreeSet<(Id, Id)>,
+    /// Each platform asked about: the members it is tied to, by their
+    /// (cluster, site), read from the platform's side once.
+    reach: HashMap<Ix, BTreeMap<(Id, Option<Id>), u64>>,
     cost: SearchCost,
 }
 
@@ -218,6 +221,7 @@ impl<'n, 'a> Search<'n, 'a> {
             layouts: HashMap::new(),
             nodes: Vec::new(),
             platform_links,
+            reach: HashMap::new(),
             cost: SearchCost::default(),
         }
     }
@@ -274,7 +278,19 @@ impl<'n, 'a> Search<'n, 'a> {
 
     /// Resolves a read place's partners into nodes (making their clusters' places).
     fn expand(&mut self, n: usize) -> Vec<usize> {
-        let keys: Vec<(Id, Option<Id>)> = self.nodes[n].ties_to.keys().cloned().collect();
+        // Clusters with fewer ties than a candidate pair needs are not
+        // looked at: their places are not made.
+        let floor = self.config.detection.min_pair_ties;
+        let mut per_cluster: BTreeMap<&Id, u64> = BTreeMap::new();
+        for ((cluster, _), (ties, _)) in &self.nodes[n].ties_to {
+            *per_cluster.entry(cluster).or_default() += ties;
+        }
+        let keys: Vec<(Id, Option<Id>)> = self.nodes[n]
+            .ties_to
+            .keys()
+            .filter(|(cluster, _)| per_cluster[cluster] as f64 >= floor)
+            .cloned()
+            .collect();
         let mut found: BTreeSet<usize> = BTreeSet::new();
         for (cluster, site) in keys {
             if let Some(q) = self.node_at(&cluster, site.as_ref()) {
@@ -364,6 +380,71 @@ impl<'n, 'a> Search<'n, 'a> {
         sum
     }
 
+    /// Whether a read place and one not read yet can be joined, from the
+    /// platforms' side and the cluster links: a place that cannot is not
+    /// read to judge the pair.
+    fn may_join(&mut self, p: usize, q: usize) -> bool {
+        let k = self.config.detection.min_platform_members;
+        if self.linked(p, q) {
+            return true;
+        }
+        let platforms: Vec<Ix> = self.nodes[p]
+            .platforms
+            .iter()
+            .filter(|(_, t)| t.members as f64 >= k)
+            .map(|(ix, _)| *ix)
+            .collect();
+        let (cluster, sites) = (self.nodes[q].place.cluster.clone(), self.nodes[q].place.sites.clone());
+        platforms.into_iter().any(|ix| {
+            let reach = self.reach_of(ix);
+            let start = (cluster.clone(), None);
+            let at: u64 = reach
+                .range(start..)
+                .take_while(|((c, _), _)| *c == cluster)
+                .filter(|((_, site), _)| sites.is_empty() || site.as_ref().is_some_and(|s| sites.contains(s)))
+                .map(|(_, n)| n)
+                .sum();
+            at as f64 >= k
+        })
+    }
+
+    /// The members a platform is tied to, by (cluster, site).
+    fn reach_of(&mut self, platform: Ix) -> &BTreeMap<(Id, Option<Id>), u64> {
+        let (network, filter) = (self.network, self.filter);
+        self.reach.entry(platform).or_insert_with(|| {
+            let mut partners: BTreeSet<Ix> = BTreeSet::new();
+            let mut reach = BTreeMap::new();
+            for (key, data, partner) in Ties::none(network).partners(platform) {
+                let other = if key.source == platform { key.target } else { key.source };
+                let Some(member) = partner.filter(|a| filter.keeps_actor(a) && a.kind != ActorKind::Platform) else {
+                    continue;
+                };
+                if !filter.keeps_link(key.kind, data) || !partners.insert(other) {
+                    continue;
+                }
+                for cluster in &member.cluster_ids {
+                    *reach.entry((cluster.clone(), member.site_id.clone())).or_default() += 1;
+                }
+            }
+            reach
+        })
+    }
+
+    /// A PLATFORM cluster link between the two places' sites or clusters.
+    fn linked(&self, p: usize, q: usize) -> bool {
+        let ends = |place: &Place| -> Vec<Id> {
+            let mut ends = place.sites.clone();
+            ends.push(place.cluster.clone());
+            ends
+        };
+        let (a, b) = (&self.nodes[p].place, &self.nodes[q].place);
+        ends(a).iter().any(|x| {
+            ends(b)
+                .into_iter()
+                .any(|y| self.platform_links.contains(&(x.clone(), y)))
+        })
+    }
+
     fn joined(&self, p: usize, q: usize) -> bool {
         let k = self.config.detection.min_platform_members;
         let (a, b) = (&self.nodes[p], &self.nodes[q]);
@@ -371,17 +452,7 @@ impl<'n, 'a> Search<'n, 'a> {
             .platforms
             .iter()
             .any(|(ix, t)| t.members as f64 >= k && b.platforms.get(ix).is_some_and(|u| u.members as f64 >= k));
-        let ends = |place: &Place| -> Vec<Id> {
-            let mut ends = place.sites.clone();
-            ends.push(place.cluster.clone());
-            ends
-        };
-        let by_link = ends(&a.place).iter().any(|x| {
-            ends(&b.place)
-                .into_iter()
-                .any(|y| self.platform_links.contains(&(x.clone(), y)))
-        });
-        by_platform || by_link
+        by_platform || self.linked(p, q)
     }
 
     /// The pair's interaction ratio when it is a candidate pair: places of
@@ -396,7 +467,7 @@ impl<'n, 'a> Search<'n, 'a> {
             return None;
         }
         let (between, _) = self.ties_between(p, q);
-        if between == 0 {
+        if between == 0 || (between as f64) < self.config.detection.min_pair_ties {
             return None;
         }
         let ratio = interaction(&[a.internal, b.internal], &[vec![0, between], vec![between, 0]]);
@@ -418,8 +489,10 @@ impl<'n, 'a> Search<'n, 'a> {
             self.read(p);
             read += 1;
             let neighbours = self.expand(p);
+            let floor = self.config.detection.min_pair_ties;
             for q in neighbours {
-                if seen.contains(&q) {
+                // Too few ties between them: not a candidate, not read.
+                if seen.contains(&q) || (self.ties_between(p, q).0 as f64) < floor || !self.may_join(p, q) {
                     continue;
                 }
                 if read >= budget {
@@ -698,6 +771,103 @@ mod tests {
         for a in assess_all(&network, &GraphFilter::default()) {
             assert_ne!(a.stage, Stage::VirtualIntegration, "{}", a.explanation());
         }
+    }
+
+    /// `n` single-site clusters in a chain, each tied densely to the next,
+    /// all drawing one segment mix, all tied to one national platform:
+    /// every neighbouring pair is a candidate, so the chain is one component.
+    fn chain(n: usize) -> Network {
+        use crate::{
+            model::{Actor, ActorKind, Change, Cluster, Link, Site},
+            testing::{actor, cluster, link},
+        };
+        let mut changes = vec![Change::UpsertActor(Actor {
+            kind: ActorKind::Platform,
+            ..actor("national", &[])
+        })];
+        let member = |c: usize, i: usize| format!("c{c:03}-{i}");
+        for c in 0..n {
+            let id = format!("c{c:03}");
+            changes.push(Change::UpsertCluster(Cluster {
+                sites: vec![Site {
+                    id: format!("{id}-site").into(),
+                    name: id.clone(),
+                    lat: 20.0 + 0.2 * c as f64,
+                    lon: 110.0,
+                }],
+                ..cluster(&id)
+            }));
+            for i in 0..6 {
+                changes.push(Change::UpsertActor(Actor {
+                    segments: [Segment::ALL[i % 2], Segment::Sales].into_iter().collect(),
+                    site_id: Some(format!("{id}-site").into()),
+                    ..actor(&member(c, i), &[&id])
+                }));
+                changes.push(Change::UpsertLink(Link {
+                    channel: Channel::Virtual,
+                    ..link("national", &member(c, i), LinkKind::Platform)
+                }));
+                changes.push(Change::UpsertLink(link(
+                    &member(c, i),
+                    &member(c, (i + 1) % 6),
+                    LinkKind::Supply,
+                )));
+                if c + 1 < n {
+                    changes.push(Change::UpsertLink(link(
+                        &member(c, i),
+                        &member(c + 1, i),
+                        LinkKind::Cooperation,
+                    )));
+                }
+            }
+        }
+        network(changes)
+    }
+
+    #[test]
+    fn a_national_chain_of_alike_clusters_is_no_whole_and_the_search_stops_at_its_budget() {
+        let network = chain(40);
+        let config = StageConfig::default();
+        let all = find(&network, &GraphFilter::default(), &config, None, &Control::none()).unwrap();
+        assert!(
+            all.patterns.is_empty(),
+            "{:?}",
+            all.patterns.iter().map(|p| &p.clusters).collect::<Vec<_>>()
+        );
+        assert!(all.cost.candidate_pairs >= 39, "{:?}", all.cost);
+        assert!(!all.cost.bounded);
+        let small = StageConfig {
+            detection: crate::analysis::stages::stage_config::DetectionSettings {
+                max_search_places: 10.0,
+                ..config.detection.clone()
+            },
+            ..config.clone()
+        };
+        let bounded = find(
+            &network,
+            &GraphFilter::default(),
+            &small,
+            Some(&["c020".into()]),
+            &Control::none(),
+        )
+        .unwrap();
+        assert!(bounded.cost.bounded, "{:?}", bounded.cost);
+        assert!(bounded.cost.places_read <= 12, "{:?}", bounded.cost);
+    }
+
+    #[test]
+    fn a_cancelled_search_stops() {
+        let network = chain(10);
+        let cancel = std::sync::atomic::AtomicBool::new(true);
+        let control = Control::new(&cancel, &|_, _, _| {}, std::time::Duration::from_secs(1));
+        assert!(find(
+            &network,
+            &GraphFilter::default(),
+            &StageConfig::default(),
+            None,
+            &control
+        )
+        .is_err());
     }
 
     #[test]
