@@ -14,3 +14,21 @@ mod stage_validity;
 pub mod upgrading;
 pub mod virtual_integration;
 pub mod wholes;
+
+use crate::{
+    analysis::{stages::stage_config::StageConfig, Control},
+    graph::GraphFilter,
+    network::Network,
+};
+
+/// What every stage analysis reads: the network, the part of it asked about
+/// (kinds, channels, date, clusters), the settings, and the call's control
+/// (cancellation, deadline, progress). One value instead of four arguments
+/// passed together through every function.
+#[derive(Clone, Copy)]
+pub struct StageContext<'a> {
+    pub network: &'a Network,
+    pub filter: &'a GraphFilter,
+    pub config: &'a StageConfig,
+    pub control: &'a Control<'a>,
+}

@@ -30,7 +30,8 @@ use crate::analysis::{
     stages::measures::{cosine, share, sparse_cosine, Gate},
     stages::stage_config::StageConfig,
     stages::virtual_integration::{measure_and_detect_with, measure_cluster_with, Pattern},
-    stages::wholes,
+    stages::wholes::{self, Wholes},
+    stages::StageContext,
     Cancelled, Control,
 };
 use crate::{
@@ -310,18 +311,16 @@ const MANY_CLUSTERS: u32 = u32::MAX - 1;
 struct TieContext<'a, 'n> {
     network: &'n Network,
     filter: &'a GraphFilter,
-    /// Each cluster of the network by id, as an index into the next two.
-    index: &'a HashMap<&'n Id, usize>,
+    /// Each cluster of the network by id, its region and home.
+    catalogue: &'a Catalogue<'n>,
     /// When looked up beforehand: each actor's one cluster by index,
     /// [`NO_CLUSTER`] or [`MANY_CLUSTERS`] (then looked up by id).
     cluster_at: Option<&'a [u32]>,
-    home: &'a [Option<Country>],
-    regions: &'a [&'n str],
 }
 
 impl<'n> TieContext<'_, 'n> {
     fn clusters_of<'s>(&'s self, actor: &'s Actor) -> impl Iterator<Item = usize> + 's {
-        cluster_indexes(self.index, actor)
+        self.catalogue.clusters_of(actor)
     }
 
     /// [`TieContext::clusters_of`] the actor at `ix`, from the table when
@@ -394,7 +393,7 @@ impl<'n> TieContext<'_, 'n> {
                 }
                 their_count += 1;
             }
-            match (self.home[c], other_actor.country) {
+            match (self.catalogue.home[c], other_actor.country) {
                 (Some(home), Some(theirs)) if theirs != home => {
                     t.foreign += 1;
                     if capital && other == key.source && my_actor.kind.is_enterprise() {
@@ -406,10 +405,10 @@ impl<'n> TieContext<'_, 'n> {
                     let elsewhere = if their_count <= theirs.len() {
                         theirs[..their_count]
                             .iter()
-                            .any(|&o| self.regions[o] != self.regions[c])
+                            .any(|&o| self.catalogue.regions[o] != self.catalogue.regions[c])
                     } else {
                         self.clusters_of(other_actor)
-                            .any(|o| self.regions[o] != self.regions[c])
+                            .any(|o| self.catalogue.regions[o] != self.catalogue.regions[c])
                     };
                     t.other_region += u64::from(elsewhere);
                 }
@@ -481,178 +480,284 @@ fn assess_clusters(
     ties: Option<&Ties>,
     detect: bool,
 ) -> Result<Vec<(Assessment, Vec<Pattern>)>, Cancelled> {
-    // One walk of the clusters map: looking each id up again cost the alert
-    // engine's small rounds a string-compared descent per cluster of the
-    // network, twice.
-    let mut cluster_ids: Vec<Id> = Vec::with_capacity(network.clusters.len());
-    let mut regions: Vec<&str> = Vec::with_capacity(network.clusters.len());
-    let mut home: Vec<Option<Country>> = Vec::with_capacity(network.clusters.len());
-    let mut home_found: Vec<HomeCountry> = Vec::with_capacity(network.clusters.len());
-    let wanted = filter.wants_cluster();
-    let mut assessed: Vec<bool> = Vec::with_capacity(network.clusters.len());
-    for (id, cluster) in network.clusters.iter() {
-        cluster_ids.push(id.clone());
-        regions.push(cluster.region.as_str());
-        assessed.push(wanted(id));
-        // Its own country, else the one its sites lie in (offline
-        // boundaries): looked up for the assessed clusters only, the only
-        // ones whose ties are told foreign or domestic.
-        let found = if wanted(id) {
-            home_country(cluster)
-        } else {
-            HomeCountry::default()
-        };
-        home.push(found.country());
-        home_found.push(found);
-    }
-    let index: HashMap<&Id, usize> = cluster_ids.iter().enumerate().map(|(i, c)| (c, i)).collect();
-    let clusters_of = |actor| cluster_indexes(&index, actor);
-    let mut tallies: Vec<Tally> = (0..cluster_ids.len()).map(|_| Tally::default()).collect();
-    let mut mixes = vec![[0.0f64; 8]; cluster_ids.len()];
-    let mut industries: Vec<HashMap<&str, f64>> = vec![HashMap::default(); cluster_ids.len()];
-    let mut member_counts = vec![0usize; cluster_ids.len()];
-    // A filter naming clusters needs the counts and mixes of those and of
-    // the clusters they are tied to only, read from their member lists; with
-    // none named, one pass over every actor. The alert engine assesses the
-    // few clusters a batch touched: a pass over every actor made each of its
-    // rounds cost the whole network.
+    let ctx = StageContext {
+        network,
+        filter,
+        config,
+        control,
+    };
+    // Gather: the clusters, their members, the ties of the assessed ones,
+    // the wholes across clusters, and the mixes they are compared by.
+    let catalogue = Catalogue::new(network, filter);
+    let mut gathering = Gathering::members(ctx, &catalogue);
+    let read_here = gathering.tally_ties(ctx, &catalogue, ties)?;
+    let given_ties: Option<&Ties> = ties.or(read_here.as_ref());
+    let named: Vec<Id> = catalogue.assessed_ids().cloned().collect();
     let narrow = !filter.clusters.is_empty();
-    let mut kept_actors = 0u64;
+    let wholes = wholes::find(network, filter, config, narrow.then_some(&named[..]), control)?;
     if narrow {
-        kept_actors = network.actors.len() as u64;
-        // Each cluster's own: in parallel (a baseline names every cluster).
-        tallies
-            .par_iter_mut()
-            .enumerate()
-            .filter(|(c, _)| assessed[*c])
-            .for_each(|(c, t)| {
-                for ix in network.member_indexes(&cluster_ids[c]) {
-                    let Some(actor) = filter.actor(network, ix) else {
-                        continue;
-                    };
-                    t.members.insert(ix);
-                    t.related.extend(clusters_of(actor).filter(|o| *o != c));
+        gathering.fill_mixes(ctx, &catalogue, &wholes);
+    }
+    let vectors = IndustryVectors::new(&gathering.industries);
+    let survey = Survey {
+        catalogue: &catalogue,
+        gathering: &gathering,
+        vectors: &vectors,
+        wholes: &wholes,
+    };
+    // Relate and judge each cluster: its own, so they run in parallel.
+    (0..catalogue.len())
+        .into_par_iter()
+        .filter(|c| catalogue.assessed[*c])
+        .map(|c| {
+            let relations = Relations::of(ctx, &survey, c);
+            control.check()?;
+            let read;
+            let ties = match given_ties {
+                Some(ties) => ties,
+                None => {
+                    read = Ties::read(network, gathering.tallies[c].members.iter().copied());
+                    &read
                 }
-            });
-    } else {
+            };
+            judge(ctx, &survey, relations, c, ties, detect)
+        })
+        .collect()
+}
+
+/// The clusters of the network in one walk (looking each id up again cost
+/// the alert engine's small rounds a string-compared descent per cluster of
+/// the network, twice): ids, regions, home countries, which are assessed,
+/// and each id's index.
+struct Catalogue<'n> {
+    ids: Vec<&'n Id>,
+    regions: Vec<&'n str>,
+    home: Vec<Option<Country>>,
+    home_found: Vec<HomeCountry>,
+    assessed: Vec<bool>,
+    index: HashMap<&'n Id, usize>,
+}
+
+impl<'n> Catalogue<'n> {
+    fn new(network: &'n Network, filter: &GraphFilter) -> Catalogue<'n> {
+        let wanted = filter.wants_cluster();
+        let n = network.clusters.len();
+        let mut catalogue = Catalogue {
+            ids: Vec::with_capacity(n),
+            regions: Vec::with_capacity(n),
+            home: Vec::with_capacity(n),
+            home_found: Vec::with_capacity(n),
+            assessed: Vec::with_capacity(n),
+            index: HashMap::default(),
+        };
+        for (id, cluster) in network.clusters.iter() {
+            let assessed = wanted(id);
+            // Its own country, else the one its sites lie in (offline
+            // boundaries): looked up for the assessed clusters only, the
+            // only ones whose ties are told foreign or domestic.
+            let found = if assessed {
+                home_country(cluster)
+            } else {
+                HomeCountry::default()
+            };
+            catalogue.index.insert(id, catalogue.ids.len());
+            catalogue.ids.push(id);
+            catalogue.regions.push(cluster.region.as_str());
+            catalogue.home.push(found.country());
+            catalogue.home_found.push(found);
+            catalogue.assessed.push(assessed);
+        }
+        catalogue
+    }
+
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn assessed_ids(&self) -> impl Iterator<Item = &'n Id> + '_ {
+        self.ids
+            .iter()
+            .zip(&self.assessed)
+            .filter(|(_, a)| **a)
+            .map(|(id, _)| *id)
+    }
+
+    fn clusters_of<'s>(&'s self, actor: &'s Actor) -> impl Iterator<Item = usize> + 's {
+        cluster_indexes(&self.index, actor)
+    }
+}
+
+/// What is gathered per cluster: the assessed ones' tallies (members and
+/// ties), and the size, segment mix and industries of every cluster they
+/// are compared with.
+struct Gathering<'n> {
+    tallies: Vec<Tally>,
+    member_counts: Vec<usize>,
+    mixes: Vec<[f64; 8]>,
+    industries: Vec<HashMap<&'n str, f64>>,
+    /// Actors the filter keeps (all actors when clusters are named).
+    kept_actors: u64,
+}
+
+impl<'n> Gathering<'n> {
+    /// The assessed clusters' members. A filter naming clusters reads those
+    /// clusters' member lists only (their counts and mixes come later, with
+    /// those of the clusters they are tied to); with none named, one pass
+    /// over every actor. The alert engine assesses the few clusters a batch
+    /// touched: a pass over every actor made each of its rounds cost the
+    /// whole network.
+    fn members(ctx: StageContext<'n>, catalogue: &Catalogue<'n>) -> Gathering<'n> {
+        let (network, filter) = (ctx.network, ctx.filter);
+        let n = catalogue.len();
+        let mut g = Gathering {
+            tallies: (0..n).map(|_| Tally::default()).collect(),
+            member_counts: vec![0; n],
+            mixes: vec![[0.0; 8]; n],
+            industries: vec![HashMap::default(); n],
+            kept_actors: 0,
+        };
+        if !filter.clusters.is_empty() {
+            g.kept_actors = network.actors.len() as u64;
+            // Each cluster's own: in parallel (a baseline names every cluster).
+            g.tallies
+                .par_iter_mut()
+                .enumerate()
+                .filter(|(c, _)| catalogue.assessed[*c])
+                .for_each(|(c, t)| {
+                    for ix in network.member_indexes(catalogue.ids[c]) {
+                        let Some(actor) = filter.actor(network, ix) else {
+                            continue;
+                        };
+                        t.members.insert(ix);
+                        t.related.extend(catalogue.clusters_of(actor).filter(|o| *o != c));
+                    }
+                });
+            return g;
+        }
         for (ix, actor) in network.actor_at.iter().enumerate() {
             let Some(actor) = actor.as_ref().filter(|a| filter.keeps_actor(a)) else {
                 continue;
             };
-            kept_actors += 1;
+            g.kept_actors += 1;
             let attributes = network.attributes_at(actor, filter.as_of);
-            for c in clusters_of(actor) {
-                add_member(c, &attributes, &mut member_counts, &mut mixes, &mut industries);
-                // Members are needed for the assessed clusters only; the others
-                // are compared by counts and mixes.
-                if !assessed[c] {
+            for c in catalogue.clusters_of(actor) {
+                add_member(c, &attributes, &mut g.member_counts, &mut g.mixes, &mut g.industries);
+                // Members are needed for the assessed clusters only; the
+                // others are compared by counts and mixes.
+                if !catalogue.assessed[c] {
                     continue;
                 }
-                tallies[c].members.insert(ix as Ix);
-                let others = clusters_of(actor).filter(|o| *o != c);
-                tallies[c].related.extend(others);
+                g.tallies[c].members.insert(ix as Ix);
+                let others = catalogue.clusters_of(actor).filter(|o| *o != c);
+                g.tallies[c].related.extend(others);
             }
         }
+        g
     }
 
-    // The links with an end in an assessed cluster: when few clusters are
-    // assessed, their members' own links; otherwise one pass over all links.
-    let members_assessed: usize = tallies
-        .iter()
-        .zip(&assessed)
-        .filter(|(_, a)| **a)
-        .map(|(t, _)| t.members.len())
-        .sum();
-    // Read once for the named clusters (or given), the members' links serve
-    // the tallies, the places and the core firms alike.
-    let read_here = (ties.is_none() && members_assessed * 4 < kept_actors as usize).then(|| {
-        let members = tallies.iter().zip(&assessed).filter(|(_, a)| **a);
-        Ties::read(network, members.flat_map(|(t, _)| t.members.iter().copied()))
-    });
-    let given_ties: Option<&Ties> = ties.or(read_here.as_ref());
-    // When the assessed clusters hold a good part of the network (a
-    // baseline), every actor's cluster is looked up once here rather than at
-    // each tie that reaches it: hashing the far ends' cluster ids was a
-    // twelfth of a 10,000-cluster round.
-    let cluster_at = (members_assessed * 4 >= network.actor_at.len()).then(|| {
-        let at: Vec<Option<&std::sync::Arc<Actor>>> = network.actor_at.iter().map(Option::as_ref).collect();
-        at.par_iter()
-            .map(|actor| {
-                let mut clusters = actor.iter().flat_map(|a| clusters_of(a));
-                match (clusters.next(), clusters.next()) {
-                    (None, _) => NO_CLUSTER,
-                    (Some(c), None) => c as u32,
-                    (Some(_), Some(_)) => MANY_CLUSTERS,
+    /// Tallies the links with an end in an assessed cluster: when few
+    /// clusters are assessed, their members' own links (read here, once for
+    /// all of them, and returned: they serve the places and core firms too,
+    /// unless `given`); otherwise one pass over all links.
+    fn tally_ties(
+        &mut self,
+        ctx: StageContext<'n>,
+        catalogue: &Catalogue<'n>,
+        given: Option<&Ties<'n>>,
+    ) -> Result<Option<Ties<'n>>, Cancelled> {
+        let (network, filter) = (ctx.network, ctx.filter);
+        let assessed = &catalogue.assessed;
+        let members_assessed: usize = self
+            .tallies
+            .iter()
+            .zip(assessed)
+            .filter(|(_, a)| **a)
+            .map(|(t, _)| t.members.len())
+            .sum();
+        let read_here = (given.is_none() && members_assessed * 4 < self.kept_actors as usize).then(|| {
+            let members = self.tallies.iter().zip(assessed).filter(|(_, a)| **a);
+            Ties::read(network, members.flat_map(|(t, _)| t.members.iter().copied()))
+        });
+        // When the assessed clusters hold a good part of the network (a
+        // baseline), every actor's cluster is looked up once here rather
+        // than at each tie that reaches it: hashing the far ends' cluster
+        // ids was a twelfth of a 10,000-cluster round.
+        let cluster_at = (members_assessed * 4 >= network.actor_at.len()).then(|| {
+            let at: Vec<Option<&std::sync::Arc<Actor>>> = network.actor_at.iter().map(Option::as_ref).collect();
+            at.par_iter()
+                .map(|actor| {
+                    let mut clusters = actor.iter().flat_map(|a| catalogue.clusters_of(a));
+                    match (clusters.next(), clusters.next()) {
+                        (None, _) => NO_CLUSTER,
+                        (Some(c), None) => c as u32,
+                        (Some(_), Some(_)) => MANY_CLUSTERS,
+                    }
+                })
+                .collect::<Vec<u32>>()
+        });
+        let tie_context = TieContext {
+            network,
+            filter,
+            catalogue,
+            cluster_at: cluster_at.as_deref(),
+        };
+        if let Some(ties) = given.or(read_here.as_ref()) {
+            // Each cluster tallies its own members' links, so clusters run
+            // in parallel: a round over 10,000 new clusters spent half its
+            // time here on one core.
+            self.tallies
+                .par_iter_mut()
+                .enumerate()
+                .filter(|(c, _)| assessed[*c])
+                .try_for_each(|(c, t)| {
+                    ctx.control.check()?;
+                    tie_context.tally_members(c, t, ties);
+                    Ok(())
+                })?;
+        } else {
+            for (key, data, source, target) in filter.links(network) {
+                let mut touched: Vec<usize> = catalogue
+                    .clusters_of(source)
+                    .chain(catalogue.clusters_of(target))
+                    .collect();
+                touched.retain(|c| assessed[*c]);
+                touched.sort_unstable();
+                touched.dedup();
+                for c in touched {
+                    tie_context.tally_link(c, &mut self.tallies[c], key, data, source, target);
                 }
-            })
-            .collect::<Vec<u32>>()
-    });
-    let tie_context = TieContext {
-        network,
-        filter,
-        index: &index,
-        cluster_at: cluster_at.as_deref(),
-        home: &home,
-        regions: &regions,
-    };
-    if let Some(ties) = given_ties {
-        // Each cluster tallies its own members' links, so clusters run in
-        // parallel: a round over 10,000 new clusters spent half its time
-        // here on one core.
-        tallies
-            .par_iter_mut()
-            .enumerate()
-            .filter(|(c, _)| assessed[*c])
-            .try_for_each(|(c, t)| {
-                control.check()?;
-                tie_context.tally_members(c, t, ties);
-                Ok(())
-            })?;
-    } else {
-        for (key, data, source, target) in filter.links(network) {
-            let mut touched: Vec<usize> = clusters_of(source).chain(clusters_of(target)).collect();
-            touched.retain(|c| assessed[*c]);
-            touched.sort_unstable();
-            touched.dedup();
-            for c in touched {
-                tie_context.tally_link(c, &mut tallies[c], key, data, source, target);
             }
         }
+        Ok(read_here)
     }
 
-    // The wholes across clusters with a place of an assessed cluster: its
-    // third stage when its own places are no whole.
-    let named: Vec<Id> = (0..cluster_ids.len())
-        .filter(|c| assessed[*c])
-        .map(|c| cluster_ids[c].clone())
-        .collect();
-    let wholes = wholes::find(network, filter, config, narrow.then_some(&named[..]), control)?;
-
-    if narrow {
-        let mut needed: Vec<usize> = (0..cluster_ids.len()).filter(|c| assessed[*c]).collect();
+    /// With clusters named: the counts and mixes of the assessed clusters,
+    /// the clusters they are tied to, and the other clusters of their wholes.
+    fn fill_mixes(&mut self, ctx: StageContext<'n>, catalogue: &Catalogue<'n>, wholes: &Wholes) {
+        let (network, filter) = (ctx.network, ctx.filter);
+        let mut needed: Vec<usize> = (0..catalogue.len()).filter(|c| catalogue.assessed[*c]).collect();
         for c in needed.clone() {
-            needed.extend(tallies[c].related.iter().copied());
+            needed.extend(self.tallies[c].related.iter().copied());
         }
-        // The other clusters of their wholes, for the relations within.
         needed.extend(
             wholes
                 .patterns
                 .iter()
                 .flat_map(|w| w.clusters.iter())
-                .filter_map(|id| index.get(id).copied()),
+                .filter_map(|id| catalogue.index.get(id).copied()),
         );
         needed.sort_unstable();
         needed.dedup();
         for c in needed {
-            // Today's mixes are kept by every batch; a past date counts
-            // the members' profiles.
+            // Today's mixes are kept by every batch; a past date counts the
+            // members' profiles.
             if filter.as_of.is_none() {
-                if let Some(mix) = network.mixes.get(&cluster_ids[c]) {
-                    member_counts[c] = mix.members as usize;
-                    for (sum, count) in mixes[c].iter_mut().zip(mix.segments) {
+                if let Some(mix) = network.mixes.get(catalogue.ids[c]) {
+                    self.member_counts[c] = mix.members as usize;
+                    for (sum, count) in self.mixes[c].iter_mut().zip(mix.segments) {
                         *sum = count as f64;
                     }
-                    industries[c] = mix
+                    self.industries[c] = mix
                         .industries
                         .iter()
                         .map(|(code, n)| (code.as_str(), *n as f64))
@@ -660,128 +765,168 @@ fn assess_clusters(
                 }
                 continue;
             }
-            for ix in network.member_indexes(&cluster_ids[c]) {
+            for ix in network.member_indexes(catalogue.ids[c]) {
                 let Some(actor) = filter.actor(network, ix) else {
                     continue;
                 };
                 let attributes = network.attributes_at(actor, filter.as_of);
-                add_member(c, &attributes, &mut member_counts, &mut mixes, &mut industries);
+                add_member(
+                    c,
+                    &attributes,
+                    &mut self.member_counts,
+                    &mut self.mixes,
+                    &mut self.industries,
+                );
             }
         }
     }
+}
 
-    // Relations with the clusters each is tied to: shared members (overlap
-    // coefficient) and mix similarity (the segment and industry part of
-    // cluster substitution), the closest of each.
-    let industry_codes: Vec<&str> = {
-        let mut all: Vec<&str> = industries.iter().flat_map(|m| m.keys().copied()).collect();
-        all.sort_unstable();
-        all.dedup();
-        all
-    };
-    let industry_vectors: Vec<Vec<(usize, f64)>> = industries
-        .iter()
-        .map(|m| {
-            let mut v: Vec<(usize, f64)> = m
+/// Everything gathered for the clusters assessed together.
+struct Survey<'a, 'n> {
+    catalogue: &'a Catalogue<'n>,
+    gathering: &'a Gathering<'n>,
+    vectors: &'a IndustryVectors,
+    wholes: &'a Wholes,
+}
+
+/// Each cluster's industries as a sparse vector over all codes seen, for
+/// the substitution similarity.
+struct IndustryVectors(Vec<Vec<(usize, f64)>>);
+
+impl IndustryVectors {
+    fn new(industries: &[HashMap<&str, f64>]) -> IndustryVectors {
+        let mut codes: Vec<&str> = industries.iter().flat_map(|m| m.keys().copied()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        IndustryVectors(
+            industries
                 .iter()
-                .filter_map(|(code, w)| industry_codes.binary_search(code).ok().map(|i| (i, *w)))
-                .collect();
-            v.sort_unstable_by_key(|(i, _)| *i);
-            v
-        })
-        .collect();
-    let closest = |c: usize, measure: &dyn Fn(usize) -> f64| -> Relation {
-        let mut related: Vec<usize> = tallies[c].related.iter().copied().collect();
-        related.sort_unstable();
-        related.into_iter().fold(Relation::default(), |best, o| {
-            let value = measure(o);
-            if value > best.value {
-                Relation {
-                    value,
-                    with: Some(cluster_ids[o].clone()),
-                }
-            } else {
-                best
-            }
-        })
-    };
+                .map(|m| {
+                    let mut v: Vec<(usize, f64)> = m
+                        .iter()
+                        .filter_map(|(code, w)| codes.binary_search(code).ok().map(|i| (i, *w)))
+                        .collect();
+                    v.sort_unstable_by_key(|(i, _)| *i);
+                    v
+                })
+                .collect(),
+        )
+    }
+}
 
-    // Each cluster's rest (its places as a virtual whole, its core firms) is
-    // its own: they run in parallel.
-    (0..cluster_ids.len())
-        .into_par_iter()
-        .filter(|c| assessed[*c])
-        .map(|c| {
-            let id = &cluster_ids[c];
-            let t = &tallies[c];
-            // Members shared with each other cluster, in one pass over the
-            // members (not one per related cluster: a cluster may be tied to
-            // most of the network's clusters).
-            let mut shared: HashMap<usize, usize> = HashMap::default();
-            for actor in t.members.iter().filter_map(|m| network.actor(*m)) {
-                for o in clusters_of(actor).filter(|o| *o != c) {
-                    *shared.entry(o).or_default() += 1;
-                }
+/// Relate: a cluster against the clusters it is tied to. Members shared
+/// with each (the overlap coefficient) and mix similarity (the segment and
+/// industry part of cluster substitution), and the closest of each.
+struct Relations {
+    /// Members shared with each other cluster, by index.
+    shared: HashMap<usize, usize>,
+    overlap: Relation,
+    substitution: Relation,
+}
+
+impl Relations {
+    fn of(ctx: StageContext, survey: &Survey, c: usize) -> Relations {
+        let (catalogue, g) = (survey.catalogue, survey.gathering);
+        let t = &g.tallies[c];
+        // In one pass over the members (not one per related cluster: a
+        // cluster may be tied to most of the network's clusters).
+        let mut shared: HashMap<usize, usize> = HashMap::default();
+        for actor in t.members.iter().filter_map(|m| ctx.network.actor(*m)) {
+            for o in catalogue.clusters_of(actor).filter(|o| *o != c) {
+                *shared.entry(o).or_default() += 1;
             }
-            let overlap = closest(c, &|o| {
-                let shared = shared.get(&o).copied().unwrap_or(0);
-                shared as f64 / member_counts[c].min(member_counts[o]).max(1) as f64
-            });
-            // The Substitutes weights for segments and industry, 0.25 and 0.15, renormalised.
-            let substitution_of = |o: usize| {
-                0.625 * cosine(&mixes[c], &mixes[o]) + 0.375 * sparse_cosine(&industry_vectors[c], &industry_vectors[o])
-            };
-            let substitution = closest(c, &substitution_of);
-            control.check()?;
-            let read;
-            let ties = match given_ties {
-                Some(ties) => ties,
-                None => {
-                    read = Ties::read(network, t.members.iter().copied());
-                    &read
+        }
+        let closest = |measure: &dyn Fn(usize) -> f64| -> Relation {
+            let mut related: Vec<usize> = t.related.iter().copied().collect();
+            related.sort_unstable();
+            related.into_iter().fold(Relation::default(), |best, o| {
+                let value = measure(o);
+                if value > best.value {
+                    Relation {
+                        value,
+                        with: Some(catalogue.ids[o].clone()),
+                    }
+                } else {
+                    best
                 }
-            };
-            let (pattern, found) = if detect {
-                measure_and_detect_with(network, filter, config, id, ties, control)?
-            } else {
-                (
-                    measure_cluster_with(network, filter, config, id, ties, control)?,
-                    Vec::new(),
-                )
-            };
-            // Its own places first, as they always were; a whole across
-            // clusters when they are none.
-            let across = wholes
-                .of(id)
-                .filter(|_| !pattern.as_ref().is_some_and(Pattern::holds))
-                .cloned();
-            let whole_relations = across.as_ref().map_or_else(Vec::new, |whole| {
-                let others = whole.clusters.iter().filter(|o| *o != id);
-                others
-                    .filter_map(|o| index.get(o).map(|&o| (o, &cluster_ids[o])))
-                    .map(|(o, other)| WholeRelation {
-                        overlap: shared.get(&o).copied().unwrap_or(0) as f64
-                            / member_counts[c].min(member_counts[o]).max(1) as f64,
-                        substitution: substitution_of(o),
-                        ..ties_between(network, filter, &t.members, ties, other)
-                    })
-                    .collect()
-            });
-            let gathered = Gathered {
-                id,
-                tally: t,
-                ties,
-                mix: &mixes[c],
-                home: home_found[c].clone(),
-                own: pattern,
-                across,
-                overlap,
-                substitution,
-                whole_relations,
-            };
-            Ok((evaluate(network, filter, config, gathered), found))
-        })
-        .collect()
+            })
+        };
+        let overlap = closest(&|o| overlap_of(&shared, g, c, o));
+        let substitution = closest(&|o| substitution_of(survey, c, o));
+        Relations {
+            shared,
+            overlap,
+            substitution,
+        }
+    }
+}
+
+/// Shared members over the smaller cluster's members.
+fn overlap_of(shared: &HashMap<usize, usize>, g: &Gathering, c: usize, o: usize) -> f64 {
+    let shared = shared.get(&o).copied().unwrap_or(0);
+    shared as f64 / g.member_counts[c].min(g.member_counts[o]).max(1) as f64
+}
+
+/// The Substitutes weights for segments and industry, 0.25 and 0.15, renormalised.
+fn substitution_of(survey: &Survey, c: usize, o: usize) -> f64 {
+    let (mixes, vectors) = (&survey.gathering.mixes, &survey.vectors.0);
+    0.625 * cosine(&mixes[c], &mixes[o]) + 0.375 * sparse_cosine(&vectors[c], &vectors[o])
+}
+
+/// Judge one cluster: its own places as a whole (and the patterns in them
+/// when `detect`), else the whole across clusters it has a place in, with
+/// the relations within that whole; then the evidence, scores and verdict.
+fn judge(
+    ctx: StageContext,
+    survey: &Survey,
+    relations: Relations,
+    c: usize,
+    ties: &Ties,
+    detect: bool,
+) -> Result<(Assessment, Vec<Pattern>), Cancelled> {
+    let (network, filter, config, control) = (ctx.network, ctx.filter, ctx.config, ctx.control);
+    let (catalogue, g, wholes) = (survey.catalogue, survey.gathering, survey.wholes);
+    let id = catalogue.ids[c];
+    let t = &g.tallies[c];
+    let (pattern, found) = if detect {
+        measure_and_detect_with(network, filter, config, id, ties, control)?
+    } else {
+        (
+            measure_cluster_with(network, filter, config, id, ties, control)?,
+            Vec::new(),
+        )
+    };
+    // Its own places first, as they always were; a whole across clusters
+    // when they are none.
+    let across = wholes
+        .of(id)
+        .filter(|_| !pattern.as_ref().is_some_and(Pattern::holds))
+        .cloned();
+    let whole_relations = across.as_ref().map_or_else(Vec::new, |whole| {
+        let others = whole.clusters.iter().filter(|o| *o != id);
+        others
+            .filter_map(|o| catalogue.index.get(o).map(|&o| (o, catalogue.ids[o])))
+            .map(|(o, other)| WholeRelation {
+                overlap: overlap_of(&relations.shared, g, c, o),
+                substitution: substitution_of(survey, c, o),
+                ..ties_between(network, filter, &t.members, ties, other)
+            })
+            .collect()
+    });
+    let gathered = Gathered {
+        id,
+        tally: t,
+        ties,
+        mix: &g.mixes[c],
+        home: catalogue.home_found[c].clone(),
+        own: pattern,
+        across,
+        overlap: relations.overlap,
+        substitution: relations.substitution,
+        whole_relations,
+    };
+    Ok((evaluate(network, filter, config, gathered), found))
 }
 
 /// Counts a kept member into its cluster's size, segment mix and industries.
