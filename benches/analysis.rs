@@ -662,6 +662,7 @@ fn wholes(clusters: usize, wholes: usize) {
         online_share: 0.35,
         platform_reach: 0.5,
         own_mixes: true,
+        paired: false,
         wholes,
         whole_size: 3,
         whole_share: 0.4,
@@ -744,6 +745,7 @@ fn calibration_regions(count: u64) {
     let config = StageConfig::default();
     let judge = |name: &str, models: Vec<Regions>| {
         let (mut clusters, mut virtual_ones, mut networks, mut with_wholes, mut built_found) = (0, 0, 0, 0, 0);
+        let mut candidate_pairs = 0;
         for model in &models {
             let changes: Vec<_> = regions(model).into_iter().map(|c| c.validated().unwrap()).collect();
             let mut network = clusternet::network::Network::default();
@@ -752,6 +754,14 @@ fn calibration_regions(count: u64) {
             clusters += assessed.len();
             virtual_ones += assessed.iter().filter(|a| a.stage == Stage::VirtualIntegration).count();
             let found = detect(&network, &Default::default(), &config, &Control::none()).unwrap();
+            let search = clusternet::analysis::stages::wholes::find(
+                &network,
+                &Default::default(),
+                &config,
+                None,
+                &Control::none(),
+            );
+            candidate_pairs += search.unwrap().cost.candidate_pairs;
             let across: Vec<_> = found.iter().filter(|p| p.clusters.len() > 1).collect();
             networks += 1;
             with_wholes += usize::from(!across.is_empty());
@@ -761,17 +771,19 @@ fn calibration_regions(count: u64) {
             built_found += usize::from(model.wholes > 0 && across.iter().any(|p| p.clusters == built));
         }
         println!(
-            "| {name} | {networks} | {clusters} | {virtual_ones} ({:.2}%) | {with_wholes} ({:.1}%) | {built_found} |",
+            "| {name} | {networks} | {clusters} | {candidate_pairs} | {virtual_ones} ({:.2}%) | {with_wholes} ({:.1}%) | {built_found} |",
             100.0 * virtual_ones as f64 / clusters.max(1) as f64,
             100.0 * with_wholes as f64 / networks.max(1) as f64
         );
     };
-    println!("| family | networks | clusters | judged VIRTUAL | networks with a whole | built wholes found whole |");
-    println!("|---|---|---|---|---|---|");
+    println!("| family | networks | clusters | candidate pairs | judged VIRTUAL | networks with a whole | built wholes found whole |");
+    println!("|---|---|---|---|---|---|---|");
     let nulls: Vec<Regions> = regional_null_models(count).collect();
     let (own, one): (Vec<Regions>, Vec<Regions>) = nulls.into_iter().partition(|m| m.own_mixes);
-    judge("null: one national mix, 10-50% of ties to random clusters", one);
+    let (paired, random): (Vec<Regions>, Vec<Regions>) = one.into_iter().partition(|m| m.paired);
     judge("null: each cluster its own mix, 2-10% of ties to random clusters", own);
+    judge("null: one national mix, 10-50% of ties to random clusters", random);
+    judge("null: one national mix, 10-50% of ties to one partner cluster", paired);
     judge(
         "built: one whole of 2-4 clusters among 12",
         regional_wholes(count / 4).collect(),

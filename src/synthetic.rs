@@ -479,6 +479,10 @@ pub struct Regions {
     /// region's platform).
     pub platform_reach: f64,
     pub own_mixes: bool,
+    /// Ties across go to one partner cluster (0 with 1, 2 with 3, ...)
+    /// rather than to random ones: pairs that interact as one, the near
+    /// miss that only specialisation tells from a whole.
+    pub paired: bool,
     /// Built wholes: how many, and of how many clusters each.
     pub wholes: usize,
     pub whole_size: usize,
@@ -497,6 +501,7 @@ impl Default for Regions {
             online_share: 0.35,
             platform_reach: 0.5,
             own_mixes: false,
+            paired: false,
             wholes: 0,
             whole_size: 3,
             whole_share: 0.4,
@@ -514,7 +519,10 @@ pub fn regional_null_models(count: u64) -> impl Iterator<Item = Regions> {
     use rand::seq::SliceRandom;
     (0..count).map(|seed| {
         let mut rng = ChaCha8Rng::seed_from_u64(50_000 + seed);
-        let own_mixes = rng.gen_bool(0.5);
+        // Three families, a third each: own mixes with few random ties
+        // across, one mix with many, one mix with pairs tied as one.
+        let family = seed % 3;
+        let own_mixes = family == 0;
         let sizes = [5..=15, 10..=40, 20..=80, 40..=150];
         Regions {
             prefix: format!("rnull{seed}"),
@@ -526,6 +534,7 @@ pub fn regional_null_models(count: u64) -> impl Iterator<Item = Regions> {
             } else {
                 [0.1, 0.3, 0.5].choose(&mut rng).copied().unwrap_or(0.3)
             },
+            paired: family == 2,
             online_share: [0.1, 0.35, 0.6].choose(&mut rng).copied().unwrap_or(0.35),
             platform_reach: [0.3, 0.6, 0.9].choose(&mut rng).copied().unwrap_or(0.6),
             own_mixes,
@@ -670,6 +679,7 @@ pub fn regions(config: &Regions) -> Vec<Change> {
                             o
                         }
                     }
+                    None if config.paired && (c ^ 1) < clusters => c ^ 1,
                     None => {
                         let o = rng.gen_range(0..clusters - 1);
                         if o >= c {

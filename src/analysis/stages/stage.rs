@@ -1001,19 +1001,39 @@ fn ties_between(
     relation
 }
 
-fn evaluate(network: &Network, filter: &GraphFilter, config: &StageConfig, g: Gathered) -> Assessment {
-    let Gathered {
-        id,
-        tally: t,
-        ties,
-        mix,
-        home,
-        own: pattern,
-        across,
-        overlap,
-        substitution,
-        whole_relations,
-    } = g;
+/// The evidence, the three scores and the verdict of one gathered cluster.
+fn evaluate(network: &Network, filter: &GraphFilter, config: &StageConfig, mut g: Gathered) -> Assessment {
+    let (own, across) = (g.own.take(), g.across.take());
+    let evidence = evidence(network, filter, config, own.as_ref(), &mut g);
+    // The whole judged: a whole across clusters when the cluster's own
+    // places are none (the evidence's place figures stay its own places').
+    let whole = across.or(own);
+    let scores = score(&evidence, whole.as_ref(), config);
+    let stage = scores
+        .iter()
+        .rev()
+        .find(|s| s.passed())
+        .map_or(Stage::Unclassified, |s| s.stage);
+    Assessment {
+        cluster: g.id.clone(),
+        name: network.clusters.get(g.id).map(|c| c.name.clone()).unwrap_or_default(),
+        stage,
+        scores,
+        evidence,
+        pattern: whole.filter(|_| stage == Stage::VirtualIntegration),
+    }
+}
+
+/// The counts behind the factors: the tally, the members' segments, the
+/// core firms, and the cluster's own places as a whole (`own`).
+fn evidence(
+    network: &Network,
+    filter: &GraphFilter,
+    config: &StageConfig,
+    own: Option<&Pattern>,
+    g: &mut Gathered,
+) -> Evidence {
+    let t = g.tally;
     let actors: Vec<&std::sync::Arc<Actor>> = t.members.iter().filter_map(|ix| network.actor(*ix)).collect();
     let enterprises: Vec<&&std::sync::Arc<Actor>> = actors.iter().filter(|a| a.kind.is_enterprise()).collect();
     let with_segments: Vec<usize> = enterprises
@@ -1026,24 +1046,20 @@ fn evaluate(network: &Network, filter: &GraphFilter, config: &StageConfig, g: Ga
     } else {
         with_segments.iter().sum::<usize>() as f64 / with_segments.len() as f64
     };
-    let mean_segment_value = config.smile.mean_value(mix);
-    let segments_covered: Vec<Segment> = Segment::ALL
-        .iter()
-        .copied()
-        .filter(|s| mix[*s as usize] > 0.0)
-        .collect();
-    let (cores, core_reach) = cores_of(network, filter, &t.members, ties, config.core_firms.min_reach);
-    let core_firm = cores.first().and_then(|r| network.actor(r.actor).map(|a| a.id.clone()));
-    let corridors = pattern.as_ref().map_or(0, |p| p.corridors.len() as u64);
-    let (interaction, specialisation) = pattern
-        .as_ref()
+    let (cores, core_reach) = cores_of(network, filter, &t.members, g.ties, config.core_firms.min_reach);
+    let (interaction, specialisation) = own
         .map(|p| (p.interaction.clone(), p.specialisation.clone()))
         .unwrap_or_default();
-
-    let evidence = Evidence {
+    let mut platforms: Vec<Id> = t
+        .platforms
+        .iter()
+        .filter_map(|ix| network.actor(*ix).map(|a| a.id.clone()))
+        .collect();
+    platforms.sort();
+    Evidence {
         members: t.members.len() as u64,
         enterprises: enterprises.len() as u64,
-        home,
+        home: std::mem::take(&mut g.home),
         ties: t.ties,
         internal_ties: t.internal,
         domestic_external_ties: t.domestic_external,
@@ -1051,13 +1067,17 @@ fn evaluate(network: &Network, filter: &GraphFilter, config: &StageConfig, g: Ga
         foreign_ties: t.foreign,
         unknown_country_ties: t.unknown_country,
         virtual_ties: t.virtual_ties,
-        segments_covered,
+        segments_covered: Segment::ALL
+            .iter()
+            .copied()
+            .filter(|s| g.mix[*s as usize] > 0.0)
+            .collect(),
         segments_per_enterprise,
-        mean_segment_value,
+        mean_segment_value: config.smile.mean_value(g.mix),
         foreign_capital_enterprises: t.foreign_capital.len() as u64,
-        core_firm,
+        core_firm: cores.first().and_then(|r| network.actor(r.actor).map(|a| a.id.clone())),
         core_reach,
-        places: pattern
+        places: own
             .iter()
             .flat_map(|p| p.parts.iter().map(|part| part.place.clone()))
             .collect(),
@@ -1066,44 +1086,27 @@ fn evaluate(network: &Network, filter: &GraphFilter, config: &StageConfig, g: Ga
         place_interaction: interaction.ratio,
         place_distinctness: specialisation.distinctness,
         specialisation_p: specialisation.p_value,
-        platforms: {
-            let mut ids: Vec<Id> = t
-                .platforms
-                .iter()
-                .filter_map(|ix| network.actor(*ix).map(|a| a.id.clone()))
-                .collect();
-            ids.sort();
-            ids
-        },
-        corridors,
-        overlap,
-        substitution,
+        platforms,
+        corridors: own.map_or(0, |p| p.corridors.len() as u64),
+        overlap: std::mem::take(&mut g.overlap),
+        substitution: std::mem::take(&mut g.substitution),
         cross_investment_index: share(t.crossing_capital, t.capital),
         fusion_index: share(t.crossing_cross_industry, t.crossing_enterprise_ties),
-        whole_relations,
-    };
-    // The whole judged: a whole across clusters when the cluster's own
-    // places are none (its evidence above stays its own places').
-    let whole = across.or(pattern);
-    let scores = score(&evidence, whole.as_ref(), config);
-    let stage = scores
-        .iter()
-        .rev()
-        .find(|s| s.passed())
-        .map_or(Stage::Unclassified, |s| s.stage);
-    Assessment {
-        cluster: id.clone(),
-        name: network.clusters.get(id).map(|c| c.name.clone()).unwrap_or_default(),
-        stage,
-        scores,
-        evidence,
-        pattern: whole.filter(|_| stage == Stage::VirtualIntegration),
+        whole_relations: std::mem::take(&mut g.whole_relations),
     }
 }
 
-/// The three stage scores from the evidence and the cluster's places
-/// measured as a virtual whole (None when no member is at a place).
+/// The three stage scores from the evidence and the whole the cluster is
+/// judged on (None when no member is at a place).
 pub fn score(e: &Evidence, pattern: Option<&Pattern>, config: &StageConfig) -> Vec<StageScore> {
+    vec![
+        regional_score(e, config),
+        global_score(e, config),
+        virtual_score(pattern, config),
+    ]
+}
+
+fn regional_score(e: &Evidence, config: &StageConfig) -> StageScore {
     let foreign_share = share(e.foreign_ties, e.ties);
     let completeness = e.segments_covered.len() as f64 / Segment::ALL.len() as f64;
     let specialisation = if e.segments_per_enterprise == 0.0 {
@@ -1115,53 +1118,75 @@ pub fn score(e: &Evidence, pattern: Option<&Pattern>, config: &StageConfig) -> V
     // the absence of foreign ones.
     let locality = if e.ties == 0 { 0.0 } else { 1.0 - foreign_share };
     let r = &config.regional;
-    let regional = vec![
-        Factor {
-            name: "internal_share",
-            value: share(e.internal_ties, e.ties),
-            weight: r.internal_share,
-        },
-        Factor {
-            name: "completeness",
-            value: completeness,
-            weight: r.completeness,
-        },
-        Factor {
-            name: "specialisation",
-            value: specialisation,
-            weight: r.specialisation,
-        },
-        Factor {
-            name: "locality",
-            value: locality,
-            weight: r.locality,
-        },
-        Factor {
-            name: "hub_and_spoke",
-            value: e.core_reach,
-            weight: r.hub_and_spoke,
-        },
+    let factor = |name, value, weight| Factor { name, value, weight };
+    let factors = vec![
+        factor("internal_share", share(e.internal_ties, e.ties), r.internal_share),
+        factor("completeness", completeness, r.completeness),
+        factor("specialisation", specialisation, r.specialisation),
+        factor("locality", locality, r.locality),
+        factor("hub_and_spoke", e.core_reach, r.hub_and_spoke),
     ];
+    StageScore {
+        stage: Stage::RegionalIntegration,
+        score: weighted_mean(&factors),
+        threshold: config.thresholds.regional,
+        factors,
+        gates: vec![
+            Gate::at_least("ties", e.ties as f64, 1.0, "links with an end in the cluster"),
+            Gate::at_least(
+                "completeness",
+                completeness,
+                r.min_completeness,
+                "share of the 8 value-chain segments performed inside the cluster",
+            ),
+        ],
+    }
+}
+
+fn global_score(e: &Evidence, config: &StageConfig) -> StageScore {
+    let foreign_share = share(e.foreign_ties, e.ties);
     let g = &config.global;
-    let global = vec![
-        Factor {
-            name: "foreign_embedding",
-            value: (foreign_share / g.foreign_saturation).min(1.0),
-            weight: g.foreign_embedding,
-        },
-        Factor {
-            name: "foreign_capital",
-            value: (share(e.foreign_capital_enterprises, e.enterprises) / g.foreign_capital_saturation).min(1.0),
-            weight: g.foreign_capital,
-        },
-        Factor {
-            name: "high_value",
-            value: e.mean_segment_value,
-            weight: g.high_value,
-        },
+    let factor = |name, value, weight| Factor { name, value, weight };
+    let capital = share(e.foreign_capital_enterprises, e.enterprises);
+    let factors = vec![
+        factor(
+            "foreign_embedding",
+            (foreign_share / g.foreign_saturation).min(1.0),
+            g.foreign_embedding,
+        ),
+        factor(
+            "foreign_capital",
+            (capital / g.foreign_capital_saturation).min(1.0),
+            g.foreign_capital,
+        ),
+        factor("high_value", e.mean_segment_value, g.high_value),
     ];
-    let has_ties = Gate::at_least("ties", e.ties as f64, 1.0, "links with an end in the cluster");
-    let virtual_score = match pattern {
+    StageScore {
+        stage: Stage::GlobalValueChain,
+        score: weighted_mean(&factors),
+        threshold: config.thresholds.global,
+        factors,
+        gates: vec![
+            Gate::at_least(
+                "home_country",
+                if e.home.country().is_some() { 1.0 } else { 0.0 },
+                1.0,
+                "the cluster's country is known, so foreign ties can be told",
+            ),
+            Gate::at_least(
+                "foreign_share",
+                foreign_share,
+                g.min_foreign_share,
+                "share of the cluster's ties to actors in another country",
+            ),
+        ],
+    }
+}
+
+/// The whole's confidence, its four factors and its gates; without a place,
+/// nothing but the unmet places gate.
+fn virtual_score(pattern: Option<&Pattern>, config: &StageConfig) -> StageScore {
+    match pattern {
         Some(p) => StageScore {
             stage: Stage::VirtualIntegration,
             score: p.confidence,
@@ -1190,45 +1215,7 @@ pub fn score(e: &Evidence, pattern: Option<&Pattern>, config: &StageConfig) -> V
                 "separate places, sites further apart than places.colocation_km",
             )],
         },
-    };
-    vec![
-        StageScore {
-            stage: Stage::RegionalIntegration,
-            score: weighted_mean(&regional),
-            threshold: config.thresholds.regional,
-            factors: regional,
-            gates: vec![
-                has_ties.clone(),
-                Gate::at_least(
-                    "completeness",
-                    completeness,
-                    r.min_completeness,
-                    "share of the 8 value-chain segments performed inside the cluster",
-                ),
-            ],
-        },
-        StageScore {
-            stage: Stage::GlobalValueChain,
-            score: weighted_mean(&global),
-            threshold: config.thresholds.global,
-            factors: global,
-            gates: vec![
-                Gate::at_least(
-                    "home_country",
-                    if e.home.country().is_some() { 1.0 } else { 0.0 },
-                    1.0,
-                    "the cluster's country is known, so foreign ties can be told",
-                ),
-                Gate::at_least(
-                    "foreign_share",
-                    foreign_share,
-                    g.min_foreign_share,
-                    "share of the cluster's ties to actors in another country",
-                ),
-            ],
-        },
-        virtual_score,
-    ]
+    }
 }
 
 #[cfg(test)]
