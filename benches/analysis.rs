@@ -60,9 +60,10 @@ use clusternet::{
     analysis::{
         algo::centrality::{betweenness, pagerank, BetweennessConfig, PageRankConfig},
         algo::community::{louvain, LouvainConfig},
+        stages::StageContext,
         Control,
     },
-    graph::AnalysisGraph,
+    graph::{AnalysisGraph, GraphFilter},
     model::Id,
 };
 use rand::{Rng, SeedableRng};
@@ -341,17 +342,35 @@ fn stages(clusters: usize, actors: usize, links: usize) {
     let config = StageConfig::default();
     for run in 0..3 {
         let started = Instant::now();
-        let assessments = assess(&network, &Default::default(), &config, &Control::none()).unwrap();
+        let assessments = assess(StageContext {
+            network: &network,
+            filter: &GraphFilter::default(),
+            config: &config,
+            control: &Control::none(),
+        })
+        .unwrap();
         let assess_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        let patterns = detect(&network, &Default::default(), &config, &Control::none()).unwrap();
+        let patterns = detect(StageContext {
+            network: &network,
+            filter: &GraphFilter::default(),
+            config: &config,
+            control: &Control::none(),
+        })
+        .unwrap();
         let detect_seconds = started.elapsed().as_secs_f64();
         let one = clusternet::graph::GraphFilter {
             clusters: vec![clusternet::synthetic::cluster_id(run)],
             ..Default::default()
         };
         let started = Instant::now();
-        let single = assess(&network, &one, &config, &Control::none()).unwrap();
+        let single = assess(StageContext {
+            network: &network,
+            filter: &one,
+            config: &config,
+            control: &Control::none(),
+        })
+        .unwrap();
         let one_cluster_ms = started.elapsed().as_secs_f64() * 1000.0;
         assert_eq!(single.len(), 1);
         let mut counts = std::collections::BTreeMap::new();
@@ -591,11 +610,23 @@ fn calibrate(title: &str, models: Vec<clusternet::synthetic::Districts>) {
         let network = network_of(clusternet::synthetic::districts(model));
         networks += 1;
         with_patterns += usize::from(
-            !detect(&network, &Default::default(), &config, &Control::none())
-                .unwrap()
-                .is_empty(),
+            !detect(StageContext {
+                network: &network,
+                filter: &GraphFilter::default(),
+                config: &config,
+                control: &Control::none(),
+            })
+            .unwrap()
+            .is_empty(),
         );
-        for a in assess(&network, &Default::default(), &config, &Control::none()).unwrap() {
+        for a in assess(StageContext {
+            network: &network,
+            filter: &GraphFilter::default(),
+            config: &config,
+            control: &Control::none(),
+        })
+        .unwrap()
+        {
             if a.evidence.places.len() < 2 {
                 continue;
             }
@@ -689,7 +720,16 @@ fn wholes(clusters: usize, wholes: usize) {
         .collect();
     for run in 0..3 {
         let started = Instant::now();
-        let found = find(&network, &Default::default(), &config, None, &Control::none()).unwrap();
+        let found = find(
+            StageContext {
+                network: &network,
+                filter: &GraphFilter::default(),
+                config: &config,
+                control: &Control::none(),
+            },
+            None,
+        )
+        .unwrap();
         let seconds = started.elapsed().as_secs_f64();
         let whole_found = built
             .iter()
@@ -697,7 +737,13 @@ fn wholes(clusters: usize, wholes: usize) {
             .count();
         let largest = found.patterns.iter().map(|p| p.clusters.len()).max().unwrap_or(0);
         let started = Instant::now();
-        let assessed = assess(&network, &Default::default(), &config, &Control::none()).unwrap();
+        let assessed = assess(StageContext {
+            network: &network,
+            filter: &GraphFilter::default(),
+            config: &config,
+            control: &Control::none(),
+        })
+        .unwrap();
         let assess_seconds = started.elapsed().as_secs_f64();
         let virtual_ones = assessed
             .iter()
@@ -708,10 +754,25 @@ fn wholes(clusters: usize, wholes: usize) {
             ..Default::default()
         };
         let started = Instant::now();
-        assess(&network, &one, &config, &Control::none()).unwrap();
+        assess(StageContext {
+            network: &network,
+            filter: &one,
+            config: &config,
+            control: &Control::none(),
+        })
+        .unwrap();
         let one_ms = started.elapsed().as_secs_f64() * 1000.0;
         let started = Instant::now();
-        find(&network, &one, &config, Some(&one.clusters), &Control::none()).unwrap();
+        find(
+            StageContext {
+                network: &network,
+                filter: &one,
+                config: &config,
+                control: &Control::none(),
+            },
+            Some(&one.clusters),
+        )
+        .unwrap();
         let search_one_ms = started.elapsed().as_secs_f64() * 1000.0;
         println!(
             "{{\"tool\": \"clusternet\", \"algorithm\": \"wholes\", \"run\": {run}, \"clusters\": {clusters}, \"actors\": {}, \"links\": {}, \"search_seconds\": {seconds:.3}, \"places_read\": {}, \"candidate_pairs\": {}, \"merges_tried\": {}, \"bounded\": {}, \"wholes\": {}, \"largest_whole_clusters\": {largest}, \"built\": {wholes}, \"built_found\": {whole_found}, \"assess_all_seconds\": {assess_seconds:.3}, \"virtual_clusters\": {virtual_ones}, \"assess_one_ms\": {one_ms:.1}, \"search_one_ms\": {search_one_ms:.1}, \"peak_rss_mib\": {:.1}}}",
@@ -750,16 +811,30 @@ fn calibration_regions(count: u64) {
             let changes: Vec<_> = regions(model).into_iter().map(|c| c.validated().unwrap()).collect();
             let mut network = clusternet::network::Network::default();
             network.apply(&changes).unwrap();
-            let assessed = assess(&network, &Default::default(), &config, &Control::none()).unwrap();
+            let assessed = assess(StageContext {
+                network: &network,
+                filter: &GraphFilter::default(),
+                config: &config,
+                control: &Control::none(),
+            })
+            .unwrap();
             clusters += assessed.len();
             virtual_ones += assessed.iter().filter(|a| a.stage == Stage::VirtualIntegration).count();
-            let found = detect(&network, &Default::default(), &config, &Control::none()).unwrap();
+            let found = detect(StageContext {
+                network: &network,
+                filter: &GraphFilter::default(),
+                config: &config,
+                control: &Control::none(),
+            })
+            .unwrap();
             let search = clusternet::analysis::stages::wholes::find(
-                &network,
-                &Default::default(),
-                &config,
+                StageContext {
+                    network: &network,
+                    filter: &GraphFilter::default(),
+                    config: &config,
+                    control: &Control::none(),
+                },
                 None,
-                &Control::none(),
             );
             candidate_pairs += search.unwrap().cost.candidate_pairs;
             let across: Vec<_> = found.iter().filter(|p| p.clusters.len() > 1).collect();
@@ -906,14 +981,30 @@ fn alert_parts(clusters: usize, actors: usize, links: usize) {
             clusters: vec![c.clone()],
             ..GraphFilter::default()
         };
-        std::hint::black_box(assess(&network, &f, &stage, &control).unwrap());
+        std::hint::black_box(
+            assess(StageContext {
+                network: &network,
+                filter: &f,
+                config: &stage,
+                control: &control,
+            })
+            .unwrap(),
+        );
     });
     time("detect", &|c| {
         let f = GraphFilter {
             clusters: vec![c.clone()],
             ..GraphFilter::default()
         };
-        std::hint::black_box(detect(&network, &f, &stage, &control).unwrap());
+        std::hint::black_box(
+            detect(StageContext {
+                network: &network,
+                filter: &f,
+                config: &stage,
+                control: &control,
+            })
+            .unwrap(),
+        );
     });
     time("jaccards", &|c| {
         std::hint::black_box(member_jaccards(&network, c));

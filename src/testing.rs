@@ -61,8 +61,15 @@ pub fn assess_all(
     network: &Network,
     filter: &crate::graph::GraphFilter,
 ) -> Vec<crate::analysis::stages::stage::Assessment> {
-    use crate::analysis::{stages::stage::assess, stages::stage_config::StageConfig, Control};
-    assess(network, filter, &StageConfig::default(), &Control::none()).expect("Control::none never cancels")
+    use crate::analysis::{stages::stage::assess, stages::stage_config::StageConfig, stages::StageContext, Control};
+    let (config, control) = (StageConfig::default(), Control::none());
+    assess(StageContext {
+        network,
+        filter,
+        config: &config,
+        control: &control,
+    })
+    .expect("Control::none never cancels")
 }
 
 /// DetectVirtualIntegration with the default settings, never cancelled.
@@ -70,8 +77,15 @@ pub fn detect_all(
     network: &Network,
     filter: &crate::graph::GraphFilter,
 ) -> Vec<crate::analysis::stages::virtual_integration::Pattern> {
-    use crate::analysis::{stages::stage_config::StageConfig, stages::wholes::detect, Control};
-    detect(network, filter, &StageConfig::default(), &Control::none()).expect("Control::none never cancels")
+    use crate::analysis::{stages::stage_config::StageConfig, stages::wholes::detect, stages::StageContext, Control};
+    let (config, control) = (StageConfig::default(), Control::none());
+    detect(StageContext {
+        network,
+        filter,
+        config: &config,
+        control: &control,
+    })
+    .expect("Control::none never cancels")
 }
 
 /// A random network for property tests: ten actors (firms, core firms and

@@ -37,6 +37,7 @@ use crate::{
         relations::substitution::{substitute_scores, SubstituteConfig},
         stages::stage::{assess_and_detect_with, Stage},
         stages::stage_config::StageConfig,
+        stages::StageContext,
         Cancelled, Control,
     },
     graph::{AnalysisGraph, GraphFilter},
@@ -303,10 +304,18 @@ impl Evaluator<'_> {
             clusters: clusters.to_vec(),
             ..GraphFilter::default()
         };
-        let assessed: HashMap<Id, _> = assess_and_detect_with(network, &filter, self.stage, &control, Some(&ties))?
-            .into_iter()
-            .map(|(a, patterns)| (a.cluster.clone(), (a, patterns)))
-            .collect();
+        let assessed: HashMap<Id, _> = assess_and_detect_with(
+            StageContext {
+                network,
+                filter: &filter,
+                config: self.stage,
+                control: &control,
+            },
+            Some(&ties),
+        )?
+        .into_iter()
+        .map(|(a, patterns)| (a.cluster.clone(), (a, patterns)))
+        .collect();
         // Each cluster's own figures are its own: they run in parallel (the
         // thread's low priority leaves the cores to the writer and the
         // gRPC threads when they are busy).

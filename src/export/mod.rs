@@ -24,6 +24,7 @@ use crate::{
         stages::{
             stage::{assess, Stage},
             stage_config::StageConfig,
+            StageContext,
         },
         Cancelled, Control,
     },
@@ -204,10 +205,15 @@ pub fn node_results(
             clusters: selection.clusters.iter().map(|c| c.id.clone()).collect(),
             ..filter.clone()
         };
-        let stages: BTreeMap<Id, Stage> = assess(network, &assessed, stage_config, control)?
-            .into_iter()
-            .map(|a| (a.cluster, a.stage))
-            .collect();
+        let stages: BTreeMap<Id, Stage> = assess(StageContext {
+            network,
+            filter: &assessed,
+            config: stage_config,
+            control,
+        })?
+        .into_iter()
+        .map(|a| (a.cluster, a.stage))
+        .collect();
         let mut put = |node: &Id, cluster: &Id| {
             if let Some(stage) = stages.get(cluster) {
                 results.entry(node.clone()).or_default().stage = Some(*stage);

@@ -31,6 +31,7 @@ use crate::{
         stages::stage_config::StageConfig,
         stages::upgrading::upgrading,
         stages::wholes::detect,
+        stages::StageContext,
         Control,
     },
     error::Result,
@@ -378,7 +379,12 @@ impl AnalysisService for AnalysisApi {
             "AssessStage",
             Workload::Relations,
             move |snapshot, control, sink| {
-                let assessments = assess(&snapshot.network, &filter, &config, control)?;
+                let assessments = assess(StageContext {
+                    network: &snapshot.network,
+                    filter: &filter,
+                    config: &config,
+                    control,
+                })?;
                 sink.send_rows(assessments.iter().map(assessment_to_pb), |rows| pb::StageAssessments {
                     rows,
                 })?;
@@ -401,7 +407,12 @@ impl AnalysisService for AnalysisApi {
             "DetectVirtualIntegration",
             Workload::Relations,
             move |snapshot, control, sink| {
-                let patterns = detect(&snapshot.network, &filter, &config, control)?;
+                let patterns = detect(StageContext {
+                    network: &snapshot.network,
+                    filter: &filter,
+                    config: &config,
+                    control,
+                })?;
                 sink.send_rows(patterns.iter().map(pattern_to_pb), |rows| {
                     pb::VirtualIntegrationPatterns { rows }
                 })?;

@@ -32,7 +32,7 @@ use crate::analysis::{
     stages::virtual_integration::{measure_and_detect_with, measure_cluster_with, Pattern},
     stages::wholes::{self, Wholes},
     stages::StageContext,
-    Cancelled, Control,
+    Cancelled,
 };
 use crate::{
     geo::{home_country, HomeCountry},
@@ -434,27 +434,16 @@ impl<'n> TieContext<'_, 'n> {
 /// figure of a cluster comes from its own network (its members, their ties
 /// and the actors at the other ends), so a verdict depends neither on which
 /// others are assessed with it nor on what else the store holds.
-pub fn assess(
-    network: &Network,
-    filter: &GraphFilter,
-    config: &StageConfig,
-    control: &Control,
-) -> Result<Vec<Assessment>, Cancelled> {
-    assess_with(network, filter, config, control, None)
+pub fn assess(ctx: StageContext) -> Result<Vec<Assessment>, Cancelled> {
+    assess_with(ctx, None)
 }
 
 /// [`assess`], reading the assessed members' links from `ties` when given
 /// (the alert engine reads each cluster's once for all its figures).
 /// Otherwise they are read here: once for all the named clusters, or for
 /// each cluster as it is assessed.
-pub fn assess_with(
-    network: &Network,
-    filter: &GraphFilter,
-    config: &StageConfig,
-    control: &Control,
-    ties: Option<&Ties>,
-) -> Result<Vec<Assessment>, Cancelled> {
-    let assessed = assess_clusters(network, filter, config, control, ties, false)?;
+pub fn assess_with(ctx: StageContext, ties: Option<&Ties>) -> Result<Vec<Assessment>, Cancelled> {
+    let assessed = assess_clusters(ctx, ties, false)?;
     Ok(assessed.into_iter().map(|(assessment, _)| assessment).collect())
 }
 
@@ -463,29 +452,18 @@ pub fn assess_with(
 /// finds in its cluster alone, most confident first: both read the
 /// cluster's places, which are then read once.
 pub fn assess_and_detect_with(
-    network: &Network,
-    filter: &GraphFilter,
-    config: &StageConfig,
-    control: &Control,
+    ctx: StageContext,
     ties: Option<&Ties>,
 ) -> Result<Vec<(Assessment, Vec<Pattern>)>, Cancelled> {
-    assess_clusters(network, filter, config, control, ties, true)
+    assess_clusters(ctx, ties, true)
 }
 
 fn assess_clusters(
-    network: &Network,
-    filter: &GraphFilter,
-    config: &StageConfig,
-    control: &Control,
+    ctx: StageContext,
     ties: Option<&Ties>,
     detect: bool,
 ) -> Result<Vec<(Assessment, Vec<Pattern>)>, Cancelled> {
-    let ctx = StageContext {
-        network,
-        filter,
-        config,
-        control,
-    };
+    let (network, filter) = (ctx.network, ctx.filter);
     // Gather: the clusters, their members, the ties of the assessed ones,
     // the wholes across clusters, and the mixes they are compared by.
     let catalogue = Catalogue::new(network, filter);
@@ -494,7 +472,7 @@ fn assess_clusters(
     let given_ties: Option<&Ties> = ties.or(read_here.as_ref());
     let named: Vec<Id> = catalogue.assessed_ids().cloned().collect();
     let narrow = !filter.clusters.is_empty();
-    let wholes = wholes::find(network, filter, config, narrow.then_some(&named[..]), control)?;
+    let wholes = wholes::find(ctx, narrow.then_some(&named[..]))?;
     if narrow {
         gathering.fill_mixes(ctx, &catalogue, &wholes);
     }
@@ -511,7 +489,7 @@ fn assess_clusters(
         .filter(|c| catalogue.assessed[*c])
         .map(|c| {
             let relations = Relations::of(ctx, &survey, c);
-            control.check()?;
+            ctx.control.check()?;
             let read;
             let ties = match given_ties {
                 Some(ties) => ties,
@@ -885,17 +863,14 @@ fn judge(
     ties: &Ties,
     detect: bool,
 ) -> Result<(Assessment, Vec<Pattern>), Cancelled> {
-    let (network, filter, config, control) = (ctx.network, ctx.filter, ctx.config, ctx.control);
+    let (network, filter, config) = (ctx.network, ctx.filter, ctx.config);
     let (catalogue, g, wholes) = (survey.catalogue, survey.gathering, survey.wholes);
     let id = catalogue.ids[c];
     let t = &g.tallies[c];
     let (pattern, found) = if detect {
-        measure_and_detect_with(network, filter, config, id, ties, control)?
+        measure_and_detect_with(ctx, id, ties)?
     } else {
-        (
-            measure_cluster_with(network, filter, config, id, ties, control)?,
-            Vec::new(),
-        )
+        (measure_cluster_with(ctx, id, ties)?, Vec::new())
     };
     // Its own places first, as they always were; a whole across clusters
     // when they are none.

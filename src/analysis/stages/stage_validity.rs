@@ -319,7 +319,7 @@ proptest! {
         read_every in 1usize..4,
     ) {
         use crate::{
-            analysis::{stages::{stage::assess_with, stage_config::StageConfig, virtual_integration::detect_with}, Control},
+            analysis::{stages::{stage::assess_with, stage_config::StageConfig, virtual_integration::detect_with, StageContext}, Control},
             network::ties::Ties,
         };
         let network = network(changes);
@@ -327,9 +327,11 @@ proptest! {
         let filter = GraphFilter { clusters: named, ..GraphFilter::default() };
         let ties = Ties::read(&network, (0..network.actor_at.len() as u32).step_by(read_every));
         let config = StageConfig::default();
-        let read_once = assess_with(&network, &filter, &config, &Control::none(), Some(&ties)).unwrap();
+        let control = Control::none();
+        let ctx = StageContext { network: &network, filter: &filter, config: &config, control: &control };
+        let read_once = assess_with(ctx, Some(&ties)).unwrap();
         prop_assert_eq!(read_once, assess_all(&network, &filter));
-        let read_once = detect_with(&network, &filter, &config, &Control::none(), Some(&ties)).unwrap();
+        let read_once = detect_with(ctx, Some(&ties)).unwrap();
         prop_assert_eq!(read_once, testing::detect_all(&network, &filter));
     }
 }
@@ -356,7 +358,7 @@ proptest! {
 fn every_cluster_assessed_and_detected_as_alone(network: &Network, read_every: usize) -> usize {
     use crate::{
         analysis::{
-            stages::{stage::assess_and_detect_with, stage_config::StageConfig},
+            stages::{stage::assess_and_detect_with, stage_config::StageConfig, StageContext},
             Control,
         },
         network::ties::Ties,
@@ -366,8 +368,14 @@ fn every_cluster_assessed_and_detected_as_alone(network: &Network, read_every: u
         clusters: network.clusters.keys().cloned().collect(),
         ..GraphFilter::default()
     };
-    let together =
-        assess_and_detect_with(network, &every, &StageConfig::default(), &Control::none(), Some(&ties)).unwrap();
+    let (config, control) = (StageConfig::default(), Control::none());
+    let ctx = StageContext {
+        network,
+        filter: &every,
+        config: &config,
+        control: &control,
+    };
+    let together = assess_and_detect_with(ctx, Some(&ties)).unwrap();
     assert_eq!(together.len(), network.clusters.len());
     let mut patterns = 0;
     for (assessment, found) in together {

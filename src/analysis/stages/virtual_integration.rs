@@ -48,13 +48,13 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::analysis::{
-    stages::measures::{distinctness, segment_mix, Gate},
+    stages::measures::{distinctness, segment_mix, share, Gate},
     stages::places::{places, Place},
     stages::stage_config::StageConfig,
+    stages::StageContext,
     Cancelled, Control,
 };
 use crate::{
-    graph::GraphFilter,
     model::{ActorKind, Channel, ClusterLinkKey, ClusterLinkKind, Date, Id, LinkKind, Segment},
     network::{ties::Ties, Ix, Network},
 };
@@ -225,13 +225,8 @@ const FINAL_CUSTOMER_SEGMENTS: [Segment; 3] = [Segment::Sales, Segment::Consumpt
 
 /// [`detect`], reading the members' links from `ties` when given (the alert
 /// engine reads each cluster's once for all its figures).
-pub fn detect_with(
-    network: &Network,
-    filter: &GraphFilter,
-    config: &StageConfig,
-    control: &Control,
-    ties: Option<&Ties>,
-) -> Result<Vec<Pattern>, Cancelled> {
+pub fn detect_with(ctx: StageContext, ties: Option<&Ties>) -> Result<Vec<Pattern>, Cancelled> {
+    let (network, filter) = (ctx.network, ctx.filter);
     let clusters: Vec<&Id> = if filter.clusters.is_empty() {
         network.clusters.keys().collect()
     } else {
@@ -240,13 +235,12 @@ pub fn detect_with(
     let found: Vec<Vec<Pattern>> = clusters
         .par_iter()
         .map(|cluster| {
-            control.check()?;
+            ctx.control.check()?;
             // Unread, a cluster whose places are not joined walks its
             // members' link keys once, as before there were ties to read.
             let unread = Ties::none(network);
             let ties = ties.unwrap_or(&unread);
-            PlaceSet::of_cluster(network, filter, config, cluster, ties)
-                .patterns(network, filter, config, ties, control)
+            PlaceSet::of_cluster(ctx, cluster, ties).patterns(ctx, ties)
         })
         .collect::<Result<_, Cancelled>>()?;
     let mut patterns: Vec<Pattern> = found.into_iter().flatten().collect();
@@ -265,46 +259,33 @@ pub(super) fn most_confident_first(patterns: &mut [Pattern]) {
 
 /// All of a cluster's places (those with members the filter keeps) measured
 /// as one whole, whether or not it holds; None when no member is at a place.
-pub fn measure_cluster(
-    network: &Network,
-    filter: &GraphFilter,
-    config: &StageConfig,
-    cluster: &Id,
-    control: &Control,
-) -> Result<Option<Pattern>, Cancelled> {
-    let ties = Ties::read(network, network.member_indexes(cluster));
-    measure_cluster_with(network, filter, config, cluster, &ties, control)
+pub fn measure_cluster(ctx: StageContext, cluster: &Id) -> Result<Option<Pattern>, Cancelled> {
+    let ties = Ties::read(ctx.network, ctx.network.member_indexes(cluster));
+    measure_cluster_with(ctx, cluster, &ties)
 }
 
 /// [`measure_cluster`] reading the members' links from `ties`.
-pub fn measure_cluster_with(
-    network: &Network,
-    filter: &GraphFilter,
-    config: &StageConfig,
-    cluster: &Id,
-    ties: &Ties,
-    control: &Control,
-) -> Result<Option<Pattern>, Cancelled> {
-    PlaceSet::of_cluster(network, filter, config, cluster, ties).measure_whole(network, filter, config, ties, control)
+pub fn measure_cluster_with(ctx: StageContext, cluster: &Id, ties: &Ties) -> Result<Option<Pattern>, Cancelled> {
+    PlaceSet::of_cluster(ctx, cluster, ties).measure_whole(ctx, ties)
 }
 
 /// [`measure_cluster_with`] and the patterns [`detect_with`] finds in the
 /// one cluster, from one reading of its places (the alert engine wants both
 /// for every cluster it recomputes; the places were a fifth of its work).
 pub fn measure_and_detect_with(
-    network: &Network,
-    filter: &GraphFilter,
-    config: &StageConfig,
+    ctx: StageContext,
     cluster: &Id,
     ties: &Ties,
-    control: &Control,
 ) -> Result<(Option<Pattern>, Vec<Pattern>), Cancelled> {
-    let layout = PlaceSet::of_cluster(network, filter, config, cluster, ties);
-    let whole = layout.measure_whole(network, filter, config, ties, control)?;
-    let mut patterns = layout.patterns(network, filter, config, ties, control)?;
+    let layout = PlaceSet::of_cluster(ctx, cluster, ties);
+    let whole = layout.measure_whole(ctx, ties)?;
+    let mut patterns = layout.patterns(ctx, ties)?;
     most_confident_first(&mut patterns);
     Ok((whole, patterns))
 }
+
+/// Cluster links between two places: (source, target, place, place).
+type PlaceLinks = Vec<(Id, Id, usize, usize)>;
 
 /// Places, one cluster's or several, and what joins them.
 pub(super) struct PlaceSet {
@@ -316,40 +297,46 @@ pub(super) struct PlaceSet {
     place_of: HashMap<Ix, usize>,
     /// Platform actors joining two places or more: the places, with the members tied at each.
     platform_reach: BTreeMap<Ix, BTreeMap<usize, u64>>,
-    /// PLATFORM cluster links between two places: (source, target, place, place).
-    platform_links: Vec<(Id, Id, usize, usize)>,
-    corridors: Vec<(Id, Id, usize, usize)>,
+    /// PLATFORM cluster links between two places.
+    platform_links: PlaceLinks,
+    corridors: PlaceLinks,
+}
+
+/// What one walk over a whole's members' ties counts.
+#[derive(Default)]
+struct TieWalk {
+    interaction: Interaction,
+    /// Ties between the parts and the joining platforms' ties to members.
+    joining_ties: u64,
+    virtual_joining_ties: u64,
+}
+
+/// The figures a whole's gates test.
+struct GateFigures {
+    places: usize,
+    joined_share: f64,
+    virtual_share: f64,
+    interaction: f64,
+    distinctness: f64,
+    specialisation_p: f64,
+    coverage: f64,
 }
 
 impl PlaceSet {
     /// Every place measured as one whole; None when no member is at a place.
-    pub(super) fn measure_whole(
-        &self,
-        network: &Network,
-        filter: &GraphFilter,
-        config: &StageConfig,
-        ties: &Ties,
-        control: &Control,
-    ) -> Result<Option<Pattern>, Cancelled> {
+    pub(super) fn measure_whole(&self, ctx: StageContext, ties: &Ties) -> Result<Option<Pattern>, Cancelled> {
         if self.places.is_empty() {
             return Ok(None);
         }
         let all: Vec<usize> = (0..self.places.len()).collect();
-        self.measure(network, filter, config, &all, ties, control).map(Some)
+        self.measure(ctx, &all, ties).map(Some)
     }
 
     /// The groups of two places or more that are joined and hold as a pattern.
-    fn patterns(
-        &self,
-        network: &Network,
-        filter: &GraphFilter,
-        config: &StageConfig,
-        ties: &Ties,
-        control: &Control,
-    ) -> Result<Vec<Pattern>, Cancelled> {
+    fn patterns(&self, ctx: StageContext, ties: &Ties) -> Result<Vec<Pattern>, Cancelled> {
         let mut found = Vec::new();
         for group in self.joined_groups().into_iter().filter(|group| group.len() >= 2) {
-            let pattern = self.measure(network, filter, config, &group, ties, control)?;
+            let pattern = self.measure(ctx, &group, ties)?;
             if pattern.holds() {
                 found.push(pattern);
             }
@@ -357,39 +344,21 @@ impl PlaceSet {
         Ok(found)
     }
 
-    fn of_cluster(
-        network: &Network,
-        filter: &GraphFilter,
-        config: &StageConfig,
-        cluster: &Id,
-        ties: &Ties,
-    ) -> PlaceSet {
-        let own = filter.for_cluster(cluster);
-        let places = places(network, &own, config.places.colocation_km);
-        PlaceSet::new(network, filter, config, places, ties)
+    fn of_cluster(ctx: StageContext, cluster: &Id, ties: &Ties) -> PlaceSet {
+        let own = ctx.filter.for_cluster(cluster);
+        let places = places(ctx.network, &own, ctx.config.places.colocation_km);
+        PlaceSet::new(ctx, places, ties)
     }
 
     /// Places of several clusters, as one set. A member of two clusters
     /// whose places are both in the set is at the first of them in
     /// (cluster, place) order, so every member counts once.
-    pub(super) fn of_places(
-        network: &Network,
-        filter: &GraphFilter,
-        config: &StageConfig,
-        mut places: Vec<Place>,
-        ties: &Ties,
-    ) -> PlaceSet {
+    pub(super) fn of_places(ctx: StageContext, mut places: Vec<Place>, ties: &Ties) -> PlaceSet {
         places.sort_by(|a, b| (&a.cluster, &a.id).cmp(&(&b.cluster, &b.id)));
-        PlaceSet::new(network, filter, config, places, ties)
+        PlaceSet::new(ctx, places, ties)
     }
 
-    fn new(
-        network: &Network,
-        filter: &GraphFilter,
-        config: &StageConfig,
-        mut places: Vec<Place>,
-        ties: &Ties,
-    ) -> PlaceSet {
+    fn new(ctx: StageContext, mut places: Vec<Place>, ties: &Ties) -> PlaceSet {
         places.retain(|p| !p.members.is_empty());
         let mut clusters: Vec<Id> = places.iter().map(|p| p.cluster.clone()).collect();
         clusters.sort();
@@ -400,83 +369,8 @@ impl PlaceSet {
                 place_of.entry(ix).or_insert(p);
             }
         }
-        let mut place_of_site: HashMap<&Id, usize> = places
-            .iter()
-            .enumerate()
-            .flat_map(|(p, place)| place.sites.iter().map(move |s| (s, p)))
-            .collect();
-        // Across clusters a PLATFORM link may join two clusters by id (each
-        // of one place, as the three cities): it stands for their first
-        // places. One cluster's places are joined by links between its
-        // sites only, as they always were.
-        let across = clusters.len() > 1;
-        let mut ends: Vec<&Id> = places.iter().flat_map(|p| p.sites.iter()).collect();
-        if across {
-            for (p, place) in places.iter().enumerate() {
-                if !place_of_site.contains_key(&place.cluster) {
-                    place_of_site.insert(&place.cluster, p);
-                    ends.push(&place.cluster);
-                }
-            }
-        }
-        let (mut platform_links, mut corridors) = (Vec::new(), Vec::new());
-        // Links between two of the cluster's sites: TRANSPORT and PLATFORM
-        // are undirected, stored from their lower end, so each is found in
-        // the key range of one of its sites (not by scanning every link).
-        let from_sites = ends.into_iter().flat_map(|site| {
-            let start = ClusterLinkKey {
-                source: site.clone(),
-                target: Id::from(""),
-                kind: ClusterLinkKind::Transport,
-            };
-            network
-                .cluster_links
-                .range(start..)
-                .take_while(move |(key, _)| key.source == *site)
-                .map(|(_, link)| link)
-        });
-        for link in from_sites {
-            let (Some(&a), Some(&b)) = (place_of_site.get(&link.source), place_of_site.get(&link.target)) else {
-                continue;
-            };
-            let cluster_end = |end: &Id| places.iter().any(|p| p.cluster == *end);
-            let by_cluster = cluster_end(&link.source) || cluster_end(&link.target);
-            if a == b || (by_cluster && places[a].cluster == places[b].cluster) {
-                continue;
-            }
-            let entry = (link.source.clone(), link.target.clone(), a, b);
-            match link.kind {
-                ClusterLinkKind::Platform => platform_links.push(entry),
-                ClusterLinkKind::Transport => corridors.push(entry),
-                _ => {}
-            }
-        }
-        // Platform actors among the members and their partners, with the
-        // members they are tied to at each place.
-        let mut tied: BTreeMap<Ix, BTreeMap<usize, BTreeSet<Ix>>> = BTreeMap::new();
-        for (&member, &p) in &place_of {
-            for (key, partner) in ties.keys_and_partners(member) {
-                let other = if key.source == member { key.target } else { key.source };
-                // Most partners are not platforms: the link's data is read
-                // for those that are.
-                let is_platform =
-                    other != member && partner.is_some_and(|a| filter.keeps_actor(a) && a.kind == ActorKind::Platform);
-                if is_platform && network.links.get(&key).is_some_and(|d| filter.keeps_link(key.kind, d)) {
-                    tied.entry(other).or_default().entry(p).or_default().insert(member);
-                }
-            }
-        }
-        let platform_reach = tied
-            .into_iter()
-            .filter_map(|(ix, at)| {
-                let joined: BTreeMap<usize, u64> = at
-                    .into_iter()
-                    .map(|(p, members)| (p, members.len() as u64))
-                    .filter(|(_, n)| *n as f64 >= config.detection.min_platform_members)
-                    .collect();
-                (joined.len() >= 2).then_some((ix, joined))
-            })
-            .collect();
+        let (platform_links, corridors) = cluster_links_between(ctx.network, &places, clusters.len() > 1);
+        let platform_reach = platform_reach(ctx, &place_of, ties);
         PlaceSet {
             clusters,
             places,
@@ -506,27 +400,11 @@ impl PlaceSet {
         groups.into_values().collect()
     }
 
-    /// The figures and gates of a set of this cluster's places as one whole.
-    fn measure(
-        &self,
-        network: &Network,
-        filter: &GraphFilter,
-        config: &StageConfig,
-        set: &[usize],
-        ties: &Ties,
-        control: &Control,
-    ) -> Result<Pattern, Cancelled> {
+    /// The figures and gates of a set of the places as one whole.
+    fn measure(&self, ctx: StageContext, set: &[usize], ties: &Ties) -> Result<Pattern, Cancelled> {
+        let (network, filter, config) = (ctx.network, ctx.filter, ctx.config);
         let in_set = |p: usize| set.contains(&p);
-        let local = |p: usize| set.iter().position(|q| *q == p);
-        // Platforms join the set when tied to enough members at two of its places.
-        let joining: BTreeMap<Ix, u64> = self
-            .platform_reach
-            .iter()
-            .filter_map(|(ix, joined)| {
-                let here: Vec<u64> = joined.iter().filter(|(p, _)| in_set(**p)).map(|(_, n)| *n).collect();
-                (here.len() >= 2).then(|| (*ix, here.iter().sum()))
-            })
-            .collect();
+        let joining = self.joining_platforms(set);
         let links_between = |links: &[(Id, Id, usize, usize)]| -> Vec<(Id, Id)> {
             links
                 .iter()
@@ -534,106 +412,31 @@ impl PlaceSet {
                 .map(|(s, t, _, _)| (s.clone(), t.clone()))
                 .collect()
         };
-        let platform_links = links_between(&self.platform_links);
-
-        // One walk over the members' links: internal ties by place, and the
-        // ties that join the places.
-        let mut volume = vec![0u64; set.len()];
-        let mut interaction = Interaction::default();
-        let (mut joining_ties, mut virtual_joining_ties) = (0u64, 0u64);
         let members: Vec<(Ix, usize)> = self
             .place_of
             .iter()
-            .filter_map(|(&ix, &p)| local(p).map(|l| (ix, l)))
+            .filter_map(|(&ix, &p)| set.iter().position(|q| *q == p).map(|l| (ix, l)))
             .collect();
-        let member_at: HashMap<Ix, usize> = members.iter().copied().collect();
-        for &(me, my_place) in &members {
-            let Some(mine) = filter.actor(network, me) else {
-                continue;
-            };
-            for (key, data, partner) in ties.partners(me) {
-                let other = if key.source == me { key.target } else { key.source };
-                if other == me || (member_at.contains_key(&other) && other < me) {
-                    continue; // a tie between two members is taken once, from its lower end
-                }
-                if !filter.keeps_link(key.kind, data) {
-                    continue;
-                }
-                let Some(theirs) = partner.filter(|a| filter.keeps_actor(a)) else {
-                    continue;
-                };
-                let is_virtual = data.channel == Channel::Virtual || key.kind == LinkKind::Platform;
-                let platform_end = mine.kind == ActorKind::Platform || theirs.kind == ActorKind::Platform;
-                if platform_end {
-                    let joiner = if mine.kind == ActorKind::Platform { me } else { other };
-                    if joining.contains_key(&joiner) {
-                        joining_ties += 1;
-                        virtual_joining_ties += u64::from(is_virtual);
-                    }
-                    continue;
-                }
-                let Some(&their_place) = member_at.get(&other) else {
-                    continue;
-                };
-                interaction.internal_ties += 1;
-                volume[my_place] += 1;
-                volume[their_place] += 1;
-                if my_place != their_place {
-                    interaction.between_places += 1;
-                    joining_ties += 1;
-                    virtual_joining_ties += u64::from(is_virtual);
-                }
-            }
-        }
-        let m = interaction.internal_ties as f64;
-        if m > 0.0 {
-            let squares: f64 = volume.iter().map(|d| (*d as f64).powi(2)).sum();
-            interaction.expected_between_places = (4.0 * m * m - squares) / (4.0 * m);
-        }
-        if interaction.expected_between_places > 0.0 {
-            interaction.ratio = interaction.between_places as f64 / interaction.expected_between_places;
-        }
-
-        // Segment mixes by place, and the permutation test of their distinctness.
-        let mut ordered: Vec<(&Id, usize, [f64; 8])> = members
-            .iter()
-            .filter_map(|&(ix, l)| {
-                let actor = network.actor(ix)?;
-                Some((&actor.id, l, segment_mix(network, std::iter::once(ix), filter.as_of)))
-            })
-            .collect();
-        ordered.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let walk = walk_ties(ctx, &members, set.len(), &joining, ties);
         let parts: Vec<&Place> = set.iter().map(|p| &self.places[*p]).collect();
-        let specialisation = specialisation_test(&self.clusters, &parts, &ordered, control)?;
-        let mixes = mixes_of(set.len(), ordered.iter().map(|(_, l, mix)| (*l, mix)));
-        let mut union_mix = [0.0; 8];
-        for mix in &mixes {
-            for (u, x) in union_mix.iter_mut().zip(mix) {
-                *u += x;
-            }
-        }
+        let (specialisation, mixes) = self.specialisation(ctx, &parts, &members)?;
+        let union_mix: [f64; 8] = std::array::from_fn(|s| mixes.iter().map(|m| m[s]).sum());
         let segments_covered: Vec<Segment> = Segment::ALL
             .iter()
             .copied()
             .filter(|s| union_mix[*s as usize] > 0.0)
             .collect();
         let reaches_final_customers = FINAL_CUSTOMER_SEGMENTS.iter().any(|s| segments_covered.contains(s));
-
-        let v = &config.virtual_integration;
-        let share = if joining_ties == 0 {
-            0.0
-        } else {
-            virtual_joining_ties as f64 / joining_ties as f64
-        };
+        let share = share(walk.virtual_joining_ties, walk.joining_ties);
         let coverage = if reaches_final_customers {
             segments_covered.len() as f64 / Segment::ALL.len() as f64
         } else {
             0.0
         };
         let factors = PatternFactors {
-            virtual_share: (share / v.virtual_saturation).min(1.0),
+            virtual_share: (share / config.virtual_integration.virtual_saturation).min(1.0),
             distinctness: specialisation.distinctness,
-            interaction: interaction.ratio.min(1.0),
+            interaction: walk.interaction.ratio.min(1.0),
             coverage,
         };
         let joined_places = self
@@ -643,62 +446,22 @@ impl PlaceSet {
             .filter(|n| *n >= 2)
             .max()
             .unwrap_or(0);
-        let joined_share = if set.len() < 2 {
-            0.0
-        } else {
-            joined_places as f64 / set.len() as f64
-        };
-        let places_gate = Gate::at_least(
-            "places",
-            set.len() as f64,
-            2.0,
-            "separate places, sites further apart than places.colocation_km",
+        let gates = gates(
+            &GateFigures {
+                places: set.len(),
+                joined_share: if set.len() < 2 {
+                    0.0
+                } else {
+                    joined_places as f64 / set.len() as f64
+                },
+                virtual_share: share,
+                interaction: walk.interaction.ratio,
+                distinctness: specialisation.distinctness,
+                specialisation_p: specialisation.p_value,
+                coverage,
+            },
+            config,
         );
-        // With one place the other conditions have nothing to measure.
-        let gates = if set.len() < 2 {
-            vec![places_gate]
-        } else {
-            vec![
-                places_gate,
-                Gate::at_least(
-                    "joined",
-                    joined_share,
-                    1.0,
-                    "share of the places in the largest group joined by a platform actor or PLATFORM links",
-                ),
-                Gate::at_least(
-                    "virtual_share",
-                    share,
-                    v.min_virtual_share,
-                    "online (VIRTUAL or PLATFORM) share of the ties joining the places",
-                ),
-                Gate::at_least(
-                    "place_interaction",
-                    interaction.ratio,
-                    v.min_interaction,
-                    "ties between places over what the configuration model on the places' own ties gives",
-                ),
-                Gate::at_least(
-                    "place_distinctness",
-                    specialisation.distinctness,
-                    v.min_distinctness,
-                    "1 - mean cosine of the places' segment mixes",
-                ),
-                Gate::at_most(
-                    "specialisation_p",
-                    specialisation.p_value,
-                    v.max_specialisation_p,
-                    "share of random reassignments of the members to the places that are as distinct",
-                ),
-                Gate::at_least(
-                    "coverage",
-                    coverage,
-                    v.min_coverage,
-                    "share of the value chain the places perform together, 0 without final customers",
-                ),
-            ]
-        };
-        let confidence = factors.confidence();
         // By id: an actor's index depends on when it was stored.
         let mut platforms: Vec<(Id, u64)> = joining
             .iter()
@@ -716,20 +479,268 @@ impl PlaceSet {
                 .map(|(place, mix)| describe(network, place, mix, filter.as_of))
                 .collect(),
             platforms,
-            platform_links,
+            platform_links: links_between(&self.platform_links),
             corridors: links_between(&self.corridors),
-            joining_ties,
-            virtual_joining_ties,
-            interaction,
+            joining_ties: walk.joining_ties,
+            virtual_joining_ties: walk.virtual_joining_ties,
+            interaction: walk.interaction,
             specialisation,
             segments_covered,
             reaches_final_customers,
+            confidence: factors.confidence(),
             factors,
-            confidence,
             threshold: config.thresholds.virtual_integration,
             gates,
         })
     }
+
+    /// Platforms join the set when tied to enough members at two of its
+    /// places: each with the members it is tied to there.
+    fn joining_platforms(&self, set: &[usize]) -> BTreeMap<Ix, u64> {
+        self.platform_reach
+            .iter()
+            .filter_map(|(ix, joined)| {
+                let here: Vec<u64> = joined
+                    .iter()
+                    .filter(|(p, _)| set.contains(p))
+                    .map(|(_, n)| *n)
+                    .collect();
+                (here.len() >= 2).then(|| (*ix, here.iter().sum()))
+            })
+            .collect()
+    }
+
+    /// The places' segment mixes and the permutation test of their
+    /// distinctness. `members` are (member, index in the set).
+    fn specialisation(
+        &self,
+        ctx: StageContext,
+        parts: &[&Place],
+        members: &[(Ix, usize)],
+    ) -> Result<(Specialisation, Vec<[f64; 8]>), Cancelled> {
+        let network = ctx.network;
+        let mut ordered: Vec<(&Id, usize, [f64; 8])> = members
+            .iter()
+            .filter_map(|&(ix, l)| {
+                let actor = network.actor(ix)?;
+                Some((
+                    &actor.id,
+                    l,
+                    segment_mix(network, std::iter::once(ix), ctx.filter.as_of),
+                ))
+            })
+            .collect();
+        ordered.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let specialisation = specialisation_test(&self.clusters, parts, &ordered, ctx.control)?;
+        let mixes = mixes_of(parts.len(), ordered.iter().map(|(_, l, mix)| (*l, mix)));
+        Ok((specialisation, mixes))
+    }
+}
+
+/// One walk over the members' links (`members`: member, index of its
+/// place in the set): internal ties by place, and the ties that join the
+/// places (between places, and the joining platforms' ties to members).
+fn walk_ties(
+    ctx: StageContext,
+    members: &[(Ix, usize)],
+    places: usize,
+    joining: &BTreeMap<Ix, u64>,
+    ties: &Ties,
+) -> TieWalk {
+    let (network, filter) = (ctx.network, ctx.filter);
+    let mut volume = vec![0u64; places];
+    let mut walk = TieWalk::default();
+    let member_at: HashMap<Ix, usize> = members.iter().copied().collect();
+    for &(me, my_place) in members {
+        let Some(mine) = filter.actor(network, me) else {
+            continue;
+        };
+        for (key, data, partner) in ties.partners(me) {
+            let other = if key.source == me { key.target } else { key.source };
+            if other == me || (member_at.contains_key(&other) && other < me) {
+                continue; // a tie between two members is taken once, from its lower end
+            }
+            if !filter.keeps_link(key.kind, data) {
+                continue;
+            }
+            let Some(theirs) = partner.filter(|a| filter.keeps_actor(a)) else {
+                continue;
+            };
+            let is_virtual = data.channel == Channel::Virtual || key.kind == LinkKind::Platform;
+            let platform_end = mine.kind == ActorKind::Platform || theirs.kind == ActorKind::Platform;
+            if platform_end {
+                let joiner = if mine.kind == ActorKind::Platform { me } else { other };
+                if joining.contains_key(&joiner) {
+                    walk.joining_ties += 1;
+                    walk.virtual_joining_ties += u64::from(is_virtual);
+                }
+                continue;
+            }
+            let Some(&their_place) = member_at.get(&other) else {
+                continue;
+            };
+            walk.interaction.internal_ties += 1;
+            volume[my_place] += 1;
+            volume[their_place] += 1;
+            if my_place != their_place {
+                walk.interaction.between_places += 1;
+                walk.joining_ties += 1;
+                walk.virtual_joining_ties += u64::from(is_virtual);
+            }
+        }
+    }
+    let m = walk.interaction.internal_ties as f64;
+    if m > 0.0 {
+        let squares: f64 = volume.iter().map(|d| (*d as f64).powi(2)).sum();
+        walk.interaction.expected_between_places = (4.0 * m * m - squares) / (4.0 * m);
+    }
+    if walk.interaction.expected_between_places > 0.0 {
+        walk.interaction.ratio = walk.interaction.between_places as f64 / walk.interaction.expected_between_places;
+    }
+    walk
+}
+
+/// The seven gates of a whole; with one place only the first, since the
+/// others have nothing to measure.
+fn gates(f: &GateFigures, config: &StageConfig) -> Vec<Gate> {
+    let v = &config.virtual_integration;
+    let places = Gate::at_least(
+        "places",
+        f.places as f64,
+        2.0,
+        "separate places, sites further apart than places.colocation_km",
+    );
+    if f.places < 2 {
+        return vec![places];
+    }
+    vec![
+        places,
+        Gate::at_least(
+            "joined",
+            f.joined_share,
+            1.0,
+            "share of the places in the largest group joined by a platform actor or PLATFORM links",
+        ),
+        Gate::at_least(
+            "virtual_share",
+            f.virtual_share,
+            v.min_virtual_share,
+            "online (VIRTUAL or PLATFORM) share of the ties joining the places",
+        ),
+        Gate::at_least(
+            "place_interaction",
+            f.interaction,
+            v.min_interaction,
+            "ties between places over what the configuration model on the places' own ties gives",
+        ),
+        Gate::at_least(
+            "place_distinctness",
+            f.distinctness,
+            v.min_distinctness,
+            "1 - mean cosine of the places' segment mixes",
+        ),
+        Gate::at_most(
+            "specialisation_p",
+            f.specialisation_p,
+            v.max_specialisation_p,
+            "share of random reassignments of the members to the places that are as distinct",
+        ),
+        Gate::at_least(
+            "coverage",
+            f.coverage,
+            v.min_coverage,
+            "share of the value chain the places perform together, 0 without final customers",
+        ),
+    ]
+}
+
+/// PLATFORM and TRANSPORT cluster links between two of the places:
+/// (source, target, place, place). `across`: the places are of several
+/// clusters, so links between two clusters by id count too.
+fn cluster_links_between(network: &Network, places: &[Place], across: bool) -> (PlaceLinks, PlaceLinks) {
+    let mut place_of_site: HashMap<&Id, usize> = places
+        .iter()
+        .enumerate()
+        .flat_map(|(p, place)| place.sites.iter().map(move |s| (s, p)))
+        .collect();
+    // Across clusters a PLATFORM link may join two clusters by id (each
+    // of one place, as the three cities): it stands for their first
+    // places. One cluster's places are joined by links between its
+    // sites only, as they always were.
+    let mut ends: Vec<&Id> = places.iter().flat_map(|p| p.sites.iter()).collect();
+    if across {
+        for (p, place) in places.iter().enumerate() {
+            if !place_of_site.contains_key(&place.cluster) {
+                place_of_site.insert(&place.cluster, p);
+                ends.push(&place.cluster);
+            }
+        }
+    }
+    let (mut platform_links, mut corridors) = (Vec::new(), Vec::new());
+    // Links between two of the cluster's sites: TRANSPORT and PLATFORM
+    // are undirected, stored from their lower end, so each is found in
+    // the key range of one of its sites (not by scanning every link).
+    let from_sites = ends.into_iter().flat_map(|site| {
+        let start = ClusterLinkKey {
+            source: site.clone(),
+            target: Id::from(""),
+            kind: ClusterLinkKind::Transport,
+        };
+        network
+            .cluster_links
+            .range(start..)
+            .take_while(move |(key, _)| key.source == *site)
+            .map(|(_, link)| link)
+    });
+    for link in from_sites {
+        let (Some(&a), Some(&b)) = (place_of_site.get(&link.source), place_of_site.get(&link.target)) else {
+            continue;
+        };
+        let cluster_end = |end: &Id| places.iter().any(|p| p.cluster == *end);
+        let by_cluster = cluster_end(&link.source) || cluster_end(&link.target);
+        if a == b || (by_cluster && places[a].cluster == places[b].cluster) {
+            continue;
+        }
+        let entry = (link.source.clone(), link.target.clone(), a, b);
+        match link.kind {
+            ClusterLinkKind::Platform => platform_links.push(entry),
+            ClusterLinkKind::Transport => corridors.push(entry),
+            _ => {}
+        }
+    }
+    (platform_links, corridors)
+}
+
+/// Platform actors among the members and their partners, tied to at least
+/// `detection.min_platform_members` members at each of two places or more:
+/// the places, with the members tied at each.
+fn platform_reach(ctx: StageContext, place_of: &HashMap<Ix, usize>, ties: &Ties) -> BTreeMap<Ix, BTreeMap<usize, u64>> {
+    let (network, filter, config) = (ctx.network, ctx.filter, ctx.config);
+    // Platform actors among the members and their partners, with the
+    // members they are tied to at each place.
+    let mut tied: BTreeMap<Ix, BTreeMap<usize, BTreeSet<Ix>>> = BTreeMap::new();
+    for (&member, &p) in place_of {
+        for (key, partner) in ties.keys_and_partners(member) {
+            let other = if key.source == member { key.target } else { key.source };
+            // Most partners are not platforms: the link's data is read
+            // for those that are.
+            let is_platform =
+                other != member && partner.is_some_and(|a| filter.keeps_actor(a) && a.kind == ActorKind::Platform);
+            if is_platform && network.links.get(&key).is_some_and(|d| filter.keeps_link(key.kind, d)) {
+                tied.entry(other).or_default().entry(p).or_default().insert(member);
+            }
+        }
+    }
+    tied.into_iter()
+        .filter_map(|(ix, at)| {
+            let joined: BTreeMap<usize, u64> = at
+                .into_iter()
+                .map(|(p, members)| (p, members.len() as u64))
+                .filter(|(_, n)| *n as f64 >= config.detection.min_platform_members)
+                .collect();
+            (joined.len() >= 2).then_some((ix, joined))
+        })
+        .collect()
 }
 
 /// The segment mix of each of `places` places from (place, member mix) pairs.
@@ -843,6 +854,7 @@ mod tests {
     use super::*;
     use crate::{
         demo,
+        graph::GraphFilter,
         testing::{detect_all, network},
     };
 
@@ -904,11 +916,13 @@ mod tests {
     fn measured(changes: Vec<Change>) -> Pattern {
         let network = network(changes);
         measure_cluster(
-            &network,
-            &GraphFilter::default(),
-            &StageConfig::default(),
+            StageContext {
+                network: &network,
+                filter: &GraphFilter::default(),
+                config: &StageConfig::default(),
+                control: &Control::none(),
+            },
             &"K".into(),
-            &Control::none(),
         )
         .unwrap()
         .expect("K has members at places")

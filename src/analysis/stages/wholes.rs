@@ -49,6 +49,7 @@ use crate::analysis::{
     stages::places::{places, Place},
     stages::stage_config::StageConfig,
     stages::virtual_integration::{detect_with, most_confident_first, Pattern, PlaceSet},
+    stages::StageContext,
     Cancelled, Control,
 };
 use crate::{
@@ -87,29 +88,19 @@ impl Wholes {
 /// DetectVirtualIntegration: the patterns among each cluster's own places
 /// ([`detect_with`]) and the wholes across clusters with a place of one of
 /// the filter's clusters (all when it names none), most confident first.
-pub fn detect(
-    network: &Network,
-    filter: &GraphFilter,
-    config: &StageConfig,
-    control: &Control,
-) -> Result<Vec<Pattern>, Cancelled> {
-    let mut patterns = detect_with(network, filter, config, control, None)?;
-    let named = (!filter.clusters.is_empty()).then_some(&filter.clusters[..]);
-    patterns.extend(find(network, filter, config, named, control)?.patterns);
+pub fn detect(ctx: StageContext) -> Result<Vec<Pattern>, Cancelled> {
+    let mut patterns = detect_with(ctx, None)?;
+    let named = (!ctx.filter.clusters.is_empty()).then_some(&ctx.filter.clusters[..]);
+    patterns.extend(find(ctx, named)?.patterns);
     most_confident_first(&mut patterns);
     Ok(patterns)
 }
 
 /// The wholes across clusters with a place of one of `clusters` (every
 /// cluster of the network when None).
-pub fn find(
-    network: &Network,
-    filter: &GraphFilter,
-    config: &StageConfig,
-    clusters: Option<&[Id]>,
-    control: &Control,
-) -> Result<Wholes, Cancelled> {
-    let mut search = Search::new(network, filter, config);
+pub fn find(ctx: StageContext, clusters: Option<&[Id]>) -> Result<Wholes, Cancelled> {
+    let (network, control) = (ctx.network, ctx.control);
+    let mut search = Search::new(ctx.network, ctx.filter, ctx.config);
     let seeds: Vec<Id> = match clusters {
         Some(named) => named.to_vec(),
         None => network.clusters.keys().cloned().collect(),
@@ -135,8 +126,8 @@ pub fn find(
         let places: Vec<Place> = group.iter().map(|&n| search.nodes[n].place.clone()).collect();
         let members = places.iter().flat_map(|p| p.members.iter().copied());
         let ties = Ties::read(network, members);
-        let set = PlaceSet::of_places(network, filter, config, places, &ties);
-        if let Some(pattern) = set.measure_whole(network, filter, config, &ties, control)? {
+        let set = PlaceSet::of_places(ctx, places, &ties);
+        if let Some(pattern) = set.measure_whole(ctx, &ties)? {
             let wanted = clusters.is_none_or(|named| named.iter().any(|c| pattern.spans(c)));
             if pattern.holds() && pattern.clusters.len() >= 2 && wanted {
                 patterns.push(pattern);
@@ -828,7 +819,14 @@ mod tests {
     fn a_national_chain_of_alike_clusters_is_no_whole_and_the_search_stops_at_its_budget() {
         let network = chain(40);
         let config = StageConfig::default();
-        let all = find(&network, &GraphFilter::default(), &config, None, &Control::none()).unwrap();
+        let (control, filter) = (Control::none(), GraphFilter::default());
+        let ctx = |config| StageContext {
+            network: &network,
+            filter: &filter,
+            config,
+            control: &control,
+        };
+        let all = find(ctx(&config), None).unwrap();
         assert!(
             all.patterns.is_empty(),
             "{:?}",
@@ -843,14 +841,7 @@ mod tests {
             },
             ..config.clone()
         };
-        let bounded = find(
-            &network,
-            &GraphFilter::default(),
-            &small,
-            Some(&["c020".into()]),
-            &Control::none(),
-        )
-        .unwrap();
+        let bounded = find(ctx(&small), Some(&["c020".into()])).unwrap();
         assert!(bounded.cost.bounded, "{:?}", bounded.cost);
         assert!(bounded.cost.places_read <= 12, "{:?}", bounded.cost);
     }
@@ -860,14 +851,13 @@ mod tests {
         let network = chain(10);
         let cancel = std::sync::atomic::AtomicBool::new(true);
         let control = Control::new(&cancel, &|_, _, _| {}, std::time::Duration::from_secs(1));
-        assert!(find(
-            &network,
-            &GraphFilter::default(),
-            &StageConfig::default(),
-            None,
-            &control
-        )
-        .is_err());
+        let ctx = StageContext {
+            network: &network,
+            filter: &GraphFilter::default(),
+            config: &StageConfig::default(),
+            control: &control,
+        };
+        assert!(find(ctx, None).is_err());
     }
 
     #[test]
