@@ -56,6 +56,21 @@ pub fn network(changes: impl IntoIterator<Item = Change>) -> Network {
     network
 }
 
+/// The whole network with the default settings, never cancelled.
+pub fn context(network: &Network) -> crate::analysis::stages::StageContext<'_> {
+    use crate::analysis::{stages::stage_config::StageConfig, Control};
+    use std::sync::LazyLock;
+    static FILTER: LazyLock<crate::graph::GraphFilter> = LazyLock::new(Default::default);
+    static CONFIG: LazyLock<StageConfig> = LazyLock::new(StageConfig::default);
+    static CONTROL: LazyLock<Control<'static>> = LazyLock::new(Control::none);
+    crate::analysis::stages::StageContext {
+        network,
+        filter: &FILTER,
+        config: &CONFIG,
+        control: &CONTROL,
+    }
+}
+
 /// AssessStage with the default settings, never cancelled.
 pub fn assess_all(
     network: &Network,

@@ -436,7 +436,13 @@ impl AnalysisService for AnalysisApi {
             "CoreFirms",
             Workload::Relations,
             move |snapshot, control, sink| {
-                let structure = core_firms(&snapshot.network, &filter, &cluster, &config, control)?;
+                let ctx = StageContext {
+                    network: &snapshot.network,
+                    filter: &filter,
+                    config: &config,
+                    control,
+                };
+                let structure = core_firms(ctx, &cluster)?;
                 sink.send_rows(structure.cores.iter().map(core_firm_to_pb), |rows| pb::CoreFirms {
                     rows,
                 })?;
@@ -465,7 +471,13 @@ impl AnalysisService for AnalysisApi {
             "Upgrading",
             Workload::Relations,
             move |snapshot, control, sink| {
-                let report = upgrading(&snapshot.network, &filter, &cluster, from, to, &config, control)?;
+                let ctx = StageContext {
+                    network: &snapshot.network,
+                    filter: &filter,
+                    config: &config,
+                    control,
+                };
+                let report = upgrading(ctx, &cluster, from, to)?;
                 sink.send_rows([upgrading_to_pb(&cluster, from, to, &report)], |rows| {
                     pb::UpgradingReports { rows }
                 })?;

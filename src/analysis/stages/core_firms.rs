@@ -22,7 +22,7 @@ use std::{
 // FxHash: the supply walks run from every member of every assessed cluster.
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use crate::analysis::{stages::stage_config::StageConfig, Cancelled, Control};
+use crate::analysis::{stages::StageContext, Cancelled};
 use crate::{
     graph::GraphFilter,
     model::{ActorKind, Id, LinkKind, Segment},
@@ -225,13 +225,8 @@ fn counted<T: Ord + Clone>(items: impl Iterator<Item = T>) -> Vec<(T, u64)> {
 
 /// The core firms of a cluster and their supporting systems. The control
 /// is checked after the search for cores and between the cores.
-pub fn core_firms(
-    network: &Network,
-    filter: &GraphFilter,
-    cluster: &Id,
-    config: &StageConfig,
-    control: &Control,
-) -> Result<CoreStructure, Cancelled> {
+pub fn core_firms(ctx: StageContext, cluster: &Id) -> Result<CoreStructure, Cancelled> {
+    let (network, filter, control) = (ctx.network, ctx.filter, ctx.control);
     control.check()?;
     control.progress("supply network", 0, 0);
     let members: HashSet<Ix> = network
@@ -239,10 +234,9 @@ pub fn core_firms(
         .filter(|ix| filter.actor(network, *ix).is_some())
         .collect();
     let supply = SupplyNetwork::new(filter, &members, &Ties::none(network));
-    let (cores, best_reach) = find_cores(network, &supply, &members, config.core_firms.min_reach);
+    let (cores, best_reach) = find_cores(network, &supply, &members, ctx.config.core_firms.min_reach);
     control.check()?;
     let core_set: HashSet<Ix> = cores.iter().map(|r| r.actor).collect();
-    let id_of = |ix: Ix| network.actor(ix).map(|a| a.id.clone()).unwrap_or_default();
     let total = cores.len() as u64;
     let cores = cores
         .iter()
@@ -250,74 +244,15 @@ pub fn core_firms(
         .map(|(done, r)| {
             control.check()?;
             control.progress("supporting systems", done as u64, total);
-            let core = r.actor;
-            let suppliers: HashSet<Ix> = supply.upstream(core).difference(&core_set).copied().collect();
-            // Components of the suppliers' supply network, cores taken out.
-            let mut system_of: HashMap<Ix, usize> = HashMap::default();
-            let mut systems: Vec<Vec<Ix>> = Vec::new();
-            let mut start: Vec<Ix> = suppliers.iter().copied().collect();
-            start.sort_unstable();
-            for s in start {
-                if system_of.contains_key(&s) {
-                    continue;
-                }
-                let n = systems.len();
-                let mut queue = VecDeque::from([s]);
-                system_of.insert(s, n);
-                let mut group = Vec::new();
-                while let Some(v) = queue.pop_front() {
-                    group.push(v);
-                    let next = supply.next(v, &supply.down).chain(supply.next(v, &supply.up));
-                    for w in next {
-                        if suppliers.contains(&w) && !system_of.contains_key(&w) {
-                            system_of.insert(w, n);
-                            queue.push_back(w);
-                        }
-                    }
-                }
-                systems.push(group);
-            }
-            let direct: HashSet<Ix> = supply.next(core, &supply.up).collect();
-            let mut systems: Vec<SupportingSystem> = systems
-                .into_iter()
-                .map(|group| {
-                    let actors: Vec<_> = group.iter().filter_map(|ix| network.actor(*ix)).collect();
-                    let mut members: Vec<Id> = actors.iter().map(|a| a.id.clone()).collect();
-                    members.sort();
-                    let mut tier1: Vec<Id> = group
-                        .iter()
-                        .filter(|ix| direct.contains(ix))
-                        .map(|ix| id_of(*ix))
-                        .collect();
-                    tier1.sort();
-                    SupportingSystem {
-                        members,
-                        tier1,
-                        segments: counted(actors.iter().flat_map(|a| a.segments.iter())),
-                        industries: counted(
-                            actors
-                                .iter()
-                                .filter(|a| !a.industry.is_empty())
-                                .map(|a| a.industry.clone()),
-                        ),
-                    }
-                })
-                .collect();
-            systems.sort_by(|a, b| {
-                b.members
-                    .len()
-                    .cmp(&a.members.len())
-                    .then_with(|| a.members.cmp(&b.members))
-            });
-            let actor = network.actor(core);
+            let actor = network.actor(r.actor);
             Ok(CoreFirm {
-                actor: id_of(core),
+                actor: actor.map(|a| a.id.clone()).unwrap_or_default(),
                 name: actor.map(|a| a.name.clone()).unwrap_or_default(),
                 kind: actor.map_or(ActorKind::Firm, |a| a.kind),
                 reach: r.reach,
                 upstream: r.upstream as u64,
                 downstream: r.downstream as u64,
-                systems,
+                systems: supporting_systems(network, &supply, r.actor, &core_set),
             })
         })
         .collect::<Result<_, Cancelled>>()?;
@@ -328,12 +263,87 @@ pub fn core_firms(
     })
 }
 
+/// A core's supporting systems: the connected groups of its suppliers once
+/// the cores are taken out, largest first, each with its tier-1 members.
+fn supporting_systems(
+    network: &Network,
+    supply: &SupplyNetwork,
+    core: Ix,
+    cores: &HashSet<Ix>,
+) -> Vec<SupportingSystem> {
+    let id_of = |ix: Ix| network.actor(ix).map(|a| a.id.clone()).unwrap_or_default();
+    let suppliers: HashSet<Ix> = supply.upstream(core).difference(cores).copied().collect();
+    let direct: HashSet<Ix> = supply.next(core, &supply.up).collect();
+    let mut systems: Vec<SupportingSystem> = supplier_groups(supply, &suppliers)
+        .into_iter()
+        .map(|group| {
+            let actors: Vec<_> = group.iter().filter_map(|ix| network.actor(*ix)).collect();
+            let mut members: Vec<Id> = actors.iter().map(|a| a.id.clone()).collect();
+            members.sort();
+            let mut tier1: Vec<Id> = group
+                .iter()
+                .filter(|ix| direct.contains(ix))
+                .map(|ix| id_of(*ix))
+                .collect();
+            tier1.sort();
+            SupportingSystem {
+                members,
+                tier1,
+                segments: counted(actors.iter().flat_map(|a| a.segments.iter())),
+                industries: counted(
+                    actors
+                        .iter()
+                        .filter(|a| !a.industry.is_empty())
+                        .map(|a| a.industry.clone()),
+                ),
+            }
+        })
+        .collect();
+    systems.sort_by(|a, b| {
+        b.members
+            .len()
+            .cmp(&a.members.len())
+            .then_with(|| a.members.cmp(&b.members))
+    });
+    systems
+}
+
+/// The components of the suppliers' supply network (breadth first from
+/// each supplier in index order).
+fn supplier_groups(supply: &SupplyNetwork, suppliers: &HashSet<Ix>) -> Vec<Vec<Ix>> {
+    let mut system_of: HashMap<Ix, usize> = HashMap::default();
+    let mut systems: Vec<Vec<Ix>> = Vec::new();
+    let mut start: Vec<Ix> = suppliers.iter().copied().collect();
+    start.sort_unstable();
+    for s in start {
+        if system_of.contains_key(&s) {
+            continue;
+        }
+        let n = systems.len();
+        let mut queue = VecDeque::from([s]);
+        system_of.insert(s, n);
+        let mut group = Vec::new();
+        while let Some(v) = queue.pop_front() {
+            group.push(v);
+            let next = supply.next(v, &supply.down).chain(supply.next(v, &supply.up));
+            for w in next {
+                if suppliers.contains(&w) && !system_of.contains_key(&w) {
+                    system_of.insert(w, n);
+                    queue.push_back(w);
+                }
+            }
+        }
+        systems.push(group);
+    }
+    systems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{
         model::Change,
-        testing::{actor, cluster, link, network},
+        testing::{actor, cluster, context, link, network},
     };
 
     #[test]
@@ -359,14 +369,7 @@ mod tests {
             supply("t2", "s2"),
             supply("hub", "d"),
         ]);
-        let structure = core_firms(
-            &network,
-            &GraphFilter::default(),
-            &"K".into(),
-            &StageConfig::default(),
-            &Control::none(),
-        )
-        .unwrap();
+        let structure = core_firms(context(&network), &"K".into()).unwrap();
         assert_eq!(structure.cores.len(), 1);
         let hub = &structure.cores[0];
         assert_eq!(
@@ -392,14 +395,7 @@ mod tests {
     #[test]
     fn faw_is_the_core_of_changchun_with_seven_supporting_systems() {
         let network = network(crate::demo::demo_changes());
-        let structure = core_firms(
-            &network,
-            &GraphFilter::default(),
-            &crate::demo::CHANGCHUN.into(),
-            &StageConfig::default(),
-            &Control::none(),
-        )
-        .unwrap();
+        let structure = core_firms(context(&network), &crate::demo::CHANGCHUN.into()).unwrap();
         assert_eq!(
             structure.cores.len(),
             1,

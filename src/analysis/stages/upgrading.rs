@@ -26,13 +26,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::analysis::{
-    relations::fusion::IndustryLevel, stages::measures::segment_mix, stages::stage_config::StageConfig, Cancelled,
-    Control,
+    relations::fusion::IndustryLevel, stages::measures::segment_mix, stages::stage_config::StageConfig,
+    stages::StageContext, Cancelled,
 };
 use crate::{
-    graph::GraphFilter,
     model::{Date, Id, Segment, SegmentSet},
-    network::{Ix, Network},
+    network::{Attributes, Ix, Network},
 };
 
 /// A segment and the members performing it at the two dates.
@@ -117,51 +116,97 @@ pub struct Upgrading {
 
 /// Upgrading of `cluster` from `from` to `to`; the filter's link kinds and
 /// channels select the ties.
-pub fn upgrading(
-    network: &Network,
-    filter: &GraphFilter,
-    cluster: &Id,
-    from: Date,
-    to: Date,
-    config: &StageConfig,
-    control: &Control,
-) -> Result<Upgrading, Cancelled> {
+pub fn upgrading(ctx: StageContext, cluster: &Id, from: Date, to: Date) -> Result<Upgrading, Cancelled> {
+    let control = ctx.control;
     control.check()?;
     control.progress("functional", 0, 4);
-    let members: Vec<Ix> = network.member_indexes(cluster).collect();
-    let valid_on = |ix: Ix, date: Date| network.actor(ix).filter(|a| a.validity.contains(date));
-    let before: Vec<Ix> = members
-        .iter()
-        .copied()
-        .filter(|ix| valid_on(*ix, from).is_some())
-        .collect();
-    let after: Vec<Ix> = members
-        .iter()
-        .copied()
-        .filter(|ix| valid_on(*ix, to).is_some())
-        .collect();
-    // Membership tests on sets: a national cluster has many thousand members.
-    let (before_set, after_set): (HashSet<Ix>, HashSet<Ix>) =
-        (before.iter().copied().collect(), after.iter().copied().collect());
-    let both: Vec<Ix> = before.iter().copied().filter(|ix| after_set.contains(ix)).collect();
-    let at = |ix: Ix, date: Date| network.actor(ix).map(|a| network.attributes_at(a, Some(date)));
+    let members = TwoDates::new(ctx.network, cluster, from, to);
+    let moves = members.moves();
+    let functional = functional(ctx.config, &members, &moves);
+    control.check()?;
+    control.progress("chain", 1, 4);
+    let chain = chain(ctx, &members);
+    control.check()?;
+    control.progress("product and process", 2, 4);
+    let product = product(&members, &moves);
+    let process = process(ctx.config, &members);
+    Ok(Upgrading {
+        members_before: members.before.len() as u64,
+        members_after: members.after.len() as u64,
+        functional,
+        chain,
+        product,
+        process,
+    })
+}
 
-    // Functional: the segment mix and its smile value.
-    let mix_before = segment_mix(network, before.iter().copied(), Some(from));
-    let mix_after = segment_mix(network, after.iter().copied(), Some(to));
-    let moves: Vec<Move> = both
-        .iter()
-        .filter_map(|&ix| {
-            let (a, b) = (at(ix, from)?, at(ix, to)?);
-            (a.segments != b.segments || a.industry != b.industry).then(|| Move {
-                actor: network.actor(ix).map(|x| x.id.clone()).unwrap_or_default(),
-                segments_before: *a.segments,
-                segments_after: *b.segments,
-                industry_before: a.industry.to_string(),
-                industry_after: b.industry.to_string(),
+/// A cluster's members on two dates.
+struct TwoDates<'n> {
+    network: &'n Network,
+    from: Date,
+    to: Date,
+    before: Vec<Ix>,
+    after: Vec<Ix>,
+    /// Membership tests on sets: a national cluster has many thousand members.
+    before_set: HashSet<Ix>,
+    after_set: HashSet<Ix>,
+    /// Members on both dates.
+    both: Vec<Ix>,
+}
+
+impl<'n> TwoDates<'n> {
+    fn new(network: &'n Network, cluster: &Id, from: Date, to: Date) -> TwoDates<'n> {
+        let members: Vec<Ix> = network.member_indexes(cluster).collect();
+        let valid_on = |ix: Ix, date: Date| network.actor(ix).is_some_and(|a| a.validity.contains(date));
+        let before: Vec<Ix> = members.iter().copied().filter(|ix| valid_on(*ix, from)).collect();
+        let after: Vec<Ix> = members.iter().copied().filter(|ix| valid_on(*ix, to)).collect();
+        let (before_set, after_set): (HashSet<Ix>, HashSet<Ix>) =
+            (before.iter().copied().collect(), after.iter().copied().collect());
+        let both = before.iter().copied().filter(|ix| after_set.contains(ix)).collect();
+        TwoDates {
+            network,
+            from,
+            to,
+            before,
+            after,
+            before_set,
+            after_set,
+            both,
+        }
+    }
+
+    fn valid_on(&self, ix: Ix, date: Date) -> bool {
+        self.network.actor(ix).is_some_and(|a| a.validity.contains(date))
+    }
+
+    fn at(&self, ix: Ix, date: Date) -> Option<Attributes<'n>> {
+        self.network
+            .actor(ix)
+            .map(|a| self.network.attributes_at(a, Some(date)))
+    }
+
+    /// Members on both dates whose segments or industry changed.
+    fn moves(&self) -> Vec<Move> {
+        self.both
+            .iter()
+            .filter_map(|&ix| {
+                let (a, b) = (self.at(ix, self.from)?, self.at(ix, self.to)?);
+                (a.segments != b.segments || a.industry != b.industry).then(|| Move {
+                    actor: self.network.actor(ix).map(|x| x.id.clone()).unwrap_or_default(),
+                    segments_before: *a.segments,
+                    segments_after: *b.segments,
+                    industry_before: a.industry.to_string(),
+                    industry_after: b.industry.to_string(),
+                })
             })
-        })
-        .collect();
+            .collect()
+    }
+}
+
+/// Functional: the segment mix and its smile value, and who moved it.
+fn functional(config: &StageConfig, m: &TwoDates, moves: &[Move]) -> Functional {
+    let mix_before = segment_mix(m.network, m.before.iter().copied(), Some(m.from));
+    let mix_after = segment_mix(m.network, m.after.iter().copied(), Some(m.to));
     let (value_before, value_after) = (
         config.smile.mean_value(&mix_before),
         config.smile.mean_value(&mix_after),
@@ -177,15 +222,20 @@ pub fn upgrading(
         .iter()
         .filter(|m| own_value(&m.segments_after) > own_value(&m.segments_before))
         .count() as u64;
-    let entered_higher = after
+    let entered: Vec<Ix> = m
+        .after
         .iter()
-        .filter(|ix| !before_set.contains(ix))
-        .filter_map(|&ix| at(ix, to))
+        .copied()
+        .filter(|ix| !m.before_set.contains(ix))
+        .collect();
+    let entered_higher = entered
+        .iter()
+        .filter_map(|&ix| m.at(ix, m.to))
         .filter(|a| !a.segments.is_empty() && own_value(a.segments) > value_before)
         .count() as u64;
     let value_rose = value_after - value_before >= config.upgrading.min_value_gain;
-    let exited = before.iter().filter(|ix| !after_set.contains(ix)).count() as u64;
-    let functional = Functional {
+    let exited = m.before.iter().filter(|ix| !m.after_set.contains(ix)).count() as u64;
+    Functional {
         detected: value_rose && moved_up + entered_higher > 0,
         moved_up,
         entered_higher,
@@ -206,44 +256,27 @@ pub fn upgrading(
             .filter(|m| m.segments_before != m.segments_after)
             .cloned()
             .collect(),
-        entered: after.iter().filter(|ix| !before_set.contains(ix)).count() as u64,
+        entered: entered.len() as u64,
         exited,
-    };
+    }
+}
 
-    control.check()?;
-    control.progress("chain", 1, 4);
-    // Chain: industries new to the cluster, among members or partners.
-    let member_set = |set: &[Ix]| -> BTreeSet<Ix> { set.iter().copied().collect() };
-    let (inside_before, inside_after) = (member_set(&before), member_set(&after));
+/// Chain: industries (ISIC groups) new to the cluster, among members or
+/// partners, related when in the division of a member's industry before.
+fn chain(ctx: StageContext, m: &TwoDates) -> Chain {
     let member_groups = |set: &[Ix], date: Date| -> BTreeSet<String> {
         set.iter()
-            .filter_map(|ix| at(*ix, date))
+            .filter_map(|ix| m.at(*ix, date))
             .filter_map(|a| IndustryLevel::Group.key(a.industry).map(str::to_string))
             .collect()
     };
-    let (groups_before, groups_after) = (member_groups(&before, from), member_groups(&after, to));
-    // Partners' divisions on a date, with the number of ties into each.
-    let partner_groups = |inside: &BTreeSet<Ix>, date: Date| -> BTreeMap<String, u64> {
-        let mut out = BTreeMap::new();
-        for &ix in inside {
-            for key in network.incident(ix) {
-                let Some(data) = network.links.get(&key) else { continue };
-                if !filter.keeps_link(key.kind, data) || !data.validity.contains(date) {
-                    continue;
-                }
-                let other = if key.source == ix { key.target } else { key.source };
-                if inside.contains(&other) || valid_on(other, date).is_none() {
-                    continue;
-                }
-                if let Some(d) = at(other, date).and_then(|a| IndustryLevel::Group.key(a.industry)) {
-                    *out.entry(d.to_string()).or_default() += 1;
-                }
-            }
-        }
-        out
-    };
-    let (partners_before, partners_after) = (partner_groups(&inside_before, from), partner_groups(&inside_after, to));
-    // Related: in the division of one of the members' industries before.
+    let (groups_before, groups_after) = (member_groups(&m.before, m.from), member_groups(&m.after, m.to));
+    let inside_before: BTreeSet<Ix> = m.before.iter().copied().collect();
+    let inside_after: BTreeSet<Ix> = m.after.iter().copied().collect();
+    let (partners_before, partners_after) = (
+        partner_groups(ctx, m, &inside_before, m.from),
+        partner_groups(ctx, m, &inside_after, m.to),
+    );
     let division = |group: &str| IndustryLevel::Division.key(group).map(str::to_string);
     let own_divisions: BTreeSet<String> = groups_before.iter().filter_map(|g| division(g)).collect();
     let related = |g: &str| division(g).is_some_and(|d| own_divisions.contains(&d));
@@ -266,24 +299,45 @@ pub fn upgrading(
             related: related(d),
         })
         .collect();
-    let chain = Chain {
+    Chain {
         detected: new_partner_industries
             .iter()
             .chain(&new_member_industries)
             .any(|n| n.related),
         new_partner_industries,
         new_member_industries,
-    };
+    }
+}
 
-    control.check()?;
-    control.progress("product and process", 2, 4);
-    // Product: a new industry class within the same division.
-    let with_codes = both
+/// The partners' industry groups on a date, with the number of ties into each.
+fn partner_groups(ctx: StageContext, m: &TwoDates, inside: &BTreeSet<Ix>, date: Date) -> BTreeMap<String, u64> {
+    let network = ctx.network;
+    let mut out = BTreeMap::new();
+    for &ix in inside {
+        for key in network.incident(ix) {
+            let Some(data) = network.links.get(&key) else { continue };
+            if !ctx.filter.keeps_link(key.kind, data) || !data.validity.contains(date) {
+                continue;
+            }
+            let other = if key.source == ix { key.target } else { key.source };
+            if inside.contains(&other) || !m.valid_on(other, date) {
+                continue;
+            }
+            if let Some(d) = m.at(other, date).and_then(|a| IndustryLevel::Group.key(a.industry)) {
+                *out.entry(d.to_string()).or_default() += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Product: a member moved to another industry class within its division.
+fn product(m: &TwoDates, moves: &[Move]) -> Product {
+    let coded = |ix: Ix, date: Date| m.at(ix, date).is_some_and(|a| !a.industry.is_empty());
+    let with_codes = m
+        .both
         .iter()
-        .filter(|ix| {
-            at(**ix, from).is_some_and(|a| !a.industry.is_empty())
-                && at(**ix, to).is_some_and(|a| !a.industry.is_empty())
-        })
+        .filter(|ix| coded(**ix, m.from) && coded(**ix, m.to))
         .count() as u64;
     let new_product_lines: Vec<Move> = moves
         .iter()
@@ -293,23 +347,26 @@ pub fn upgrading(
         })
         .cloned()
         .collect();
-    let product = Product {
+    Product {
         detected: !new_product_lines.is_empty(),
         actors_with_data: with_codes,
         new_product_lines,
-    };
+    }
+}
 
-    // Process: revenue per employee.
+/// Process: the median growth of revenue per employee.
+fn process(config: &StageConfig, m: &TwoDates) -> Process {
     let productivity = |ix: Ix, date: Date| {
-        let a = at(ix, date)?;
+        let a = m.at(ix, date)?;
         match (a.revenue, a.employees) {
             (Some(r), Some(e)) if e > 0 && r > 0.0 => Some(r / e as f64),
             _ => None,
         }
     };
-    let mut growth: Vec<f64> = both
+    let mut growth: Vec<f64> = m
+        .both
         .iter()
-        .filter_map(|&ix| Some(productivity(ix, to)? / productivity(ix, from)? - 1.0))
+        .filter_map(|&ix| Some(productivity(ix, m.to)? / productivity(ix, m.from)? - 1.0))
         .collect();
     growth.sort_by(f64::total_cmp);
     let median = match growth.len() {
@@ -317,20 +374,12 @@ pub fn upgrading(
         n if n % 2 == 1 => growth[n / 2],
         n => (growth[n / 2 - 1] + growth[n / 2]) / 2.0,
     };
-    let process = Process {
+    Process {
         detected: !growth.is_empty() && median >= config.upgrading.min_productivity_growth,
         actors_with_data: growth.len() as u64,
         median_productivity_growth: median,
         improved: growth.iter().filter(|g| **g > 0.0).count() as u64,
-    };
-    Ok(Upgrading {
-        members_before: before.len() as u64,
-        members_after: after.len() as u64,
-        functional,
-        chain,
-        product,
-        process,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -338,7 +387,7 @@ mod tests {
     use super::*;
     use crate::{
         model::{Actor, ActorProfile, Change, LinkKind, Segment::*},
-        testing::{actor, cluster, link, network},
+        testing::{actor, cluster, context, link, network},
     };
 
     fn date(text: &str) -> Date {
@@ -377,16 +426,7 @@ mod tests {
             past("f1"),
             past("f2"),
         ]);
-        let result = upgrading(
-            &network,
-            &GraphFilter::default(),
-            &"K".into(),
-            date("2010-06-01"),
-            date("2020-06-01"),
-            &StageConfig::default(),
-            &Control::none(),
-        )
-        .unwrap();
+        let result = upgrading(context(&network), &"K".into(), date("2010-06-01"), date("2020-06-01")).unwrap();
         let f = &result.functional;
         assert!(f.detected && !f.shrinking_chain);
         assert_eq!(f.moved_up, 2);
@@ -441,16 +481,7 @@ mod tests {
             dated(link("k1", "electrics", LinkKind::Supply), "2018-01-01"),
             dated(link("k1", "software", LinkKind::Cooperation), "2018-01-01"),
         ]);
-        let result = upgrading(
-            &network,
-            &GraphFilter::default(),
-            &"K".into(),
-            date("2010-01-01"),
-            date("2020-01-01"),
-            &StageConfig::default(),
-            &Control::none(),
-        )
-        .unwrap();
+        let result = upgrading(context(&network), &"K".into(), date("2010-01-01"), date("2020-01-01")).unwrap();
         assert!(result.chain.detected);
         let new: Vec<(&str, u64, bool)> = result
             .chain
@@ -478,16 +509,8 @@ mod tests {
                 ..actor(&format!("f{i}"), &["K"])
             }));
         }
-        let result = upgrading(
-            &network(changes),
-            &GraphFilter::default(),
-            &"K".into(),
-            date("2010-01-01"),
-            date("2020-01-01"),
-            &StageConfig::default(),
-            &Control::none(),
-        )
-        .unwrap();
+        let network = network(changes);
+        let result = upgrading(context(&network), &"K".into(), date("2010-01-01"), date("2020-01-01")).unwrap();
         let f = &result.functional;
         assert!(f.value_after - f.value_before > 0.6);
         assert_eq!((f.exited, f.moved_up, f.entered_higher), (10, 0, 0));
