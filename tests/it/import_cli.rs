@@ -261,3 +261,60 @@ fn serve_logs_one_json_object_a_line_with_log_format_json() {
     assert_eq!(entry["level"], "INFO", "{line}");
     assert!(entry["fields"]["message"].as_str().is_some(), "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_reports_the_clusters_whose_country_came_from_their_sites_and_assessment_uses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let write = |name: &str, text: &str| std::fs::write(csv.path().join(name), text).unwrap();
+    write("clusters.csv", "id,name,country\nsz,Suzhou,\nsplit,Split,\n");
+    write(
+        "sites.csv",
+        "id,cluster_id,lat,lon\nsz-1,sz,31.30,120.58\nsplit-1,split,22.54,114.06\nsplit-2,split,34.69,135.50\n",
+    );
+    let out = run(vec![
+        "import".into(),
+        "--server".into(),
+        server.url(),
+        csv.path().display().to_string(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("clusters.csv: 1 clusters without a country take it from their sites: sz CN"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("split (sites in CN and JP)"), "{stdout}");
+    // The assessment over the API says the same.
+    let mut client =
+        clusternet::service::pb::analysis_service_client::AnalysisServiceClient::new(server.channel().await);
+    let mut stream = client
+        .assess_stage(pb::AssessStageRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut rows = Vec::new();
+    while let Some(event) = stream.message().await.unwrap() {
+        if let Some(pb::assess_stage_response::Event::Rows(batch)) = event.event {
+            rows.extend(batch.rows);
+        }
+    }
+    let evidence = |id: &str| {
+        rows.iter()
+            .find(|a| a.cluster_id == id)
+            .unwrap()
+            .evidence
+            .clone()
+            .unwrap()
+    };
+    let sz = evidence("sz");
+    assert_eq!(sz.home_country, "CN");
+    assert_eq!(sz.home_country_source, pb::HomeCountrySource::Sites as i32);
+    let split = evidence("split");
+    assert_eq!(split.home_country, "");
+    assert_eq!(split.home_country_source, pb::HomeCountrySource::Unknown as i32);
+    assert_eq!(split.home_country_unknown_reason, "sites in CN and JP");
+    server.stop().await;
+}

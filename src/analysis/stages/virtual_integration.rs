@@ -420,19 +420,8 @@ impl PlaceSet {
         let walk = walk_ties(ctx, &members, set.len(), &joining, ties);
         let parts: Vec<&Place> = set.iter().map(|p| &self.places[*p]).collect();
         let (specialisation, mixes) = self.specialisation(ctx, &parts, &members)?;
-        let union_mix: [f64; 8] = std::array::from_fn(|s| mixes.iter().map(|m| m[s]).sum());
-        let segments_covered: Vec<Segment> = Segment::ALL
-            .iter()
-            .copied()
-            .filter(|s| union_mix[*s as usize] > 0.0)
-            .collect();
-        let reaches_final_customers = FINAL_CUSTOMER_SEGMENTS.iter().any(|s| segments_covered.contains(s));
+        let (segments_covered, reaches_final_customers, coverage) = coverage(&mixes);
         let share = share(walk.virtual_joining_ties, walk.joining_ties);
-        let coverage = if reaches_final_customers {
-            segments_covered.len() as f64 / Segment::ALL.len() as f64
-        } else {
-            0.0
-        };
         let factors = PatternFactors {
             virtual_share: (share / config.virtual_integration.virtual_saturation).min(1.0),
             distinctness: specialisation.distinctness,
@@ -535,6 +524,24 @@ impl PlaceSet {
         let mixes = mixes_of(parts.len(), ordered.iter().map(|(_, l, mix)| (*l, mix)));
         Ok((specialisation, mixes))
     }
+}
+
+/// The segments the places perform together, whether they reach final
+/// customers, and the coverage: the share of the chain covered, 0 unless
+/// it reaches final customers.
+fn coverage(mixes: &[[f64; 8]]) -> (Vec<Segment>, bool, f64) {
+    let covered: Vec<Segment> = Segment::ALL
+        .iter()
+        .copied()
+        .filter(|s| mixes.iter().any(|m| m[*s as usize] > 0.0))
+        .collect();
+    let reaches = FINAL_CUSTOMER_SEGMENTS.iter().any(|s| covered.contains(s));
+    let coverage = if reaches {
+        covered.len() as f64 / Segment::ALL.len() as f64
+    } else {
+        0.0
+    };
+    (covered, reaches, coverage)
 }
 
 /// One walk over the members' links (`members`: member, index of its
