@@ -136,6 +136,21 @@ pub fn find(ctx: StageContext, clusters: Option<&[Id]>) -> Result<Wholes, Cancel
     }
     most_confident_first(&mut patterns);
     patterns.dedup_by(|a, b| a.id == b.id);
+    let cost = &search.cost;
+    if cost.bounded {
+        tracing::warn!(
+            places_read = cost.places_read,
+            max_search_places = ctx.config.detection.max_search_places,
+            "the search for wholes across clusters stopped at detection.max_search_places"
+        );
+    }
+    tracing::debug!(
+        places_read = cost.places_read,
+        candidate_pairs = cost.candidate_pairs,
+        merges_tried = cost.merges_tried,
+        wholes = patterns.len(),
+        "wholes across clusters searched"
+    );
     Ok(Wholes {
         patterns,
         cost: search.cost,
