@@ -20,6 +20,7 @@ use clusternet::{
     replica::alerts::AlertShare,
     service::{
         admission::AnalysisLimits,
+        connections::ConnectionLimits,
         graphs::{GraphsConfig, WarmGraphs},
         import_client::{upload_dir, UploadError},
         metrics::{serve_metrics, Metrics},
@@ -135,6 +136,24 @@ struct ServeArgs {
     /// Client connections open at once; one more is closed at once.
     #[arg(long, env = "CLUSTERNET_MAX_CONNECTIONS", default_value_t = 1_024)]
     max_connections: usize,
+    /// Client connections open at once from one address; one more is closed
+    /// at once.
+    #[arg(long, env = "CLUSTERNET_MAX_CONNECTIONS_PER_PEER", default_value_t = 256)]
+    max_connections_per_peer: usize,
+    /// Seconds a new connection has to begin its handshake (TLS ClientHello,
+    /// or the HTTP/2 preface and settings); then it is closed.
+    #[arg(long, env = "CLUSTERNET_HANDSHAKE_TIMEOUT", default_value_t = 5.0)]
+    handshake_timeout: f64,
+    /// Seconds without a byte from a client before its connection is closed
+    /// (live clients answer the keepalive pings well within it).
+    #[arg(long, env = "CLUSTERNET_IDLE_TIMEOUT", default_value_t = 120.0)]
+    idle_timeout: f64,
+    /// Seconds between the HTTP/2 pings sent to every connection.
+    #[arg(long, env = "CLUSTERNET_KEEPALIVE_INTERVAL", default_value_t = 30.0)]
+    keepalive_interval: f64,
+    /// Seconds an HTTP/2 ping may go unanswered before the connection is closed.
+    #[arg(long, env = "CLUSTERNET_KEEPALIVE_TIMEOUT", default_value_t = 20.0)]
+    keepalive_timeout: f64,
     /// Calls in flight on one connection (HTTP/2 streams); a client past it
     /// waits for one of its calls to end.
     #[arg(long, env = "CLUSTERNET_MAX_STREAMS_PER_CONNECTION", default_value_t = 256)]
@@ -488,7 +507,14 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
                 mb => mb << 20,
             },
         },
-        max_connections: args.max_connections,
+        connections: ConnectionLimits {
+            max: args.max_connections,
+            per_peer: args.max_connections_per_peer,
+            handshake: seconds(args.handshake_timeout, "--handshake-timeout")?,
+            idle: seconds(args.idle_timeout, "--idle-timeout")?,
+            keepalive_interval: seconds(args.keepalive_interval, "--keepalive-interval")?,
+            keepalive_timeout: seconds(args.keepalive_timeout, "--keepalive-timeout")?,
+        },
         max_streams_per_connection: args.max_streams_per_connection,
         max_subscribers: args.max_subscribers,
         metrics: metrics.clone(),
@@ -571,6 +597,17 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = interrupt.await;
+}
+
+/// A positive, finite number of seconds from a flag, or an error naming it.
+fn seconds(value: f64, flag: &str) -> Result<std::time::Duration, String> {
+    if value.is_finite() && value > 0.0 && value < 1e9 {
+        Ok(std::time::Duration::from_secs_f64(value))
+    } else {
+        Err(format!(
+            "error: {flag} must be a positive number of seconds, not {value}"
+        ))
+    }
 }
 
 async fn run_import(args: ImportArgs) -> Result<(), String> {

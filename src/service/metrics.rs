@@ -63,6 +63,7 @@ pub struct Metrics {
     subscribers: IntGaugeVec,
     connections: IntGauge,
     connections_refused: IntCounter,
+    connections_closed: IntCounterVec,
     resident_memory: IntGauge,
 }
 
@@ -263,6 +264,17 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            connections_closed: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "connections_closed_total",
+                        "Connections the server closed, by reason: peer_limit (--max-connections-per-peer), handshake_timeout (--handshake-timeout), idle_timeout (--idle-timeout)",
+                    ),
+                    &["reason"],
+                )
+                .unwrap(),
+            ),
             resident_memory: registered(
                 &r,
                 IntGauge::new("resident_memory_bytes", "Resident memory of the process").unwrap(),
@@ -289,6 +301,11 @@ impl Metrics {
 
     pub fn connection_refused(&self) {
         self.connections_refused.inc();
+    }
+
+    /// The server closed a connection: `reason` peer_limit, handshake_timeout or idle_timeout.
+    pub fn connection_closed(&self, reason: &str) {
+        self.connections_closed.with_label_values(&[reason]).inc();
     }
 
     pub fn subscriber(&self, feed: &str) -> GaugeGuard {

@@ -8,7 +8,7 @@ mod analysis_params;
 pub mod auth_layer;
 mod change_feed;
 pub mod client;
-mod connections;
+pub mod connections;
 pub mod convert;
 mod feed;
 pub mod graphs;

@@ -31,8 +31,9 @@ pub struct ServerConfig {
     /// Analyses running at once, waiting for a slot, and the memory they may
     /// take together by their estimates.
     pub analyses: AnalysisLimits,
-    /// Client connections open at once; the one past it is closed at once.
-    pub max_connections: usize,
+    /// Client connections: how many, how many from one address, and how
+    /// soon a silent or unanswering one is closed.
+    pub connections: connections::ConnectionLimits,
     /// Concurrent calls (HTTP/2 streams) on one connection; a client past it
     /// waits for one of its calls to end.
     pub max_streams_per_connection: u32,
@@ -62,7 +63,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_message_bytes: 64 << 20,
             analyses: AnalysisLimits::default(),
-            max_connections: 1_024,
+            connections: connections::ConnectionLimits::default(),
             max_streams_per_connection: 256,
             max_subscribers: 1_024,
             metrics: Arc::new(Metrics::new()),
@@ -156,11 +157,17 @@ pub async fn serve(
         health.set_not_serving::<AnalysisServiceServer<AnalysisApi>>().await;
         health.set_not_serving::<AlertServiceServer<AlertApi>>().await;
     };
-    let mut builder = Server::builder().max_concurrent_streams(config.max_streams_per_connection.max(1));
+    let limits = config.connections.clone();
+    let mut builder = Server::builder()
+        .max_concurrent_streams(config.max_streams_per_connection.max(1))
+        // Pings keep a live client's connection read from (the idle timeout
+        // counts reads); an unanswered one closes the connection.
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout));
     if let Some(tls) = config.tls.clone() {
         builder = builder.tls_config(tls)?;
     }
-    let incoming = connections::accept(listener, config.max_connections, config.metrics.clone());
+    let incoming = connections::accept(listener, limits, config.metrics.clone());
     let serving = builder
         // Outermost, so refused calls are logged and counted too.
         .layer(CallLogLayer::new(config.metrics.clone()))

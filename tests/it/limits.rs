@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clusternet::service::{
     admission::AnalysisLimits,
+    connections::ConnectionLimits,
     metrics::{serve_metrics, Metrics},
     pb::analysis_service_client::AnalysisServiceClient,
     server::ServerConfig,
@@ -142,7 +143,10 @@ async fn a_connection_past_the_limit_is_closed_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let metrics = std::sync::Arc::new(Metrics::new());
     let config = ServerConfig {
-        max_connections: 2,
+        connections: ConnectionLimits {
+            max: 2,
+            ..ConnectionLimits::default()
+        },
         metrics: metrics.clone(),
         ..ServerConfig::default()
     };
@@ -341,4 +345,108 @@ pub async fn http_get(address: std::net::SocketAddr, path: &str) -> String {
     let mut reply = String::new();
     socket.read_to_string(&mut reply).await.unwrap();
     reply
+}
+
+/// A server whose connections must begin their handshake within 1 s, and
+/// are pinged every second.
+async fn guarded(dir: &std::path::Path, metrics: std::sync::Arc<Metrics>) -> TestServer {
+    let config = ServerConfig {
+        connections: ConnectionLimits {
+            handshake: Duration::from_secs(1),
+            idle: Duration::from_secs(3),
+            keepalive_interval: Duration::from_secs(1),
+            keepalive_timeout: Duration::from_secs(1),
+            ..ConnectionLimits::default()
+        },
+        metrics,
+        ..ServerConfig::default()
+    };
+    TestServer::start_configured(dir, Default::default(), config).await
+}
+
+fn closed_for(metrics: &Metrics, server: &TestServer, reason: &str) -> u64 {
+    let text = metrics.render(server.store(), None);
+    let line = format!("clusternet_connections_closed_total{{reason=\"{reason}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eleven_hundred_silent_connections_lock_no_one_out_for_longer_than_the_handshake_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = std::sync::Arc::new(Metrics::new());
+    let server = guarded(dir.path(), metrics.clone()).await;
+    let address = server.url().trim_start_matches("http://").to_string();
+    let mut silent = Vec::new();
+    for _ in 0..1_100 {
+        silent.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    // A real client, retrying as clients do, gets in once the silent
+    // sockets' second is up: they send nothing, so they are closed.
+    let started = std::time::Instant::now();
+    let served = loop {
+        let attempt = async {
+            let channel = tonic::transport::Channel::from_shared(server.url())
+                .ok()?
+                .connect()
+                .await
+                .ok()?;
+            pb::network_service_client::NetworkServiceClient::new(channel)
+                .list_clusters(pb::ListClustersRequest::default())
+                .await
+                .ok()
+        };
+        if attempt.await.is_some() {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no call served while silent sockets were open"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(served < Duration::from_secs(10), "{served:?}");
+    // Each silent socket was refused at once (its address's share was
+    // full) or let in and closed for saying nothing.
+    let (refused, timed_out) = (
+        closed_for(&metrics, &server, "peer_limit"),
+        closed_for(&metrics, &server, "handshake_timeout"),
+    );
+    assert!(refused > 0 && timed_out > 0, "{refused} refused, {timed_out} timed out");
+    assert!(refused + timed_out >= 1_000, "{refused} refused, {timed_out} timed out");
+    drop(silent);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_stuck_half_way_through_its_header_block_is_cut() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = std::sync::Arc::new(Metrics::new());
+    let server = guarded(dir.path(), metrics.clone()).await;
+    let address = server.url().trim_start_matches("http://").to_string();
+    let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+    // The preface, an empty SETTINGS frame, and a HEADERS frame on stream 1
+    // announcing 64 bytes without END_HEADERS, of which 5 are sent.
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    hello.extend([0, 0, 64, 1, 0, 0, 0, 0, 1]);
+    hello.extend([0x82, 0x86, 0x84, 0x41, 0x8a]);
+    socket.write_all(&hello).await.unwrap();
+    // The server's settings and pings come; this client answers nothing,
+    // and the server closes the connection.
+    let closed = tokio::time::timeout(Duration::from_secs(15), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the stuck connection was not closed");
+    server.stop().await;
 }
