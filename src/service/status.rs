@@ -20,19 +20,35 @@ pub const RETRY_RESTART: Duration = Duration::from_secs(5);
 
 impl From<Error> for Status {
     fn from(error: Error) -> Status {
+        // An id no entity can have (control characters, oversize) is a bad
+        // argument, not a missing entity, wherever it is looked up.
+        if let Error::NotFound { field, id, .. } = &error {
+            if let Err(invalid) = crate::model::validate_id(field, id) {
+                return Status::from(invalid);
+            }
+        }
         let message = capped(error.to_string());
         let (code, details) = match &error {
             Error::InvalidArgument { field, message } => (
                 Code::InvalidArgument,
-                ErrorDetails::with_bad_request_violation(field.clone(), capped(message.clone())),
+                ErrorDetails::with_bad_request_violation(capped_field(field), capped(message.clone())),
             ),
             Error::NotFound { field, entity, id } => (
                 Code::NotFound,
-                ErrorDetails::with_resource_info(*entity, capped(id.clone()), "", format!("{field}: not found")),
+                ErrorDetails::with_resource_info(
+                    *entity,
+                    capped(id.clone()),
+                    "",
+                    format!("{}: not found", capped_field(field)),
+                ),
             ),
             Error::FailedPrecondition { field, message } => (
                 Code::FailedPrecondition,
-                ErrorDetails::with_precondition_failure_violation("STATE", field.clone(), capped(message.clone())),
+                ErrorDetails::with_precondition_failure_violation(
+                    "STATE",
+                    capped_field(field),
+                    capped(message.clone()),
+                ),
             ),
             Error::PermissionDenied { .. } => (Code::PermissionDenied, ErrorDetails::new()),
             Error::ResourceExhausted { .. } => {
@@ -42,7 +58,7 @@ impl From<Error> for Status {
             Error::Cancelled => (Code::Cancelled, ErrorDetails::new()),
             Error::OutOfRange { field, message } => (
                 Code::OutOfRange,
-                ErrorDetails::with_bad_request_violation(field.clone(), capped(message.clone())),
+                ErrorDetails::with_bad_request_violation(capped_field(field), capped(message.clone())),
             ),
             Error::DeadlineExceeded { .. } => (Code::DeadlineExceeded, ErrorDetails::new()),
             Error::Aborted { .. } => (Code::Aborted, ErrorDetails::new()),
@@ -111,6 +127,16 @@ pub fn from_decoder(status: &Status) -> Option<Status> {
 /// (an id it did not find, a value it refused); the trailer must not carry
 /// megabytes back.
 pub const MAX_MESSAGE_BYTES: usize = 1_024;
+/// A field path in the details, at most: a 3 MB `overrides` key would
+/// otherwise travel whole in `grpc-status-details-bin`, past what standard
+/// clients accept in metadata (16 kB), and the client would see
+/// RESOURCE_EXHAUSTED instead of the INVALID_ARGUMENT it was sent.
+pub const MAX_FIELD_BYTES: usize = 256;
+
+/// A field path cut to [`MAX_FIELD_BYTES`], marked when cut.
+fn capped_field(field: &str) -> String {
+    capped_to(field.to_string(), MAX_FIELD_BYTES)
+}
 
 /// `message` cut to [`MAX_MESSAGE_BYTES`] at a character boundary, marked
 /// when cut.

@@ -450,3 +450,56 @@ async fn a_client_stuck_half_way_through_its_header_block_is_cut() {
     assert!(closed.is_ok(), "the stuck connection was not closed");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_bad_field_name_and_ids_no_entity_can_have_are_invalid_arguments_with_small_details() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut analysis = AnalysisServiceClient::new(server.channel().await);
+    // A 3 MB overrides key: INVALID_ARGUMENT, its details small enough for
+    // any client's metadata limit.
+    let key = "k".repeat(3 << 20);
+    let bad = analysis
+        .assess_stage(pb::AssessStageRequest {
+            overrides: [(key, 0.5)].into_iter().collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument, "{}", bad.message());
+    assert!(bad.details().len() < 2_048, "{} bytes of details", bad.details().len());
+    assert!(bad.message().len() < 1_100);
+    let violation = &bad.get_details_bad_request().expect("BadRequest").field_violations[0];
+    assert!(violation.field.starts_with("overrides[kkk") && violation.field.len() < 300);
+    // Ids holding NUL, newlines or too many bytes name no entity: reads say
+    // so as INVALID_ARGUMENT naming the field, not NOT_FOUND.
+    let mut client = server.client().await;
+    for id in ["a\0b", "line\nbreak", &"x".repeat(300)] {
+        let listed = client
+            .list_actors(pb::ListActorsRequest {
+                cluster_id: id.to_string(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(listed.code(), Code::InvalidArgument, "{id:?}: {}", listed.message());
+        assert!(listed.message().starts_with("cluster_id:"), "{}", listed.message());
+        let analysed = analysis
+            .assess_stage(pb::AssessStageRequest {
+                filter: Some(pb::NetworkFilter {
+                    cluster_ids: vec![id.to_string()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(analysed.code(), Code::InvalidArgument, "{id:?}: {}", analysed.message());
+        assert!(
+            analysed.message().starts_with("filter.cluster_ids[0]:"),
+            "{}",
+            analysed.message()
+        );
+    }
+    server.stop().await;
+}
