@@ -115,11 +115,22 @@ impl Tokens {
     /// compared, each in constant time, so the time taken says nothing of
     /// which or how much matched.
     pub fn role_of(&self, token: &str) -> Option<Role> {
+        self.who(token).map(|(role, _)| role)
+    }
+
+    /// The role and the name of a token (its hash's first 8 hex digits
+    /// when it was given no name): the client it stands for.
+    pub fn who(&self, token: &str) -> Option<(Role, String)> {
         let presented = hash(token);
         let mut found = None;
         for entry in &self.entries {
             if same(&entry.hash, &presented) {
-                found = Some(entry.role);
+                let name = if entry.name.is_empty() {
+                    entry.hash[..4].iter().map(|b| format!("{b:02x}")).collect()
+                } else {
+                    entry.name.clone()
+                };
+                found = Some((entry.role, name));
             }
         }
         found

@@ -162,6 +162,20 @@ struct ServeArgs {
     /// RESOURCE_EXHAUSTED.
     #[arg(long, env = "CLUSTERNET_MAX_SUBSCRIBERS", default_value_t = 1_024)]
     max_subscribers: usize,
+    /// Open watches of one client (a token's name, or without tokens a peer
+    /// address); one more gets RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CLUSTERNET_MAX_SUBSCRIBERS_PER_CLIENT", default_value_t = 256)]
+    max_subscribers_per_client: usize,
+    /// Analyses one client runs at once (0: half of --max-analyses, at least one).
+    #[arg(long, env = "CLUSTERNET_ANALYSES_PER_CLIENT", default_value_t = 0)]
+    analyses_per_client: usize,
+    /// Analyses one client has waiting for a slot; one more gets RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CLUSTERNET_ANALYSIS_QUEUE_PER_CLIENT", default_value_t = 4)]
+    analysis_queue_per_client: usize,
+    /// Seconds a queued analysis without a deadline waits for a slot before
+    /// DEADLINE_EXCEEDED.
+    #[arg(long, env = "CLUSTERNET_ANALYSIS_QUEUE_WAIT", default_value_t = 60.0)]
+    analysis_queue_wait: f64,
     /// Serve Prometheus metrics on this address (GET /metrics); off when
     /// not given.
     #[arg(long, env = "CLUSTERNET_METRICS_LISTEN")]
@@ -506,6 +520,9 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
                 0 => physical_memory_bytes() / 2,
                 mb => mb << 20,
             },
+            per_client_running: args.analyses_per_client,
+            per_client_queued: args.analysis_queue_per_client,
+            queue_wait: seconds(args.analysis_queue_wait, "--analysis-queue-wait")?,
         },
         connections: ConnectionLimits {
             max: args.max_connections,
@@ -517,6 +534,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
         },
         max_streams_per_connection: args.max_streams_per_connection,
         max_subscribers: args.max_subscribers,
+        max_subscribers_per_client: args.max_subscribers_per_client,
         metrics: metrics.clone(),
         stall_timeout: std::time::Duration::from_secs(args.stall_timeout.max(1)),
         graphs: GraphsConfig {

@@ -203,13 +203,14 @@ impl pb::alert_service_server::AlertService for AlertApi {
         &self,
         request: Request<pb::WatchAlertsRequest>,
     ) -> Result<Response<Self::WatchAlertsStream>, Status> {
+        let client = super::auth_layer::client_of(&request);
         let r = request.into_inner();
         let filter = filter(&r.kinds, &r.cluster_ids, &r.actor_ids, r.min_severity)?;
         let source = Alerts {
             engine: self.engine.clone(),
             filter,
         };
-        let watching = self.watchers.admit("alerts")?;
+        let watching = self.watchers.admit("alerts", &client)?;
         let stream = feed::start(Arc::new(source), r.from_sequence, self.shutdown.clone(), watching).await?;
         Ok(Response::new(stream))
     }

@@ -54,6 +54,8 @@ pub struct AnalysisApi {
 struct Call {
     snapshot: Arc<Snapshot>,
     deadline: Option<std::time::Instant>,
+    /// Who calls, for the fair shares (see `admission`).
+    client: String,
 }
 
 impl AnalysisApi {
@@ -80,6 +82,7 @@ impl AnalysisApi {
     fn open<T>(&self, request: Request<T>) -> (Call, T) {
         let call = Call {
             deadline: deadline_of(&request),
+            client: super::auth_layer::client_of(&request),
             snapshot: self.store.snapshot(),
         };
         (call, request.into_inner())
@@ -98,7 +101,7 @@ impl AnalysisApi {
         let snapshot = call.snapshot;
         let stream = self
             .runner
-            .spawn(kind, footprint, call.deadline, move |control, sink| {
+            .spawn(&call.client, kind, footprint, call.deadline, move |control, sink| {
                 job(&snapshot, control, sink)
             })
             .await?;

@@ -67,7 +67,7 @@ pub struct Auth<S> {
 }
 
 impl<S> Auth<S> {
-    fn check(&self, request: &http::Request<Body>) -> Result<Option<Role>, Status> {
+    fn check(&self, request: &http::Request<Body>) -> Result<Option<(Role, String)>, Status> {
         let Some(tokens) = &self.tokens else {
             return Ok(None);
         };
@@ -84,8 +84,8 @@ impl<S> Auth<S> {
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or_else(|| unauthenticated("the authorization header is not 'Bearer <token>'"))?;
-        let role = tokens
-            .role_of(token.trim())
+        let (role, name) = tokens
+            .who(token.trim())
             .ok_or_else(|| unauthenticated("unknown token"))?;
         if role < needed {
             let method = path.rsplit('/').next().unwrap_or(path);
@@ -95,7 +95,24 @@ impl<S> Auth<S> {
             }
             .into());
         }
-        Ok(Some(role))
+        Ok(Some((role, name)))
+    }
+}
+
+/// Who a call comes from, for the fair shares of analyses and watches: the
+/// name of its token, put in the request by the auth layer.
+#[derive(Clone, Debug)]
+pub struct Client(pub String);
+
+/// The client of a call: its token's name, or without tokens its peer
+/// address (every connection from one address is one client).
+pub fn client_of<T>(request: &tonic::Request<T>) -> String {
+    if let Some(Client(name)) = request.extensions().get::<Client>() {
+        return format!("token {name}");
+    }
+    match request.remote_addr() {
+        Some(address) => format!("address {}", address.ip()),
+        None => "unknown".into(),
     }
 }
 
@@ -124,8 +141,9 @@ where
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         match self.check(&request) {
             Ok(role) => {
-                if let Some(role) = role {
+                if let Some((role, name)) = role {
                     request.extensions_mut().insert(role);
+                    request.extensions_mut().insert(Client(name));
                 }
                 Box::pin(self.inner.call(request))
             }

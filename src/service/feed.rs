@@ -8,7 +8,11 @@
 //! which holds every durable item, and catches up from there. Each feed has a
 //! small buffer towards its client; a slow client only slows its own feed.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use tokio::sync::{broadcast, mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
@@ -64,29 +68,72 @@ pub type Events<E> = ReceiverStream<Result<E, Status>>;
 
 /// The open watches, WatchChanges and WatchAlerts together: at most `max`;
 /// one more gets RESOURCE_EXHAUSTED.
+///
+/// One client (a token's name, or a peer address) holds at most
+/// `per_client` of them, so one client opening watches by the thousand
+/// leaves places for everyone else.
 pub struct Watchers {
     slots: Arc<Semaphore>,
     max: usize,
+    per_client: usize,
+    clients: Arc<Mutex<HashMap<String, usize>>>,
     metrics: Arc<Metrics>,
 }
 
 /// One open watch's place; given back when its feed ends.
 pub struct Watching {
     _slot: OwnedSemaphorePermit,
+    _client: ClientWatch,
     _gauge: GaugeGuard,
 }
 
+/// One of a client's open watches.
+struct ClientWatch {
+    client: String,
+    clients: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for ClientWatch {
+    fn drop(&mut self) {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(open) = clients.get_mut(&self.client) {
+            *open -= 1;
+            if *open == 0 {
+                clients.remove(&self.client);
+            }
+        }
+    }
+}
+
 impl Watchers {
-    pub fn new(max: usize, metrics: Arc<Metrics>) -> Watchers {
+    pub fn new(max: usize, per_client: usize, metrics: Arc<Metrics>) -> Watchers {
         Watchers {
             slots: Arc::new(Semaphore::new(max.max(1))),
             max: max.max(1),
+            per_client: per_client.max(1),
+            clients: Arc::default(),
             metrics,
         }
     }
 
-    /// A place for one more watch of `feed` ("changes", "alerts").
-    pub fn admit(&self, feed: &str) -> Result<Watching, Status> {
+    /// A place for one more watch of `feed` ("changes", "alerts") by `client`.
+    pub fn admit(&self, feed: &str, client: &str) -> Result<Watching, Status> {
+        let mine = {
+            let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+            let open = clients.entry(client.to_string()).or_default();
+            if *open >= self.per_client {
+                return Err(super::status::busy(format!(
+                    "this client ({client}) has {} watches open, its share of this server \
+                     (--max-subscribers-per-client); close one or retry later",
+                    self.per_client
+                )));
+            }
+            *open += 1;
+            ClientWatch {
+                client: client.to_string(),
+                clients: self.clients.clone(),
+            }
+        };
         let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
             super::status::busy(format!(
                 "{} watches are open, the most this server serves (--max-subscribers); retry later",
@@ -95,6 +142,7 @@ impl Watchers {
         })?;
         Ok(Watching {
             _slot: slot,
+            _client: mine,
             _gauge: self.metrics.subscriber(feed),
         })
     }
@@ -307,7 +355,9 @@ mod tests {
     }
 
     fn watching() -> Watching {
-        Watchers::new(1, Arc::new(Metrics::new())).admit("test").unwrap()
+        Watchers::new(1, 1, Arc::new(Metrics::new()))
+            .admit("test", "a client")
+            .unwrap()
     }
 
     /// A client resuming at 6 on a node that holds 4: a replica, which

@@ -39,6 +39,8 @@ pub struct ServerConfig {
     pub max_streams_per_connection: u32,
     /// Open watches (WatchChanges and WatchAlerts together).
     pub max_subscribers: usize,
+    /// Open watches of one client (a token's name, or a peer address).
+    pub max_subscribers_per_client: usize,
     /// Where the Prometheus metrics are kept; `serve_metrics` exposes them.
     pub metrics: Arc<Metrics>,
     /// How long an analysis waits for a client that stopped reading before
@@ -66,6 +68,7 @@ impl Default for ServerConfig {
             connections: connections::ConnectionLimits::default(),
             max_streams_per_connection: 256,
             max_subscribers: 1_024,
+            max_subscribers_per_client: 256,
             metrics: Arc::new(Metrics::new()),
             stall_timeout: std::time::Duration::from_secs(30),
             shutdown_grace: std::time::Duration::from_secs(10),
@@ -126,7 +129,11 @@ pub async fn serve(
     });
     let min_revision = MinRevisionLayer::new(store.clone());
     store.observe(Box::new(config.metrics.clone()));
-    let watchers = Arc::new(Watchers::new(config.max_subscribers, config.metrics.clone()));
+    let watchers = Arc::new(Watchers::new(
+        config.max_subscribers,
+        config.max_subscribers_per_client,
+        config.metrics.clone(),
+    ));
     let (stop_feeds, feeds_stop) = tokio::sync::watch::channel(false);
     let graphs = Graphs::start(store.clone(), config.metrics.clone(), config.graphs, feeds_stop.clone());
     let analysis = AnalysisServiceServer::new(AnalysisApi::new(

@@ -134,6 +134,7 @@ impl Runner {
     /// stream of its events.
     pub async fn spawn<E: AnalysisEvent>(
         &self,
+        client: &str,
         kind: &'static str,
         footprint: Footprint,
         deadline: Option<Instant>,
@@ -141,7 +142,7 @@ impl Runner {
     ) -> Result<EventStream<E>, Status> {
         let permit = self
             .admission
-            .admit(kind, footprint, deadline, self.shutdown.clone())
+            .admit(client, kind, footprint, deadline, self.shutdown.clone())
             .await?;
         let metrics = self.metrics.clone();
         let (sender, receiver) = mpsc::channel(16);

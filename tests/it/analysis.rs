@@ -178,12 +178,14 @@ pub async fn load_large(server: &TestServer) {
 }
 
 /// A server running `slots` analyses at once and queueing none: a call
-/// past the slots is refused at once, which these tests look for.
+/// past the slots is refused at once, which these tests look for. All the
+/// slots are one client's: every test client calls from 127.0.0.1.
 fn slots_without_queue(slots: usize) -> ServerConfig {
     ServerConfig {
         analyses: AnalysisLimits {
             max_running: slots,
             max_queued: 0,
+            per_client_running: slots,
             ..AnalysisLimits::default()
         },
         ..ServerConfig::default()

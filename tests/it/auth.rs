@@ -205,3 +205,97 @@ async fn serve_refuses_a_public_address_without_tls_unless_told_insecure() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_flooding_never_read_analyses_waits_behind_its_own_calls_and_others_are_served() {
+    use crate::analysis::{degree_request, load_large, slow_request};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    let (flood, honest) = (new_token(&file, "reader"), new_token(&file, "reader"));
+    let config = ServerConfig {
+        tokens: Some(Arc::new(Tokens::load(&file).unwrap())),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_configured(&dir.path().join("data"), Default::default(), config).await;
+    load_large(&server).await;
+    let channel = server.channel().await;
+    // Eighteen slow analyses with no deadline, none ever read.
+    let flooding = || AnalysisServiceClient::with_interceptor(channel.clone(), bearer(&flood));
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..18 {
+        let mut client = flooding();
+        let call = tokio::spawn(async move { client.centrality(slow_request()).await });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        held.push(call);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for call in held.iter_mut().filter(|c| c.is_finished()) {
+        if let Ok(Err(status)) = call.await {
+            assert_eq!(status.code(), Code::ResourceExhausted, "{status}");
+            assert!(status.message().contains("its share"), "{status}");
+            refused += 1;
+        }
+    }
+    // One runs and four wait: the rest are the flooder's to retry.
+    assert_eq!(refused, 13);
+    // The honest client's analyses all complete meanwhile.
+    let mut served = AnalysisServiceClient::with_interceptor(channel.clone(), bearer(&honest));
+    for _ in 0..5 {
+        let mut request = Request::new(degree_request());
+        request.set_timeout(std::time::Duration::from_secs(20));
+        let mut stream = served.centrality(request).await.unwrap().into_inner();
+        while stream.message().await.unwrap().is_some() {}
+    }
+    for call in held {
+        call.abort();
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_opening_a_thousand_watches_leaves_others_room_to_watch() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    let (greedy, other) = (new_token(&file, "reader"), new_token(&file, "reader"));
+    let config = ServerConfig {
+        tokens: Some(Arc::new(Tokens::load(&file).unwrap())),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_configured(&dir.path().join("data"), Default::default(), config).await;
+    // Four connections of 256 watches each, from one client.
+    let mut opened = Vec::new();
+    let (mut kept, mut refused) = (0, 0);
+    for _ in 0..4 {
+        let channel = server.channel().await;
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..256 {
+            let mut client =
+                pb::network_service_client::NetworkServiceClient::with_interceptor(channel.clone(), bearer(&greedy));
+            calls.spawn(async move { client.watch_changes(pb::WatchChangesRequest::default()).await });
+        }
+        while let Some(result) = calls.join_next().await {
+            let result = result.unwrap();
+            match result {
+                Ok(stream) => {
+                    kept += 1;
+                    opened.push(stream);
+                }
+                Err(status) => {
+                    assert_eq!(status.code(), Code::ResourceExhausted, "{status}");
+                    refused += 1;
+                }
+            }
+        }
+    }
+    assert_eq!((kept, refused), (256, 768));
+    // Another client still gets its watch.
+    let mut watching =
+        pb::network_service_client::NetworkServiceClient::with_interceptor(server.channel().await, bearer(&other));
+    watching
+        .watch_changes(pb::WatchChangesRequest::default())
+        .await
+        .expect("another client's watch is served");
+    drop(opened);
+    server.stop().await;
+}
