@@ -45,6 +45,63 @@ use crate::{
     network::{ties::Ties, EdgeKey, Ix, Network},
 };
 
+/// `alerts` with every kind raised more than [`MAX_ALERTS_PER_KIND`] times
+/// replaced by one alert of that kind: the most severe of them, its count
+/// (`alerts`), and the clusters, actors and messages of the first
+/// [`SUMMARY_LISTS`]. Kinds keep their first order.
+fn summarised(alerts: Vec<Alert>) -> Vec<Alert> {
+    let mut counts: HashMap<AlertKind, usize> = HashMap::new();
+    for alert in &alerts {
+        *counts.entry(alert.kind).or_default() += 1;
+    }
+    if counts.values().all(|n| *n <= MAX_ALERTS_PER_KIND) {
+        return alerts;
+    }
+    let mut out: Vec<Alert> = Vec::new();
+    let mut summaries: HashMap<AlertKind, usize> = HashMap::new();
+    for alert in alerts {
+        let count = counts[&alert.kind];
+        if count <= MAX_ALERTS_PER_KIND {
+            out.push(alert);
+            continue;
+        }
+        match summaries.get(&alert.kind) {
+            None => {
+                summaries.insert(alert.kind, out.len());
+                let first = alert.message.clone();
+                out.push(Alert {
+                    figures: vec![Figure::new("alerts", 0.0, count as f64)],
+                    message: format!(
+                        "{count} {} alerts in one evaluation, more than {MAX_ALERTS_PER_KIND}: summarised; the first {SUMMARY_LISTS}: {first}",
+                        alert.kind.as_str()
+                    ),
+                    ..alert
+                });
+            }
+            Some(&at) => {
+                let summary = &mut out[at];
+                summary.severity = summary.severity.max(alert.severity);
+                let listed = summary.message.matches(" | ").count() + 1;
+                if listed < SUMMARY_LISTS {
+                    summary.message.push_str(" | ");
+                    summary.message.push_str(&alert.message);
+                    for c in alert.clusters {
+                        if !summary.clusters.contains(&c) {
+                            summary.clusters.push(c);
+                        }
+                    }
+                    for a in alert.actors {
+                        if !summary.actors.contains(&a) {
+                            summary.actors.push(a);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Actors with a score, best first.
 type Ranked = Vec<(Id, f64)>;
 /// Each member with its component's label.
@@ -152,6 +209,12 @@ pub struct Evaluator<'a> {
 }
 
 const STAGE_NAMES: [&str; 3] = ["REGIONAL_INTEGRATION", "GLOBAL_VALUE_CHAIN", "VIRTUAL_INTEGRATION"];
+/// Alerts of one kind one evaluation raises at most; past it they are
+/// summarised in one (a legal batch once raised 32,640 at once, which no
+/// subscriber reads and every replica stores).
+pub const MAX_ALERTS_PER_KIND: usize = 100;
+/// The alerts a summary names, with their clusters and actors.
+const SUMMARY_LISTS: usize = 20;
 /// Actors named in one fragmentation alert, at most.
 const CUT_OFF_LISTED: usize = 20;
 /// Actors named in one link alert, at most.
@@ -224,6 +287,7 @@ impl Evaluator<'_> {
         self.wholes(old_wholes, new_wholes, &mut outcome.alerts);
         outcome.states.extend(fresh.into_iter().map(|(c, s)| (c, Some(s))));
         outcome.alerts.retain(|a| self.rules.enabled(a.kind));
+        outcome.alerts = summarised(std::mem::take(&mut outcome.alerts));
         Ok(outcome)
     }
 
@@ -243,7 +307,7 @@ impl Evaluator<'_> {
             self.lost_substitutes(before, after, changes, &mut alerts);
         }
         alerts.retain(|a| self.rules.enabled(a.kind));
-        alerts
+        summarised(alerts)
     }
 
     fn alert(
@@ -1379,6 +1443,41 @@ mod tests {
                 .any(|a| a.kind == AlertKind::VirtualIntegrationDetected && a.clusters == vec![cluster.clone()]),
             "{detected:?}"
         );
+    }
+
+    #[test]
+    fn a_flood_of_one_kind_is_one_summary_naming_the_count_and_the_first_twenty() {
+        let alert = |i: usize, kind: AlertKind| Alert {
+            sequence: 0,
+            revision: 2,
+            kind,
+            severity: if i == 150 { Severity::Critical } else { Severity::Info },
+            clusters: vec![Id::from(format!("c{i}"))],
+            actors: Vec::new(),
+            figures: Vec::new(),
+            message: format!("alert {i}"),
+            raised_at_unix_ms: 0,
+        };
+        let mut alerts: Vec<Alert> = (0..=150).map(|i| alert(i, AlertKind::OverlapCrossed)).collect();
+        alerts.push(alert(0, AlertKind::StageChanged));
+        let out = summarised(alerts);
+        assert_eq!(out.len(), 2);
+        let summary = &out[0];
+        assert_eq!(summary.kind, AlertKind::OverlapCrossed);
+        assert_eq!(summary.figures, vec![Figure::new("alerts", 0.0, 151.0)]);
+        assert_eq!(summary.clusters.len(), SUMMARY_LISTS);
+        assert_eq!(summary.severity, Severity::Critical, "the most severe of them");
+        assert!(
+            summary.message.starts_with("151 OVERLAP_CROSSED alerts"),
+            "{}",
+            summary.message
+        );
+        assert_eq!(out[1].kind, AlertKind::StageChanged, "other kinds stay as they are");
+        // At the bound nothing is summarised.
+        let few: Vec<Alert> = (0..MAX_ALERTS_PER_KIND)
+            .map(|i| alert(i, AlertKind::OverlapCrossed))
+            .collect();
+        assert_eq!(summarised(few.clone()), few);
     }
 
     #[test]

@@ -5,17 +5,79 @@
 //! that does more (a cascade delete inside ApplyChanges needs admin).
 //! Health checks stay open, so orchestrators need no token. Tokens are
 //! never logged.
+//!
+//! Failed authentications are counted per peer address: past
+//! [`MAX_FAILURES`] within [`FAILURE_WINDOW`], the address's calls that
+//! need a token are refused with RESOURCE_EXHAUSTED until the window ends,
+//! so tokens cannot be guessed at line rate. Each failure is logged with
+//! its peer and counted in the metrics.
 
 use std::{
+    collections::HashMap,
     future::Future,
+    net::{IpAddr, SocketAddr},
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, Mutex},
     task::{Context, Poll},
+    time::{Duration, Instant},
 };
 
-use tonic::{body::Body, Status};
+use tonic::{
+    body::Body,
+    transport::server::{TcpConnectInfo, TlsConnectInfo},
+    Status,
+};
 
+use super::metrics::Metrics;
 use crate::auth::{Role, Tokens};
+
+/// Failed authentications one address may make within [`FAILURE_WINDOW`].
+pub const MAX_FAILURES: u32 = 20;
+/// The window failures are counted in, and the time an address that made
+/// too many waits.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(10);
+/// Addresses remembered at most; past it, those whose window ended go.
+const ADDRESSES_KEPT: usize = 10_000;
+
+/// Failed authentications by peer address: when the address's window
+/// began, and how many failed in it.
+#[derive(Default)]
+struct Failures(Mutex<HashMap<IpAddr, (Instant, u32)>>);
+
+impl Failures {
+    /// Whether `peer` made too many failures in its current window.
+    fn throttled(&self, peer: IpAddr) -> bool {
+        let failures = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        failures
+            .get(&peer)
+            .is_some_and(|(began, count)| *count >= MAX_FAILURES && began.elapsed() < FAILURE_WINDOW)
+    }
+
+    fn failed(&self, peer: IpAddr) {
+        let mut failures = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if failures.len() >= ADDRESSES_KEPT {
+            failures.retain(|_, (began, _)| began.elapsed() < FAILURE_WINDOW);
+        }
+        let entry = failures.entry(peer).or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= FAILURE_WINDOW {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 += 1;
+    }
+}
+
+/// The peer address of a call, from what the listener recorded.
+fn peer_of(request: &http::Request<Body>) -> Option<SocketAddr> {
+    let extensions = request.extensions();
+    extensions
+        .get::<TcpConnectInfo>()
+        .and_then(|info| info.remote_addr())
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|info| info.get_ref().remote_addr())
+        })
+}
 
 /// The role a method needs, by its path; None for what is open to all:
 /// health checks (orchestrators carry no token) and reflection (the schema,
@@ -41,11 +103,17 @@ pub fn caller_role<T>(request: &tonic::Request<T>) -> Option<Role> {
 #[derive(Clone)]
 pub struct AuthLayer {
     tokens: Option<Arc<Tokens>>,
+    failures: Arc<Failures>,
+    metrics: Arc<Metrics>,
 }
 
 impl AuthLayer {
-    pub fn new(tokens: Option<Arc<Tokens>>) -> Self {
-        AuthLayer { tokens }
+    pub fn new(tokens: Option<Arc<Tokens>>, metrics: Arc<Metrics>) -> Self {
+        AuthLayer {
+            tokens,
+            failures: Arc::default(),
+            metrics,
+        }
     }
 }
 
@@ -56,6 +124,8 @@ impl<S> tower::Layer<S> for AuthLayer {
         Auth {
             inner,
             tokens: self.tokens.clone(),
+            failures: self.failures.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -64,6 +134,8 @@ impl<S> tower::Layer<S> for AuthLayer {
 pub struct Auth<S> {
     inner: S,
     tokens: Option<Arc<Tokens>>,
+    failures: Arc<Failures>,
+    metrics: Arc<Metrics>,
 }
 
 impl<S> Auth<S> {
@@ -139,6 +211,17 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let peer = peer_of(&request);
+        let needs_token = self.tokens.is_some() && required_role(request.uri().path()).is_some();
+        if needs_token && peer.is_some_and(|p| self.failures.throttled(p.ip())) {
+            self.metrics.auth_failure("throttled");
+            let status = super::status::busy(format!(
+                "more than {MAX_FAILURES} failed authentications from this address within {} s; wait and retry \
+                 with a valid token",
+                FAILURE_WINDOW.as_secs()
+            ));
+            return Box::pin(async move { Ok(status.into_http()) });
+        }
         match self.check(&request) {
             Ok(role) => {
                 if let Some((role, name)) = role {
@@ -148,7 +231,13 @@ where
                 Box::pin(self.inner.call(request))
             }
             Err(status) => {
-                tracing::info!(path = request.uri().path(), code = ?status.code(), "refused: {}", status.message());
+                if status.code() == tonic::Code::Unauthenticated {
+                    self.metrics.auth_failure("unauthenticated");
+                    if let Some(peer) = peer {
+                        self.failures.failed(peer.ip());
+                    }
+                }
+                tracing::info!(path = request.uri().path(), ?peer, code = ?status.code(), "refused: {}", status.message());
                 let response = status.into_http();
                 Box::pin(async move { Ok(response) })
             }

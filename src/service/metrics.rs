@@ -64,6 +64,7 @@ pub struct Metrics {
     connections: IntGauge,
     connections_refused: IntCounter,
     connections_closed: IntCounterVec,
+    auth_failures: IntCounterVec,
     resident_memory: IntGauge,
 }
 
@@ -275,6 +276,17 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            auth_failures: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "auth_failures_total",
+                        "Calls refused for their token: unauthenticated (missing or unknown token), throttled (the address failed too often)",
+                    ),
+                    &["outcome"],
+                )
+                .unwrap(),
+            ),
             resident_memory: registered(
                 &r,
                 IntGauge::new("resident_memory_bytes", "Resident memory of the process").unwrap(),
@@ -301,6 +313,11 @@ impl Metrics {
 
     pub fn connection_refused(&self) {
         self.connections_refused.inc();
+    }
+
+    /// A call refused for its token: `outcome` unauthenticated or throttled.
+    pub fn auth_failure(&self, outcome: &str) {
+        self.auth_failures.with_label_values(&[outcome]).inc();
     }
 
     /// The server closed a connection: `reason` peer_limit, handshake_timeout or idle_timeout.

@@ -178,7 +178,7 @@ pub async fn serve(
     let serving = builder
         // Outermost, so refused calls are logged and counted too.
         .layer(CallLogLayer::new(config.metrics.clone()))
-        .layer(AuthLayer::new(config.tokens.clone()))
+        .layer(AuthLayer::new(config.tokens.clone(), config.metrics.clone()))
         .layer(min_revision)
         .layer(wire_status::layer())
         .add_service(health_service)

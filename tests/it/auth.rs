@@ -299,3 +299,59 @@ async fn a_client_opening_a_thousand_watches_leaves_others_room_to_watch() {
     drop(opened);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_guessing_tokens_is_throttled_counted_and_logged_with_its_peer() {
+    use clusternet::service::{
+        auth_layer::{FAILURE_WINDOW, MAX_FAILURES},
+        metrics::Metrics,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    let reader = new_token(&file, "reader");
+    let metrics = Arc::new(Metrics::new());
+    let config = ServerConfig {
+        tokens: Some(Arc::new(Tokens::load(&file).unwrap())),
+        metrics: metrics.clone(),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_configured(&dir.path().join("data"), Default::default(), config).await;
+    let channel = server.channel().await;
+    for guess in 0..MAX_FAILURES {
+        let refused = network(&channel, &format!("guess-{guess}"))
+            .list_clusters(pb::ListClustersRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated);
+    }
+    // Past the limit even the right token waits for the window to end.
+    let throttled = network(&channel, &reader)
+        .list_clusters(pb::ListClustersRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(throttled.code(), Code::ResourceExhausted, "{throttled}");
+    assert!(throttled.message().contains("failed authentications"), "{throttled}");
+    // Health checks stay open.
+    let health = HealthClient::new(channel.clone())
+        .check(HealthCheckRequest::default())
+        .await;
+    assert!(health.is_ok());
+    let text = metrics.render(server.store(), None);
+    let count = |outcome: &str| -> u64 {
+        let prefix = format!("clusternet_auth_failures_total{{outcome=\"{outcome}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        (count("unauthenticated"), count("throttled")),
+        (u64::from(MAX_FAILURES), 1)
+    );
+    tokio::time::sleep(FAILURE_WINDOW).await;
+    network(&channel, &reader)
+        .list_clusters(pb::ListClustersRequest::default())
+        .await
+        .expect("the window has passed");
+    server.stop().await;
+}
