@@ -107,7 +107,7 @@ pub async fn run(args: ExportArgs) -> Result<(), String> {
 /// Runs one ExportNetwork call and gathers its parts, with a spinner on
 /// stderr (when it is a terminal) counting what has arrived.
 pub async fn fetch(
-    connection: &crate::service::client::Connection,
+    connection: &crate::cli::client::Connection,
     request: pb::ExportNetworkRequest,
 ) -> Result<(Selection, pb::AnalysisSummary), String> {
     let progress = ProgressBar::new_spinner().with_style(

@@ -4,8 +4,10 @@
 //! error carries the gRPC status.
 
 pub mod analyses;
+pub mod client;
 pub mod draw;
 pub mod export;
+pub mod import_client;
 pub mod output;
 pub mod reads;
 
@@ -14,9 +16,9 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::{
+    cli::client::{Authorized, Connection},
     model::{Channel, LinkKind},
     service::{
-        client::{Authorized, Connection},
         convert::wire,
         pb::{self, analysis_service_client::AnalysisServiceClient},
     },

@@ -8,8 +8,9 @@ use super::{
     server_error, ClientArgs,
 };
 use crate::{
+    cli::client::Connection,
     model::{ActorKind, LinkKind},
-    service::{client::Connection, convert::wire, pb, pb::alert_service_client::AlertServiceClient},
+    service::{convert::wire, pb, pb::alert_service_client::AlertServiceClient},
 };
 
 #[derive(Subcommand, Debug)]
@@ -548,6 +549,6 @@ fn follow_style(output: OutputArgs) -> super::output::Style {
     }
 }
 
-fn alerts(connection: &Connection) -> AlertServiceClient<crate::service::client::Authorized> {
+fn alerts(connection: &Connection) -> AlertServiceClient<crate::cli::client::Authorized> {
     connection.alerts()
 }

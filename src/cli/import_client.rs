@@ -10,12 +10,9 @@ use std::{
 
 use tokio_stream::{wrappers::ReceiverStream, StreamExt};
 
-use super::{
-    client::{ConnectError, Connection},
-    convert::change_to_pb,
-    pb,
-};
+use super::client::{ConnectError, Connection};
 use crate::import::{self, Origin, SourcedChange};
+use crate::service::{convert::change_to_pb, pb};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {

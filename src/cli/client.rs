@@ -8,7 +8,7 @@ use tonic::{
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
 };
 
-use super::pb::{
+use crate::service::pb::{
     alert_service_client::AlertServiceClient, analysis_service_client::AnalysisServiceClient,
     network_service_client::NetworkServiceClient,
 };
