@@ -48,11 +48,22 @@ pub fn dir_size(path: &Path) -> u64 {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    // Below the kernel's ephemeral range (32768-60999 on Linux), and each
+    // handed out once per test process: a port that bind(0) gave another
+    // test's server, or that a client socket took (one test opens 1,100),
+    // can never be one of these, so a child server never finds its port
+    // taken or answered by someone else.
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = std::process::id() % SPAN;
+    loop {
+        let port = (FIRST + (base + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub fn start(dir: &Path, port: u16) -> Child {

@@ -35,13 +35,7 @@ fn test_dir() -> tempfile::TempDir {
     dir
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use super::crash_cycle::free_port;
 
 /// Debian puts nats-server in /usr/sbin, which a user's PATH may lack.
 fn nats_server_binary() -> PathBuf {
