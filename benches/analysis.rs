@@ -335,42 +335,22 @@ fn substitutes_per_actor(clusters: usize, actors: usize, links: usize) {
 
 /// AssessStage for every cluster and DetectVirtualIntegration, three runs each.
 fn stages(clusters: usize, actors: usize, links: usize) {
-    use clusternet::analysis::{
-        stages::stage::assess, stages::stage_config::StageConfig, stages::wholes::detect, Control,
-    };
+    use clusternet::analysis::{stages::stage::assess, stages::stage_config::StageConfig, stages::wholes::detect};
     let network = synthetic_with_sites(clusters, actors, links, 3);
     let config = StageConfig::default();
     for run in 0..3 {
         let started = Instant::now();
-        let assessments = assess(StageContext {
-            network: &network,
-            filter: &GraphFilter::default(),
-            config: &config,
-            control: &Control::none(),
-        })
-        .unwrap();
+        let assessments = assess(stage_context(&network, &GraphFilter::default(), &config)).unwrap();
         let assess_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        let patterns = detect(StageContext {
-            network: &network,
-            filter: &GraphFilter::default(),
-            config: &config,
-            control: &Control::none(),
-        })
-        .unwrap();
+        let patterns = detect(stage_context(&network, &GraphFilter::default(), &config)).unwrap();
         let detect_seconds = started.elapsed().as_secs_f64();
         let one = clusternet::graph::GraphFilter {
             clusters: vec![clusternet::synthetic::cluster_id(run)],
             ..Default::default()
         };
         let started = Instant::now();
-        let single = assess(StageContext {
-            network: &network,
-            filter: &one,
-            config: &config,
-            control: &Control::none(),
-        })
-        .unwrap();
+        let single = assess(stage_context(&network, &one, &config)).unwrap();
         let one_cluster_ms = started.elapsed().as_secs_f64() * 1000.0;
         assert_eq!(single.len(), 1);
         let mut counts = std::collections::BTreeMap::new();
@@ -599,7 +579,6 @@ fn calibrate(title: &str, models: Vec<clusternet::synthetic::Districts>) {
         stages::stage::{assess, Stage},
         stages::stage_config::StageConfig,
         stages::wholes::detect,
-        Control,
     };
     let config = StageConfig::default();
     let mut figures: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
@@ -610,23 +589,11 @@ fn calibrate(title: &str, models: Vec<clusternet::synthetic::Districts>) {
         let network = network_of(clusternet::synthetic::districts(model));
         networks += 1;
         with_patterns += usize::from(
-            !detect(StageContext {
-                network: &network,
-                filter: &GraphFilter::default(),
-                config: &config,
-                control: &Control::none(),
-            })
-            .unwrap()
-            .is_empty(),
+            !detect(stage_context(&network, &GraphFilter::default(), &config))
+                .unwrap()
+                .is_empty(),
         );
-        for a in assess(StageContext {
-            network: &network,
-            filter: &GraphFilter::default(),
-            config: &config,
-            control: &Control::none(),
-        })
-        .unwrap()
-        {
+        for a in assess(stage_context(&network, &GraphFilter::default(), &config)).unwrap() {
             if a.evidence.places.len() < 2 {
                 continue;
             }
@@ -720,16 +687,7 @@ fn wholes(clusters: usize, wholes: usize) {
         .collect();
     for run in 0..3 {
         let started = Instant::now();
-        let found = find(
-            StageContext {
-                network: &network,
-                filter: &GraphFilter::default(),
-                config: &config,
-                control: &Control::none(),
-            },
-            None,
-        )
-        .unwrap();
+        let found = find(stage_context(&network, &GraphFilter::default(), &config), None).unwrap();
         let seconds = started.elapsed().as_secs_f64();
         let whole_found = built
             .iter()
@@ -737,13 +695,7 @@ fn wholes(clusters: usize, wholes: usize) {
             .count();
         let largest = found.patterns.iter().map(|p| p.clusters.len()).max().unwrap_or(0);
         let started = Instant::now();
-        let assessed = assess(StageContext {
-            network: &network,
-            filter: &GraphFilter::default(),
-            config: &config,
-            control: &Control::none(),
-        })
-        .unwrap();
+        let assessed = assess(stage_context(&network, &GraphFilter::default(), &config)).unwrap();
         let assess_seconds = started.elapsed().as_secs_f64();
         let virtual_ones = assessed
             .iter()
@@ -754,25 +706,10 @@ fn wholes(clusters: usize, wholes: usize) {
             ..Default::default()
         };
         let started = Instant::now();
-        assess(StageContext {
-            network: &network,
-            filter: &one,
-            config: &config,
-            control: &Control::none(),
-        })
-        .unwrap();
+        assess(stage_context(&network, &one, &config)).unwrap();
         let one_ms = started.elapsed().as_secs_f64() * 1000.0;
         let started = Instant::now();
-        find(
-            StageContext {
-                network: &network,
-                filter: &one,
-                config: &config,
-                control: &Control::none(),
-            },
-            Some(&one.clusters),
-        )
-        .unwrap();
+        find(stage_context(&network, &one, &config), Some(&one.clusters)).unwrap();
         let search_one_ms = started.elapsed().as_secs_f64() * 1000.0;
         println!(
             "{{\"tool\": \"clusternet\", \"algorithm\": \"wholes\", \"run\": {run}, \"clusters\": {clusters}, \"actors\": {}, \"links\": {}, \"search_seconds\": {seconds:.3}, \"places_read\": {}, \"candidate_pairs\": {}, \"merges_tried\": {}, \"bounded\": {}, \"wholes\": {}, \"largest_whole_clusters\": {largest}, \"built\": {wholes}, \"built_found\": {whole_found}, \"assess_all_seconds\": {assess_seconds:.3}, \"virtual_clusters\": {virtual_ones}, \"assess_one_ms\": {one_ms:.1}, \"search_one_ms\": {search_one_ms:.1}, \"peak_rss_mib\": {:.1}}}",
@@ -811,29 +748,12 @@ fn calibration_regions(count: u64) {
             let changes: Vec<_> = regions(model).into_iter().map(|c| c.validated().unwrap()).collect();
             let mut network = clusternet::network::Network::default();
             network.apply(&changes).unwrap();
-            let assessed = assess(StageContext {
-                network: &network,
-                filter: &GraphFilter::default(),
-                config: &config,
-                control: &Control::none(),
-            })
-            .unwrap();
+            let assessed = assess(stage_context(&network, &GraphFilter::default(), &config)).unwrap();
             clusters += assessed.len();
             virtual_ones += assessed.iter().filter(|a| a.stage == Stage::VirtualIntegration).count();
-            let found = detect(StageContext {
-                network: &network,
-                filter: &GraphFilter::default(),
-                config: &config,
-                control: &Control::none(),
-            })
-            .unwrap();
+            let found = detect(stage_context(&network, &GraphFilter::default(), &config)).unwrap();
             let search = clusternet::analysis::stages::wholes::find(
-                StageContext {
-                    network: &network,
-                    filter: &GraphFilter::default(),
-                    config: &config,
-                    control: &Control::none(),
-                },
+                stage_context(&network, &GraphFilter::default(), &config),
                 None,
             );
             candidate_pairs += search.unwrap().cost.candidate_pairs;
@@ -864,6 +784,21 @@ fn calibration_regions(count: u64) {
         regional_wholes(count / 4).collect(),
     );
     eprintln!("{:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// The stage analyses' context for a benchmark: never cancelled.
+fn stage_context<'a>(
+    network: &'a clusternet::network::Network,
+    filter: &'a GraphFilter,
+    config: &'a clusternet::analysis::stages::stage_config::StageConfig,
+) -> StageContext<'a> {
+    static NEVER: std::sync::LazyLock<Control<'static>> = std::sync::LazyLock::new(Control::none);
+    StageContext {
+        network,
+        filter,
+        config,
+        control: &NEVER,
+    }
 }
 
 fn main() {
