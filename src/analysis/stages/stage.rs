@@ -37,7 +37,7 @@ use crate::analysis::{
 use crate::{
     geo::{home_country, HomeCountry},
     graph::GraphFilter,
-    model::{Actor, ActorKind, Channel, Country, Id, LinkKind, Segment},
+    model::{Actor, ActorKind, Channel, Id, LinkKind, Segment},
     network::{ties::Ties, Attributes, EdgeKey, Ix, LinkData, Network},
 };
 
@@ -393,7 +393,7 @@ impl<'n> TieContext<'_, 'n> {
                 }
                 their_count += 1;
             }
-            match (self.catalogue.home[c], other_actor.country) {
+            match (self.catalogue.home[c].country(), other_actor.country) {
                 (Some(home), Some(theirs)) if theirs != home => {
                     t.foreign += 1;
                     if capital && other == key.source && my_actor.kind.is_enterprise() {
@@ -510,8 +510,7 @@ fn assess_clusters(
 struct Catalogue<'n> {
     ids: Vec<&'n Id>,
     regions: Vec<&'n str>,
-    home: Vec<Option<Country>>,
-    home_found: Vec<HomeCountry>,
+    home: Vec<HomeCountry>,
     assessed: Vec<bool>,
     index: HashMap<&'n Id, usize>,
 }
@@ -524,7 +523,6 @@ impl<'n> Catalogue<'n> {
             ids: Vec::with_capacity(n),
             regions: Vec::with_capacity(n),
             home: Vec::with_capacity(n),
-            home_found: Vec::with_capacity(n),
             assessed: Vec::with_capacity(n),
             index: HashMap::default(),
         };
@@ -541,8 +539,7 @@ impl<'n> Catalogue<'n> {
             catalogue.index.insert(id, catalogue.ids.len());
             catalogue.ids.push(id);
             catalogue.regions.push(cluster.region.as_str());
-            catalogue.home.push(found.country());
-            catalogue.home_found.push(found);
+            catalogue.home.push(found);
             catalogue.assessed.push(assessed);
         }
         catalogue
@@ -894,7 +891,7 @@ fn judge(
         tally: t,
         ties,
         mix: &g.mixes[c],
-        home: catalogue.home_found[c].clone(),
+        home: catalogue.home[c].clone(),
         own: pattern,
         across,
         overlap: relations.overlap,
