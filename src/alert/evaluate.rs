@@ -58,16 +58,17 @@ fn summarised(alerts: Vec<Alert>) -> Vec<Alert> {
         return alerts;
     }
     let mut out: Vec<Alert> = Vec::new();
-    let mut summaries: HashMap<AlertKind, usize> = HashMap::new();
+    // Each summarised kind: where its summary is, and how many it lists.
+    let mut summaries: HashMap<AlertKind, (usize, usize)> = HashMap::new();
     for alert in alerts {
         let count = counts[&alert.kind];
         if count <= MAX_ALERTS_PER_KIND {
             out.push(alert);
             continue;
         }
-        match summaries.get(&alert.kind) {
+        match summaries.get_mut(&alert.kind) {
             None => {
-                summaries.insert(alert.kind, out.len());
+                summaries.insert(alert.kind, (out.len(), 1));
                 let first = alert.message.clone();
                 out.push(Alert {
                     figures: vec![Figure::new("alerts", 0.0, count as f64)],
@@ -78,11 +79,11 @@ fn summarised(alerts: Vec<Alert>) -> Vec<Alert> {
                     ..alert
                 });
             }
-            Some(&at) => {
-                let summary = &mut out[at];
+            Some((at, listed)) => {
+                let summary = &mut out[*at];
                 summary.severity = summary.severity.max(alert.severity);
-                let listed = summary.message.matches(" | ").count() + 1;
-                if listed < SUMMARY_LISTS {
+                if *listed < SUMMARY_LISTS {
+                    *listed += 1;
                     summary.message.push_str(" | ");
                     summary.message.push_str(&alert.message);
                     for c in alert.clusters {
