@@ -55,8 +55,14 @@ impl Failures {
 
     fn failed(&self, peer: IpAddr) {
         let mut failures = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if failures.len() >= ADDRESSES_KEPT {
+        if failures.len() >= ADDRESSES_KEPT && !failures.contains_key(&peer) {
             failures.retain(|_, (began, _)| began.elapsed() < FAILURE_WINDOW);
+            // Still full of live windows (failures from very many
+            // addresses at once): this one is not tracked, so the map
+            // stays bounded.
+            if failures.len() >= ADDRESSES_KEPT {
+                return;
+            }
         }
         let entry = failures.entry(peer).or_insert((Instant::now(), 0));
         if entry.0.elapsed() >= FAILURE_WINDOW {
