@@ -93,16 +93,7 @@ pub fn home_country(cluster: &Cluster) -> HomeCountry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{model::Site, testing::cluster};
-
-    fn at(id: &str, lat: f64, lon: f64) -> Site {
-        Site {
-            id: id.into(),
-            name: id.into(),
-            lat,
-            lon,
-        }
-    }
+    use crate::testing::{cluster, site as at};
 
     #[test]
     fn a_cluster_without_a_country_takes_the_one_its_sites_lie_in() {

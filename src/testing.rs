@@ -48,6 +48,16 @@ pub fn cluster(id: &str) -> Cluster {
     }
 }
 
+/// A site named after its id.
+pub fn site(id: &str, lat: f64, lon: f64) -> crate::model::Site {
+    crate::model::Site {
+        id: id.into(),
+        name: id.into(),
+        lat,
+        lon,
+    }
+}
+
 /// The network holding `changes`, validated and applied as one batch.
 pub fn network(changes: impl IntoIterator<Item = Change>) -> Network {
     let changes: Vec<Change> = changes.into_iter().map(|c| c.validated().unwrap()).collect();

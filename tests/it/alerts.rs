@@ -64,14 +64,19 @@ pub async fn listed(client: &mut Alerts, mut request: pb::ListAlertsRequest) -> 
     }
 }
 
-/// The alerts a batch raised.
-async fn raised(server: &TestServer, client: &mut Alerts, changes: Vec<pb::Change>) -> Vec<pb::Alert> {
-    let latest = client
+/// The sequence number of the latest alert raised.
+async fn latest_sequence(client: &mut Alerts) -> u64 {
+    client
         .list_alerts(pb::ListAlertsRequest::default())
         .await
         .unwrap()
         .into_inner()
-        .latest_sequence;
+        .latest_sequence
+}
+
+/// The alerts a batch raised.
+async fn raised(server: &TestServer, client: &mut Alerts, changes: Vec<pb::Change>) -> Vec<pb::Alert> {
+    let latest = latest_sequence(client).await;
     let revision = apply(server, changes).await;
     settle(client, revision).await;
     listed(
@@ -634,12 +639,7 @@ async fn three_clusters_tied_into_one_chain_form_a_whole_and_its_alert_names_the
     let more: Vec<_> = dense.iter().filter(|c| !sparse.contains(c)).cloned().collect();
     let first = server.store().apply(sparse).await.unwrap().revision;
     settle(&mut client, first).await;
-    let latest = client
-        .list_alerts(pb::ListAlertsRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .latest_sequence;
+    let latest = latest_sequence(&mut client).await;
     let revision = server.store().apply(more).await.unwrap().revision;
     settle(&mut client, revision).await;
     let wholes: Vec<pb::Alert> = listed(

@@ -112,15 +112,7 @@ pub fn places(network: &Network, filter: &GraphFilter, colocation_km: f64) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn site(id: &str, lat: f64, lon: f64) -> Site {
-        Site {
-            id: id.into(),
-            name: id.into(),
-            lat,
-            lon,
-        }
-    }
+    use crate::testing::site;
 
     #[test]
     fn distance_between_two_changning_parks_by_hand() {
