@@ -709,9 +709,13 @@ impl Worker {
         let rules = self.engine.rules();
         let evaluator = self.evaluator(&rules, next.revision);
         let changes = batches.iter().flat_map(|b| b.changes.iter());
+        let numbered = batches
+            .iter()
+            .enumerate()
+            .flat_map(|(i, b)| b.changes.iter().map(move |c| (i, c)));
         let before = before.as_deref().map(|b| &b.network);
         let mut alerts = match before {
-            Some(before) => evaluator.events(before, &next.network, changes.clone(), &self.states),
+            Some(before) => evaluator.events(before, &next.network, numbered, &self.states),
             None => Vec::new(),
         };
         let affected = changed_clusters(before, &next.network, changes, &self.states);

@@ -247,7 +247,10 @@ impl Evaluator<'_> {
         let affected = changed_clusters(before, after, changes.clone(), kept);
         let mut outcome = self.state_changes(after, &affected, kept)?;
         if let Some(before) = before {
-            outcome.alerts.extend(self.events(before, after, changes, kept));
+            // One batch: a cluster made by `changes` is new to all of them.
+            outcome
+                .alerts
+                .extend(self.events(before, after, changes.map(|c| (0, c)), kept));
         }
         Ok(outcome)
     }
@@ -294,18 +297,21 @@ impl Evaluator<'_> {
 
     /// The event alerts of `changes`, which took `before` to `after`: new
     /// links across clusters and lost substitutes. They need no cluster's
-    /// figures, so the engine raises them before it recomputes any.
+    /// figures, so the engine raises them before it recomputes any. Each
+    /// change comes with the position of its batch in the round: what a
+    /// link raises depends on the batches before its own, not on how many
+    /// batches the engine happened to take in together.
     pub fn events<'c>(
         &self,
         before: &Network,
         after: &Network,
-        changes: impl Iterator<Item = &'c Change> + Clone,
+        changes: impl Iterator<Item = (usize, &'c Change)> + Clone,
         kept: &HashMap<Id, ClusterState>,
     ) -> Vec<Alert> {
         let mut alerts = Vec::new();
         self.link_events(before, after, changes.clone(), kept, &mut alerts);
         if self.rules.enabled(AlertKind::SubstituteLost) {
-            self.lost_substitutes(before, after, changes, &mut alerts);
+            self.lost_substitutes(before, after, changes.map(|(_, change)| change), &mut alerts);
         }
         alerts.retain(|a| self.rules.enabled(a.kind));
         summarised(alerts)
@@ -749,13 +755,15 @@ impl Evaluator<'_> {
 
     /// FUSION_LINK_ADDED and CROSS_INVESTMENT_ADDED: links new this round,
     /// one alert per pair of clusters (a burst of new ties between two
-    /// clusters is one event, not hundreds). A pair of clusters that were
-    /// both unknown before the round (a bulk load) sets its baseline quietly.
+    /// clusters is one event, not hundreds). A pair of clusters both unknown
+    /// before the link's batch (a bulk load, clusters and ties in one
+    /// batch) sets its baseline quietly; a cluster made by an earlier batch
+    /// is known, whether or not the engine took that batch in first.
     fn link_events<'c>(
         &self,
         before: &Network,
         after: &Network,
-        changes: impl Iterator<Item = &'c Change>,
+        changes: impl Iterator<Item = (usize, &'c Change)>,
         kept: &HashMap<Id, ClusterState>,
         alerts: &mut Vec<Alert>,
     ) {
@@ -763,8 +771,16 @@ impl Evaluator<'_> {
         let mut fusion: BTreeMap<(Id, Id), Vec<(Id, Id)>> = BTreeMap::new();
         let mut capital: BTreeMap<(Id, Id), Vec<(Id, Id)>> = BTreeMap::new();
         let mut seen: HashSet<EdgeKey> = HashSet::new();
+        // Clusters new this round, with the first batch that made them.
+        let mut made_in: HashMap<&Id, usize> = HashMap::new();
         let outside: Id = Id::from("");
-        for change in changes {
+        for (batch, change) in changes {
+            if let Change::UpsertCluster(cluster) = change {
+                if !before.clusters.contains_key(&cluster.id) {
+                    made_in.entry(&cluster.id).or_insert(batch);
+                }
+                continue;
+            }
             let Change::UpsertLink(link) = change else { continue };
             let key = link.key().canonical();
             let Some(edge) = after.edge_key(&key).filter(|e| after.links.contains_key(e)) else {
@@ -781,9 +797,12 @@ impl Evaluator<'_> {
                 continue; // inside a cluster
             }
             let ends = (source.id.clone(), target.id.clone());
-            // Known: kept, or there before the round (its figures may still
-            // be owed when the engine raises events ahead of them).
-            let known = |c: &Id| kept.contains_key(c) || before.clusters.contains_key(c);
+            // Known: kept, there before the round (its figures may still be
+            // owed when the engine raises events ahead of them), or made by
+            // an earlier batch of it.
+            let known = |c: &Id| {
+                kept.contains_key(c) || before.clusters.contains_key(c) || made_in.get(c).is_some_and(|b| *b < batch)
+            };
             let sides = |clusters: &[Id]| -> Vec<Id> {
                 if clusters.is_empty() {
                     vec![outside.clone()]
@@ -1251,6 +1270,38 @@ mod tests {
         let kinds = raised(two_clusters("C2620", "M7410"), link("a1", "b1", LinkKind::Investment));
         assert!(kinds.contains(&AlertKind::CrossInvestmentAdded), "{kinds:?}");
         assert!(kinds.contains(&AlertKind::FusionLinkAdded), "{kinds:?}");
+    }
+
+    /// Clusters made and tied in one batch are a bulk load: quiet. Made by
+    /// one batch and tied by the next, the tie is news, even when the
+    /// engine takes both batches in together (as it does when it falls
+    /// behind): what is raised does not depend on its timing.
+    #[test]
+    fn a_tie_between_clusters_made_by_an_earlier_batch_of_the_round_is_raised() {
+        let stage = StageConfig::default();
+        let rules = AlertRules::default();
+        let evaluator = Evaluator {
+            stage: &stage,
+            rules: &rules,
+            revision: 2,
+            now_unix_ms: 0,
+            stop: &AtomicBool::new(false),
+        };
+        let before = network(Vec::new());
+        let made = two_clusters("C2620", "M7410");
+        let tie = vec![Change::UpsertLink(link("a1", "b1", LinkKind::Investment))];
+        let after = network(made.iter().chain(&tie).cloned());
+        let kinds = |numbered: Vec<(usize, &Change)>| -> Vec<AlertKind> {
+            let alerts = evaluator.events(&before, &after, numbered.into_iter(), &HashMap::new());
+            alerts.into_iter().map(|a| a.kind).collect()
+        };
+        let one_batch: Vec<(usize, &Change)> = made.iter().chain(&tie).map(|c| (0, c)).collect();
+        assert_eq!(kinds(one_batch), Vec::<AlertKind>::new());
+        let two_batches: Vec<(usize, &Change)> =
+            made.iter().map(|c| (0, c)).chain(tie.iter().map(|c| (1, c))).collect();
+        let raised = kinds(two_batches);
+        assert!(raised.contains(&AlertKind::CrossInvestmentAdded), "{raised:?}");
+        assert!(raised.contains(&AlertKind::FusionLinkAdded), "{raised:?}");
     }
 
     #[test]
