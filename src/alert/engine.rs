@@ -46,7 +46,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::{
     evaluate::{changed_clusters, ClusterState, Evaluator},
-    log::{settled, AlertLog, Step},
+    log::{settled, AlertLog, StateChange, Step},
     Alert, AlertRules,
 };
 use crate::{
@@ -786,11 +786,25 @@ impl Worker {
         let mirrored = mirror_overlaps(&states, &paid, &self.states);
         states.extend(mirrored.into_iter().map(|(c, s)| (c, Some(s))));
         self.number(&mut alerts);
-        let step = Step::Settle { alerts, states };
+        // Stored and shared as changes to the figures kept: a member joining
+        // a big cluster writes one member's label, not the whole list.
+        let changes = states
+            .iter()
+            .map(|(cluster, state)| {
+                let change = state
+                    .as_ref()
+                    .map(|state| StateChange::between(self.states.get(cluster), state));
+                (cluster.clone(), change)
+            })
+            .collect();
+        let step = Step::Settled {
+            alerts,
+            states: changes,
+        };
         if !self.record(&step) {
             return false;
         }
-        let Step::Settle { alerts, states } = step else {
+        let Step::Settled { alerts, .. } = step else {
             unreachable!()
         };
         for (cluster, state) in states {

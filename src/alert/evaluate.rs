@@ -26,7 +26,10 @@ use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use super::{Alert, AlertKind, AlertRules, Figure, Severity};
+use super::{
+    components::{keep_labels, Components},
+    Alert, AlertKind, AlertRules, Figure, Severity,
+};
 use crate::{
     analysis::{
         algo::centrality::{pagerank, PageRankConfig},
@@ -105,8 +108,6 @@ fn summarised(alerts: Vec<Alert>) -> Vec<Alert> {
 
 /// Actors with a score, best first.
 type Ranked = Vec<(Id, f64)>;
-/// Each member with its component's label.
-type Components = Vec<(Id, u32)>;
 
 /// The figures kept per cluster between evaluations.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -121,8 +122,10 @@ pub struct ClusterState {
     /// it was taken with (a top-k taken with another k is not compared).
     pub top: Vec<(Id, f64)>,
     pub top_k: u32,
-    /// Each member with the label of its component in the cluster's own network.
-    pub components: Vec<(Id, u32)>,
+    /// Each member with the label of its component in the cluster's own
+    /// network, sorted by member; labels carried over from the figures
+    /// kept before ([`keep_labels`]), so a step stores only what changed.
+    pub components: Components,
     /// Member Jaccard with every cluster sharing a member.
     pub overlaps: Vec<(Id, f64)>,
     /// The whole across clusters the cluster is virtual through. Last, so
@@ -280,6 +283,11 @@ impl Evaluator<'_> {
         partners.retain(|c| after.clusters.contains_key(c));
         let partners: Vec<Id> = partners.into_iter().collect();
         fresh.extend(self.states(after, &partners)?);
+        for (cluster, new) in fresh.iter_mut() {
+            if let Some(old) = kept.get(cluster) {
+                keep_labels(&old.components, &mut new.components);
+            }
+        }
         let mut pairs_seen: HashSet<(Id, Id)> = HashSet::new();
         for (cluster, new) in &fresh {
             if let Some(old) = kept.get(cluster) {
@@ -1180,13 +1188,14 @@ fn own_network(network: &Network, ties: &Ties, cluster: &Id, k: usize) -> (Ranke
     }
     // Label each component by its first member, so labels are stable.
     let mut label_of_root: FxHashMap<u32, u32> = FxHashMap::default();
-    let components = (0..members.len() as u32)
+    let mut components: Components = (0..members.len() as u32)
         .map(|i| {
             let root = joined.find_mut(i);
             let label = *label_of_root.entry(root).or_insert(i);
             (ids[i as usize].clone(), label)
         })
         .collect();
+    components.sort_unstable();
     let graph = AnalysisGraph::from_edges(ids.clone(), vec![String::new(); ids.len()], &edges, true, true);
     let top = match pagerank(&graph, &PageRankConfig::default(), &Control::none()) {
         Ok(scores) => rank_order(&scores.values, &ids, true, k)

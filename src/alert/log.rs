@@ -2,7 +2,12 @@
 //! the revision evaluated, and the rules, in a sled database of their own.
 //!
 //! * `a/<sequence>` holds an alert;
-//! * `c/<cluster id>` the figures kept for a cluster ([`ClusterState`]);
+//! * `c/<cluster id>` the figures kept for a cluster ([`ClusterState`]),
+//!   but for its member components, which are
+//! * `k/<cluster id>\0<member id>`, one key per member holding its
+//!   component's label: a step writes only the members whose label changed
+//!   ([`StateChange`]), not the whole list (2.4 MB for a 110k-member
+//!   cluster, once written for every one-actor batch);
 //! * `o/<cluster id>` a cluster whose figures are owed, with the revision
 //!   that first changed it since its figures were last recomputed;
 //! * `m/evaluated` the latest revision taken in (its event alerts raised,
@@ -26,7 +31,7 @@ use std::{
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use super::{evaluate::ClusterState, Alert, AlertRules};
+use super::{components::ComponentsChange, evaluate::ClusterState, Alert, AlertRules};
 use crate::{
     error::{Error, Result},
     model::Id,
@@ -36,6 +41,7 @@ use crate::{
 const ALERT_PREFIX: &[u8] = b"a/";
 const STATE_PREFIX: &[u8] = b"c/";
 const OWED_PREFIX: &[u8] = b"o/";
+const MEMBER_PREFIX: &[u8] = b"k/";
 const META_EVALUATED: &[u8] = b"m/evaluated";
 const META_SEQUENCE: &[u8] = b"m/sequence";
 const META_RULES: &[u8] = b"m/rules";
@@ -58,20 +64,55 @@ pub enum Step {
         alerts: Vec<Alert>,
         owed: Vec<Id>,
     },
-    /// Owed figures paid: the state alerts (numbered) and the new figures
-    /// (`None` removes a cluster's), which are owed no more.
+    /// Owed figures paid, each cluster's figures whole: what servers before
+    /// [`Step::Settled`] shared, still read from their step logs.
     Settle {
         alerts: Vec<Alert>,
         states: Vec<(Id, Option<ClusterState>)>,
     },
     /// New rules for later rounds.
     Rules(AlertRules),
+    /// Owed figures paid: the state alerts (numbered) and what changed in
+    /// the figures (`None` removes a cluster's), which are owed no more.
+    Settled {
+        alerts: Vec<Alert>,
+        states: Vec<(Id, Option<StateChange>)>,
+    },
+}
+
+/// A cluster's new figures as a step carries them: all but the member
+/// components in full, and of those only what changed since the figures
+/// kept (all of them when none were).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StateChange {
+    /// The figures, `components` left empty.
+    pub figures: ClusterState,
+    pub components: ComponentsChange,
+}
+
+impl StateChange {
+    pub fn between(old: Option<&ClusterState>, new: &ClusterState) -> StateChange {
+        let components = match old {
+            Some(old) => ComponentsChange::between(&old.components, &new.components),
+            None => ComponentsChange::whole(&new.components),
+        };
+        StateChange {
+            figures: ClusterState {
+                components: Vec::new(),
+                ..new.clone()
+            },
+            components,
+        }
+    }
 }
 
 impl Step {
     pub fn alerts(&self) -> &[Alert] {
         match self {
-            Step::Baseline { alerts, .. } | Step::TakeIn { alerts, .. } | Step::Settle { alerts, .. } => alerts,
+            Step::Baseline { alerts, .. }
+            | Step::TakeIn { alerts, .. }
+            | Step::Settle { alerts, .. }
+            | Step::Settled { alerts, .. } => alerts,
             Step::Rules(_) => &[],
         }
     }
@@ -142,6 +183,24 @@ fn owed_key(cluster: &str) -> Vec<u8> {
     [OWED_PREFIX, cluster.as_bytes()].concat()
 }
 
+/// The prefix of a cluster's member keys. Ids hold no control characters,
+/// so the NUL ends the cluster's id.
+fn members_prefix(cluster: &str) -> Vec<u8> {
+    [MEMBER_PREFIX, cluster.as_bytes(), b"\0"].concat()
+}
+
+fn member_key(cluster: &str, member: &str) -> Vec<u8> {
+    [members_prefix(cluster), member.as_bytes().to_vec()].concat()
+}
+
+/// The cluster and member of a member key.
+fn member_of(key: &[u8]) -> Result<(Id, Id)> {
+    let corrupt = || Error::Corrupt("alert log: a member key is not <cluster>\\0<member> in UTF-8".into());
+    let rest = std::str::from_utf8(&key[MEMBER_PREFIX.len()..]).map_err(|_| corrupt())?;
+    let (cluster, member) = rest.split_once('\0').ok_or_else(corrupt)?;
+    Ok((Id::from(cluster), Id::from(member)))
+}
+
 /// The cluster id after `prefix` in a key.
 fn cluster_of(key: &[u8], prefix: &[u8]) -> Result<Id> {
     std::str::from_utf8(&key[prefix.len()..])
@@ -157,11 +216,39 @@ impl AlertLog {
             // Rounds flush themselves; sled's timer would be a second flusher.
             .flush_every_ms(None);
         let db = open_db(&config)?;
-        Ok(AlertLog {
+        let log = AlertLog {
             db,
             flushing: Mutex::new(()),
             recording: Mutex::new(()),
-        })
+        };
+        log.split_kept_components()?;
+        Ok(log)
+    }
+
+    /// Figures kept before members had keys of their own hold their
+    /// components inline: moved to member keys once, in one batch.
+    fn split_kept_components(&self) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        let mut split = 0usize;
+        for entry in self.db.scan_prefix(STATE_PREFIX) {
+            let (key, bytes) = entry?;
+            let state = ClusterState::decode(&bytes).map_err(|e| Error::Corrupt(format!("alert log: {e}")))?;
+            if state.components.is_empty() {
+                continue;
+            }
+            let cluster = cluster_of(&key, STATE_PREFIX)?;
+            Self::add_state(&mut batch, &cluster, &StateChange::between(None, &state));
+            split += 1;
+        }
+        if split > 0 {
+            self.db.apply_batch(batch)?;
+            self.flush()?;
+            tracing::info!(
+                clusters = split,
+                "alert log: member components moved to keys of their own"
+            );
+        }
+        Ok(())
     }
 
     pub fn load(&self) -> Result<Loaded> {
@@ -175,6 +262,16 @@ impl AlertLog {
             let (key, bytes) = entry?;
             let state = ClusterState::decode(&bytes).map_err(|e| Error::Corrupt(format!("alert log: {e}")))?;
             states.insert(cluster_of(&key, STATE_PREFIX)?, state);
+        }
+        // Keys sort by cluster, then member: each list comes sorted.
+        for entry in self.db.scan_prefix(MEMBER_PREFIX) {
+            let (key, label) = entry?;
+            let (cluster, member) = member_of(&key)?;
+            let label = <[u8; 4]>::try_from(&label[..])
+                .map_err(|_| Error::Corrupt("alert log: a component label is not 4 bytes".into()))?;
+            if let Some(state) = states.get_mut(&cluster) {
+                state.components.push((member, u32::from_be_bytes(label)));
+            }
         }
         let mut owed = BTreeMap::new();
         for entry in self.db.scan_prefix(OWED_PREFIX) {
@@ -213,9 +310,16 @@ impl AlertLog {
                 states,
             } => {
                 Self::add_alerts(&mut batch, alerts);
-                Self::add_states(&mut batch, states);
-                for entry in self.db.scan_prefix(OWED_PREFIX) {
-                    batch.remove(entry?.0);
+                // Figures of every cluster: none kept before stay.
+                for prefix in [STATE_PREFIX, MEMBER_PREFIX, OWED_PREFIX] {
+                    for entry in self.db.scan_prefix(prefix) {
+                        batch.remove(entry?.0);
+                    }
+                }
+                for (cluster, state) in states {
+                    if let Some(state) = state {
+                        Self::add_state(&mut batch, cluster, &StateChange::between(None, state));
+                    }
                 }
                 batch.insert(META_EVALUATED, encode(evaluated));
             }
@@ -232,8 +336,25 @@ impl AlertLog {
             }
             Step::Settle { alerts, states } => {
                 Self::add_alerts(&mut batch, alerts);
-                Self::add_states(&mut batch, states);
-                for (cluster, _) in states {
+                for (cluster, state) in states {
+                    self.remove_members(&mut batch, cluster)?;
+                    match state {
+                        Some(state) => Self::add_state(&mut batch, cluster, &StateChange::between(None, state)),
+                        None => batch.remove(state_key(cluster)),
+                    }
+                    batch.remove(owed_key(cluster));
+                }
+            }
+            Step::Settled { alerts, states } => {
+                Self::add_alerts(&mut batch, alerts);
+                for (cluster, change) in states {
+                    match change {
+                        Some(change) => Self::add_state(&mut batch, cluster, change),
+                        None => {
+                            self.remove_members(&mut batch, cluster)?;
+                            batch.remove(state_key(cluster));
+                        }
+                    }
                     batch.remove(owed_key(cluster));
                 }
             }
@@ -267,13 +388,24 @@ impl AlertLog {
         Ok(oldest.map_or(evaluated, |first| first.saturating_sub(1).min(evaluated)))
     }
 
-    fn add_states(batch: &mut sled::Batch, states: &[(Id, Option<ClusterState>)]) {
-        for (cluster, state) in states {
-            match state {
-                Some(state) => batch.insert(state_key(cluster), encode(state)),
-                None => batch.remove(state_key(cluster)),
-            }
+    /// A cluster's figures and the member keys that changed.
+    fn add_state(batch: &mut sled::Batch, cluster: &str, change: &StateChange) {
+        debug_assert!(change.figures.components.is_empty(), "components go in member keys");
+        batch.insert(state_key(cluster), encode(&change.figures));
+        for member in &change.components.left {
+            batch.remove(member_key(cluster, member));
         }
+        for (member, label) in &change.components.set {
+            batch.insert(member_key(cluster, member), &label.to_be_bytes()[..]);
+        }
+    }
+
+    /// Removes every member key of a cluster (added to `batch`).
+    fn remove_members(&self, batch: &mut sled::Batch, cluster: &str) -> Result<()> {
+        for entry in self.db.scan_prefix(members_prefix(cluster)) {
+            batch.remove(entry?.0);
+        }
+        Ok(())
     }
 
     fn add_alerts(batch: &mut sled::Batch, alerts: &[Alert]) {
@@ -330,6 +462,81 @@ mod tests {
             alerts: Vec::new(),
             states: states.to_vec(),
         }
+    }
+
+    /// A cluster of `members` members in one component (label 0), and one
+    /// outside member `z...` on its own.
+    fn big(members: usize) -> ClusterState {
+        let mut state = state(&[]);
+        state.components = (0..members)
+            .map(|i| (Id::from(format!("m{i:06}").as_str()), 0))
+            .collect();
+        state.components.push((Id::from("z"), 1));
+        state
+    }
+
+    /// A member joining a cluster of 10,000 is one member key in the step
+    /// (and in the store), not the cluster's whole list; the figures read
+    /// back whole.
+    #[test]
+    fn a_member_joining_a_big_cluster_is_stored_as_one_member() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AlertLog::open(dir.path()).unwrap();
+        let a = Id::from("A");
+        let before = big(10_000);
+        log.record(None, &baseline(1, &[(a.clone(), Some(before.clone()))]))
+            .unwrap();
+        let mut after = before.clone();
+        after.components.push((Id::from("m999999"), 0));
+        after.components.retain(|(m, _)| &**m != "z");
+        after.components.sort();
+        let step = Step::Settled {
+            alerts: Vec::new(),
+            states: vec![(a.clone(), Some(StateChange::between(Some(&before), &after)))],
+        };
+        let whole = settle(&[(a.clone(), Some(after.clone()))]);
+        assert!(step.encode().len() < 300, "{} bytes", step.encode().len());
+        assert!(whole.encode().len() > 100_000, "{} bytes", whole.encode().len());
+        log.record(None, &step).unwrap();
+        assert_eq!(log.load().unwrap().states[&a], after);
+        drop(log);
+        let log = AlertLog::open(dir.path()).unwrap();
+        assert_eq!(log.load().unwrap().states[&a], after, "after reopening");
+        // A cluster gone takes its members with it.
+        log.record(
+            None,
+            &Step::Settled {
+                alerts: Vec::new(),
+                states: vec![(a.clone(), None)],
+            },
+        )
+        .unwrap();
+        assert!(log.load().unwrap().states.is_empty());
+        assert_eq!(log.db.scan_prefix(MEMBER_PREFIX).count(), 0);
+    }
+
+    /// Figures kept whole by an older server (components inline), and
+    /// whole steps from an older producer's shared log, read as before.
+    #[test]
+    fn figures_and_steps_kept_whole_by_older_servers_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Id::from("A");
+        let mut unsorted = big(3);
+        unsorted.components.reverse();
+        {
+            let log = AlertLog::open(dir.path()).unwrap();
+            log.db.insert(state_key("A"), encode(&unsorted)).unwrap();
+            log.flush().unwrap();
+        }
+        let log = AlertLog::open(dir.path()).unwrap();
+        assert_eq!(log.load().unwrap().states[&a], big(3), "read back sorted");
+        let header = ClusterState::decode(&log.db.get(state_key("A")).unwrap().unwrap()).unwrap();
+        assert!(header.components.is_empty(), "moved to member keys");
+        let mut smaller = big(2);
+        smaller.overlaps = vec![(Id::from("B"), 0.5)];
+        log.record(None, &settle(&[(a.clone(), Some(smaller.clone()))]))
+            .unwrap();
+        assert_eq!(log.load().unwrap().states[&a], smaller);
     }
 
     /// A shared step is recorded once, in order: the producer and the

@@ -4,6 +4,7 @@
 //!
 //! Like the rest of the core this knows nothing of gRPC.
 
+pub mod components;
 pub mod engine;
 pub mod evaluate;
 pub mod log;

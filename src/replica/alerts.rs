@@ -155,7 +155,9 @@ impl AlertShare {
             epoch: Instant::now(),
             read: watch::channel(0).0,
             reread: Notify::new(),
-            max_part: max_payload.saturating_sub(64 << 10).max(64 << 10),
+            // Room for the headers: a quarter of the limit, at most 64 KB
+            // (a fixed 64 KB left nothing under a limit that small).
+            max_part: max_payload.saturating_sub((max_payload / 4).min(64 << 10)).max(1 << 10),
             closing: AtomicBool::new(false),
             encode,
             ready,

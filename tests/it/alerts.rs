@@ -130,16 +130,6 @@ fn tie(source: &str, target: &str, kind: pb::LinkKind) -> pb::Change {
     upsert_link(link(source, target, kind))
 }
 
-fn delete_link(source: &str, target: &str, kind: pb::LinkKind) -> pb::Change {
-    pb::Change {
-        change: Some(pb::change::Change::DeleteLink(pb::LinkKey {
-            source: source.into(),
-            target: target.into(),
-            kind: kind as i32,
-        })),
-    }
-}
-
 fn delete_actor(id: &str) -> pb::Change {
     pb::Change {
         change: Some(pb::change::Change::DeleteActor(pb::DeleteActor {

@@ -1409,15 +1409,16 @@ async fn an_alert_log_from_another_stream_is_refused_at_start() {
     );
 }
 
-/// An alert step larger than the NATS server's `max_payload` (the figures
-/// of clusters with thousands of members, under a 128 KB limit) goes as
-/// parts, and the replica that does not produce records it whole: it
-/// settles the same revisions as the producer, and, taking the lease over,
-/// resumes from those figures rather than taking a new baseline.
+/// An alert step larger than the NATS server's `max_payload` (under a
+/// 32 KB limit, the figures of a 3,000-member chain cut in the middle: 1,500
+/// members change component) goes as parts, and the replica that does not
+/// produce records it whole: it settles the same revisions as the producer,
+/// and, taking the lease over, resumes from those figures rather than
+/// taking a new baseline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alert_steps_over_the_payload_limit_go_in_parts_and_are_recorded_whole() {
     let dir = test_dir();
-    let nats = Nats::start_with_payload(dir.path(), free_port(), "128KB");
+    let nats = Nats::start_with_payload(dir.path(), free_port(), "32KB");
     let metrics = [
         format!("127.0.0.1:{}", free_port()),
         format!("127.0.0.1:{}", free_port()),
@@ -1430,22 +1431,18 @@ async fn alert_steps_over_the_payload_limit_go_in_parts_and_are_recorded_whole()
     let first = producer(&metrics).await;
     let other = 1 - first;
     // Two clusters of 3,000 firms in batches under the limit, each firm
-    // tied to the one before: the figures paid for them (every member's
-    // component) are several times 128 KB.
+    // tied to the one before.
     let writer = replicas[first].as_ref().unwrap();
-    let mut last = 0;
     for c in ["big-a", "big-b"] {
-        last = writer
+        writer
             .network()
             .await
             .apply_changes(batch(vec![upsert_cluster(cluster(c, vec![]))]))
             .await
-            .unwrap()
-            .into_inner()
-            .revision;
-        for part in 0..12 {
+            .unwrap();
+        for part in 0..24 {
             let mut changes = Vec::new();
-            for i in part * 250..(part + 1) * 250 {
+            for i in part * 125..(part + 1) * 125 {
                 let id = format!("{c}-{i}");
                 changes.push(upsert_actor(actor(&id, &[c])));
                 if i > 0 {
@@ -1456,16 +1453,23 @@ async fn alert_steps_over_the_payload_limit_go_in_parts_and_are_recorded_whole()
                     )));
                 }
             }
-            last = writer
-                .network()
-                .await
-                .apply_changes(batch(changes))
-                .await
-                .unwrap()
-                .into_inner()
-                .revision;
+            writer.network().await.apply_changes(batch(changes)).await.unwrap();
         }
     }
+    // Cut in the middle, big-a's chain is two: half its members change
+    // component in one step, about 33 KB.
+    let last = writer
+        .network()
+        .await
+        .apply_changes(batch(vec![delete_link(
+            "big-a-1499",
+            "big-a-1500",
+            pb::LinkKind::Cooperation,
+        )]))
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
     // The replica not producing records every step, parts and all.
     let mut on_other = replicas[other].as_ref().unwrap().alerts().await;
     crate::alerts::settle(&mut on_other, last).await;

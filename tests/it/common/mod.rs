@@ -174,6 +174,16 @@ pub fn upsert_link(l: pb::Link) -> pb::Change {
     }
 }
 
+pub fn delete_link(source: &str, target: &str, kind: pb::LinkKind) -> pb::Change {
+    pb::Change {
+        change: Some(pb::change::Change::DeleteLink(pb::LinkKey {
+            source: source.into(),
+            target: target.into(),
+            kind: kind as i32,
+        })),
+    }
+}
+
 pub fn upsert_cluster_link(l: pb::ClusterLink) -> pb::Change {
     pb::Change {
         change: Some(pb::change::Change::UpsertClusterLink(l)),
