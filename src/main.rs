@@ -166,6 +166,11 @@ struct ServeArgs {
     /// address); one more gets RESOURCE_EXHAUSTED.
     #[arg(long, env = "CLUSTERNET_MAX_SUBSCRIBERS_PER_CLIENT", default_value_t = 256)]
     max_subscribers_per_client: usize,
+    /// Seconds a watch may send nothing before, with every watch taken
+    /// (--max-subscribers), it may be closed (UNAVAILABLE, with the number
+    /// to resume from) so a client holding fewer gets a place.
+    #[arg(long, env = "CLUSTERNET_WATCH_IDLE_CLOSE_AFTER", default_value_t = 60)]
+    watch_idle_close_after: u64,
     /// Analyses one client runs at once (0: half of --max-analyses, at least one).
     #[arg(long, env = "CLUSTERNET_ANALYSES_PER_CLIENT", default_value_t = 0)]
     analyses_per_client: usize,
@@ -535,6 +540,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
         max_streams_per_connection: args.max_streams_per_connection,
         max_subscribers: args.max_subscribers,
         max_subscribers_per_client: args.max_subscribers_per_client,
+        watch_idle_close_after: std::time::Duration::from_secs(args.watch_idle_close_after),
         metrics: metrics.clone(),
         stall_timeout: std::time::Duration::from_secs(args.stall_timeout.max(1)),
         graphs: GraphsConfig {

@@ -210,7 +210,7 @@ impl pb::alert_service_server::AlertService for AlertApi {
             engine: self.engine.clone(),
             filter,
         };
-        let watching = self.watchers.admit("alerts", &client)?;
+        let watching = self.watchers.admit("alerts", &client).await?;
         let stream = feed::start(Arc::new(source), r.from_sequence, self.shutdown.clone(), watching).await?;
         Ok(Response::new(stream))
     }

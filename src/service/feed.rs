@@ -14,7 +14,10 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::{broadcast, mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::{
+    sync::{broadcast, mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore},
+    time::Instant,
+};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
@@ -66,85 +69,197 @@ const TRAIL_WAIT: Duration = Duration::from_secs(10);
 
 pub type Events<E> = ReceiverStream<Result<E, Status>>;
 
-/// The open watches, WatchChanges and WatchAlerts together: at most `max`;
-/// one more gets RESOURCE_EXHAUSTED.
+/// The open watches, WatchChanges and WatchAlerts together: at most `max`.
 ///
 /// One client (a token's name, or a peer address) holds at most
 /// `per_client` of them, so one client opening watches by the thousand
-/// leaves places for everyone else.
+/// leaves places for everyone else. When all `max` are taken, a client
+/// asking for one more takes the place of the watch that has sent nothing
+/// for longest (at least `idle_after`) among those of the client holding
+/// the most, if that client holds more than the asker will: that watch
+/// ends with UNAVAILABLE and the number to resume from. Otherwise the
+/// asker gets RESOURCE_EXHAUSTED.
 pub struct Watchers {
     slots: Arc<Semaphore>,
     max: usize,
     per_client: usize,
-    clients: Arc<Mutex<HashMap<String, usize>>>,
+    idle_after: Duration,
+    open: Arc<Mutex<Open>>,
     metrics: Arc<Metrics>,
 }
+
+/// The open watches, by id, and how many each client holds.
+#[derive(Default)]
+struct Open {
+    next_id: u64,
+    watches: HashMap<u64, (String, Arc<Activity>)>,
+    per_client: HashMap<String, usize>,
+}
+
+/// When a watch last sent an event, and the signal that closes it.
+struct Activity {
+    last_sent: Mutex<Instant>,
+    closed: Notify,
+    closing: std::sync::atomic::AtomicBool,
+}
+
+/// How long a client asking for a place waits for a closed idle watch to
+/// give its place up.
+const TAKE_OVER_WAIT: Duration = Duration::from_secs(2);
 
 /// One open watch's place; given back when its feed ends.
 pub struct Watching {
     _slot: OwnedSemaphorePermit,
-    _client: ClientWatch,
+    entry: OpenEntry,
     _gauge: GaugeGuard,
 }
 
-/// One of a client's open watches.
-struct ClientWatch {
-    client: String,
-    clients: Arc<Mutex<HashMap<String, usize>>>,
+/// A watch's entry in [`Open`], removed when it ends.
+struct OpenEntry {
+    id: u64,
+    activity: Arc<Activity>,
+    open: Arc<Mutex<Open>>,
 }
 
-impl Drop for ClientWatch {
+impl Drop for OpenEntry {
     fn drop(&mut self) {
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(open) = clients.get_mut(&self.client) {
-            *open -= 1;
-            if *open == 0 {
-                clients.remove(&self.client);
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((client, _)) = open.watches.remove(&self.id) {
+            if let Some(count) = open.per_client.get_mut(&client) {
+                *count -= 1;
+                if *count == 0 {
+                    open.per_client.remove(&client);
+                }
             }
         }
     }
 }
 
+impl Watching {
+    /// The watch sent an event: it is not idle.
+    fn sent(&self) {
+        *self.entry.activity.last_sent.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    /// Resolves once the watch is closed to make room for another client.
+    async fn closed(&self) {
+        self.entry.activity.closed.notified().await
+    }
+}
+
 impl Watchers {
-    pub fn new(max: usize, per_client: usize, metrics: Arc<Metrics>) -> Watchers {
+    pub fn new(max: usize, per_client: usize, idle_after: Duration, metrics: Arc<Metrics>) -> Watchers {
         Watchers {
             slots: Arc::new(Semaphore::new(max.max(1))),
             max: max.max(1),
             per_client: per_client.max(1),
-            clients: Arc::default(),
+            idle_after,
+            open: Arc::default(),
             metrics,
         }
     }
 
     /// A place for one more watch of `feed` ("changes", "alerts") by `client`.
-    pub fn admit(&self, feed: &str, client: &str) -> Result<Watching, Status> {
-        let mine = {
-            let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-            let open = clients.entry(client.to_string()).or_default();
-            if *open >= self.per_client {
-                return Err(super::status::busy(format!(
-                    "this client ({client}) has {} watches open, its share of this server \
-                     (--max-subscribers-per-client); close one or retry later",
-                    self.per_client
-                )));
-            }
-            *open += 1;
-            ClientWatch {
-                client: client.to_string(),
-                clients: self.clients.clone(),
+    pub async fn admit(&self, feed: &str, client: &str) -> Result<Watching, Status> {
+        let entry = self.register(client)?;
+        let slot = match self.slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                let full = || {
+                    super::status::busy(format!(
+                        "{} watches are open, the most this server serves (--max-subscribers), and none \
+                         idle for {:.1} s belongs to a client holding more than this one; retry later",
+                        self.max,
+                        self.idle_after.as_secs_f64()
+                    ))
+                };
+                if !self.close_one_idle(client) {
+                    return Err(full());
+                }
+                match tokio::time::timeout(TAKE_OVER_WAIT, self.slots.clone().acquire_owned()).await {
+                    Ok(Ok(slot)) => slot,
+                    _ => return Err(full()),
+                }
             }
         };
-        let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
-            super::status::busy(format!(
-                "{} watches are open, the most this server serves (--max-subscribers); retry later",
-                self.max
-            ))
-        })?;
         Ok(Watching {
             _slot: slot,
-            _client: mine,
+            entry,
             _gauge: self.metrics.subscriber(feed),
         })
+    }
+
+    /// Counts the watch against its client's share.
+    fn register(&self, client: &str) -> Result<OpenEntry, Status> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let held = open.per_client.get(client).copied().unwrap_or(0);
+        if held >= self.per_client {
+            return Err(super::status::busy(format!(
+                "this client ({client}) has {} watches open, its share of this server \
+                 (--max-subscribers-per-client); close one or retry later",
+                self.per_client
+            )));
+        }
+        *open.per_client.entry(client.to_string()).or_default() += 1;
+        let id = open.next_id;
+        open.next_id += 1;
+        let activity = Arc::new(Activity {
+            last_sent: Mutex::new(Instant::now()),
+            closed: Notify::new(),
+            closing: Default::default(),
+        });
+        open.watches.insert(id, (client.to_string(), activity.clone()));
+        Ok(OpenEntry {
+            id,
+            activity,
+            open: self.open.clone(),
+        })
+    }
+
+    /// Closes the longest-idle watch of the client holding the most, if it
+    /// holds more than `asker` (counting the watch asked for) and that
+    /// watch has been idle `idle_after`; whether one was closed.
+    fn close_one_idle(&self, asker: &str) -> bool {
+        use std::sync::atomic::Ordering;
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let asker_holds = open.per_client.get(asker).copied().unwrap_or(0);
+        let Some((holder, holds)) = open
+            .per_client
+            .iter()
+            .filter(|(client, _)| client.as_str() != asker)
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(client, holds)| (client.clone(), *holds))
+        else {
+            return false;
+        };
+        if holds <= asker_holds {
+            return false;
+        }
+        let now = Instant::now();
+        let idlest = open
+            .watches
+            .values()
+            .filter(|(client, activity)| *client == holder && !activity.closing.load(Ordering::Acquire))
+            .map(|(_, activity)| {
+                let idle = now.duration_since(*activity.last_sent.lock().unwrap_or_else(|e| e.into_inner()));
+                (idle, activity)
+            })
+            .max_by_key(|(idle, _)| *idle);
+        match idlest {
+            Some((idle, activity)) if idle >= self.idle_after => {
+                activity.closing.store(true, Ordering::Release);
+                activity.closed.notify_one();
+                tracing::info!(
+                    holder = %holder,
+                    holds,
+                    idle_s = idle.as_secs(),
+                    asker = %asker,
+                    "closed an idle watch to make room for another client"
+                );
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -159,6 +274,15 @@ fn out_of_range<S: Source>(asked: u64, oldest: u64) -> Status {
 fn unavailable<S: Source>(next: u64) -> Status {
     super::status::stopping(format!(
         "the server is shutting down; reconnect with {} {next}",
+        S::FIELD
+    ))
+}
+
+/// The end of a watch closed, idle, so another client gets its place.
+fn made_room<S: Source>(next: u64) -> Status {
+    super::status::stopping(format!(
+        "this watch sent nothing for a while and the server's watches are all taken: it is closed so \
+         another client gets a place; reconnect with {} {next}",
         S::FIELD
     ))
 }
@@ -219,7 +343,7 @@ pub async fn start<S: Source>(
             source,
             sender,
             shutdown,
-            _watching: watching,
+            watching,
         }
         .run(start, live),
     );
@@ -230,7 +354,7 @@ struct Feed<S: Source> {
     source: Arc<S>,
     sender: mpsc::Sender<Result<S::Event, Status>>,
     shutdown: watch::Receiver<bool>,
-    _watching: Watching,
+    watching: Watching,
 }
 
 /// Why a feed stops.
@@ -253,6 +377,7 @@ impl<S: Source> Feed<S> {
             };
             tokio::select! {
                 _ = shutting_down => break Stop::With(unavailable::<S>(next)),
+                _ = self.watching.closed() => break Stop::With(made_room::<S>(next)),
                 _ = self.sender.closed() => break Stop::Gone,
                 received = live.recv() => match received {
                     Ok(item) if S::span(&item).1 < next => {}
@@ -304,7 +429,10 @@ impl<S: Source> Feed<S> {
             tokio::select! {
                 sent = self.sender.send(Ok(event)) => sent.map_err(|_| Stop::Gone)?,
                 _ = self.shutdown.wait_for(|stop| *stop) => return Err(Stop::With(unavailable::<S>(number))),
+                // A client that stopped reading is as idle as a quiet one.
+                _ = self.watching.closed() => return Err(Stop::With(made_room::<S>(number))),
             }
+            self.watching.sent();
         }
         Ok(())
     }
@@ -354,9 +482,10 @@ mod tests {
         }
     }
 
-    fn watching() -> Watching {
-        Watchers::new(1, 1, Arc::new(Metrics::new()))
+    async fn watching() -> Watching {
+        Watchers::new(1, 1, Duration::from_secs(60), Arc::new(Metrics::new()))
             .admit("test", "a client")
+            .await
             .unwrap()
     }
 
@@ -380,7 +509,7 @@ mod tests {
                     let _ = catching_up.live.send(Arc::new(n));
                 }
             });
-            let started = start(source, 6, stop.clone(), watching()).await;
+            let started = start(source, 6, stop.clone(), watching().await).await;
             if trails {
                 let mut events = started.expect("a replica waits to reach 6");
                 use tokio_stream::StreamExt;

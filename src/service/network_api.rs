@@ -115,7 +115,7 @@ impl NetworkService for NetworkApi {
     ) -> Result<Response<Self::WatchChangesStream>, Status> {
         let client = super::auth_layer::client_of(&request);
         let from = request.into_inner().from_revision;
-        let watching = self.watchers.admit("changes", &client)?;
+        let watching = self.watchers.admit("changes", &client).await?;
         let stream = watch_changes(self.store.clone(), from, self.shutdown.clone(), watching).await?;
         Ok(Response::new(stream))
     }

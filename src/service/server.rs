@@ -41,6 +41,9 @@ pub struct ServerConfig {
     pub max_subscribers: usize,
     /// Open watches of one client (a token's name, or a peer address).
     pub max_subscribers_per_client: usize,
+    /// With every watch taken, one idle this long (nothing sent) of a
+    /// client holding more than the asker is closed to make room.
+    pub watch_idle_close_after: std::time::Duration,
     /// Where the Prometheus metrics are kept; `serve_metrics` exposes them.
     pub metrics: Arc<Metrics>,
     /// How long an analysis waits for a client that stopped reading before
@@ -69,6 +72,7 @@ impl Default for ServerConfig {
             max_streams_per_connection: 256,
             max_subscribers: 1_024,
             max_subscribers_per_client: 256,
+            watch_idle_close_after: std::time::Duration::from_secs(60),
             metrics: Arc::new(Metrics::new()),
             stall_timeout: std::time::Duration::from_secs(30),
             shutdown_grace: std::time::Duration::from_secs(10),
@@ -132,6 +136,7 @@ pub async fn serve(
     let watchers = Arc::new(Watchers::new(
         config.max_subscribers,
         config.max_subscribers_per_client,
+        config.watch_idle_close_after,
         config.metrics.clone(),
     ));
     let (stop_feeds, feeds_stop) = tokio::sync::watch::channel(false);

@@ -300,6 +300,85 @@ async fn a_client_opening_a_thousand_watches_leaves_others_room_to_watch() {
     server.stop().await;
 }
 
+/// With every watch taken, a client holding fewer than another gets a place
+/// once one of the other's watches has sent nothing for `idle`: that watch
+/// ends with UNAVAILABLE and the revision to resume from, and resuming
+/// there misses nothing. A busy watch, or one of a client holding no more
+/// than the asker, is never closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_watch_taken_an_idle_one_of_the_client_holding_most_makes_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    let (greedy, other, writer) = (
+        new_token(&file, "reader"),
+        new_token(&file, "reader"),
+        new_token(&file, "writer"),
+    );
+    let idle = std::time::Duration::from_millis(1_500);
+    let config = ServerConfig {
+        tokens: Some(Arc::new(Tokens::load(&file).unwrap())),
+        max_subscribers: 4,
+        watch_idle_close_after: idle,
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_configured(&dir.path().join("data"), Default::default(), config).await;
+    let channel = server.channel().await;
+    let watch = |token: &str| {
+        let mut client = network(&channel, token);
+        async move { client.watch_changes(pb::WatchChangesRequest::default()).await }
+    };
+    let mut greedy_watches = Vec::new();
+    for _ in 0..4 {
+        greedy_watches.push(watch(&greedy).await.expect("room for four").into_inner());
+    }
+    // Not idle yet: the asker waits its turn.
+    let refused = watch(&other).await.expect_err("every watch is taken and none idle");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused}");
+    assert!(refused.message().contains("idle"), "{refused}");
+
+    tokio::time::sleep(idle + std::time::Duration::from_millis(200)).await;
+    let mut served = watch(&other).await.expect("an idle watch made room").into_inner();
+    // Exactly one of the greedy client's watches was closed, saying where to resume.
+    let mut closed = Vec::new();
+    for (i, stream) in greedy_watches.iter_mut().enumerate() {
+        if let Ok(ended) = tokio::time::timeout(std::time::Duration::from_millis(300), stream.message()).await {
+            closed.push((i, ended));
+        }
+    }
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    let (index, ended) = closed.pop().unwrap();
+    let status = ended.expect_err("closed with a status");
+    assert_eq!(status.code(), Code::Unavailable, "{status}");
+    assert!(status.message().contains("from_revision 1"), "{status}");
+    greedy_watches.remove(index);
+
+    // Resuming where it says, after a write, misses nothing.
+    let written = network(&channel, &writer)
+        .apply_changes(batch(vec![upsert_cluster(cluster("after", vec![]))]))
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+    assert_eq!(written, 1);
+    let first = served.message().await.unwrap().unwrap();
+    assert_eq!(first.revision, 1);
+    // The place is now the other client's: with the same number of
+    // watches, the greedy client cannot take it back, idle or not.
+    tokio::time::sleep(idle + std::time::Duration::from_millis(200)).await;
+    let refused = watch(&greedy)
+        .await
+        .expect_err("the greedy client holds no more than the other");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused}");
+    drop(greedy_watches);
+    let mut resumed = network(&channel, &greedy)
+        .watch_changes(pb::WatchChangesRequest { from_revision: 1 })
+        .await
+        .expect("a place freed")
+        .into_inner();
+    assert_eq!(resumed.message().await.unwrap().unwrap().revision, 1);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_address_guessing_tokens_is_throttled_counted_and_logged_with_its_peer() {
     use clusternet::service::{
