@@ -214,6 +214,19 @@ fn igraph(edge_file: &Path, repeats: usize, slow: bool) -> Option<serde_json::Va
     serde_json::from_slice(String::from_utf8_lossy(&out.stdout).trim().lines().last()?.as_bytes()).ok()
 }
 
+/// Bytes of the files directly in `dir`.
+fn files_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 #[tokio::main]
 async fn main() {
     let nodes = env_or("BENCH_NODES", 1_000_000);
@@ -259,18 +272,34 @@ async fn main() {
     wait_serving(port, Instant::now()).await;
     eprintln!("importing {links} links through `clusternet import`");
     let started = Instant::now();
-    let status = Command::new(BIN)
+    let mut importer = Command::new(BIN)
         .args(["import", "--server", &format!("http://127.0.0.1:{port}")])
         .arg(&csv)
         .stdout(std::process::Stdio::null())
-        .status()
+        .spawn()
         .unwrap();
+    // The client's own peak, read from /proc while it runs (its high-water
+    // mark is gone once it has exited): it should hold a few batches, not
+    // the file.
+    let mut client_peak = 0f64;
+    let status = loop {
+        let (hwm, _) = memory_mib(importer.id());
+        if hwm.is_finite() {
+            client_peak = client_peak.max(hwm);
+        }
+        if let Some(status) = importer.try_wait().unwrap() {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(status.success(), "the import succeeds");
     let import_seconds = started.elapsed().as_secs_f64();
     let (_, rss_after_import) = memory_mib(server.id());
     eprintln!(
-        "import: {import_seconds:.1} s ({:.0} links/s), RSS {rss_after_import:.0} MiB",
-        links as f64 / import_seconds
+        "import: {import_seconds:.1} s ({:.0} links/s), RSS {rss_after_import:.0} MiB; the import client's peak RSS \
+         {client_peak:.0} MiB for {:.0} MiB of CSV",
+        links as f64 / import_seconds,
+        files_bytes(&csv) as f64 / (1 << 20) as f64
     );
     // Once the writes pause, the server repacks the maps the import left
     // half empty; the steady RSS is after that.

@@ -214,6 +214,11 @@ impl AlertEngine {
         self.latest.load(Ordering::Acquire)
     }
 
+    /// What the alert log takes on disk (None if sled cannot say).
+    pub fn bytes_on_disk(&self) -> Option<u64> {
+        self.log.bytes_on_disk()
+    }
+
     pub fn evaluated_revision(&self) -> u64 {
         self.evaluated.load(Ordering::Acquire)
     }

@@ -423,6 +423,11 @@ impl AlertLog {
         Ok(())
     }
 
+    /// What the log takes on disk (None if sled cannot say).
+    pub fn bytes_on_disk(&self) -> Option<u64> {
+        self.db.size_on_disk().ok()
+    }
+
     /// Up to `limit` alerts from sequence `from` on, in order.
     pub fn read(&self, from: u64, limit: usize) -> Result<Vec<Alert>> {
         self.db

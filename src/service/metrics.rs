@@ -60,6 +60,7 @@ pub struct Metrics {
     replica_lag: IntGauge,
     publish_conflicts: IntCounter,
     alert_producer: IntGauge,
+    alert_store_bytes: IntGauge,
     subscribers: IntGaugeVec,
     connections: IntGauge,
     connections_refused: IntCounter,
@@ -248,6 +249,14 @@ impl Metrics {
                 )
                 .unwrap(),
             ),
+            alert_store_bytes: registered(
+                &r,
+                IntGauge::new(
+                    "alert_store_bytes",
+                    "Bytes the alert log takes on disk (DATA_DIR/alerts), as sled counts them",
+                )
+                .unwrap(),
+            ),
             subscribers: registered(
                 &r,
                 IntGaugeVec::new(
@@ -365,6 +374,9 @@ impl Metrics {
             self.alert_lag
                 .set(revision.saturating_sub(alerts.evaluated_revision()) as i64);
             self.alert_producer.set(alerts.producing() as i64);
+            if let Some(bytes) = alerts.bytes_on_disk() {
+                self.alert_store_bytes.set(bytes as i64);
+            }
         }
         if let Some(replication) = store.replication() {
             let last = replication
