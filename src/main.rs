@@ -237,6 +237,11 @@ struct ServeArgs {
     /// server (with --nats; used when the stream is made).
     #[arg(long, env = "CLUSTERNET_NATS_REPLICAS", default_value_t = 1)]
     nats_replicas: usize,
+    /// Milliseconds the alert lease lasts unrenewed (with --nats): how long
+    /// alerts wait for another replica to produce them after the producer
+    /// dies. The holder renews every third of it; 300 at least.
+    #[arg(long, env = "CLUSTERNET_ALERT_LEASE_TTL_MS", default_value_t = 3_000)]
+    alert_lease_ttl_ms: u64,
     /// Times a write is checked and proposed again after another replica
     /// wrote first, before it gets ABORTED (with --nats).
     #[arg(long, env = "CLUSTERNET_NATS_RETRIES", default_value_t = 8)]
@@ -438,6 +443,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
             replicas: args.nats_replicas.max(1),
             retries: args.nats_retries,
             max_lag: args.max_lag,
+            alert_lease_ttl: std::time::Duration::from_millis(args.alert_lease_ttl_ms.max(300)),
         };
         let replica = clusternet::replica::Replica::start(&config, store.clone())
             .await

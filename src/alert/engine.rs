@@ -66,10 +66,12 @@ type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// appends each step on the condition that the shared log still ends where
 /// its own state does, so a holder that lost the lease unawares cannot
 /// extend it. Every replica records the shared steps into its own alert
-/// log in order (`AlertEngine::record_shared`), so ListAlerts and
-/// WatchAlerts give the same alerts under the same sequence numbers on any
-/// replica, and a replica taking the lease over resumes from exactly the
-/// figures and owed clusters the last holder recorded.
+/// log in order (`AlertEngine::record_shared`), the producer its own steps
+/// too, read back: nothing reaches a replica's log or its watchers but what
+/// the shared log holds, in its order. So ListAlerts and WatchAlerts give
+/// the same alerts under the same sequence numbers on any replica, and a
+/// replica taking the lease over resumes from exactly the figures and owed
+/// clusters the last holder recorded.
 pub trait SharedSteps: Send + Sync + 'static {
     /// Whether this replica holds the lease now.
     fn holds_lease(&self) -> bool;
@@ -81,6 +83,10 @@ pub trait SharedSteps: Send + Sync + 'static {
     /// Waits until this replica has recorded every step the shared log
     /// holds now; where the log ends.
     fn caught_up(&self) -> Pending<'_, Result<u64>>;
+
+    /// Waits until this replica has read the shared log up to `position`,
+    /// recording each step in order.
+    fn recorded(&self, position: u64) -> Pending<'_, Result<()>>;
 
     /// The last alert sequence the outside record (the ALERTS stream)
     /// holds.
@@ -529,41 +535,56 @@ impl Worker {
     /// replicated, first in the shared log, on the condition that it still
     /// ends where this worker's state does. False if it was not.
     fn record(&mut self, step: &Step) -> bool {
-        let position = match (self.shared.clone(), self.runtime.clone()) {
-            (None, _) => None,
-            (Some(_), None) => return false,
-            (Some(shared), Some(runtime)) => {
-                if !self.leading {
+        let (shared, runtime) = match (self.shared.clone(), self.runtime.clone()) {
+            (None, _) => {
+                if let Err(error) = self.engine.record(None, step) {
+                    tracing::error!(%error, "cannot store alerts; retrying");
                     return false;
                 }
-                match runtime.block_on(shared.append(self.position, step.encode())) {
-                    Ok(position) => Some(position),
-                    Err(PublishRefused::Conflict) => {
-                        // Another replica extended the log: this one's
-                        // state is no longer its end.
-                        self.step_down("another replica recorded an alert step first");
-                        return false;
-                    }
-                    Err(PublishRefused::Failed(error)) => {
-                        tracing::error!(%error, "cannot share an alert step; retrying");
-                        return false;
-                    }
-                }
+                return true;
             }
+            (Some(_), None) => return false,
+            (Some(shared), Some(runtime)) => (shared, runtime),
         };
-        if let Err(error) = self.engine.record(position, step) {
-            tracing::error!(%error, "cannot store alerts; retrying");
-            if position.is_some() {
-                // Shared but not recorded here: the consumer records it;
-                // resume from the log.
-                self.step_down("the step could not be recorded here");
-            }
+        if !self.leading {
             return false;
         }
-        if let Some(position) = position {
-            self.position = position;
-            self.share_outside();
+        let position = match runtime.block_on(shared.append(self.position, step.encode())) {
+            Ok(position) => position,
+            Err(PublishRefused::Conflict) => {
+                // Another replica extended the log: this one's state is no
+                // longer its end.
+                self.step_down("another replica recorded an alert step first");
+                return false;
+            }
+            Err(PublishRefused::Failed(error)) => {
+                tracing::error!(%error, "cannot share an alert step; retrying");
+                return false;
+            }
+        };
+        // Recorded here by this replica's reader, in the shared log's order
+        // as on every replica, not written straight from memory: what the
+        // watchers here are sent is what the log holds at that place,
+        // whatever happened to the lease or to NATS meanwhile.
+        if let Err(error) = runtime.block_on(shared.recorded(position)) {
+            tracing::warn!(%error, position, "an alert step shared but not read back");
+            self.step_down("its step was not read back from the shared log");
+            return false;
         }
+        if let Some(last) = step.alerts().last() {
+            let held = self.engine.read(last.sequence, 1);
+            if !matches!(&held, Ok(read) if read.first() == Some(last)) {
+                tracing::error!(
+                    position,
+                    sequence = last.sequence,
+                    "the shared alert log holds other alerts than this step's at its place"
+                );
+                self.step_down("the shared log holds another step at this one's place");
+                return false;
+            }
+        }
+        self.position = position;
+        self.share_outside();
         true
     }
 

@@ -1,12 +1,13 @@
 //! Alerts produced once across replicas (`serve --nats` with alerts on).
 //!
 //! * **The lease.** A key in the JetStream key-value bucket
-//!   `<stream>_ALERT_LEASE`, whose entries age out after [`LEASE_TTL`]. A
+//!   `<stream>_ALERT_LEASE`, whose entries age out after the lease TTL. A
 //!   replica takes it with `create` (only if no live entry is there) and
 //!   keeps it with `update` at the revision it holds, a compare-and-set,
-//!   every third of the TTL. A holder that dies stops renewing; its entry
-//!   ages out and another replica's `create` succeeds. A holder stopped by
-//!   its operator deletes the entry, so another takes over at once.
+//!   every third of the TTL (`--alert-lease-ttl-ms`, 3 s). A holder that
+//!   dies stops renewing; its entry ages out and another replica's
+//!   `create` succeeds. A holder stopped by its operator deletes the entry,
+//!   so another takes over at once.
 //! * **The steps.** The engine's durable steps ([`Step`]) go to the stream
 //!   `<stream>_ALERT_STEPS`, each published on the condition that the
 //!   stream still ends where the producer's state does
@@ -14,7 +15,8 @@
 //!   cannot extend it. A step larger than the server's `max_payload` is
 //!   split into parts published back to back; a reader records a step when
 //!   its last part arrives and drops the parts of a step left unfinished.
-//!   Every replica reads the stream in order into its own alert log, so
+//!   Every replica reads the stream in order into its own alert log, the
+//!   holder too (its own steps read back, never written from memory), so
 //!   alert sequence numbers, ListAlerts and WatchAlerts are the same on
 //!   every replica, and a new holder resumes from the last holder's figures.
 //! * **The outside record.** The holder also adds each alert, as a
@@ -53,9 +55,6 @@ use crate::{
     store::PublishRefused,
 };
 
-/// How long a lease lasts unrenewed: how long alerts wait for a new
-/// producer after the holder dies.
-pub const LEASE_TTL: Duration = Duration::from_secs(3);
 /// The key holding the lease.
 const LEASE_KEY: &str = "producer";
 /// The header naming a step's part: `i/n`.
@@ -84,6 +83,8 @@ pub struct AlertShare {
     reread: Notify,
     /// The largest part of a step, under the server's max payload.
     max_part: usize,
+    /// How long the lease lasts unrenewed.
+    lease_ttl: Duration,
     closing: AtomicBool,
     /// An alert as the ALERTS stream carries it (the API's message; the
     /// service layer, which knows it, hands this in).
@@ -118,25 +119,31 @@ impl AlertShare {
         // `create_key_value` cannot read the account info of Debian's
         // nats-server 2.9), then opened as a bucket.
         let bucket = format!("{}_ALERT_LEASE", config.stream);
-        open_stream(
-            &replica.jetstream,
-            StreamConfig {
-                name: format!("KV_{bucket}"),
-                description: Some("which clusternet replica produces alerts".into()),
-                subjects: vec![format!("$KV.{bucket}.>")],
-                max_messages_per_subject: 1,
-                max_age: LEASE_TTL,
-                storage: StorageType::File,
-                num_replicas: config.replicas.max(1),
-                allow_rollup: true,
-                deny_delete: true,
-                allow_direct: true,
-                discard: DiscardPolicy::New,
-                ..Default::default()
-            },
-            &config.url,
-        )
-        .await?;
+        let lease_ttl = config.alert_lease_ttl;
+        let bucket_config = StreamConfig {
+            name: format!("KV_{bucket}"),
+            description: Some("which clusternet replica produces alerts".into()),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_age: lease_ttl,
+            storage: StorageType::File,
+            num_replicas: config.replicas.max(1),
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: DiscardPolicy::New,
+            ..Default::default()
+        };
+        let opened = open_stream(&replica.jetstream, bucket_config.clone(), &config.url).await?;
+        if opened.cached_info().config.max_age != lease_ttl {
+            // Made with another TTL: entries must age out at the one this
+            // replica renews by.
+            replica
+                .jetstream
+                .update_stream(bucket_config)
+                .await
+                .map_err(|e| format!("cannot set the alert lease bucket {bucket}'s TTL: {e}"))?;
+        }
         let lease = replica
             .jetstream
             .get_key_value(&bucket)
@@ -158,6 +165,7 @@ impl AlertShare {
             // Room for the headers: a quarter of the limit, at most 64 KB
             // (a fixed 64 KB left nothing under a limit that small).
             max_part: max_payload.saturating_sub((max_payload / 4).min(64 << 10)).max(1 << 10),
+            lease_ttl,
             closing: AtomicBool::new(false),
             encode,
             ready,
@@ -219,7 +227,7 @@ impl SharedSteps for AlertShare {
         // Held while renewed within two thirds of the TTL: a holder cut off
         // from NATS stops producing before its entry can age out.
         let renewed = self.renewed_ms.load(Ordering::Acquire);
-        renewed != 0 && self.now_ms().saturating_sub(renewed) < (LEASE_TTL * 2 / 3).as_millis() as u64
+        renewed != 0 && self.now_ms().saturating_sub(renewed) < (self.lease_ttl * 2 / 3).as_millis() as u64
     }
 
     fn append(
@@ -279,6 +287,25 @@ impl SharedSteps for AlertShare {
         })
     }
 
+    fn recorded(&self, position: u64) -> Pin<Box<dyn Future<Output = Result<()>> + Send + '_>> {
+        Box::pin(async move {
+            let mut read = self.read.subscribe();
+            let reached = tokio::time::timeout(READ_WAIT, read.wait_for(|r| *r >= position))
+                .await
+                .is_ok_and(|waited| waited.is_ok());
+            if reached {
+                return Ok(());
+            }
+            self.reread.notify_one();
+            Err(Error::Unavailable {
+                message: format!(
+                    "this replica has read the alert steps to {}, not yet to {position}",
+                    *self.read.borrow()
+                ),
+            })
+        })
+    }
+
     fn alerts_last(&self) -> Pin<Box<dyn Future<Output = Result<u64>> + Send + '_>> {
         Box::pin(self.stream_last(&self.alerts_stream))
     }
@@ -323,7 +350,7 @@ fn refused(error: &dyn std::fmt::Display, kind: PublishErrorKind) -> PublishRefu
 /// Takes the lease when it is free and keeps it while this replica runs.
 async fn keep_lease(share: Arc<AlertShare>) {
     let mut held: Option<u64> = None;
-    let mut tick = tokio::time::interval(LEASE_TTL / 3);
+    let mut tick = tokio::time::interval(share.lease_ttl / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -348,7 +375,7 @@ async fn keep_lease(share: Arc<AlertShare>) {
             }
         };
         let was_held = held.is_some();
-        match tokio::time::timeout(LEASE_TTL / 3, attempt).await {
+        match tokio::time::timeout(share.lease_ttl / 3, attempt).await {
             Ok(Ok(revision)) => {
                 if !was_held {
                     tracing::info!(node = %share.node, "took the alert lease");
@@ -372,8 +399,8 @@ async fn keep_lease(share: Arc<AlertShare>) {
 }
 
 /// Reads the step log in order from the one after `recorded` into the
-/// engine's alert log, on every replica (the producer's own steps too: it
-/// has usually recorded them already, and they are skipped).
+/// engine's alert log, on every replica: the producer's own steps too,
+/// which it waits to see recorded here rather than writing them itself.
 async fn read_steps(share: Arc<AlertShare>, engine: Weak<AlertEngine>, recorded: u64) {
     let mut next = recorded + 1;
     let mut parts: Vec<bytes::Bytes> = Vec::new();

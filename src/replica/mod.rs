@@ -64,6 +64,9 @@ pub struct NatsConfig {
     pub retries: u32,
     /// Batches this node may trail the stream by and still say SERVING.
     pub max_lag: u64,
+    /// How long the alert lease lasts unrenewed: how long alerts wait for
+    /// a new producer after the holder dies.
+    pub alert_lease_ttl: Duration,
 }
 
 /// A node's link to the shared log: appends for the store, and the consumer
