@@ -20,10 +20,9 @@ use clusternet::{
     demo, import,
     replica::alerts::AlertShare,
     service::{
-        admission::AnalysisLimits,
-        connections::ConnectionLimits,
         graphs::{GraphsConfig, WarmGraphs},
         metrics::{serve_metrics, Metrics},
+        runtime::{admission::AnalysisLimits, connections::ConnectionLimits},
         server::{serve, ServerConfig},
     },
     store::{SledConfig, Store, StoreConfig},

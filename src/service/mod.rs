@@ -1,24 +1,16 @@
-//! The gRPC layer: generated code, proto <-> model conversion, the mapping of
-//! core errors to statuses, the service handlers and the server wiring.
+//! The gRPC layer: generated code, proto <-> model conversion (`convert`),
+//! the mapping of core errors to statuses (`status`), the handlers
+//! (`api`), how calls run (`runtime`), what stands in front of the routes
+//! (`layers`), and the server wiring (`server`).
 
-pub mod admission;
-mod alert_api;
-mod analysis_api;
-mod analysis_params;
-pub mod auth_layer;
-mod change_feed;
-pub mod connections;
+pub mod api;
 pub mod convert;
-mod feed;
 pub mod graphs;
+pub mod layers;
 pub mod metrics;
-pub mod min_revision;
-mod network_api;
-mod paging;
+pub mod runtime;
 pub mod server;
 mod status;
-mod streaming;
-mod wire_status;
 
 /// Code generated from `proto/clusternet/v1`.
 pub mod pb {
@@ -29,6 +21,4 @@ pub mod pb {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("clusternet_descriptor");
 }
 
-pub use alert_api::{encode_alert, AlertApi};
-pub use analysis_api::AnalysisApi;
-pub use network_api::NetworkApi;
+pub use api::{encode_alert, AlertApi, AnalysisApi, NetworkApi};

@@ -7,18 +7,15 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 
 use super::{
-    admission::AnalysisLimits,
-    auth_layer::AuthLayer,
-    connections,
-    feed::Watchers,
     graphs::{Graphs, GraphsConfig},
-    metrics::{CallLogLayer, Metrics},
-    min_revision::MinRevisionLayer,
+    layers::{auth::Auth, call_log::CallLogLayer, gate::GateLayer, min_revision::MinRevision, wire_status},
+    metrics::Metrics,
     pb::{
         self, alert_service_server::AlertServiceServer, analysis_service_server::AnalysisServiceServer,
         network_service_server::NetworkServiceServer,
     },
-    wire_status, AlertApi, AnalysisApi, NetworkApi,
+    runtime::{admission::AnalysisLimits, connections, feed::Watchers},
+    AlertApi, AnalysisApi, NetworkApi,
 };
 use crate::{alert::engine::AlertEngine, analysis::stages::stage_config::StageConfig, store::Store};
 
@@ -131,7 +128,7 @@ pub async fn serve(
             }
         }
     });
-    let min_revision = MinRevisionLayer::new(store.clone());
+    let min_revision = GateLayer(MinRevision::new(store.clone()));
     store.observe(Box::new(config.metrics.clone()));
     let watchers = Arc::new(Watchers::new(
         config.max_subscribers,
@@ -183,7 +180,7 @@ pub async fn serve(
     let serving = builder
         // Outermost, so refused calls are logged and counted too.
         .layer(CallLogLayer::new(config.metrics.clone()))
-        .layer(AuthLayer::new(config.tokens.clone(), config.metrics.clone()))
+        .layer(GateLayer(Auth::new(config.tokens.clone(), config.metrics.clone())))
         .layer(min_revision)
         .layer(wire_status::layer())
         .add_service(health_service)

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use clusternet::{
     demo,
-    service::{admission::AnalysisLimits, pb::analysis_service_client::AnalysisServiceClient, server::ServerConfig},
+    service::{
+        pb::analysis_service_client::AnalysisServiceClient, runtime::admission::AnalysisLimits, server::ServerConfig,
+    },
     synthetic::SyntheticConfig,
 };
 use tonic::{transport::Channel, Code, Streaming};

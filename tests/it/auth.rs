@@ -393,7 +393,7 @@ async fn with_every_watch_taken_an_idle_one_of_the_client_holding_most_makes_roo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_address_guessing_tokens_is_throttled_counted_and_logged_with_its_peer() {
     use clusternet::service::{
-        auth_layer::{FAILURE_WINDOW, MAX_FAILURES},
+        layers::auth::{FAILURE_WINDOW, MAX_FAILURES},
         metrics::Metrics,
     };
     let dir = tempfile::tempdir().unwrap();

@@ -6,10 +6,9 @@
 use std::time::Duration;
 
 use clusternet::service::{
-    admission::AnalysisLimits,
-    connections::ConnectionLimits,
     metrics::{serve_metrics, Metrics},
     pb::analysis_service_client::AnalysisServiceClient,
+    runtime::{admission::AnalysisLimits, connections::ConnectionLimits},
     server::ServerConfig,
 };
 use tonic::Code;

@@ -1,4 +1,4 @@
-//! Bearer tokens on every call: a tower layer in front of the gRPC routes.
+//! Bearer tokens on every call: a [`Gate`] in front of the gRPC routes.
 //! It reads `authorization: Bearer <token>`, asks [`Tokens`] for the
 //! token's role, compares it with the role the method needs, and puts the
 //! role in the request's extensions so a handler can ask more of a call
@@ -14,11 +14,8 @@
 
 use std::{
     collections::HashMap,
-    future::Future,
     net::{IpAddr, SocketAddr},
-    pin::Pin,
     sync::{Arc, Mutex},
-    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
@@ -28,8 +25,11 @@ use tonic::{
     Status,
 };
 
-use super::metrics::Metrics;
-use crate::auth::{Role, Tokens};
+use super::gate::{Gate, Verdict};
+use crate::{
+    auth::{Role, Tokens},
+    service::metrics::Metrics,
+};
 
 /// Failed authentications one address may make within [`FAILURE_WINDOW`].
 pub const MAX_FAILURES: u32 = 20;
@@ -105,17 +105,18 @@ pub fn caller_role<T>(request: &tonic::Request<T>) -> Option<Role> {
     request.extensions().get::<Role>().copied()
 }
 
-/// Checks tokens when given some; lets every call through otherwise.
+/// Checks tokens when given some; lets every call through otherwise. A
+/// [`Gate`] in front of the routes.
 #[derive(Clone)]
-pub struct AuthLayer {
+pub struct Auth {
     tokens: Option<Arc<Tokens>>,
     failures: Arc<Failures>,
     metrics: Arc<Metrics>,
 }
 
-impl AuthLayer {
+impl Auth {
     pub fn new(tokens: Option<Arc<Tokens>>, metrics: Arc<Metrics>) -> Self {
-        AuthLayer {
+        Auth {
             tokens,
             failures: Arc::default(),
             metrics,
@@ -123,29 +124,10 @@ impl AuthLayer {
     }
 }
 
-impl<S> tower::Layer<S> for AuthLayer {
-    type Service = Auth<S>;
-
-    fn layer(&self, inner: S) -> Auth<S> {
-        Auth {
-            inner,
-            tokens: self.tokens.clone(),
-            failures: self.failures.clone(),
-            metrics: self.metrics.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Auth<S> {
-    inner: S,
-    tokens: Option<Arc<Tokens>>,
-    failures: Arc<Failures>,
-    metrics: Arc<Metrics>,
-}
-
-impl<S> Auth<S> {
-    fn check(&self, request: &http::Request<Body>) -> Result<Option<(Role, String)>, Status> {
+impl Auth {
+    /// The caller's role and token name (None without tokens, or for a
+    /// method open to all).
+    fn caller(&self, request: &http::Request<Body>) -> Result<Option<(Role, String)>, Status> {
         let Some(tokens) = &self.tokens else {
             return Ok(None);
         };
@@ -201,40 +183,25 @@ fn unauthenticated(message: &str) -> Status {
     .into()
 }
 
-type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
-
-impl<S> tower::Service<http::Request<Body>> for Auth<S>
-where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        let peer = peer_of(&request);
+impl Gate for Auth {
+    fn check(&self, request: &mut http::Request<Body>) -> Verdict {
+        let peer = peer_of(request);
         let needs_token = self.tokens.is_some() && required_role(request.uri().path()).is_some();
         if needs_token && peer.is_some_and(|p| self.failures.throttled(p.ip())) {
             self.metrics.auth_failure("throttled");
-            let status = super::status::busy(format!(
+            return Verdict::Refuse(crate::service::status::busy(format!(
                 "more than {MAX_FAILURES} failed authentications from this address within {} s; wait and retry \
                  with a valid token",
                 FAILURE_WINDOW.as_secs()
-            ));
-            return Box::pin(async move { Ok(status.into_http()) });
+            )));
         }
-        match self.check(&request) {
+        match self.caller(request) {
             Ok(role) => {
                 if let Some((role, name)) = role {
                     request.extensions_mut().insert(role);
                     request.extensions_mut().insert(Client(name));
                 }
-                Box::pin(self.inner.call(request))
+                Verdict::Pass
             }
             Err(status) => {
                 if status.code() == tonic::Code::Unauthenticated {
@@ -244,8 +211,7 @@ where
                     }
                 }
                 tracing::info!(path = request.uri().path(), ?peer, code = ?status.code(), "refused: {}", status.message());
-                let response = status.into_http();
-                Box::pin(async move { Ok(response) })
+                Verdict::Refuse(status)
             }
         }
     }

@@ -37,7 +37,7 @@ use tokio::{
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-use super::metrics::Metrics;
+use crate::service::metrics::Metrics;
 
 /// What a connection must send within the handshake timeout: the HTTP/2
 /// preface (24 bytes) and a SETTINGS frame header (9); any TLS ClientHello
@@ -85,7 +85,7 @@ pub struct Counted {
     metrics: Arc<Metrics>,
     _slot: OwnedSemaphorePermit,
     _peer: PeerSlot,
-    _gauge: super::metrics::GaugeGuard,
+    _gauge: crate::service::metrics::GaugeGuard,
 }
 
 /// One of a peer address's connections; given back when dropped.

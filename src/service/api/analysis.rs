@@ -8,14 +8,16 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use super::{
-    admission::AnalysisLimits,
-    analysis_params::{self, SubstituteTarget},
+use super::analysis_params::{self, SubstituteTarget};
+use crate::service::{
     convert::{self, analysis::*},
     graphs::Graphs,
     metrics::Metrics,
     pb::{self, analysis_service_server::AnalysisService},
-    streaming::{deadline_of, AnalysisEvent, EventStream, Runner, Sink, ROWS_PER_MESSAGE},
+    runtime::{
+        admission::AnalysisLimits,
+        streaming::{deadline_of, AnalysisEvent, EventStream, Runner, Sink, ROWS_PER_MESSAGE},
+    },
 };
 use crate::{
     analysis::{
@@ -62,7 +64,7 @@ impl AnalysisApi {
     /// `limits`: slots, queue and memory budget of the analyses.
     /// `stall_timeout`: how long a result waits for a client that stopped
     /// reading before the analysis is cancelled and frees its slot.
-    pub(super) fn new(
+    pub(in crate::service) fn new(
         store: Arc<Store>,
         limits: AnalysisLimits,
         metrics: Arc<Metrics>,
@@ -82,7 +84,7 @@ impl AnalysisApi {
     fn open<T>(&self, request: Request<T>) -> (Call, T) {
         let call = Call {
             deadline: deadline_of(&request),
-            client: super::auth_layer::client_of(&request),
+            client: crate::service::layers::auth::client_of(&request),
             snapshot: self.store.snapshot(),
         };
         (call, request.into_inner())

@@ -1,16 +1,16 @@
 //! The change feed behind `WatchChanges`: applied batches by revision, read
 //! from the store's change log, then live as the writer publishes them (see
-//! [`feed`](super::feed) for the guarantees).
+//! [`feed`](crate::service::runtime::feed) for the guarantees).
 
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, watch};
 use tonic::Status;
 
-use super::{
+use crate::service::{
     convert::change_to_pb,
-    feed::{self, Events, Source},
     pb,
+    runtime::feed::{self, Events, Source},
 };
 use crate::store::{Committed, Store};
 

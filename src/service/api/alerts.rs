@@ -5,11 +5,11 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, watch};
 use tonic::{Request, Response, Status};
 
-use super::{
+use super::paging::{next_page_token, page_request};
+use crate::service::{
     convert::{optional_enum, required_enum, wire},
-    feed::{self, Events, Source, Watchers},
-    paging::{next_page_token, page_request},
     pb,
+    runtime::feed::{self, Events, Source, Watchers},
 };
 use crate::{
     alert::{
@@ -203,7 +203,7 @@ impl pb::alert_service_server::AlertService for AlertApi {
         &self,
         request: Request<pb::WatchAlertsRequest>,
     ) -> Result<Response<Self::WatchAlertsStream>, Status> {
-        let client = super::auth_layer::client_of(&request);
+        let client = crate::service::layers::auth::client_of(&request);
         let r = request.into_inner();
         let filter = filter(&r.kinds, &r.cluster_ids, &r.actor_ids, r.min_severity)?;
         let source = Alerts {
@@ -255,7 +255,7 @@ impl pb::alert_service_server::AlertService for AlertApi {
             Ok((out, false))
         })
         .await
-        .map_err(|e| super::status::internal("listing alerts", e))??;
+        .map_err(|e| crate::service::status::internal("listing alerts", e))??;
         let next_page_token = match alerts.last() {
             Some(last) if more => next_page_token(&fingerprint, &last.sequence.to_be_bytes()),
             _ => String::new(),
@@ -287,7 +287,7 @@ impl pb::alert_service_server::AlertService for AlertApi {
         let engine = self.engine.clone();
         let stored = tokio::task::spawn_blocking(move || engine.set_rules(rules))
             .await
-            .map_err(|e| super::status::internal("storing the rules", e))??;
+            .map_err(|e| crate::service::status::internal("storing the rules", e))??;
         let rules = Some(rules_to_pb(&stored));
         Ok(Response::new(pb::SetAlertRulesResponse { rules }))
     }

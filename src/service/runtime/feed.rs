@@ -21,7 +21,7 @@ use tokio::{
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::metrics::{GaugeGuard, Metrics};
+use crate::service::metrics::{GaugeGuard, Metrics};
 
 /// Events buffered towards one client.
 const CLIENT_BUFFER: usize = 64;
@@ -166,7 +166,7 @@ impl Watchers {
             Ok(slot) => slot,
             Err(_) => {
                 let full = || {
-                    super::status::busy(format!(
+                    crate::service::status::busy(format!(
                         "{} watches are open, the most this server serves (--max-subscribers), and none \
                          idle for {:.1} s belongs to a client holding more than this one; retry later",
                         self.max,
@@ -194,7 +194,7 @@ impl Watchers {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let held = open.per_client.get(client).copied().unwrap_or(0);
         if held >= self.per_client {
-            return Err(super::status::busy(format!(
+            return Err(crate::service::status::busy(format!(
                 "this client ({client}) has {} watches open, its share of this server \
                  (--max-subscribers-per-client); close one or retry later",
                 self.per_client
@@ -272,7 +272,7 @@ fn out_of_range<S: Source>(asked: u64, oldest: u64) -> Status {
 }
 
 fn unavailable<S: Source>(next: u64) -> Status {
-    super::status::stopping(format!(
+    crate::service::status::stopping(format!(
         "the server is shutting down; reconnect with {} {next}",
         S::FIELD
     ))
@@ -280,7 +280,7 @@ fn unavailable<S: Source>(next: u64) -> Status {
 
 /// The end of a watch closed, idle, so another client gets its place.
 fn made_room<S: Source>(next: u64) -> Status {
-    super::status::stopping(format!(
+    crate::service::status::stopping(format!(
         "this watch sent nothing for a while and the server's watches are all taken: it is closed so \
          another client gets a place; reconnect with {} {next}",
         S::FIELD
@@ -294,7 +294,7 @@ async fn blocking<S: Source, T: Send + 'static>(
     let source = source.clone();
     tokio::task::spawn_blocking(move || read(&source))
         .await
-        .map_err(|e| super::status::internal(&format!("reading the {} log", S::NOUN), e))?
+        .map_err(|e| crate::service::status::internal(&format!("reading the {} log", S::NOUN), e))?
         .map_err(Status::from)
 }
 

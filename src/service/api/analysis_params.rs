@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{convert, pb};
+use crate::service::{convert, pb};
 use crate::{
     analysis::{
         algo::centrality::{BetweennessConfig, Direction, EigenvectorConfig, PageRankConfig},

@@ -23,11 +23,11 @@ use std::{
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 
-use super::{
+use crate::analysis::footprint::Footprint;
+use crate::service::{
     metrics::{GaugeGuard, Metrics},
     status,
 };
-use crate::analysis::footprint::Footprint;
 
 const MIB: u64 = 1 << 20;
 

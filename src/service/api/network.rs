@@ -8,12 +8,14 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{
-    auth_layer::caller_role,
     change_feed::watch_changes,
-    convert::{self, arc_rows},
-    feed::Watchers,
     paging::{next_page_token, page_request},
+};
+use crate::service::{
+    convert::{self, arc_rows},
+    layers::auth::caller_role,
     pb::{self, network_service_server::NetworkService},
+    runtime::feed::Watchers,
 };
 use crate::{
     auth::Role,
@@ -113,7 +115,7 @@ impl NetworkService for NetworkApi {
         &self,
         request: Request<pb::WatchChangesRequest>,
     ) -> Result<Response<Self::WatchChangesStream>, Status> {
-        let client = super::auth_layer::client_of(&request);
+        let client = crate::service::layers::auth::client_of(&request);
         let from = request.into_inner().from_revision;
         let watching = self.watchers.admit("changes", &client).await?;
         let stream = watch_changes(self.store.clone(), from, self.shutdown.clone(), watching).await?;
@@ -178,7 +180,7 @@ impl NetworkService for NetworkApi {
                             revision = applied.revision;
                             counts.add(&applied.counts);
                         }
-                        return Err(super::status::stopping(format!(
+                        return Err(crate::service::status::stopping(format!(
                             "the server is shutting down; {batches} batches were applied (revision {revision}): \
                              send the rest again once it is back"
                         )));
@@ -192,7 +194,7 @@ impl NetworkService for NetworkApi {
                     }
                     // A message too large or not protobuf, said as the rest
                     // of the server says it.
-                    Err(status) => Err(super::status::from_decoder(&status).unwrap_or(status)),
+                    Err(status) => Err(crate::service::status::from_decoder(&status).unwrap_or(status)),
                 };
                 let submitted = match batch {
                     Ok(batch) => {

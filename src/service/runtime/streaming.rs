@@ -21,11 +21,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::{wrappers::ReceiverStream, Stream};
 use tonic::{Request, Status};
 
-use super::{
-    admission::{Admission, AnalysisLimits},
-    metrics::Metrics,
-    pb,
-};
+use super::admission::{Admission, AnalysisLimits};
+use crate::service::{metrics::Metrics, pb};
 use crate::{
     analysis::{footprint::Footprint, Control},
     error::{Error, Result},
@@ -217,7 +214,7 @@ impl Runner {
                     Ok(()) => {}
                     Err(Error::Cancelled) if shutting_down.load(Ordering::Relaxed) => {
                         tracing::info!("analysis cancelled at shutdown");
-                        let _ = sink.deliver(Err(super::status::stopping(
+                        let _ = sink.deliver(Err(crate::service::status::stopping(
                             "the server is shutting down; the analysis was cancelled: call again once it is back",
                         )));
                     }

@@ -5,16 +5,11 @@
 //! server every acknowledged revision is already applied, so it never
 //! waits there.
 
-use std::{
-    future::Future,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use tonic::{body::Body, Status};
 
+use super::gate::{Gate, Verdict};
 use crate::store::Store;
 
 pub const HEADER: &str = "clusternet-min-revision";
@@ -22,32 +17,17 @@ pub const HEADER: &str = "clusternet-min-revision";
 /// How long a call without a deadline waits for its revision.
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
+/// Waits for the revision a call asks for: a [`Gate`] in front of the
+/// routes.
 #[derive(Clone)]
-pub struct MinRevisionLayer {
+pub struct MinRevision {
     store: Arc<Store>,
 }
 
-impl MinRevisionLayer {
+impl MinRevision {
     pub fn new(store: Arc<Store>) -> Self {
-        MinRevisionLayer { store }
+        MinRevision { store }
     }
-}
-
-impl<S> tower::Layer<S> for MinRevisionLayer {
-    type Service = MinRevision<S>;
-
-    fn layer(&self, inner: S) -> MinRevision<S> {
-        MinRevision {
-            inner,
-            store: self.store.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct MinRevision<S> {
-    inner: S,
-    store: Arc<Store>,
 }
 
 /// The revision a call asks for, if any. Health and reflection ignore it:
@@ -76,56 +56,36 @@ fn wanted(request: &http::Request<Body>) -> Result<Option<u64>, Status> {
 
 /// The call's deadline from `grpc-timeout`, if it has one.
 fn deadline(request: &http::Request<Body>) -> Option<Duration> {
-    super::streaming::grpc_timeout(request.headers().get("grpc-timeout")?.to_str().ok()?)
+    crate::service::runtime::streaming::grpc_timeout(request.headers().get("grpc-timeout")?.to_str().ok()?)
 }
 
-type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
-
-impl<S> tower::Service<http::Request<Body>> for MinRevision<S>
-where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let wanted = match wanted(&request) {
+impl Gate for MinRevision {
+    fn check(&self, request: &mut http::Request<Body>) -> Verdict {
+        let wanted = match wanted(request) {
             Ok(Some(revision)) if self.store.snapshot().revision < revision => revision,
-            Ok(_) => return Box::pin(self.inner.call(request)),
-            Err(status) => {
-                let response = status.into_http();
-                return Box::pin(async move { Ok(response) });
-            }
+            Ok(_) => return Verdict::Pass,
+            Err(status) => return Verdict::Refuse(status),
         };
-        // The service that was made ready is the one to call (tower's rule).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         let store = self.store.clone();
         // Answer a little before the caller's deadline, so that it gets the
         // revision reached rather than its own bare timeout.
-        let wait = match deadline(&request) {
+        let wait = match deadline(request) {
             Some(deadline) => deadline.saturating_sub((deadline / 10).min(Duration::from_millis(50))),
             None => MAX_WAIT,
         }
         .min(MAX_WAIT);
-        Box::pin(async move {
+        Verdict::After(Box::pin(async move {
             if tokio::time::timeout(wait, store.reached(wanted)).await.is_err() {
-                let status = crate::Error::DeadlineExceeded {
+                return Err(crate::Error::DeadlineExceeded {
                     message: format!(
                         "{HEADER}: this node has applied revision {}, not yet {wanted}, within the call's deadline",
                         store.snapshot().revision
                     ),
-                };
-                return Ok(Status::from(status).into_http());
+                }
+                .into());
             }
-            inner.call(request).await
-        })
+            Ok(())
+        }))
     }
 }
 
