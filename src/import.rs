@@ -512,13 +512,14 @@ impl DirReader {
         if !path.is_file() {
             return ControlFlow::Continue(());
         }
+        let file_name = file;
         let at = |line: u64| Origin { file, line };
         let cannot_read = |e: std::io::Error| RowError {
             origin: at(0),
             message: format!("cannot read: {e}"),
         };
         let mut file = match std::fs::File::open(&path) {
-            Ok(file) => file,
+            Ok(opened) => opened,
             Err(e) => {
                 self.errors.push(cannot_read(e));
                 return ControlFlow::Continue(());
@@ -528,14 +529,10 @@ impl DirReader {
         let mut block = Vec::new();
         let mut ended = false;
         while !ended && !block.contains(&b'\n') {
-            let want = block.len() + self.block_bytes;
-            ended = match read_block(&mut file, &mut block, want) {
-                Ok(ended) => ended,
-                Err(e) => {
-                    self.errors.push(cannot_read(e));
-                    return ControlFlow::Continue(());
-                }
+            let Some(now) = self.read_more(&mut file, &mut block, file_name) else {
+                return ControlFlow::Continue(());
             };
+            ended = now;
         }
         let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(&block[..]);
         let header: Header = match csv.headers() {
@@ -592,14 +589,29 @@ impl DirReader {
                 return ControlFlow::Continue(());
             }
             // A line longer than a block grows the block until it ends.
-            let want = block.len() + self.block_bytes;
-            ended = match read_block(&mut file, &mut block, want) {
-                Ok(ended) => ended,
-                Err(e) => {
-                    self.errors.push(cannot_read(e));
-                    return ControlFlow::Continue(());
-                }
+            let Some(now) = self.read_more(&mut file, &mut block, file_name) else {
+                return ControlFlow::Continue(());
             };
+            ended = now;
+        }
+    }
+
+    /// Reads one more block of `file` onto `block`: whether the file ended,
+    /// or None (the error noted against `file_name`) if it cannot be read.
+    fn read_more(&mut self, file: &mut std::fs::File, block: &mut Vec<u8>, file_name: &'static str) -> Option<bool> {
+        let want = block.len() + self.block_bytes;
+        match read_block(file, block, want) {
+            Ok(ended) => Some(ended),
+            Err(e) => {
+                self.errors.push(RowError {
+                    origin: Origin {
+                        file: file_name,
+                        line: 0,
+                    },
+                    message: format!("cannot read: {e}"),
+                });
+                None
+            }
         }
     }
 
