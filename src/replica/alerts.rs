@@ -268,22 +268,8 @@ impl SharedSteps for AlertShare {
     fn caught_up(&self) -> Pin<Box<dyn Future<Output = Result<u64>> + Send + '_>> {
         Box::pin(async move {
             let last = self.stream_last(&self.steps_stream).await?;
-            let mut read = self.read.subscribe();
-            let reached = tokio::time::timeout(READ_WAIT, read.wait_for(|r| *r >= last))
-                .await
-                .is_ok_and(|waited| waited.is_ok());
-            match reached {
-                true => Ok(last),
-                false => {
-                    self.reread.notify_one();
-                    Err(Error::Unavailable {
-                        message: format!(
-                            "this replica has read the alert steps to {}, not yet to {last}",
-                            *self.read.borrow()
-                        ),
-                    })
-                }
-            }
+            self.recorded(last).await?;
+            Ok(last)
         })
     }
 
