@@ -13,7 +13,8 @@
 //! * `m/evaluated` the latest revision taken in (its event alerts raised,
 //!   the clusters it changed owed), `m/sequence` the latest sequence
 //!   number, `m/rules` the rules, `m/step` the last step of a log shared
-//!   by replicas recorded here.
+//!   by replicas recorded here, `m/member-keys` that components are kept
+//!   in member keys.
 //!
 //! Each step of the engine (taking batches in, recomputing owed figures) is
 //! one `apply_batch` followed by a flush, so after a crash a step is there
@@ -46,6 +47,8 @@ const META_EVALUATED: &[u8] = b"m/evaluated";
 const META_SEQUENCE: &[u8] = b"m/sequence";
 const META_RULES: &[u8] = b"m/rules";
 const META_STEP: &[u8] = b"m/step";
+/// Present once member components are kept one key per member.
+const META_MEMBER_KEYS: &[u8] = b"m/member-keys";
 
 /// One step of the engine, made durable as a whole: the unit a replicated
 /// engine shares with the other replicas (`crate::replica`), in order.
@@ -226,9 +229,15 @@ impl AlertLog {
     }
 
     /// Figures kept before members had keys of their own hold their
-    /// components inline: moved to member keys once, in one batch.
+    /// components inline: moved to member keys once, in one batch, which
+    /// also marks the log as moved so later starts do not read every
+    /// cluster's figures an extra time.
     fn split_kept_components(&self) -> Result<()> {
+        if self.db.contains_key(META_MEMBER_KEYS)? {
+            return Ok(());
+        }
         let mut batch = sled::Batch::default();
+        batch.insert(META_MEMBER_KEYS, &[1u8][..]);
         let mut split = 0usize;
         for entry in self.db.scan_prefix(STATE_PREFIX) {
             let (key, bytes) = entry?;
@@ -240,9 +249,9 @@ impl AlertLog {
             Self::add_state(&mut batch, &cluster, &StateChange::between(None, &state));
             split += 1;
         }
+        self.db.apply_batch(batch)?;
+        self.flush()?;
         if split > 0 {
-            self.db.apply_batch(batch)?;
-            self.flush()?;
             tracing::info!(
                 clusters = split,
                 "alert log: member components moved to keys of their own"
@@ -529,8 +538,10 @@ mod tests {
         let mut unsorted = big(3);
         unsorted.components.reverse();
         {
+            // As an older server left it: figures inline, no marker.
             let log = AlertLog::open(dir.path()).unwrap();
             log.db.insert(state_key("A"), encode(&unsorted)).unwrap();
+            log.db.remove(META_MEMBER_KEYS).unwrap();
             log.flush().unwrap();
         }
         let log = AlertLog::open(dir.path()).unwrap();
