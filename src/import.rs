@@ -514,10 +514,7 @@ impl DirReader {
         }
         let file_name = file;
         let at = |line: u64| Origin { file, line };
-        let cannot_read = |e: std::io::Error| RowError {
-            origin: at(0),
-            message: format!("cannot read: {e}"),
-        };
+        let cannot_read = |e: std::io::Error| unreadable(file_name, e);
         let mut file = match std::fs::File::open(&path) {
             Ok(opened) => opened,
             Err(e) => {
@@ -603,31 +600,24 @@ impl DirReader {
         match read_block(file, block, want) {
             Ok(ended) => Some(ended),
             Err(e) => {
-                self.errors.push(RowError {
-                    origin: Origin {
-                        file: file_name,
-                        line: 0,
-                    },
-                    message: format!("cannot read: {e}"),
-                });
+                self.errors.push(unreadable(file_name, e));
                 None
             }
         }
     }
 
-    /// Parses `body` (whole lines; `first_line` its first) and hands the
+    /// Parses `body` (whole lines; `body_line` its first) and hands the
     /// good rows to `sink`: in parts on every core when it is large and
     /// holds no quote, a window of parts at a time.
     fn parse_body<T: Send>(
         &mut self,
         body: &[u8],
-        first_line: u64,
+        body_line: u64,
         header: &Header,
         at: impl Fn(u64) -> Origin,
         parse: &(impl Fn(&Row) -> RowResult<T> + Sync),
         sink: &mut dyn FnMut(Vec<(Origin, T)>) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
-        let body_line = first_line;
         let threads = rayon::current_num_threads();
         let parts: Vec<(usize, usize)> = if body.len() >= PARALLEL_FROM_BYTES && !body.contains(&b'"') {
             let count = (threads * 4).max(body.len() / PART_BYTES);
@@ -677,6 +667,14 @@ impl DirReader {
             }
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// A file that cannot be read, as a row error on its line 0.
+fn unreadable(file: &'static str, e: std::io::Error) -> RowError {
+    RowError {
+        origin: Origin { file, line: 0 },
+        message: format!("cannot read: {e}"),
     }
 }
 
