@@ -17,10 +17,11 @@ use clusternet::{
         reads::ReadCommand,
         ClientArgs,
     },
-    demo, import,
+    demo,
+    graph::warm::{GraphsConfig, WarmGraphs},
+    import,
     replica::alerts::AlertShare,
     service::{
-        graphs::{GraphsConfig, WarmGraphs},
         metrics::{serve_metrics, Metrics},
         runtime::{admission::AnalysisLimits, connections::ConnectionLimits},
         server::{serve, ServerConfig},

@@ -27,6 +27,7 @@ pub mod cache;
 mod patch;
 mod rows;
 pub mod stored;
+pub mod warm;
 
 pub use rows::Rows;
 

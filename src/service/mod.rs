@@ -5,7 +5,6 @@
 
 pub mod api;
 pub mod convert;
-pub mod graphs;
 pub mod layers;
 pub mod metrics;
 pub mod runtime;

@@ -7,7 +7,6 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 
 use super::{
-    graphs::{Graphs, GraphsConfig},
     layers::{auth::Auth, call_log::CallLogLayer, gate::GateLayer, min_revision::MinRevision, wire_status},
     metrics::Metrics,
     pb::{
@@ -17,7 +16,12 @@ use super::{
     runtime::{admission::AnalysisLimits, connections, feed::Watchers},
     AlertApi, AnalysisApi, NetworkApi,
 };
-use crate::{alert::engine::AlertEngine, analysis::stages::stage_config::StageConfig, store::Store};
+use crate::{
+    alert::engine::AlertEngine,
+    analysis::stages::stage_config::StageConfig,
+    graph::warm::{Graphs, GraphsConfig, MadeCounter},
+    store::Store,
+};
 
 /// Settings of the gRPC layer.
 #[derive(Clone, Debug)]
@@ -137,7 +141,12 @@ pub async fn serve(
         config.metrics.clone(),
     ));
     let (stop_feeds, feeds_stop) = tokio::sync::watch::channel(false);
-    let graphs = Graphs::start(store.clone(), config.metrics.clone(), config.graphs, feeds_stop.clone());
+    let graphs = Graphs::start(
+        store.clone(),
+        made_counter(&config.metrics),
+        config.graphs,
+        feeds_stop.clone(),
+    );
     let analysis = AnalysisServiceServer::new(AnalysisApi::new(
         store.clone(),
         config.analyses,
@@ -213,6 +222,12 @@ pub async fn serve(
 /// (`--no-alerts`) the AlertService is not listed, as it is not served;
 /// the rest are named, `itself` (the reflection service of this version)
 /// too, as it is listed when every service is.
+/// The graphs' way of counting how each was made, on the server's metrics.
+fn made_counter(metrics: &Arc<Metrics>) -> MadeCounter {
+    let metrics = metrics.clone();
+    Arc::new(move |how: &str| metrics.graph_made(how))
+}
+
 fn reflection(alerts_served: bool, itself: &'static str) -> tonic_reflection::server::Builder<'static> {
     let builder = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)

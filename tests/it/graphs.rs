@@ -9,13 +9,11 @@ use std::{
 };
 
 use clusternet::{
-    graph::GraphSpec,
-    service::{
-        graphs::{GraphsConfig, WarmGraphs},
-        metrics::Metrics,
-        pb::analysis_service_client::AnalysisServiceClient,
-        server::ServerConfig,
+    graph::{
+        warm::{GraphsConfig, WarmGraphs},
+        GraphSpec,
     },
+    service::{metrics::Metrics, pb::analysis_service_client::AnalysisServiceClient, server::ServerConfig},
     synthetic::SyntheticConfig,
 };
 

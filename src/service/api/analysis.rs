@@ -9,9 +9,9 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use super::analysis_params::{self, SubstituteTarget};
+use crate::graph::warm::Graphs;
 use crate::service::{
     convert::{self, analysis::*},
-    graphs::Graphs,
     metrics::Metrics,
     pb::{self, analysis_service_server::AnalysisService},
     runtime::{

@@ -25,11 +25,12 @@ use tokio::sync::{
     watch,
 };
 
-use super::metrics::Metrics;
-use crate::{
-    graph::{cache::GraphCache, stored, AnalysisGraph, GraphFilter, GraphSpec, Layer, Made},
-    store::{Committed, Snapshot, Store},
-};
+use super::{cache::GraphCache, stored, AnalysisGraph, GraphFilter, GraphSpec, Layer, Made};
+use crate::store::{Committed, Snapshot, Store};
+
+/// Told how each graph came to be (`read`, `built`, `patched`, ...), for
+/// the server's metrics; the graph layer knows nothing of them.
+pub type MadeCounter = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// How many graphs are kept, and whether they are warmed.
 #[derive(Clone, Debug)]
@@ -58,10 +59,10 @@ pub struct WarmGraphs {
     pub kept_in: Option<PathBuf>,
 }
 
-pub(super) struct Graphs {
+pub struct Graphs {
     cache: GraphCache,
     store: Arc<Store>,
-    metrics: Arc<Metrics>,
+    counted: MadeCounter,
     /// The directory the graphs are kept in, and what its specs file holds.
     kept_in: Option<(PathBuf, Mutex<Vec<GraphSpec>>)>,
     /// Graphs the last run kept, of the revision the store is at, not read
@@ -74,9 +75,9 @@ impl Graphs {
     /// The graphs of `store`'s snapshots; warming (when configured) starts
     /// on the runtime by reading back the graphs the last run kept, and
     /// ends when `shutdown` turns true.
-    pub(super) fn start(
+    pub fn start(
         store: Arc<Store>,
-        metrics: Arc<Metrics>,
+        counted: MadeCounter,
         config: GraphsConfig,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Graphs> {
@@ -88,7 +89,7 @@ impl Graphs {
         let mut graphs = Graphs {
             cache: GraphCache::new(config.kept),
             store,
-            metrics,
+            counted,
             kept_in,
             unread: Mutex::new(Vec::new()),
         };
@@ -118,7 +119,7 @@ impl Graphs {
 
     /// Writes the specs kept to the file, when they changed since it was
     /// written; also called as the server stops.
-    pub(super) fn remember(&self) {
+    pub fn remember(&self) {
         let Some((dir, written)) = &self.kept_in else {
             return;
         };
@@ -144,7 +145,7 @@ impl Graphs {
     /// As the server stops: the specs kept, and the FIRM graphs made of the
     /// latest revision, for the next start (`read_back`). A graph not yet made
     /// of it (writes just before the stop) is left to be made again then.
-    pub(super) fn keep_for_restart(&self) {
+    pub fn keep_for_restart(&self) {
         self.remember();
         let Some((dir, _)) = &self.kept_in else { return };
         let revision = self.store.snapshot().revision;
@@ -228,7 +229,7 @@ impl Graphs {
                     path = %path.display(),
                     "analysis graph read back"
                 );
-                self.metrics.graph_made("read");
+                (self.counted)("read");
                 Some(graph)
             }
             Ok(None) => None,
@@ -253,7 +254,7 @@ impl Graphs {
             let Some((spec, path)) = next else { return };
             self.cache.get_or_build(snapshot.revision, &spec, |_| {
                 self.read_kept(&path, &snapshot).unwrap_or_else(|| {
-                    self.metrics.graph_made(Made::Built.as_str());
+                    (self.counted)(Made::Built.as_str());
                     spec.build(&snapshot.network)
                 })
             });
@@ -262,7 +263,7 @@ impl Graphs {
 
     /// The graph of `spec` on this snapshot: kept from an earlier analysis
     /// of the same revision, patched from an older one, or built now.
-    pub(super) fn of(&self, snapshot: &Snapshot, spec: &GraphSpec) -> Arc<AnalysisGraph> {
+    pub fn of(&self, snapshot: &Snapshot, spec: &GraphSpec) -> Arc<AnalysisGraph> {
         self.cache.get_or_build(snapshot.revision, spec, |base| {
             // A kept file of another revision is refused by the read.
             if let Some(graph) = self.take_unread(spec).and_then(|path| self.read_kept(&path, snapshot)) {
@@ -271,7 +272,7 @@ impl Graphs {
             let (graph, made) = spec.make(&snapshot.network, base, |after, most| {
                 self.store.changes_between(after, snapshot.revision, most)
             });
-            self.metrics.graph_made(made.as_str());
+            (self.counted)(made.as_str());
             graph
         })
     }
