@@ -7,6 +7,7 @@
 
 pub mod algo;
 pub mod footprint;
+pub mod relatedness;
 pub mod relations;
 pub mod run;
 pub mod stages;
