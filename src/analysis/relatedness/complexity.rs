@@ -479,3 +479,80 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn matrix() -> impl Strategy<Value = Values> {
+        (2usize..8, 2usize..8).prop_flat_map(|(rows, cols)| {
+            proptest::collection::vec(0u32..500, rows * cols).prop_map(move |cells| Values {
+                rows,
+                cols,
+                values: cells.into_iter().map(f64::from).collect(),
+            })
+        })
+    }
+
+    proptest! {
+        /// A new cluster holding only a new industry changes every other
+        /// RCA through the grand total alone: RCA′ = RCA · (x + v) / x;
+        /// it is not specialised in anything else, nor anyone else in its
+        /// industry.
+        #[test]
+        fn an_unrelated_industry_in_a_new_cluster_moves_rca_only_through_the_total(
+            m in matrix(), v in 1u32..10_000
+        ) {
+            let before = complexity(&m, 1.0);
+            let total: f64 = m.values.iter().sum();
+            prop_assume!(total > 0.0);
+            let cols = m.cols + 1;
+            let mut grown = vec![0.0; (m.rows + 1) * cols];
+            for r in 0..m.rows {
+                for c in 0..m.cols {
+                    grown[r * cols + c] = m.at(r, c);
+                }
+            }
+            grown[m.rows * cols + m.cols] = f64::from(v);
+            let after = complexity(&Values { rows: m.rows + 1, cols, values: grown }, 1.0);
+            let factor = (total + f64::from(v)) / total;
+            for r in 0..m.rows {
+                for c in 0..m.cols {
+                    let (old, new) = (before.rca[r * m.cols + c], after.rca[r * cols + c]);
+                    if old.is_nan() {
+                        prop_assert!(new.is_nan());
+                    } else {
+                        prop_assert!((new - old * factor).abs() <= 1e-12 * new.abs().max(1.0), "{} vs {}", new, old * factor);
+                    }
+                }
+                prop_assert!(after.rca[r * cols + m.cols] == 0.0 || after.rca[r * cols + m.cols].is_nan());
+            }
+            for c in 0..m.cols {
+                prop_assert!(!after.mcp[m.rows * cols + c]);
+            }
+            prop_assert!(after.mcp[m.rows * cols + m.cols]);
+        }
+
+        /// Proximity is symmetric, 1 on the diagonal of an industry someone
+        /// is specialised in, and within [0, 1]; density is within [0, 1].
+        #[test]
+        fn proximity_and_density_stay_in_their_ranges(m in matrix()) {
+            let f = complexity(&m, 1.0);
+            let k = f.cols;
+            for a in 0..k {
+                for b in 0..k {
+                    let (x, y) = (f.proximity[a * k + b], f.proximity[b * k + a]);
+                    prop_assert!(x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()));
+                    prop_assert!(x.is_nan() || (0.0..=1.0).contains(&x));
+                }
+                if f.ubiquity[a] > 0.0 {
+                    prop_assert_eq!(f.proximity[a * k + a], 1.0);
+                }
+            }
+            for d in f.density.iter().filter(|d| !d.is_nan()) {
+                prop_assert!((0.0..=1.0 + 1e-12).contains(d));
+            }
+        }
+    }
+}

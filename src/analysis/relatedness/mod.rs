@@ -2,7 +2,272 @@
 //! industries each cluster is specialised in, how near the others are, how
 //! complex each is, and where each cluster can go next and with whom.
 //!
+//! * this module: the cluster × industry matrix, read from the network
+//!   (employees or firms of each cluster's members in each industry, at an
+//!   ISIC level, as of a date), and every figure of it;
 //! * [`complexity`]: the figures on a location × activity matrix, with the
-//!   Growth Lab's conventions (checked against `ecomplexity` 0.5.3).
+//!   Growth Lab's conventions (checked against `ecomplexity` 0.5.3);
+//! * [`indices`]: specialisation and concentration indices (EconGeo's);
+//! * [`paths`]: a cluster's upgrade paths and the partners for each.
+//!
+//! Formulas and conventions: docs/relatedness.md.
 
 pub mod complexity;
+pub mod indices;
+pub mod paths;
+
+use std::collections::HashMap;
+
+use self::{
+    complexity::{Complexity, Values},
+    indices::{Concentration, Specialisation},
+};
+use crate::{
+    analysis::{relations::fusion::IndustryLevel, Cancelled, Control},
+    graph::GraphFilter,
+    model::Id,
+    network::Network,
+};
+
+/// What a cell of the matrix counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Measure {
+    /// Employees of the members in the industry (a member without a head
+    /// count adds nothing).
+    Employees,
+    /// Members in the industry.
+    Firms,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatrixConfig {
+    pub level: IndustryLevel,
+    pub measure: Measure,
+    /// Count government offices, universities, associations and the other
+    /// institutions too; by default only enterprises (FIRM, CORE_FIRM):
+    /// an institution's code (public administration, education) is not an
+    /// industry the cluster produces in.
+    pub include_institutions: bool,
+    /// M_cp = 1 when RCA_cp ≥ this (1, Balassa's).
+    pub threshold: f64,
+}
+
+impl Default for MatrixConfig {
+    fn default() -> Self {
+        MatrixConfig {
+            level: IndustryLevel::Class,
+            measure: Measure::Employees,
+            include_institutions: false,
+            threshold: 1.0,
+        }
+    }
+}
+
+/// The cluster × industry matrix and every figure of it.
+#[derive(Clone, Debug)]
+pub struct Relatedness {
+    /// Rows: the clusters the filter wants, in id order (a cluster with no
+    /// value counted has undefined figures).
+    pub clusters: Vec<Id>,
+    /// Columns: every industry code (at the level) of a member counted, in
+    /// code order.
+    pub industries: Vec<String>,
+    pub values: Values,
+    pub figures: Complexity,
+    pub specialisation: Vec<Specialisation>,
+    pub concentration: Vec<Concentration>,
+}
+
+impl Relatedness {
+    pub fn cluster_index(&self, id: &Id) -> Option<usize> {
+        self.clusters.binary_search(id).ok()
+    }
+
+    pub fn industry_index(&self, code: &str) -> Option<usize> {
+        self.industries.binary_search_by(|i| i.as_str().cmp(code)).ok()
+    }
+
+    /// The total value of a row (cluster).
+    pub fn cluster_total(&self, c: usize) -> f64 {
+        (0..self.values.cols).map(|p| self.values.at(c, p)).sum()
+    }
+
+    /// The total value of a column (industry).
+    pub fn industry_total(&self, p: usize) -> f64 {
+        (0..self.values.rows).map(|c| self.values.at(c, p)).sum()
+    }
+}
+
+/// Reads the matrix the filter and `config` describe, and computes its figures.
+/// Members in several clusters count in each; members the filter drops
+/// (not valid at `as_of`) and members without an industry code do not count.
+pub fn relatedness(
+    network: &Network,
+    filter: &GraphFilter,
+    config: &MatrixConfig,
+    control: &Control,
+) -> Result<Relatedness, Cancelled> {
+    let (clusters, industries, values) = matrix(network, filter, config, control)?;
+    control.progress("figures", 0, 1);
+    control.check()?;
+    let figures = complexity::complexity(&values, config.threshold);
+    let specialisation = indices::specialisation(&values);
+    let concentration = indices::concentration(&values);
+    Ok(Relatedness {
+        clusters,
+        industries,
+        values,
+        figures,
+        specialisation,
+        concentration,
+    })
+}
+
+type Matrix = (Vec<Id>, Vec<String>, Values);
+
+fn matrix(
+    network: &Network,
+    filter: &GraphFilter,
+    config: &MatrixConfig,
+    control: &Control,
+) -> Result<Matrix, Cancelled> {
+    let wanted = filter.wants_cluster();
+    let clusters: Vec<Id> = network.clusters.keys().filter(|id| wanted(id)).cloned().collect();
+    let mut columns: HashMap<String, usize> = HashMap::new();
+    // Per cluster, (column, value) as read; made dense once the columns are known.
+    let mut cells: Vec<Vec<(usize, f64)>> = Vec::with_capacity(clusters.len());
+    for (done, cluster) in clusters.iter().enumerate() {
+        if done % 64 == 0 {
+            control.check()?;
+            control.progress("matrix", done as u64, clusters.len() as u64);
+        }
+        let mut row: HashMap<usize, f64> = HashMap::new();
+        for ix in network.member_indexes(cluster) {
+            let Some(actor) = filter.actor(network, ix) else {
+                continue;
+            };
+            if !config.include_institutions && !actor.kind.is_enterprise() {
+                continue;
+            }
+            let attributes = network.attributes_at(actor, filter.as_of);
+            let Some(code) = config.level.key(attributes.industry) else {
+                continue;
+            };
+            let value = match config.measure {
+                Measure::Employees => attributes.employees.unwrap_or(0) as f64,
+                Measure::Firms => 1.0,
+            };
+            let next = columns.len();
+            let column = *columns.entry(code.to_string()).or_insert(next);
+            *row.entry(column).or_insert(0.0) += value;
+        }
+        cells.push(row.into_iter().collect());
+    }
+    let mut industries: Vec<(String, usize)> = columns.into_iter().collect();
+    industries.sort();
+    let mut position = vec![0; industries.len()];
+    for (at, (_, column)) in industries.iter().enumerate() {
+        position[*column] = at;
+    }
+    let cols = industries.len();
+    let mut values = vec![0.0; clusters.len() * cols];
+    for (c, row) in cells.iter().enumerate() {
+        for (column, value) in row {
+            values[c * cols + position[*column]] = *value;
+        }
+    }
+    let values = Values {
+        rows: clusters.len(),
+        cols,
+        values,
+    };
+    Ok((clusters, industries.into_iter().map(|(code, _)| code).collect(), values))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        model::{Actor, ActorKind, ActorProfile, Change, Date},
+        testing::{actor, cluster, network},
+    };
+
+    fn firm(id: &str, clusters: &[&str], industry: &str, employees: u64) -> Change {
+        Change::UpsertActor(Actor {
+            industry: industry.into(),
+            employees: Some(employees),
+            ..actor(id, clusters)
+        })
+    }
+
+    fn cell(rel: &Relatedness, cluster: &str, industry: &str) -> f64 {
+        let c = rel.cluster_index(&Id::from(cluster)).unwrap();
+        let p = rel.industry_index(industry).unwrap();
+        rel.values.at(c, p)
+    }
+
+    #[test]
+    fn the_matrix_counts_each_member_in_each_of_its_clusters_at_the_level_asked() {
+        let network = network([
+            Change::UpsertCluster(cluster("A")),
+            Change::UpsertCluster(cluster("B")),
+            firm("a1", &["A"], "C2910", 100),
+            firm("a2", &["A", "B"], "C2930", 40),
+            firm("b1", &["B"], "M7410", 7),
+            Change::UpsertActor(Actor {
+                kind: ActorKind::Government,
+                industry: "O8411".into(),
+                employees: Some(1_000),
+                ..actor("gov", &["A"])
+            }),
+        ]);
+        let control = Control::none();
+        let classes = relatedness(&network, &GraphFilter::default(), &MatrixConfig::default(), &control).unwrap();
+        assert_eq!(
+            classes.industries,
+            ["C2910", "C2930", "M7410"],
+            "the office is no industry"
+        );
+        assert_eq!(cell(&classes, "A", "C2930"), 40.0);
+        assert_eq!(
+            cell(&classes, "B", "C2930"),
+            40.0,
+            "a member of two clusters counts in both"
+        );
+        let divisions = MatrixConfig {
+            level: IndustryLevel::Division,
+            include_institutions: true,
+            measure: Measure::Firms,
+            ..MatrixConfig::default()
+        };
+        let divisions = relatedness(&network, &GraphFilter::default(), &divisions, &control).unwrap();
+        assert_eq!(divisions.industries, ["C29", "M74", "O84"]);
+        assert_eq!(cell(&divisions, "A", "C29"), 2.0);
+        assert_eq!(cell(&divisions, "A", "O84"), 1.0);
+    }
+
+    #[test]
+    fn as_of_a_date_the_matrix_reads_the_profiles_then() {
+        let network = network([
+            Change::UpsertCluster(cluster("A")),
+            Change::UpsertCluster(cluster("B")),
+            firm("a1", &["A"], "M7410", 30),
+            firm("b1", &["B"], "C2910", 10),
+            Change::UpsertActorProfile(ActorProfile {
+                actor_id: "a1".into(),
+                until: Date::from_ymd(2020, 1, 1).unwrap(),
+                industry: "C2910".into(),
+                segments: Default::default(),
+                employees: Some(12),
+                revenue: None,
+            }),
+        ]);
+        let filter = GraphFilter {
+            as_of: Some(Date::from_ymd(2019, 6, 1).unwrap()),
+            ..GraphFilter::default()
+        };
+        let then = relatedness(&network, &filter, &MatrixConfig::default(), &Control::none()).unwrap();
+        assert_eq!(then.industries, ["C2910"]);
+        assert_eq!(cell(&then, "A", "C2910"), 12.0);
+    }
+}
