@@ -239,7 +239,7 @@ mod tests {
     /// holds A and B but not X. H1 supplies T; H2 has no tie to it.
     fn built_case() -> Network {
         let mut changes = Vec::new();
-        let mut firm = |changes: &mut Vec<Change>, id: String, cluster: &str, industry: &str| {
+        let firm = |changes: &mut Vec<Change>, id: String, cluster: &str, industry: &str| {
             changes.push(Change::UpsertActor(Actor {
                 industry: industry.into(),
                 ..actor(&id, &[cluster])
