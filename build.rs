@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "clusternet/v1/analysis.proto",
     "clusternet/v1/algorithms.proto",
     "clusternet/v1/relations.proto",
+    "clusternet/v1/relatedness.proto",
     "clusternet/v1/stages.proto",
     "clusternet/v1/export.proto",
     "clusternet/v1/analysis_service.proto",

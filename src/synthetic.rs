@@ -28,6 +28,12 @@ pub struct SyntheticConfig {
     /// over them. With more than one, the second actor of each cluster is an
     /// information platform (kind PLATFORM), as in a virtual cluster.
     pub sites_per_cluster: usize,
+    /// 0: every member of cluster c is in one industry, the c-th of eight.
+    /// n > 0: members draw from n industry classes (`industry_code`), each
+    /// cluster around a home industry of its own over a width of its own,
+    /// so neighbouring classes co-locate (a product space with structure)
+    /// and clusters differ in diversity.
+    pub industries: usize,
     pub seed: u64,
 }
 
@@ -39,6 +45,7 @@ impl Default for SyntheticConfig {
             links: 1_000_000,
             local_share: 0.8,
             sites_per_cluster: 1,
+            industries: 0,
             seed: 7,
         }
     }
@@ -87,6 +94,12 @@ pub fn cluster_id(index: usize) -> Id {
 }
 
 /// The whole network as changes, in dependency order.
+/// The i-th of the generated industry classes: ISIC-shaped codes, five
+/// classes to a division from C10 on (C1010, C1020, … C1050, C1110, …).
+pub fn industry_code(i: usize) -> String {
+    format!("C{}{}0", 10 + i / 5, 1 + i % 5)
+}
+
 pub fn generate(config: &SyntheticConfig) -> Vec<Change> {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let clusters = config.clusters.max(1);
@@ -118,6 +131,15 @@ pub fn generate(config: &SyntheticConfig) -> Vec<Change> {
                 .collect(),
         }));
     }
+    // Each cluster's home industry and width, for `industries` > 0 (drawn
+    // only then: the networks of 0 stay what they were, seed for seed).
+    let mix: Vec<(usize, usize)> = (0..clusters)
+        .filter(|_| config.industries > 0)
+        .map(|_| {
+            let n = config.industries;
+            (rng.gen_range(0..n), 1 + rng.gen_range(0..n.div_ceil(4)))
+        })
+        .collect();
     // Actors [0, clustered) are in clusters, in contiguous blocks; the rest are global.
     let clustered = config.actors * 9 / 10;
     let block = (clustered / clusters).max(1);
@@ -135,7 +157,15 @@ pub fn generate(config: &SyntheticConfig) -> Vec<Change> {
                 1 if sites_per_cluster > 1 => ActorKind::Platform,
                 _ => ActorKind::Firm,
             },
-            industry: INDUSTRIES[cluster.unwrap_or(a) % INDUSTRIES.len()].into(),
+            industry: match (cluster, config.industries) {
+                (Some(c), n) if n > 0 => {
+                    let (home, width) = mix[c];
+                    // Nearer the home industry more often.
+                    let offset = (width as f64 * rng.gen::<f64>().powi(2)) as usize;
+                    industry_code((home + offset) % n)
+                }
+                _ => INDUSTRIES[cluster.unwrap_or(a) % INDUSTRIES.len()].into(),
+            },
             segments,
             cluster_ids: cluster.map(cluster_id).into_iter().collect(),
             site_id: cluster.map(|c| site_id(c, a % sites_per_cluster)),

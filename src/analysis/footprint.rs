@@ -50,6 +50,10 @@ pub enum Workload {
     Relations,
     /// Relations plus a table of every actor's ties (SubstitutionGaps).
     TieTable,
+    /// Dense cluster × industry matrices (relatedness): a dozen of them,
+    /// and industry × industry ones, sized by the industry codes members
+    /// hold now (at most that many at any level or date).
+    Matrix,
 }
 
 /// An estimate, with the sizes it came from (for the refusal's message).
@@ -77,6 +81,16 @@ pub fn estimate(workload: Workload, network: &Network, threads: usize) -> Footpr
         Workload::Relations => relations,
         // Two ties a link (role, other, weight) and role norms per actor.
         Workload::TieTable => relations + 88 * nodes + 32 * edges,
+        Workload::Matrix => {
+            let industries = network
+                .mixes
+                .values()
+                .flat_map(|mix| mix.industries.keys())
+                .collect::<std::collections::HashSet<_>>()
+                .len() as u64;
+            let clusters = network.clusters.len() as u64;
+            12 * 8 * clusters * industries + 4 * 8 * industries * industries + 64 * nodes
+        }
     };
     Footprint {
         bytes: (counted as f64 * SAFETY) as u64,

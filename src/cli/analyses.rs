@@ -70,6 +70,35 @@ impl Closing for pb::FusionLinksSummary {
     }
 }
 
+impl Closing for pb::RelatednessSummary {
+    fn line(&self) -> String {
+        let rest = self.analysis.as_ref().map(summary_line).unwrap_or_default();
+        format!(
+            "{} clusters x {} industries ({} without value){}; {rest}",
+            self.clusters,
+            self.industries,
+            self.clusters_without_value,
+            if self.complexity_defined {
+                ""
+            } else {
+                "; ECI and PCI undefined (docs/relatedness.md)"
+            }
+        )
+    }
+}
+
+impl Closing for pb::UpgradePathsSummary {
+    fn line(&self) -> String {
+        let eci = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.eci)
+            .map_or("undefined".to_string(), |e| format!("{e:.4}"));
+        let rest = self.matrix.as_ref().map(Closing::line).unwrap_or_default();
+        format!("{} industries to enter; ECI {eci}; {rest}", self.candidates)
+    }
+}
+
 impl Closing for pb::CoreFirmsSummary {
     fn line(&self) -> String {
         let rest = self.analysis.as_ref().map(summary_line).unwrap_or_default();
@@ -158,6 +187,11 @@ pub enum AnalysisCommand {
     CoreFirms(CoreFirmsArgs),
     /// Functional, chain, product and process upgrading between two dates.
     Upgrading(UpgradingArgs),
+    /// The cluster x industry matrix: RCA, density, COG, PCI, ECI, COI per
+    /// pair (or --clusters, --industries, --space).
+    Relatedness(RelatednessArgs),
+    /// Where a cluster can go next: industries nearest first, and who holds them.
+    UpgradePaths(UpgradePathsArgs),
 }
 
 /// What every analysis subcommand takes.
@@ -329,6 +363,114 @@ pub struct UpgradingArgs {
     to: String,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LevelArg {
+    Section,
+    Division,
+    Group,
+    Class,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ValueArg {
+    Employees,
+    Firms,
+}
+
+/// Which cluster x industry matrix.
+#[derive(Args, Debug, Clone)]
+pub struct MatrixArgs {
+    /// The ISIC level industries are compared at.
+    #[arg(long, value_enum, default_value_t = LevelArg::Class)]
+    level: LevelArg,
+    /// What a cell counts.
+    #[arg(long, value_enum, default_value_t = ValueArg::Employees)]
+    value: ValueArg,
+    /// Count institutions (government, universities, ...) too.
+    #[arg(long)]
+    include_institutions: bool,
+    /// Specialised when RCA is at least this.
+    #[arg(long, default_value_t = 1.0)]
+    rca_threshold: f64,
+}
+
+impl MatrixArgs {
+    fn to_pb(&self, filter: pb::NetworkFilter) -> pb::RelatednessMatrix {
+        pb::RelatednessMatrix {
+            filter: Some(filter),
+            industry_level: match self.level {
+                LevelArg::Section => pb::IndustryLevel::Section,
+                LevelArg::Division => pb::IndustryLevel::Division,
+                LevelArg::Group => pb::IndustryLevel::Group,
+                LevelArg::Class => pb::IndustryLevel::Class,
+            } as i32,
+            value: match self.value {
+                ValueArg::Employees => pb::RelatednessValue::Employees,
+                ValueArg::Firms => pb::RelatednessValue::Firms,
+            } as i32,
+            include_institutions: self.include_institutions,
+            rca_threshold: self.rca_threshold,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RelatednessArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    matrix: MatrixArgs,
+    /// One row per cluster: ECI, COI, diversity, specialisation indices.
+    #[arg(long = "clusters", conflicts_with_all = ["per_industry", "space"])]
+    per_cluster: bool,
+    /// One row per industry: PCI, ubiquity, concentration indices.
+    #[arg(long = "industries", conflicts_with = "space")]
+    per_industry: bool,
+    /// The industry space: the proximity of every pair of industries.
+    #[arg(long)]
+    space: bool,
+    /// With --space, only pairs at least this near.
+    #[arg(long, default_value_t = 0.0, requires = "space")]
+    min_proximity: f64,
+}
+
+#[derive(Args, Debug)]
+pub struct UpgradePathsArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+    #[command(flatten)]
+    matrix: MatrixArgs,
+    /// The cluster that would move.
+    #[arg(long)]
+    cluster: String,
+    /// The clusters of the matrix (all when absent); repeat or separate with commas.
+    #[arg(long, value_delimiter = ',')]
+    among: Vec<String>,
+    /// Ties counted between partners: only links of these kinds.
+    #[arg(long = "link-kind", value_delimiter = ',')]
+    link_kinds: Vec<String>,
+    /// Members and their industries on this date (YYYY-MM-DD).
+    #[arg(long)]
+    as_of: Option<String>,
+    /// Paths listed, best first.
+    #[arg(long, default_value_t = 10)]
+    top: u32,
+    /// Partners listed per path.
+    #[arg(long, default_value_t = 5)]
+    partners: u32,
+    /// Rank by this weight of density ...
+    #[arg(long)]
+    density_weight: Option<f64>,
+    /// ... plus this weight of COG ...
+    #[arg(long)]
+    cog_weight: Option<f64>,
+    /// ... plus this weight of PCI (any given: the others default to 0).
+    #[arg(long)]
+    pci_weight: Option<f64>,
+}
+
 fn stage_name(value: i32) -> String {
     pb::Stage::try_from(value)
         .map_or("?", |s| s.as_str_name())
@@ -361,6 +503,8 @@ impl AnalysisCommand {
             AnalysisCommand::Virtual(a) => virtual_integration(a).await,
             AnalysisCommand::CoreFirms(a) => core_firms(a).await,
             AnalysisCommand::Upgrading(a) => upgrading(a).await,
+            AnalysisCommand::Relatedness(a) => relatedness(a).await,
+            AnalysisCommand::UpgradePaths(a) => upgrade_paths(a).await,
         }
     }
 }
@@ -732,6 +876,130 @@ async fn upgrading(a: UpgradingArgs) -> Result<(), String> {
                 ("product", u.product.map(|x| x.detected).into()),
                 ("process", u.process.map(|x| x.detected).into()),
             ]),
+        })
+    })
+    .await
+}
+
+async fn relatedness(a: RelatednessArgs) -> Result<(), String> {
+    let matrix = Some(a.matrix.to_pb(a.common.filter.to_pb()));
+    let mut client = a.common.client.analysis().await?;
+    if a.space {
+        let request = pb::IndustrySpaceRequest {
+            matrix,
+            min_proximity: a.min_proximity,
+        };
+        use pb::industry_space_response::Event;
+        return drive(client.industry_space(request).await, a.common.output, |m| {
+            split!(Event, m, {
+                Event::Rows(b) => rows(b.rows, |r| vec![
+                    ("industry_a", r.industry_a.into()),
+                    ("industry_b", r.industry_b.into()),
+                    ("proximity", r.proximity.into()),
+                ]),
+            })
+        })
+        .await;
+    }
+    let view = if a.per_cluster {
+        pb::RelatednessView::Clusters
+    } else if a.per_industry {
+        pb::RelatednessView::Industries
+    } else {
+        pb::RelatednessView::Pairs
+    };
+    let request = pb::RelatednessRequest {
+        matrix,
+        view: view as i32,
+    };
+    use pb::relatedness_response::Event;
+    drive(client.relatedness(request).await, a.common.output, |m| {
+        split!(Event, m, {
+            Event::Pairs(b) => rows(b.rows, |r| vec![
+                ("cluster_id", r.cluster_id.into()),
+                ("industry", r.industry.into()),
+                ("value", r.value.into()),
+                ("rca", r.rca.into()),
+                ("mcp", r.mcp.into()),
+                ("density", r.density.into()),
+                ("cog", r.cog.into()),
+                ("pci", r.pci.into()),
+                ("eci", r.eci.into()),
+                ("coi", r.coi.into()),
+            ]),
+            Event::Clusters(b) => rows(b.rows, |r| vec![
+                ("cluster_id", r.cluster_id.into()),
+                ("total", r.total.into()),
+                ("diversity", r.diversity.into()),
+                ("eci", r.eci.into()),
+                ("coi", r.coi.into()),
+                ("krugman", r.krugman.into()),
+                ("herfindahl", r.herfindahl.into()),
+                ("entropy", r.entropy.into()),
+            ]),
+            Event::Industries(b) => rows(b.rows, |r| vec![
+                ("industry", r.industry.into()),
+                ("total", r.total.into()),
+                ("ubiquity", r.ubiquity.into()),
+                ("pci", r.pci.into()),
+                ("hoover", r.hoover.into()),
+                ("locational_gini", r.locational_gini.into()),
+            ]),
+        })
+    })
+    .await
+}
+
+async fn upgrade_paths(a: UpgradePathsArgs) -> Result<(), String> {
+    let mut link_kinds = Vec::with_capacity(a.link_kinds.len());
+    for kind in &a.link_kinds {
+        let kind: crate::model::LinkKind = kind.parse().map_err(|e| format!("--link-kind: {e}"))?;
+        link_kinds.push(super::wire(crate::model::LinkKind::ALL, kind));
+    }
+    let filter = pb::NetworkFilter {
+        cluster_ids: a.among.clone(),
+        link_kinds,
+        as_of: a.as_of.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    let ranking =
+        (a.density_weight.is_some() || a.cog_weight.is_some() || a.pci_weight.is_some()).then(|| pb::UpgradeRanking {
+            density_weight: a.density_weight.unwrap_or(0.0),
+            cog_weight: a.cog_weight.unwrap_or(0.0),
+            pci_weight: a.pci_weight.unwrap_or(0.0),
+        });
+    let request = pb::UpgradePathsRequest {
+        cluster_id: a.cluster,
+        matrix: Some(a.matrix.to_pb(filter)),
+        top: a.top,
+        partners: a.partners,
+        ranking,
+    };
+    let stream = a.client.analysis().await?.upgrade_paths(request).await;
+    use pb::upgrade_paths_response::Event;
+    drive(stream, a.output, |m| {
+        split!(Event, m, {
+            Event::Rows(b) => rows(b.rows, |path| {
+                let named = |partner: &pb::UpgradePartner| {
+                    let mut name = partner.cluster_id.clone();
+                    if partner.supplies_you > 0 {
+                        name.push_str(&format!(" (supplies you: {})", partner.supplies_you));
+                    } else if partner.firm_links + partner.cluster_links > 0 {
+                        name.push_str(&format!(" (tied: {})", partner.firm_links + partner.cluster_links));
+                    }
+                    name
+                };
+                let partners: Vec<String> = path.partners.iter().map(named).collect();
+                vec![
+                    ("industry", path.industry.into()),
+                    ("density", path.density.into()),
+                    ("cog", path.cog.into()),
+                    ("pci", path.pci.into()),
+                    ("score", path.score.into()),
+                    ("holders", path.holders.into()),
+                    ("partners", Cell::list(&partners)),
+                ]
+            }),
         })
     })
     .await

@@ -1229,8 +1229,33 @@ async fn every_analysis_closes_with_a_summary_that_means_the_same() {
     assert_eq!(firm(&s), whole_firm_network);
     assert_eq!(rows, 1, "one report for the one cluster");
     summaries.push(("Upgrading", rows, s));
+    let (rows, s) = drain!(
+        client.relatedness(pb::RelatednessRequest::default()),
+        relatedness_response,
+        |s| s.analysis.unwrap(),
+        [Pairs.rows, Clusters.rows, Industries.rows]
+    );
+    assert_eq!(firm(&s), whole_firm_network);
+    summaries.push(("Relatedness", rows, s));
+    let (rows, s) = drain!(
+        client.industry_space(pb::IndustrySpaceRequest::default()),
+        industry_space_response,
+        |s| s.analysis.unwrap(),
+        [Rows.rows]
+    );
+    summaries.push(("IndustrySpace", rows, s));
+    let (rows, s) = drain!(
+        client.upgrade_paths(pb::UpgradePathsRequest {
+            cluster_id: demo::CHANGCHUN.into(),
+            ..Default::default()
+        }),
+        upgrade_paths_response,
+        |s| s.matrix.unwrap().analysis.unwrap(),
+        [Rows.rows]
+    );
+    summaries.push(("UpgradePaths", rows, s));
 
-    assert_eq!(summaries.len(), 12, "every AnalysisService method");
+    assert_eq!(summaries.len(), 15, "every AnalysisService method");
     for (rpc, rows, s) in &summaries {
         assert_eq!(s.rows, *rows, "{rpc}: `rows` counts what the stream sent");
         assert!(*rows > 0, "{rpc}: the demo gives every analysis something to say");

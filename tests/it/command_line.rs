@@ -193,3 +193,52 @@ async fn watch_changes_prints_the_history_as_it_comes() {
     assert_eq!(first["change"], "upsert_cluster");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relatedness_and_upgrade_paths_print_the_rows_with_the_wire_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_demo(dir.path(), ServerConfig::default()).await;
+    let json = stdout(&run(args(&server, &["relatedness", "--level", "section", "--json"])).await);
+    let rows: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 4 * 5, "four clusters by five ISIC sections");
+    let keys: Vec<&str> = rows[0].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "cluster_id",
+            "industry",
+            "value",
+            "rca",
+            "mcp",
+            "density",
+            "cog",
+            "pci",
+            "eci",
+            "coi"
+        ]
+    );
+    let clusters = stdout(&run(args(&server, &["relatedness", "--clusters", "--json"])).await);
+    let first: serde_json::Value = serde_json::from_str(clusters.lines().next().unwrap()).unwrap();
+    for key in ["eci", "coi", "diversity", "krugman", "herfindahl", "entropy"] {
+        assert!(first.get(key).is_some(), "{key} in {first}");
+    }
+    let space = stdout(&run(args(&server, &["relatedness", "--space", "--csv"])).await);
+    assert!(space.starts_with("industry_a,industry_b,proximity"), "{space}");
+    let table = stdout(
+        &run(args(
+            &server,
+            &["upgrade-paths", "--cluster", "changning-creative", "--top", "2"],
+        ))
+        .await,
+    );
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "a header and two paths:\n{table}");
+    assert!(
+        lines[0].starts_with("INDUSTRY") && lines[0].ends_with("PARTNERS"),
+        "{table}"
+    );
+    // Bad input: the server's refusal, exit code 1, naming the field.
+    let out = run(args(&server, &["upgrade-paths", "--cluster", "nowhere"])).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cluster_id"));
+}

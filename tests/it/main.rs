@@ -18,6 +18,7 @@ mod network;
 mod pictures;
 mod python_client;
 mod reference;
+mod relatedness;
 mod replicas;
 mod server;
 mod stages;

@@ -52,11 +52,12 @@ pub fn specialisation(values: &Values) -> Vec<Specialisation> {
                 .map(|(s, t)| (s - t / total).abs())
                 .sum();
             let herfindahl = shares.clone().map(|s| s * s).sum();
-            let entropy = -shares.filter(|s| *s > 0.0).map(|s| s * s.log2()).sum::<f64>();
+            // 0 − sum, not −sum: one activity gives 0, not −0.
+            let entropy = 0.0 - shares.filter(|s| *s > 0.0).map(|s| s * s.log2()).sum::<f64>();
             Specialisation {
                 krugman,
                 herfindahl,
-                entropy: entropy.max(0.0),
+                entropy,
             }
         })
         .collect()

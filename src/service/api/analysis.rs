@@ -22,6 +22,7 @@ use crate::service::{
 use crate::{
     analysis::{
         footprint::{self, Workload},
+        relatedness::{paths::upgrade_paths, relatedness},
         relations::crossing::crossings,
         relations::fusion::fusion_links,
         relations::gaps::substitution_gaps,
@@ -36,7 +37,7 @@ use crate::{
         stages::StageContext,
         Control,
     },
-    error::Result,
+    error::{Error, Result},
     export::{node_results, select, ResultKind},
     graph::{inter_cluster, AnalysisGraph, GraphFilter, GraphSpec, Layer},
     store::{Snapshot, Store},
@@ -146,6 +147,9 @@ impl AnalysisService for AnalysisApi {
     type DetectVirtualIntegrationStream = EventStream<pb::DetectVirtualIntegrationResponse>;
     type CoreFirmsStream = EventStream<pb::CoreFirmsResponse>;
     type UpgradingStream = EventStream<pb::UpgradingResponse>;
+    type RelatednessStream = EventStream<pb::RelatednessResponse>;
+    type IndustrySpaceStream = EventStream<pb::IndustrySpaceResponse>;
+    type UpgradePathsStream = EventStream<pb::UpgradePathsResponse>;
     type ExportNetworkStream = EventStream<pb::ExportNetworkResponse>;
 
     #[tracing::instrument(skip_all, fields(measure = request.get_ref().measure, layer = request.get_ref().layer))]
@@ -487,6 +491,108 @@ impl AnalysisService for AnalysisApi {
                     pb::UpgradingReports { rows }
                 })?;
                 sink.send(firm_closing(snapshot, &filter, sink))
+            },
+        )
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(view = request.get_ref().view))]
+    async fn relatedness(
+        &self,
+        request: Request<pb::RelatednessRequest>,
+    ) -> Result<Response<Self::RelatednessStream>, Status> {
+        let (call, request) = self.open(request);
+        let (filter, config) = analysis_params::relatedness_matrix(request.matrix, &call.snapshot.network)?;
+        let view = analysis_params::relatedness_view(request.view)?;
+        self.run(call, "Relatedness", Workload::Matrix, move |snapshot, control, sink| {
+            let rel = relatedness(&snapshot.network, &filter, &config, control)?;
+            match view {
+                pb::RelatednessView::Clusters => sink.send_rows(
+                    (0..rel.clusters.len()).map(|c| convert::relatedness::cluster(&rel, c)),
+                    |rows| pb::ClusterComplexities { rows },
+                )?,
+                pb::RelatednessView::Industries => sink.send_rows(
+                    (0..rel.industries.len()).map(|p| convert::relatedness::industry(&rel, p)),
+                    |rows| pb::IndustryComplexities { rows },
+                )?,
+                _ => sink.send_rows(convert::relatedness::pairs(&rel), |rows| pb::RelatednessRows { rows })?,
+            }
+            sink.send(convert::relatedness::summary(
+                &rel,
+                firm_closing(snapshot, &filter, sink),
+            ))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn industry_space(
+        &self,
+        request: Request<pb::IndustrySpaceRequest>,
+    ) -> Result<Response<Self::IndustrySpaceStream>, Status> {
+        let (call, request) = self.open(request);
+        let (filter, config) = analysis_params::relatedness_matrix(request.matrix, &call.snapshot.network)?;
+        let min = analysis_params::min_proximity(request.min_proximity)?;
+        self.run(
+            call,
+            "IndustrySpace",
+            Workload::Matrix,
+            move |snapshot, control, sink| {
+                let rel = relatedness(&snapshot.network, &filter, &config, control)?;
+                sink.send_rows(convert::relatedness::proximities(&rel, min), |rows| {
+                    pb::IndustryProximities { rows }
+                })?;
+                sink.send(convert::relatedness::summary(
+                    &rel,
+                    firm_closing(snapshot, &filter, sink),
+                ))
+            },
+        )
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(cluster = %request.get_ref().cluster_id))]
+    async fn upgrade_paths(
+        &self,
+        request: Request<pb::UpgradePathsRequest>,
+    ) -> Result<Response<Self::UpgradePathsStream>, Status> {
+        let (call, request) = self.open(request);
+        let cluster = analysis_params::cluster_id(&request.cluster_id, &call.snapshot.network)?;
+        let paths = analysis_params::paths_config(&request)?;
+        let (filter, config) = analysis_params::relatedness_matrix(request.matrix, &call.snapshot.network)?;
+        if !filter.wants_cluster()(&cluster) {
+            return Err(Error::invalid(
+                "matrix.filter.cluster_ids",
+                format!("the matrix's clusters leave out '{cluster}', the cluster asked about"),
+            )
+            .into());
+        }
+        self.run(
+            call,
+            "UpgradePaths",
+            Workload::Matrix,
+            move |snapshot, control, sink| {
+                let rel = relatedness(&snapshot.network, &filter, &config, control)?;
+                let c = rel
+                    .cluster_index(&cluster)
+                    .ok_or_else(|| Error::not_found("cluster_id", "cluster", cluster.to_string()))?;
+                control.progress("paths", 0, 1);
+                let found = upgrade_paths(&snapshot.network, &filter, &rel, c, &paths);
+                sink.send_rows(found.iter().map(convert::relatedness::path), |rows| pb::UpgradePaths {
+                    rows,
+                })?;
+                let k = rel.figures.cols;
+                let candidates = (0..k)
+                    .filter(|&p| !rel.figures.mcp[c * k + p] && !rel.figures.ubiquity[p].is_nan())
+                    .count() as u32;
+                sink.send(pb::UpgradePathsSummary {
+                    matrix: Some(convert::relatedness::summary(
+                        &rel,
+                        firm_closing(snapshot, &filter, sink),
+                    )),
+                    cluster: Some(convert::relatedness::cluster(&rel, c)),
+                    candidates,
+                })
             },
         )
         .await

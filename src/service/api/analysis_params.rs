@@ -8,6 +8,10 @@ use crate::{
     analysis::{
         algo::centrality::{BetweennessConfig, Direction, EigenvectorConfig, PageRankConfig},
         algo::community::{LabelPropagationConfig, LouvainConfig},
+        relatedness::{
+            paths::{PathsConfig, Ranking},
+            MatrixConfig, Measure as RelatednessMeasure,
+        },
         relations::fusion::{FusionConfig, IndustryLevel, Pivots},
         relations::gaps::GapConfig,
         relations::overlap::{Dimension, OverlapJob, Pairs},
@@ -360,22 +364,123 @@ pub fn substitutes_job(
     Ok((target, filter(request.filter.clone(), network)?, config))
 }
 
-pub fn fusion_job(request: pb::FusionLinksRequest, network: &Network) -> Result<(GraphFilter, FusionConfig)> {
-    let filter = filter(request.filter, network)?;
-    let defaults = FusionConfig::default();
-    let level = match pb::IndustryLevel::try_from(request.industry_level) {
-        Ok(pb::IndustryLevel::Unspecified) => defaults.level,
-        Ok(pb::IndustryLevel::Section) => IndustryLevel::Section,
-        Ok(pb::IndustryLevel::Division) => IndustryLevel::Division,
-        Ok(pb::IndustryLevel::Group) => IndustryLevel::Group,
-        Ok(pb::IndustryLevel::Class) => IndustryLevel::Class,
+fn industry_level(value: i32, default: IndustryLevel, field: &str) -> Result<IndustryLevel> {
+    match pb::IndustryLevel::try_from(value) {
+        Ok(pb::IndustryLevel::Unspecified) => Ok(default),
+        Ok(pb::IndustryLevel::Section) => Ok(IndustryLevel::Section),
+        Ok(pb::IndustryLevel::Division) => Ok(IndustryLevel::Division),
+        Ok(pb::IndustryLevel::Group) => Ok(IndustryLevel::Group),
+        Ok(pb::IndustryLevel::Class) => Ok(IndustryLevel::Class),
+        Err(_) => Err(Error::invalid(
+            field,
+            format!("{value} is not a known IndustryLevel value"),
+        )),
+    }
+}
+
+/// The matrix a relatedness request describes, and the filter it reads with.
+pub fn relatedness_matrix(
+    matrix: Option<pb::RelatednessMatrix>,
+    network: &Network,
+) -> Result<(GraphFilter, MatrixConfig)> {
+    let matrix = matrix.unwrap_or_default();
+    let filter = filter(matrix.filter, network).map_err(|e| e.within("matrix"))?;
+    let defaults = MatrixConfig::default();
+    let level = industry_level(matrix.industry_level, defaults.level, "matrix.industry_level")?;
+    let measure = match pb::RelatednessValue::try_from(matrix.value) {
+        Ok(pb::RelatednessValue::Unspecified | pb::RelatednessValue::Employees) => RelatednessMeasure::Employees,
+        Ok(pb::RelatednessValue::Firms) => RelatednessMeasure::Firms,
         Err(_) => {
             return Err(Error::invalid(
-                "industry_level",
-                format!("{} is not a known IndustryLevel value", request.industry_level),
+                "matrix.value",
+                format!("{} is not a known RelatednessValue value", matrix.value),
             ))
         }
     };
+    let threshold = match matrix.rca_threshold {
+        0.0 => defaults.threshold,
+        t if t.is_finite() && t > 0.0 => t,
+        t => {
+            return Err(Error::invalid(
+                "matrix.rca_threshold",
+                format!("{t} is not a finite number above 0"),
+            ))
+        }
+    };
+    Ok((
+        filter,
+        MatrixConfig {
+            level,
+            measure,
+            include_institutions: matrix.include_institutions,
+            threshold,
+        },
+    ))
+}
+
+pub fn relatedness_view(value: i32) -> Result<pb::RelatednessView> {
+    match pb::RelatednessView::try_from(value) {
+        Ok(pb::RelatednessView::Unspecified) => Ok(pb::RelatednessView::Pairs),
+        Ok(view) => Ok(view),
+        Err(_) => Err(Error::invalid(
+            "view",
+            format!("{value} is not a known RelatednessView value"),
+        )),
+    }
+}
+
+pub fn min_proximity(value: f64) -> Result<f64> {
+    if value.is_finite() && (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(Error::invalid("min_proximity", format!("{value} is outside [0, 1]")))
+    }
+}
+
+/// The upgrade paths asked for, the matrix they are read from aside.
+pub fn paths_config(request: &pb::UpgradePathsRequest) -> Result<PathsConfig> {
+    let ranking = match &request.ranking {
+        None => Ranking::default(),
+        Some(r) => {
+            for (field, weight) in [
+                ("ranking.density_weight", r.density_weight),
+                ("ranking.cog_weight", r.cog_weight),
+                ("ranking.pci_weight", r.pci_weight),
+            ] {
+                if !weight.is_finite() {
+                    return Err(Error::invalid(field, format!("{weight} is not a finite number")));
+                }
+            }
+            if r.density_weight == 0.0 && r.cog_weight == 0.0 && r.pci_weight == 0.0 {
+                return Err(Error::invalid(
+                    "ranking",
+                    "every weight is 0; leave ranking unset for density alone",
+                ));
+            }
+            Ranking {
+                density: r.density_weight,
+                cog: r.cog_weight,
+                pci: r.pci_weight,
+            }
+        }
+    };
+    let top = match request.top {
+        0 => 10,
+        n if n <= MAX_TOP_K as u32 => n as usize,
+        n => return Err(Error::invalid("top", format!("{n} is above {MAX_TOP_K}"))),
+    };
+    let partners = match request.partners {
+        0 => 5,
+        n if n <= 10_000 => n as usize,
+        n => return Err(Error::invalid("partners", format!("{n} is above 10000"))),
+    };
+    Ok(PathsConfig { ranking, top, partners })
+}
+
+pub fn fusion_job(request: pb::FusionLinksRequest, network: &Network) -> Result<(GraphFilter, FusionConfig)> {
+    let filter = filter(request.filter, network)?;
+    let defaults = FusionConfig::default();
+    let level = industry_level(request.industry_level, defaults.level, "industry_level")?;
     let pivots = match (request.exact_betweenness, request.betweenness_samples) {
         (true, 0) => Pivots::Exact,
         (true, _) => {

@@ -4,6 +4,7 @@
 
 pub mod analysis;
 pub mod export;
+pub mod relatedness;
 
 use std::sync::Arc;
 

@@ -92,6 +92,16 @@ analysis_responses!(
     UpgradingResponse => upgrading_response {
         Progress(Progress), Rows(UpgradingReports), Summary(AnalysisSummary)
     },
+    RelatednessResponse => relatedness_response {
+        Progress(Progress), Pairs(RelatednessRows), Clusters(ClusterComplexities), Industries(IndustryComplexities),
+        Summary(RelatednessSummary)
+    },
+    IndustrySpaceResponse => industry_space_response {
+        Progress(Progress), Rows(IndustryProximities), Summary(RelatednessSummary)
+    },
+    UpgradePathsResponse => upgrade_paths_response {
+        Progress(Progress), Rows(UpgradePaths), Summary(UpgradePathsSummary)
+    },
     ExportNetworkResponse => export_network_response {
         Progress(Progress), Clusters(ExportClusters), Actors(ExportActors), Profiles(ExportProfiles),
         Links(ExportLinks), ClusterLinks(ExportClusterLinks), Edges(ExportEdges), Results(NodeResultRows),
