@@ -77,6 +77,11 @@ enum Command {
         /// clusters (docs/stages.md).
         #[arg(long)]
         three_cities: bool,
+        /// Write instead a generated region: 60 clusters whose firms mix
+        /// this many industry classes (a product space with structure,
+        /// for `relatedness` and `upgrade-paths`; docs/relatedness.md).
+        #[arg(long, conflicts_with = "three_cities")]
+        industries: Option<usize>,
     },
     /// Prints the default stage-analysis settings as TOML, a starting point
     /// for `serve --config`.
@@ -319,9 +324,21 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Draw(args) => draw::run(args).await,
         Command::Analysis(command) => command.run().await,
         Command::Read(command) => command.run().await,
-        Command::DemoCsv { dir, three_cities } => {
+        Command::DemoCsv {
+            dir,
+            three_cities,
+            industries,
+        } => {
             let changes = if three_cities {
                 synthetic::three_cities(&synthetic::ThreeCities::default())
+            } else if let Some(industries) = industries {
+                synthetic::generate(&synthetic::SyntheticConfig {
+                    clusters: 60,
+                    actors: 6_000,
+                    links: 15_000,
+                    industries: industries.max(1),
+                    ..Default::default()
+                })
             } else {
                 demo::demo_changes()
             };
