@@ -1,6 +1,7 @@
 //! National scale, end to end, beside igraph in the same run: a
 //! Barabási–Albert firm network (BENCH_NODES 1,000,000 actors, BENCH_PER_NODE
-//! 10 SUPPLY links each: 10M links) in BENCH_CLUSTERS 1,000 clusters, written
+//! 10 SUPPLY links each: 10M links) in BENCH_CLUSTERS 1,000 clusters (members
+//! mixing 50 industry classes, with head counts: `support::national_network`), written
 //! as a CSV directory and loaded through `clusternet import` into the real
 //! server; then a separate client times the calls as a calling service sees
 //! them (connected and warm, each stream read to its end):
@@ -33,7 +34,7 @@ use std::{
 
 use clusternet::{
     import::write_dir,
-    model::{Actor, ActorKind, Change, Channel, Cluster, Id, Link, LinkKind, SegmentSet, Site, Validity},
+    model::{Change, Channel, Link, LinkKind, Validity},
     service::{
         convert::change_to_pb,
         pb::{self, analysis_service_client::AnalysisServiceClient, network_service_client::NetworkServiceClient},
@@ -45,7 +46,10 @@ use tonic::transport::Channel as GrpcChannel;
 #[path = "support/mod.rs"]
 mod support;
 
-use support::{env_or, free_port, get_metrics, median, memory_mib, metric, start_with, terminate, wait_serving, BIN};
+use support::{
+    actor_id, env_or, free_port, get_metrics, median, memory_mib, metric, national_network, start_with, terminate,
+    wait_serving, BIN,
+};
 
 const IGRAPH: &str = r#"
 import json, sys, time
@@ -68,55 +72,6 @@ pivots = list(range(0, n, n // 256))[:256]
 out["betweenness256"] = timed(lambda: u.betweenness(directed=False, sources=pivots), 1)
 print(json.dumps(out))
 "#;
-
-/// The network as clusternet changes: actor i in cluster i·clusters/n, each
-/// BA edge (u, v) a SUPPLY link u → v.
-fn changes(nodes: usize, clusters: usize, edges: &[(u32, u32)]) -> Vec<Change> {
-    let cluster_id = |c: usize| Id::from(format!("cluster-{c:04}"));
-    let mut out = Vec::with_capacity(clusters + nodes + edges.len());
-    for c in 0..clusters {
-        out.push(Change::UpsertCluster(Cluster {
-            id: cluster_id(c),
-            name: format!("Cluster {c}"),
-            region: format!("Region {}", c % 30),
-            country: Some("CN".parse().expect("valid")),
-            industry: "C2930".into(),
-            sites: vec![Site {
-                id: Id::from(format!("site-{c:04}")),
-                name: format!("Park {c}"),
-                lat: 30.0 + (c % 100) as f64 * 0.1,
-                lon: 110.0 + (c / 100) as f64 * 0.1,
-            }],
-        }));
-    }
-    for a in 0..nodes {
-        let c = a * clusters / nodes;
-        out.push(Change::UpsertActor(Actor {
-            id: actor_id(a as u32),
-            name: format!("Firm {a}"),
-            kind: ActorKind::Firm,
-            industry: "C2930".into(),
-            segments: SegmentSet::default(),
-            cluster_ids: vec![cluster_id(c)],
-            site_id: Some(Id::from(format!("site-{c:04}"))),
-            country: Some("CN".parse().expect("valid")),
-            employees: None,
-            revenue: None,
-            validity: Validity::default(),
-        }));
-    }
-    for &(u, v) in edges {
-        out.push(Change::UpsertLink(Link {
-            source: actor_id(u),
-            target: actor_id(v),
-            kind: LinkKind::Supply,
-            channel: Channel::Physical,
-            weight: 1.0,
-            validity: Validity::default(),
-        }));
-    }
-    out
-}
 
 /// Seconds until the stream of one analysis call ends (printed as it goes).
 async fn timed<T>(
@@ -172,11 +127,6 @@ async fn channel(port: u16) -> GrpcChannel {
 
 async fn client(port: u16) -> AnalysisServiceClient<GrpcChannel> {
     AnalysisServiceClient::new(channel(port).await).max_decoding_message_size(64 << 20)
-}
-
-/// Actor `a`'s id.
-fn actor_id(a: u32) -> Id {
-    Id::from(format!("a{a}"))
 }
 
 /// A new SUPPLY link from a younger actor to an older one, as the BA links run.
@@ -257,7 +207,7 @@ async fn main() {
         out.flush().unwrap();
     }
     std::fs::create_dir_all(&csv).unwrap();
-    write_dir(&csv, &changes(nodes, clusters, &edges)).unwrap();
+    write_dir(&csv, &national_network(nodes, clusters, &edges)).unwrap();
     let links = edges.len();
     drop(edges);
 

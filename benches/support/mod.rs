@@ -148,3 +148,78 @@ pub fn import_batches(
         .collect();
     (config, batches)
 }
+
+/// Actor `a`'s id in the national network.
+#[allow(dead_code)] // the benches on the national network
+pub fn actor_id(a: u32) -> clusternet::model::Id {
+    clusternet::model::Id::from(format!("a{a}"))
+}
+
+/// The national benchmark network as clusternet changes: actor i in cluster
+/// i·clusters/n, each BA edge (u, v) a SUPPLY link u → v. Members mix
+/// BENCH_INDUSTRIES (50) industry classes (`synthetic::industry_code`), each
+/// cluster around a home class of its own over a width of its own, with
+/// 5 to 5,000 employees: the matrix of the relatedness bench.
+#[allow(dead_code)] // the benches on the national network
+pub fn national_network(nodes: usize, clusters: usize, edges: &[(u32, u32)]) -> Vec<clusternet::model::Change> {
+    use clusternet::model::{
+        Actor, ActorKind, Change, Channel, Cluster, Id, Link, LinkKind, SegmentSet, Site, Validity,
+    };
+    use rand::{Rng, SeedableRng};
+    let industries = env_or("BENCH_INDUSTRIES", 50).max(1);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let mix: Vec<(usize, usize)> = (0..clusters)
+        .map(|_| {
+            (
+                rng.gen_range(0..industries),
+                1 + rng.gen_range(0..industries.div_ceil(4)),
+            )
+        })
+        .collect();
+    let cluster_id = |c: usize| Id::from(format!("cluster-{c:04}"));
+    let mut out = Vec::with_capacity(clusters + nodes + edges.len());
+    for c in 0..clusters {
+        out.push(Change::UpsertCluster(Cluster {
+            id: cluster_id(c),
+            name: format!("Cluster {c}"),
+            region: format!("Region {}", c % 30),
+            country: Some("CN".parse().expect("valid")),
+            industry: "C2930".into(),
+            sites: vec![Site {
+                id: Id::from(format!("site-{c:04}")),
+                name: format!("Park {c}"),
+                lat: 30.0 + (c % 100) as f64 * 0.1,
+                lon: 110.0 + (c / 100) as f64 * 0.1,
+            }],
+        }));
+    }
+    for a in 0..nodes {
+        let c = a * clusters / nodes;
+        let (home, width) = mix[c];
+        let offset = (width as f64 * rng.gen::<f64>().powi(2)) as usize;
+        out.push(Change::UpsertActor(Actor {
+            id: actor_id(a as u32),
+            name: format!("Firm {a}"),
+            kind: ActorKind::Firm,
+            industry: clusternet::synthetic::industry_code((home + offset) % industries),
+            segments: SegmentSet::default(),
+            cluster_ids: vec![cluster_id(c)],
+            site_id: Some(Id::from(format!("site-{c:04}"))),
+            country: Some("CN".parse().expect("valid")),
+            employees: Some(rng.gen_range(5..5_000)),
+            revenue: None,
+            validity: Validity::default(),
+        }));
+    }
+    for &(u, v) in edges {
+        out.push(Change::UpsertLink(Link {
+            source: actor_id(u),
+            target: actor_id(v),
+            kind: LinkKind::Supply,
+            channel: Channel::Physical,
+            weight: 1.0,
+            validity: Validity::default(),
+        }));
+    }
+    out
+}
