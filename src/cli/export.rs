@@ -49,6 +49,8 @@ pub enum WithArg {
     Pagerank,
     Community,
     Stage,
+    /// ECI and COI of the node's cluster.
+    Complexity,
 }
 
 impl WithArg {
@@ -57,6 +59,7 @@ impl WithArg {
             WithArg::Pagerank => ResultKind::PageRank,
             WithArg::Community => ResultKind::Community,
             WithArg::Stage => ResultKind::Stage,
+            WithArg::Complexity => ResultKind::Complexity,
         }
     }
 }

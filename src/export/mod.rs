@@ -21,6 +21,7 @@ use crate::{
             centrality::{pagerank, PageRankConfig},
             community::{louvain, LouvainConfig},
         },
+        relatedness::{relatedness, MatrixConfig},
         stages::{
             stage::{assess, Stage},
             stage_config::StageConfig,
@@ -55,14 +56,18 @@ pub enum ResultKind {
     PageRank,
     Community,
     Stage,
+    /// The ECI and COI of the node's cluster (docs/relatedness.md).
+    Complexity,
 }
 
-/// The results of one node; those not asked for are `None`.
+/// The results of one node; those not asked for (or undefined) are `None`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct NodeResults {
     pub pagerank: Option<f64>,
     pub community: Option<u32>,
     pub stage: Option<Stage>,
+    pub eci: Option<f64>,
+    pub coi: Option<f64>,
 }
 
 /// Links between two checks of the control.
@@ -214,26 +219,44 @@ pub fn node_results(
         .into_iter()
         .map(|a| (a.cluster, a.stage))
         .collect();
-        let mut put = |node: &Id, cluster: &Id| {
+        each_node_of_a_cluster(selection, layer, |node, cluster| {
             if let Some(stage) = stages.get(cluster) {
                 results.entry(node.clone()).or_default().stage = Some(*stage);
             }
-        };
-        match layer {
-            Layer::Firm => {
-                for actor in &selection.actors {
-                    if let Some(cluster) = actor.cluster_ids.first() {
-                        put(&actor.id, cluster);
-                    }
-                }
+        });
+    }
+    if kinds.contains(&ResultKind::Complexity) {
+        // The matrix of the filter's clusters (all when it names none), as
+        // Relatedness reads it by default.
+        let matrix = relatedness(network, filter, &MatrixConfig::default(), control)?;
+        let defined = |x: f64| (!x.is_nan()).then_some(x);
+        each_node_of_a_cluster(selection, layer, |node, cluster| {
+            if let Some(c) = matrix.cluster_index(cluster) {
+                let entry = results.entry(node.clone()).or_default();
+                entry.eci = defined(matrix.figures.eci[c]);
+                entry.coi = defined(matrix.figures.coi[c]);
             }
-            Layer::Cluster => selection.clusters.iter().for_each(|c| put(&c.id, &c.id)),
-            Layer::Site => {
-                for cluster in &selection.clusters {
-                    cluster.sites.iter().for_each(|s| put(&s.id, &cluster.id));
+        });
+    }
+    Ok(results)
+}
+
+/// Every node of the export with the cluster whose figures it takes: an
+/// actor its first cluster's, a cluster its own, a site its cluster's.
+fn each_node_of_a_cluster(selection: &Selection, layer: Layer, mut put: impl FnMut(&Id, &Id)) {
+    match layer {
+        Layer::Firm => {
+            for actor in &selection.actors {
+                if let Some(cluster) = actor.cluster_ids.first() {
+                    put(&actor.id, cluster);
                 }
             }
         }
+        Layer::Cluster => selection.clusters.iter().for_each(|c| put(&c.id, &c.id)),
+        Layer::Site => {
+            for cluster in &selection.clusters {
+                cluster.sites.iter().for_each(|s| put(&s.id, &cluster.id));
+            }
+        }
     }
-    Ok(results)
 }

@@ -75,18 +75,22 @@ fn list<'a>(items: impl Iterator<Item = &'a str>) -> Option<Value> {
     text(&items.collect::<Vec<_>>().join(";"))
 }
 
-const RESULT_ATTRIBUTES: [(&str, Kind); 3] = [
+const RESULT_ATTRIBUTES: [(&str, Kind); 5] = [
     ("pagerank", Kind::Float),
     ("community", Kind::Integer),
     ("stage", Kind::Text),
+    ("eci", Kind::Float),
+    ("coi", Kind::Float),
 ];
 
-fn results(r: Option<&NodeResults>) -> [Option<Value>; 3] {
+fn results(r: Option<&NodeResults>) -> [Option<Value>; 5] {
     let r = r.copied().unwrap_or_default();
     [
         r.pagerank.map(Value::Float),
         r.community.map(|c| Value::Integer(c as i64)),
         r.stage.map(|s| Value::Text(s.as_str().to_string())),
+        r.eci.map(Value::Float),
+        r.coi.map(Value::Float),
     ]
 }
 

@@ -357,3 +357,46 @@ async fn bad_relatedness_requests_are_refused_naming_the_field() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_carries_each_cluster_s_eci_and_coi() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    load_synthetic(&server, mixed()).await;
+    let mut client = Analysis::new(server.channel().await);
+    let (events, _) = relatedness_rows(
+        &mut client,
+        pb::RelatednessRequest {
+            view: pb::RelatednessView::Clusters as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    let expected: std::collections::BTreeMap<String, (Option<f64>, Option<f64>)> = events
+        .into_iter()
+        .flat_map(|e| match e {
+            pb::relatedness_response::Event::Clusters(b) => b.rows,
+            _ => vec![],
+        })
+        .map(|c| (c.cluster_id, (c.eci, c.coi)))
+        .collect();
+    let mut stream = client
+        .export_network(pb::ExportNetworkRequest {
+            layer: pb::Layer::Cluster as i32,
+            results: vec![pb::NodeResult::Complexity as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut exported = std::collections::BTreeMap::new();
+    while let Some(message) = stream.message().await.unwrap() {
+        if let Some(pb::export_network_response::Event::Results(b)) = message.event {
+            exported.extend(b.rows.into_iter().map(|r| (r.node_id, (r.eci, r.coi))));
+        }
+    }
+    assert_eq!(exported.len(), 30);
+    assert!(exported.values().all(|(eci, coi)| eci.is_some() && coi.is_some()));
+    assert_eq!(exported, expected);
+    server.stop().await;
+}

@@ -25,7 +25,12 @@ pub fn result_kinds(values: &[i32]) -> Result<BTreeSet<ResultKind>> {
         .enumerate()
         .map(|(i, v)| {
             required_enum(
-                &[ResultKind::PageRank, ResultKind::Community, ResultKind::Stage],
+                &[
+                    ResultKind::PageRank,
+                    ResultKind::Community,
+                    ResultKind::Stage,
+                    ResultKind::Complexity,
+                ],
                 *v,
                 &format!("results[{i}]"),
                 "NodeResult",
@@ -39,6 +44,7 @@ pub fn result_kind_to_pb(kind: ResultKind) -> pb::NodeResult {
         ResultKind::PageRank => pb::NodeResult::Pagerank,
         ResultKind::Community => pb::NodeResult::Community,
         ResultKind::Stage => pb::NodeResult::Stage,
+        ResultKind::Complexity => pb::NodeResult::Complexity,
     }
 }
 
@@ -48,6 +54,8 @@ pub fn node_result_to_pb(id: &Id, r: &NodeResults) -> pb::NodeResultRow {
         pagerank: r.pagerank,
         community: r.community,
         stage: r.stage.map(|s| stage_to_pb(s) as i32),
+        eci: r.eci,
+        coi: r.coi,
     }
 }
 
@@ -140,6 +148,8 @@ pub fn gather(
                     pagerank: r.pagerank,
                     community: r.community,
                     stage: r.stage.map(stage_from_pb).transpose()?,
+                    eci: r.eci,
+                    coi: r.coi,
                 };
                 selection.results.insert(Id::from(r.node_id), results);
             }
