@@ -216,7 +216,8 @@ struct ServeArgs {
     history_revisions: u64,
     /// A checkpoint (the whole network in one file, so a restart need not
     /// replay the log) is written once this many changes were logged since
-    /// the last one, and at least as many as the network has entities.
+    /// the last one, and either as many as the network has entities or as
+    /// many bytes as the last checkpoint.
     #[arg(long, env = "CLUSTERNET_CHECKPOINT_CHANGES", default_value_t = 100_000)]
     checkpoint_changes: u64,
     /// The network's maps are rebuilt compact in the background once this

@@ -45,11 +45,11 @@ pub trait Backend: Send + 'static {
     /// Reads the stored network and the revision it is at.
     fn load(&self) -> Result<Loaded>;
     /// Records one applied batch atomically (all of it or none after a crash),
-    /// not yet durably.
-    fn append(&mut self, revision: u64, changes: &[Change]) -> Result<()>;
+    /// not yet durably; returns the bytes it logged.
+    fn append(&mut self, revision: u64, changes: &[Change]) -> Result<u64>;
     /// Stores the whole network as of `revision`, durably, so loading need
-    /// not replay the changes before it.
-    fn checkpoint(&mut self, revision: u64, network: &Network) -> Result<()>;
+    /// not replay the changes before it; returns the checkpoint's bytes.
+    fn checkpoint(&mut self, revision: u64, network: &Network) -> Result<u64>;
     /// Makes everything appended so far durable.
     fn sync(&mut self) -> Result<()>;
     /// A reader of the change log that other threads can use.
@@ -88,6 +88,9 @@ pub struct Loaded {
     pub network: Network,
     /// Changes replayed from the log after the last checkpoint.
     pub changes_since_checkpoint: u64,
+    /// Their bytes in the log, and the last checkpoint's (0 without one).
+    pub log_bytes_since_checkpoint: u64,
+    pub checkpoint_bytes: u64,
 }
 
 /// Limits and tuning of the store.
@@ -98,8 +101,11 @@ pub struct StoreConfig {
     /// At most this many queued batches share one sync.
     pub max_group: usize,
     /// A checkpoint is taken once the log since the last one holds at least
-    /// this many changes and at least as many as the network has entities,
-    /// so checkpoint work stays proportional to the changes written.
+    /// this many changes and either at least as many as the network has
+    /// entities or as many bytes as the last checkpoint: checkpoint work
+    /// stays proportional to what is written, and a stream of small batches
+    /// (whose log records cost more than their changes) cannot make the
+    /// log since the checkpoint, which must be kept, outgrow the network.
     pub checkpoint_min_changes: u64,
     /// Batches kept in the change log for watchers, counting back from the
     /// latest; older ones are dropped at checkpoints (the log after the last
@@ -224,6 +230,8 @@ impl Store {
             revision,
             network,
             changes_since_checkpoint,
+            log_bytes_since_checkpoint,
+            checkpoint_bytes,
         } = backend.load()?;
         let current = Arc::new(ArcSwap::from_pointee(Snapshot { revision, network }));
         let (sender, receiver) = mpsc::channel(1024);
@@ -252,6 +260,8 @@ impl Store {
             max_group: config.max_group.max(1),
             checkpoint_min_changes: config.checkpoint_min_changes,
             since_checkpoint: changes_since_checkpoint,
+            bytes_since_checkpoint: log_bytes_since_checkpoint,
+            checkpoint_bytes,
             repack_due,
             log: log.clone(),
             repack_min_changes: config.repack_min_changes.unwrap_or(u64::MAX),
@@ -526,8 +536,11 @@ struct Writer {
     failure: Option<String>,
     max_group: usize,
     checkpoint_min_changes: u64,
-    /// Changes logged since the last checkpoint.
+    /// Changes logged since the last checkpoint, and their bytes.
     since_checkpoint: u64,
+    bytes_since_checkpoint: u64,
+    /// The last checkpoint's size (0 before the first).
+    checkpoint_bytes: u64,
     /// Told after each commit while a repack is due.
     repack_due: Option<std::sync::mpsc::Sender<()>>,
     /// The change log, to catch a repacked network up.
@@ -579,7 +592,9 @@ impl Writer {
             // A checkpoint at shutdown makes the next start a plain read.
             let published = self.current.load_full();
             let result = if self.since_checkpoint > 0 {
-                self.backend.checkpoint(published.revision, &published.network)
+                self.backend
+                    .checkpoint(published.revision, &published.network)
+                    .map(|_| ())
             } else {
                 self.backend.sync()
             };
@@ -682,16 +697,19 @@ impl Writer {
 
     fn maybe_checkpoint(&mut self) {
         let published = self.current.load_full();
-        if self.failure.is_some()
-            || self.since_checkpoint < self.checkpoint_min_changes.max(Self::entities(&published.network))
-        {
+        let due = self.since_checkpoint >= self.checkpoint_min_changes
+            && (self.since_checkpoint >= Self::entities(&published.network)
+                || self.bytes_since_checkpoint >= self.checkpoint_bytes);
+        if self.failure.is_some() || !due {
             return;
         }
         let _span = tracing::info_span!("checkpoint", revision = published.revision).entered();
         let started = std::time::Instant::now();
         match self.backend.checkpoint(published.revision, &published.network) {
-            Ok(()) => {
+            Ok(bytes) => {
                 self.since_checkpoint = 0;
+                self.bytes_since_checkpoint = 0;
+                self.checkpoint_bytes = bytes;
                 tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "checkpoint written");
                 self.compact(published.revision);
             }
@@ -781,9 +799,10 @@ impl Writer {
                 }
             };
             match self.backend.append(revision + 1, &request.changes) {
-                Ok(()) => {
+                Ok(bytes) => {
                     revision += 1;
                     self.since_checkpoint += request.changes.len() as u64;
+                    self.bytes_since_checkpoint += bytes;
                     self.since_repack += request.changes.len() as u64;
                     applied.push((index, revision));
                     results.push(Ok(Applied { revision, counts }));

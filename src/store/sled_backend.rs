@@ -482,7 +482,7 @@ impl Backend for SledBackend {
             Some(at) => self.load_checkpoint(at)?,
             None => Network::default(),
         };
-        let mut replayed = 0u64;
+        let (mut replayed, mut replayed_bytes) = (0u64, 0u64);
         let reader = SledLog { log: self.log.clone() };
         let mut next = checkpoint.map_or(1, |at| at + 1);
         while next <= revision {
@@ -492,26 +492,35 @@ impl Backend for SledBackend {
             for (at, changes) in batches.into_iter().filter(|(at, _)| *at <= revision) {
                 replay(&mut network, &changes).map_err(|e| Error::Corrupt(format!("revision {at}: {e}")))?;
                 replayed += changes.len() as u64;
+                replayed_bytes += encode(&changes).len() as u64;
             }
         }
         Ok(Loaded {
             revision,
             network,
             changes_since_checkpoint: replayed,
+            log_bytes_since_checkpoint: replayed_bytes,
+            checkpoint_bytes: match checkpoint {
+                Some(at) => std::fs::metadata(self.checkpoint_path(at)).map_or(0, |m| m.len()),
+                None => 0,
+            },
         })
     }
 
-    fn append(&mut self, revision: u64, changes: &[Change]) -> Result<()> {
+    fn append(&mut self, revision: u64, changes: &[Change]) -> Result<u64> {
         let bytes = encode(changes);
         let mut batch = sled::Batch::default();
+        let mut logged = 0u64;
         for (part, chunk) in bytes.chunks(PART_BYTES).enumerate() {
-            batch.insert(&log_key(revision, part as u32), chunk);
+            let key = log_key(revision, part as u32);
+            logged += (key.len() + chunk.len()) as u64;
+            batch.insert(&key, chunk);
         }
         self.log.apply_batch(batch)?;
-        Ok(())
+        Ok(logged)
     }
 
-    fn checkpoint(&mut self, revision: u64, network: &Network) -> Result<()> {
+    fn checkpoint(&mut self, revision: u64, network: &Network) -> Result<u64> {
         let previous = self.counter(META_CHECKPOINT)?;
         let path = self.checkpoint_path(revision);
         let temporary = path.with_extension("partial");
@@ -529,7 +538,7 @@ impl Backend for SledBackend {
         if let Some(old) = previous.filter(|old| *old != revision) {
             std::fs::remove_file(self.checkpoint_path(old))?;
         }
-        Ok(())
+        Ok(std::fs::metadata(&path)?.len())
     }
 
     fn sync(&mut self) -> Result<()> {

@@ -463,3 +463,76 @@ async fn a_killed_server_recovers_every_acknowledged_batch_whole() {
         acknowledged_before = acknowledged;
     }
 }
+
+/// The revision of the checkpoint on disk, from its file's name.
+fn checkpoint_revision(dir: &std::path::Path) -> Option<u64> {
+    std::fs::read_dir(dir.join("checkpoints"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".checkpoint")?.parse().ok())
+        .max()
+}
+
+/// A stream of one-change batches on a large network: each batch's log
+/// record costs more than its one change, so counting changes against the
+/// network's entities would let the log since the checkpoint (which must be
+/// kept) grow past the network's own size before the next checkpoint.
+/// Counting its bytes against the checkpoint's takes one much sooner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_batches_take_a_checkpoint_once_their_log_outweighs_the_last_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        checkpoint_min_changes: 1_000,
+        history_revisions: Some(100),
+        ..StoreConfig::default()
+    };
+    let store = Store::open_sled(dir.path(), &SledConfig::default(), config.clone()).unwrap();
+    let changes = clusternet::synthetic::generate(&clusternet::synthetic::SyntheticConfig {
+        clusters: 10,
+        actors: 2_000,
+        links: 20_000,
+        ..Default::default()
+    });
+    let entities = changes.len() as u64;
+    for chunk in changes.chunks(5_000) {
+        store.apply(chunk.to_vec()).await.unwrap();
+    }
+    // Closing takes a checkpoint of the whole network: the stream starts
+    // from there with nothing logged since.
+    store.close();
+    drop(store);
+    let store = Store::open_sled(dir.path(), &SledConfig::default(), config).unwrap();
+    let first = checkpoint_revision(dir.path()).expect("closing took a checkpoint");
+    let (a, b) = (
+        clusternet::synthetic::actor_id(0),
+        clusternet::synthetic::actor_id(1_999),
+    );
+    let tie = Link {
+        source: a.clone(),
+        target: b.clone(),
+        kind: LinkKind::Informal,
+        channel: Channel::Physical,
+        weight: 1.0,
+        validity: Validity::default(),
+    };
+    let mut written = 0u64;
+    while checkpoint_revision(dir.path()) == Some(first) {
+        let change = if written.is_multiple_of(2) {
+            Change::UpsertLink(tie.clone())
+        } else {
+            Change::DeleteLink(LinkKey {
+                source: a.clone().min(b.clone()),
+                target: a.clone().max(b.clone()),
+                kind: LinkKind::Informal,
+            })
+        };
+        store.apply(vec![change]).await.unwrap();
+        written += 1;
+        assert!(
+            written < entities * 3 / 4,
+            "{written} one-change batches and still no checkpoint ({entities} entities)"
+        );
+    }
+    assert!(written >= 1_000, "not before the least asked for: {written}");
+    eprintln!("a checkpoint after {written} one-change batches on {entities} entities");
+}
