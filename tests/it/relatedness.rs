@@ -400,3 +400,48 @@ async fn an_export_carries_each_cluster_s_eci_and_coi() {
     assert_eq!(exported, expected);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_assessment_gives_the_cluster_s_eci_and_its_three_nearest_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    load_synthetic(&server, mixed()).await;
+    let mut client = Analysis::new(server.channel().await);
+    let cluster = clusternet::synthetic::cluster_id(3).to_string();
+    // Assessed alone, still compared with every cluster.
+    let mut stream = client
+        .assess_stage(pb::AssessStageRequest {
+            filter: Some(pb::NetworkFilter {
+                cluster_ids: vec![cluster.clone()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut rows = Vec::new();
+    while let Some(message) = stream.message().await.unwrap() {
+        if let Some(pb::assess_stage_response::Event::Rows(b)) = message.event {
+            rows.extend(b.rows);
+        }
+    }
+    let evidence = rows[0].evidence.clone().unwrap();
+    let (paths, summary) = paths(
+        &mut client,
+        pb::UpgradePathsRequest {
+            cluster_id: cluster.clone(),
+            top: 3,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(evidence.eci, summary.cluster.unwrap().eci);
+    assert!(evidence.eci.is_some());
+    let industries = |p: &[pb::UpgradePath]| p.iter().map(|p| p.industry.clone()).collect::<Vec<_>>();
+    assert_eq!(industries(&evidence.upgrade_paths), industries(&paths));
+    assert_eq!(evidence.upgrade_paths.len(), 3);
+    assert!(evidence.upgrade_paths.iter().all(|p| p.partners.is_empty()));
+    server.stop().await;
+}

@@ -85,8 +85,9 @@ pub struct PathsConfig {
     pub ranking: Ranking,
     /// Paths listed, best first (0: all).
     pub top: usize,
-    /// Partners listed per path (0: all).
-    pub partners: usize,
+    /// Partners listed per path (0: all; None: none, and their ties are
+    /// not read).
+    pub partners: Option<usize>,
 }
 
 /// The upgrade paths of the cluster at row `c` of `relatedness`: every
@@ -127,6 +128,9 @@ pub fn upgrade_paths(
     if config.top > 0 {
         paths.truncate(config.top);
     }
+    let Some(listed) = config.partners else {
+        return paths;
+    };
     if paths.is_empty() {
         return paths;
     }
@@ -156,8 +160,8 @@ pub fn upgrade_paths(
                 .then(b.rca.total_cmp(&a.rca))
                 .then(a.cluster.cmp(&b.cluster))
         });
-        if config.partners > 0 {
-            partners.truncate(config.partners);
+        if listed > 0 {
+            partners.truncate(listed);
         }
         path.partners = partners;
     }
@@ -277,7 +281,7 @@ mod tests {
         let paths = PathsConfig {
             ranking,
             top: 0,
-            partners: 0,
+            partners: Some(0),
         };
         upgrade_paths(network, &filter, &rel, c, &paths)
     }

@@ -22,7 +22,10 @@ use crate::service::{
 use crate::{
     analysis::{
         footprint::{self, Workload},
-        relatedness::{paths::upgrade_paths, relatedness},
+        relatedness::{
+            paths::{upgrade_paths, PathsConfig, Ranking},
+            relatedness, MatrixConfig,
+        },
         relations::crossing::crossings,
         relations::fusion::fusion_links,
         relations::gaps::substitution_gaps,
@@ -394,9 +397,29 @@ impl AnalysisService for AnalysisApi {
                     config: &config,
                     control,
                 })?;
-                sink.send_rows(assessments.iter().map(assessment_to_pb), |rows| pb::StageAssessments {
-                    rows,
-                })?;
+                // Where each cluster can go next, in the matrix of every
+                // cluster (the filter names the clusters assessed, not the
+                // economy they are compared with).
+                let world = GraphFilter {
+                    clusters: Vec::new(),
+                    ..filter.clone()
+                };
+                let matrix = relatedness(&snapshot.network, &world, &MatrixConfig::default(), control)?;
+                let nearest = PathsConfig {
+                    ranking: Ranking::default(),
+                    top: 3,
+                    partners: None,
+                };
+                let rows = assessments.iter().map(|a| {
+                    let mut row = assessment_to_pb(a);
+                    if let (Some(evidence), Some(c)) = (row.evidence.as_mut(), matrix.cluster_index(&a.cluster)) {
+                        let paths = upgrade_paths(&snapshot.network, &world, &matrix, c, &nearest);
+                        evidence.eci = convert::relatedness::defined(matrix.figures.eci[c]);
+                        evidence.upgrade_paths = paths.iter().map(convert::relatedness::path).collect();
+                    }
+                    row
+                });
+                sink.send_rows(rows, |rows| pb::StageAssessments { rows })?;
                 sink.send(firm_closing(snapshot, &filter, sink))
             },
         )

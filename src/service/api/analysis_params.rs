@@ -474,7 +474,11 @@ pub fn paths_config(request: &pb::UpgradePathsRequest) -> Result<PathsConfig> {
         n if n <= 10_000 => n as usize,
         n => return Err(Error::invalid("partners", format!("{n} is above 10000"))),
     };
-    Ok(PathsConfig { ranking, top, partners })
+    Ok(PathsConfig {
+        ranking,
+        top,
+        partners: Some(partners),
+    })
 }
 
 pub fn fusion_job(request: pb::FusionLinksRequest, network: &Network) -> Result<(GraphFilter, FusionConfig)> {

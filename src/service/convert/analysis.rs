@@ -421,6 +421,9 @@ pub fn assessment_to_pb(a: &Assessment) -> pb::StageAssessment {
             })
             .collect(),
         evidence: Some(pb::StageEvidence {
+            // Filled in by AssessStage from the relatedness matrix.
+            eci: None,
+            upgrade_paths: Vec::new(),
             members: e.members,
             enterprises: e.enterprises,
             home_country: e.home.country().map(|c| c.as_str().to_string()).unwrap_or_default(),

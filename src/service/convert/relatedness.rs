@@ -7,7 +7,7 @@ use crate::{
 };
 
 /// A figure as an optional field: absent when undefined.
-fn defined(x: f64) -> Option<f64> {
+pub fn defined(x: f64) -> Option<f64> {
     (!x.is_nan()).then_some(x)
 }
 
