@@ -34,6 +34,10 @@ pub struct UpgradingSettings {
     /// Process upgrading: the median revenue per employee grows by at least
     /// this share.
     pub min_productivity_growth: f64,
+    /// Chain upgrading: a new industry is related when its proximity to one
+    /// of the cluster's industries before, in the industry space of every
+    /// cluster then, is at least this (docs/relatedness.md).
+    pub min_proximity: f64,
 }
 
 impl Default for UpgradingSettings {
@@ -41,6 +45,7 @@ impl Default for UpgradingSettings {
         UpgradingSettings {
             min_value_gain: 0.05,
             min_productivity_growth: 0.1,
+            min_proximity: 0.25,
         }
     }
 }
@@ -343,6 +348,7 @@ impl StageConfig {
                             | "min_distinctness"
                             | "max_specialisation_p"
                             | "min_coverage"
+                            | "min_proximity"
                     );
                 let ok = if unit {
                     (0.0..=1.0).contains(&v)

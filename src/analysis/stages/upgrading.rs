@@ -12,10 +12,15 @@
 //!   changed, entries and exits.
 //! * **Chain**: the cluster gains ties into, or members in, an industry
 //!   (ISIC group, three digits) it had neither among its members nor among
-//!   its partners before; *related* when it is in the ISIC division of one
-//!   of the cluster's industries before (a carmaker's new parts line, C293
-//!   beside C291, is related; a spinning mill, C131, is not, though both are
-//!   manufacturing, section C). Detected when a related new industry appears.
+//!   its partners before; *related* when the industry space says so: its
+//!   proximity to one of the cluster's industries before, among every
+//!   cluster's specialisations on the first date (ISIC groups, firms
+//!   counted), is at least `upgrading.min_proximity` (docs/relatedness.md).
+//!   Where the space cannot say (an industry no cluster had then, or the
+//!   cluster's own industries had no specialist), the ISIC tree does: the
+//!   same division as one of the cluster's industries before (a carmaker's
+//!   new parts line, C293 beside C291, is related; a spinning mill, C131,
+//!   is not). Detected when a related new industry appears.
 //! * **Product**: members that moved to another industry class within their
 //!   division (a new product line in the same trade), where the data carry
 //!   industry codes at both dates.
@@ -26,9 +31,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::analysis::{
-    relations::fusion::IndustryLevel, stages::measures::segment_mix, stages::stage_config::StageConfig,
-    stages::StageContext, Cancelled,
+    relatedness::{relatedness, MatrixConfig, Measure, Relatedness},
+    relations::fusion::IndustryLevel,
+    stages::measures::segment_mix,
+    stages::stage_config::StageConfig,
+    stages::StageContext,
+    Cancelled,
 };
+use crate::graph::GraphFilter;
 use crate::{
     model::{Date, Id, Segment, SegmentSet},
     network::{Attributes, Ix, Network},
@@ -80,13 +90,16 @@ pub struct Chain {
 }
 
 /// An industry (ISIC group) new to a cluster over the period.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NewIndustry {
     pub group: String,
     /// Ties from the members into it, after.
     pub ties: u64,
-    /// In the ISIC division of one of the members' industries before.
     pub related: bool,
+    /// Its largest proximity to one of the cluster's industries before;
+    /// None when the industry space cannot say, and the ISIC division
+    /// decided `related`.
+    pub proximity: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -125,7 +138,7 @@ pub fn upgrading(ctx: StageContext, cluster: &Id, from: Date, to: Date) -> Resul
     let functional = functional(ctx.config, &members, &moves);
     control.check()?;
     control.progress("chain", 1, 4);
-    let chain = chain(ctx, &members);
+    let chain = chain(ctx, &members)?;
     control.check()?;
     control.progress("product and process", 2, 4);
     let product = product(&members, &moves);
@@ -262,8 +275,9 @@ fn functional(config: &StageConfig, m: &TwoDates, moves: &[Move]) -> Functional 
 }
 
 /// Chain: industries (ISIC groups) new to the cluster, among members or
-/// partners, related when in the division of a member's industry before.
-fn chain(ctx: StageContext, m: &TwoDates) -> Chain {
+/// partners, related by the industry space on the first date, else by the
+/// ISIC division.
+fn chain(ctx: StageContext, m: &TwoDates) -> Result<Chain, Cancelled> {
     let member_groups = |set: &[Ix], date: Date| -> BTreeSet<String> {
         set.iter()
             .filter_map(|ix| m.at(*ix, date))
@@ -279,34 +293,65 @@ fn chain(ctx: StageContext, m: &TwoDates) -> Chain {
     );
     let division = |group: &str| IndustryLevel::Division.key(group).map(str::to_string);
     let own_divisions: BTreeSet<String> = groups_before.iter().filter_map(|g| division(g)).collect();
-    let related = |g: &str| division(g).is_some_and(|d| own_divisions.contains(&d));
+    let space = industry_space(ctx, m.from)?;
+    let proximity = |g: &str| -> Option<f64> {
+        let p = space.industry_index(g)?;
+        let k = space.figures.cols;
+        groups_before
+            .iter()
+            .filter_map(|h| space.industry_index(h))
+            .map(|q| space.figures.proximity[p * k + q])
+            .filter(|phi| !phi.is_nan())
+            .reduce(f64::max)
+    };
+    let min_proximity = ctx.config.upgrading.min_proximity;
+    let new_industry = |g: &str, ties: u64| {
+        let proximity = proximity(g);
+        NewIndustry {
+            group: g.to_string(),
+            ties,
+            related: match proximity {
+                Some(phi) => phi >= min_proximity,
+                None => division(g).is_some_and(|d| own_divisions.contains(&d)),
+            },
+            proximity,
+        }
+    };
     let known = |d: &str| groups_before.contains(d) || partners_before.contains_key(d);
     let new_partner_industries: Vec<NewIndustry> = partners_after
         .iter()
         .filter(|(d, _)| !known(d))
-        .map(|(d, n)| NewIndustry {
-            group: d.clone(),
-            ties: *n,
-            related: related(d),
-        })
+        .map(|(d, n)| new_industry(d, *n))
         .collect();
     let new_member_industries: Vec<NewIndustry> = groups_after
         .iter()
         .filter(|d| !known(d))
-        .map(|d| NewIndustry {
-            group: d.clone(),
-            ties: 0,
-            related: related(d),
-        })
+        .map(|d| new_industry(d, 0))
         .collect();
-    Chain {
+    Ok(Chain {
         detected: new_partner_industries
             .iter()
             .chain(&new_member_industries)
             .any(|n| n.related),
         new_partner_industries,
         new_member_industries,
-    }
+    })
+}
+
+/// The industry space on `date`: every cluster's members then, at the ISIC
+/// group level, firms counted (head counts are often missing, and a group a
+/// cluster has firms in is one it can produce in).
+fn industry_space(ctx: StageContext, date: Date) -> Result<Relatedness, Cancelled> {
+    let filter = GraphFilter {
+        as_of: Some(date),
+        ..GraphFilter::default()
+    };
+    let config = MatrixConfig {
+        level: IndustryLevel::Group,
+        measure: Measure::Firms,
+        ..MatrixConfig::default()
+    };
+    relatedness(ctx.network, &filter, &config, ctx.control)
 }
 
 /// The partners' industry groups on a date, with the number of ties into each.
@@ -491,6 +536,54 @@ mod tests {
             .collect();
         assert_eq!(new, [("C271", 1, false), ("C292", 1, true), ("J620", 1, false)]);
         assert!(!result.functional.detected);
+    }
+
+    #[test]
+    fn the_industry_space_not_the_isic_tree_says_what_is_related() {
+        // Elsewhere, clusters making car parts (C293) also make electrical
+        // equipment (C271) and none makes bodies (C292) beside parts: in
+        // the space C271 is near C293, C292 far, though C292 shares the
+        // division. K (parts) gains ties into both by 2020.
+        let dated = |l: crate::model::Link, year: &str| {
+            Change::UpsertLink(crate::model::Link {
+                validity: crate::model::Validity {
+                    from: Some(date(year)),
+                    to: None,
+                },
+                ..l
+            })
+        };
+        let firm = |id: &str, clusters: &[&str], industry: &str| {
+            Change::UpsertActor(Actor {
+                industry: industry.into(),
+                ..actor(id, clusters)
+            })
+        };
+        let mut changes = vec![Change::UpsertCluster(cluster("K")), firm("k1", &["K"], "C2930")];
+        for c in ["P1", "P2", "P3"] {
+            changes.push(Change::UpsertCluster(cluster(c)));
+            changes.push(firm(&format!("{c}-parts"), &[c], "C2930"));
+            changes.push(firm(&format!("{c}-electrics"), &[c], "C2710"));
+        }
+        for c in ["B1", "B2"] {
+            changes.push(Change::UpsertCluster(cluster(c)));
+            changes.push(firm(&format!("{c}-bodies"), &[c], "C2920"));
+            changes.push(firm(&format!("{c}-software"), &[c], "J6201"));
+        }
+        changes.push(dated(link("k1", "P1-electrics", LinkKind::Supply), "2018-01-01"));
+        changes.push(dated(link("k1", "B1-bodies", LinkKind::Supply), "2018-01-01"));
+        let network = network(changes);
+        let result = upgrading(context(&network), &"K".into(), date("2010-01-01"), date("2020-01-01")).unwrap();
+        let new: Vec<(&str, bool, Option<f64>)> = result
+            .chain
+            .new_partner_industries
+            .iter()
+            .map(|n| (n.group.as_str(), n.related, n.proximity))
+            .collect();
+        // C293 is held by K and P1..P3 (4), C271 by P1..P3 (3, all beside
+        // C293): φ = 3 / max(4, 3); C292 never beside C293: φ = 0.
+        assert_eq!(new, [("C271", true, Some(0.75)), ("C292", false, Some(0.0))]);
+        assert!(result.chain.detected);
     }
 
     #[test]

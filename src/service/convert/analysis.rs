@@ -567,5 +567,6 @@ pub fn new_industry_to_pb(n: &NewIndustry) -> pb::NewIndustry {
         industry: n.group.clone(),
         ties: n.ties,
         related: n.related,
+        proximity: n.proximity,
     }
 }
