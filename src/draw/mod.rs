@@ -4,9 +4,10 @@
 //! inter-cluster map (sites at their latitude and longitude, transport links
 //! solid, platform links dashed, each site coloured by its cluster's stage).
 //! Both draw from an export [`Selection`], so what is drawn is what
-//! `clusternet export` would write.
+//! `clusternet export` would write. [`space`] draws the industry space.
 
 pub mod layout;
+pub mod space;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -82,7 +83,12 @@ fn header(out: &mut String, title: &str, caption: &str) {
 enum Swatch<'a> {
     Dot(&'a str),
     Square,
-    Line { dashed: bool, colour: &'a str },
+    /// A white dot with a dark ring.
+    Ring,
+    Line {
+        dashed: bool,
+        colour: &'a str,
+    },
 }
 
 fn legend(out: &mut String, entries: &[(Swatch, String)]) {
@@ -99,6 +105,14 @@ fn legend(out: &mut String, entries: &[(Swatch, String)]) {
                     r##"<rect x="{}" y="{}" width="14" height="14" fill="#ffffff" stroke="#222" stroke-width="2"/>"##,
                     x + 1.0,
                     y - 7.0
+                );
+            }
+            Swatch::Ring => {
+                let _ = writeln!(
+                    out,
+                    r##"<circle cx="{}" cy="{}" r="6" fill="#ffffff" stroke="#111" stroke-width="3"/>"##,
+                    x + 8.0,
+                    y
                 );
             }
             Swatch::Line { dashed, colour } => {

@@ -127,3 +127,59 @@ async fn the_pictures_render_in_headless_chromium() {
     assert!(painted > 0.005, "the map is not blank: {painted}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_industry_space_renders_with_a_cluster_s_industries_ringed() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    load_synthetic(
+        &server,
+        clusternet::synthetic::SyntheticConfig {
+            clusters: 30,
+            actors: 3_000,
+            links: 6_000,
+            industries: 16,
+            ..Default::default()
+        },
+    )
+    .await;
+    let space = files.path().join("space.svg");
+    draw(&server, &space, &["--space", "--cluster", "cluster-0003"]).await;
+    let (dom, painted) = tokio::task::spawn_blocking({
+        let space = space.clone();
+        move || open_in_chromium(&space)
+    })
+    .await
+    .unwrap();
+    assert!(!dom.contains("parsererror") && !dom.contains("error on line"), "{dom}");
+    let snapshot = server.store().snapshot();
+    let matrix = clusternet::analysis::relatedness::relatedness(
+        &snapshot.network,
+        &Default::default(),
+        &Default::default(),
+        &clusternet::analysis::Control::none(),
+    )
+    .unwrap();
+    let c = matrix.cluster_index(&"cluster-0003".into()).unwrap();
+    let held = (0..matrix.figures.cols)
+        .filter(|p| matrix.figures.mcp[c * matrix.figures.cols + p])
+        .count();
+    assert_eq!(
+        dom.matches("class=\"industry").count(),
+        matrix.industries.len(),
+        "every industry drawn"
+    );
+    assert_eq!(
+        dom.matches("class=\"industry held\"").count(),
+        held,
+        "the cluster's ringed"
+    );
+    assert!(
+        dom.matches("class=\"tie\"").count() >= matrix.industries.len() - 1,
+        "at least a spanning tree"
+    );
+    assert!(dom.contains("PCI +2 (complex)"), "a legend of PCI");
+    assert!(painted > 0.01, "the picture is not blank: {painted}");
+    server.stop().await;
+}
