@@ -125,6 +125,7 @@ mod tests {
             Workload::Communities,
             Workload::EdgeSweeps,
             Workload::Relations,
+            Workload::Matrix,
         ] {
             assert!(estimate(workload, &large, 2).bytes > estimate(workload, &small, 2).bytes);
         }
