@@ -228,9 +228,18 @@ pub fn node_results(
     if kinds.contains(&ResultKind::Complexity) {
         // The matrix of the filter's clusters (all when it names none), as
         // Relatedness reads it by default.
-        let matrix = relatedness(network, filter, &MatrixConfig::default(), control)?;
+        let matrix = match relatedness(network, filter, &MatrixConfig::default(), control) {
+            Ok(matrix) => Some(matrix),
+            Err(crate::error::Error::Cancelled) => return Err(Cancelled),
+            // Too many industries: the attributes stay unset, as undefined.
+            Err(error) => {
+                tracing::warn!(%error, "no complexity figures for the export");
+                None
+            }
+        };
         let defined = |x: f64| (!x.is_nan()).then_some(x);
         each_node_of_a_cluster(selection, layer, |node, cluster| {
+            let Some(matrix) = &matrix else { return };
             if let Some(c) = matrix.cluster_index(cluster) {
                 let entry = results.entry(node.clone()).or_default();
                 entry.eci = defined(matrix.figures.eci[c]);

@@ -445,3 +445,71 @@ async fn a_stage_assessment_gives_the_cluster_s_eci_and_its_three_nearest_paths(
     assert!(evidence.upgrade_paths.iter().all(|p| p.partners.is_empty()));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matrix_with_more_industries_than_can_be_computed_asks_for_a_coarser_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut network = server.client().await;
+    let mut changes = vec![
+        upsert_cluster(cluster("A", vec![])),
+        upsert_cluster(cluster("B", vec![])),
+    ];
+    for i in 0..2_001 {
+        changes.push(upsert_actor(pb::Actor {
+            industry: format!("C{i:04}"),
+            employees: Some(10),
+            ..actor(&format!("f{i}"), &[if i % 2 == 0 { "A" } else { "B" }])
+        }));
+    }
+    network.apply_changes(batch(changes)).await.unwrap();
+    let mut client = Analysis::new(server.channel().await);
+    let mut stream = client
+        .relatedness(pb::RelatednessRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let status = loop {
+        match stream.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream should end with an error"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::FailedPrecondition, "{}", status.message());
+    assert!(
+        status.message().contains("matrix.industry_level"),
+        "{}",
+        status.message()
+    );
+    // Divisions: C00 .. C20.
+    let (_, summary) = relatedness_rows(
+        &mut client,
+        pb::RelatednessRequest {
+            matrix: Some(pb::RelatednessMatrix {
+                industry_level: pb::IndustryLevel::Division as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(summary.industries, 21);
+    // The stage assessment goes on without the evidence it cannot compute.
+    let mut stream = client
+        .assess_stage(pb::AssessStageRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut rows = Vec::new();
+    while let Some(message) = stream.message().await.unwrap() {
+        if let Some(pb::assess_stage_response::Event::Rows(b)) = message.event {
+            rows.extend(b.rows);
+        }
+    }
+    assert_eq!(rows.len(), 2);
+    assert!(rows
+        .iter()
+        .all(|r| r.evidence.as_ref().unwrap().upgrade_paths.is_empty()));
+    server.stop().await;
+}

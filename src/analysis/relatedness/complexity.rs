@@ -13,6 +13,14 @@
 
 use nalgebra::{DMatrix, SymmetricEigen};
 
+use crate::analysis::Cancelled;
+
+/// Asked between rows of the O(C·P²) work: stop when cancelled.
+pub type Check<'a> = &'a dyn Fn() -> Result<(), Cancelled>;
+
+/// Rows of density and COG between two checks.
+const ROWS_PER_CHECK: usize = 64;
+
 /// Values of locations (rows) × activities (columns), row-major.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Values {
@@ -61,8 +69,8 @@ const EIGEN_GAP: f64 = 1e-10;
 
 /// All figures of `values`, M being RCA ≥ `threshold`. A row or column
 /// whose total is zero takes no part (as `ecomplexity` drops it): its
-/// figures are NaN and its M false.
-pub fn complexity(values: &Values, threshold: f64) -> Complexity {
+/// figures are NaN and its M false. `check` is asked between rows.
+pub fn complexity(values: &Values, threshold: f64, check: Check) -> Result<Complexity, Cancelled> {
     let rows: Vec<usize> = (0..values.rows)
         .filter(|&r| (0..values.cols).map(|c| values.at(r, c)).sum::<f64>() > 0.0)
         .collect();
@@ -70,7 +78,7 @@ pub fn complexity(values: &Values, threshold: f64) -> Complexity {
         .filter(|&c| (0..values.rows).map(|r| values.at(r, c)).sum::<f64>() > 0.0)
         .collect();
     if rows.len() == values.rows && cols.len() == values.cols {
-        return of_positive_totals(values, threshold);
+        return of_positive_totals(values, threshold, check);
     }
     let kept = Values {
         rows: rows.len(),
@@ -81,7 +89,7 @@ pub fn complexity(values: &Values, threshold: f64) -> Complexity {
             .map(|(r, c)| values.at(r, c))
             .collect(),
     };
-    let inner = of_positive_totals(&kept, threshold);
+    let inner = of_positive_totals(&kept, threshold, check)?;
     let (n, k) = (values.rows, values.cols);
     let spread = |from: &[f64], row_of: &[usize], col_of: &[usize], width: usize, height: usize| {
         let mut out = vec![f64::NAN; height * width];
@@ -105,7 +113,7 @@ pub fn complexity(values: &Values, threshold: f64) -> Complexity {
             mcp[r * k + c] = inner.mcp[i * cols.len() + j];
         }
     }
-    Complexity {
+    Ok(Complexity {
         rows: n,
         cols: k,
         rca: spread(&inner.rca, &rows, &cols, k, n),
@@ -118,11 +126,11 @@ pub fn complexity(values: &Values, threshold: f64) -> Complexity {
         pci: per(&inner.pci, &cols, k),
         coi: per(&inner.coi, &rows, n),
         cog: spread(&inner.cog, &rows, &cols, k, n),
-    }
+    })
 }
 
 /// All figures of a matrix whose rows and columns all have a positive total.
-fn of_positive_totals(values: &Values, threshold: f64) -> Complexity {
+fn of_positive_totals(values: &Values, threshold: f64, check: Check) -> Result<Complexity, Cancelled> {
     let (n, k) = (values.rows, values.cols);
     let rca = rca(values);
     let mcp: Vec<bool> = rca.iter().map(|r| !r.is_nan() && *r >= threshold).collect();
@@ -132,8 +140,9 @@ fn of_positive_totals(values: &Values, threshold: f64) -> Complexity {
 
     let (eci_raw, pci_raw) = eigenvectors(&mcp, n, k, &diversity, &ubiquity);
 
+    check()?;
     let proximity = proximity(&mcp, n, k, &ubiquity);
-    let density = density(&mcp, n, k, &proximity);
+    let density = density(&mcp, n, k, &proximity, check)?;
 
     // COI and COG on the signed eigenvectors, before standardising (as
     // `calc_coi_cog` runs before the normalisation).
@@ -143,6 +152,9 @@ fn of_positive_totals(values: &Values, threshold: f64) -> Complexity {
     let row_sums: Vec<f64> = (0..k).map(|p| proximity[p * k..(p + 1) * k].iter().sum()).collect();
     let mut cog = vec![0.0; n * k];
     for c in 0..n {
+        if c % ROWS_PER_CHECK == 0 {
+            check()?;
+        }
         for p in 0..k {
             let reach: f64 = (0..k)
                 .map(|q| (1.0 - m(c, q)) * proximity[q * k + p] * (pci_raw[q] / row_sums[q]))
@@ -160,7 +172,7 @@ fn of_positive_totals(values: &Values, threshold: f64) -> Complexity {
     let (coi_mean, coi_std) = (mean(&coi_raw), std(&coi_raw));
     let coi = coi_raw.iter().map(|x| (x - coi_mean) / coi_std).collect();
 
-    Complexity {
+    Ok(Complexity {
         rows: n,
         cols: k,
         rca,
@@ -173,7 +185,7 @@ fn of_positive_totals(values: &Values, threshold: f64) -> Complexity {
         pci,
         coi,
         cog,
-    }
+    })
 }
 
 /// Balassa's RCA: (x_cp / x_c) / (x_p / x).
@@ -216,12 +228,15 @@ fn proximity(mcp: &[bool], n: usize, k: usize, ubiquity: &[f64]) -> Vec<f64> {
 
 /// ω_cp = Σ_p′ M_cp′ φ_pp′ / Σ_p′ φ_pp′ (the denominator skipping NaN, as
 /// `np.nansum` does).
-fn density(mcp: &[bool], n: usize, k: usize, phi: &[f64]) -> Vec<f64> {
+fn density(mcp: &[bool], n: usize, k: usize, phi: &[f64], check: Check) -> Result<Vec<f64>, Cancelled> {
     let sums: Vec<f64> = (0..k)
         .map(|p| phi[p * k..(p + 1) * k].iter().filter(|x| !x.is_nan()).sum())
         .collect();
     let mut density = vec![0.0; n * k];
     for c in 0..n {
+        if c % ROWS_PER_CHECK == 0 {
+            check()?;
+        }
         for p in 0..k {
             let near: f64 = (0..k)
                 .map(|q| {
@@ -235,7 +250,7 @@ fn density(mcp: &[bool], n: usize, k: usize, phi: &[f64]) -> Vec<f64> {
             density[c * k + p] = near / sums[p];
         }
     }
-    density
+    Ok(density)
 }
 
 /// The signed, unstandardised ECI (per location) and PCI (per activity):
@@ -396,7 +411,7 @@ mod tests {
             cols: reference["cols"].as_u64().unwrap() as usize,
             values: numbers(&reference["values"]),
         };
-        let figures = complexity(&values, 1.0);
+        let figures = complexity(&values, 1.0, &|| Ok(())).unwrap();
         (reference, figures)
     }
 
@@ -504,7 +519,7 @@ mod properties {
         fn an_unrelated_industry_in_a_new_cluster_moves_rca_only_through_the_total(
             m in matrix(), v in 1u32..10_000
         ) {
-            let before = complexity(&m, 1.0);
+            let before = complexity(&m, 1.0, &|| Ok(())).unwrap();
             let total: f64 = m.values.iter().sum();
             prop_assume!(total > 0.0);
             let cols = m.cols + 1;
@@ -515,7 +530,7 @@ mod properties {
                 }
             }
             grown[m.rows * cols + m.cols] = f64::from(v);
-            let after = complexity(&Values { rows: m.rows + 1, cols, values: grown }, 1.0);
+            let after = complexity(&Values { rows: m.rows + 1, cols, values: grown }, 1.0, &|| Ok(())).unwrap();
             let factor = (total + f64::from(v)) / total;
             for r in 0..m.rows {
                 for c in 0..m.cols {
@@ -538,7 +553,7 @@ mod properties {
         /// is specialised in, and within [0, 1]; density is within [0, 1].
         #[test]
         fn proximity_and_density_stay_in_their_ranges(m in matrix()) {
-            let f = complexity(&m, 1.0);
+            let f = complexity(&m, 1.0, &|| Ok(())).unwrap();
             let k = f.cols;
             for a in 0..k {
                 for b in 0..k {

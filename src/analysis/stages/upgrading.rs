@@ -295,6 +295,7 @@ fn chain(ctx: StageContext, m: &TwoDates) -> Result<Chain, Cancelled> {
     let own_divisions: BTreeSet<String> = groups_before.iter().filter_map(|g| division(g)).collect();
     let space = industry_space(ctx, m.from)?;
     let proximity = |g: &str| -> Option<f64> {
+        let space = space.as_ref()?;
         let p = space.industry_index(g)?;
         let k = space.figures.cols;
         groups_before
@@ -341,7 +342,9 @@ fn chain(ctx: StageContext, m: &TwoDates) -> Result<Chain, Cancelled> {
 /// The industry space on `date`: every cluster's members then, at the ISIC
 /// group level, firms counted (head counts are often missing, and a group a
 /// cluster has firms in is one it can produce in).
-fn industry_space(ctx: StageContext, date: Date) -> Result<Relatedness, Cancelled> {
+/// None when the space has too many industries to compute
+/// (`relatedness::MAX_INDUSTRIES`): the ISIC tree decides then.
+fn industry_space(ctx: StageContext, date: Date) -> Result<Option<Relatedness>, Cancelled> {
     let filter = GraphFilter {
         as_of: Some(date),
         ..GraphFilter::default()
@@ -351,7 +354,11 @@ fn industry_space(ctx: StageContext, date: Date) -> Result<Relatedness, Cancelle
         measure: Measure::Firms,
         ..MatrixConfig::default()
     };
-    relatedness(ctx.network, &filter, &config, ctx.control)
+    match relatedness(ctx.network, &filter, &config, ctx.control) {
+        Ok(space) => Ok(Some(space)),
+        Err(crate::error::Error::Cancelled) => Err(Cancelled),
+        Err(_) => Ok(None),
+    }
 }
 
 /// The partners' industry groups on a date, with the number of ties into each.

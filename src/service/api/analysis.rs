@@ -404,7 +404,12 @@ impl AnalysisService for AnalysisApi {
                     clusters: Vec::new(),
                     ..filter.clone()
                 };
-                let matrix = relatedness(&snapshot.network, &world, &MatrixConfig::default(), control)?;
+                // Too many industries for the figures: the evidence goes without.
+                let matrix = match relatedness(&snapshot.network, &world, &MatrixConfig::default(), control) {
+                    Ok(matrix) => Some(matrix),
+                    Err(Error::FailedPrecondition { .. }) => None,
+                    Err(error) => return Err(error),
+                };
                 let nearest = PathsConfig {
                     ranking: Ranking::default(),
                     top: 3,
@@ -412,8 +417,9 @@ impl AnalysisService for AnalysisApi {
                 };
                 let rows = assessments.iter().map(|a| {
                     let mut row = assessment_to_pb(a);
-                    if let (Some(evidence), Some(c)) = (row.evidence.as_mut(), matrix.cluster_index(&a.cluster)) {
-                        let paths = upgrade_paths(&snapshot.network, &world, &matrix, c, &nearest);
+                    let found = matrix.as_ref().and_then(|m| Some((m, m.cluster_index(&a.cluster)?)));
+                    if let (Some(evidence), Some((matrix, c))) = (row.evidence.as_mut(), found) {
+                        let paths = upgrade_paths(&snapshot.network, &world, matrix, c, &nearest);
                         evidence.eci = convert::relatedness::defined(matrix.figures.eci[c]);
                         evidence.upgrade_paths = paths.iter().map(convert::relatedness::path).collect();
                     }
