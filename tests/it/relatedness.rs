@@ -46,6 +46,26 @@ async fn relatedness_rows(
     (events, summary.expect("a summary closes the stream"))
 }
 
+/// Every row a streamed call sends, as `pick` finds them in its messages.
+async fn collect<M, R>(
+    call: impl std::future::Future<Output = Result<tonic::Response<tonic::Streaming<M>>, tonic::Status>>,
+    pick: impl Fn(M) -> Option<Vec<R>>,
+) -> Vec<R> {
+    let mut stream = call.await.unwrap().into_inner();
+    let mut rows = Vec::new();
+    while let Some(message) = stream.message().await.unwrap() {
+        rows.extend(pick(message).into_iter().flatten());
+    }
+    rows
+}
+
+fn assessments(m: pb::AssessStageResponse) -> Option<Vec<pb::StageAssessment>> {
+    match m.event {
+        Some(pb::assess_stage_response::Event::Rows(b)) => Some(b.rows),
+        _ => None,
+    }
+}
+
 fn close(a: Option<f64>, b: f64) -> bool {
     match a {
         Some(a) => (a - b).abs() <= 1e-12 * b.abs().max(1.0),
@@ -124,17 +144,14 @@ async fn every_pair_is_streamed_with_the_figures_of_the_matrix() {
     }
 
     // The industry space: pairs once, a < b, proximities in (0, 1].
-    let mut stream = client
-        .industry_space(pb::IndustrySpaceRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let mut space = Vec::new();
-    while let Some(message) = stream.message().await.unwrap() {
-        if let Some(pb::industry_space_response::Event::Rows(b)) = message.event {
-            space.extend(b.rows);
-        }
-    }
+    let space = collect(
+        client.industry_space(pb::IndustrySpaceRequest::default()),
+        |m| match m.event {
+            Some(pb::industry_space_response::Event::Rows(b)) => Some(b.rows),
+            _ => None,
+        },
+    )
+    .await;
     assert!(!space.is_empty());
     for pair in &space {
         assert!(pair.industry_a < pair.industry_b && pair.proximity > 0.0 && pair.proximity <= 1.0);
@@ -380,21 +397,21 @@ async fn an_export_carries_each_cluster_s_eci_and_coi() {
         })
         .map(|c| (c.cluster_id, (c.eci, c.coi)))
         .collect();
-    let mut stream = client
-        .export_network(pb::ExportNetworkRequest {
+    let exported: std::collections::BTreeMap<String, (Option<f64>, Option<f64>)> = collect(
+        client.export_network(pb::ExportNetworkRequest {
             layer: pb::Layer::Cluster as i32,
             results: vec![pb::NodeResult::Complexity as i32],
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut exported = std::collections::BTreeMap::new();
-    while let Some(message) = stream.message().await.unwrap() {
-        if let Some(pb::export_network_response::Event::Results(b)) = message.event {
-            exported.extend(b.rows.into_iter().map(|r| (r.node_id, (r.eci, r.coi))));
-        }
-    }
+        }),
+        |m| match m.event {
+            Some(pb::export_network_response::Event::Results(b)) => Some(b.rows),
+            _ => None,
+        },
+    )
+    .await
+    .into_iter()
+    .map(|r| (r.node_id, (r.eci, r.coi)))
+    .collect();
     assert_eq!(exported.len(), 30);
     assert!(exported.values().all(|(eci, coi)| eci.is_some() && coi.is_some()));
     assert_eq!(exported, expected);
@@ -409,23 +426,17 @@ async fn a_stage_assessment_gives_the_cluster_s_eci_and_its_three_nearest_paths(
     let mut client = Analysis::new(server.channel().await);
     let cluster = clusternet::synthetic::cluster_id(3).to_string();
     // Assessed alone, still compared with every cluster.
-    let mut stream = client
-        .assess_stage(pb::AssessStageRequest {
+    let rows = collect(
+        client.assess_stage(pb::AssessStageRequest {
             filter: Some(pb::NetworkFilter {
                 cluster_ids: vec![cluster.clone()],
                 ..Default::default()
             }),
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut rows = Vec::new();
-    while let Some(message) = stream.message().await.unwrap() {
-        if let Some(pb::assess_stage_response::Event::Rows(b)) = message.event {
-            rows.extend(b.rows);
-        }
-    }
+        }),
+        assessments,
+    )
+    .await;
     let evidence = rows[0].evidence.clone().unwrap();
     let (paths, summary) = paths(
         &mut client,
@@ -496,17 +507,7 @@ async fn a_matrix_with_more_industries_than_can_be_computed_asks_for_a_coarser_l
     .await;
     assert_eq!(summary.industries, 21);
     // The stage assessment goes on without the evidence it cannot compute.
-    let mut stream = client
-        .assess_stage(pb::AssessStageRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let mut rows = Vec::new();
-    while let Some(message) = stream.message().await.unwrap() {
-        if let Some(pb::assess_stage_response::Event::Rows(b)) = message.event {
-            rows.extend(b.rows);
-        }
-    }
+    let rows = collect(client.assess_stage(pb::AssessStageRequest::default()), assessments).await;
     assert_eq!(rows.len(), 2);
     assert!(rows
         .iter()
