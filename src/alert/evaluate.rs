@@ -34,6 +34,7 @@ use crate::{
     analysis::{
         algo::centrality::{pagerank, PageRankConfig},
         rank_order,
+        relatedness::{of_member_mixes, Relatedness},
         relations::crossing::capital_ties_by_other,
         relations::fusion::{cross_industry_ties_by_other, IndustryLevel},
         relations::overlap::member_jaccards,
@@ -319,7 +320,17 @@ impl Evaluator<'_> {
         let mut alerts = Vec::new();
         self.link_events(before, after, changes.clone(), kept, &mut alerts);
         if self.rules.enabled(AlertKind::SubstituteLost) {
-            self.lost_substitutes(before, after, changes.map(|(_, change)| change), &mut alerts);
+            self.lost_substitutes(before, after, changes.clone().map(|(_, change)| change), &mut alerts);
+        }
+        if [
+            AlertKind::SpecialisationGained,
+            AlertKind::SpecialisationLost,
+            AlertKind::ComplexityShift,
+        ]
+        .iter()
+        .any(|kind| self.rules.enabled(*kind))
+        {
+            self.complexity_events(before, after, changes.map(|(_, change)| change), &mut alerts);
         }
         alerts.retain(|a| self.rules.enabled(a.kind));
         summarised(alerts)
@@ -767,6 +778,116 @@ impl Evaluator<'_> {
     /// before the link's batch (a bulk load, clusters and ties in one
     /// batch) sets its baseline quietly; a cluster made by an earlier batch
     /// is known, whether or not the engine took that batch in first.
+    /// SPECIALISATION_GAINED / _LOST and COMPLEXITY_SHIFT of the clusters
+    /// whose members the changes touched, in the matrix of every cluster by
+    /// ISIC class, members counted (`relatedness::of_member_mixes`), before
+    /// and after the round. A cluster with no member before is new: its
+    /// first specialisations are its baseline, not news. Writes of links
+    /// alone change no member and cost nothing here.
+    fn complexity_events<'c>(
+        &self,
+        before: &Network,
+        after: &Network,
+        changes: impl Iterator<Item = &'c Change>,
+        alerts: &mut Vec<Alert>,
+    ) {
+        let mut touched: BTreeSet<Id> = BTreeSet::new();
+        let mut actors_of: BTreeMap<Id, Vec<Id>> = BTreeMap::new();
+        for change in changes {
+            let id = match change {
+                Change::UpsertActor(actor) => &actor.id,
+                Change::DeleteActor { id, .. } => id,
+                _ => continue,
+            };
+            let was = before.ix_of(id).and_then(|ix| before.actor(ix));
+            let is = after.ix_of(id).and_then(|ix| after.actor(ix));
+            for cluster in was.into_iter().chain(is).flat_map(|a| a.cluster_ids.iter()) {
+                touched.insert(cluster.clone());
+                let named = actors_of.entry(cluster.clone()).or_default();
+                if named.len() < ACTORS_LISTED && !named.contains(id) {
+                    named.push(id.clone());
+                }
+            }
+        }
+        if touched.is_empty() {
+            return;
+        }
+        let (Some(old), Some(new)) = (of_member_mixes(before), of_member_mixes(after)) else {
+            return; // more industries than the figures are computed for
+        };
+        for cluster in &touched {
+            let (Some(b), Some(a)) = (old.cluster_index(cluster), new.cluster_index(cluster)) else {
+                continue;
+            };
+            if old.cluster_total(b) <= 0.0 {
+                continue;
+            }
+            fn held(m: &Relatedness, c: usize) -> BTreeMap<&str, f64> {
+                let k = m.figures.cols;
+                (0..k)
+                    .filter(|p| m.figures.mcp[c * k + p])
+                    .map(|p| (m.industries[p].as_str(), m.figures.rca[c * k + p]))
+                    .collect()
+            }
+            let rca = |m: &Relatedness, c: usize, industry: &str| -> f64 {
+                m.industry_index(industry)
+                    .map(|p| m.figures.rca[c * m.figures.cols + p])
+                    .filter(|r| !r.is_nan())
+                    .unwrap_or(0.0)
+            };
+            let (was, is) = (held(&old, b), held(&new, a));
+            let actors = actors_of.get(cluster).cloned().unwrap_or_default();
+            for (kind, severity, these, verb) in [
+                (
+                    AlertKind::SpecialisationGained,
+                    Severity::Info,
+                    is.keys().filter(|i| !was.contains_key(*i)).copied().collect::<Vec<_>>(),
+                    "is now specialised in",
+                ),
+                (
+                    AlertKind::SpecialisationLost,
+                    Severity::Warning,
+                    was.keys().filter(|i| !is.contains_key(*i)).copied().collect(),
+                    "is no longer specialised in",
+                ),
+            ] {
+                if these.is_empty() {
+                    continue;
+                }
+                let figures = these
+                    .iter()
+                    .map(|i| Figure::new(format!("rca.{i}"), rca(&old, b, i), rca(&new, a, i)))
+                    .collect();
+                let listed: Vec<&str> = these.iter().take(ACTORS_LISTED).copied().collect();
+                alerts.push(self.alert(
+                    kind,
+                    severity,
+                    vec![cluster.clone()],
+                    actors.clone(),
+                    figures,
+                    format!("cluster {cluster} {verb} {}", listed.join(", ")),
+                ));
+            }
+            let (eci_before, eci_after) = (old.figures.eci[b], new.figures.eci[a]);
+            if !eci_before.is_nan() && !eci_after.is_nan() && (eci_after - eci_before).abs() >= self.rules.eci_shift {
+                alerts.push(self.alert(
+                    AlertKind::ComplexityShift,
+                    Severity::Info,
+                    vec![cluster.clone()],
+                    actors,
+                    vec![
+                        Figure::new("eci", eci_before, eci_after),
+                        Figure::new("diversity", old.figures.diversity[b], new.figures.diversity[a]),
+                    ],
+                    format!(
+                        "cluster {cluster}: economic complexity {} from {eci_before:.3} to {eci_after:.3}",
+                        if eci_after > eci_before { "rose" } else { "fell" }
+                    ),
+                ));
+            }
+        }
+    }
+
     fn link_events<'c>(
         &self,
         before: &Network,
@@ -1311,6 +1432,92 @@ mod tests {
         let raised = kinds(two_batches);
         assert!(raised.contains(&AlertKind::CrossInvestmentAdded), "{raised:?}");
         assert!(raised.contains(&AlertKind::FusionLinkAdded), "{raised:?}");
+    }
+
+    /// Clusters P1..P3 make parts (C2930) and electrics (C2710), K makes
+    /// parts, and B1, B2 software (J6201). K taking on two electrics firms
+    /// becomes specialised in C2710; its parts firms leaving ends C2930.
+    #[test]
+    fn members_entering_a_cluster_make_it_specialised_and_leaving_ends_it() {
+        let stage = StageConfig::default();
+        let rules = AlertRules::default();
+        let evaluator = Evaluator {
+            stage: &stage,
+            rules: &rules,
+            revision: 2,
+            now_unix_ms: 0,
+            stop: &AtomicBool::new(false),
+        };
+        let firm = |id: &str, cluster: &str, industry: &str| {
+            Change::UpsertActor(Actor {
+                industry: industry.into(),
+                ..actor(id, &[cluster])
+            })
+        };
+        let mut base = vec![
+            Change::UpsertCluster(cluster("K")),
+            firm("k1", "K", "C2930"),
+            firm("k2", "K", "C2930"),
+        ];
+        for c in ["P1", "P2", "P3"] {
+            base.push(Change::UpsertCluster(cluster(c)));
+            base.push(firm(&format!("{c}-parts"), c, "C2930"));
+            base.push(firm(&format!("{c}-electrics"), c, "C2710"));
+        }
+        for c in ["B1", "B2"] {
+            base.push(Change::UpsertCluster(cluster(c)));
+            base.push(firm(&format!("{c}-software"), c, "J6201"));
+        }
+        let raised = |before: &Network, added: &[Change]| -> Vec<Alert> {
+            let mut after = before.clone();
+            after.apply(added).unwrap();
+            evaluator.events(before, &after, added.iter().map(|c| (0, c)), &HashMap::new())
+        };
+        let before = network(base.clone());
+        let entering = [
+            firm("k3", "K", "C2710"),
+            firm("k4", "K", "C2710"),
+            firm("k5", "K", "C2710"),
+        ];
+        let alerts = raised(&before, &entering);
+        let gained: Vec<&Alert> = alerts
+            .iter()
+            .filter(|a| a.kind == AlertKind::SpecialisationGained)
+            .collect();
+        assert_eq!(gained.len(), 1, "{alerts:#?}");
+        assert_eq!(gained[0].clusters, [Id::from("K")]);
+        assert_eq!(gained[0].figures[0].name, "rca.C2710");
+        assert_eq!(gained[0].figures[0].before, 0.0);
+        assert!(gained[0].figures[0].after >= 1.0);
+        assert!(gained[0].actors.contains(&Id::from("k3")));
+        // Only K's members moved: the others' specialisations are not news.
+        assert!(alerts.iter().all(|a| a.clusters == [Id::from("K")]), "{alerts:#?}");
+
+        let mut grown = before.clone();
+        grown.apply(&entering).unwrap();
+        let leaving = [
+            Change::DeleteActor {
+                id: "k1".into(),
+                cascade: true,
+            },
+            Change::DeleteActor {
+                id: "k2".into(),
+                cascade: true,
+            },
+        ];
+        let alerts = raised(&grown, &leaving);
+        let lost: Vec<&Alert> = alerts
+            .iter()
+            .filter(|a| a.kind == AlertKind::SpecialisationLost)
+            .collect();
+        assert_eq!(lost.len(), 1, "{alerts:#?}");
+        assert_eq!(lost[0].figures[0].name, "rca.C2930");
+        // A write of links alone raises none of these.
+        let tie = [Change::UpsertLink(link("k3", "P1-parts", LinkKind::Supply))];
+        assert!(raised(&grown, &tie).iter().all(|a| !matches!(
+            a.kind,
+            AlertKind::SpecialisationGained | AlertKind::SpecialisationLost | AlertKind::ComplexityShift
+        )));
     }
 
     #[test]

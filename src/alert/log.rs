@@ -263,7 +263,7 @@ impl AlertLog {
     pub fn load(&self) -> Result<Loaded> {
         let counter = |key: &[u8]| -> Result<Option<u64>> { self.db.get(key)?.map(|b| decode(&b)).transpose() };
         let rules = match self.db.get(META_RULES)? {
-            Some(bytes) => decode(&bytes)?,
+            Some(bytes) => AlertRules::decode(&bytes).map_err(|e| Error::Corrupt(format!("alert log: {e}")))?,
             None => AlertRules::default(),
         };
         let mut states = HashMap::new();

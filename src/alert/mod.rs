@@ -32,10 +32,13 @@ pub enum AlertKind {
     WholeGrew,
     WholeShrank,
     WholeDissolved,
+    SpecialisationGained,
+    SpecialisationLost,
+    ComplexityShift,
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 13] = [
+    pub const ALL: [AlertKind; 16] = [
         AlertKind::StageChanged,
         AlertKind::VirtualIntegrationDetected,
         AlertKind::VirtualIntegrationLost,
@@ -49,6 +52,9 @@ impl AlertKind {
         AlertKind::WholeGrew,
         AlertKind::WholeShrank,
         AlertKind::WholeDissolved,
+        AlertKind::SpecialisationGained,
+        AlertKind::SpecialisationLost,
+        AlertKind::ComplexityShift,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +72,9 @@ impl AlertKind {
             AlertKind::WholeGrew => "WHOLE_GREW",
             AlertKind::WholeShrank => "WHOLE_SHRANK",
             AlertKind::WholeDissolved => "WHOLE_DISSOLVED",
+            AlertKind::SpecialisationGained => "SPECIALISATION_GAINED",
+            AlertKind::SpecialisationLost => "SPECIALISATION_LOST",
+            AlertKind::ComplexityShift => "COMPLEXITY_SHIFT",
         }
     }
 }
@@ -149,6 +158,20 @@ pub struct AlertRules {
     pub overlap_threshold: f64,
     pub min_substitute_score: f64,
     pub disabled_kinds: Vec<AlertKind>,
+    /// COMPLEXITY_SHIFT: a cluster's ECI moves by at least this (ECI is
+    /// standardised: in standard deviations over the clusters). Last, so
+    /// rules kept before it existed still read ([`AlertRules::decode`]).
+    pub eci_shift: f64,
+}
+
+/// [`AlertRules`] as kept before `eci_shift`.
+#[derive(Deserialize)]
+struct AlertRulesBeforeComplexity {
+    centrality_top_k: u32,
+    centrality_rank_move: u32,
+    overlap_threshold: f64,
+    min_substitute_score: f64,
+    disabled_kinds: Vec<AlertKind>,
 }
 
 impl Default for AlertRules {
@@ -165,6 +188,8 @@ impl Default for AlertRules {
             // as in the Substitutes analysis; raise it to ignore weak ones.
             min_substitute_score: 0.0,
             disabled_kinds: Vec::new(),
+            // Half a standard deviation of the clusters' ECI.
+            eci_shift: 0.5,
         }
     }
 }
@@ -196,7 +221,28 @@ impl AlertRules {
                 format!("{} is not in [0, 1)", self.min_substitute_score),
             ));
         }
+        if !(self.eci_shift.is_finite() && self.eci_shift > 0.0) {
+            return Err(Error::invalid(
+                "rules.eci_shift",
+                format!("{} is not a finite number above 0", self.eci_shift),
+            ));
+        }
         Ok(self)
+    }
+
+    /// Reads kept rules, those written before `eci_shift` too.
+    pub fn decode(bytes: &[u8]) -> std::result::Result<AlertRules, bincode::Error> {
+        bincode::deserialize(bytes).or_else(|error| {
+            let old: AlertRulesBeforeComplexity = bincode::deserialize(bytes).map_err(|_| error)?;
+            Ok(AlertRules {
+                centrality_top_k: old.centrality_top_k,
+                centrality_rank_move: old.centrality_rank_move,
+                overlap_threshold: old.overlap_threshold,
+                min_substitute_score: old.min_substitute_score,
+                disabled_kinds: old.disabled_kinds,
+                eci_shift: AlertRules::default().eci_shift,
+            })
+        })
     }
 
     pub fn enabled(&self, kind: AlertKind) -> bool {
@@ -259,5 +305,23 @@ mod tests {
         };
         assert!(nan.validated().is_err());
         assert!(AlertRules::default().validated().is_ok());
+    }
+
+    #[test]
+    fn rules_kept_before_the_eci_shift_still_read() {
+        let rules = AlertRules {
+            overlap_threshold: 0.3,
+            ..AlertRules::default()
+        };
+        let old = bincode::serialize(&(
+            rules.centrality_top_k,
+            rules.centrality_rank_move,
+            rules.overlap_threshold,
+            rules.min_substitute_score,
+            &rules.disabled_kinds,
+        ))
+        .unwrap();
+        assert_eq!(AlertRules::decode(&old).unwrap(), rules);
+        assert_eq!(AlertRules::decode(&bincode::serialize(&rules).unwrap()).unwrap(), rules);
     }
 }

@@ -498,6 +498,7 @@ impl ReadCommand {
                         ("overlap_threshold", rules.overlap_threshold.into()),
                         ("min_substitute_score", rules.min_substitute_score.into()),
                         ("disabled_kinds", Cell::list(&disabled)),
+                        ("eci_shift", rules.eci_shift.into()),
                     ]],
                 )
             }

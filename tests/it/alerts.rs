@@ -91,7 +91,7 @@ async fn raised(server: &TestServer, client: &mut Alerts, changes: Vec<pb::Chang
 
 /// Turns every kind but `kind` off.
 async fn only(client: &mut Alerts, kind: pb::AlertKind) {
-    let others: Vec<i32> = (1..=13).filter(|k| *k != kind as i32).collect();
+    let others: Vec<i32> = (1..=16).filter(|k| *k != kind as i32).collect();
     client
         .set_alert_rules(pb::SetAlertRulesRequest {
             rules: Some(pb::AlertRules {
@@ -651,5 +651,72 @@ async fn three_clusters_tied_into_one_chain_form_a_whole_and_its_alert_names_the
         "{}",
         wholes[0].message
     );
+    server.stop().await;
+}
+
+/// Six clusters, nested: cluster `n<i>` has one firm in each of the
+/// industries C1010 .. C10<i>0, so every cluster's specialisations differ
+/// and ECI is defined.
+fn nested_clusters() -> Vec<pb::Change> {
+    let mut changes = Vec::new();
+    for c in 0..6 {
+        let id = format!("n{c}");
+        changes.push(upsert_cluster(cluster(&id, vec![])));
+        for i in 0..=c {
+            changes.push(firm(&format!("{id}-{i}"), &id, &format!("C10{}0", i + 1)));
+        }
+    }
+    changes
+}
+
+#[tokio::test]
+async fn firms_entering_a_cluster_in_a_new_industry_raise_its_specialisation_and_complexity() {
+    let (_dir, server, mut client) = start_with(nested_clusters()).await;
+    client
+        .set_alert_rules(pb::SetAlertRulesRequest {
+            rules: Some(pb::AlertRules {
+                eci_shift: 0.01,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["eci_shift".into()],
+            }),
+        })
+        .await
+        .unwrap();
+    // n0 (only C1010) takes on three firms in C1060, which only n5 had.
+    let entering = (0..3).map(|i| firm(&format!("n0-new-{i}"), "n0", "C1060")).collect();
+    let alerts = raised(&server, &mut client, entering).await;
+    let of = |k: pb::AlertKind| alerts.iter().filter(|a| kind(a) == k).collect::<Vec<_>>();
+    let gained = of(pb::AlertKind::SpecialisationGained);
+    assert_eq!(gained.len(), 1, "{alerts:#?}");
+    assert_eq!(gained[0].cluster_ids, ["n0"]);
+    let (before, after) = figure(gained[0], "rca.C1060");
+    assert!(before == 0.0 && after >= 1.0, "{before} -> {after}");
+    assert!(gained[0].message.contains("C1060"), "{}", gained[0].message);
+    let shift = of(pb::AlertKind::ComplexityShift);
+    assert_eq!(shift.len(), 1, "{alerts:#?}");
+    let (before, after) = figure(shift[0], "eci");
+    assert!((after - before).abs() >= 0.01);
+    // A tie between members changes no member: none of these.
+    let quiet = raised(
+        &server,
+        &mut client,
+        vec![tie("n0-0", "n0-new-0", pb::LinkKind::Cooperation)],
+    )
+    .await;
+    assert!(quiet.iter().all(|a| !matches!(
+        kind(a),
+        pb::AlertKind::SpecialisationGained | pb::AlertKind::SpecialisationLost | pb::AlertKind::ComplexityShift
+    )));
+    // Rules kept the threshold.
+    let rules = client
+        .get_alert_rules(pb::GetAlertRulesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .rules
+        .unwrap();
+    assert_eq!(rules.eci_shift, 0.01);
     server.stop().await;
 }

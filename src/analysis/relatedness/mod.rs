@@ -141,6 +141,52 @@ pub fn relatedness(
     })
 }
 
+/// The matrix of every cluster by ISIC class, members counted (institutions
+/// too), as the network keeps it current (`Network::mixes`): no pass over
+/// the members, so the alert engine can take it at every write. Equal to
+/// [`relatedness`] with `Measure::Firms` and `include_institutions`; None
+/// past [`MAX_INDUSTRIES`].
+pub fn of_member_mixes(network: &Network) -> Option<Relatedness> {
+    let clusters: Vec<Id> = network.clusters.keys().cloned().collect();
+    let industries: Vec<String> = network
+        .mixes
+        .values()
+        .flat_map(|mix| mix.industries.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .cloned()
+        .collect();
+    if industries.len() > MAX_INDUSTRIES {
+        return None;
+    }
+    let column: HashMap<&str, usize> = industries
+        .iter()
+        .enumerate()
+        .map(|(p, code)| (code.as_str(), p))
+        .collect();
+    let cols = industries.len();
+    let mut values = vec![0.0; clusters.len() * cols];
+    for (c, cluster) in clusters.iter().enumerate() {
+        for (code, count) in network.mixes.get(cluster).map(|m| &m.industries).into_iter().flatten() {
+            values[c * cols + column[code.as_str()]] = *count as f64;
+        }
+    }
+    let values = Values {
+        rows: clusters.len(),
+        cols,
+        values,
+    };
+    let figures = complexity::complexity(&values, 1.0, &|| Ok(())).ok()?;
+    Some(Relatedness {
+        specialisation: indices::specialisation(&values),
+        concentration: indices::concentration(&values),
+        clusters,
+        industries,
+        values,
+        figures,
+    })
+}
+
 type Matrix = (Vec<Id>, Vec<String>, Values);
 
 fn matrix(
@@ -262,6 +308,27 @@ mod tests {
         assert_eq!(divisions.industries, ["C29", "M74", "O84"]);
         assert_eq!(cell(&divisions, "A", "C29"), 2.0);
         assert_eq!(cell(&divisions, "A", "O84"), 1.0);
+    }
+
+    #[test]
+    fn the_member_mixes_give_the_matrix_of_firms_institutions_included() {
+        let network = crate::testing::network(crate::synthetic::generate(&crate::synthetic::SyntheticConfig {
+            clusters: 12,
+            actors: 1_200,
+            links: 2_000,
+            industries: 9,
+            ..Default::default()
+        }));
+        let mixed = of_member_mixes(&network).unwrap();
+        let config = MatrixConfig {
+            measure: Measure::Firms,
+            include_institutions: true,
+            ..MatrixConfig::default()
+        };
+        let read = relatedness(&network, &GraphFilter::default(), &config, &Control::none()).unwrap();
+        assert_eq!((&mixed.clusters, &mixed.industries), (&read.clusters, &read.industries));
+        assert_eq!(mixed.values, read.values);
+        assert_eq!(format!("{:?}", mixed.figures.eci), format!("{:?}", read.figures.eci));
     }
 
     #[test]

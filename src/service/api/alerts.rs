@@ -148,18 +148,20 @@ fn rules_to_pb(rules: &AlertRules) -> pb::AlertRules {
         overlap_threshold: rules.overlap_threshold,
         min_substitute_score: rules.min_substitute_score,
         disabled_kinds: rules.disabled_kinds.iter().map(|k| wire(&AlertKind::ALL, *k)).collect(),
+        eci_shift: rules.eci_shift,
     }
 }
 
 /// The current rules with the fields named by `mask` (all when empty) taken
 /// from `update`.
 fn merged(current: AlertRules, update: &pb::AlertRules, mask: &[String]) -> Result<AlertRules> {
-    const FIELDS: [&str; 5] = [
+    const FIELDS: [&str; 6] = [
         "centrality_top_k",
         "centrality_rank_move",
         "overlap_threshold",
         "min_substitute_score",
         "disabled_kinds",
+        "eci_shift",
     ];
     for (i, path) in mask.iter().enumerate() {
         if !FIELDS.contains(&path.as_str()) {
@@ -188,6 +190,10 @@ fn merged(current: AlertRules, update: &pb::AlertRules, mask: &[String]) -> Resu
     }
     if wanted("disabled_kinds") {
         rules.disabled_kinds = kinds(&update.disabled_kinds, "rules.disabled_kinds")?;
+    }
+    // Without a mask, 0 is a client that does not know the field.
+    if wanted("eci_shift") && !(mask.is_empty() && update.eci_shift == 0.0) {
+        rules.eci_shift = update.eci_shift;
     }
     Ok(rules)
 }
