@@ -17,6 +17,7 @@
 //!
 //!     cargo bench --bench relatedness
 //!     BENCH_NODES=100000 cargo bench --bench relatedness     # a tenth of it
+//!     BENCH_ALERTS=0 cargo bench --bench relatedness         # the server without alerts (no wait for them)
 
 use std::{
     io::Write,
@@ -114,7 +115,8 @@ async fn main() {
     drop(edges);
 
     let port = free_port();
-    let server = start_with(&data, port, &[]);
+    let alerts_on = env_or("BENCH_ALERTS", 1) != 0;
+    let server = start_with(&data, port, if alerts_on { &[] } else { &["--no-alerts"] });
     wait_serving(port, Instant::now()).await;
     eprintln!("importing {links} links through `clusternet import`");
     let started = Instant::now();
@@ -146,6 +148,9 @@ async fn main() {
         .revision;
     let waited = Instant::now();
     loop {
+        if !alerts_on {
+            break;
+        }
         let evaluated = alerts
             .list_alerts(pb::ListAlertsRequest {
                 page_size: 1,
@@ -160,10 +165,12 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    eprintln!(
-        "alerts evaluated {:.1} s after the import",
-        waited.elapsed().as_secs_f64()
-    );
+    if alerts_on {
+        eprintln!(
+            "alerts evaluated {:.1} s after the import",
+            waited.elapsed().as_secs_f64()
+        );
+    }
 
     let mut client = client(port).await;
     let (mut pairs_times, mut cluster_times, mut space_times, mut path_times) = (vec![], vec![], vec![], vec![]);

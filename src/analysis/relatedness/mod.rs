@@ -195,49 +195,55 @@ fn matrix(
     config: &MatrixConfig,
     control: &Control,
 ) -> Result<Matrix, Cancelled> {
+    use rayon::prelude::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
     let wanted = filter.wants_cluster();
     let clusters: Vec<Id> = network.clusters.keys().filter(|id| wanted(id)).cloned().collect();
-    let mut columns: HashMap<String, usize> = HashMap::new();
-    // Per cluster, (column, value) as read; made dense once the columns are known.
-    let mut cells: Vec<Vec<(usize, f64)>> = Vec::with_capacity(clusters.len());
-    for (done, cluster) in clusters.iter().enumerate() {
-        if done % 64 == 0 {
+    let done = AtomicU64::new(0);
+    // Each cluster's row, keyed by the code as the network holds it (no
+    // copy per member), read in parallel: on the national network the rows
+    // are a million members.
+    let rows: Vec<rustc_hash::FxHashMap<&str, f64>> = clusters
+        .par_iter()
+        .map(|cluster| {
             control.check()?;
-            control.progress("matrix", done as u64, clusters.len() as u64);
-        }
-        let mut row: HashMap<usize, f64> = HashMap::new();
-        for ix in network.member_indexes(cluster) {
-            let Some(actor) = filter.actor(network, ix) else {
-                continue;
-            };
-            if !config.include_institutions && !actor.kind.is_enterprise() {
-                continue;
+            let mut row: rustc_hash::FxHashMap<&str, f64> = rustc_hash::FxHashMap::default();
+            for ix in network.member_indexes(cluster) {
+                let Some(actor) = filter.actor(network, ix) else {
+                    continue;
+                };
+                if !config.include_institutions && !actor.kind.is_enterprise() {
+                    continue;
+                }
+                let attributes = network.attributes_at(actor, filter.as_of);
+                let Some(code) = config.level.key(attributes.industry) else {
+                    continue;
+                };
+                let value = match config.measure {
+                    Measure::Employees => attributes.employees.unwrap_or(0) as f64,
+                    Measure::Firms => 1.0,
+                };
+                *row.entry(code).or_insert(0.0) += value;
             }
-            let attributes = network.attributes_at(actor, filter.as_of);
-            let Some(code) = config.level.key(attributes.industry) else {
-                continue;
-            };
-            let value = match config.measure {
-                Measure::Employees => attributes.employees.unwrap_or(0) as f64,
-                Measure::Firms => 1.0,
-            };
-            let next = columns.len();
-            let column = *columns.entry(code.to_string()).or_insert(next);
-            *row.entry(column).or_insert(0.0) += value;
-        }
-        cells.push(row.into_iter().collect());
-    }
-    let mut industries: Vec<(String, usize)> = columns.into_iter().collect();
-    industries.sort();
-    let mut position = vec![0; industries.len()];
-    for (at, (_, column)) in industries.iter().enumerate() {
-        position[*column] = at;
-    }
+            let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
+            if finished.is_multiple_of(64) {
+                control.progress("matrix", finished, clusters.len() as u64);
+            }
+            Ok(row)
+        })
+        .collect::<Result<_, Cancelled>>()?;
+    let industries: Vec<&str> = rows
+        .iter()
+        .flat_map(|row| row.keys().copied())
+        .collect::<std::collections::BTreeSet<&str>>()
+        .into_iter()
+        .collect();
+    let column: HashMap<&str, usize> = industries.iter().enumerate().map(|(p, code)| (*code, p)).collect();
     let cols = industries.len();
     let mut values = vec![0.0; clusters.len() * cols];
-    for (c, row) in cells.iter().enumerate() {
-        for (column, value) in row {
-            values[c * cols + position[*column]] = *value;
+    for (c, row) in rows.iter().enumerate() {
+        for (code, value) in row {
+            values[c * cols + column[code]] = *value;
         }
     }
     let values = Values {
@@ -245,7 +251,11 @@ fn matrix(
         cols,
         values,
     };
-    Ok((clusters, industries.into_iter().map(|(code, _)| code).collect(), values))
+    Ok((
+        clusters,
+        industries.into_iter().map(|code| code.to_string()).collect(),
+        values,
+    ))
 }
 
 #[cfg(test)]
