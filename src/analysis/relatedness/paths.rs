@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use super::Relatedness;
 use crate::{
+    analysis::{Cancelled, Control},
     graph::GraphFilter,
     model::{ClusterLinkKind, Id, LinkKind},
     network::Network,
@@ -93,13 +94,16 @@ pub struct PathsConfig {
 /// The upgrade paths of the cluster at row `c` of `relatedness`: every
 /// industry with a value somewhere that it is not specialised in, best
 /// score first (undefined scores last; ties by density, then code).
+/// Reading the cluster's ties checks `control` (a cluster of hubs has
+/// millions of links).
 pub fn upgrade_paths(
     network: &Network,
     filter: &GraphFilter,
     relatedness: &Relatedness,
     c: usize,
     config: &PathsConfig,
-) -> Vec<UpgradePath> {
+    control: &Control,
+) -> Result<Vec<UpgradePath>, Cancelled> {
     let figures = &relatedness.figures;
     let k = figures.cols;
     let mut paths: Vec<UpgradePath> = (0..k)
@@ -129,12 +133,12 @@ pub fn upgrade_paths(
         paths.truncate(config.top);
     }
     let Some(listed) = config.partners else {
-        return paths;
+        return Ok(paths);
     };
     if paths.is_empty() {
-        return paths;
+        return Ok(paths);
     }
-    let ties = ties_of(network, filter, &relatedness.clusters[c]);
+    let ties = ties_of(network, filter, &relatedness.clusters[c], control)?;
     for path in &mut paths {
         let Some(p) = relatedness.industry_index(&path.industry) else {
             continue;
@@ -165,15 +169,26 @@ pub fn upgrade_paths(
         }
         path.partners = partners;
     }
-    paths
+    Ok(paths)
 }
+
+/// Members whose links are read between two checks of the control.
+const MEMBERS_PER_CHECK: usize = 256;
 
 /// The ties between `cluster` and every other cluster: its members' links
 /// the filter keeps (each link once, counted for each other cluster its far
 /// end is in) and the explicit cluster links.
-fn ties_of(network: &Network, filter: &GraphFilter, cluster: &Id) -> HashMap<Id, Ties> {
+fn ties_of(
+    network: &Network,
+    filter: &GraphFilter,
+    cluster: &Id,
+    control: &Control,
+) -> Result<HashMap<Id, Ties>, Cancelled> {
     let mut ties: HashMap<Id, Ties> = HashMap::new();
-    for ix in network.member_indexes(cluster) {
+    for (read, ix) in network.member_indexes(cluster).enumerate() {
+        if read % MEMBERS_PER_CHECK == 0 {
+            control.check()?;
+        }
         if filter.actor(network, ix).is_none() {
             continue;
         }
@@ -224,7 +239,7 @@ fn ties_of(network: &Network, filter: &GraphFilter, cluster: &Id) -> HashMap<Id,
             entry.supplies_you += 1;
         }
     }
-    ties
+    Ok(ties)
 }
 
 #[cfg(test)]
@@ -283,7 +298,7 @@ mod tests {
             top: 0,
             partners: Some(0),
         };
-        upgrade_paths(network, &filter, &rel, c, &paths)
+        upgrade_paths(network, &filter, &rel, c, &paths, &Control::none()).unwrap()
     }
 
     #[test]
@@ -307,6 +322,34 @@ mod tests {
         assert!(first.partners[1..].iter().all(|p| !p.ties.any()), "the untied follow");
         // Industries T holds are no path.
         assert!(paths.iter().all(|p| p.industry != "A" && p.industry != "B"));
+    }
+
+    #[test]
+    fn reading_the_partners_ties_stops_when_the_call_is_cancelled() {
+        let network = built_case();
+        let filter = GraphFilter::default();
+        let config = MatrixConfig {
+            measure: Measure::Firms,
+            ..MatrixConfig::default()
+        };
+        let rel = relatedness(&network, &filter, &config, &Control::none()).unwrap();
+        let c = rel.cluster_index(&Id::from("T")).unwrap();
+        let cancelled = std::sync::atomic::AtomicBool::new(true);
+        let control = Control::new(&cancelled, &|_, _, _| {}, std::time::Duration::from_secs(1));
+        let paths = PathsConfig {
+            ranking: Ranking::default(),
+            top: 0,
+            partners: Some(0),
+        };
+        assert!(upgrade_paths(&network, &filter, &rel, c, &paths, &control).is_err());
+        let no_partners = PathsConfig {
+            partners: None,
+            ..paths
+        };
+        assert!(
+            upgrade_paths(&network, &filter, &rel, c, &no_partners, &control).is_ok(),
+            "no ties read"
+        );
     }
 
     #[test]

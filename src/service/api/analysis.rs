@@ -415,16 +415,17 @@ impl AnalysisService for AnalysisApi {
                     top: 3,
                     partners: None,
                 };
-                let rows = assessments.iter().map(|a| {
+                let mut rows = Vec::with_capacity(assessments.len());
+                for a in &assessments {
                     let mut row = assessment_to_pb(a);
                     let found = matrix.as_ref().and_then(|m| Some((m, m.cluster_index(&a.cluster)?)));
                     if let (Some(evidence), Some((matrix, c))) = (row.evidence.as_mut(), found) {
-                        let paths = upgrade_paths(&snapshot.network, &world, matrix, c, &nearest);
+                        let paths = upgrade_paths(&snapshot.network, &world, matrix, c, &nearest, control)?;
                         evidence.eci = convert::relatedness::defined(matrix.figures.eci[c]);
                         evidence.upgrade_paths = paths.iter().map(convert::relatedness::path).collect();
                     }
-                    row
-                });
+                    rows.push(row);
+                }
                 sink.send_rows(rows, |rows| pb::StageAssessments { rows })?;
                 sink.send(firm_closing(snapshot, &filter, sink))
             },
@@ -606,7 +607,7 @@ impl AnalysisService for AnalysisApi {
                     .cluster_index(&cluster)
                     .ok_or_else(|| Error::not_found("cluster_id", "cluster", cluster.to_string()))?;
                 control.progress("paths", 0, 1);
-                let found = upgrade_paths(&snapshot.network, &filter, &rel, c, &paths);
+                let found = upgrade_paths(&snapshot.network, &filter, &rel, c, &paths, control)?;
                 sink.send_rows(found.iter().map(convert::relatedness::path), |rows| pb::UpgradePaths {
                     rows,
                 })?;
