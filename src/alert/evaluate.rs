@@ -34,7 +34,7 @@ use crate::{
     analysis::{
         algo::centrality::{pagerank, PageRankConfig},
         rank_order,
-        relatedness::{of_member_mixes, Relatedness},
+        relatedness::{of_member_mixes, MixMatrix},
         relations::crossing::capital_ties_by_other,
         relations::fusion::{cross_industry_ties_by_other, IndustryLevel},
         relations::overlap::member_jaccards,
@@ -812,8 +812,17 @@ impl Evaluator<'_> {
         if touched.is_empty() {
             return;
         }
-        let (Some(old), Some(new)) = (of_member_mixes(before), of_member_mixes(after)) else {
-            return; // more industries than the figures are computed for
+        // ECI only when its alert is on and the eigenvectors are cheap
+        // enough for every write (`MAX_INDUSTRIES_FOR_ALERTS`): the flips
+        // of M need RCA alone.
+        let matrices = |eci: bool| Some((of_member_mixes(before, eci)?, of_member_mixes(after, eci)?));
+        let with_eci = if self.rules.enabled(AlertKind::ComplexityShift) {
+            matrices(true)
+        } else {
+            None
+        };
+        let Some((old, new)) = with_eci.or_else(|| matrices(false)) else {
+            return; // more industries than even M is computed for
         };
         for cluster in &touched {
             let (Some(b), Some(a)) = (old.cluster_index(cluster), new.cluster_index(cluster)) else {
@@ -822,14 +831,14 @@ impl Evaluator<'_> {
             if old.cluster_total(b) <= 0.0 {
                 continue;
             }
-            fn held(m: &Relatedness, c: usize) -> BTreeMap<&str, f64> {
+            fn held(m: &MixMatrix, c: usize) -> BTreeMap<&str, f64> {
                 let k = m.figures.cols;
                 (0..k)
                     .filter(|p| m.figures.mcp[c * k + p])
                     .map(|p| (m.industries[p].as_str(), m.figures.rca[c * k + p]))
                     .collect()
             }
-            let rca = |m: &Relatedness, c: usize, industry: &str| -> f64 {
+            let rca = |m: &MixMatrix, c: usize, industry: &str| -> f64 {
                 m.industry_index(industry)
                     .map(|p| m.figures.rca[c * m.figures.cols + p])
                     .filter(|r| !r.is_nan())

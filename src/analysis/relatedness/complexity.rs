@@ -188,6 +188,33 @@ fn of_positive_totals(values: &Values, threshold: f64, check: Check) -> Result<C
     })
 }
 
+/// RCA, M, diversity and ubiquity alone, the rest NaN: what whether a
+/// location is specialised needs, without the O(P³) eigenvectors. Equal
+/// to [`complexity`]'s for those four (a row or column with no value gives
+/// NaN RCA and no M either way).
+pub fn specialisations(values: &Values, threshold: f64) -> Complexity {
+    let (n, k) = (values.rows, values.cols);
+    let rca = rca(values);
+    let mcp: Vec<bool> = rca.iter().map(|r| !r.is_nan() && *r >= threshold).collect();
+    let count = |cells: &mut dyn Iterator<Item = usize>| cells.filter(|&i| mcp[i]).count() as f64;
+    let diversity = (0..n).map(|c| count(&mut (0..k).map(|p| c * k + p))).collect();
+    let ubiquity = (0..k).map(|p| count(&mut (0..n).map(|c| c * k + p))).collect();
+    Complexity {
+        rows: n,
+        cols: k,
+        rca,
+        mcp,
+        diversity,
+        ubiquity,
+        proximity: vec![f64::NAN; k * k],
+        density: vec![f64::NAN; n * k],
+        eci: vec![f64::NAN; n],
+        pci: vec![f64::NAN; k],
+        coi: vec![f64::NAN; n],
+        cog: vec![f64::NAN; n * k],
+    }
+}
+
 /// Balassa's RCA: (x_cp / x_c) / (x_p / x).
 fn rca(values: &Values) -> Vec<f64> {
     let (n, k) = (values.rows, values.cols);
