@@ -7,6 +7,7 @@
 
 pub mod algo;
 pub mod footprint;
+pub mod kept_ranks;
 pub mod relatedness;
 pub mod relations;
 pub mod run;

@@ -4,6 +4,7 @@
 
 use std::{
     collections::HashMap,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -11,7 +12,9 @@ use super::{
     algo::{
         centrality::{self, BetweennessConfig, Direction, EigenvectorConfig, PageRankConfig},
         community::{self, LabelPropagationConfig, LouvainConfig, Partition},
+        rank_update::Update,
     },
+    kept_ranks::KeptRanks,
     rank_order, Control, Scores,
 };
 use crate::{
@@ -113,8 +116,8 @@ pub fn run_centrality(
     control: &Control,
 ) -> Result<(Vec<RankedRow>, RunSummary)> {
     let started = Instant::now();
-    let graph = build_graph(network, &job.graph, control)?;
-    let (rows, summary) = centrality_on(&graph, job, control)?;
+    let graph = Arc::new(build_graph(network, &job.graph, control)?);
+    let (rows, summary) = centrality_on(&graph, job, None, control)?;
     Ok((
         rows,
         RunSummary {
@@ -124,11 +127,17 @@ pub fn run_centrality(
     ))
 }
 
+/// Ranks kept between revisions, and the revision of the graph asked about.
+pub type Kept<'a> = Option<(&'a KeptRanks, u64)>;
+
 /// Runs a centrality job on its graph, built already (or kept in a
-/// [`crate::graph::cache::GraphCache`]).
+/// [`crate::graph::cache::GraphCache`]); a PageRank with a uniform jump
+/// is brought up to date from the ranks `kept` holds for the job's graph
+/// when it can be.
 pub fn centrality_on(
-    graph: &AnalysisGraph,
+    graph: &Arc<AnalysisGraph>,
     job: &CentralityJob,
+    kept: Kept<'_>,
     control: &Control,
 ) -> Result<(Vec<RankedRow>, RunSummary)> {
     let started = Instant::now();
@@ -153,7 +162,21 @@ pub fn centrality_on(
                 }
                 config.personalization = Some(jump);
             }
-            centrality::pagerank(graph, &config, control)?
+            match kept.filter(|_| config.personalization.is_none()) {
+                Some((ranks, revision)) => {
+                    let (scores, how) = ranks.pagerank(&job.graph, revision, graph, &config, control)?;
+                    if let Update::Frontier { changed, pushes } = how {
+                        tracing::debug!(
+                            revision,
+                            changed,
+                            pushes,
+                            "PageRank brought up to date from the kept ranks"
+                        );
+                    }
+                    scores
+                }
+                None => centrality::pagerank(graph, &config, control)?,
+            }
         }
         Measure::Betweenness(config) => {
             let config = BetweennessConfig {

@@ -340,6 +340,34 @@ impl AnalysisGraph {
         self.incoming.weights(v)
     }
 
+    /// Whether this graph's first nodes are `older`'s, in the same order
+    /// (a patch keeps them and adds new ones after the last), so a result
+    /// of `older` can be carried over node by node.
+    pub fn extends(&self, older: &AnalysisGraph) -> bool {
+        if self.directed != older.directed || self.node_count() < older.node_count() {
+            return false;
+        }
+        let n = older.node_count();
+        if !self.actors.is_empty() || !older.actors.is_empty() {
+            return Arc::ptr_eq(&self.actors, &older.actors)
+                || (self.actors.len() >= older.actors.len() && self.actors[..older.actors.len()] == older.actors[..]);
+        }
+        Arc::ptr_eq(&self.ids, &older.ids) || self.ids[..n] == older.ids[..]
+    }
+
+    /// The nodes whose out-arcs and whose in-arcs differ from `older`'s
+    /// (which this graph [`extends`](Self::extends)), new nodes included;
+    /// None when more than `most` of either changed.
+    pub fn changed_since(&self, older: &AnalysisGraph, most: usize) -> Option<(Vec<u32>, Vec<u32>)> {
+        let out = self.outgoing.changed_since(&older.outgoing, most)?;
+        let into = if self.directed {
+            self.incoming.changed_since(&older.incoming, most)?
+        } else {
+            out.clone()
+        };
+        Some((out, into))
+    }
+
     /// The node of an id, by linear search: for tests and small lookups.
     pub fn node_of(&self, id: &str) -> Option<usize> {
         self.ids.iter().position(|i| &**i == id)

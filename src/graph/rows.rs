@@ -259,6 +259,39 @@ impl Rows {
         self.nodes
     }
 
+    /// The nodes whose rows differ from `older`'s (arcs or weights), and
+    /// the nodes `older` does not have; ascending. Chunks a patch shared
+    /// between the two are skipped unread, so after a small write this
+    /// compares the few chunks the write made again. None past `most`.
+    pub fn changed_since(&self, older: &Rows, most: usize) -> Option<Vec<u32>> {
+        let mut changed = Vec::new();
+        for (c, chunk) in self.chunks.iter().enumerate() {
+            let lo = c * CHUNK;
+            let hi = (lo + CHUNK).min(self.nodes);
+            let old = older.chunks.get(c);
+            if old.is_some_and(|old| Arc::ptr_eq(old, chunk)) {
+                continue;
+            }
+            for u in lo..hi {
+                let local = u - lo;
+                let same = old.is_some_and(|old| {
+                    u < older.nodes && {
+                        let (mine, theirs) = (chunk.row(local), old.row(local));
+                        chunk.targets[mine.clone()] == old.targets[theirs.clone()]
+                            && chunk.weights[mine] == old.weights[theirs]
+                    }
+                });
+                if !same {
+                    changed.push(u as u32);
+                    if changed.len() > most {
+                        return None;
+                    }
+                }
+            }
+        }
+        Some(changed)
+    }
+
     pub fn arc_count(&self) -> usize {
         self.bases.last().copied().unwrap_or(0)
     }

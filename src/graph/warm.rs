@@ -261,6 +261,11 @@ impl Graphs {
         }
     }
 
+    /// How many graphs are kept at most (one a spec).
+    pub fn capacity(&self) -> usize {
+        self.cache.capacity()
+    }
+
     /// The graph of `spec` on this snapshot: kept from an earlier analysis
     /// of the same revision, patched from an older one, or built now.
     pub fn of(&self, snapshot: &Snapshot, spec: &GraphSpec) -> Arc<AnalysisGraph> {

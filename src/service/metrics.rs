@@ -40,6 +40,7 @@ pub struct Metrics {
     response_bytes: IntCounterVec,
     analyses: IntCounterVec,
     graphs_made: IntCounterVec,
+    pageranks: IntCounterVec,
     pub analyses_running: IntGauge,
     pub analyses_queued: IntGauge,
     revision: IntGauge,
@@ -156,6 +157,17 @@ impl Metrics {
                     Opts::new(
                         "graphs_made_total",
                         "Analysis graphs made for a new revision, by how (built from the whole network, patched from the last one, or read back at a start)",
+                    ),
+                    &["how"],
+                )
+                .unwrap(),
+            ),
+            pageranks: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "pageranks_total",
+                        "PageRanks of a kept graph with a uniform jump, by how (solved on the whole graph, or updated from the ranks kept for the last revision)",
                     ),
                     &["how"],
                 )
@@ -335,6 +347,11 @@ impl Metrics {
     /// An analysis graph was made (`how`: built or patched).
     pub fn graph_made(&self, how: &str) {
         self.graphs_made.with_label_values(&[how]).inc();
+    }
+
+    /// A PageRank was found (`how`: solved or updated).
+    pub fn pagerank_found(&self, how: &str) {
+        self.pageranks.with_label_values(&[how]).inc();
     }
 
     pub fn analysis_ended(&self, kind: &str, outcome: &str) {

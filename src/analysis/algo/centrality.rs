@@ -130,6 +130,21 @@ const SWEEP_CHUNK: usize = 4_096;
 /// `tolerance` bounds the L1 change of z in one sweep; `iterations` counts
 /// the core's sweeps (1 when there is no core).
 pub fn pagerank(graph: &AnalysisGraph, config: &PageRankConfig, control: &Control) -> Result<Scores, Cancelled> {
+    let mut scores = pagerank_unscaled(graph, config, control)?;
+    let total: f64 = scores.values.iter().sum();
+    if total > 0.0 {
+        scores.values.iter_mut().for_each(|x| *x /= total);
+    }
+    Ok(scores)
+}
+
+/// y of [`pagerank`], before it is scaled to sum to one: what
+/// `rank_update` carries from one revision to the next.
+pub(super) fn pagerank_unscaled(
+    graph: &AnalysisGraph,
+    config: &PageRankConfig,
+    control: &Control,
+) -> Result<Scores, Cancelled> {
     let n = graph.node_count();
     if n == 0 {
         return Ok(Scores::exact(Vec::new()));
@@ -141,21 +156,8 @@ pub fn pagerank(graph: &AnalysisGraph, config: &PageRankConfig, control: &Contro
         }
         None => vec![1.0 / n as f64; n],
     };
-    let d = config.damping;
-    // d / out-weight, 0 for a dangling node.
     let pass: Vec<f64> = (0..n)
-        .map(|v| {
-            let out = if config.weighted {
-                graph.out_weights(v).iter().sum()
-            } else {
-                graph.out_neighbors(v).len() as f64
-            };
-            if out > 0.0 {
-                d / out
-            } else {
-                0.0
-            }
-        })
+        .map(|v| pass_of(graph, v, config.damping, config.weighted))
         .collect();
     let inflow = |v: usize, from: &[f64]| -> f64 {
         let sources = graph.in_neighbors(v);
@@ -214,15 +216,26 @@ pub fn pagerank(graph: &AnalysisGraph, config: &PageRankConfig, control: &Contro
         }
     }
     solve_in_order(&downstream, &mut y, &mut share)?;
-    let total: f64 = y.iter().sum();
-    if total > 0.0 {
-        y.iter_mut().for_each(|x| *x /= total);
-    }
     Ok(Scores {
         values: y,
         iterations: sweeps,
         converged,
     })
+}
+
+/// d / v's out-weight (its out-degree unweighted): what v passes along a
+/// link per unit of weight and of rank; 0 for a dangling node.
+pub(super) fn pass_of(graph: &AnalysisGraph, v: usize, damping: f64, weighted: bool) -> f64 {
+    let out = if weighted {
+        graph.out_weights(v).iter().sum()
+    } else {
+        graph.out_neighbors(v).len() as f64
+    };
+    if out > 0.0 {
+        damping / out
+    } else {
+        0.0
+    }
 }
 
 /// The core's own PageRank: z, κ (the share of z re-entering along the

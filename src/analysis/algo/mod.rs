@@ -6,3 +6,4 @@
 pub mod centrality;
 pub mod community;
 pub mod components;
+pub mod rank_update;

@@ -22,6 +22,7 @@ use crate::service::{
 use crate::{
     analysis::{
         footprint::{self, Workload},
+        kept_ranks::KeptRanks,
         relatedness::{
             paths::{upgrade_paths, PathsConfig, Ranking},
             relatedness, MatrixConfig,
@@ -53,6 +54,8 @@ pub struct AnalysisApi {
     stage_config: Arc<StageConfig>,
     /// The graphs of the latest revision, shared by its analyses.
     graphs: Arc<Graphs>,
+    /// PageRank vectors of the kept graphs, brought up to date after writes.
+    ranks: Arc<KeptRanks>,
 }
 
 /// What an analysis call starts from: the snapshot it reads, taken when the
@@ -77,10 +80,16 @@ impl AnalysisApi {
         stage_config: StageConfig,
         graphs: Arc<Graphs>,
     ) -> Self {
+        let counted = metrics.clone();
+        let ranks = KeptRanks::new(
+            graphs.capacity(),
+            Arc::new(move |how: &str| counted.pagerank_found(how)),
+        );
         AnalysisApi {
             store: store.clone(),
             runner: Runner::new(limits, metrics, stall_timeout, shutdown),
             stage_config: Arc::new(stage_config),
+            ranks: Arc::new(ranks),
             graphs,
         }
     }
@@ -162,10 +171,10 @@ impl AnalysisService for AnalysisApi {
     ) -> Result<Response<Self::CentralityStream>, Status> {
         let (call, request) = self.open(request);
         let job = analysis_params::centrality_job(request, &call.snapshot.network)?;
-        let graphs = self.graphs.clone();
+        let (graphs, ranks) = (self.graphs.clone(), self.ranks.clone());
         self.run(call, "Centrality", job.workload(), move |snapshot, control, sink| {
             let graph = graph_of(&graphs, snapshot, &job.graph, control)?;
-            let (rows, run) = centrality_on(&graph, &job, control)?;
+            let (rows, run) = centrality_on(&graph, &job, Some((&ranks, snapshot.revision)), control)?;
             let run = RunSummary {
                 elapsed: sink.started().elapsed(),
                 ..run
