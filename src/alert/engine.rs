@@ -107,6 +107,9 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Replicated: how often a replica not producing looks whether it holds
 /// the lease, and a producer with nothing to do whether it still does.
 const LEASE_LOOK: Duration = Duration::from_millis(250);
+/// Alone and idle: how often the engine looks whether the store republished
+/// its revision (a repack), to let go of the copy it holds.
+const REPACK_LOOK: Duration = Duration::from_secs(1);
 /// Replicated: how long a new producer waits for its network to reach the
 /// revision the shared alert log was evaluated at.
 const TAKE_OVER_WAIT: Duration = Duration::from_secs(5);
@@ -412,7 +415,7 @@ impl Worker {
                 let wait = if self.shared.is_some() {
                     LEASE_LOOK
                 } else {
-                    Duration::MAX
+                    REPACK_LOOK
                 };
                 runtime.block_on(async {
                     tokio::select! {
@@ -450,6 +453,7 @@ impl Worker {
                 self.step_down("the lease lapsed");
                 continue;
             }
+            self.follow_repack();
             let stored = on_pool(&mut || self.catch_up(&mut pending) && self.pay_owed());
             if !stored && self.leading_or_alone() && stops_within(&runtime, &mut stopped, RETRY_AFTER) {
                 return;
@@ -873,6 +877,21 @@ impl Worker {
         for alert in alerts {
             sequence += 1;
             alert.sequence = sequence;
+        }
+    }
+
+    /// Takes the store's snapshot in place of the one held when it is of
+    /// the same revision but another copy: the repacker rebuilt the maps
+    /// after a bulk write. Holding the old copy kept two networks alive
+    /// (5.0 GiB, where one is 1.9, after a 10M-link import).
+    fn follow_repack(&mut self) {
+        let Some(before) = &self.before else {
+            return;
+        };
+        let now = self.store.snapshot();
+        if now.revision == before.revision && !Arc::ptr_eq(&now, before) {
+            tracing::debug!(revision = now.revision, "the alert engine follows the repacked network");
+            self.before = Some(now);
         }
     }
 

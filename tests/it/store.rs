@@ -536,3 +536,52 @@ async fn small_batches_take_a_checkpoint_once_their_log_outweighs_the_last_one()
     assert!(written >= 1_000, "not before the least asked for: {written}");
     eprintln!("a checkpoint after {written} one-change batches on {entities} entities");
 }
+
+/// The alert engine holds the network it last evaluated, to tell what the
+/// next batches changed. Once the store republishes that revision repacked,
+/// the engine takes the new copy and lets the old one go: two copies of a
+/// national network do not fit beside each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_repack_the_alert_engine_lets_the_old_copy_of_the_network_go() {
+    use clusternet::{
+        alert::{engine::AlertEngine, log::AlertLog},
+        analysis::stages::stage_config::StageConfig,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        repack_min_changes: Some(40),
+        repack_quiet: Duration::from_millis(300),
+        ..StoreConfig::default()
+    };
+    let store = std::sync::Arc::new(Store::open_sled(dir.path(), &SledConfig::default(), config).unwrap());
+    let repacks = std::sync::Arc::new(Repacks::default());
+    store.observe(Box::new(repacks.clone()));
+    let log = AlertLog::open(&dir.path().join("alerts")).unwrap();
+    let engine = AlertEngine::start(store.clone(), log, StageConfig::default(), None).unwrap();
+    let write = |ops: Vec<Op>| store.apply(ops.iter().map(change).collect());
+    write((0..12).map(Op::UpsertActor).collect()).await.unwrap();
+    for a in 0..12u8 {
+        write(vec![
+            Op::UpsertLink(a, (a + 5) % 12, 1, 2),
+            Op::UpsertLink(a, (a + 3) % 12, 2, 3),
+            Op::UpsertLink(a, (a + 1) % 12, 0, 1),
+        ])
+        .await
+        .unwrap();
+    }
+    let last = store.snapshot().revision;
+    let old = std::sync::Arc::downgrade(&store.snapshot());
+    let waited = Instant::now();
+    while repacks.0.load(std::sync::atomic::Ordering::SeqCst) == 0 || engine.evaluated_revision() < last {
+        assert!(waited.elapsed() < Duration::from_secs(20), "no repack, or the engine is behind");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(store.snapshot().revision, last, "no write since");
+    while old.upgrade().is_some() {
+        assert!(
+            waited.elapsed() < Duration::from_secs(20),
+            "the copy before the repack is still held"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
