@@ -63,10 +63,19 @@ def timed(f, n):
         t = time.perf_counter(); f(); times.append(time.perf_counter() - t)
     return sorted(times)[len(times) // 2]
 out["pagerank"] = timed(lambda: g.pagerank(directed=True, damping=0.85), repeats)
+changed = ig.Graph.Read_Edgelist(sys.argv[4], directed=True)
+ranks = changed.pagerank(directed=True, damping=0.85)
+out["changed_top"] = sorted(range(len(ranks)), key=lambda v: -ranks[v])[:10]
+out["changed_values"] = [ranks[v] for v in out["changed_top"]]
 if not slow:
     print(json.dumps(out)); sys.exit()
 u = g.as_undirected(mode="collapse")
-out["louvain"] = timed(lambda: u.community_multilevel(), 1)
+import random
+for seed in (0, 1, 2):
+    random.seed(seed)
+    t = time.perf_counter(); parts = u.community_multilevel(); out[f"louvain{seed}"] = time.perf_counter() - t
+    out[f"modularity{seed}"] = parts.modularity
+out["louvain"] = out["louvain1"]
 n = u.vcount()
 pivots = list(range(0, n, n // 256))[:256]
 out["betweenness256"] = timed(lambda: u.betweenness(directed=False, sources=pivots), 1)
@@ -94,10 +103,10 @@ fn pagerank() -> pb::CentralityRequest {
     }
 }
 
-fn louvain() -> pb::CommunitiesRequest {
+fn louvain(seed: u64) -> pb::CommunitiesRequest {
     pb::CommunitiesRequest {
         algorithm: pb::CommunityAlgorithm::Louvain as i32,
-        seed: 1,
+        seed,
         ..Default::default()
     }
 }
@@ -146,12 +155,75 @@ fn one_link(i: usize, nodes: usize) -> pb::ApplyChangesRequest {
     }
 }
 
-fn igraph(edge_file: &Path, repeats: usize, slow: bool) -> Option<serde_json::Value> {
+/// A hundred new SUPPLY links, younger to older as the BA links run: the
+/// request and the (source, target) pairs.
+fn hundred_links(round: usize, nodes: usize) -> (pb::ApplyChangesRequest, Vec<(usize, usize)>) {
+    let pairs: Vec<(usize, usize)> = (0..100)
+        .map(|i| {
+            let k = round * 100 + i;
+            (
+                nodes / 4 + (k * 48_271) % (nodes * 3 / 4),
+                (k * 16_807 + 101) % (nodes / 4),
+            )
+        })
+        .collect();
+    let changes = pairs
+        .iter()
+        .map(|&(u, v)| {
+            change_to_pb(&Change::UpsertLink(Link {
+                source: actor_id(u as u32),
+                target: actor_id(v as u32),
+                kind: LinkKind::Supply,
+                channel: Channel::Physical,
+                weight: 1.0,
+                validity: Validity::default(),
+            }))
+        })
+        .collect();
+    (pb::ApplyChangesRequest { changes }, pairs)
+}
+
+/// The top 10 of a PageRank call: (actor number, value).
+async fn top_ten(analysis: &mut AnalysisServiceClient<GrpcChannel>) -> Vec<(usize, f64)> {
+    let mut stream = analysis.centrality(pagerank()).await.unwrap().into_inner();
+    let mut top = Vec::new();
+    while let Some(event) = stream.message().await.unwrap() {
+        if let Some(pb::centrality_response::Event::Rows(rows)) = event.event {
+            for row in rows.rows {
+                let number: usize = row
+                    .node_id
+                    .trim_start_matches(|c: char| !c.is_ascii_digit())
+                    .parse()
+                    .unwrap();
+                top.push((number, row.value));
+            }
+        }
+    }
+    top
+}
+
+/// Seconds of a Louvain call and the modularity it reports.
+async fn louvain_timed(analysis: &mut AnalysisServiceClient<GrpcChannel>, seed: u64) -> (f64, f64) {
+    let started = Instant::now();
+    let mut stream = analysis.communities(louvain(seed)).await.unwrap().into_inner();
+    let mut modularity = f64::NAN;
+    while let Some(event) = stream.message().await.unwrap() {
+        if let Some(pb::communities_response::Event::Summary(summary)) = event.event {
+            modularity = summary.modularity;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!("Louvain seed {seed}: {seconds:.2} s, modularity {modularity:.4}");
+    (seconds, modularity)
+}
+
+fn igraph(edge_file: &Path, changed_file: &Path, repeats: usize, slow: bool) -> Option<serde_json::Value> {
     let out = Command::new("python3")
         .args(["-c", IGRAPH])
         .arg(edge_file)
         .arg(repeats.to_string())
         .arg(slow.to_string())
+        .arg(changed_file)
         .output()
         .ok()?;
     if !out.status.success() {
@@ -196,6 +268,7 @@ async fn main() {
     let work = tempfile::tempdir().unwrap();
     let root = std::env::var("BENCH_DIR").map_or(work.path().to_path_buf(), std::path::PathBuf::from);
     let (csv, data, edge_file) = (root.join("csv"), root.join("data"), root.join("edges.txt"));
+    let changed_file = root.join("edges-changed.txt");
 
     eprintln!("generating a BA network: {nodes} actors, {per_node} links each, {clusters} clusters");
     let edges = barabasi_albert(nodes, per_node, 7);
@@ -244,7 +317,18 @@ async fn main() {
     };
     assert!(status.success(), "the import succeeds");
     let import_seconds = started.elapsed().as_secs_f64();
-    let (_, rss_after_import) = memory_mib(server.id());
+    let (hwm_import, rss_after_import) = memory_mib(server.id());
+    let du = |dir: &Path| -> f64 {
+        let out = Command::new("du").arg("-sb").arg(dir).output().unwrap();
+        let bytes: f64 = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0.0);
+        bytes / (1 << 20) as f64
+    };
+    eprintln!("data directory {:.0} MiB for {:.0} MiB of CSV", du(&data), du(&csv));
     eprintln!(
         "import: {import_seconds:.1} s ({:.0} links/s), RSS {rss_after_import:.0} MiB; the import client's peak RSS \
          {client_peak:.0} MiB for {:.0} MiB of CSV",
@@ -297,11 +381,50 @@ async fn main() {
             .expect("the write is applied");
         after_writes.push(timed("PageRank after a one-link write", analysis.centrality(pagerank())).await);
     }
-    let mut louvains: Vec<f64> = Vec::new();
+    // After writes of a hundred links: the ranks brought up to date, not
+    // solved again; the last top 10 is checked against igraph below.
+    let mut written: Vec<(usize, usize)> = (0..repeats)
+        .map(|i| {
+            let link = &one_link(i, nodes).changes[0];
+            let Some(pb::change::Change::UpsertLink(link)) = &link.change else {
+                unreachable!()
+            };
+            let number = |id: &str| {
+                id.trim_start_matches(|c: char| !c.is_ascii_digit())
+                    .parse::<usize>()
+                    .unwrap()
+            };
+            (number(&link.source), number(&link.target))
+        })
+        .collect();
+    let mut after_hundreds: Vec<f64> = Vec::new();
+    for round in 0..3 {
+        let (request, pairs) = hundred_links(round, nodes);
+        writer.apply_changes(request).await.expect("the write is applied");
+        written.extend(pairs);
+        after_hundreds.push(timed("PageRank after a 100-link write", analysis.centrality(pagerank())).await);
+    }
+    let served_top = top_ten(&mut analysis).await;
+    let page = get_metrics(&metrics_address).await;
+    let updated = metric(&page, "clusternet_pageranks_total{how=\"updated\"}").unwrap_or(0.0);
+    let solved = metric(&page, "clusternet_pageranks_total{how=\"solved\"}").unwrap_or(0.0);
+    eprintln!("PageRanks updated {updated}, solved {solved}");
+    {
+        let mut out = BufWriter::new(std::fs::File::create(&changed_file).unwrap());
+        std::io::copy(&mut std::fs::File::open(&edge_file).unwrap(), &mut out).unwrap();
+        for (u, v) in &written {
+            writeln!(out, "{u} {v}").unwrap();
+        }
+        out.flush().unwrap();
+    }
+    let mut louvains: Vec<(u64, f64, f64)> = Vec::new();
     let mut betweennesses: Vec<f64> = Vec::new();
     for _ in 0..slow_repeats {
         betweennesses.push(timed("betweenness 256", analysis.centrality(betweenness256())).await);
-        louvains.push(timed("Louvain", analysis.communities(louvain())).await);
+        for seed in 0..3 {
+            let (seconds, modularity) = louvain_timed(&mut analysis, seed).await;
+            louvains.push((seed, seconds, modularity));
+        }
     }
     let (peak_analyses, rss_after_analyses) = memory_mib(server.id());
     terminate(server);
@@ -316,7 +439,7 @@ async fn main() {
     terminate(server);
 
     eprintln!("python-igraph on the same edges");
-    let theirs = igraph(&edge_file, repeats, slow_repeats > 0);
+    let theirs = igraph(&edge_file, &changed_file, repeats, slow_repeats > 0);
     let their = |key: &str| theirs.as_ref().and_then(|t| t[key].as_f64());
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
@@ -353,12 +476,37 @@ async fn main() {
         pagerank_after_restart,
         their("pagerank"),
     );
-    if slow_repeats > 0 {
-        row(
-            &format!("Louvain (median of {slow_repeats})"),
-            median(&mut louvains),
-            their("louvain"),
+    row(
+        "PageRank top 10, first call after a 100-link write (median of 3)",
+        median(&mut after_hundreds),
+        their("pagerank"),
+    );
+    if let Some(theirs) = &theirs {
+        let top: Vec<usize> = serde_json::from_value(theirs["changed_top"].clone()).unwrap_or_default();
+        let values: Vec<f64> = serde_json::from_value(theirs["changed_values"].clone()).unwrap_or_default();
+        let same_order = top == served_top.iter().map(|(v, _)| *v).collect::<Vec<_>>();
+        let off = served_top
+            .iter()
+            .zip(&values)
+            .map(|((_, ours), theirs)| (ours - theirs).abs())
+            .fold(0.0, f64::max);
+        println!(
+            "\nAfter the writes ({} links added; PageRanks updated {updated}, solved {solved}): the top 10 {} igraph's on the changed graph, values within {off:.1e}",
+            written.len(),
+            if same_order { "equals" } else { "DIFFERS from" }
         );
+    }
+    if slow_repeats > 0 {
+        for (seed, seconds, modularity) in &louvains {
+            row(
+                &format!(
+                    "Louvain seed {seed} (modularity {modularity:.4}, igraph {:.4})",
+                    their(&format!("modularity{seed}")).unwrap_or(f64::NAN)
+                ),
+                *seconds,
+                their(&format!("louvain{seed}")),
+            );
+        }
         row(
             &format!("betweenness, 256 pivots (median of {slow_repeats})"),
             median(&mut betweennesses),
@@ -366,7 +514,7 @@ async fn main() {
         );
     }
     println!(
-        "\n| figure | value |\n|---|---|\n| `clusternet import` (CSV) | {import_seconds:.1} s, {:.0} links/s |\n| RSS after the import | {rss_after_import:.0} MiB |\n| RSS once repacked (the repack took) | {rss_after_repack:.0} MiB ({repack_seconds:.1} s) |\n| RSS after the analyses (peak during them) | {rss_after_analyses:.0} MiB ({peak_analyses:.0} MiB) |\n| restart to SERVING | {restart_seconds:.1} s |\n| RSS after the restart | {rss_after_restart:.0} MiB |",
+        "\n| figure | value |\n|---|---|\n| `clusternet import` (CSV) | {import_seconds:.1} s, {:.0} links/s |\n| RSS after the import (high-water mark through it) | {rss_after_import:.0} MiB ({hwm_import:.0} MiB) |\n| RSS once repacked (the repack took) | {rss_after_repack:.0} MiB ({repack_seconds:.1} s) |\n| RSS after the analyses (peak during them) | {rss_after_analyses:.0} MiB ({peak_analyses:.0} MiB) |\n| restart to SERVING | {restart_seconds:.1} s |\n| RSS after the restart | {rss_after_restart:.0} MiB |",
         links as f64 / import_seconds
     );
 }

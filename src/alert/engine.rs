@@ -412,11 +412,7 @@ impl Worker {
             // With figures owed, only a look: they are worked on at once.
             // Replicated, the wait ends now and then to look at the lease.
             let stopping = if self.owed.is_empty() {
-                let wait = if self.shared.is_some() {
-                    LEASE_LOOK
-                } else {
-                    REPACK_LOOK
-                };
+                let wait = if self.shared.is_some() { LEASE_LOOK } else { REPACK_LOOK };
                 runtime.block_on(async {
                     tokio::select! {
                         received = committed.recv() => {

@@ -573,7 +573,10 @@ async fn after_a_repack_the_alert_engine_lets_the_old_copy_of_the_network_go() {
     let old = std::sync::Arc::downgrade(&store.snapshot());
     let waited = Instant::now();
     while repacks.0.load(std::sync::atomic::Ordering::SeqCst) == 0 || engine.evaluated_revision() < last {
-        assert!(waited.elapsed() < Duration::from_secs(20), "no repack, or the engine is behind");
+        assert!(
+            waited.elapsed() < Duration::from_secs(20),
+            "no repack, or the engine is behind"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(store.snapshot().revision, last, "no write since");
