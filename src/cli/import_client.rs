@@ -21,11 +21,52 @@ pub enum UploadError {
     /// The server refused a row; earlier batches are in.
     #[error("{origin}: {message}")]
     Row { origin: String, message: String },
-    #[error("the server refused the import: {0}")]
+    #[error("{}: {}", ended_how(.0), .0.message())]
     Status(tonic::Status),
+    /// The connection broke: the server stopped or the network dropped.
+    #[error(
+        "the connection to the server was lost during the import ({cause}): the server stopped or the network \
+         dropped. {}",
+        acknowledged_so_far(*.batches, *.revision, .through.as_deref())
+    )]
+    Lost {
+        cause: String,
+        /// Batches the server acknowledged as applied and durable.
+        batches: u64,
+        /// The revision the last of them made.
+        revision: u64,
+        /// The row of the last change acknowledged.
+        through: Option<String>,
+    },
     /// The reading thread failed; the batches it read before are in.
     #[error("{0}")]
     Read(String),
+}
+
+fn ended_how(status: &tonic::Status) -> &'static str {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Aborted | tonic::Code::Cancelled => "the server stopped the import",
+        tonic::Code::DeadlineExceeded => "the import ran out of time",
+        _ => "the server refused the import",
+    }
+}
+
+fn acknowledged_so_far(batches: u64, revision: u64, through: Option<&str>) -> String {
+    match (batches, through) {
+        (0, _) => "No batch was acknowledged: none is known to be applied.".into(),
+        (_, Some(row)) => format!(
+            "{batches} batches were acknowledged as applied, through {row} (revision {revision}); send the rows after \
+             it again once the server is back."
+        ),
+        (_, None) => format!("{batches} batches were acknowledged as applied (revision {revision})."),
+    }
+}
+
+/// Whether a status was made by this client's transport (the connection
+/// broke) rather than sent by the server: tonic keeps the transport's error
+/// as its source.
+fn is_transport(status: &tonic::Status) -> bool {
+    std::error::Error::source(status).is_some()
 }
 
 /// Sends the CSV directory `dir`, already checked with `import::check_dir`,
@@ -74,18 +115,35 @@ pub async fn upload_dir(
         sent_from.lock().unwrap_or_else(|e| e.into_inner()).extend(&batch);
         sent += batch.len() as u64;
         on_sent(sent);
-        pb::ImportChangesRequest {
+        pb::ImportBatchesRequest {
             changes: batch.iter().map(|c| change_to_pb(&c.change)).collect(),
         }
     });
-    let uploaded = client.import_changes(requests).await;
+    // Each batch is acknowledged once durable: when the connection breaks,
+    // the last acknowledgement says what is in.
+    let mut acknowledged = pb::BatchApplied::default();
+    let uploaded = async {
+        let mut events = client.import_batches(requests).await?.into_inner();
+        while let Some(event) = events.message().await? {
+            match event.event {
+                Some(pb::import_batches_response::Event::Applied(applied)) => acknowledged = applied,
+                Some(pb::import_batches_response::Event::Summary(summary)) => return Ok(summary),
+                None => {}
+            }
+        }
+        // Ended without the summary a server always sends last: cut.
+        Err(tonic::Status::from_error(
+            "the stream ended before the import's summary".into(),
+        ))
+    }
+    .await;
     let read = reader
         .await
         .map_err(|e| UploadError::Read(format!("the CSV reader stopped: {e}")))?;
     let origins = origins.lock().unwrap_or_else(|e| e.into_inner());
     match uploaded {
         Ok(response) => match read {
-            Ok(()) => Ok(response.into_inner()),
+            Ok(()) => Ok(response),
             // The files changed between the check and the upload: what was
             // read before the bad row is in.
             Err(errors) => Err(UploadError::Row {
@@ -93,6 +151,18 @@ pub async fn upload_dir(
                 message: format!("{} (the file changed after it was checked)", errors[0].message),
             }),
         },
+        Err(status) if is_transport(&status) => {
+            let changes = (acknowledged.batch as usize).saturating_mul(batch_size);
+            Err(UploadError::Lost {
+                cause: status.message().to_string(),
+                batches: acknowledged.batch,
+                revision: acknowledged.revision,
+                through: changes
+                    .checked_sub(1)
+                    .and_then(|last| origins.get(last.min(origins.count.saturating_sub(1))))
+                    .map(|origin| origin.to_string()),
+            })
+        }
         Err(status) => match locate(status.message(), batch_size).and_then(|index| origins.get(index)) {
             Some(origin) => Err(UploadError::Row {
                 origin: origin.to_string(),

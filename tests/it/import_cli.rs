@@ -318,3 +318,123 @@ async fn import_reports_the_clusters_whose_country_came_from_their_sites_and_ass
     assert_eq!(split.home_country_unknown_reason, "sites in CN and JP");
     server.stop().await;
 }
+
+/// The server killed mid-import: the CLI says the connection was lost (not
+/// that the server refused anything) and which batch was acknowledged
+/// last, through which row; after a restart the server holds at least that
+/// revision, and every acknowledged link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_import_is_said_as_a_lost_connection_with_the_last_batch_acknowledged() {
+    use std::process::Stdio;
+
+    use crate::crash_cycle::{connect, free_port, server};
+    async fn revision_of(client: &mut Client) -> u64 {
+        let page = pb::ListActorsRequest {
+            page_size: 1,
+            ..Default::default()
+        };
+        client.list_actors(page).await.unwrap().into_inner().revision
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let csv = tempfile::tempdir().unwrap();
+    let actors = 5_000;
+    let mut text = String::from("id,kind\n");
+    for i in 0..actors {
+        text.push_str(&format!("actor-{i},firm\n"));
+    }
+    std::fs::write(csv.path().join("actors.csv"), text).unwrap();
+    let links = 400_000;
+    let mut text = String::from("source,target,kind\n");
+    for i in 0..links {
+        text.push_str(&format!(
+            "actor-{},actor-{},supply\n",
+            i % actors,
+            (i % actors + 1 + i / actors) % actors
+        ));
+    }
+    std::fs::write(csv.path().join("links.csv"), text).unwrap();
+    let serve = |port: u16| server(dir.path(), port).stderr(Stdio::null()).spawn().unwrap();
+    let port = free_port();
+    let mut server = serve(port);
+    let mut client = connect(port).await;
+    let importer = Command::new(BIN)
+        .args([
+            "import",
+            "--batch-size",
+            "500",
+            "--server",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .arg(csv.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the server once a few batches are in.
+    let started = std::time::Instant::now();
+    loop {
+        if revision_of(&mut client).await >= 20 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the import never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let out = tokio::task::spawn_blocking(move || importer.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the connection to the server was lost during the import"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("refused"), "{stderr}");
+    // "N batches were acknowledged as applied, through links.csv:L (revision R)".
+    let number_after = |marker: &str| -> u64 {
+        let rest = &stderr[stderr
+            .find(marker)
+            .unwrap_or_else(|| panic!("no {marker:?} in {stderr}"))
+            + marker.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let line = number_after("through links.csv:");
+    let revision = number_after("(revision ");
+    assert!(revision >= 1);
+
+    // What was acknowledged is there after a restart: the revision, and
+    // the link on the last row acknowledged (line L is link L - 2).
+    let port = free_port();
+    let mut server = serve(port);
+    let mut client = connect(port).await;
+    let now = revision_of(&mut client).await;
+    assert!(now >= revision, "{now} < {revision}");
+    let i = (line - 2) as usize;
+    let (source, target) = (
+        format!("actor-{}", i % actors),
+        format!("actor-{}", (i % actors + 1 + i / actors) % actors),
+    );
+    let found = client
+        .list_links(pb::ListLinksRequest {
+            actor_id: source.clone(),
+            page_size: 1_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        found.links.iter().any(|l| l.source == source && l.target == target),
+        "{source} -> {target} (line {line}) was acknowledged"
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

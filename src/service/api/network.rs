@@ -4,7 +4,7 @@
 use std::{collections::VecDeque, sync::Arc};
 
 use tokio::sync::watch;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{wrappers::ReceiverStream, Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{
@@ -143,99 +143,48 @@ impl NetworkService for NetworkApi {
         request: Request<Streaming<pb::ImportChangesRequest>>,
     ) -> Result<Response<pb::ImportChangesResponse>, Status> {
         let role = caller_role(&request);
-        let mut stream = request.into_inner();
-        let mut batches = 0u64;
-        let mut counts = ChangeCounts::default();
-        let mut revision = self.store.snapshot().revision;
-        let sequence = Sequence::default();
-        // Up to PIPELINE batches are queued at the writer while the next one is
-        // received and decoded; `sequence` stops the queue at a failure.
-        let mut in_flight: VecDeque<PendingBatch> = VecDeque::new();
-        let fail = |status: Status, batches: u64, revision: u64| {
-            // The details (the field, the retry delay) stay as they were.
-            Status::with_details(
-                status.code(),
-                format!(
-                    "batch {} (after {batches} applied batches, revision {revision}): {}",
-                    batches + 1,
-                    status.message()
-                ),
-                status.details().to_vec().into(),
-            )
-        };
-        let mut ended = false;
-        let mut shutdown = self.shutdown.clone();
-        loop {
-            // Keep the pipeline full while the stream has batches.
-            while !ended && in_flight.len() < PIPELINE {
-                // An idle import must not hold the server's shutdown open:
-                // it ends with UNAVAILABLE once the batches in flight land.
-                let next = tokio::select! {
-                    next = stream.message() => next,
-                    // The guard wait_for returns is dropped inside: it is not Send.
-                    _ = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => {
-                        for pending in in_flight.drain(..) {
-                            let applied = pending.outcome().await.map_err(|e| fail(e.into(), batches, revision))?;
-                            batches += 1;
-                            revision = applied.revision;
-                            counts.add(&applied.counts);
-                        }
-                        return Err(crate::service::status::stopping(format!(
-                            "the server is shutting down; {batches} batches were applied (revision {revision}): \
-                             send the rest again once it is back"
-                        )));
-                    }
-                };
-                let batch = match next {
-                    Ok(Some(batch)) => Ok(batch),
-                    Ok(None) => {
-                        ended = true;
-                        break;
-                    }
-                    // A message too large or not protobuf, said as the rest
-                    // of the server says it.
-                    Err(status) => Err(crate::service::status::from_decoder(&status).unwrap_or(status)),
-                };
-                let submitted = match batch {
-                    Ok(batch) => {
-                        match convert::batch_from_pb(batch.changes).and_then(|c| check_cascades(role, &c).map(|_| c)) {
-                            Ok(changes) => self
-                                .store
-                                .submit(changes, Some(sequence.clone()))
-                                .await
-                                .map_err(Status::from),
-                            Err(error) => Err(error.into()),
-                        }
-                    }
-                    Err(status) => Err(status),
-                };
-                match submitted {
-                    Ok(pending) => in_flight.push_back(pending),
-                    Err(status) => {
-                        // The batches queued before this one still land.
-                        for pending in in_flight.drain(..) {
-                            let applied = pending.outcome().await.map_err(|e| fail(e.into(), batches, revision))?;
-                            batches += 1;
-                            revision = applied.revision;
-                            counts.add(&applied.counts);
-                        }
-                        return Err(fail(status, batches, revision));
-                    }
+        let batches = request.into_inner().map(|batch| batch.map(|b| b.changes));
+        let summary = import(self.store.clone(), self.shutdown.clone(), role, batches, |_| {}).await?;
+        Ok(Response::new(summary))
+    }
+
+    type ImportBatchesStream = ReceiverStream<Result<pb::ImportBatchesResponse, Status>>;
+
+    async fn import_batches(
+        &self,
+        request: Request<Streaming<pb::ImportBatchesRequest>>,
+    ) -> Result<Response<Self::ImportBatchesStream>, Status> {
+        let role = caller_role(&request);
+        let batches = request.into_inner().map(|batch| batch.map(|b| b.changes));
+        let (store, shutdown) = (self.store.clone(), self.shutdown.clone());
+        // One acknowledgement a batch the client sent: the client's own
+        // pace bounds them, so the channel need not push back.
+        let (events, events_out) = tokio::sync::mpsc::unbounded_channel();
+        let acks = events.clone();
+        tokio::spawn(async move {
+            let acknowledge = move |applied: pb::BatchApplied| {
+                let _ = acks.send(Ok(pb::ImportBatchesResponse {
+                    event: Some(pb::import_batches_response::Event::Applied(applied)),
+                }));
+            };
+            let last = import(store, shutdown, role, batches, acknowledge)
+                .await
+                .map(|summary| pb::ImportBatchesResponse {
+                    event: Some(pb::import_batches_response::Event::Summary(summary)),
+                });
+            let _ = events.send(last);
+        });
+        // A bounded stream for tonic, fed from the acknowledgements in order.
+        let (out, stream) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut events_out = events_out;
+            while let Some(event) = events_out.recv().await {
+                if out.send(event).await.is_err() {
+                    break;
                 }
             }
-            let Some(pending) = in_flight.pop_front() else {
-                break;
-            };
-            let applied = pending.outcome().await.map_err(|e| fail(e.into(), batches, revision))?;
-            batches += 1;
-            revision = applied.revision;
-            counts.add(&applied.counts);
-        }
-        Ok(Response::new(pb::ImportChangesResponse {
-            batches,
-            counts: Some(convert::counts_to_pb(&counts)),
-            revision,
-        }))
+        });
+        Ok(Response::new(ReceiverStream::new(stream)))
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
@@ -461,4 +410,126 @@ fn check_cascades(role: Option<Role>, changes: &[Change]) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// What an import has applied so far.
+struct Tally<A: FnMut(pb::BatchApplied)> {
+    batches: u64,
+    revision: u64,
+    counts: ChangeCounts,
+    acknowledge: A,
+}
+
+impl<A: FnMut(pb::BatchApplied)> Tally<A> {
+    /// Waits for a submitted batch to land: counted and acknowledged, or
+    /// its failure said with what landed before it.
+    async fn land(&mut self, pending: PendingBatch) -> Result<(), Status> {
+        let done = pending.outcome().await.map_err(|e| self.fail(e.into()))?;
+        self.batches += 1;
+        self.revision = done.revision;
+        self.counts.add(&done.counts);
+        (self.acknowledge)(pb::BatchApplied {
+            batch: self.batches,
+            revision: self.revision,
+        });
+        Ok(())
+    }
+
+    /// A failure of the next batch, with what was applied before it. The
+    /// details (the field, the retry delay) stay as they were.
+    fn fail(&self, status: Status) -> Status {
+        Status::with_details(
+            status.code(),
+            format!(
+                "batch {} (after {} applied batches, revision {}): {}",
+                self.batches + 1,
+                self.batches,
+                self.revision,
+                status.message()
+            ),
+            status.details().to_vec().into(),
+        )
+    }
+}
+
+/// The import loop both import calls share: each batch of `stream` is
+/// submitted as it arrives (up to PIPELINE queued at the writer while the
+/// next is received and decoded; a shared `Sequence` stops the queue at a
+/// failure), `acknowledge` is told of each once durable, and the summary
+/// comes when the stream ends. A refused batch ends it with a status naming
+/// the batch and what was applied before it.
+async fn import(
+    store: Arc<Store>,
+    mut shutdown: watch::Receiver<bool>,
+    role: Option<Role>,
+    mut stream: impl Stream<Item = Result<Vec<pb::Change>, Status>> + Unpin,
+    acknowledge: impl FnMut(pb::BatchApplied),
+) -> Result<pb::ImportChangesResponse, Status> {
+    let mut tally = Tally {
+        batches: 0,
+        revision: store.snapshot().revision,
+        counts: ChangeCounts::default(),
+        acknowledge,
+    };
+    let sequence = Sequence::default();
+    let mut in_flight: VecDeque<PendingBatch> = VecDeque::new();
+    let mut ended = false;
+    loop {
+        // Keep the pipeline full while the stream has batches.
+        while !ended && in_flight.len() < PIPELINE {
+            // An idle import must not hold the server's shutdown open:
+            // it ends with UNAVAILABLE once the batches in flight land.
+            let next = tokio::select! {
+                next = stream.next() => next,
+                // The guard wait_for returns is dropped inside: it is not Send.
+                _ = async { shutdown.wait_for(|stop| *stop).await.map(|_| ()) } => {
+                    for pending in in_flight.drain(..) {
+                        tally.land(pending).await?;
+                    }
+                    return Err(crate::service::status::stopping(format!(
+                        "the server is shutting down; {} batches were applied (revision {}): \
+                         send the rest again once it is back",
+                        tally.batches, tally.revision
+                    )));
+                }
+            };
+            let submitted = match next {
+                None => {
+                    ended = true;
+                    break;
+                }
+                Some(Ok(batch)) => {
+                    match convert::batch_from_pb(batch).and_then(|c| check_cascades(role, &c).map(|_| c)) {
+                        Ok(changes) => store
+                            .submit(changes, Some(sequence.clone()))
+                            .await
+                            .map_err(Status::from),
+                        Err(error) => Err(error.into()),
+                    }
+                }
+                // A message too large or not protobuf, said as the rest
+                // of the server says it.
+                Some(Err(status)) => Err(crate::service::status::from_decoder(&status).unwrap_or(status)),
+            };
+            match submitted {
+                Ok(pending) => in_flight.push_back(pending),
+                Err(status) => {
+                    // The batches queued before this one still land.
+                    for pending in in_flight.drain(..) {
+                        tally.land(pending).await?;
+                    }
+                    return Err(tally.fail(status));
+                }
+            }
+        }
+        let Some(pending) = in_flight.pop_front() else {
+            break;
+        };
+        tally.land(pending).await?;
+    }
+    Ok(pb::ImportChangesResponse {
+        batches: tally.batches,
+        counts: Some(convert::counts_to_pb(&tally.counts)),
+        revision: tally.revision,
+    })
 }

@@ -205,7 +205,7 @@ pub fn assert_status<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, 
     );
 }
 
-type Client = NetworkServiceClient<Channel>;
+pub type Client = NetworkServiceClient<Channel>;
 
 /// Every actor a listing yields, following page tokens to the end; checks no
 /// page is larger than asked.
