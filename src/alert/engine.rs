@@ -113,6 +113,15 @@ const REPACK_LOOK: Duration = Duration::from_secs(1);
 /// Replicated: how long a new producer waits for its network to reach the
 /// revision the shared alert log was evaluated at.
 const TAKE_OVER_WAIT: Duration = Duration::from_secs(5);
+/// A round taking in this many changes or more marks a bulk write (an
+/// import): owed figures wait until the writes pause.
+const BULK_CHANGES: usize = 5_000;
+/// How long the writes must pause before figures owed to a bulk write are
+/// recomputed.
+const BULK_QUIET: Duration = Duration::from_millis(200);
+/// A bulk write that never pauses still has its figures worked on, a slice
+/// this often.
+const BULK_DEFERS_AT_MOST: Duration = Duration::from_secs(30);
 /// Work on owed figures between two looks for new batches.
 pub const PAY_FOR: Duration = Duration::from_millis(40);
 /// Owed clusters recomputed together (in parallel) within a slice.
@@ -195,6 +204,8 @@ impl AlertEngine {
             states: loaded.states,
             owed: loaded.owed,
             before: None,
+            bulk_since: None,
+            last_take_in: Instant::now(),
             stopping: engine.stopping.clone(),
             shared,
             leading: false,
@@ -358,6 +369,10 @@ struct Worker {
     owed: BTreeMap<Id, u64>,
     /// The network as of `evaluated`, when known (not after a restart).
     before: Option<Arc<Snapshot>>,
+    /// Since when batches come in bulk (see [`BULK_CHANGES`]), and when the
+    /// last was taken in.
+    bulk_since: Option<Instant>,
+    last_take_in: Instant,
     /// Set at shutdown; the round under way checks it between clusters.
     stopping: Arc<AtomicBool>,
     /// Replicated: the shared steps; whether this worker produces them
@@ -411,8 +426,15 @@ impl Worker {
             }
             // With figures owed, only a look: they are worked on at once.
             // Replicated, the wait ends now and then to look at the lease.
-            let stopping = if self.owed.is_empty() {
-                let wait = if self.shared.is_some() { LEASE_LOOK } else { REPACK_LOOK };
+            let deferring = self.deferring();
+            let stopping = if self.owed.is_empty() || deferring {
+                let wait = if deferring {
+                    BULK_QUIET
+                } else if self.shared.is_some() {
+                    LEASE_LOOK
+                } else {
+                    REPACK_LOOK
+                };
                 runtime.block_on(async {
                     tokio::select! {
                         received = committed.recv() => {
@@ -732,6 +754,12 @@ impl Worker {
     fn round(&mut self, before: Option<Arc<Snapshot>>, next: Arc<Snapshot>, batches: &[Arc<Committed>]) -> bool {
         let _span = tracing::debug_span!("alert_take_in", revision = next.revision, batches = batches.len()).entered();
         let started = Instant::now();
+        if !batches.is_empty() {
+            self.last_take_in = Instant::now();
+            if batches.iter().map(|b| b.changes.len()).sum::<usize>() >= BULK_CHANGES {
+                self.bulk_since.get_or_insert(self.last_take_in);
+            }
+        }
         let rules = self.engine.rules();
         let evaluator = self.evaluator(&rules, next.revision);
         let changes = batches.iter().flat_map(|b| b.changes.iter());
@@ -775,6 +803,9 @@ impl Worker {
     /// a batch waits; raises their state alerts. Returns false if they could
     /// not be stored.
     fn pay_owed(&mut self) -> bool {
+        if self.deferring() {
+            return true;
+        }
         // Nothing owed: nothing to store (an empty step would still flush).
         let Some(at) = self.before.clone().filter(|_| !self.owed.is_empty()) else {
             return true;
@@ -874,6 +905,27 @@ impl Worker {
             sequence += 1;
             alert.sequence = sequence;
         }
+    }
+
+    /// Whether owed figures wait for a bulk write to pause. Recomputed
+    /// during an import, a cluster's figures would be computed again after
+    /// every few batches, on a network held while the writer copies it (on
+    /// 10M links, a second network's worth of memory, and the import's CPU):
+    /// they are computed once when the writes pause, or a slice every
+    /// [`BULK_DEFERS_AT_MOST`] if they never do. Event alerts are not held.
+    fn deferring(&mut self) -> bool {
+        let Some(since) = self.bulk_since else {
+            return false;
+        };
+        if self.last_take_in.elapsed() >= BULK_QUIET {
+            self.bulk_since = None;
+            return false;
+        }
+        if since.elapsed() >= BULK_DEFERS_AT_MOST {
+            self.bulk_since = Some(Instant::now());
+            return false;
+        }
+        true
     }
 
     /// Takes the store's snapshot in place of the one held when it is of

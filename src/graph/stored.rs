@@ -19,7 +19,8 @@ use std::{
 use super::{AnalysisGraph, FirmNodes, GraphSpec, Layer, Rows};
 use crate::network::{Ix, Network};
 
-const MAGIC: &[u8; 8] = b"CNGRAPH2";
+/// The layout follows the rows' chunks: 3 since chunks hold 1,024 nodes.
+const MAGIC: &[u8; 8] = b"CNGRAPH3";
 
 /// Writes `graph`, made of `spec` at `revision`, to `path` (through a
 /// temporary file and a rename, so a crash leaves the old file or the new
