@@ -214,6 +214,10 @@ struct ServeArgs {
     /// (0 keeps all). Older ones are dropped at checkpoints.
     #[arg(long, env = "CLUSTERNET_HISTORY_REVISIONS", default_value_t = 100_000)]
     history_revisions: u64,
+    /// The history kept also weighs no more than the last checkpoint, but
+    /// may always keep this many MiB.
+    #[arg(long, env = "CLUSTERNET_HISTORY_MIN_MB", default_value_t = 64)]
+    history_min_mb: u64,
     /// A checkpoint (the whole network in one file, so a restart need not
     /// replay the log) is written once this many changes were logged since
     /// the last one, and either as many as the network has entities or as
@@ -433,6 +437,7 @@ async fn run_server(args: ServeArgs) -> Result<(), String> {
     let config = StoreConfig {
         max_batch_changes: args.max_batch_changes,
         history_revisions: (args.history_revisions > 0).then_some(args.history_revisions),
+        history_min_bytes: args.history_min_mb << 20,
         checkpoint_min_changes: args.checkpoint_changes.max(1),
         repack_min_changes: (args.repack_changes > 0).then_some(args.repack_changes),
         ..StoreConfig::default()

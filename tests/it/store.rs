@@ -588,3 +588,57 @@ async fn after_a_repack_the_alert_engine_lets_the_old_copy_of_the_network_go() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A bulk load of many batches stays in the change log only as far back as
+/// the checkpoint outweighs it: kept whole beside the checkpoint that holds
+/// it, it made the data directory more than twice the CSV it came from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_kept_after_a_checkpoint_weighs_no_more_than_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        checkpoint_min_changes: 1_000,
+        history_revisions: Some(100_000),
+        history_min_bytes: 0,
+        ..StoreConfig::default()
+    };
+    let store = Store::open_sled(dir.path(), &SledConfig::default(), config).unwrap();
+    let changes = clusternet::synthetic::generate(&clusternet::synthetic::SyntheticConfig {
+        clusters: 10,
+        actors: 2_000,
+        links: 20_000,
+        ..Default::default()
+    });
+    let batches = changes.chunks(250).count() as u64;
+    for chunk in changes.chunks(250) {
+        store.apply(chunk.to_vec()).await.unwrap();
+    }
+    let checkpoint = checkpoint_revision(dir.path()).expect("the load took a checkpoint");
+    let oldest = store.log().oldest().unwrap().expect("a history is kept");
+    let kept: Vec<(u64, Vec<Change>)> = store.log().read(oldest, usize::MAX).unwrap();
+    assert!(oldest > 1, "the whole load is still logged ({batches} batches)");
+    assert!(oldest <= checkpoint + 1, "the log after the checkpoint is kept");
+    assert_eq!(kept.last().map(|(r, _)| *r), Some(batches));
+    // Its size, as the kept batches encode, against the checkpoint's file
+    // (a batch of slack at the boundary): up to the checkpoint, no more
+    // than the checkpoint; after it, less, or another would be due.
+    let bytes = |up_to: bool| -> usize {
+        kept.iter()
+            .filter(|(r, _)| (*r <= checkpoint) == up_to)
+            .map(|(_, c)| clusternet::store::encode_batch(c).len())
+            .sum()
+    };
+    let file = std::fs::metadata(
+        dir.path()
+            .join("checkpoints")
+            .join(format!("{checkpoint:020}.checkpoint")),
+    )
+    .unwrap()
+    .len() as usize;
+    let batch = (bytes(true) + bytes(false)) / kept.len();
+    assert!(
+        bytes(true) <= file + batch,
+        "{} bytes of history before a {file}-byte checkpoint",
+        bytes(true)
+    );
+    assert!(bytes(false) <= file + batch, "{} bytes logged since it", bytes(false));
+}
