@@ -529,8 +529,11 @@ fn shutting_down() -> Error {
     }
 }
 
-/// Batches a live watcher may fall behind before it catches up from the log.
-const WATCH_BUFFER: usize = 1024;
+/// Batches a live watcher may fall behind before it catches up from the
+/// log. The channel holds this many batches for its slowest receiver,
+/// whatever their size: at 1,024, an alert engine behind a bulk import kept
+/// a gigabyte of 5,000-change batches alive here.
+const WATCH_BUFFER: usize = 128;
 
 struct Writer {
     observer: Arc<arc_swap::ArcSwapOption<Box<dyn CommitObserver>>>,
