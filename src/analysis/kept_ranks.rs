@@ -18,8 +18,8 @@ use super::{
 };
 use crate::{error::Cancelled, graph::AnalysisGraph, graph::GraphSpec};
 
-/// Told how each PageRank was found (`solved` or `updated`), for the
-/// server's metrics.
+/// Told how each PageRank was found (`solved`, `updated`, or `reused` on
+/// the graph the kept ranks are of), for the server's metrics.
 pub type HowCounter = Arc<dyn Fn(&str) + Send + Sync>;
 
 pub struct KeptRanks {
@@ -52,6 +52,10 @@ impl KeptRanks {
         control: &Control,
     ) -> Result<(Scores, Update), Cancelled> {
         let kept = self.lookup(spec);
+        if let Some(scores) = kept.as_ref().and_then(|k| k.ranks_of(graph, config)) {
+            (self.counted)("reused");
+            return Ok((scores, Update::Frontier { changed: 0, pushes: 0 }));
+        }
         let (scores, memo, how) = pagerank_kept(graph, config, kept.as_deref(), control)?;
         (self.counted)(match how {
             Update::Full => "solved",

@@ -167,7 +167,7 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new(
                         "pageranks_total",
-                        "PageRanks of a kept graph with a uniform jump, by how (solved on the whole graph, or updated from the ranks kept for the last revision)",
+                        "PageRanks of a kept graph with a uniform jump, by how (solved on the whole graph, updated from the ranks kept for the last revision, or reused for the same graph)",
                     ),
                     &["how"],
                 )

@@ -1394,6 +1394,21 @@ async fn an_analysis_after_small_writes_patches_its_graph_and_answers_as_a_fresh
             .await
             .0,
     );
-    assert_eq!(fresh, last, "a built graph gives the same ranks, bit for bit");
+    // The ranks served after the writes were updated from the kept ones,
+    // these are solved on a graph built afresh: the same nodes, within what
+    // two runs at the default tolerance (1e-9, damping 0.85) may differ.
+    assert_eq!(fresh.len(), last.len());
+    let off: f64 = fresh
+        .iter()
+        .zip(&last)
+        .map(|((a, x), (b, y))| {
+            assert_eq!(a, b);
+            (x - y).abs()
+        })
+        .sum();
+    assert!(
+        off <= 4.0 * 1e-9 / 0.15,
+        "a built graph gives the same ranks: off by {off:e}"
+    );
     server.stop().await;
 }

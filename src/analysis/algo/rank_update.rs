@@ -60,6 +60,9 @@ pub struct RankMemo {
     r: Vec<f64>,
     /// d / out-weight (0 for a dangling node).
     pass: Vec<f64>,
+    /// The ranks last given out for this graph: a call on the same graph
+    /// gets them again, bit for bit.
+    x: Vec<f64>,
 }
 
 /// How a PageRank was found.
@@ -76,6 +79,18 @@ impl RankMemo {
     /// The graph these ranks are of.
     pub fn graph(&self) -> &Arc<AnalysisGraph> {
         &self.graph
+    }
+
+    /// The ranks last given out, when they are of this very graph with
+    /// these settings: a second call on one revision gets them again, bit
+    /// for bit, for nothing.
+    pub fn ranks_of(&self, graph: &Arc<AnalysisGraph>, config: &PageRankConfig) -> Option<Scores> {
+        let same = Arc::ptr_eq(&self.graph, graph) && self.fits(graph, config);
+        same.then(|| Scores {
+            values: self.x.clone(),
+            iterations: 0,
+            converged: true,
+        })
     }
 
     /// Whether ranks of `config` (uniform jump only) can be carried over.
@@ -104,13 +119,25 @@ pub fn pagerank_kept(
     };
     if let Some(kept) = kept.filter(|k| k.fits(graph, &config)) {
         if let Some((memo, changed, pushes)) = update(kept, graph, control)? {
-            let scores = memo.scores();
+            let scores = Scores {
+                values: memo.x.clone(),
+                iterations: 1,
+                converged: true,
+            };
             return Ok((scores, memo, Update::Frontier { changed, pushes }));
         }
     }
     let solved = pagerank_unscaled(graph, &config, control)?;
     let n = graph.node_count();
     let y: Vec<f64> = solved.values.iter().map(|y| y * n as f64).collect();
+    // Scaled exactly as `pagerank` scales them: a solve here gives what
+    // the export and a call without kept ranks give, bit for bit.
+    let total: f64 = solved.values.iter().sum();
+    let x: Vec<f64> = if total > 0.0 {
+        solved.values.iter().map(|v| v / total).collect()
+    } else {
+        solved.values.clone()
+    };
     let pass = passes(graph, config.damping, config.weighted);
     let mut memo = RankMemo {
         graph: graph.clone(),
@@ -120,12 +147,10 @@ pub fn pagerank_kept(
         r: vec![0.0; n],
         y,
         pass,
+        x: x.clone(),
     };
     memo.r = (0..n).into_par_iter().map(|w| memo.residual(w)).collect();
-    let scores = Scores {
-        values: memo.scores().values,
-        ..solved
-    };
+    let scores = Scores { values: x, ..solved };
     Ok((scores, memo, Update::Full))
 }
 
@@ -255,6 +280,7 @@ fn update(
         y: kept.y.clone(),
         r: kept.r.clone(),
         pass: kept.pass.clone(),
+        x: Vec::new(),
     };
     // New nodes start at y = 0; their residual is set below with the rest.
     memo.y.resize(n, 0.0);
@@ -275,9 +301,10 @@ fn update(
         memo.r[w as usize] = memo.residual(w as usize);
     }
     let most_pushes = MOST_PUSHES_PER_ARC * (graph.edge_count() as u64).max(n as u64);
-    Ok(memo
-        .settle(frontier, most_pushes, control)?
-        .map(|pushes| (memo, changed, pushes)))
+    Ok(memo.settle(frontier, most_pushes, control)?.map(|pushes| {
+        memo.x = memo.scores().values;
+        (memo, changed, pushes)
+    }))
 }
 
 #[cfg(test)]
