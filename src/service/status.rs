@@ -72,6 +72,13 @@ impl From<Error> for Status {
     }
 }
 
+/// `status` told with a new message, its code and details kept. The
+/// details carry a message of their own (google.rpc.Status), which tools
+/// such as grpcurl show first: copied as bytes, they kept the old one.
+pub fn retold(status: &Status, message: String) -> Status {
+    Status::with_error_details(status.code(), capped(message), status.get_error_details())
+}
+
 /// RESOURCE_EXHAUSTED with a retry delay: a limit of the server was reached.
 pub fn busy(message: impl Into<String>) -> Status {
     Status::with_error_details(

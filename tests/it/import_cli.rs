@@ -438,3 +438,46 @@ async fn a_server_killed_mid_import_is_said_as_a_lost_connection_with_the_last_b
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+/// ImportBatches acknowledges each batch once durable; a refused batch ends
+/// the stream with a status naming it and what was applied before it, in
+/// the message and in the rich details' own message (which grpcurl shows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_batches_acknowledges_each_batch_and_names_the_refused_one_everywhere() {
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_configured(dir.path(), Default::default(), Default::default()).await;
+    let mut client = server.client().await;
+    let firm = |id: &str| pb::Change {
+        change: Some(pb::change::Change::UpsertActor(pb::Actor {
+            id: id.into(),
+            kind: pb::ActorKind::Firm as i32,
+            ..Default::default()
+        })),
+    };
+    let batches = vec![
+        pb::ImportBatchesRequest {
+            changes: vec![firm("a"), firm("b")],
+        },
+        pb::ImportBatchesRequest {
+            changes: vec![upsert_link(link("a", "nobody", pb::LinkKind::Supply))],
+        },
+    ];
+    let mut events = client
+        .import_batches(tokio_stream::iter(batches))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = events.message().await.unwrap().unwrap();
+    let Some(pb::import_batches_response::Event::Applied(applied)) = first.event else {
+        panic!("the first batch is acknowledged: {first:?}")
+    };
+    assert_eq!((applied.batch, applied.revision), (1, 1));
+    let status = events.message().await.expect_err("the second batch is refused");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    let prefix = "batch 2 (after 1 applied batches, revision 1): ";
+    assert!(status.message().starts_with(prefix), "{}", status.message());
+    let rich = tonic_types::Status::decode(status.details()).unwrap();
+    assert_eq!(rich.message, status.message(), "the details say the same");
+    server.stop().await;
+}

@@ -438,17 +438,14 @@ impl<A: FnMut(pb::BatchApplied)> Tally<A> {
     /// A failure of the next batch, with what was applied before it. The
     /// details (the field, the retry delay) stay as they were.
     fn fail(&self, status: Status) -> Status {
-        Status::with_details(
-            status.code(),
-            format!(
-                "batch {} (after {} applied batches, revision {}): {}",
-                self.batches + 1,
-                self.batches,
-                self.revision,
-                status.message()
-            ),
-            status.details().to_vec().into(),
-        )
+        let message = format!(
+            "batch {} (after {} applied batches, revision {}): {}",
+            self.batches + 1,
+            self.batches,
+            self.revision,
+            status.message()
+        );
+        crate::service::status::retold(&status, message)
     }
 }
 
