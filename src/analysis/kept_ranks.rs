@@ -52,15 +52,19 @@ impl KeptRanks {
         control: &Control,
     ) -> Result<(Scores, Update), Cancelled> {
         let kept = self.lookup(spec);
+        let count = |how: Update| {
+            (self.counted)(match how {
+                Update::Full => "solved",
+                Update::Frontier { .. } => "updated",
+                Update::Reused => "reused",
+            })
+        };
         if let Some(scores) = kept.as_ref().and_then(|k| k.ranks_of(graph, config)) {
-            (self.counted)("reused");
-            return Ok((scores, Update::Frontier { changed: 0, pushes: 0 }));
+            count(Update::Reused);
+            return Ok((scores, Update::Reused));
         }
         let (scores, memo, how) = pagerank_kept(graph, config, kept.as_deref(), control)?;
-        (self.counted)(match how {
-            Update::Full => "solved",
-            Update::Frontier { .. } => "updated",
-        });
+        count(how);
         if self.capacity > 0 {
             let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             match entries.iter().position(|(s, _, _)| s == spec) {

@@ -127,22 +127,33 @@ pub async fn upload_dir(
         while let Some(event) = events.message().await? {
             match event.event {
                 Some(pb::import_batches_response::Event::Applied(applied)) => acknowledged = applied,
-                Some(pb::import_batches_response::Event::Summary(summary)) => return Ok(summary),
+                Some(pb::import_batches_response::Event::Summary(summary)) => return Ok(Some(summary)),
                 None => {}
             }
         }
         // Ended without the summary a server always sends last: cut.
-        Err(tonic::Status::from_error(
-            "the stream ended before the import's summary".into(),
-        ))
+        Ok(None)
     }
     .await;
     let read = reader
         .await
         .map_err(|e| UploadError::Read(format!("the CSV reader stopped: {e}")))?;
     let origins = origins.lock().unwrap_or_else(|e| e.into_inner());
+    let lost = |cause: String| {
+        let changes = (acknowledged.batch as usize).saturating_mul(batch_size);
+        UploadError::Lost {
+            cause,
+            batches: acknowledged.batch,
+            revision: acknowledged.revision,
+            through: changes
+                .checked_sub(1)
+                .and_then(|last| origins.get(last.min(origins.count.saturating_sub(1))))
+                .map(|origin| origin.to_string()),
+        }
+    };
     match uploaded {
-        Ok(response) => match read {
+        Ok(None) => Err(lost("the stream ended before the import's summary".into())),
+        Ok(Some(response)) => match read {
             Ok(()) => Ok(response),
             // The files changed between the check and the upload: what was
             // read before the bad row is in.
@@ -151,18 +162,7 @@ pub async fn upload_dir(
                 message: format!("{} (the file changed after it was checked)", errors[0].message),
             }),
         },
-        Err(status) if is_transport(&status) => {
-            let changes = (acknowledged.batch as usize).saturating_mul(batch_size);
-            Err(UploadError::Lost {
-                cause: status.message().to_string(),
-                batches: acknowledged.batch,
-                revision: acknowledged.revision,
-                through: changes
-                    .checked_sub(1)
-                    .and_then(|last| origins.get(last.min(origins.count.saturating_sub(1))))
-                    .map(|origin| origin.to_string()),
-            })
-        }
+        Err(status) if is_transport(&status) => Err(lost(status.message().to_string())),
         Err(status) => match locate(status.message(), batch_size).and_then(|index| origins.get(index)) {
             Some(origin) => Err(UploadError::Row {
                 origin: origin.to_string(),

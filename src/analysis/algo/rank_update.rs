@@ -73,14 +73,11 @@ pub enum Update {
     /// Brought up to date from the kept ranks: the nodes whose arcs
     /// changed, and the updates made.
     Frontier { changed: usize, pushes: u64 },
+    /// The kept ranks, of this very graph.
+    Reused,
 }
 
 impl RankMemo {
-    /// The graph these ranks are of.
-    pub fn graph(&self) -> &Arc<AnalysisGraph> {
-        &self.graph
-    }
-
     /// The ranks last given out, when they are of this very graph with
     /// these settings: a second call on one revision gets them again, bit
     /// for bit, for nothing.
@@ -132,12 +129,7 @@ pub fn pagerank_kept(
     let y: Vec<f64> = solved.values.iter().map(|y| y * n as f64).collect();
     // Scaled exactly as `pagerank` scales them: a solve here gives what
     // the export and a call without kept ranks give, bit for bit.
-    let total: f64 = solved.values.iter().sum();
-    let x: Vec<f64> = if total > 0.0 {
-        solved.values.iter().map(|v| v / total).collect()
-    } else {
-        solved.values.clone()
-    };
+    let x = summing_to_one(&solved.values);
     let pass = passes(graph, config.damping, config.weighted);
     let mut memo = RankMemo {
         graph: graph.clone(),
@@ -152,6 +144,16 @@ pub fn pagerank_kept(
     memo.r = (0..n).into_par_iter().map(|w| memo.residual(w)).collect();
     let scores = Scores { values: x, ..solved };
     Ok((scores, memo, Update::Full))
+}
+
+/// `values` over their sum (as they are when it is 0).
+fn summing_to_one(values: &[f64]) -> Vec<f64> {
+    let total: f64 = values.iter().sum();
+    if total > 0.0 {
+        values.iter().map(|v| v / total).collect()
+    } else {
+        values.to_vec()
+    }
 }
 
 fn passes(graph: &AnalysisGraph, damping: f64, weighted: bool) -> Vec<f64> {
@@ -178,20 +180,6 @@ impl RankMemo {
                 .sum()
         };
         1.0 + inflow - self.y[w]
-    }
-
-    fn scores(&self) -> Scores {
-        let total: f64 = self.y.iter().sum();
-        let values = if total > 0.0 {
-            self.y.iter().map(|y| y / total).collect()
-        } else {
-            self.y.clone()
-        };
-        Scores {
-            values,
-            iterations: 1,
-            converged: true,
-        }
     }
 
     /// Every node with |r| > ε takes its residual into y and passes it on,
@@ -294,7 +282,6 @@ fn update(
     for &u in &out_changed {
         frontier.extend_from_slice(graph.out_neighbors(u as usize));
     }
-    frontier.extend(kept.y.len() as u32..n as u32);
     frontier.sort_unstable();
     frontier.dedup();
     for &w in &frontier {
@@ -302,7 +289,7 @@ fn update(
     }
     let most_pushes = MOST_PUSHES_PER_ARC * (graph.edge_count() as u64).max(n as u64);
     Ok(memo.settle(frontier, most_pushes, control)?.map(|pushes| {
-        memo.x = memo.scores().values;
+        memo.x = summing_to_one(&memo.y);
         (memo, changed, pushes)
     }))
 }

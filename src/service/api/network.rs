@@ -4,7 +4,10 @@
 use std::{collections::VecDeque, sync::Arc};
 
 use tokio::sync::watch;
-use tokio_stream::{wrappers::ReceiverStream, Stream, StreamExt};
+use tokio_stream::{
+    wrappers::{ReceiverStream, UnboundedReceiverStream},
+    Stream, StreamExt,
+};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{
@@ -148,7 +151,7 @@ impl NetworkService for NetworkApi {
         Ok(Response::new(summary))
     }
 
-    type ImportBatchesStream = ReceiverStream<Result<pb::ImportBatchesResponse, Status>>;
+    type ImportBatchesStream = UnboundedReceiverStream<Result<pb::ImportBatchesResponse, Status>>;
 
     async fn import_batches(
         &self,
@@ -157,8 +160,8 @@ impl NetworkService for NetworkApi {
         let role = caller_role(&request);
         let batches = request.into_inner().map(|batch| batch.map(|b| b.changes));
         let (store, shutdown) = (self.store.clone(), self.shutdown.clone());
-        // One acknowledgement a batch the client sent: the client's own
-        // pace bounds them, so the channel need not push back.
+        // One acknowledgement (a few bytes) a batch the client sent: what
+        // the client sends bounds them, so the channel need not push back.
         let (events, events_out) = tokio::sync::mpsc::unbounded_channel();
         let acks = events.clone();
         tokio::spawn(async move {
@@ -174,17 +177,7 @@ impl NetworkService for NetworkApi {
                 });
             let _ = events.send(last);
         });
-        // A bounded stream for tonic, fed from the acknowledgements in order.
-        let (out, stream) = tokio::sync::mpsc::channel(16);
-        tokio::spawn(async move {
-            let mut events_out = events_out;
-            while let Some(event) = events_out.recv().await {
-                if out.send(event).await.is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(stream)))
+        Ok(Response::new(UnboundedReceiverStream::new(events_out)))
     }
 
     #[tracing::instrument(skip_all, fields(id = %request.get_ref().id))]
