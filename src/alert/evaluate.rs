@@ -23,7 +23,7 @@ use std::{
 
 use petgraph::unionfind::UnionFind;
 use rayon::prelude::*;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -924,7 +924,9 @@ impl Evaluator<'_> {
             let Some(edge) = after.edge_key(&key).filter(|e| after.links.contains_key(e)) else {
                 continue;
             };
-            let existed = before.edge_key(&key).is_some_and(|e| before.links.contains_key(&e));
+            // The same indexes in the older network, if it had them.
+            let existed =
+                before.has_index(edge.source) && before.has_index(edge.target) && before.links.contains_key(&edge);
             if existed || !seen.insert(edge) {
                 continue;
             }
@@ -1207,6 +1209,11 @@ pub fn affected_clusters<'c>(before: &Network, after: &Network, changes: impl It
                 .or_else(|| n.sites.get(end).cloned())
         })
     };
+    // Each actor is looked up once however many changes name it: a bulk
+    // load names every actor ten times or more, and these lookups were most
+    // of the engine's work behind an import.
+    let mut with_partners: FxHashSet<&str> = FxHashSet::default();
+    let mut ends: FxHashSet<&str> = FxHashSet::default();
     for change in changes {
         match change {
             Change::UpsertCluster(c) => {
@@ -1215,21 +1222,29 @@ pub fn affected_clusters<'c>(before: &Network, after: &Network, changes: impl It
             Change::DeleteCluster { id, .. } => {
                 out.insert(id.clone());
             }
-            Change::UpsertActor(a) => of_actor(&a.id, true, &mut out),
-            Change::DeleteActor { id, .. } => of_actor(id, true, &mut out),
-            Change::UpsertActorProfile(p) => of_actor(&p.actor_id, true, &mut out),
-            Change::DeleteActorProfile { actor_id, .. } => of_actor(actor_id, true, &mut out),
-            Change::UpsertLink(l) => {
-                of_actor(&l.source, false, &mut out);
-                of_actor(&l.target, false, &mut out);
+            Change::UpsertActor(a) => {
+                with_partners.insert(&a.id);
             }
-            Change::DeleteLink(k) => {
-                of_actor(&k.source, false, &mut out);
-                of_actor(&k.target, false, &mut out);
+            Change::DeleteActor { id, .. } => {
+                with_partners.insert(id);
             }
+            Change::UpsertActorProfile(p) => {
+                with_partners.insert(&p.actor_id);
+            }
+            Change::DeleteActorProfile { actor_id, .. } => {
+                with_partners.insert(actor_id);
+            }
+            Change::UpsertLink(l) => ends.extend([&*l.source, &*l.target]),
+            Change::DeleteLink(k) => ends.extend([&*k.source, &*k.target]),
             Change::UpsertClusterLink(l) => out.extend([&l.source, &l.target].into_iter().filter_map(cluster_of)),
             Change::DeleteClusterLink(k) => out.extend([&k.source, &k.target].into_iter().filter_map(cluster_of)),
         }
+    }
+    for id in &with_partners {
+        of_actor(id, true, &mut out);
+    }
+    for id in ends.iter().filter(|id| !with_partners.contains(*id)) {
+        of_actor(id, false, &mut out);
     }
     out.into_iter().collect()
 }

@@ -254,6 +254,13 @@ impl Network {
         self.actor_at.get(ix as usize).and_then(Option::as_ref)
     }
 
+    /// Whether `ix` was given out by this revision. Indexes are never
+    /// reused or renumbered, so an index an older revision has names the
+    /// same id in every later one.
+    pub fn has_index(&self, ix: Ix) -> bool {
+        (ix as usize) < self.actor_at.len()
+    }
+
     /// The index of an existing actor.
     pub fn ix_of(&self, id: &str) -> Option<Ix> {
         let ix = *self.actor_ix.get(id)?;

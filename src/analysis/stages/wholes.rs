@@ -63,6 +63,8 @@ use crate::{
 pub struct SearchCost {
     /// Places whose members' ties were read.
     pub places_read: u64,
+    /// Clusters whose places were made (their members placed).
+    pub clusters_laid_out: u64,
     /// Pairs of places of different clusters that are joined and tie above chance.
     pub candidate_pairs: u64,
     /// Merges of two groups tried.
@@ -234,7 +236,9 @@ impl<'n, 'a> Search<'n, 'a> {
 
     fn layout(&mut self, cluster: &Id) -> &mut Layout {
         let (network, filter, km) = (self.network, self.filter, self.config.places.colocation_km);
+        let laid_out = &mut self.cost.clusters_laid_out;
         self.layouts.entry(cluster.clone()).or_insert_with(|| {
+            *laid_out += 1;
             let places = places(network, &filter.for_cluster(cluster), km);
             let at_site = places
                 .iter()
@@ -287,6 +291,11 @@ impl<'n, 'a> Search<'n, 'a> {
         // Clusters with fewer ties than a candidate pair needs are not
         // looked at: their places are not made.
         let floor = self.config.detection.min_pair_ties;
+        // Nor are clusters no platform or PLATFORM cluster link can join
+        // to this place: their places could never be a candidate pair with
+        // it, and making them read the partner clusters' members (with no
+        // platform in the network, every cluster's, once per search).
+        let joinable = self.joinable_clusters(n);
         let mut per_cluster: BTreeMap<&Id, u64> = BTreeMap::new();
         for ((cluster, _), (ties, _)) in &self.nodes[n].ties_to {
             *per_cluster.entry(cluster).or_default() += ties;
@@ -294,7 +303,7 @@ impl<'n, 'a> Search<'n, 'a> {
         let keys: Vec<(Id, Option<Id>)> = self.nodes[n]
             .ties_to
             .keys()
-            .filter(|(cluster, _)| per_cluster[cluster] as f64 >= floor)
+            .filter(|(cluster, _)| per_cluster[cluster] as f64 >= floor && joinable.contains(cluster))
             .cloned()
             .collect();
         let mut found: BTreeSet<usize> = BTreeSet::new();
@@ -412,6 +421,42 @@ impl<'n, 'a> Search<'n, 'a> {
                 .sum();
             at as f64 >= k
         })
+    }
+
+    /// The clusters a read place may be joined to: those a platform tied
+    /// to enough of its members reaches at all, and those a PLATFORM
+    /// cluster link from its sites or cluster ends in. A superset of the
+    /// clusters of every place [`Self::may_join`] or [`Self::joined`]
+    /// accepts with it.
+    fn joinable_clusters(&mut self, n: usize) -> BTreeSet<Id> {
+        let k = self.config.detection.min_platform_members;
+        let platforms: Vec<Ix> = self.nodes[n]
+            .platforms
+            .iter()
+            .filter(|(_, t)| t.members as f64 >= k)
+            .map(|(ix, _)| *ix)
+            .collect();
+        let mut joinable: BTreeSet<Id> = BTreeSet::new();
+        for ix in platforms {
+            joinable.extend(self.reach_of(ix).keys().map(|(cluster, _)| cluster.clone()));
+        }
+        let place = &self.nodes[n].place;
+        for end in place.sites.iter().chain([&place.cluster]) {
+            let linked = self
+                .platform_links
+                .range((end.clone(), Id::from(""))..)
+                .take_while(|(from, _)| from == end);
+            for (_, to) in linked {
+                let network = self.network;
+                let cluster = if network.clusters.contains_key(to) {
+                    Some(to.clone())
+                } else {
+                    network.sites.get(to).cloned()
+                };
+                joinable.extend(cluster);
+            }
+        }
+        joinable
     }
 
     /// The members a platform is tied to, by (cluster, site).
@@ -828,6 +873,35 @@ mod tests {
             }
         }
         network(changes)
+    }
+
+    #[test]
+    fn clusters_no_platform_can_join_are_not_laid_out() {
+        let joined = chain(40);
+        let mut unjoined = joined.clone();
+        let national = joined.ix_of("national").and_then(|ix| joined.actor(ix)).unwrap();
+        let demoted = crate::model::Actor {
+            kind: ActorKind::Firm,
+            ..(**national).clone()
+        };
+        unjoined.apply(&[crate::model::Change::UpsertActor(demoted)]).unwrap();
+        let (config, control, filter) = (StageConfig::default(), Control::none(), GraphFilter::default());
+        let search = |network: &Network| {
+            let ctx = StageContext {
+                network,
+                filter: &filter,
+                config: &config,
+                control: &control,
+            };
+            find(ctx, Some(&["c020".into()])).unwrap().cost
+        };
+        // Tied densely to both neighbours, but nothing joins them: only
+        // the cluster asked about is laid out.
+        let alone = search(&unjoined);
+        assert_eq!((alone.clusters_laid_out, alone.places_read), (1, 1), "{alone:?}");
+        // With the platform, its neighbours are.
+        let along = search(&joined);
+        assert!(along.clusters_laid_out >= 3, "{along:?}");
     }
 
     #[test]
