@@ -45,14 +45,14 @@ use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, watch};
 
 use super::{
-    evaluate::{changed_clusters, ClusterState, Evaluator},
+    evaluate::{changed_clusters, ClusterState, Evaluator, Round},
     log::{settled, AlertLog, StateChange, Step},
     Alert, AlertRules,
 };
 use crate::{
     analysis::stages::stage_config::StageConfig,
     error::{Error, Result},
-    model::Id,
+    model::{Change, Id},
     store::{Committed, PublishRefused, Snapshot, Store},
 };
 
@@ -102,6 +102,9 @@ pub trait SharedSteps: Send + Sync + 'static {
 const LIVE_BUFFER: usize = 256;
 /// Batches read from the change log at once when catching up.
 const LOG_CHUNK: usize = 256;
+/// Batches of a backlog read from the log at once (a bulk import's are
+/// 5,000 changes each or more: 16 of them are some 15 MB).
+const BACKLOG_READ: usize = 16;
 /// How long to wait before retrying a round whose alerts could not be stored.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Replicated: how often a replica not producing looks whether it holds
@@ -698,7 +701,12 @@ impl Worker {
     }
 
     /// Takes in every batch from the one after `evaluated` to the latest
-    /// published; returns false if they could not be stored.
+    /// published, raising their event alerts and owing the figures of the
+    /// clusters they changed (every cluster when a batch can no longer be
+    /// read, whose events are then skipped). Batches not received are read
+    /// from the log [`BACKLOG_READ`] at a time and let go once taken: an
+    /// engine behind a bulk import never holds its backlog whole. Returns
+    /// false if the step could not be stored.
     fn catch_up(&mut self, pending: &mut BTreeMap<u64, Arc<Committed>>) -> bool {
         let Some(evaluated) = self.evaluated else {
             self.start_up();
@@ -709,22 +717,42 @@ impl Worker {
         if next.revision <= evaluated {
             return true;
         }
-        let mut batches: Vec<Arc<Committed>> = Vec::new();
-        let mut complete = true;
+        let _span = tracing::debug_span!(
+            "alert_take_in",
+            revision = next.revision,
+            batches = next.revision - evaluated
+        )
+        .entered();
+        let started = Instant::now();
+        let rules = self.engine.rules();
+        let evaluator = self.evaluator(&rules, next.revision);
+        let before = self.before.clone();
+        let mut round = before
+            .as_ref()
+            .map(|b| Round::new(&b.network, &next.network, &self.states));
+        let mut taken = 0usize;
         let mut revision = evaluated + 1;
+        let mut take = |round: &mut Option<Round>, revision: u64, changes: &[Change]| {
+            taken += changes.len();
+            if let Some(round) = round {
+                for change in changes {
+                    round.take(revision, change);
+                }
+            }
+        };
         while revision <= next.revision {
             if let Some(batch) = pending.remove(&revision) {
-                batches.push(batch);
+                take(&mut round, revision, &batch.changes);
                 revision += 1;
                 continue;
             }
-            match self.store.log().read(revision, LOG_CHUNK) {
+            match self.store.log().read(revision, BACKLOG_READ) {
                 Ok(read) if read.first().map(|(r, _)| *r) == Some(revision) => {
                     for (r, changes) in read.into_iter().take_while(|(r, _)| *r <= next.revision) {
                         if r != revision {
                             break;
                         }
-                        batches.push(Arc::new(Committed { revision: r, changes }));
+                        take(&mut round, r, &changes);
                         revision += 1;
                     }
                 }
@@ -733,46 +761,25 @@ impl Worker {
                         revision,
                         "batches to evaluate were compacted away; re-evaluating every cluster"
                     );
-                    complete = false;
+                    round = None;
                     break;
                 }
                 Err(error) => {
                     tracing::error!(%error, "cannot read the change log; re-evaluating every cluster");
-                    complete = false;
+                    round = None;
                     break;
                 }
             }
         }
         pending.retain(|r, _| *r > next.revision);
-        let before = if complete { self.before.clone() } else { None };
-        self.round(before, next, &batches)
-    }
-
-    /// Raises the event alerts of `batches`, which took `before` to `next`,
-    /// and owes the figures of the clusters they changed (every cluster
-    /// when `before` is unknown, whose events are then skipped).
-    fn round(&mut self, before: Option<Arc<Snapshot>>, next: Arc<Snapshot>, batches: &[Arc<Committed>]) -> bool {
-        let _span = tracing::debug_span!("alert_take_in", revision = next.revision, batches = batches.len()).entered();
-        let started = Instant::now();
-        if !batches.is_empty() {
-            self.last_take_in = Instant::now();
-            if batches.iter().map(|b| b.changes.len()).sum::<usize>() >= BULK_CHANGES {
-                self.bulk_since.get_or_insert(self.last_take_in);
-            }
-        }
-        let rules = self.engine.rules();
-        let evaluator = self.evaluator(&rules, next.revision);
-        let changes = batches.iter().flat_map(|b| b.changes.iter());
-        let numbered = batches
-            .iter()
-            .enumerate()
-            .flat_map(|(i, b)| b.changes.iter().map(move |c| (i, c)));
-        let before = before.as_deref().map(|b| &b.network);
-        let mut alerts = match before {
-            Some(before) => evaluator.events(before, &next.network, numbered, &self.states),
-            None => Vec::new(),
+        let (mut alerts, affected) = match &round {
+            Some(round) => (evaluator.round_events(round), round.affected()),
+            None => (
+                Vec::new(),
+                changed_clusters(None, &next.network, std::iter::empty(), &self.states),
+            ),
         };
-        let affected = changed_clusters(before, &next.network, changes, &self.states);
+        drop(round);
         self.number(&mut alerts);
         let owed: Vec<Id> = affected.into_iter().filter(|c| !self.owed.contains_key(c)).collect();
         let step = Step::TakeIn {
@@ -788,8 +795,16 @@ impl Worker {
             unreachable!()
         };
         self.owed.extend(owed.into_iter().map(|c| (c, next.revision)));
+        if taken > 0 {
+            // Measured from the end of the take-in: a long one is no pause.
+            self.last_take_in = Instant::now();
+            if taken >= BULK_CHANGES {
+                self.bulk_since.get_or_insert(self.last_take_in);
+            }
+        }
         tracing::debug!(
             alerts = alerts.len(),
+            changes = taken,
             owed = self.owed.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "batches taken in"

@@ -314,13 +314,22 @@ impl Evaluator<'_> {
         &self,
         before: &Network,
         after: &Network,
-        changes: impl Iterator<Item = (usize, &'c Change)> + Clone,
+        changes: impl Iterator<Item = (usize, &'c Change)>,
         kept: &HashMap<Id, ClusterState>,
     ) -> Vec<Alert> {
+        let mut round = Round::new(before, after, kept);
+        for (batch, change) in changes {
+            round.take(batch as u64, change);
+        }
+        self.round_events(&round)
+    }
+
+    /// The event alerts of a round whose changes were all taken.
+    pub fn round_events(&self, round: &Round) -> Vec<Alert> {
         let mut alerts = Vec::new();
-        self.link_events(before, after, changes.clone(), kept, &mut alerts);
+        self.link_events(round, &mut alerts);
         if self.rules.enabled(AlertKind::SubstituteLost) {
-            self.lost_substitutes(before, after, changes.clone().map(|(_, change)| change), &mut alerts);
+            self.lost_substitutes(round.before, round.after, &round.profiles, &mut alerts);
         }
         if [
             AlertKind::SpecialisationGained,
@@ -330,7 +339,7 @@ impl Evaluator<'_> {
         .iter()
         .any(|kind| self.rules.enabled(*kind))
         {
-            self.complexity_events(before, after, changes.map(|(_, change)| change), &mut alerts);
+            self.complexity_events(round, &mut alerts);
         }
         alerts.retain(|a| self.rules.enabled(a.kind));
         summarised(alerts)
@@ -784,31 +793,8 @@ impl Evaluator<'_> {
     /// and after the round. A cluster with no member before is new: its
     /// first specialisations are its baseline, not news. Writes of links
     /// alone change no member and cost nothing here.
-    fn complexity_events<'c>(
-        &self,
-        before: &Network,
-        after: &Network,
-        changes: impl Iterator<Item = &'c Change>,
-        alerts: &mut Vec<Alert>,
-    ) {
-        let mut touched: BTreeSet<Id> = BTreeSet::new();
-        let mut actors_of: BTreeMap<Id, Vec<Id>> = BTreeMap::new();
-        for change in changes {
-            let id = match change {
-                Change::UpsertActor(actor) => &actor.id,
-                Change::DeleteActor { id, .. } => id,
-                _ => continue,
-            };
-            let was = before.ix_of(id).and_then(|ix| before.actor(ix));
-            let is = after.ix_of(id).and_then(|ix| after.actor(ix));
-            for cluster in was.into_iter().chain(is).flat_map(|a| a.cluster_ids.iter()) {
-                touched.insert(cluster.clone());
-                let named = actors_of.entry(cluster.clone()).or_default();
-                if named.len() < ACTORS_LISTED && !named.contains(id) {
-                    named.push(id.clone());
-                }
-            }
-        }
+    fn complexity_events(&self, round: &Round, alerts: &mut Vec<Alert>) {
+        let (before, after, touched, actors_of) = (round.before, round.after, &round.touched, &round.actors_of);
         if touched.is_empty() {
             return;
         }
@@ -824,7 +810,7 @@ impl Evaluator<'_> {
         let Some((old, new)) = with_eci.or_else(|| matrices(false)) else {
             return; // more industries than even M is computed for
         };
-        for cluster in &touched {
+        for cluster in touched {
             let (Some(b), Some(a)) = (old.cluster_index(cluster), new.cluster_index(cluster)) else {
                 continue;
             };
@@ -897,117 +883,38 @@ impl Evaluator<'_> {
         }
     }
 
-    fn link_events<'c>(
-        &self,
-        before: &Network,
-        after: &Network,
-        changes: impl Iterator<Item = (usize, &'c Change)>,
-        kept: &HashMap<Id, ClusterState>,
-        alerts: &mut Vec<Alert>,
-    ) {
-        // (cluster, other cluster or "" for none) -> the new links' ends.
-        let mut fusion: BTreeMap<(Id, Id), Vec<(Id, Id)>> = BTreeMap::new();
-        let mut capital: BTreeMap<(Id, Id), Vec<(Id, Id)>> = BTreeMap::new();
-        let mut seen: HashSet<EdgeKey> = HashSet::new();
-        // Clusters new this round, with the first batch that made them.
-        let mut made_in: HashMap<&Id, usize> = HashMap::new();
-        let outside: Id = Id::from("");
-        for (batch, change) in changes {
-            if let Change::UpsertCluster(cluster) = change {
-                if !before.clusters.contains_key(&cluster.id) {
-                    made_in.entry(&cluster.id).or_insert(batch);
-                }
-                continue;
-            }
-            let Change::UpsertLink(link) = change else { continue };
-            let key = link.key().canonical();
-            let Some(edge) = after.edge_key(&key).filter(|e| after.links.contains_key(e)) else {
-                continue;
-            };
-            // The same indexes in the older network, if it had them.
-            let existed =
-                before.has_index(edge.source) && before.has_index(edge.target) && before.links.contains_key(&edge);
-            if existed || !seen.insert(edge) {
-                continue;
-            }
-            let (Some(source), Some(target)) = (after.actor(edge.source), after.actor(edge.target)) else {
-                continue;
-            };
-            if source.cluster_ids.iter().any(|c| target.cluster_ids.contains(c)) {
-                continue; // inside a cluster
-            }
-            let ends = (source.id.clone(), target.id.clone());
-            // Known: kept, there before the round (its figures may still be
-            // owed when the engine raises events ahead of them), or made by
-            // an earlier batch of it.
-            let known = |c: &Id| {
-                kept.contains_key(c) || before.clusters.contains_key(c) || made_in.get(c).is_some_and(|b| *b < batch)
-            };
-            let sides = |clusters: &[Id]| -> Vec<Id> {
-                if clusters.is_empty() {
-                    vec![outside.clone()]
-                } else {
-                    clusters.to_vec()
-                }
-            };
-            let division = |code: &str| IndustryLevel::Division.key(code).map(str::to_string);
-            let (from, to) = (division(&source.industry), division(&target.industry));
-            let cross_industry = source.kind.is_enterprise()
-                && target.kind.is_enterprise()
-                && from.is_some()
-                && to.is_some()
-                && from != to;
-            for a in sides(&source.cluster_ids) {
-                for b in sides(&target.cluster_ids) {
-                    if !(known(&a) || known(&b)) {
-                        continue;
-                    }
-                    // The cluster first; "" (no cluster) second.
-                    let pair = if b.is_empty() || (!a.is_empty() && a < b) {
-                        (a.clone(), b.clone())
-                    } else {
-                        (b.clone(), a.clone())
-                    };
-                    if cross_industry {
-                        fusion.entry(pair.clone()).or_default().push(ends.clone());
-                    }
-                    let both_clustered = !a.is_empty() && !b.is_empty();
-                    if both_clustered && key.kind.is_capital() {
-                        capital.entry(pair).or_default().push(ends.clone());
-                    }
-                }
-            }
-        }
-        let named = |links: &[(Id, Id)]| -> Vec<Id> {
-            let mut actors: Vec<Id> = links.iter().flat_map(|(s, t)| [s.clone(), t.clone()]).collect();
+    fn link_events(&self, round: &Round, alerts: &mut Vec<Alert>) {
+        let (before, after) = (round.before, round.after);
+        let named = |links: &NewTies| -> Vec<Id> {
+            let mut actors: Vec<Id> = links.first.iter().flat_map(|(s, t)| [s.clone(), t.clone()]).collect();
             actors.dedup();
             actors.truncate(ACTORS_LISTED);
             actors
         };
-        let listed = |links: &[(Id, Id)]| -> String {
-            let shown: Vec<String> = links.iter().take(3).map(|(s, t)| format!("{s} to {t}")).collect();
-            let more = links.len().saturating_sub(3);
+        let listed = |links: &NewTies| -> String {
+            let shown: Vec<String> = links.first.iter().take(3).map(|(s, t)| format!("{s} to {t}")).collect();
+            let more = links.count.saturating_sub(3);
             if more > 0 {
                 format!("{} and {more} more", shown.join(", "))
             } else {
                 shown.join(", ")
             }
         };
-        /// Each cluster pair's new links' ends.
-        type Pairs = BTreeMap<(Id, Id), Vec<(Id, Id)>>;
+        /// Each cluster pair's new links.
+        type Pairs<'r> = &'r BTreeMap<(Id, Id), NewTies>;
         /// A cluster's ties of one kind to each other cluster.
         type Count = fn(&Network, &Id) -> HashMap<Id, u64>;
         let kinds: [(AlertKind, Pairs, Count, &str, &str); 2] = [
             (
                 AlertKind::FusionLinkAdded,
-                fusion,
+                &round.fusion,
                 |network, cluster| cross_industry_ties_by_other(network, cluster, IndustryLevel::Division),
                 "cross_industry_ties",
                 "cross-industry",
             ),
             (
                 AlertKind::CrossInvestmentAdded,
-                capital,
+                &round.capital,
                 capital_ties_by_other,
                 "capital_ties",
                 "investment or ownership",
@@ -1036,7 +943,7 @@ impl Evaluator<'_> {
                 .unwrap_or(0)
         };
         for (k, (kind, pairs, _, figure, what)) in kinds.iter().enumerate() {
-            for ((a, b), links) in pairs {
+            for ((a, b), links) in pairs.iter() {
                 let clusters: Vec<Id> = [a, b].into_iter().filter(|c| !c.is_empty()).cloned().collect();
                 let other = if b.is_empty() {
                     "actors outside any cluster".to_string()
@@ -1049,10 +956,10 @@ impl Evaluator<'_> {
                     Severity::Info,
                     clusters,
                     named(links),
-                    vec![Figure::new("new_links", 0.0, links.len() as f64), ties],
+                    vec![Figure::new("new_links", 0.0, links.count as f64), ties],
                     format!(
                         "{} new {what} tie(s) between {a} and {other}: {}",
-                        links.len(),
+                        links.count,
                         listed(links)
                     ),
                 ));
@@ -1066,19 +973,12 @@ impl Evaluator<'_> {
     /// the substitute do. For each actor whose ties were cut or whose
     /// attributes changed (or that was deleted), the substitutes it had
     /// before and has now tell who lost whom; only those are checked.
-    fn lost_substitutes<'c>(
-        &self,
-        before: &Network,
-        after: &Network,
-        changes: impl Iterator<Item = &'c Change>,
-        alerts: &mut Vec<Alert>,
-    ) {
+    fn lost_substitutes(&self, before: &Network, after: &Network, changed: &BTreeSet<Id>, alerts: &mut Vec<Alert>) {
         let config = SubstituteConfig {
             min_score: self.rules.min_substitute_score,
             ..SubstituteConfig::default()
         };
         let all = GraphFilter::default();
-        let changed = changed_profiles(before, after, changes);
         // Each actor's substitutes, before (0) and after (1), computed once:
         // an actor can come up for several changed partners and again when
         // its alert is written.
@@ -1097,7 +997,7 @@ impl Evaluator<'_> {
         };
         // Actor left without substitutes -> the substitutes it lost.
         let mut stranded: BTreeMap<Id, BTreeSet<Id>> = BTreeMap::new();
-        for id in &changed {
+        for id in changed {
             let had = substitutes_in(0, id);
             let has = substitutes_in(1, id);
             if after.ix_of(id).is_some() && !had.is_empty() && has.is_empty() {
@@ -1185,110 +1085,193 @@ pub fn changed_clusters<'c>(
 /// actor whose attributes changed also those of its partners (their stage
 /// figures count its country, industry and segments).
 pub fn affected_clusters<'c>(before: &Network, after: &Network, changes: impl Iterator<Item = &'c Change>) -> Vec<Id> {
-    let mut out: BTreeSet<Id> = BTreeSet::new();
-    let of_actor = |id: &str, partners: bool, out: &mut BTreeSet<Id>| {
-        for network in [before, after] {
-            let Some(ix) = network.ix_of(id) else { continue };
-            let Some(actor) = network.actor(ix) else { continue };
-            out.extend(actor.cluster_ids.iter().cloned());
-            if partners {
-                for key in network.incident(ix) {
-                    let other = if key.source == ix { key.target } else { key.source };
-                    if let Some(other) = network.actor(other) {
-                        out.extend(other.cluster_ids.iter().cloned());
+    let kept = HashMap::new();
+    let mut round = Round::new(before, after, &kept);
+    for change in changes {
+        round.take(0, change);
+    }
+    round.affected()
+}
+
+/// New links of one kind between one pair of clusters: how many, and the
+/// first ones (as many as an alert names).
+#[derive(Default)]
+pub struct NewTies {
+    pub count: usize,
+    pub first: Vec<(Id, Id)>,
+}
+
+/// What a round's changes say for its event alerts and the clusters it
+/// owes, taken one change at a time: an engine behind a bulk import reads
+/// its backlog from the log in parts, so neither the backlog nor every new
+/// link's ends are ever held whole.
+pub struct Round<'n> {
+    before: &'n Network,
+    after: &'n Network,
+    kept: &'n HashMap<Id, ClusterState>,
+    /// Clusters new this round, with the first batch that made them.
+    made_in: HashMap<Id, u64>,
+    /// New links already counted (a link upserted twice in a round is new once).
+    seen: FxHashSet<EdgeKey>,
+    /// (cluster, other cluster or "" for none) -> new cross-industry ties.
+    fusion: BTreeMap<(Id, Id), NewTies>,
+    /// (cluster, other cluster) -> new investment or ownership ties.
+    capital: BTreeMap<(Id, Id), NewTies>,
+    /// Actors whose substitution profile changed: deleted actors, ends of
+    /// removed links (also those a deleted actor took with it), and actors
+    /// whose industry or segments changed.
+    profiles: BTreeSet<Id>,
+    /// Clusters whose members the round touched, with the first actors named.
+    touched: BTreeSet<Id>,
+    actors_of: BTreeMap<Id, Vec<Id>>,
+    /// Clusters changed directly, actors whose clusters and partners'
+    /// clusters are, and link ends whose clusters are: each actor looked
+    /// up once however many changes name it (a bulk load names every actor
+    /// ten times or more).
+    clusters: BTreeSet<Id>,
+    with_partners: FxHashSet<Id>,
+    ends: FxHashSet<Id>,
+}
+
+impl<'n> Round<'n> {
+    /// A round that took `before` to `after`; `kept` are the engine's
+    /// figures (a cluster it keeps is known even if its figures are owed).
+    pub fn new(before: &'n Network, after: &'n Network, kept: &'n HashMap<Id, ClusterState>) -> Self {
+        Round {
+            before,
+            after,
+            kept,
+            made_in: HashMap::new(),
+            seen: FxHashSet::default(),
+            fusion: BTreeMap::new(),
+            capital: BTreeMap::new(),
+            profiles: BTreeSet::new(),
+            touched: BTreeSet::new(),
+            actors_of: BTreeMap::new(),
+            clusters: BTreeSet::new(),
+            with_partners: FxHashSet::default(),
+            ends: FxHashSet::default(),
+        }
+    }
+
+    /// Takes one change of the round's `batch`-th batch (batches in order).
+    pub fn take(&mut self, batch: u64, change: &Change) {
+        self.affects(change);
+        self.profile(change);
+        self.membership(change);
+        match change {
+            Change::UpsertCluster(cluster) if !self.before.clusters.contains_key(&cluster.id) => {
+                self.made_in.entry(cluster.id.clone()).or_insert(batch);
+            }
+            Change::UpsertLink(link) => self.new_link(batch, link),
+            _ => {}
+        }
+    }
+
+    /// The clusters whose figures the round can have changed.
+    pub fn affected(&self) -> Vec<Id> {
+        let mut out = self.clusters.clone();
+        let of_actor = |id: &str, partners: bool, out: &mut BTreeSet<Id>| {
+            for network in [self.before, self.after] {
+                let Some(ix) = network.ix_of(id) else { continue };
+                let Some(actor) = network.actor(ix) else { continue };
+                out.extend(actor.cluster_ids.iter().cloned());
+                if partners {
+                    for key in network.incident(ix) {
+                        let other = if key.source == ix { key.target } else { key.source };
+                        if let Some(other) = network.actor(other) {
+                            out.extend(other.cluster_ids.iter().cloned());
+                        }
                     }
                 }
             }
+        };
+        for id in &self.with_partners {
+            of_actor(id, true, &mut out);
         }
-    };
-    let cluster_of = |end: &Id| -> Option<Id> {
-        [before, after].iter().find_map(|n| {
-            n.clusters
-                .contains_key(end)
-                .then(|| end.clone())
-                .or_else(|| n.sites.get(end).cloned())
-        })
-    };
-    // Each actor is looked up once however many changes name it: a bulk
-    // load names every actor ten times or more, and these lookups were most
-    // of the engine's work behind an import.
-    let mut with_partners: FxHashSet<&str> = FxHashSet::default();
-    let mut ends: FxHashSet<&str> = FxHashSet::default();
-    for change in changes {
+        for id in self.ends.iter().filter(|id| !self.with_partners.contains(*id)) {
+            of_actor(id, false, &mut out);
+        }
+        out.into_iter().collect()
+    }
+
+    fn affects(&mut self, change: &Change) {
+        let (before, after) = (self.before, self.after);
+        let cluster_of = |end: &Id| -> Option<Id> {
+            [before, after].iter().find_map(|n| {
+                n.clusters
+                    .contains_key(end)
+                    .then(|| end.clone())
+                    .or_else(|| n.sites.get(end).cloned())
+            })
+        };
         match change {
             Change::UpsertCluster(c) => {
-                out.insert(c.id.clone());
+                self.clusters.insert(c.id.clone());
             }
             Change::DeleteCluster { id, .. } => {
-                out.insert(id.clone());
+                self.clusters.insert(id.clone());
             }
             Change::UpsertActor(a) => {
-                with_partners.insert(&a.id);
+                self.with_partners.insert(a.id.clone());
             }
             Change::DeleteActor { id, .. } => {
-                with_partners.insert(id);
+                self.with_partners.insert(id.clone());
             }
             Change::UpsertActorProfile(p) => {
-                with_partners.insert(&p.actor_id);
+                self.with_partners.insert(p.actor_id.clone());
             }
             Change::DeleteActorProfile { actor_id, .. } => {
-                with_partners.insert(actor_id);
+                self.with_partners.insert(actor_id.clone());
             }
-            Change::UpsertLink(l) => ends.extend([&*l.source, &*l.target]),
-            Change::DeleteLink(k) => ends.extend([&*k.source, &*k.target]),
-            Change::UpsertClusterLink(l) => out.extend([&l.source, &l.target].into_iter().filter_map(cluster_of)),
-            Change::DeleteClusterLink(k) => out.extend([&k.source, &k.target].into_iter().filter_map(cluster_of)),
+            Change::UpsertLink(l) => self.ends.extend([l.source.clone(), l.target.clone()]),
+            Change::DeleteLink(k) => self.ends.extend([k.source.clone(), k.target.clone()]),
+            Change::UpsertClusterLink(l) => self
+                .clusters
+                .extend([&l.source, &l.target].into_iter().filter_map(cluster_of)),
+            Change::DeleteClusterLink(k) => self
+                .clusters
+                .extend([&k.source, &k.target].into_iter().filter_map(cluster_of)),
         }
     }
-    for id in &with_partners {
-        of_actor(id, true, &mut out);
-    }
-    for id in ends.iter().filter(|id| !with_partners.contains(*id)) {
-        of_actor(id, false, &mut out);
-    }
-    out.into_iter().collect()
-}
 
-/// Actors whose substitution profile the round changed: deleted actors,
-/// ends of removed links (also those a deleted actor took with it), and
-/// actors whose industry or segments changed.
-fn changed_profiles<'c>(before: &Network, after: &Network, changes: impl Iterator<Item = &'c Change>) -> BTreeSet<Id> {
-    let mut out = BTreeSet::new();
-    let removed_link = |key: EdgeKey, out: &mut BTreeSet<Id>| {
-        let present = before
-            .actor(key.source)
-            .zip(before.actor(key.target))
-            .and_then(|(s, t)| {
-                after.edge_key(&crate::model::LinkKey {
-                    source: s.id.clone(),
-                    target: t.id.clone(),
-                    kind: key.kind,
+    fn profile(&mut self, change: &Change) {
+        let (before, after) = (self.before, self.after);
+        let removed_link = |key: EdgeKey, out: &mut BTreeSet<Id>| {
+            let present = before
+                .actor(key.source)
+                .zip(before.actor(key.target))
+                .and_then(|(s, t)| {
+                    after.edge_key(&crate::model::LinkKey {
+                        source: s.id.clone(),
+                        target: t.id.clone(),
+                        kind: key.kind,
+                    })
                 })
-            })
-            .is_some_and(|e| after.links.contains_key(&e));
-        if !present {
-            for ix in [key.source, key.target] {
-                if let Some(actor) = before.actor(ix) {
-                    out.insert(actor.id.clone());
+                .is_some_and(|e| after.links.contains_key(&e));
+            if !present {
+                for ix in [key.source, key.target] {
+                    if let Some(actor) = before.actor(ix) {
+                        out.insert(actor.id.clone());
+                    }
                 }
             }
-        }
-    };
-    for change in changes {
+        };
+        let out = &mut self.profiles;
         match change {
             Change::DeleteLink(key) => {
                 if let Some(edge) = before
                     .edge_key(&key.clone().canonical())
                     .filter(|e| before.links.contains_key(e))
                 {
-                    removed_link(edge, &mut out);
+                    removed_link(edge, out);
                 }
             }
             Change::DeleteActor { id, .. } => {
                 if let Some(ix) = before.ix_of(id) {
                     out.insert(id.clone());
                     for key in before.incident(ix) {
-                        removed_link(key, &mut out);
+                        removed_link(key, out);
                     }
                 }
             }
@@ -1301,7 +1284,92 @@ fn changed_profiles<'c>(before: &Network, after: &Network, changes: impl Iterato
             _ => {}
         }
     }
-    out
+
+    fn membership(&mut self, change: &Change) {
+        let id = match change {
+            Change::UpsertActor(actor) => &actor.id,
+            Change::DeleteActor { id, .. } => id,
+            _ => return,
+        };
+        let was = self.before.ix_of(id).and_then(|ix| self.before.actor(ix));
+        let is = self.after.ix_of(id).and_then(|ix| self.after.actor(ix));
+        for cluster in was.into_iter().chain(is).flat_map(|a| a.cluster_ids.iter()) {
+            self.touched.insert(cluster.clone());
+            let named = self.actors_of.entry(cluster.clone()).or_default();
+            if named.len() < ACTORS_LISTED && !named.contains(id) {
+                named.push(id.clone());
+            }
+        }
+    }
+
+    fn new_link(&mut self, batch: u64, link: &crate::model::Link) {
+        let (before, after) = (self.before, self.after);
+        let key = link.key().canonical();
+        let Some(edge) = after.edge_key(&key).filter(|e| after.links.contains_key(e)) else {
+            return;
+        };
+        // The same indexes in the older network, if it had them.
+        let existed =
+            before.has_index(edge.source) && before.has_index(edge.target) && before.links.contains_key(&edge);
+        if existed || !self.seen.insert(edge) {
+            return;
+        }
+        let (Some(source), Some(target)) = (after.actor(edge.source), after.actor(edge.target)) else {
+            return;
+        };
+        if source.cluster_ids.iter().any(|c| target.cluster_ids.contains(c)) {
+            return; // inside a cluster
+        }
+        // Known: kept, there before the round (its figures may still be
+        // owed when the engine raises events ahead of them), or made by an
+        // earlier batch of it.
+        let (kept, made_in) = (self.kept, &self.made_in);
+        let known = |c: &Id| {
+            kept.contains_key(c) || before.clusters.contains_key(c) || made_in.get(c).is_some_and(|b| *b < batch)
+        };
+        let outside: Id = Id::from("");
+        let sides = |clusters: &[Id]| -> Vec<Id> {
+            if clusters.is_empty() {
+                vec![outside.clone()]
+            } else {
+                clusters.to_vec()
+            }
+        };
+        let division = |code: &str| IndustryLevel::Division.key(code).map(str::to_string);
+        let (from, to) = (division(&source.industry), division(&target.industry));
+        let cross_industry =
+            source.kind.is_enterprise() && target.kind.is_enterprise() && from.is_some() && to.is_some() && from != to;
+        for a in sides(&source.cluster_ids) {
+            for b in sides(&target.cluster_ids) {
+                if !(known(&a) || known(&b)) {
+                    continue;
+                }
+                // The cluster first; "" (no cluster) second.
+                let pair = if b.is_empty() || (!a.is_empty() && a < b) {
+                    (a.clone(), b.clone())
+                } else {
+                    (b.clone(), a.clone())
+                };
+                let ends = || (source.id.clone(), target.id.clone());
+                if cross_industry {
+                    self.fusion.entry(pair.clone()).or_default().push(ends());
+                }
+                let both_clustered = !a.is_empty() && !b.is_empty();
+                if both_clustered && key.kind.is_capital() {
+                    self.capital.entry(pair).or_default().push(ends());
+                }
+            }
+        }
+    }
+}
+
+impl NewTies {
+    fn push(&mut self, ends: (Id, Id)) {
+        self.count += 1;
+        if self.first.len() < ACTORS_LISTED {
+            self.first.push(ends);
+        }
+    }
 }
 
 /// The cluster's own network (links with both ends members): its PageRank
@@ -1424,6 +1492,32 @@ mod tests {
         let kinds = raised(two_clusters("C2620", "M7410"), link("a1", "b1", LinkKind::Investment));
         assert!(kinds.contains(&AlertKind::CrossInvestmentAdded), "{kinds:?}");
         assert!(kinds.contains(&AlertKind::FusionLinkAdded), "{kinds:?}");
+    }
+
+    #[test]
+    fn many_new_ties_between_two_clusters_are_counted_whole_and_their_first_named() {
+        let mut base = two_clusters("C2620", "M7410");
+        let mut added = Vec::new();
+        for i in 0..500 {
+            let (a, b) = (format!("a-{i:03}"), format!("b-{i:03}"));
+            base.push(Change::UpsertActor(Actor {
+                industry: "C2620".into(),
+                ..actor(&a, &["A"])
+            }));
+            base.push(Change::UpsertActor(Actor {
+                industry: "M7410".into(),
+                ..actor(&b, &["B"])
+            }));
+            added.push(Change::UpsertLink(link(&a, &b, LinkKind::Supply)));
+        }
+        let alerts = alerts_of(base, added);
+        let fusion: Vec<&Alert> = alerts.iter().filter(|a| a.kind == AlertKind::FusionLinkAdded).collect();
+        assert_eq!(fusion.len(), 1, "{alerts:?}");
+        let new_links = fusion[0].figures.iter().find(|f| f.name == "new_links").unwrap();
+        assert_eq!(new_links.after, 500.0);
+        assert_eq!(fusion[0].actors.len(), ACTORS_LISTED);
+        assert_eq!(fusion[0].actors[..2], [Id::from("a-000"), Id::from("b-000")]);
+        assert!(fusion[0].message.contains("and 497 more"), "{}", fusion[0].message);
     }
 
     /// Clusters made and tied in one batch are a bulk load: quiet. Made by
