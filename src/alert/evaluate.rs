@@ -50,9 +50,8 @@ use crate::{
 };
 
 /// `alerts` with every kind raised more than [`MAX_ALERTS_PER_KIND`] times
-/// replaced by one alert of that kind: the most severe of them, its count
-/// (`alerts`), and the clusters, actors and messages of the first
-/// [`SUMMARY_LISTS`]. Kinds keep their first order.
+/// replaced by one alert of that kind ([`summary_of`]). Kinds keep their
+/// first order.
 fn summarised(alerts: Vec<Alert>) -> Vec<Alert> {
     let mut counts: HashMap<AlertKind, usize> = HashMap::new();
     for alert in &alerts {
@@ -61,50 +60,60 @@ fn summarised(alerts: Vec<Alert>) -> Vec<Alert> {
     if counts.values().all(|n| *n <= MAX_ALERTS_PER_KIND) {
         return alerts;
     }
-    let mut out: Vec<Alert> = Vec::new();
-    // Each summarised kind: where its summary is, and how many it lists.
-    let mut summaries: HashMap<AlertKind, (usize, usize)> = HashMap::new();
+    let mut out: Vec<Option<Alert>> = Vec::new();
+    // Each summarised kind: where its summary goes, and its alerts.
+    let mut floods: HashMap<AlertKind, (usize, Vec<Alert>)> = HashMap::new();
     for alert in alerts {
-        let count = counts[&alert.kind];
-        if count <= MAX_ALERTS_PER_KIND {
-            out.push(alert);
+        if counts[&alert.kind] <= MAX_ALERTS_PER_KIND {
+            out.push(Some(alert));
             continue;
         }
-        match summaries.get_mut(&alert.kind) {
-            None => {
-                summaries.insert(alert.kind, (out.len(), 1));
-                let first = alert.message.clone();
-                out.push(Alert {
-                    figures: vec![Figure::new("alerts", 0.0, count as f64)],
-                    message: format!(
-                        "{count} {} alerts in one evaluation, more than {MAX_ALERTS_PER_KIND}: summarised; the first {SUMMARY_LISTS}: {first}",
-                        alert.kind.as_str()
-                    ),
-                    ..alert
-                });
+        let flood = floods.entry(alert.kind).or_insert_with(|| {
+            out.push(None);
+            (out.len() - 1, Vec::new())
+        });
+        flood.1.push(alert);
+    }
+    for (kind, (at, flood)) in floods {
+        out[at] = summary_of(counts[&kind], flood);
+    }
+    out.into_iter().flatten().collect()
+}
+
+/// One alert for `count` alerts of one kind: the most severe of `alerts`,
+/// its count (`alerts`), and the clusters, actors and messages of the first
+/// [`SUMMARY_LISTS`]. None without alerts.
+fn summary_of(count: usize, alerts: impl IntoIterator<Item = Alert>) -> Option<Alert> {
+    let mut alerts = alerts.into_iter();
+    let first = alerts.next()?;
+    let mut summary = Alert {
+        figures: vec![Figure::new("alerts", 0.0, count as f64)],
+        message: format!(
+            "{count} {} alerts in one evaluation, more than {MAX_ALERTS_PER_KIND}: summarised; the first {SUMMARY_LISTS}: {}",
+            first.kind.as_str(),
+            first.message
+        ),
+        ..first
+    };
+    for (listed, alert) in (1..).zip(alerts) {
+        summary.severity = summary.severity.max(alert.severity);
+        if listed >= SUMMARY_LISTS {
+            continue;
+        }
+        summary.message.push_str(" | ");
+        summary.message.push_str(&alert.message);
+        for c in alert.clusters {
+            if !summary.clusters.contains(&c) {
+                summary.clusters.push(c);
             }
-            Some((at, listed)) => {
-                let summary = &mut out[*at];
-                summary.severity = summary.severity.max(alert.severity);
-                if *listed < SUMMARY_LISTS {
-                    *listed += 1;
-                    summary.message.push_str(" | ");
-                    summary.message.push_str(&alert.message);
-                    for c in alert.clusters {
-                        if !summary.clusters.contains(&c) {
-                            summary.clusters.push(c);
-                        }
-                    }
-                    for a in alert.actors {
-                        if !summary.actors.contains(&a) {
-                            summary.actors.push(a);
-                        }
-                    }
-                }
+        }
+        for a in alert.actors {
+            if !summary.actors.contains(&a) {
+                summary.actors.push(a);
             }
         }
     }
-    out
+    Some(summary)
 }
 
 /// Actors with a score, best first.
@@ -921,12 +930,17 @@ impl Evaluator<'_> {
             ),
         ];
         // Tie counts per cluster, each walked once per network and kind
-        // however many pairs it is in (a bulk load makes thousands of
-        // pairs), the walks in parallel: they are most of a batch's events.
+        // however many pairs it is in, the walks in parallel: they are most
+        // of a batch's events. Not for a kind with more pairs than are
+        // raised one by one: those alerts are summarised, with their
+        // messages and not their figures (a bulk load ties every cluster to
+        // every other, and the walks read the whole network twice a round).
         let networks = [before, after];
+        let shown = |kind: AlertKind, pairs: Pairs| self.rules.enabled(kind) && pairs.len() <= MAX_ALERTS_PER_KIND;
         let mut needed: Vec<(usize, usize, &Id)> = kinds
             .iter()
             .enumerate()
+            .filter(|(_, (kind, pairs, ..))| shown(*kind, pairs))
             .flat_map(|(k, (_, pairs, ..))| pairs.keys().flat_map(move |(a, _)| [(k, 0, a), (k, 1, a)]))
             .collect();
         needed.sort_unstable();
@@ -943,26 +957,43 @@ impl Evaluator<'_> {
                 .unwrap_or(0)
         };
         for (k, (kind, pairs, _, figure, what)) in kinds.iter().enumerate() {
-            for ((a, b), links) in pairs.iter() {
+            if !self.rules.enabled(*kind) {
+                continue;
+            }
+            let one_by_one = shown(*kind, pairs);
+            let raised = pairs.iter().map(|((a, b), links)| {
                 let clusters: Vec<Id> = [a, b].into_iter().filter(|c| !c.is_empty()).cloned().collect();
                 let other = if b.is_empty() {
                     "actors outside any cluster".to_string()
                 } else {
                     b.to_string()
                 };
-                let ties = Figure::new(*figure, between(k, 0, a, b) as f64, between(k, 1, a, b) as f64);
-                alerts.push(self.alert(
+                let mut figures = vec![Figure::new("new_links", 0.0, links.count as f64)];
+                if one_by_one {
+                    figures.push(Figure::new(
+                        *figure,
+                        between(k, 0, a, b) as f64,
+                        between(k, 1, a, b) as f64,
+                    ));
+                }
+                self.alert(
                     *kind,
                     Severity::Info,
                     clusters,
                     named(links),
-                    vec![Figure::new("new_links", 0.0, links.count as f64), ties],
+                    figures,
                     format!(
                         "{} new {what} tie(s) between {a} and {other}: {}",
                         links.count,
                         listed(links)
                     ),
-                ));
+                )
+            });
+            if one_by_one {
+                alerts.extend(raised);
+            } else {
+                // Only the summary's first are made, not one alert a pair.
+                alerts.extend(summary_of(pairs.len(), raised.take(SUMMARY_LISTS)));
             }
         }
     }
@@ -1518,6 +1549,45 @@ mod tests {
         assert_eq!(fusion[0].actors.len(), ACTORS_LISTED);
         assert_eq!(fusion[0].actors[..2], [Id::from("a-000"), Id::from("b-000")]);
         assert!(fusion[0].message.contains("and 497 more"), "{}", fusion[0].message);
+    }
+
+    #[test]
+    fn new_ties_to_more_clusters_than_are_raised_one_by_one_are_one_summary() {
+        let firm = |id: &str, c: &str, industry: &str| {
+            Change::UpsertActor(Actor {
+                industry: industry.into(),
+                ..actor(id, &[c])
+            })
+        };
+        let mut base = vec![Change::UpsertCluster(cluster("hub")), firm("h", "hub", "C2620")];
+        let mut added = Vec::new();
+        let pairs = MAX_ALERTS_PER_KIND + 20;
+        for i in 0..pairs {
+            let (c, f) = (format!("c{i:03}"), format!("f{i:03}"));
+            base.extend([Change::UpsertCluster(cluster(&c)), firm(&f, &c, "M7410")]);
+            added.push(Change::UpsertLink(link("h", &f, LinkKind::Supply)));
+        }
+        let alerts = alerts_of(base, added);
+        let fusion: Vec<&Alert> = alerts.iter().filter(|a| a.kind == AlertKind::FusionLinkAdded).collect();
+        assert_eq!(fusion.len(), 1, "{alerts:?}");
+        assert_eq!(fusion[0].figures, vec![Figure::new("alerts", 0.0, pairs as f64)]);
+        assert!(
+            fusion[0]
+                .message
+                .starts_with(&format!("{pairs} FUSION_LINK_ADDED alerts")),
+            "{}",
+            fusion[0].message
+        );
+        assert!(
+            fusion[0].message.contains("between c000 and hub"),
+            "{}",
+            fusion[0].message
+        );
+        assert_eq!(
+            fusion[0].clusters.len(),
+            SUMMARY_LISTS + 1,
+            "the hub and the first twenty"
+        );
     }
 
     /// Clusters made and tied in one batch are a bulk load: quiet. Made by
