@@ -116,14 +116,13 @@ const REPACK_LOOK: Duration = Duration::from_secs(1);
 /// Replicated: how long a new producer waits for its network to reach the
 /// revision the shared alert log was evaluated at.
 const TAKE_OVER_WAIT: Duration = Duration::from_secs(5);
-/// A round taking in this many changes or more marks a bulk write (an
-/// import): owed figures wait until the writes pause.
+/// Batches of this many changes or more coming between two take-ins mark
+/// a bulk write (an import): the engine waits until the writes pause.
 const BULK_CHANGES: usize = 5_000;
-/// How long the writes must pause before figures owed to a bulk write are
-/// recomputed.
+/// How long the writes must pause before a bulk write is taken in.
 const BULK_QUIET: Duration = Duration::from_millis(200);
-/// A bulk write that never pauses still has its figures worked on, a slice
-/// this often.
+/// A bulk write that never pauses is still taken in, and a slice of its
+/// figures worked on, this often.
 const BULK_DEFERS_AT_MOST: Duration = Duration::from_secs(30);
 /// Work on owed figures between two looks for new batches.
 pub const PAY_FOR: Duration = Duration::from_millis(40);
@@ -208,7 +207,8 @@ impl AlertEngine {
             owed: loaded.owed,
             before: None,
             bulk_since: None,
-            last_take_in: Instant::now(),
+            last_batch_seen: Instant::now(),
+            changes_seen: 0,
             stopping: engine.stopping.clone(),
             shared,
             leading: false,
@@ -372,10 +372,11 @@ struct Worker {
     owed: BTreeMap<Id, u64>,
     /// The network as of `evaluated`, when known (not after a restart).
     before: Option<Arc<Snapshot>>,
-    /// Since when batches come in bulk (see [`BULK_CHANGES`]), and when the
-    /// last was taken in.
+    /// Since when batches come in bulk (see [`BULK_CHANGES`]), when the
+    /// last was seen, and the changes seen since the last take-in.
     bulk_since: Option<Instant>,
-    last_take_in: Instant,
+    last_batch_seen: Instant,
+    changes_seen: usize,
     /// Set at shutdown; the round under way checks it between clusters.
     stopping: Arc<AtomicBool>,
     /// Replicated: the shared steps; whether this worker produces them
@@ -438,19 +439,23 @@ impl Worker {
                 } else {
                     REPACK_LOOK
                 };
-                runtime.block_on(async {
+                let (stopping, received) = runtime.block_on(async {
                     tokio::select! {
-                        received = committed.recv() => {
-                            if let Ok(batch) = received {
-                                pending.insert(batch.revision, batch);
-                            }
-                            // Lagged: the log has what was dropped.
-                            false
-                        }
-                        _ = stopped.wait_for(|stop| *stop) => true,
-                        _ = tokio::time::sleep(wait) => false,
+                        received = committed.recv() => (false, Some(received)),
+                        _ = stopped.wait_for(|stop| *stop) => (true, None),
+                        _ = tokio::time::sleep(wait) => (false, None),
                     }
-                })
+                });
+                match received {
+                    Some(Ok(batch)) => {
+                        self.seen(Some(batch.changes.len()));
+                        pending.insert(batch.revision, batch);
+                    }
+                    // Lagged: the log has what was dropped.
+                    Some(Err(broadcast::error::RecvError::Lagged(_))) => self.seen(None),
+                    _ => {}
+                }
+                stopping
             } else {
                 self.stopping.load(Ordering::Relaxed)
             };
@@ -458,9 +463,10 @@ impl Worker {
             loop {
                 match committed.try_recv() {
                     Ok(batch) => {
+                        self.seen(Some(batch.changes.len()));
                         pending.insert(batch.revision, batch);
                     }
-                    Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => self.seen(None),
                     Err(_) => break,
                 }
             }
@@ -475,6 +481,11 @@ impl Worker {
                 continue;
             }
             self.follow_repack();
+            if self.deferring() {
+                // Taken in from the log once the writes pause.
+                pending.clear();
+                continue;
+            }
             let stored = on_pool(&mut || self.catch_up(&mut pending) && self.pay_owed());
             if !stored && self.leading_or_alone() && stops_within(&runtime, &mut stopped, RETRY_AFTER) {
                 return;
@@ -795,11 +806,12 @@ impl Worker {
             unreachable!()
         };
         self.owed.extend(owed.into_iter().map(|c| (c, next.revision)));
+        self.changes_seen = 0;
         if taken > 0 {
             // Measured from the end of the take-in: a long one is no pause.
-            self.last_take_in = Instant::now();
+            self.last_batch_seen = Instant::now();
             if taken >= BULK_CHANGES {
-                self.bulk_since.get_or_insert(self.last_take_in);
+                self.bulk_since.get_or_insert(self.last_batch_seen);
             }
         }
         tracing::debug!(
@@ -818,9 +830,6 @@ impl Worker {
     /// a batch waits; raises their state alerts. Returns false if they could
     /// not be stored.
     fn pay_owed(&mut self) -> bool {
-        if self.deferring() {
-            return true;
-        }
         // Nothing owed: nothing to store (an empty step would still flush).
         let Some(at) = self.before.clone().filter(|_| !self.owed.is_empty()) else {
             return true;
@@ -922,17 +931,29 @@ impl Worker {
         }
     }
 
-    /// Whether owed figures wait for a bulk write to pause. Recomputed
-    /// during an import, a cluster's figures would be computed again after
-    /// every few batches, on a network held while the writer copies it (on
-    /// 10M links, a second network's worth of memory, and the import's CPU):
-    /// they are computed once when the writes pause, or a slice every
-    /// [`BULK_DEFERS_AT_MOST`] if they never do. Event alerts are not held.
+    /// A batch came from the writer (`changes` long; None: the channel
+    /// dropped batches for this slow receiver, which only a burst does).
+    fn seen(&mut self, changes: Option<usize>) {
+        self.last_batch_seen = Instant::now();
+        self.changes_seen = self.changes_seen.saturating_add(changes.unwrap_or(BULK_CHANGES));
+        if self.changes_seen >= BULK_CHANGES {
+            self.bulk_since.get_or_insert(self.last_batch_seen);
+        }
+    }
+
+    /// Whether the engine waits for a bulk write to pause, both to take it
+    /// in and to recompute figures. Taken in while the import runs, its
+    /// batches took a core from it (115k links/s on 10M links, against 248k
+    /// without alerts) and had the engine hold older networks while the
+    /// writer copied them; recomputed, each cluster's figures would be
+    /// computed again every few batches. They are taken in once the writes
+    /// pause (read from the log in parts), or every [`BULK_DEFERS_AT_MOST`]
+    /// if they never do. Event alerts of a bulk write come that much later.
     fn deferring(&mut self) -> bool {
         let Some(since) = self.bulk_since else {
             return false;
         };
-        if self.last_take_in.elapsed() >= BULK_QUIET {
+        if self.last_batch_seen.elapsed() >= BULK_QUIET {
             self.bulk_since = None;
             return false;
         }

@@ -218,6 +218,45 @@ async fn a_new_tie_between_industries_of_two_clusters_is_a_fusion_link() {
     server.stop().await;
 }
 
+/// Batches of thousands of changes back to back are a bulk write: the
+/// engine may take them in only once they pause, reading them back from the
+/// change log. What they raise is what they would raise one by one: the
+/// ties inside a cluster nothing, the one new tie between industries of two
+/// clusters one alert.
+#[tokio::test]
+async fn a_bulk_write_raises_its_new_ties_once_whenever_it_is_taken_in() {
+    let (_dir, server, mut client) = start_with(three_clusters()).await;
+    only(&mut client, pb::AlertKind::FusionLinkAdded).await;
+    let latest = latest_sequence(&mut client).await;
+    let mut revision = 0;
+    for part in 0..4 {
+        let mut changes = Vec::new();
+        for i in 0..3_000 {
+            let id = format!("a-{part}-{i:04}");
+            changes.push(firm(&id, "a", "C2930"));
+            changes.push(tie(&id, "a1", pb::LinkKind::Supply));
+        }
+        if part == 2 {
+            changes.push(tie("a-0-0000", "b1", pb::LinkKind::Cooperation));
+        }
+        revision = apply(&server, changes).await;
+    }
+    settle(&mut client, revision).await;
+    let alerts = listed(
+        &mut client,
+        pb::ListAlertsRequest {
+            from_sequence: latest + 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].cluster_ids, ["a", "b"]);
+    assert_eq!(alerts[0].actor_ids, ["a-0-0000", "b1"]);
+    assert_eq!(figure(&alerts[0], "new_links"), (0.0, 1.0));
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn an_actor_that_loses_its_only_substitute_is_reported() {
     let mut world = three_clusters();
