@@ -953,7 +953,9 @@ impl Worker {
         let Some(since) = self.bulk_since else {
             return false;
         };
-        if self.last_batch_seen.elapsed() >= BULK_QUIET {
+        // Paused: nothing committed and nothing queued (a checkpoint holds
+        // the writer for seconds on 10M links while the import queues).
+        if self.last_batch_seen.elapsed() >= BULK_QUIET && self.store.since_last_queued() >= BULK_QUIET {
             self.bulk_since = None;
             return false;
         }

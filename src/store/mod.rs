@@ -222,6 +222,10 @@ pub struct Store {
     /// Whether the store should be serving (a replica that trails its log
     /// or lost it says no).
     ready: tokio::sync::watch::Sender<bool>,
+    /// When a batch was last queued for the writer. An import goes on
+    /// queueing while the writer is busy with a checkpoint and nothing
+    /// commits, so this, not the last commit, tells when writes pause.
+    queued_at: std::sync::Mutex<std::time::Instant>,
 }
 
 impl Store {
@@ -295,7 +299,18 @@ impl Store {
             proposals: std::sync::OnceLock::new(),
             replication: std::sync::OnceLock::new(),
             ready: tokio::sync::watch::channel(true).0,
+            queued_at: std::sync::Mutex::new(std::time::Instant::now()),
         })
+    }
+
+    /// How long since a batch was last queued to be written (or its
+    /// queueing ended: a full queue holds the caller until there is room).
+    pub fn since_last_queued(&self) -> std::time::Duration {
+        self.queued_at.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
+    }
+
+    fn queued_now(&self) {
+        *self.queued_at.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
     }
 
     /// Waits until the published revision is at least `revision`; false if
@@ -470,7 +485,10 @@ impl Store {
         let Some(queue) = queue else {
             return Err(shutting_down());
         };
-        queue.send(Request::Write(request)).await.map_err(|_| shutting_down())
+        self.queued_now();
+        let sent = queue.send(Request::Write(request)).await.map_err(|_| shutting_down());
+        self.queued_now();
+        sent
     }
 
     /// Makes this store a replica of a shared log: from now on its batches
