@@ -953,9 +953,10 @@ impl Worker {
         let Some(since) = self.bulk_since else {
             return false;
         };
-        // Paused: nothing committed and nothing queued (a checkpoint holds
-        // the writer for seconds on 10M links while the import queues).
-        if self.last_batch_seen.elapsed() >= BULK_QUIET && self.store.since_last_queued() >= BULK_QUIET {
+        // Paused: nothing committed, queued or being written (a checkpoint
+        // holds the writer for seconds on 10M links, the import's next
+        // batch waiting).
+        if self.last_batch_seen.elapsed() >= BULK_QUIET && self.store.writes_idle_for() >= BULK_QUIET {
             self.bulk_since = None;
             return false;
         }

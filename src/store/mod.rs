@@ -159,6 +159,35 @@ struct WriteRequest {
     /// the next one; one already applied (delivered again) is skipped.
     at: Option<u64>,
     reply: oneshot::Sender<Result<Applied>>,
+    /// Counts the batch as being written until the writer lets it go.
+    _in_flight: InFlight,
+}
+
+/// Batches queued or being written, and since when there were none.
+#[derive(Default)]
+struct WriteActivity {
+    in_flight: usize,
+    idle_since: Option<std::time::Instant>,
+}
+
+/// One batch counted in [`WriteActivity`] while it lives.
+struct InFlight(Arc<std::sync::Mutex<WriteActivity>>);
+
+impl InFlight {
+    fn begin(activity: &Arc<std::sync::Mutex<WriteActivity>>) -> Self {
+        activity.lock().unwrap_or_else(|p| p.into_inner()).in_flight += 1;
+        InFlight(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut activity = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        activity.in_flight -= 1;
+        if activity.in_flight == 0 {
+            activity.idle_since = Some(std::time::Instant::now());
+        }
+    }
 }
 
 /// What the writer's queue carries.
@@ -222,10 +251,10 @@ pub struct Store {
     /// Whether the store should be serving (a replica that trails its log
     /// or lost it says no).
     ready: tokio::sync::watch::Sender<bool>,
-    /// When a batch was last queued for the writer. An import goes on
-    /// queueing while the writer is busy with a checkpoint and nothing
-    /// commits, so this, not the last commit, tells when writes pause.
-    queued_at: std::sync::Mutex<std::time::Instant>,
+    /// Batches queued or being written. An import's next batch waits while
+    /// the writer is busy with a checkpoint and nothing commits, so this,
+    /// not the last commit, tells when writes pause.
+    activity: Arc<std::sync::Mutex<WriteActivity>>,
 }
 
 impl Store {
@@ -299,18 +328,20 @@ impl Store {
             proposals: std::sync::OnceLock::new(),
             replication: std::sync::OnceLock::new(),
             ready: tokio::sync::watch::channel(true).0,
-            queued_at: std::sync::Mutex::new(std::time::Instant::now()),
+            activity: Arc::new(std::sync::Mutex::new(WriteActivity {
+                in_flight: 0,
+                idle_since: Some(std::time::Instant::now()),
+            })),
         })
     }
 
-    /// How long since a batch was last queued to be written (or its
-    /// queueing ended: a full queue holds the caller until there is room).
-    pub fn since_last_queued(&self) -> std::time::Duration {
-        self.queued_at.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
-    }
-
-    fn queued_now(&self) {
-        *self.queued_at.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+    /// How long no batch has been queued or written (zero while one is).
+    pub fn writes_idle_for(&self) -> std::time::Duration {
+        let activity = self.activity.lock().unwrap_or_else(|p| p.into_inner());
+        match activity.idle_since {
+            Some(since) if activity.in_flight == 0 => since.elapsed(),
+            _ => std::time::Duration::ZERO,
+        }
     }
 
     /// Waits until the published revision is at least `revision`; false if
@@ -461,6 +492,7 @@ impl Store {
             sequence,
             at: None,
             reply,
+            _in_flight: InFlight::begin(&self.activity),
         })
         .await?;
         Ok(PendingBatch { answer })
@@ -475,6 +507,7 @@ impl Store {
             sequence: None,
             at: Some(revision),
             reply,
+            _in_flight: InFlight::begin(&self.activity),
         })
         .await?;
         Ok(PendingBatch { answer })
@@ -485,10 +518,7 @@ impl Store {
         let Some(queue) = queue else {
             return Err(shutting_down());
         };
-        self.queued_now();
-        let sent = queue.send(Request::Write(request)).await.map_err(|_| shutting_down());
-        self.queued_now();
-        sent
+        queue.send(Request::Write(request)).await.map_err(|_| shutting_down())
     }
 
     /// Makes this store a replica of a shared log: from now on its batches
