@@ -408,6 +408,7 @@ impl Worker {
             None => work(),
         };
         let mut pending: BTreeMap<u64, Arc<Committed>> = BTreeMap::new();
+        self.hold_log();
         if self.shared.is_none() {
             on_pool(&mut || {
                 self.start_up();
@@ -561,6 +562,7 @@ impl Worker {
         }
         self.leading = false;
         self.engine.producing.store(false, Ordering::Release);
+        self.hold_log();
         // `before` is kept: the network at a revision is the same whoever
         // evaluated it, so a take-over that resumes there can use it.
         self.states.clear();
@@ -987,6 +989,20 @@ impl Worker {
         self.evaluated = Some(next.revision);
         self.publish_settled();
         self.before = Some(next);
+        self.hold_log();
+    }
+
+    /// Keeps the store's log from the first batch not taken in while this
+    /// worker evaluates (alone, or producing for the replicas): deferred
+    /// behind a bulk write, it reads those batches back from the log, and a
+    /// compaction meanwhile would lose their event alerts. A replica that
+    /// does not produce holds nothing.
+    fn hold_log(&self) {
+        let from = match self.evaluated {
+            Some(evaluated) if self.leading_or_alone() => evaluated + 1,
+            _ => u64::MAX,
+        };
+        self.store.hold_log_from(from);
     }
 }
 

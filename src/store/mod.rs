@@ -20,7 +20,7 @@ mod sled_backend;
 use std::{
     path::Path,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     thread,
@@ -200,6 +200,8 @@ enum Request {
         took: Duration,
         accepted: std::sync::mpsc::SyncSender<bool>,
     },
+    /// The log's hold moved on: records kept only for it can go.
+    Released,
 }
 
 /// Ties queued batches together: once one fails, the later ones of the same
@@ -241,6 +243,9 @@ pub struct Store {
     observer: Arc<arc_swap::ArcSwapOption<Box<dyn CommitObserver>>>,
     /// Set while enough was written for a repack and it has not landed.
     repack_pending: Arc<AtomicBool>,
+    /// The oldest revision a follower (the alert engine) has still to read
+    /// from the log; compaction keeps it. `u64::MAX`: none held.
+    held_from: Arc<AtomicU64>,
     /// The published revision, for waiting until one is reached.
     revision: tokio::sync::watch::Receiver<u64>,
     /// Replicated: where this node's batches go to be ordered (the
@@ -279,6 +284,7 @@ impl Store {
         let (committed, _) = broadcast::channel(WATCH_BUFFER);
         let observer = Arc::new(arc_swap::ArcSwapOption::empty());
         let repack_pending = Arc::new(AtomicBool::new(false));
+        let held_from = Arc::new(AtomicU64::new(u64::MAX));
         let (revision_out, revision_in) = tokio::sync::watch::channel(revision);
         let repack_due = match config.repack_min_changes {
             Some(_) => Some(Repacker::start(
@@ -308,6 +314,9 @@ impl Store {
             since_repack: changes_since_checkpoint,
             repack_pending: repack_pending.clone(),
             revision: revision_out,
+            held_from: held_from.clone(),
+            last_checkpoint: None,
+            held_back: false,
         };
         let handle = thread::Builder::new()
             .name("clusternet-writer".into())
@@ -324,6 +333,7 @@ impl Store {
             config,
             observer,
             repack_pending,
+            held_from,
             revision: revision_in,
             proposals: std::sync::OnceLock::new(),
             replication: std::sync::OnceLock::new(),
@@ -333,6 +343,21 @@ impl Store {
                 idle_since: Some(std::time::Instant::now()),
             })),
         })
+    }
+
+    /// Keeps the log from `revision` on through compactions until a later
+    /// call moves the hold (`u64::MAX` lets go): a follower reading batches
+    /// back from the log must find them. Records kept only for the hold go
+    /// once it moves past them.
+    pub fn hold_log_from(&self, revision: u64) {
+        let before = self.held_from.swap(revision, Ordering::AcqRel);
+        if revision > before {
+            let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            // A full queue: the next checkpoint compacts them.
+            if let Some(queue) = queue {
+                let _ = queue.try_send(Request::Released);
+            }
+        }
     }
 
     /// How long no batch has been queued or written (zero while one is).
@@ -612,6 +637,12 @@ struct Writer {
     since_repack: u64,
     repack_pending: Arc<AtomicBool>,
     revision: tokio::sync::watch::Sender<u64>,
+    /// See [`Store::hold_log_from`].
+    held_from: Arc<AtomicU64>,
+    /// The revision of the last checkpoint written since this start.
+    last_checkpoint: Option<u64>,
+    /// The last compaction kept records only for the hold.
+    held_back: bool,
 }
 
 impl Writer {
@@ -625,6 +656,12 @@ impl Writer {
                     accepted,
                 } => {
                     let _ = accepted.send(self.publish_repacked(snapshot, took));
+                    continue;
+                }
+                Request::Released => {
+                    if let Some(checkpoint) = self.last_checkpoint.filter(|_| self.held_back) {
+                        self.compact(checkpoint);
+                    }
                     continue;
                 }
             };
@@ -642,6 +679,8 @@ impl Writer {
                         repacked = Some((snapshot, took, accepted));
                         break;
                     }
+                    // Compacted at the next checkpoint, or on the next one.
+                    Ok(Request::Released) => {}
                     Err(_) => break,
                 }
             }
@@ -772,6 +811,7 @@ impl Writer {
                 self.since_checkpoint = 0;
                 self.bytes_since_checkpoint = 0;
                 self.checkpoint_bytes = bytes;
+                self.last_checkpoint = Some(published.revision);
                 tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "checkpoint written");
                 self.compact(published.revision);
             }
@@ -806,6 +846,11 @@ impl Writer {
         if let Some(by_bytes) = by_bytes {
             before = before.max(by_bytes.min(checkpoint + 1));
         }
+        // Nor what the alert engine has still to read: it waits for a bulk
+        // import to pause before it reads the import's batches back.
+        let held = self.held_from.load(Ordering::Acquire);
+        self.held_back = held < before;
+        before = before.min(held);
         self.logged.retain(|(revision, _)| *revision >= before);
         match self.backend.compact_log(before) {
             Ok(0) => {}

@@ -642,3 +642,43 @@ async fn the_history_kept_after_a_checkpoint_weighs_no_more_than_the_checkpoint(
     );
     assert!(bytes(false) <= file + batch, "{} bytes logged since it", bytes(false));
 }
+
+/// The log a follower holds (the alert engine waits for a bulk write to
+/// pause before it reads the write's batches back) outlives checkpoints
+/// until the hold moves; then what was kept only for it goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_a_follower_holds_survives_compaction_until_it_lets_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        checkpoint_min_changes: 1_000,
+        history_revisions: Some(10),
+        history_min_bytes: 0,
+        ..StoreConfig::default()
+    };
+    let store = Store::open_sled(dir.path(), &SledConfig::default(), config).unwrap();
+    let changes = clusternet::synthetic::generate(&clusternet::synthetic::SyntheticConfig {
+        clusters: 10,
+        actors: 2_000,
+        links: 20_000,
+        ..Default::default()
+    });
+    store.hold_log_from(3);
+    for chunk in changes.chunks(250) {
+        store.apply(chunk.to_vec()).await.unwrap();
+    }
+    let checkpoint = checkpoint_revision(dir.path()).expect("the load took a checkpoint");
+    assert!(checkpoint > 13, "checkpoint at {checkpoint}");
+    assert_eq!(store.log().oldest().unwrap(), Some(3), "held from 3");
+    // Let go: compacted at once, without another write or checkpoint.
+    store.hold_log_from(u64::MAX);
+    let waited = std::time::Instant::now();
+    loop {
+        let oldest = store.log().oldest().unwrap().unwrap();
+        if oldest > 3 {
+            assert!(oldest <= checkpoint + 1, "oldest {oldest}, checkpoint {checkpoint}");
+            break;
+        }
+        assert!(waited.elapsed() < Duration::from_secs(10), "still held from {oldest}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
