@@ -910,20 +910,21 @@ impl Evaluator<'_> {
             }
         };
         /// Each cluster pair's new links.
-        type Pairs<'r> = &'r BTreeMap<(Id, Id), NewTies>;
+        type Pairs<'r> = &'r [(&'r (Id, Id), &'r NewTies)];
         /// A cluster's ties of one kind to each other cluster.
         type Count = fn(&Network, &Id) -> HashMap<Id, u64>;
+        let (fusion, capital) = (sorted(&round.fusion), sorted(&round.capital));
         let kinds: [(AlertKind, Pairs, Count, &str, &str); 2] = [
             (
                 AlertKind::FusionLinkAdded,
-                &round.fusion,
+                &fusion,
                 |network, cluster| cross_industry_ties_by_other(network, cluster, IndustryLevel::Division),
                 "cross_industry_ties",
                 "cross-industry",
             ),
             (
                 AlertKind::CrossInvestmentAdded,
-                &round.capital,
+                &capital,
                 capital_ties_by_other,
                 "capital_ties",
                 "investment or ownership",
@@ -941,7 +942,7 @@ impl Evaluator<'_> {
             .iter()
             .enumerate()
             .filter(|(_, (kind, pairs, ..))| shown(*kind, pairs))
-            .flat_map(|(k, (_, pairs, ..))| pairs.keys().flat_map(move |(a, _)| [(k, 0, a), (k, 1, a)]))
+            .flat_map(|(k, (_, pairs, ..))| pairs.iter().flat_map(move |((a, _), _)| [(k, 0, a), (k, 1, a)]))
             .collect();
         needed.sort_unstable();
         needed.dedup();
@@ -961,7 +962,7 @@ impl Evaluator<'_> {
                 continue;
             }
             let one_by_one = shown(*kind, pairs);
-            let raised = pairs.iter().map(|((a, b), links)| {
+            let raised = pairs.iter().map(|&((a, b), links)| {
                 let clusters: Vec<Id> = [a, b].into_iter().filter(|c| !c.is_empty()).cloned().collect();
                 let other = if b.is_empty() {
                     "actors outside any cluster".to_string()
@@ -1145,9 +1146,9 @@ pub struct Round<'n> {
     /// New links already counted (a link upserted twice in a round is new once).
     seen: FxHashSet<EdgeKey>,
     /// (cluster, other cluster or "" for none) -> new cross-industry ties.
-    fusion: BTreeMap<(Id, Id), NewTies>,
+    fusion: FxHashMap<(Id, Id), NewTies>,
     /// (cluster, other cluster) -> new investment or ownership ties.
-    capital: BTreeMap<(Id, Id), NewTies>,
+    capital: FxHashMap<(Id, Id), NewTies>,
     /// Actors whose substitution profile changed: deleted actors, ends of
     /// removed links (also those a deleted actor took with it), and actors
     /// whose industry or segments changed.
@@ -1174,8 +1175,8 @@ impl<'n> Round<'n> {
             kept,
             made_in: HashMap::new(),
             seen: FxHashSet::default(),
-            fusion: BTreeMap::new(),
-            capital: BTreeMap::new(),
+            fusion: FxHashMap::default(),
+            capital: FxHashMap::default(),
             profiles: BTreeSet::new(),
             touched: BTreeSet::new(),
             actors_of: BTreeMap::new(),
@@ -1358,21 +1359,15 @@ impl<'n> Round<'n> {
         let known = |c: &Id| {
             kept.contains_key(c) || before.clusters.contains_key(c) || made_in.get(c).is_some_and(|b| *b < batch)
         };
-        let outside: Id = Id::from("");
-        let sides = |clusters: &[Id]| -> Vec<Id> {
-            if clusters.is_empty() {
-                vec![outside.clone()]
-            } else {
-                clusters.to_vec()
-            }
-        };
-        let division = |code: &str| IndustryLevel::Division.key(code).map(str::to_string);
+        let outside = [Id::from("")];
+        let sides = |clusters: &'n [Id]| clusters.iter().chain(outside.iter().filter(|_| clusters.is_empty()));
+        let division = |code| IndustryLevel::Division.key(code);
         let (from, to) = (division(&source.industry), division(&target.industry));
         let cross_industry =
             source.kind.is_enterprise() && target.kind.is_enterprise() && from.is_some() && to.is_some() && from != to;
         for a in sides(&source.cluster_ids) {
             for b in sides(&target.cluster_ids) {
-                if !(known(&a) || known(&b)) {
+                if !(known(a) || known(b)) {
                     continue;
                 }
                 // The cluster first; "" (no cluster) second.
@@ -1395,12 +1390,22 @@ impl<'n> Round<'n> {
 }
 
 impl NewTies {
+    /// Links kept: enough for the actors an alert names (each link two).
+    const KEPT: usize = ACTORS_LISTED / 2;
+
     fn push(&mut self, ends: (Id, Id)) {
         self.count += 1;
-        if self.first.len() < ACTORS_LISTED {
+        if self.first.len() < Self::KEPT {
             self.first.push(ends);
         }
     }
+}
+
+/// A round's cluster pairs in order, whatever order their links came in.
+fn sorted(pairs: &FxHashMap<(Id, Id), NewTies>) -> Vec<(&(Id, Id), &NewTies)> {
+    let mut sorted: Vec<_> = pairs.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    sorted
 }
 
 /// The cluster's own network (links with both ends members): its PageRank
