@@ -824,6 +824,11 @@ impl Worker {
             "batches taken in"
         );
         self.taken_in(next);
+        if taken >= BULK_CHANGES {
+            // The round's sets and maps of a bulk write are many small
+            // allocations; glibc keeps their pages resident unless told.
+            crate::background::return_freed_memory();
+        }
         true
     }
 
