@@ -589,25 +589,33 @@ async fn after_a_repack_the_alert_engine_lets_the_old_copy_of_the_network_go() {
     }
 }
 
-/// A bulk load of many batches stays in the change log only as far back as
-/// the checkpoint outweighs it: kept whole beside the checkpoint that holds
-/// it, it made the data directory more than twice the CSV it came from.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_history_kept_after_a_checkpoint_weighs_no_more_than_the_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
+/// A store that takes a checkpoint every 1,000 changes and keeps
+/// `history_revisions` of history whatever it weighs, and a load of 10
+/// clusters, 2,000 actors and 20,000 links to write into it.
+fn checkpointing_store(dir: &std::path::Path, history_revisions: u64) -> (Store, Vec<Change>) {
     let config = StoreConfig {
         checkpoint_min_changes: 1_000,
-        history_revisions: Some(100_000),
+        history_revisions: Some(history_revisions),
         history_min_bytes: 0,
         ..StoreConfig::default()
     };
-    let store = Store::open_sled(dir.path(), &SledConfig::default(), config).unwrap();
+    let store = Store::open_sled(dir, &SledConfig::default(), config).unwrap();
     let changes = clusternet::synthetic::generate(&clusternet::synthetic::SyntheticConfig {
         clusters: 10,
         actors: 2_000,
         links: 20_000,
         ..Default::default()
     });
+    (store, changes)
+}
+
+/// A bulk load of many batches stays in the change log only as far back as
+/// the checkpoint outweighs it: kept whole beside the checkpoint that holds
+/// it, it made the data directory more than twice the CSV it came from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_kept_after_a_checkpoint_weighs_no_more_than_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, changes) = checkpointing_store(dir.path(), 100_000);
     let batches = changes.chunks(250).count() as u64;
     for chunk in changes.chunks(250) {
         store.apply(chunk.to_vec()).await.unwrap();
@@ -649,19 +657,7 @@ async fn the_history_kept_after_a_checkpoint_weighs_no_more_than_the_checkpoint(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_a_follower_holds_survives_compaction_until_it_lets_go() {
     let dir = tempfile::tempdir().unwrap();
-    let config = StoreConfig {
-        checkpoint_min_changes: 1_000,
-        history_revisions: Some(10),
-        history_min_bytes: 0,
-        ..StoreConfig::default()
-    };
-    let store = Store::open_sled(dir.path(), &SledConfig::default(), config).unwrap();
-    let changes = clusternet::synthetic::generate(&clusternet::synthetic::SyntheticConfig {
-        clusters: 10,
-        actors: 2_000,
-        links: 20_000,
-        ..Default::default()
-    });
+    let (store, changes) = checkpointing_store(dir.path(), 10);
     store.hold_log_from(3);
     for chunk in changes.chunks(250) {
         store.apply(chunk.to_vec()).await.unwrap();

@@ -403,12 +403,7 @@ impl<'n, 'a> Search<'n, 'a> {
         if self.linked(p, q) {
             return true;
         }
-        let platforms: Vec<Ix> = self.nodes[p]
-            .platforms
-            .iter()
-            .filter(|(_, t)| t.members as f64 >= k)
-            .map(|(ix, _)| *ix)
-            .collect();
+        let platforms = self.joining_platforms(p);
         let (cluster, sites) = (self.nodes[q].place.cluster.clone(), self.nodes[q].place.sites.clone());
         platforms.into_iter().any(|ix| {
             let reach = self.reach_of(ix);
@@ -423,21 +418,25 @@ impl<'n, 'a> Search<'n, 'a> {
         })
     }
 
+    /// The platforms tied to enough of a read place's members to join it.
+    fn joining_platforms(&self, n: usize) -> Vec<Ix> {
+        let k = self.config.detection.min_platform_members;
+        self.nodes[n]
+            .platforms
+            .iter()
+            .filter(|(_, t)| t.members as f64 >= k)
+            .map(|(ix, _)| *ix)
+            .collect()
+    }
+
     /// The clusters a read place may be joined to: those a platform tied
     /// to enough of its members reaches at all, and those a PLATFORM
     /// cluster link from its sites or cluster ends in. A superset of the
     /// clusters of every place [`Self::may_join`] or [`Self::joined`]
     /// accepts with it.
     fn joinable_clusters(&mut self, n: usize) -> BTreeSet<Id> {
-        let k = self.config.detection.min_platform_members;
-        let platforms: Vec<Ix> = self.nodes[n]
-            .platforms
-            .iter()
-            .filter(|(_, t)| t.members as f64 >= k)
-            .map(|(ix, _)| *ix)
-            .collect();
         let mut joinable: BTreeSet<Id> = BTreeSet::new();
-        for ix in platforms {
+        for ix in self.joining_platforms(n) {
             joinable.extend(self.reach_of(ix).keys().map(|(cluster, _)| cluster.clone()));
         }
         let place = &self.nodes[n].place;
