@@ -18,7 +18,12 @@
 //!   evaluated. A rest after each long round was tried first; it held every
 //!   batch that arrived during the rest for seconds.
 //! * **Catching up.** Batches the live broadcast dropped (the engine fell
-//!   behind) are read back from the change log.
+//!   behind) are read back from the change log, a few at a time.
+//! * **Bulk writes.** Batches of thousands of changes back to back (an
+//!   import) are taken in once the writes pause, read back from the log,
+//!   which the engine holds from its first batch not taken in
+//!   ([`Store::hold_log_from`]): taken in as they came, they took a core
+//!   from the writer and had the engine hold older networks.
 //! * **Restart.** The log holds the revision taken in, the clusters owed and
 //!   the figures kept, so a restart resumes where the engine stopped. Batches a crash left
 //!   unevaluated are evaluated against the kept figures (see
