@@ -50,7 +50,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, watch};
 
 use super::{
-    evaluate::{changed_clusters, ClusterState, Evaluator, Round},
+    evaluate::{every_cluster, ClusterState, Evaluator, Round},
     log::{settled, AlertLog, StateChange, Step},
     Alert, AlertRules,
 };
@@ -792,10 +792,7 @@ impl Worker {
         pending.retain(|r, _| *r > next.revision);
         let (mut alerts, affected) = match &round {
             Some(round) => (evaluator.round_events(round), round.affected()),
-            None => (
-                Vec::new(),
-                changed_clusters(None, &next.network, std::iter::empty(), &self.states),
-            ),
+            None => (Vec::new(), every_cluster(&next.network, &self.states)),
         };
         drop(round);
         self.number(&mut alerts);

@@ -6,7 +6,7 @@
 //!   stage verdict and scores, virtual-integration pattern, PageRank top-k,
 //!   components of its own network, member overlaps) with the same figures
 //!   computed now. Only the clusters the round can have changed are
-//!   recomputed ([`affected_clusters`]); the kept figures are persisted with
+//!   recomputed ([`Round::affected`]); the kept figures are persisted with
 //!   the alerts, so a restart resumes from them.
 //! * **Event alerts** (FUSION_LINK_ADDED, CROSS_INVESTMENT_ADDED,
 //!   SUBSTITUTE_LOST) look at the round's changes themselves and compare the
@@ -254,17 +254,19 @@ impl Evaluator<'_> {
         &self,
         before: Option<&Network>,
         after: &Network,
-        changes: impl Iterator<Item = &'c Change> + Clone,
+        changes: impl Iterator<Item = &'c Change>,
         kept: &HashMap<Id, ClusterState>,
     ) -> Result<Outcome, Cancelled> {
-        let affected = changed_clusters(before, after, changes.clone(), kept);
-        let mut outcome = self.state_changes(after, &affected, kept)?;
-        if let Some(before) = before {
-            // One batch: a cluster made by `changes` is new to all of them.
-            outcome
-                .alerts
-                .extend(self.events(before, after, changes.map(|c| (0, c)), kept));
+        let Some(before) = before else {
+            return self.state_changes(after, &every_cluster(after, kept), kept);
+        };
+        // One batch: a cluster made by `changes` is new to all of them.
+        let mut round = Round::new(before, after, kept);
+        for change in changes {
+            round.take(0, change);
         }
+        let mut outcome = self.state_changes(after, &round.affected(), kept)?;
+        outcome.alerts.extend(self.round_events(&round));
         Ok(outcome)
     }
 
@@ -1094,35 +1096,11 @@ fn component_sizes(components: &[(Id, u32)]) -> (usize, usize) {
     (sizes.len(), sizes.values().copied().max().unwrap_or(0))
 }
 
-/// The clusters whose figures `changes` (which took `before` to `after`)
-/// can have changed; every cluster, kept or present, when `before` is
-/// unknown.
-pub fn changed_clusters<'c>(
-    before: Option<&Network>,
-    after: &Network,
-    changes: impl Iterator<Item = &'c Change>,
-    kept: &HashMap<Id, ClusterState>,
-) -> Vec<Id> {
-    match before {
-        Some(before) => affected_clusters(before, after, changes),
-        None => {
-            let every: BTreeSet<Id> = kept.keys().chain(after.clusters.keys()).cloned().collect();
-            every.into_iter().collect()
-        }
-    }
-}
-
-/// The clusters a round can have changed: those of every actor, link end,
-/// cluster link end and cluster it touches, before and after, and for an
-/// actor whose attributes changed also those of its partners (their stage
-/// figures count its country, industry and segments).
-pub fn affected_clusters<'c>(before: &Network, after: &Network, changes: impl Iterator<Item = &'c Change>) -> Vec<Id> {
-    let kept = HashMap::new();
-    let mut round = Round::new(before, after, &kept);
-    for change in changes {
-        round.take(0, change);
-    }
-    round.affected()
+/// Every cluster, kept or present: what a round whose network before is
+/// unknown can have changed ([`Round::affected`] when it is known).
+pub fn every_cluster(after: &Network, kept: &HashMap<Id, ClusterState>) -> Vec<Id> {
+    let every: BTreeSet<Id> = kept.keys().chain(after.clusters.keys()).cloned().collect();
+    every.into_iter().collect()
 }
 
 /// New links of one kind between one pair of clusters: how many, and the
@@ -1200,7 +1178,11 @@ impl<'n> Round<'n> {
         }
     }
 
-    /// The clusters whose figures the round can have changed.
+    /// The clusters whose figures the round can have changed: those of
+    /// every actor, link end, cluster link end and cluster it touched,
+    /// before and after, and for an actor whose attributes changed also
+    /// those of its partners (their stage figures count its country,
+    /// industry and segments).
     pub fn affected(&self) -> Vec<Id> {
         let mut out = self.clusters.clone();
         let of_actor = |id: &str, partners: bool, out: &mut BTreeSet<Id>| {
