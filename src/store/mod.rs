@@ -246,6 +246,8 @@ pub struct Store {
     /// The oldest revision a follower (the alert engine) has still to read
     /// from the log; compaction keeps it. `u64::MAX`: none held.
     held_from: Arc<AtomicU64>,
+    /// Set while the log keeps records only for the hold.
+    held_back: Arc<AtomicBool>,
     /// The published revision, for waiting until one is reached.
     revision: tokio::sync::watch::Receiver<u64>,
     /// Replicated: where this node's batches go to be ordered (the
@@ -285,6 +287,7 @@ impl Store {
         let observer = Arc::new(arc_swap::ArcSwapOption::empty());
         let repack_pending = Arc::new(AtomicBool::new(false));
         let held_from = Arc::new(AtomicU64::new(u64::MAX));
+        let held_back = Arc::new(AtomicBool::new(false));
         let (revision_out, revision_in) = tokio::sync::watch::channel(revision);
         let repack_due = match config.repack_min_changes {
             Some(_) => Some(Repacker::start(
@@ -316,7 +319,7 @@ impl Store {
             revision: revision_out,
             held_from: held_from.clone(),
             last_checkpoint: None,
-            held_back: false,
+            held_back: held_back.clone(),
         };
         let handle = thread::Builder::new()
             .name("clusternet-writer".into())
@@ -334,6 +337,7 @@ impl Store {
             observer,
             repack_pending,
             held_from,
+            held_back,
             revision: revision_in,
             proposals: std::sync::OnceLock::new(),
             replication: std::sync::OnceLock::new(),
@@ -351,7 +355,7 @@ impl Store {
     /// once it moves past them.
     pub fn hold_log_from(&self, revision: u64) {
         let before = self.held_from.swap(revision, Ordering::AcqRel);
-        if revision > before {
+        if revision > before && self.held_back.load(Ordering::Acquire) {
             let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner()).clone();
             // A full queue: the next checkpoint compacts them.
             if let Some(queue) = queue {
@@ -642,7 +646,7 @@ struct Writer {
     /// The revision of the last checkpoint written since this start.
     last_checkpoint: Option<u64>,
     /// The last compaction kept records only for the hold.
-    held_back: bool,
+    held_back: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -659,14 +663,13 @@ impl Writer {
                     continue;
                 }
                 Request::Released => {
-                    if let Some(checkpoint) = self.last_checkpoint.filter(|_| self.held_back) {
-                        self.compact(checkpoint);
-                    }
+                    self.compact_released();
                     continue;
                 }
             };
             let mut group = vec![first];
             let mut repacked = None;
+            let mut released = false;
             while group.len() < self.max_group {
                 match queue.try_recv() {
                     Ok(Request::Write(request)) => group.push(request),
@@ -679,12 +682,14 @@ impl Writer {
                         repacked = Some((snapshot, took, accepted));
                         break;
                     }
-                    // Compacted at the next checkpoint, or on the next one.
-                    Ok(Request::Released) => {}
+                    Ok(Request::Released) => released = true,
                     Err(_) => break,
                 }
             }
             self.commit_group(group);
+            if released {
+                self.compact_released();
+            }
             if let Some((snapshot, took, accepted)) = repacked {
                 let _ = accepted.send(self.publish_repacked(snapshot, took));
             }
@@ -830,6 +835,14 @@ impl Writer {
     /// that outweighs the network is no use to anyone: a graph is patched
     /// from 5% of the nodes at most, and a watch that far behind is better
     /// served by reading the network again.
+    /// The hold moved on: compacts again what the last compaction kept
+    /// only for it.
+    fn compact_released(&mut self) {
+        if let Some(checkpoint) = self.last_checkpoint.filter(|_| self.held_back.load(Ordering::Acquire)) {
+            self.compact(checkpoint);
+        }
+    }
+
     fn compact(&mut self, checkpoint: u64) {
         let Some(keep) = self.history_revisions else { return };
         let latest = self.current.load().revision;
@@ -849,7 +862,7 @@ impl Writer {
         // Nor what the alert engine has still to read: it waits for a bulk
         // import to pause before it reads the import's batches back.
         let held = self.held_from.load(Ordering::Acquire);
-        self.held_back = held < before;
+        self.held_back.store(held < before, Ordering::Release);
         before = before.min(held);
         self.logged.retain(|(revision, _)| *revision >= before);
         match self.backend.compact_log(before) {
